@@ -1,0 +1,231 @@
+// The reverse-mode engine: one topological sort, one reverse sweep.
+
+#include <string>
+#include <vector>
+
+#include "graph/var.hpp"
+#include "ops/arith.hpp"
+#include "ops/kernels.hpp"
+#include "ops/reduce.hpp"
+
+namespace tg {
+
+// Note [Engine scratch]
+// During one backward the engine keeps each node's incoming gradient in `Node::pending`
+// and its visit mark in `Node::mark` (a per-backward epoch, so no clearing pass and no
+// hash set). A graph is differentiated by one thread at a time; independent graphs on
+// different threads never share these fields. Leaves shared between threads must not be
+// differentiated concurrently (their `.grad` accumulation would race, as in any library).
+//
+// Note [Gradient accumulation]
+// Ops return gradients; only the engine adds them up. The first gradient to reach a node
+// is kept as is (it may alias another gradient, e.g. add's backward hands dy to both
+// inputs). A second one is added out of place into a fresh buffer, which the node then owns
+// (`pending_owned`), so later ones are added in place. With create_graph every sum is a
+// recorded `add`, so it can be differentiated.
+
+namespace {
+
+std::atomic<uint64_t> g_epoch{0};
+
+bool sole_owner(const Var& v) {
+  return v.node_ptr().use_count() == 1 && v.value().storage_use_count() == 1;
+}
+
+void accumulate_pending(Node& n, Var g, bool create_graph) {
+  if (!n.pending.defined()) {
+    n.pending = std::move(g);
+    n.pending_owned = false;
+    return;
+  }
+  if (create_graph) {
+    n.pending = add(n.pending, g);
+    return;
+  }
+  if (n.pending_owned || sole_owner(n.pending)) {
+    Tensor dst = n.pending.value();
+    kern::add_(dst, g.value());
+  } else {
+    n.pending = Var(kern::zip(n.pending.value(), g.value(), "add",
+                              [](auto a, auto b) { return a + b; }));
+  }
+  n.pending_owned = true;
+}
+
+// Adds a finished gradient into a leaf's (or retained non-leaf's) `.grad`.
+void accumulate_grad_field(Node& n, Var g, bool create_graph) {
+  if (!n.grad.defined()) {
+    if (create_graph || sole_owner(g)) {
+      n.grad = std::move(g);
+    } else {
+      n.grad = Var(g.value().clone());
+    }
+    return;
+  }
+  if (create_graph || n.grad.requires_grad()) {
+    n.grad = add(n.grad, g);
+  } else {
+    Tensor dst = n.grad.value();
+    kern::add_(dst, g.value());
+  }
+}
+
+std::string describe(const Node& n) {
+  return "op '" + std::string(n.name) + "' (node #" + std::to_string(n.seq) + ", output " +
+         n.value.shape().str() + ")";
+}
+
+struct Capture {
+  Node* node;
+  size_t index;
+};
+
+// Runs the sweep. With `captures` (tg::grad), the gradients of those nodes are returned
+// through `captured` and no `.grad` field is written.
+void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bool keep_graph,
+         bool create_graph, const std::vector<Capture>* captures, std::vector<Var>* captured) {
+  if (!grad_outputs.empty() && grad_outputs.size() != roots.size())
+    throw GraphError("backward: " + std::to_string(roots.size()) + " outputs but " +
+                     std::to_string(grad_outputs.size()) + " gradients");
+  for (size_t k = 0; k < roots.size(); ++k) {
+    const Var& r = roots[k];
+    if (!r.defined()) throw GraphError("backward: output " + std::to_string(k) + " is undefined");
+    if (!r.requires_grad())
+      throw GraphError("backward: output " + std::to_string(k) +
+                       " does not require grad (no leaf it depends on wants a gradient)");
+    const Var* go = k < grad_outputs.size() && grad_outputs[k].defined() ? &grad_outputs[k] : nullptr;
+    if (!go && r.numel() != 1)
+      throw GraphError("backward: output " + std::to_string(k) + " has shape " +
+                       r.shape().str() +
+                       "; backward without a gradient needs a one-element output (reduce it, "
+                       "or pass a gradient of that shape)");
+    if (go && (go->shape() != r.shape() || go->dtype() != r.dtype()))
+      throw GraphError("backward: gradient " + go->shape().str() + " " +
+                       std::string(dtype_name(go->dtype())) + " does not match output " +
+                       r.shape().str() + " " + std::string(dtype_name(r.dtype())));
+  }
+
+  // Topological order by an iterative depth-first search: `post` ends in post-order, so
+  // walking it backwards visits every node after all of its consumers.
+  const uint64_t epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::vector<std::shared_ptr<Node>> post;
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack;
+  auto visit = [&](const std::shared_ptr<Node>& n) {
+    if (n->mark.load(std::memory_order_relaxed) == epoch) return;
+    if (n->released)
+      throw GraphError("backward: trying to go backward through " + describe(*n) +
+                       " a second time, but its graph was freed by the first backward; pass "
+                       "retain_graph = true to the first one");
+    n->mark.store(epoch, std::memory_order_relaxed);
+    stack.emplace_back(n, 0);
+  };
+  for (const Var& r : roots) {
+    visit(r.node_ptr());
+    while (!stack.empty()) {
+      Node* n = stack.back().first.get();
+      size_t& i = stack.back().second;
+      if (i < n->inputs.size()) {
+        const Var& in = n->inputs[i++];
+        if (in.defined() && in.node()->requires_grad) visit(in.node_ptr());
+      } else {
+        post.push_back(std::move(stack.back().first));
+        stack.pop_back();
+      }
+    }
+  }
+
+  GradModeGuard mode(create_graph);
+  try {
+    for (size_t k = 0; k < roots.size(); ++k) {
+      const bool given = k < grad_outputs.size() && grad_outputs[k].defined();
+      Var g = given ? grad_outputs[k] : Var(ones(roots[k].shape(), roots[k].dtype()));
+      accumulate_pending(*roots[k].node(), std::move(g), create_graph);
+    }
+    for (auto it = post.rbegin(); it != post.rend(); ++it) {
+      const std::shared_ptr<Node>& np = *it;
+      Node& n = *np;
+      Var g = std::move(n.pending);
+      n.pending = Var();
+      n.pending_owned = false;
+      if (g.defined()) {
+        for (auto& [id, hook] : n.hooks) {
+          Var r = hook(g);
+          if (!r.defined()) continue;
+          if (r.shape() != g.shape() || r.dtype() != g.dtype())
+            throw GraphError("hook on " + describe(n) + " returned a gradient of shape " +
+                             r.shape().str() + ", expected " + g.shape().str());
+          g = std::move(r);
+        }
+        if (captures) {
+          for (const Capture& c : *captures)
+            if (c.node == &n) (*captured)[c.index] = g;
+        } else if (!n.has_fn) {
+          accumulate_grad_field(n, std::move(g), create_graph);
+        } else if (n.retains_grad) {
+          accumulate_grad_field(n, g, create_graph);
+        }
+      }
+      if (n.has_fn && g.defined()) {
+        Grads grads = n.apply(BackwardCtx(np), g);
+        if (grads.size() != n.inputs.size())
+          throw GraphError("backward of " + describe(n) + " returned " +
+                           std::to_string(grads.size()) + " gradients for " +
+                           std::to_string(n.inputs.size()) + " inputs");
+        for (size_t i = 0; i < grads.size(); ++i) {
+          const Var& in = n.inputs[i];
+          if (!grads[i].defined() || !in.defined() || !in.node()->requires_grad) continue;
+          Var gi = std::move(grads[i]);
+          if (gi.dtype() != in.dtype())
+            throw GraphError("backward of " + describe(n) + " returned a " +
+                             std::string(dtype_name(gi.dtype())) + " gradient for a " +
+                             std::string(dtype_name(in.dtype())) + " input " + std::to_string(i));
+          if (gi.shape() != in.shape()) gi = sum_to(gi, in.shape());
+          if (detail::anomaly_enabled && has_nonfinite(gi.value()))
+            throw AnomalyError("anomaly: backward of " + describe(n) +
+                               " produced NaN/Inf in the gradient of input " + std::to_string(i) +
+                               " " + in.shape().str());
+          accumulate_pending(*in.node(), std::move(gi), create_graph);
+        }
+      }
+      if (!keep_graph && n.has_fn) {
+        n.inputs.clear();
+        n.released = true;
+      }
+    }
+  } catch (...) {
+    for (auto& n : post) {
+      n->pending = Var();
+      n->pending_owned = false;
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
+void backward(const std::vector<Var>& outputs, const std::vector<Var>& grad_outputs,
+              const BackwardOptions& options) {
+  run(outputs, grad_outputs, options.retain_graph || options.create_graph, options.create_graph,
+      nullptr, nullptr);
+}
+
+std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
+                      const std::vector<Var>& grad_outputs, const GradOptions& options) {
+  std::vector<Capture> captures;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].requires_grad())
+      throw GraphError("grad: input " + std::to_string(i) + " does not require grad");
+    captures.push_back({inputs[i].node(), i});
+  }
+  std::vector<Var> result(inputs.size());
+  run(outputs, grad_outputs, options.retain_graph || options.create_graph, options.create_graph,
+      &captures, &result);
+  for (size_t i = 0; i < result.size(); ++i) {
+    if (result[i].defined() || options.allow_unused) continue;
+    throw GraphError("grad: input " + std::to_string(i) +
+                     " is not reachable from the outputs (pass allow_unused = true)");
+  }
+  return result;
+}
+
+}  // namespace tg

@@ -1,0 +1,84 @@
+#include "graph/shape.hpp"
+
+#include <ostream>
+#include <sstream>
+
+#include "graph/error.hpp"
+
+namespace tg {
+
+Shape::Shape(std::initializer_list<int64_t> dims) {
+  for (int64_t d : dims) push_back(d);
+}
+
+Shape::Shape(const std::vector<int64_t>& dims) {
+  for (int64_t d : dims) push_back(d);
+}
+
+void Shape::push_back(int64_t d) {
+  if (rank_ == kMaxRank)
+    throw ShapeError("Shape: rank above the maximum of " + std::to_string(kMaxRank));
+  if (d < 0) throw ShapeError("Shape: negative extent " + std::to_string(d));
+  dims_[static_cast<size_t>(rank_++)] = d;
+}
+
+void Shape::insert(int pos, int64_t d) {
+  push_back(d);
+  for (int i = rank_ - 1; i > pos; --i) dims_[i] = dims_[i - 1];
+  dims_[static_cast<size_t>(pos)] = d;
+}
+
+void Shape::erase(int pos) {
+  for (int i = pos; i + 1 < rank_; ++i) dims_[i] = dims_[i + 1];
+  --rank_;
+}
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];
+  return n;
+}
+
+std::string Shape::str() const {
+  std::string s = "[";
+  for (int i = 0; i < rank_; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(dims_[static_cast<size_t>(i)]);
+  }
+  return s + "]";
+}
+
+bool operator==(const Shape& a, const Shape& b) {
+  if (a.rank_ != b.rank_) return false;
+  for (int i = 0; i < a.rank_; ++i)
+    if (a.dims_[static_cast<size_t>(i)] != b.dims_[static_cast<size_t>(i)]) return false;
+  return true;
+}
+
+std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  if (a == b) return a;
+  const int r = std::max(a.rank(), b.rank());
+  Shape out;
+  for (int i = 0; i < r; ++i) {
+    const int ia = i - (r - a.rank());
+    const int ib = i - (r - b.rank());
+    const int64_t da = ia >= 0 ? a[ia] : 1;
+    const int64_t db = ib >= 0 ? b[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      throw ShapeError(std::string(op) + ": shapes " + a.str() + " and " + b.str() +
+                       " cannot be broadcast together");
+    out.push_back(da == 1 ? db : da);
+  }
+  return out;
+}
+
+int normalize_axis(int64_t axis, int rank, const char* op) {
+  if (axis < -rank || axis >= rank || rank == 0)
+    throw IndexError(std::string(op) + ": axis " + std::to_string(axis) +
+                     " is out of range for a tensor of rank " + std::to_string(rank));
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+}  // namespace tg

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace tg {
+
+/// A tensor shape: up to `Shape::kMaxRank` extents, stored inline (no heap).
+class Shape {
+ public:
+  static constexpr int kMaxRank = 8;
+
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(const std::vector<int64_t>& dims);
+  template <class It>
+  Shape(It first, It last) {
+    for (; first != last; ++first) push_back(static_cast<int64_t>(*first));
+  }
+
+  int rank() const { return rank_; }
+  size_t size() const { return static_cast<size_t>(rank_); }
+  bool empty() const { return rank_ == 0; }
+  int64_t operator[](int i) const { return dims_[static_cast<size_t>(i)]; }
+  int64_t& operator[](int i) { return dims_[static_cast<size_t>(i)]; }
+  const int64_t* begin() const { return dims_.data(); }
+  const int64_t* end() const { return dims_.data() + rank_; }
+  int64_t* begin() { return dims_.data(); }
+  int64_t* end() { return dims_.data() + rank_; }
+  int64_t back() const { return dims_[static_cast<size_t>(rank_ - 1)]; }
+
+  void push_back(int64_t d);
+  void insert(int pos, int64_t d);
+  void erase(int pos);
+
+  /// Product of the extents (1 for rank 0).
+  int64_t numel() const;
+  std::vector<int64_t> to_vector() const { return {begin(), end()}; }
+  /// "[2, 3]"
+  std::string str() const;
+
+  friend bool operator==(const Shape& a, const Shape& b);
+  friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
+
+ private:
+  std::array<int64_t, kMaxRank> dims_{};
+  int rank_ = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const Shape& s);
+
+/// NumPy broadcasting of two shapes; throws ShapeError naming `op` and both shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+/// Normalises a possibly negative axis for a tensor of rank `rank`; throws IndexError
+/// naming `op` when out of range.
+int normalize_axis(int64_t axis, int rank, const char* op);
+
+}  // namespace tg

@@ -1,0 +1,314 @@
+#include "graph/tensor.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "graph/rng.hpp"
+
+namespace tg {
+
+namespace {
+
+std::atomic<int64_t> g_live_tensor_bytes{0};
+
+// Counts the bytes of every tensor buffer (data plus its reference count block).
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  CountingAllocator() = default;
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>&) {}
+  T* allocate(size_t n) {
+    g_live_tensor_bytes.fetch_add(static_cast<int64_t>(n * sizeof(T)), std::memory_order_relaxed);
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, size_t n) {
+    g_live_tensor_bytes.fetch_sub(static_cast<int64_t>(n * sizeof(T)), std::memory_order_relaxed);
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const CountingAllocator<U>&) const {
+    return true;
+  }
+};
+
+void format_value(std::ostream& os, double v) {
+  if (std::isnan(v)) {
+    os << "nan";
+  } else if (std::isinf(v)) {
+    os << (v > 0 ? "inf" : "-inf");
+  } else {
+    os << std::setprecision(6) << v;
+  }
+}
+
+void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, int axis,
+               int64_t offset, int64_t stride_total) {
+  const Shape& s = t.shape();
+  const int64_t n = s[axis];
+  const int64_t stride = stride_total / n;
+  os << '[';
+  for (int64_t i = 0; i < n; ++i) {
+    if (i) {
+      if (axis == s.rank() - 1) {
+        os << ", ";
+      } else {
+        os << ',' << std::string(static_cast<size_t>(s.rank() - axis - 1), '\n')
+           << std::string(static_cast<size_t>(axis + 1), ' ');
+      }
+    }
+    if (axis == s.rank() - 1) {
+      format_value(os, v[static_cast<size_t>(offset + i)]);
+    } else {
+      print_rec(os, t, v, axis + 1, offset + i * stride, stride);
+    }
+  }
+  os << ']';
+}
+
+}  // namespace
+
+namespace debug {
+int64_t live_tensor_bytes() { return g_live_tensor_bytes.load(std::memory_order_relaxed); }
+}  // namespace debug
+
+Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
+  Tensor t;
+  t.shape_ = shape;
+  t.numel_ = shape.numel();
+  t.dtype_ = dtype;
+  // One allocation holds the reference count and the data.
+  t.storage_ = std::allocate_shared_for_overwrite<std::byte[]>(CountingAllocator<std::byte>(),
+                                                               t.nbytes());
+  t.data_ = t.storage_.get();
+  return t;
+}
+
+void Tensor::check_dtype(Dtype want) const {
+  if (!defined()) throw Error("Tensor: access to an undefined tensor");
+  if (want != dtype_)
+    throw DtypeError("Tensor::data: tensor has dtype " + std::string(dtype_name(dtype_)) +
+                     ", requested " + std::string(dtype_name(want)));
+}
+
+int64_t Tensor::size(int64_t axis) const { return shape_[normalize_axis(axis, dim(), "size")]; }
+
+double Tensor::item() const {
+  if (numel_ != 1)
+    throw ShapeError("item: tensor of shape " + shape_.str() + " has " + std::to_string(numel_) +
+                     " elements, not 1");
+  return dtype_ == f32 ? static_cast<double>(*static_cast<const float*>(data_))
+                       : *static_cast<const double*>(data_);
+}
+
+double Tensor::at(std::initializer_list<int64_t> index) const {
+  if (static_cast<int>(index.size()) != dim())
+    throw IndexError("at: " + std::to_string(index.size()) + " indices for a tensor of shape " +
+                     shape_.str());
+  int64_t flat = 0;
+  int axis = 0;
+  for (int64_t i : index) {
+    const int64_t n = shape_[axis];
+    if (i < -n || i >= n)
+      throw IndexError("at: index " + std::to_string(i) + " out of range for axis " +
+                       std::to_string(axis) + " of shape " + shape_.str());
+    flat = flat * n + (i < 0 ? i + n : i);
+    ++axis;
+  }
+  return dtype_ == f32 ? static_cast<double>(static_cast<const float*>(data_)[flat])
+                       : static_cast<const double*>(data_)[flat];
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> out(static_cast<size_t>(numel_));
+  dispatch(dtype_, [&]<class T>() {
+    const T* p = data<T>();
+    for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<double>(p[i]);
+  });
+  return out;
+}
+
+Tensor Tensor::to(Dtype dtype) const {
+  if (dtype == dtype_) return *this;
+  Tensor out = empty(shape_, dtype);
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape_, dtype_);
+  if (numel_ > 0) std::memcpy(out.data_, data_, nbytes());
+  return out;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const { return reshape(shape.to_vector()); }
+
+Tensor Tensor::reshape(const std::vector<int64_t>& dims) const {
+  Shape out;
+  int infer = -1;
+  int64_t known = 1;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == -1) {
+      if (infer >= 0) throw ShapeError("reshape: more than one -1 in the new shape");
+      infer = static_cast<int>(i);
+      out.push_back(1);
+    } else {
+      if (dims[i] < 0) throw ShapeError("reshape: negative extent in the new shape");
+      out.push_back(dims[i]);
+      known *= dims[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || numel_ % known != 0)
+      throw ShapeError("reshape: cannot reshape " + shape_.str() + " (" + std::to_string(numel_) +
+                       " elements) with a -1 extent and the other extents' product " +
+                       std::to_string(known));
+    out[infer] = numel_ / known;
+  }
+  if (out.numel() != numel_)
+    throw ShapeError("reshape: cannot reshape " + shape_.str() + " (" + std::to_string(numel_) +
+                     " elements) into " + out.str() + " (" + std::to_string(out.numel()) +
+                     " elements)");
+  Tensor t = *this;
+  t.shape_ = out;
+  return t;
+}
+
+Tensor& Tensor::fill_(double value) {
+  dispatch(dtype_, [&]<class T>() {
+    T* p = data<T>();
+    const T v = static_cast<T>(value);
+    for (int64_t i = 0; i < numel_; ++i) p[i] = v;
+  });
+  return *this;
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  if (src.shape() != shape_)
+    throw ShapeError("copy_: source shape " + src.shape().str() + " differs from " + shape_.str());
+  if (src.shares_storage_with(*this)) return *this;
+  dispatch(dtype_, [&]<class T>() {
+    T* d = data<T>();
+    dispatch(src.dtype(), [&]<class S>() {
+      const S* s = src.data<S>();
+      for (int64_t i = 0; i < numel_; ++i) d[i] = static_cast<T>(s[i]);
+    });
+  });
+  return *this;
+}
+
+std::string Tensor::str() const {
+  std::ostringstream os;
+  os << *this;
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "tensor(undefined)";
+  const std::vector<double> v = t.to_vector();
+  if (t.dim() == 0) {
+    format_value(os, v[0]);
+  } else if (t.numel() == 0) {
+    os << "[]";
+  } else {
+    print_rec(os, t, v, 0, 0, t.numel());
+  }
+  return os << " (" << dtype_name(t.dtype()) << ' ' << t.shape() << ')';
+}
+
+Tensor zeros(const Shape& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
+Tensor full(const Shape& shape, double value, Dtype dtype) {
+  Tensor t = Tensor::empty(shape, dtype);
+  t.fill_(value);
+  return t;
+}
+Tensor scalar_tensor(double value, Dtype dtype) { return full(Shape{}, value, dtype); }
+
+Tensor tensor(const std::vector<double>& values, const Shape& shape, Dtype dtype) {
+  if (static_cast<int64_t>(values.size()) != shape.numel())
+    throw ShapeError("tensor: " + std::to_string(values.size()) + " values do not fill shape " +
+                     shape.str());
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+  });
+  return t;
+}
+
+Tensor arange(double start, double stop, double step, Dtype dtype) {
+  if (step == 0.0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw Error("arange: step must be non-zero and all bounds finite");
+  const double count = std::ceil((stop - start) / step);
+  const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
+  Tensor t = Tensor::empty(Shape{n}, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+  return t;
+}
+
+Tensor arange(int64_t n, Dtype dtype) { return arange(0.0, static_cast<double>(n), 1.0, dtype); }
+
+Tensor randn(const Shape& shape, Rng& rng, Dtype dtype) {
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(rng.normal());
+  });
+  return t;
+}
+
+Tensor rand(const Shape& shape, Rng& rng, double lo, double hi, Dtype dtype) {
+  if (!(lo <= hi)) throw Error("rand: lo must not exceed hi");
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(rng.uniform(lo, hi));
+  });
+  return t;
+}
+
+bool equal(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  return a.numel() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape())
+    throw ShapeError("max_abs_diff: shapes " + a.shape().str() + " and " + b.shape().str() +
+                     " differ");
+  const auto va = a.to_vector(), vb = b.to_vector();
+  double m = 0.0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    const double d = std::abs(va[i] - vb[i]);
+    if (std::isnan(d)) return d;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  if (a.shape() != b.shape()) return false;
+  const auto va = a.to_vector(), vb = b.to_vector();
+  for (size_t i = 0; i < va.size(); ++i)
+    if (!(std::abs(va[i] - vb[i]) <= atol + rtol * std::abs(vb[i]))) return false;
+  return true;
+}
+
+bool has_nonfinite(const Tensor& t) {
+  return dispatch(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    bool bad = false;
+    for (int64_t i = 0; i < t.numel(); ++i) bad |= !std::isfinite(p[i]);
+    return bad;
+  });
+}
+
+}  // namespace tg

@@ -1,0 +1,138 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/dtype.hpp"
+#include "graph/error.hpp"
+#include "graph/shape.hpp"
+
+namespace tg {
+
+class Rng;
+
+/// Dense, contiguous, row-major data of any rank with a run-time dtype (f32 or f64).
+///
+/// A Tensor is a cheap handle: copies share the same buffer (like a LibTorch tensor or a
+/// NumPy array view). `clone()` makes an independent copy. The buffer is one allocation
+/// (data and reference count together).
+class Tensor {
+ public:
+  Tensor() = default;
+
+  /// A tensor whose contents are unspecified (to be overwritten).
+  static Tensor empty(const Shape& shape, Dtype dtype = f32);
+
+  /// From values in row-major order; `values.size()` must equal `shape.numel()`.
+  template <class T>
+  Tensor(const std::vector<T>& values, const Shape& shape);
+
+  bool defined() const { return storage_ != nullptr; }
+  Dtype dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int dim() const { return shape_.rank(); }
+  int64_t numel() const { return numel_; }
+  /// Extent of `axis` (negative counts from the end).
+  int64_t size(int64_t axis) const;
+  size_t nbytes() const { return static_cast<size_t>(numel_) * itemsize(dtype_); }
+
+  /// Typed pointer to the first element; throws DtypeError when T does not match.
+  template <class T>
+  T* data() {
+    check_dtype(dtype_of<T>);
+    return static_cast<T*>(data_);
+  }
+  template <class T>
+  const T* data() const {
+    check_dtype(dtype_of<T>);
+    return static_cast<const T*>(data_);
+  }
+  void* raw_data() { return data_; }
+  const void* raw_data() const { return data_; }
+
+  /// The single value of a one-element tensor, as double.
+  double item() const;
+  /// The element at a full index (negative indices count from the end), as double.
+  double at(std::initializer_list<int64_t> index) const;
+  /// All elements in row-major order, as double.
+  std::vector<double> to_vector() const;
+
+  /// A copy converted to `dtype` (this same tensor when it already has that dtype).
+  Tensor to(Dtype dtype) const;
+  /// An independent copy.
+  Tensor clone() const;
+  /// The same buffer seen with another shape (one extent may be -1).
+  Tensor reshape(const std::vector<int64_t>& shape) const;
+  Tensor reshape(const Shape& shape) const;
+
+  /// In place: every element set to `value`.
+  Tensor& fill_(double value);
+  /// In place: elements copied from `src` (same shape; dtype converted).
+  Tensor& copy_(const Tensor& src);
+
+  /// True when both handles share one buffer.
+  bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+  /// Number of handles sharing this buffer (used to decide when a buffer may be reused).
+  long storage_use_count() const { return storage_.use_count(); }
+
+  /// NumPy-style text, e.g. "[[1, 2],\n [3, 4]]".
+  std::string str() const;
+
+ private:
+  void check_dtype(Dtype want) const;
+
+  std::shared_ptr<std::byte[]> storage_;
+  void* data_ = nullptr;
+  Shape shape_;
+  int64_t numel_ = 0;
+  Dtype dtype_ = f32;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+/// Factories.
+Tensor zeros(const Shape& shape, Dtype dtype = f32);
+Tensor ones(const Shape& shape, Dtype dtype = f32);
+Tensor full(const Shape& shape, double value, Dtype dtype = f32);
+/// A rank-0 tensor holding `value`.
+Tensor scalar_tensor(double value, Dtype dtype = f32);
+/// From values (converted to `dtype`) and a shape.
+Tensor tensor(const std::vector<double>& values, const Shape& shape, Dtype dtype = f32);
+/// [start, start + step, ...) up to but excluding `stop`.
+Tensor arange(double start, double stop, double step = 1.0, Dtype dtype = f32);
+Tensor arange(int64_t n, Dtype dtype = f32);
+/// Standard normal values from `rng`.
+Tensor randn(const Shape& shape, Rng& rng, Dtype dtype = f32);
+/// Uniform values in [lo, hi) from `rng`.
+Tensor rand(const Shape& shape, Rng& rng, double lo = 0.0, double hi = 1.0, Dtype dtype = f32);
+
+/// Exact equality of shape, dtype and every element.
+bool equal(const Tensor& a, const Tensor& b);
+/// |a - b| <= atol + rtol * |b| elementwise (shapes must match, dtypes may differ).
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+/// Largest |a - b| (shapes must match).
+double max_abs_diff(const Tensor& a, const Tensor& b);
+/// True when any element is NaN or infinite.
+bool has_nonfinite(const Tensor& t);
+
+namespace debug {
+/// Bytes currently held by live tensor buffers (all threads).
+int64_t live_tensor_bytes();
+}  // namespace debug
+
+template <class T>
+Tensor::Tensor(const std::vector<T>& values, const Shape& shape) {
+  if (static_cast<int64_t>(values.size()) != shape.numel())
+    throw ShapeError("Tensor: " + std::to_string(values.size()) + " values do not fill shape " +
+                     shape.str());
+  *this = empty(shape, dtype_of<T>);
+  T* p = data<T>();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
+}
+
+}  // namespace tg

@@ -1,0 +1,159 @@
+#include "graph/var.hpp"
+
+#include <ostream>
+#include <string>
+
+namespace tg {
+
+namespace {
+std::atomic<int64_t> g_live_nodes{0};
+thread_local uint64_t t_seq = 0;
+}  // namespace
+
+namespace debug {
+int64_t live_nodes() { return g_live_nodes.load(std::memory_order_relaxed); }
+}  // namespace debug
+
+Node::Node() { g_live_nodes.fetch_add(1, std::memory_order_relaxed); }
+Node::Node(Tensor v) : value(std::move(v)) { g_live_nodes.fetch_add(1, std::memory_order_relaxed); }
+
+// Note [Iterative graph destruction]
+// A node owns its inputs, so dropping the last handle to the end of a chain of a million
+// ops would destroy a million nodes recursively and overflow the stack. Instead, a dying
+// node moves its inputs (and gradient) onto an explicit stack; each popped node that nobody
+// else holds gives up its own inputs the same way before it is destroyed, so every
+// destructor below this one returns at once.
+Node::~Node() {
+  g_live_nodes.fetch_sub(1, std::memory_order_relaxed);
+  if (inputs.empty() && !grad.defined() && !pending.defined()) return;
+  std::vector<std::shared_ptr<Node>> stack;
+  auto take = [&stack](Node& n) {
+    for (auto& v : n.inputs)
+      if (v.defined()) stack.push_back(v.node_ptr());
+    n.inputs.clear();
+    for (Var* v : {&n.grad, &n.pending})
+      if (v->defined()) {
+        stack.push_back(v->node_ptr());
+        *v = Var();
+      }
+  };
+  take(*this);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    if (n.use_count() == 1) take(*n);
+  }
+}
+
+Grads Node::apply(const BackwardCtx&, const Var&) {
+  throw GraphError("backward: node '" + std::string(name) + "' has no backward formula");
+}
+
+bool BackwardCtx::needs_grad(size_t i) const {
+  const Var& v = node_->inputs[i];
+  return v.defined() && v.node()->requires_grad;
+}
+
+Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>(std::move(value))) {
+  node_->requires_grad = requires_grad;
+}
+
+static Node& checked(const std::shared_ptr<Node>& n, const char* what) {
+  if (!n) throw GraphError(std::string(what) + ": the Var is undefined");
+  return *n;
+}
+
+Tensor& Var::value() const { return checked(node_, "value").value; }
+
+void Var::set_value(Tensor value) {
+  Node& n = checked(node_, "set_value");
+  if (n.has_fn) throw GraphError("set_value: only a leaf's value can be replaced, not op '" +
+                                 std::string(n.name) + "'");
+  n.value = std::move(value);
+}
+
+bool Var::requires_grad() const { return node_ && node_->requires_grad; }
+
+Var& Var::requires_grad_(bool on) {
+  Node& n = checked(node_, "requires_grad_");
+  if (n.has_fn)
+    throw GraphError("requires_grad_: only leaves can change it; op '" + std::string(n.name) +
+                     "' output requires grad because its inputs do (use detach())");
+  n.requires_grad = on;
+  return *this;
+}
+
+bool Var::is_leaf() const { return !checked(node_, "is_leaf").has_fn; }
+const char* Var::op() const { return checked(node_, "op").name; }
+Var Var::grad() const { return checked(node_, "grad").grad; }
+void Var::set_grad(Var g) {
+  Node& n = checked(node_, "set_grad");
+  if (g.defined() && (g.shape() != n.value.shape() || g.dtype() != n.value.dtype()))
+    throw ShapeError("set_grad: gradient " + g.shape().str() + " " +
+                     std::string(dtype_name(g.dtype())) + " does not match value " +
+                     n.value.shape().str() + " " + std::string(dtype_name(n.value.dtype())));
+  n.grad = std::move(g);
+}
+void Var::zero_grad() { checked(node_, "zero_grad").grad = Var(); }
+void Var::retain_grad() {
+  Node& n = checked(node_, "retain_grad");
+  if (!n.requires_grad) throw GraphError("retain_grad: the value does not require grad");
+  n.retains_grad = true;
+}
+
+void Var::backward(const Var& grad_output, const BackwardOptions& options) const {
+  tg::backward({*this}, {grad_output}, options);
+}
+
+Var Var::detach() const { return Var(value(), false); }
+
+size_t Var::register_hook(Hook hook) {
+  Node& n = checked(node_, "register_hook");
+  if (!n.requires_grad)
+    throw GraphError("register_hook: the value does not require grad, so no gradient reaches it");
+  static std::atomic<size_t> next_id{1};
+  const size_t id = next_id.fetch_add(1, std::memory_order_relaxed);
+  n.hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void Var::remove_hook(size_t id) {
+  auto& hooks = checked(node_, "remove_hook").hooks;
+  std::erase_if(hooks, [id](const auto& h) { return h.first == id; });
+}
+
+std::ostream& operator<<(std::ostream& os, const Var& v) {
+  if (!v.defined()) return os << "Var(undefined)";
+  os << "Var(" << v.value();
+  if (!v.is_leaf()) os << ", op=" << v.op();
+  if (v.requires_grad()) os << ", requires_grad";
+  return os << ')';
+}
+
+namespace detail {
+
+bool any_requires_grad(const Inputs& inputs) {
+  for (const Var& v : inputs)
+    if (v.defined() && v.node()->requires_grad) return true;
+  return false;
+}
+
+void finish_record(Node& node) { node.seq = ++t_seq; }
+
+void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& inputs) {
+  if (!has_nonfinite(value)) return;
+  std::string shapes;
+  bool inputs_bad = false;
+  for (const Var& v : inputs) {
+    if (!v.defined()) continue;
+    if (!shapes.empty()) shapes += ", ";
+    shapes += v.shape().str();
+    inputs_bad |= has_nonfinite(v.value());
+  }
+  throw AnomalyError("anomaly: op '" + std::string(op) + "' produced NaN/Inf in its forward value " +
+                     value.shape().str() + " (inputs " + shapes + ")" +
+                     (inputs_bad ? "; its inputs already held NaN/Inf" : ""));
+}
+
+}  // namespace detail
+}  // namespace tg

@@ -1,0 +1,241 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "graph/small_vector.hpp"
+#include "graph/tensor.hpp"
+
+namespace tg {
+
+class Node;
+class Var;
+class BackwardCtx;
+
+/// One gradient per input of an op; an undefined Var means "no gradient" (zero).
+using Grads = SmallVector<Var, 3>;
+/// The inputs of a recorded op.
+using Inputs = SmallVector<Var, 3>;
+/// A gradient hook: receives the full gradient of a Var during backward; may return a
+/// replacement (same shape) or an undefined Var to keep it.
+using Hook = std::function<Var(const Var& grad)>;
+
+/// Options of `Var::backward` / `tg::backward`.
+struct BackwardOptions {
+  /// Keep the recorded graph so that backward can run through it again.
+  bool retain_graph = false;
+  /// Record the backward pass itself, so gradients can be differentiated again
+  /// (implies retain_graph).
+  bool create_graph = false;
+};
+
+/// Options of `tg::grad`.
+struct GradOptions {
+  bool retain_graph = false;
+  bool create_graph = false;
+  /// Return an undefined Var for an input the outputs do not depend on (else throw).
+  bool allow_unused = false;
+};
+
+/// Handle to a value in the recorded graph: a Tensor, whether it wants a gradient, its
+/// accumulated gradient and the op that produced it. Copies share the same node.
+class Var {
+ public:
+  Var() = default;
+  /// A leaf holding `value`.
+  explicit Var(Tensor value, bool requires_grad = false);
+  explicit Var(std::shared_ptr<Node> node) : node_(std::move(node)) {}
+
+  bool defined() const { return node_ != nullptr; }
+  /// The value (a handle: writing through it updates the value in place, as optimizers do).
+  Tensor& value() const;
+  /// Replaces a leaf's value (e.g. after a dtype conversion); throws for a non-leaf.
+  void set_value(Tensor value);
+  const Shape& shape() const { return value().shape(); }
+  Dtype dtype() const { return value().dtype(); }
+  int64_t numel() const { return value().numel(); }
+  int dim() const { return value().dim(); }
+  double item() const { return value().item(); }
+
+  bool requires_grad() const;
+  /// Turns gradient tracking of a leaf on or off.
+  Var& requires_grad_(bool on = true);
+  /// True when not produced by a recorded op.
+  bool is_leaf() const;
+  /// Name of the op that produced this value ("leaf" for leaves).
+  const char* op() const;
+
+  /// The accumulated gradient (undefined until a backward reaches this leaf).
+  Var grad() const;
+  void set_grad(Var g);
+  /// Drops the accumulated gradient (the next backward starts from nothing).
+  void zero_grad();
+  /// Also keep the gradient of this non-leaf in `grad()` during backward.
+  void retain_grad();
+
+  /// Reverse-mode sweep from this value. Without `grad_output` the value must have one
+  /// element (its gradient is 1).
+  void backward(const Var& grad_output = {}, const BackwardOptions& options = {}) const;
+  void backward(const BackwardOptions& options) const { backward(Var{}, options); }
+
+  /// The same value, cut from the graph (a leaf that wants no gradient).
+  Var detach() const;
+
+  /// Registers a hook called with this value's full gradient; returns its id.
+  size_t register_hook(Hook hook);
+  void remove_hook(size_t id);
+
+  Node* node() const { return node_.get(); }
+  const std::shared_ptr<Node>& node_ptr() const { return node_; }
+
+ private:
+  std::shared_ptr<Node> node_;
+};
+
+/// A leaf that wants a gradient (a trainable parameter).
+inline Var param(Tensor value) { return Var(std::move(value), true); }
+/// A leaf that wants no gradient.
+inline Var constant(Tensor value) { return Var(std::move(value), false); }
+
+std::ostream& operator<<(std::ostream& os, const Var& v);
+
+/// One value in the graph. Users normally only meet it through `Var` and `record`.
+/// See Note [Engine scratch] in graph/engine.cpp for the fields the engine uses.
+class Node {
+ public:
+  Node();
+  explicit Node(Tensor v);
+  virtual ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  /// The backward formula: one gradient per input, given the output gradient.
+  virtual Grads apply(const BackwardCtx& ctx, const Var& grad_output);
+
+  Tensor value;
+  Var grad;
+  Inputs inputs;
+  const char* name = "leaf";
+  uint64_t seq = 0;  // recording order (for messages and DOT)
+  std::vector<std::pair<size_t, Hook>> hooks;
+  bool requires_grad = false;
+  bool has_fn = false;
+  bool retains_grad = false;
+  bool released = false;
+
+  // Engine scratch (Note [Engine scratch]).
+  Var pending;
+  bool pending_owned = false;
+  std::atomic<uint64_t> mark{0};
+};
+
+template <class F>
+class FnNode final : public Node {
+ public:
+  explicit FnNode(F fn) : fn_(std::move(fn)) {}
+  Grads apply(const BackwardCtx& ctx, const Var& grad_output) override {
+    return fn_(ctx, grad_output);
+  }
+
+ private:
+  F fn_;
+};
+
+/// What a backward formula can see: the op's inputs and its output.
+class BackwardCtx {
+ public:
+  explicit BackwardCtx(const std::shared_ptr<Node>& node) : node_(node) {}
+  const Var& input(size_t i) const { return node_->inputs[i]; }
+  size_t num_inputs() const { return node_->inputs.size(); }
+  /// Whether input `i` wants a gradient (skip computing the ones that do not).
+  bool needs_grad(size_t i) const;
+  /// The op's own output (e.g. sigmoid's backward reuses y).
+  Var output() const { return Var(node_); }
+
+ private:
+  const std::shared_ptr<Node>& node_;
+};
+
+namespace detail {
+inline thread_local bool grad_enabled = true;
+inline thread_local bool anomaly_enabled = false;
+bool any_requires_grad(const Inputs& inputs);
+void finish_record(Node& node);
+void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& inputs);
+}  // namespace detail
+
+/// Records an op: its output value, its inputs and its backward formula (a callable
+/// `Grads(const BackwardCtx&, const Var& grad_output)` returning one gradient per
+/// input, written with tapegrad's own ops so that it can itself be differentiated).
+/// Nothing is recorded when grad mode is off or no input wants a gradient. The engine,
+/// not the op, sums broadcast gradients back to each input's shape and accumulates them.
+/// `op` must be a string with static storage (a literal).
+template <class F>
+Var record(const char* op, Tensor value, Inputs inputs, F&& backward) {
+  if (detail::anomaly_enabled) detail::check_forward_anomaly(op, value, inputs);
+  if (!detail::grad_enabled || !detail::any_requires_grad(inputs)) return Var(std::move(value));
+  auto node = std::make_shared<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
+  node->value = std::move(value);
+  node->inputs = std::move(inputs);
+  node->name = op;
+  node->requires_grad = true;
+  node->has_fn = true;
+  detail::finish_record(*node);
+  return Var(std::move(node));
+}
+
+/// Whether ops record (thread-local; on by default).
+inline bool is_grad_enabled() { return detail::grad_enabled; }
+
+/// Sets grad mode for the current thread for its lifetime.
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled) : prev_(detail::grad_enabled) {
+    detail::grad_enabled = enabled;
+  }
+  ~GradModeGuard() { detail::grad_enabled = prev_; }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// Nothing is recorded on this thread while it lives.
+class NoGradGuard : public GradModeGuard {
+ public:
+  NoGradGuard() : GradModeGuard(false) {}
+};
+
+/// While it lives, every forward value and every gradient on this thread is checked for
+/// NaN/Inf; the first one found throws AnomalyError naming the op.
+class AnomalyGuard {
+ public:
+  AnomalyGuard() : prev_(detail::anomaly_enabled) { detail::anomaly_enabled = true; }
+  ~AnomalyGuard() { detail::anomaly_enabled = prev_; }
+  AnomalyGuard(const AnomalyGuard&) = delete;
+  AnomalyGuard& operator=(const AnomalyGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// Backward from several outputs at once.
+void backward(const std::vector<Var>& outputs, const std::vector<Var>& grad_outputs = {},
+              const BackwardOptions& options = {});
+
+/// Gradients of `outputs` with respect to `inputs` (returned, not accumulated into
+/// `.grad()`); `grad_outputs` defaults to ones for one-element outputs.
+std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
+                      const std::vector<Var>& grad_outputs = {}, const GradOptions& options = {});
+
+namespace debug {
+/// Number of graph nodes alive (all threads).
+int64_t live_nodes();
+}  // namespace debug
+
+}  // namespace tg

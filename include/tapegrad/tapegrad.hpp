@@ -1,0 +1,16 @@
+#pragma once
+
+/// Everything a user of tapegrad needs.
+
+#include "graph/dot.hpp"
+#include "graph/gradcheck.hpp"
+#include "graph/rng.hpp"
+#include "graph/tensor.hpp"
+#include "graph/var.hpp"
+#include "ops/activation.hpp"
+#include "ops/arith.hpp"
+#include "ops/loss.hpp"
+#include "ops/math.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reduce.hpp"
+#include "ops/shape_ops.hpp"

@@ -1,0 +1,109 @@
+// Matrix products: OpenBLAS gemm with transpose flags (no transposed copies), a plain loop
+// for tiny products. CBLAS stays in this file alone (its macros collide with xtensor-blas).
+
+#include <cblas.h>
+
+#include <string>
+
+#include "ops/kernels.hpp"
+
+namespace tg::kern {
+
+namespace {
+
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(n));
+}
+
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(n));
+}
+
+// C (+)= op(A) op(B) by loops; for tiny products a BLAS call costs more than the work.
+template <class T>
+void loop_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b,
+               bool accumulate, T* c) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      T s = accumulate ? c[i * n + j] : T(0);
+      for (int64_t p = 0; p < k; ++p) {
+        const T av = ta ? a[p * m + i] : a[i * k + p];
+        const T bv = tb ? b[j * k + p] : b[p * n + j];
+        s += av * bv;
+      }
+      c[i * n + j] = s;
+    }
+  }
+}
+
+constexpr int64_t kLoopGemmMaxFlops = 4096;
+
+}  // namespace
+
+Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {
+  check_same_dtype(a, b, "matmul");
+  const int ra = a.dim(), rb = b.dim();
+  auto fail = [&](const std::string& why) {
+    throw ShapeError("matmul: shapes " + a.shape().str() + (ta ? "^T" : "") + " and " +
+                     b.shape().str() + (tb ? "^T" : "") + " " + why);
+  };
+  if (ra < 2 || rb < 2) fail("need rank >= 2 operands");
+  if (ra != rb) fail("need equal ranks (or use matmul's rank-2 right operand form)");
+  int64_t batch = 1;
+  for (int d = 0; d < ra - 2; ++d) {
+    if (a.shape()[d] != b.shape()[d]) fail("have different batch extents");
+    batch *= a.shape()[d];
+  }
+  const int64_t m = ta ? a.shape()[ra - 1] : a.shape()[ra - 2];
+  const int64_t k = ta ? a.shape()[ra - 2] : a.shape()[ra - 1];
+  const int64_t kb = tb ? b.shape()[rb - 1] : b.shape()[rb - 2];
+  const int64_t n = tb ? b.shape()[rb - 2] : b.shape()[rb - 1];
+  if (k != kb)
+    fail("do not match: inner extents " + std::to_string(k) + " and " + std::to_string(kb));
+  Shape shape = a.shape();
+  shape[ra - 2] = m;
+  shape[ra - 1] = n;
+  if (bias) {
+    check_same_dtype(a, *bias, "linear");
+    if (bias->dim() != 1 || bias->shape()[0] != n)
+      throw ShapeError("linear: bias shape " + bias->shape().str() + " does not match " +
+                       std::to_string(n) + " output features");
+  }
+  Tensor out = Tensor::empty(shape, a.dtype());
+  dispatch(a.dtype(), [&]<class T>() {
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* pc = out.data<T>();
+    if (bias) {
+      const T* pbias = bias->data<T>();
+      for (int64_t r = 0; r < batch * m; ++r)
+        for (int64_t j = 0; j < n; ++j) pc[r * n + j] = pbias[j];
+    }
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      if (!bias)
+        for (int64_t i = 0; i < batch * m * n; ++i) pc[i] = T(0);
+      return;
+    }
+    const bool tiny = m * n * k <= kLoopGemmMaxFlops;
+    for (int64_t s = 0; s < batch; ++s) {
+      const T* as = pa + s * m * k;
+      const T* bs = pb + s * k * n;
+      T* cs = pc + s * m * n;
+      if (tiny) {
+        loop_gemm(ta, tb, m, n, k, as, bs, bias != nullptr, cs);
+      } else {
+        blas_gemm(ta, tb, m, n, k, as, ta ? m : k, bs, tb ? k : n, bias ? T(1) : T(0), cs);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace tg::kern

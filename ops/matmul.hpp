@@ -1,0 +1,18 @@
+#pragma once
+
+#include "graph/var.hpp"
+
+namespace tg {
+
+/// Matrix product. Rank 2: [M, K] x [K, N] -> [M, N]. Rank >= 3 with equal leading batch
+/// extents: a batch of products. A rank >= 3 left operand times a rank-2 right operand
+/// multiplies every row block by the same matrix.
+Var matmul(const Var& a, const Var& b);
+/// op(a) x op(b) for rank-2 (or equal-batch) operands, where op transposes when its flag
+/// is set. The transposition is passed to BLAS as a flag: no transposed copy is made.
+Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b);
+/// x W^T + b for x [N, in], W [out, in], b [out] (b may be undefined): one gemm with the
+/// bias as its starting value.
+Var linear(const Var& x, const Var& weight, const Var& bias = {});
+
+}  // namespace tg

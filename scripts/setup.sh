@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package tapegrad needs. Idempotent: when all are present it only
+# checks (well under a second). Run as root on Debian 12.
+set -euo pipefail
+packages=(
+  g++ cmake ninja-build ccache pkg-config
+  libxtensor-dev libxtensor-blas-dev xtl-dev libxsimd-dev
+  libopenblas-dev libopenblas-pthread-dev liblapack-dev
+  catch2 libbenchmark-dev zlib1g-dev libcli11-dev
+  # oracles for the gradient tests and checkpoint format checks (tests skip without them)
+  python3 python3-numpy python3-torch
+  # real data for the main job
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages and not root; run as root: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
