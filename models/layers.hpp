@@ -1,0 +1,76 @@
+#pragma once
+
+#include <cstdint>
+
+#include "graph/rng.hpp"
+#include "models/module.hpp"
+
+namespace tg {
+
+/// y = x W^T + b for x [N, in]: weight [out, in] (PyTorch layout), bias [out].
+class Linear : public Layer {
+ public:
+  /// Initialised as in PyTorch: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)) from `rng`
+  /// (weight first, then bias, each in row-major order).
+  Linear(int64_t in_features, int64_t out_features, Rng& rng, bool bias = true, Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  /// Draws fresh values with the default initializer.
+  void reset_parameters(Rng& rng);
+
+  std::string type_name() const override { return "Linear"; }
+  std::string extra_repr() const override;
+
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  bool has_bias() const { return bias.defined(); }
+
+  Var weight;
+  Var bias;  // undefined without bias
+
+ private:
+  int64_t in_;
+  int64_t out_;
+};
+
+class Sigmoid : public Layer {
+ public:
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Sigmoid"; }
+};
+
+class Tanh : public Layer {
+ public:
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Tanh"; }
+};
+
+/// NOTE: relu'(0) = 0, as in PyTorch (see ops/activation.hpp).
+class ReLU : public Layer {
+ public:
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "ReLU"; }
+};
+
+class Identity : public Layer {
+ public:
+  Var forward(const Var& x) override { return x; }
+  std::string type_name() const override { return "Identity"; }
+};
+
+/// In training mode zeroes each element with probability p and scales the rest by
+/// 1 / (1 - p) (inverted dropout); in eval mode the identity. The mask is drawn from the
+/// generator given here, which must outlive the layer.
+class Dropout : public Layer {
+ public:
+  Dropout(double p, Rng& rng);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Dropout"; }
+  std::string extra_repr() const override;
+  double p() const { return p_; }
+
+ private:
+  double p_;
+  Rng* rng_;
+};
+
+}  // namespace tg

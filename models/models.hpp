@@ -1,0 +1,12 @@
+#pragma once
+
+/// Modules, layers, initializers, checkpoints and diagnostics.
+
+#include "models/checkpoint.hpp"
+#include "models/diagnostics.hpp"
+#include "models/init.hpp"
+#include "models/layers.hpp"
+#include "models/module.hpp"
+#include "models/npz.hpp"
+#include "models/sequential.hpp"
+#include "models/warning.hpp"
