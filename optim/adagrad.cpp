@@ -1,0 +1,39 @@
+#include "optim/adagrad.hpp"
+
+#include <cmath>
+
+namespace tg {
+
+Adagrad::Adagrad(std::vector<Var> params, AdagradOptions o)
+    : Optimizer(std::move(params), o.lr), options_(o) {
+  auto bad = [](const char* what, double v) {
+    throw Error(std::string("Adagrad: invalid ") + what + " " + std::to_string(v));
+  };
+  if (!(o.lr_decay >= 0.0)) bad("lr_decay", o.lr_decay);
+  if (!(o.weight_decay >= 0.0)) bad("weight_decay", o.weight_decay);
+  if (!(o.initial_accumulator_value >= 0.0))
+    bad("initial_accumulator_value", o.initial_accumulator_value);
+  if (!(o.eps >= 0.0)) bad("eps", o.eps);
+  register_state("sum", sum_);
+}
+
+void Adagrad::update(size_t i, Tensor& param, const Tensor& grad) {
+  const AdagradOptions& o = options_;
+  Tensor& sum_t = state(sum_, i, o.initial_accumulator_value);
+  const double clr = lr() / (1.0 + static_cast<double>(param_steps(i) - 1) * o.lr_decay);
+  dispatch(param.dtype(), [&]<class T>() {
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    T* s = sum_t.data<T>();
+    const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+    const T rate = static_cast<T>(clr);
+    for (int64_t k = 0; k < param.numel(); ++k) {
+      T d = g[k];
+      if (o.weight_decay != 0.0) d = d + wd * p[k];
+      s[k] = s[k] + d * d;
+      p[k] = p[k] - rate * d / (std::sqrt(s[k]) + eps);
+    }
+  });
+}
+
+}  // namespace tg

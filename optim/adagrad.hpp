@@ -1,0 +1,32 @@
+#pragma once
+
+#include "optim/optimizer.hpp"
+
+namespace tg {
+
+struct AdagradOptions {
+  double lr = 1e-2;
+  double lr_decay = 0.0;
+  double weight_decay = 0.0;
+  double initial_accumulator_value = 0.0;
+  double eps = 1e-10;
+};
+
+/// Adagrad as torch.optim.Adagrad, with t = this parameter's step:
+///   g = grad + weight_decay * p;   clr = lr / (1 + (t - 1) * lr_decay)
+///   sum = sum + g^2;   p = p - clr * g / (sqrt(sum) + eps)
+class Adagrad : public Optimizer {
+ public:
+  Adagrad(std::vector<Var> params, AdagradOptions options = {});
+  std::string name() const override { return "Adagrad"; }
+  const AdagradOptions& options() const { return options_; }
+
+ protected:
+  void update(size_t i, Tensor& param, const Tensor& grad) override;
+
+ private:
+  AdagradOptions options_;
+  std::vector<Tensor> sum_;
+};
+
+}  // namespace tg

@@ -1,0 +1,35 @@
+#pragma once
+
+#include "optim/adam.hpp"
+
+namespace tg {
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  /// Decoupled weight decay (Loshchilov & Hutter 2019).
+  double weight_decay = 1e-2;
+  bool amsgrad = false;
+};
+
+/// AdamW as torch.optim.AdamW: p = p * (1 - lr * weight_decay), then the Adam update of
+/// the plain gradient.
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<Var> params, AdamWOptions options = {});
+  std::string name() const override { return "AdamW"; }
+  const AdamWOptions& options() const { return options_; }
+
+ protected:
+  void update(size_t i, Tensor& param, const Tensor& grad) override;
+
+ private:
+  AdamWOptions options_;
+  std::vector<Tensor> exp_avg_;
+  std::vector<Tensor> exp_avg_sq_;
+  std::vector<Tensor> max_exp_avg_sq_;
+};
+
+}  // namespace tg

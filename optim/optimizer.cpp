@@ -1,0 +1,129 @@
+#include "optim/optimizer.hpp"
+
+#include <cstring>
+#include <unordered_set>
+
+namespace tg {
+
+Optimizer::Optimizer(std::vector<Var> params, double lr) : params_(std::move(params)), lr_(lr) {
+  if (!(lr >= 0.0)) throw Error("Optimizer: invalid learning rate " + std::to_string(lr));
+  std::unordered_set<const Node*> seen;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Var& p = params_[i];
+    if (!p.defined()) throw Error("Optimizer: parameter " + std::to_string(i) + " is undefined");
+    if (!p.is_leaf()) throw Error("Optimizer: parameter " + std::to_string(i) + " is not a leaf");
+    if (!seen.insert(p.node()).second)
+      throw Error("Optimizer: parameter " + std::to_string(i) + " appears more than once");
+  }
+  param_steps_.assign(params_.size(), 0);
+}
+
+void Optimizer::set_lr(double lr) {
+  if (!(lr >= 0.0)) throw Error("Optimizer::set_lr: invalid learning rate " + std::to_string(lr));
+  lr_ = lr;
+}
+
+void Optimizer::zero_grad() {
+  for (auto& p : params_) p.zero_grad();
+}
+
+void Optimizer::register_state(std::string name, std::vector<Tensor>& slots) {
+  slots.assign(params_.size(), Tensor());
+  states_.emplace_back(std::move(name), &slots);
+}
+
+Tensor& Optimizer::state(std::vector<Tensor>& slots, size_t i, double fill) {
+  Tensor& s = slots[i];
+  const Tensor& p = params_[i].value();
+  if (!s.defined())
+    s = full(p.shape(), fill, p.dtype());
+  else if (s.dtype() != p.dtype())  // the model was converted with Module::to
+    s = s.to(p.dtype());
+  return s;
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  // Check every gradient before touching anything, so a bad one leaves all unchanged.
+  std::vector<Tensor> grads(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Var g = params_[i].grad();
+    if (!g.defined()) continue;
+    if (g.shape() != params_[i].shape())
+      throw ShapeError(name() + "::step: gradient of parameter " + std::to_string(i) +
+                       " has shape " + g.shape().str() + ", parameter " + params_[i].shape().str());
+    grads[i] = g.dtype() == params_[i].dtype() ? g.value() : g.value().to(params_[i].dtype());
+  }
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    ++param_steps_[i];
+    Tensor value = params_[i].value();
+    update(i, value, grads[i]);
+  }
+}
+
+void Optimizer::state_dict(NpzArchive& a, const std::string& prefix) const {
+  a.put_scalar(prefix + "lr", lr_);
+  a.put_int(prefix + "steps", steps_);
+  a.put_i64(prefix + "param_steps", param_steps_);
+  for (const auto& [name, slots] : states_)
+    for (size_t i = 0; i < slots->size(); ++i)
+      if ((*slots)[i].defined())
+        a.put(prefix + "state." + std::to_string(i) + "." + name, (*slots)[i]);
+}
+
+void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) {
+  const std::string src =
+      a.source().empty() ? "optimizer state" : "optimizer state '" + a.source() + "'";
+  const double lr = a.scalar(prefix + "lr");
+  const int64_t steps = a.integer(prefix + "steps");
+  const auto param_steps = a.i64s(prefix + "param_steps");
+  if (param_steps.size() != params_.size())
+    throw IoError(src + ": state for " + std::to_string(param_steps.size()) + " parameters, the " +
+                  name() + " optimizer has " + std::to_string(params_.size()));
+  if (!(lr >= 0.0)) throw IoError(src + ": invalid lr");
+  // Stage every state tensor.
+  std::vector<std::vector<Tensor>> staged(states_.size());
+  std::unordered_set<std::string> used;
+  for (size_t s = 0; s < states_.size(); ++s) {
+    staged[s].resize(params_.size());
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const std::string key = prefix + "state." + std::to_string(i) + "." + states_[s].first;
+      if (!a.contains(key)) continue;  // not created yet (parameter never updated)
+      used.insert(key);
+      const NpyArray& arr = a.array(key);
+      const Var& p = params_[i];
+      if (Shape(arr.shape) != p.shape())
+        throw IoError(src + ": '" + key + "' has shape " + Shape(arr.shape).str() + ", parameter " +
+                      std::to_string(i) + " has " + p.shape().str());
+      Tensor t = arr.to_tensor();
+      if (t.dtype() != p.dtype()) {
+        if (t.dtype() == f64)
+          throw IoError(src + ": '" + key + "' is float64 but parameter " + std::to_string(i) +
+                        " is float32");
+        t = t.to(p.dtype());
+      }
+      staged[s][i] = std::move(t);
+    }
+  }
+  const std::string state_prefix = prefix + "state.";
+  for (const auto& key : a.names())
+    if (key.compare(0, state_prefix.size(), state_prefix) == 0 && !used.count(key))
+      throw IoError(src + ": entry '" + key + "' is not state of the " + name() + " optimizer");
+  // Commit.
+  lr_ = lr;
+  steps_ = steps;
+  param_steps_ = param_steps;
+  for (size_t s = 0; s < states_.size(); ++s) *states_[s].second = std::move(staged[s]);
+}
+
+void Optimizer::save(const std::string& path) const {
+  NpzArchive a;
+  state_dict(a);
+  a.save(path);
+}
+
+void Optimizer::load(const std::string& path) { load_state_dict(NpzArchive::load(path)); }
+
+}  // namespace tg

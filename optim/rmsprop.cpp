@@ -1,0 +1,57 @@
+#include "optim/rmsprop.hpp"
+
+#include <cmath>
+
+namespace tg {
+
+RMSprop::RMSprop(std::vector<Var> params, RMSpropOptions o)
+    : Optimizer(std::move(params), o.lr), options_(o) {
+  auto bad = [](const char* what, double v) {
+    throw Error(std::string("RMSprop: invalid ") + what + " " + std::to_string(v));
+  };
+  if (!(o.eps >= 0.0)) bad("eps", o.eps);
+  if (!(o.alpha >= 0.0)) bad("alpha", o.alpha);
+  if (!(o.momentum >= 0.0)) bad("momentum", o.momentum);
+  if (!(o.weight_decay >= 0.0)) bad("weight_decay", o.weight_decay);
+  register_state("square_avg", square_avg_);
+  if (o.centered) register_state("grad_avg", grad_avg_);
+  if (o.momentum > 0.0) register_state("momentum_buffer", momentum_buffer_);
+}
+
+void RMSprop::update(size_t i, Tensor& param, const Tensor& grad) {
+  const RMSpropOptions& o = options_;
+  Tensor& sq_t = state(square_avg_, i);
+  Tensor* ga_t = o.centered ? &state(grad_avg_, i) : nullptr;
+  Tensor* buf_t = o.momentum > 0.0 ? &state(momentum_buffer_, i) : nullptr;
+  dispatch(param.dtype(), [&]<class T>() {
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    T* sq = sq_t.data<T>();
+    T* ga = ga_t ? ga_t->data<T>() : nullptr;
+    T* buf = buf_t ? buf_t->data<T>() : nullptr;
+    const T a = static_cast<T>(o.alpha), c = static_cast<T>(1.0 - o.alpha);
+    const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+    const T mom = static_cast<T>(o.momentum), rate = static_cast<T>(lr());
+    for (int64_t k = 0; k < param.numel(); ++k) {
+      T d = g[k];
+      if (o.weight_decay != 0.0) d = d + wd * p[k];
+      sq[k] = sq[k] * a + c * d * d;
+      T avg;
+      if (ga) {
+        ga[k] = ga[k] * a + c * d;
+        avg = std::sqrt(sq[k] + T(-1) * ga[k] * ga[k]);
+      } else {
+        avg = std::sqrt(sq[k]);
+      }
+      avg = avg + eps;
+      if (buf) {
+        buf[k] = buf[k] * mom + d / avg;
+        p[k] = p[k] - rate * buf[k];
+      } else {
+        p[k] = p[k] - rate * d / avg;
+      }
+    }
+  });
+}
+
+}  // namespace tg

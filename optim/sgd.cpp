@@ -1,0 +1,40 @@
+#include "optim/sgd.hpp"
+
+#include <cstring>
+
+namespace tg {
+
+SGD::SGD(std::vector<Var> params, SGDOptions o) : Optimizer(std::move(params), o.lr), options_(o) {
+  if (!(o.momentum >= 0.0)) throw Error("SGD: invalid momentum " + std::to_string(o.momentum));
+  if (!(o.weight_decay >= 0.0))
+    throw Error("SGD: invalid weight_decay " + std::to_string(o.weight_decay));
+  if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0))
+    throw Error("SGD: Nesterov momentum requires a momentum and zero dampening");
+  register_state("momentum_buffer", momentum_buffer_);
+}
+
+void SGD::update(size_t i, Tensor& param, const Tensor& grad) {
+  const SGDOptions& o = options_;
+  const bool fresh = !momentum_buffer_[i].defined();
+  Tensor* buf = o.momentum != 0.0 ? &state(momentum_buffer_, i) : nullptr;
+  dispatch(param.dtype(), [&]<class T>() {
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    T* b = buf ? buf->data<T>() : nullptr;
+    const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
+    const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
+    for (int64_t k = 0; k < param.numel(); ++k) {
+      T d = g[k];
+      if (o.weight_decay != 0.0) d = d + wd * p[k];
+      if (b) {
+        // NOTE: the first step copies the gradient into the buffer (no dampening), as
+        // PyTorch does.
+        b[k] = fresh ? d : mom * b[k] + damp * d;
+        d = o.nesterov ? d + mom * b[k] : b[k];
+      }
+      p[k] = p[k] - rate * d;
+    }
+  });
+}
+
+}  // namespace tg

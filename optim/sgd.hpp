@@ -1,0 +1,34 @@
+#pragma once
+
+#include "optim/optimizer.hpp"
+
+namespace tg {
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+/// Stochastic gradient descent as torch.optim.SGD:
+///   g = grad + weight_decay * p
+///   buf = g (first step), else momentum * buf + (1 - dampening) * g
+///   g = nesterov ? g + momentum * buf : buf          (when momentum != 0)
+///   p = p - lr * g
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Var> params, SGDOptions options = {});
+  std::string name() const override { return "SGD"; }
+  const SGDOptions& options() const { return options_; }
+
+ protected:
+  void update(size_t i, Tensor& param, const Tensor& grad) override;
+
+ private:
+  SGDOptions options_;
+  std::vector<Tensor> momentum_buffer_;
+};
+
+}  // namespace tg
