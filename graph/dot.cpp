@@ -22,9 +22,10 @@ std::string to_dot(const std::vector<Var>& roots) {
     stack.pop_back();
     const int id = ids.at(n);
     std::string label = n->has_fn ? n->name : (n->requires_grad ? "param" : "constant");
-    os << "  n" << id << " [label=\"" << label << "\\n" << n->value.shape().str() << " "
-       << dtype_name(n->value.dtype()) << "\", shape=" << (n->has_fn ? "box" : "ellipse")
-       << (n->released ? ", style=dashed" : "") << "];\n";
+    os << "  n" << id << " [label=\"" << label << "\\n"
+       << n->value.shape().str() << " " << dtype_name(n->value.dtype())
+       << "\", shape=" << (n->has_fn ? "box" : "ellipse") << (n->released ? ", style=dashed" : "")
+       << "];\n";
     for (const Var& in : n->inputs) {
       if (!in.defined()) continue;
       os << "  n" << id_of(in.node()) << " -> n" << id << ";\n";

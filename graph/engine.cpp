@@ -46,8 +46,8 @@ void accumulate_pending(Node& n, Var g, bool create_graph) {
     Tensor dst = n.pending.value();
     kern::add_(dst, g.value());
   } else {
-    n.pending = Var(kern::zip(n.pending.value(), g.value(), "add",
-                              [](auto a, auto b) { return a + b; }));
+    n.pending =
+        Var(kern::zip(n.pending.value(), g.value(), "add", [](auto a, auto b) { return a + b; }));
   }
   n.pending_owned = true;
 }
@@ -93,10 +93,10 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
     if (!r.requires_grad())
       throw GraphError("backward: output " + std::to_string(k) +
                        " does not require grad (no leaf it depends on wants a gradient)");
-    const Var* go = k < grad_outputs.size() && grad_outputs[k].defined() ? &grad_outputs[k] : nullptr;
+    const Var* go =
+        k < grad_outputs.size() && grad_outputs[k].defined() ? &grad_outputs[k] : nullptr;
     if (!go && r.numel() != 1)
-      throw GraphError("backward: output " + std::to_string(k) + " has shape " +
-                       r.shape().str() +
+      throw GraphError("backward: output " + std::to_string(k) + " has shape " + r.shape().str() +
                        "; backward without a gradient needs a one-element output (reduce it, "
                        "or pass a gradient of that shape)");
     if (go && (go->shape() != r.shape() || go->dtype() != r.dtype()))
@@ -166,7 +166,12 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
         }
       }
       if (n.has_fn && g.defined()) {
-        Grads grads = n.apply(BackwardCtx(np), g);
+        Grads grads;
+        try {
+          grads = n.apply(BackwardCtx(np), g);
+        } catch (const AnomalyError& e) {
+          throw AnomalyError("anomaly: in the backward of " + describe(n) + ": " + e.what());
+        }
         if (grads.size() != n.inputs.size())
           throw GraphError("backward of " + describe(n) + " returned " +
                            std::to_string(grads.size()) + " gradients for " +

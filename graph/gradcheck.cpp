@@ -89,8 +89,8 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
   msg << (r.passed ? "gradcheck passed" : "gradcheck FAILED") << ": max abs error "
       << r.max_abs_error << ", max rel error " << r.max_rel_error;
   if (r.worst_input >= 0)
-    msg << "; worst at input " << r.worst_input << " element " << r.worst_element
-        << " (analytic " << r.analytic << ", numeric " << r.numeric << ")";
+    msg << "; worst at input " << r.worst_input << " element " << r.worst_element << " (analytic "
+        << r.analytic << ", numeric " << r.numeric << ")";
   r.message = msg.str();
   return r;
 }
@@ -108,8 +108,7 @@ GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor>& 
     Var out = evaluate(fn, xs, "gradgradcheck");
     std::vector<Var> parts;
     std::vector<Var> g;
-    if (out.requires_grad())
-      g = grad({out}, xs, {v}, {.create_graph = true, .allow_unused = true});
+    if (out.requires_grad()) g = grad({out}, xs, {v}, {.create_graph = true, .allow_unused = true});
     for (size_t i = 0; i < xs.size(); ++i) {
       Var gi = i < g.size() && g[i].defined() ? g[i] : constant(zeros(xs[i].shape(), f64));
       parts.push_back(reshape(gi, {-1}));

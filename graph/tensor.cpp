@@ -82,8 +82,8 @@ Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
   t.numel_ = shape.numel();
   t.dtype_ = dtype;
   // One allocation holds the reference count and the data.
-  t.storage_ = std::allocate_shared_for_overwrite<std::byte[]>(CountingAllocator<std::byte>(),
-                                                               t.nbytes());
+  t.storage_ =
+      std::allocate_shared_for_overwrite<std::byte[]>(CountingAllocator<std::byte>(), t.nbytes());
   t.data_ = t.storage_.get();
   return t;
 }

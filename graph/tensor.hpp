@@ -69,6 +69,9 @@ class Tensor {
   /// The same buffer seen with another shape (one extent may be -1).
   Tensor reshape(const std::vector<int64_t>& shape) const;
   Tensor reshape(const Shape& shape) const;
+  Tensor reshape(std::initializer_list<int64_t> shape) const {
+    return reshape(std::vector<int64_t>(shape));
+  }
 
   /// In place: every element set to `value`.
   Tensor& fill_(double value);

@@ -67,8 +67,9 @@ Tensor& Var::value() const { return checked(node_, "value").value; }
 
 void Var::set_value(Tensor value) {
   Node& n = checked(node_, "set_value");
-  if (n.has_fn) throw GraphError("set_value: only a leaf's value can be replaced, not op '" +
-                                 std::string(n.name) + "'");
+  if (n.has_fn)
+    throw GraphError("set_value: only a leaf's value can be replaced, not op '" +
+                     std::string(n.name) + "'");
   n.value = std::move(value);
 }
 
@@ -150,8 +151,9 @@ void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& in
     shapes += v.shape().str();
     inputs_bad |= has_nonfinite(v.value());
   }
-  throw AnomalyError("anomaly: op '" + std::string(op) + "' produced NaN/Inf in its forward value " +
-                     value.shape().str() + " (inputs " + shapes + ")" +
+  throw AnomalyError("anomaly: op '" + std::string(op) +
+                     "' produced NaN/Inf in its forward value " + value.shape().str() +
+                     " (inputs " + shapes + ")" +
                      (inputs_bad ? "; its inputs already held NaN/Inf" : ""));
 }
 

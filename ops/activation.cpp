@@ -21,11 +21,10 @@ Var relu_backward(const Var& dy, const Var& x, double slope) {
     return kern::zip(dy.value(), x.value(), "relu_backward",
                      [s](T d, T v) { return v > T(0) ? d : d * s; });
   });
-  return record("relu_backward", std::move(g), {dy, x},
-                [slope](const BackwardCtx& c, const Var& ddx) {
-                  return Grads{c.needs_grad(0) ? relu_backward(ddx, c.input(1), slope) : Var(),
-                               Var()};
-                });
+  return record(
+      "relu_backward", std::move(g), {dy, x}, [slope](const BackwardCtx& c, const Var& ddx) {
+        return Grads{c.needs_grad(0) ? relu_backward(ddx, c.input(1), slope) : Var(), Var()};
+      });
 }
 
 // sigmoid_backward(dy, y) = dy * y * (1 - y)
@@ -34,16 +33,15 @@ Var sigmoid_backward(const Var& dy, const Var& y) {
     using T = decltype(v);
     return d * v * (T(1) - v);
   });
-  return record("sigmoid_backward", std::move(g), {dy, y},
-                [](const BackwardCtx& c, const Var& ddx) {
-                  // d/d(dy) = ddx * y(1-y);  d/dy = ddx * dy * (1 - 2y)
-                  const Var& d = c.input(0);
-                  const Var& yv = c.input(1);
-                  return Grads{
-                      c.needs_grad(0) ? sigmoid_backward(ddx, yv) : Var(),
-                      c.needs_grad(1) ? mul(mul(ddx, d), add_scalar(mul_scalar(yv, -2.0), 1.0))
-                                      : Var()};
-                });
+  return record(
+      "sigmoid_backward", std::move(g), {dy, y}, [](const BackwardCtx& c, const Var& ddx) {
+        // d/d(dy) = ddx * y(1-y);  d/dy = ddx * dy * (1 - 2y)
+        const Var& d = c.input(0);
+        const Var& yv = c.input(1);
+        return Grads{
+            c.needs_grad(0) ? sigmoid_backward(ddx, yv) : Var(),
+            c.needs_grad(1) ? mul(mul(ddx, d), add_scalar(mul_scalar(yv, -2.0), 1.0)) : Var()};
+      });
 }
 
 // tanh_backward(dy, y) = dy * (1 - y^2)
@@ -65,16 +63,10 @@ Var tanh_backward(const Var& dy, const Var& y) {
 
 Var sigmoid(const Var& x) {
   // y = 1 / (1 + exp(-x));  dx = dy * y * (1 - y)
-  Tensor y = kern::simd_map(
-      x.value(),
-      [](auto v) {
-        using T = decltype(v);
-        return T(1) / (T(1) + std::exp(-v));
-      },
-      [](auto& e, auto zero) {
-        using T = decltype(zero);
-        return T(1) / (T(1) + xt::exp(-e));
-      });
+  Tensor y = kern::simd_map(x.value(), [](auto b) {
+    using T = typename decltype(b)::value_type;
+    return T(1) / (T(1) + xsimd::exp(-b));
+  });
   return record("sigmoid", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     return Grads{sigmoid_backward(dy, c.output())};
   });
@@ -82,8 +74,7 @@ Var sigmoid(const Var& x) {
 
 Var tanh(const Var& x) {
   // dx = dy * (1 - y^2)
-  Tensor y = kern::simd_map(
-      x.value(), [](auto v) { return std::tanh(v); }, [](auto& e, auto) { return xt::tanh(e); });
+  Tensor y = kern::simd_map(x.value(), [](auto b) { return xsimd::tanh(b); });
   return record("tanh", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     return Grads{tanh_backward(dy, c.output())};
   });

@@ -10,7 +10,9 @@ namespace tg {
 Var add(const Var& a, const Var& b) {
   // d(a + b) = (dy, dy); the engine sums each back to its input's shape.
   return record("add", kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; }),
-                {a, b}, [](const BackwardCtx&, const Var& dy) { return Grads{dy, dy}; });
+                {a, b}, [](const BackwardCtx&, const Var& dy) {
+                  return Grads{dy, dy};
+                });
 }
 
 Var sub(const Var& a, const Var& b) {
@@ -63,7 +65,8 @@ Var pow(const Var& a, const Var& b) {
   Tensor y = kern::zip(a.value(), b.value(), "pow", [](auto x, auto e) { return std::pow(x, e); });
   return record("pow", std::move(y), {a, b}, [](const BackwardCtx& c, const Var& dy) {
     Var da, db;
-    if (c.needs_grad(0)) da = mul(dy, mul(c.input(1), pow(c.input(0), add_scalar(c.input(1), -1.0))));
+    if (c.needs_grad(0))
+      da = mul(dy, mul(c.input(1), pow(c.input(0), add_scalar(c.input(1), -1.0))));
     if (c.needs_grad(1)) db = mul(dy, mul(c.output(), log(c.input(0))));
     return Grads{da, db};
   });

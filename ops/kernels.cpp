@@ -111,8 +111,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape, const char* op) {
   if (x.shape() == shape) return x;
   const int r = x.dim(), off = r - shape.rank();
   bool ok = off >= 0;
-  for (int d = 0; ok && d < shape.rank(); ++d)
-    ok = shape[d] == x.shape()[d + off] || shape[d] == 1;
+  for (int d = 0; ok && d < shape.rank(); ++d) ok = shape[d] == x.shape()[d + off] || shape[d] == 1;
   if (!ok)
     throw ShapeError(std::string(op) + ": cannot sum shape " + x.shape().str() + " down to " +
                      shape.str() + " (it is not a broadcast of it)");

@@ -13,8 +13,8 @@ namespace tg::kern {
 /// Throws DtypeError unless a and b share a dtype.
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 /// Throws ShapeError unless a and b have equal shapes.
-void check_same_shape(const Tensor& a, const Tensor& b, const char* op, const char* what_a = "input",
-                      const char* what_b = "target");
+void check_same_shape(const Tensor& a, const Tensor& b, const char* op,
+                      const char* what_a = "input", const char* what_b = "target");
 
 /// y[i] = f(x[i]).
 template <class F>

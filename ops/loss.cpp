@@ -39,7 +39,8 @@ void check_targets(const char* op, const Var& x, const std::vector<int64_t>& tar
   for (size_t i = 0; i < targets.size(); ++i)
     if (targets[i] < 0 || targets[i] >= c)
       throw IndexError(std::string(op) + ": target " + std::to_string(targets[i]) + " at row " +
-                       std::to_string(i) + " is out of range for " + std::to_string(c) + " classes");
+                       std::to_string(i) + " is out of range for " + std::to_string(c) +
+                       " classes");
 }
 
 Tensor one_hot(const Shape& shape, Dtype dtype, const std::vector<int64_t>& targets, double v) {
@@ -76,9 +77,8 @@ Var row_grad(const Var& dy, Reduction r, int64_t n) {
 Var mse_loss(const Var& input, const Var& target, Reduction reduction) {
   // l = (x - t)^2;  dx = 2 (x - t) dy' = -dt
   kern::check_same_shape(input.value(), target.value(), "mse_loss");
-  Tensor d2 = kern::zip(input.value(), target.value(), "mse_loss", [](auto a, auto b) {
-    return (a - b) * (a - b);
-  });
+  Tensor d2 = kern::zip(input.value(), target.value(), "mse_loss",
+                        [](auto a, auto b) { return (a - b) * (a - b); });
   const int64_t n = input.numel();
   return record("mse_loss", reduce(d2, reduction), {input, target},
                 [reduction, n](const BackwardCtx& c, const Var& dy) {
@@ -108,8 +108,8 @@ Var cross_entropy(const Var& logits, const std::vector<int64_t>& targets, Reduct
   return record("cross_entropy", reduce(pick_neg(logp, targets), reduction), {logits},
                 [reduction, n, targets](const BackwardCtx& c, const Var& dy) {
                   const Var& x = c.input(0);
-                  Var p_minus_y = sub(softmax(x, 1),
-                                      constant(one_hot(x.shape(), x.dtype(), targets, 1.0)));
+                  Var p_minus_y =
+                      sub(softmax(x, 1), constant(one_hot(x.shape(), x.dtype(), targets, 1.0)));
                   return Grads{mul(p_minus_y, row_grad(dy, reduction, n))};
                 });
 }
@@ -126,8 +126,9 @@ Var binary_cross_entropy_with_logits(const Var& logits, const Var& target, Reduc
   return record("binary_cross_entropy_with_logits", reduce(l, reduction), {logits, target},
                 [reduction, n](const BackwardCtx& c, const Var& dy) {
                   Var g = per_element_grad(dy, reduction, n);
-                  return Grads{c.needs_grad(0) ? mul(sub(sigmoid(c.input(0)), c.input(1)), g) : Var(),
-                               c.needs_grad(1) ? mul(neg(c.input(0)), g) : Var()};
+                  return Grads{
+                      c.needs_grad(0) ? mul(sub(sigmoid(c.input(0)), c.input(1)), g) : Var(),
+                      c.needs_grad(1) ? mul(neg(c.input(0)), g) : Var()};
                 });
 }
 

@@ -10,24 +10,21 @@ namespace tg {
 
 Var exp(const Var& x) {
   // d exp(x) = dy * y
-  Tensor y = kern::simd_map(
-      x.value(), [](auto v) { return std::exp(v); }, [](auto& e, auto) { return xt::exp(e); });
+  Tensor y = kern::simd_map(x.value(), [](auto b) { return xsimd::exp(b); });
   return record("exp", std::move(y), {x},
                 [](const BackwardCtx& c, const Var& dy) { return Grads{mul(dy, c.output())}; });
 }
 
 Var log(const Var& x) {
   // d log(x) = dy / x
-  Tensor y = kern::simd_map(
-      x.value(), [](auto v) { return std::log(v); }, [](auto& e, auto) { return xt::log(e); });
+  Tensor y = kern::simd_map(x.value(), [](auto b) { return xsimd::log(b); });
   return record("log", std::move(y), {x},
                 [](const BackwardCtx& c, const Var& dy) { return Grads{div(dy, c.input(0))}; });
 }
 
 Var sqrt(const Var& x) {
   // d sqrt(x) = dy / (2 y)
-  Tensor y = kern::simd_map(
-      x.value(), [](auto v) { return std::sqrt(v); }, [](auto& e, auto) { return xt::sqrt(e); });
+  Tensor y = kern::simd_map(x.value(), [](auto b) { return xsimd::sqrt(b); });
   return record("sqrt", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     return Grads{div(dy, mul_scalar(c.output(), 2.0))};
   });

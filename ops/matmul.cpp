@@ -16,8 +16,10 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
                   const Var& A = ctx.input(0);
                   const Var& B = ctx.input(1);
                   Var da, db;
-                  if (ctx.needs_grad(0)) da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
-                  if (ctx.needs_grad(1)) db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
+                  if (ctx.needs_grad(0))
+                    da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
+                  if (ctx.needs_grad(1))
+                    db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
                   return Grads{da, db};
                 });
 }
@@ -51,13 +53,13 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
     throw ShapeError("linear: input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
                      " features but weight " + weight.shape().str() + " expects " +
                      std::to_string(weight.shape()[1]));
-  Tensor y = kern::gemm(x.value(), false, weight.value(), true,
-                        bias.defined() ? &bias.value() : nullptr);
+  Tensor y =
+      kern::gemm(x.value(), false, weight.value(), true, bias.defined() ? &bias.value() : nullptr);
   Inputs inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   return record("linear", std::move(y), std::move(inputs), [](const BackwardCtx& c, const Var& dy) {
-    Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),   // [N, in]
-            c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};   // [out, in]
+    Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),        // [N, in]
+            c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};        // [out, in]
     if (c.num_inputs() == 3) g.push_back(c.needs_grad(2) ? sum(dy, {0}) : Var());  // [out]
     return g;
   });

@@ -29,7 +29,8 @@ Tensor gather(const Tensor& x, int axis, const std::vector<int64_t>& idx) {
 }
 
 // The adjoint of gather: zeros of `shape` with dy's blocks added at `idx`.
-Tensor scatter_add(const Tensor& dy, const Shape& shape, int axis, const std::vector<int64_t>& idx) {
+Tensor scatter_add(const Tensor& dy, const Shape& shape, int axis,
+                   const std::vector<int64_t>& idx) {
   Tensor out = zeros(shape, dy.dtype());
   int64_t outer, n, inner;
   kern::split_axis(shape, axis, outer, n, inner);
@@ -174,7 +175,8 @@ Var concat(const std::vector<Var>& xs, int64_t axis) {
     const auto* src = static_cast<const std::byte*>(v.value().raw_data());
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(dst + static_cast<size_t>((o * total + offset) * inner) * esz,
-                  src + static_cast<size_t>(o * m * inner) * esz, static_cast<size_t>(m * inner) * esz);
+                  src + static_cast<size_t>(o * m * inner) * esz,
+                  static_cast<size_t>(m * inner) * esz);
     offset += m;
     bounds.push_back(offset);
   }

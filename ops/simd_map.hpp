@@ -1,31 +1,38 @@
 #pragma once
 
-// Internal: elementwise maps through xtensor + xsimd for the transcendental functions
-// (exp, log, tanh, ...), with a scalar loop for tiny tensors where the expression machinery
-// costs more than the work. Include only from op .cpp files (it pulls in xtensor).
+// Internal: elementwise maps through xsimd batches for the transcendental functions (exp,
+// log, tanh, sigmoid, ...). Include only from op .cpp files.
+//
+// NOTE: every element, the ragged tail included (through a padded batch), goes through the
+// same SIMD function, so a result never depends on the buffer's address or the tensor's
+// size. xtensor's own assignment peels a scalar prologue up to the first aligned address;
+// its scalar std::exp/std::tanh differ from xsimd's in the last bit, which made results
+// depend on where malloc put the buffer (different between threads and runs).
 
-#include <array>
-#include <xtensor/xadapt.hpp>
-#include <xtensor/xmath.hpp>
-#include <xtensor/xnoalias.hpp>
+#include <xsimd/xsimd.hpp>
 
 #include "ops/kernels.hpp"
 
 namespace tg::kern {
 
-inline constexpr int64_t kSimdMinElements = 32;
-
-/// y = scalar(x) elementwise for small tensors, y = vec(xt-expression of x) for large ones.
-template <class S, class V>
-Tensor simd_map(const Tensor& x, S scalar, V vec) {
-  if (x.numel() < kSimdMinElements) return map(x, scalar);
+/// y = f(x) elementwise, where f maps an xsimd::batch<T> to a batch<T>.
+template <class F>
+Tensor simd_map(const Tensor& x, F f) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    const auto n = static_cast<size_t>(x.numel());
-    const std::array<size_t, 1> shape{n};
-    auto in = xt::adapt(x.data<T>(), n, xt::no_ownership(), shape);
-    auto res = xt::adapt(out.data<T>(), n, xt::no_ownership(), shape);
-    xt::noalias(res) = vec(in, T(0));
+    using B = xsimd::batch<T>;
+    constexpr int64_t w = static_cast<int64_t>(B::size);
+    const T* in = x.data<T>();
+    T* o = out.data<T>();
+    const int64_t n = x.numel();
+    int64_t i = 0;
+    for (; i + w <= n; i += w) f(B::load_unaligned(in + i)).store_unaligned(o + i);
+    if (i < n) {
+      alignas(64) T buf[w] = {};
+      for (int64_t j = i; j < n; ++j) buf[j - i] = in[j];
+      f(B::load_aligned(buf)).store_aligned(buf);
+      for (int64_t j = i; j < n; ++j) o[j] = buf[j - i];
+    }
   });
   return out;
 }

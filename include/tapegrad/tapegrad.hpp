@@ -7,6 +7,7 @@
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
 #include "graph/var.hpp"
+#include "graph/xtensor_interop.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
 #include "ops/loss.hpp"

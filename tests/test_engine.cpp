@@ -1,0 +1,339 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <thread>
+
+#include <tapegrad/tapegrad.hpp>
+
+using tg::Tensor;
+using tg::Var;
+
+namespace {
+Var scalar_param(double v) { return tg::param(tg::scalar_tensor(v, tg::f64)); }
+double g(const Var& v) { return v.grad().item(); }
+}  // namespace
+
+TEST_CASE("diamond graph: both paths contribute", "[engine]") {
+  // f = (a*b) * (a+b) = a^2 b + a b^2;  df/da = 2ab + b^2, df/db = a^2 + 2ab
+  Var a = scalar_param(3.0), b = scalar_param(-2.0);
+  Var f = (a * b) * (a + b);
+  CHECK(f.item() == Approx(-6.0));
+  f.backward();
+  CHECK(g(a) == Approx(2 * 3 * -2 + 4));
+  CHECK(g(b) == Approx(9 + 2 * 3 * -2));
+}
+
+TEST_CASE("a value used many times accumulates every use", "[engine]") {
+  Var x = scalar_param(0.5);
+  Var total = tg::constant(tg::scalar_tensor(0.0, tg::f64));
+  for (int i = 1; i <= 100; ++i) total = total + x * static_cast<double>(i);
+  total.backward();
+  CHECK(g(x) == Approx(5050.0));
+}
+
+TEST_CASE("broadcast gradients are summed back to the input shape by the engine", "[engine]") {
+  Var a = tg::param(tg::ones({3, 4}, tg::f64));
+  Var b = tg::param(tg::tensor({1, 2, 3, 4}, {4}, tg::f64));
+  Var c = tg::param(tg::ones({3, 1}, tg::f64));
+  tg::sum(a * b + c).backward();
+  CHECK(b.grad().shape() == tg::Shape{4});
+  CHECK(b.grad().value().to_vector() == std::vector<double>{3, 3, 3, 3});
+  CHECK(c.grad().shape() == tg::Shape{3, 1});
+  CHECK(c.grad().value().to_vector() == std::vector<double>{4, 4, 4});
+  CHECK(a.grad().value().to_vector() == std::vector<double>{1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4});
+}
+
+TEST_CASE("gradients accumulate across backward calls until zero_grad", "[engine]") {
+  Var x = scalar_param(2.0);
+  (x * x).backward();
+  (x * x).backward();
+  CHECK(g(x) == Approx(8.0));
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+  (x * 3.0).backward();
+  CHECK(g(x) == Approx(3.0));
+}
+
+TEST_CASE("the accumulated gradient never aliases another tensor", "[engine]") {
+  // add's backward hands the same dy to both inputs; accumulating into one leaf's grad must
+  // not change the other's.
+  Var a = tg::param(tg::ones({2}, tg::f64)), b = tg::param(tg::ones({2}, tg::f64));
+  Var dy = tg::constant(tg::tensor({1, 2}, {2}, tg::f64));
+  (a + b).backward(dy);
+  (a * 10.0).backward(dy);
+  CHECK(a.grad().value().to_vector() == std::vector<double>{11, 22});
+  CHECK(b.grad().value().to_vector() == std::vector<double>{1, 2});
+  CHECK(dy.value().to_vector() == std::vector<double>{1, 2});
+}
+
+TEST_CASE("retain_graph allows a second backward; without it the second one throws", "[engine]") {
+  Var x = scalar_param(3.0);
+  Var y = tg::exp(x) * x;
+  y.backward({.retain_graph = true});
+  y.backward();
+  CHECK(g(x) == Approx(2 * (std::exp(3.0) * 4.0)));
+  CHECK_THROWS_AS(y.backward(), tg::GraphError);
+  try {
+    y.backward();
+  } catch (const tg::GraphError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("second time") && Catch::Contains("retain_graph"));
+  }
+}
+
+TEST_CASE("backward of a non-scalar needs a gradient", "[engine]") {
+  Var x = tg::param(tg::ones({3, 2}));
+  Var y = x * 2.0;
+  CHECK_THROWS_WITH(y.backward(), Catch::Contains("[3, 2]"));
+  CHECK_THROWS_AS(y.backward(tg::constant(tg::ones({2}))), tg::GraphError);
+  y.backward(tg::constant(tg::full({3, 2}, 0.5)));
+  CHECK(x.grad().value().to_vector() == std::vector<double>(6, 1.0));
+  CHECK_THROWS_AS(tg::constant(tg::ones({1})).backward(), tg::GraphError);
+}
+
+TEST_CASE("create_graph: Hessian-vector products equal the closed form", "[engine]") {
+  // f(x) = x^T A x + sum(x^3):  H = A + A^T + diag(6x);  Hv = (A + A^T) v + 6 x * v
+  const std::vector<double> A{1, 2, 0, -1, 3, 1, 2, 0, -2};
+  const std::vector<double> xs{0.5, -1.0, 2.0}, vs{1.0, 0.5, -1.0};
+  Var a = tg::constant(tg::tensor(A, {3, 3}, tg::f64));
+  Var x = tg::param(tg::tensor(xs, {3, 1}, tg::f64));
+  Var v = tg::constant(tg::tensor(vs, {3, 1}, tg::f64));
+  Var f = tg::sum(tg::matmul(tg::matmul(x, a, true, false), x)) + tg::sum(tg::pow(x, 3.0));
+  auto gx = tg::grad({f}, {x}, {}, {.create_graph = true})[0];
+  CHECK(gx.requires_grad());
+  auto hv = tg::grad({tg::sum(gx * v)}, {x})[0];
+  for (int i = 0; i < 3; ++i) {
+    double expect = 6 * xs[i] * vs[i];
+    for (int j = 0; j < 3; ++j) expect += (A[i * 3 + j] + A[j * 3 + i]) * vs[j];
+    CHECK(hv.value().at({i, 0}) == Approx(expect));
+  }
+  CHECK_FALSE(x.grad().defined());  // tg::grad does not touch .grad
+}
+
+TEST_CASE("create_graph through backward(): gradient penalty", "[engine]") {
+  // y = w * x^2 ; dy/dx = 2 w x ; penalty = (dy/dx)^2 ; d penalty / dw = 8 w x^2
+  Var x = scalar_param(1.5), w = scalar_param(0.7);
+  Var y = w * x * x;
+  auto dx = tg::grad({y}, {x}, {}, {.create_graph = true})[0];
+  Var penalty = dx * dx;
+  penalty.backward();
+  CHECK(g(w) == Approx(8 * 0.7 * 1.5 * 1.5));
+}
+
+TEST_CASE("tg::grad: several inputs, unused inputs, non-leaf inputs", "[engine]") {
+  Var a = scalar_param(2.0), b = scalar_param(5.0), unused = scalar_param(1.0);
+  Var h = a * a;
+  Var y = h * b;
+  auto gs = tg::grad({y}, {a, b, h}, {}, {.retain_graph = true});
+  CHECK(gs[0].item() == Approx(20.0));
+  CHECK(gs[1].item() == Approx(4.0));
+  CHECK(gs[2].item() == Approx(5.0));
+  CHECK_THROWS_WITH(tg::grad({y}, {unused}, {}, {.retain_graph = true}),
+                    Catch::Contains("allow_unused"));
+  auto gu = tg::grad({y}, {unused}, {}, {.allow_unused = true});
+  CHECK_FALSE(gu[0].defined());
+}
+
+TEST_CASE("no-grad mode and detach record nothing", "[engine]") {
+  Var x = scalar_param(2.0);
+  {
+    tg::NoGradGuard guard;
+    CHECK_FALSE(tg::is_grad_enabled());
+    Var y = x * x;
+    CHECK(y.is_leaf());
+    CHECK_FALSE(y.requires_grad());
+    {
+      tg::GradModeGuard on(true);
+      CHECK((x * x).requires_grad());
+    }
+    CHECK_FALSE(tg::is_grad_enabled());
+  }
+  CHECK(tg::is_grad_enabled());
+  Var d = (x * x).detach();
+  CHECK(d.is_leaf());
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.item() == 4.0);
+  Var z = d * x;
+  z.backward();
+  CHECK(g(x) == Approx(4.0));  // only the direct path: d is a constant
+  Var c = tg::constant(tg::ones({2}));
+  CHECK_FALSE((c * c).requires_grad());
+  CHECK(std::string((c * c).op()) == "leaf");
+}
+
+TEST_CASE("hooks fire once with the full gradient and can replace it", "[engine]") {
+  Var x = scalar_param(3.0);
+  int calls = 0;
+  double seen = 0;
+  x.register_hook([&](const Var& grad) {
+    ++calls;
+    seen = grad.item();
+    return grad * 2.0;
+  });
+  Var y = x * x + x * 4.0;  // dy/dx = 2x + 4 = 10, reaching x along three uses
+  y.backward();
+  CHECK(calls == 1);
+  CHECK(seen == Approx(10.0));
+  CHECK(g(x) == Approx(20.0));
+
+  Var a = scalar_param(1.0);
+  Var h = a * 3.0;
+  int inner_calls = 0;
+  const size_t id = h.register_hook([&](const Var& grad) {
+    ++inner_calls;
+    CHECK(grad.item() == Approx(2.0));
+    return Var();
+  });
+  (h * 2.0).backward({.retain_graph = true});
+  CHECK(inner_calls == 1);
+  CHECK(g(a) == Approx(6.0));
+  h.remove_hook(id);
+  (h * 2.0).backward();
+  CHECK(inner_calls == 1);
+  CHECK_THROWS_AS(tg::constant(tg::ones({1})).register_hook([](const Var& v) { return v; }),
+                  tg::GraphError);
+}
+
+TEST_CASE("retain_grad keeps a non-leaf's gradient", "[engine]") {
+  Var x = scalar_param(2.0);
+  Var h = x * x;
+  h.retain_grad();
+  (h * 5.0).backward();
+  CHECK(h.grad().item() == Approx(5.0));
+  CHECK(g(x) == Approx(20.0));
+}
+
+TEST_CASE("anomaly mode names the op that produced NaN/Inf", "[engine]") {
+  Var x = tg::param(tg::tensor({1.0, -1.0}, {2}, tg::f64));
+  {
+    tg::AnomalyGuard anomaly;
+    CHECK_THROWS_AS(tg::log(x), tg::AnomalyError);
+    CHECK_THROWS_WITH(tg::log(x), Catch::Contains("'log'"));
+    // forward is finite (sqrt(0) = 0) but the backward divides by 0
+    Var z = tg::param(tg::zeros({2}, tg::f64));
+    Var y = tg::sum(tg::sqrt(z) + x);
+    CHECK_THROWS_WITH(y.backward(), Catch::Contains("backward of op 'sqrt'"));
+  }
+  // without anomaly mode the NaN just flows
+  CHECK(std::isnan(tg::log(x).value().at({1})));
+}
+
+TEST_CASE("a chain of 1,000,000 ops runs backward and is freed without recursion", "[engine]") {
+  const int64_t base = tg::debug::live_nodes();
+  Var x = scalar_param(1.0);
+  {
+    Var y = x;
+    for (int i = 0; i < 1000000; ++i) y = (i % 2 == 0) ? y * 1.0 : y + 0.0;
+    CHECK(tg::debug::live_nodes() - base >= 1000000);
+    y.backward();
+    CHECK(g(x) == Approx(1.0));
+  }
+  CHECK(tg::debug::live_nodes() == base + 2);  // x and its gradient
+  {
+    Var y = x;  // never differentiated: destroying it must not recurse either
+    for (int i = 0; i < 1000000; ++i) y = y * 1.0;
+  }
+  CHECK(tg::debug::live_nodes() == base + 2);
+}
+
+TEST_CASE("graph nodes return to baseline after a training step", "[engine]") {
+  tg::Rng rng(0);
+  Var w = tg::param(tg::randn({4, 3}, rng));
+  Var b = tg::param(tg::zeros({4}));
+  const Var x = tg::constant(tg::randn({8, 3}, rng));
+  auto step = [&] {
+    w.zero_grad();
+    b.zero_grad();
+    tg::sum(tg::relu(tg::linear(x, w, b))).backward();
+  };
+  step();
+  const int64_t nodes = tg::debug::live_nodes();
+  const int64_t bytes = tg::debug::live_tensor_bytes();
+  for (int i = 0; i < 50; ++i) step();
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+}
+
+TEST_CASE("a user's own op records through the same call as built-in ones", "[engine]") {
+  // softplus(x) = log(1 + exp(x)), d = sigmoid(x)
+  auto my_softplus = [](const Var& x) {
+    Tensor y = tg::Tensor::empty(x.shape(), x.dtype());
+    const auto in = x.value().to_vector();
+    for (int64_t i = 0; i < x.numel(); ++i)
+      y.data<double>()[i] = std::log1p(std::exp(in[static_cast<size_t>(i)]));
+    return tg::record("my_softplus", y, {x}, [](const tg::BackwardCtx& c, const Var& dy) {
+      return tg::Grads{dy * tg::sigmoid(c.input(0))};
+    });
+  };
+  tg::Rng rng(1);
+  auto fn = [&](const std::vector<Var>& v) { return my_softplus(v[0]); };
+  const auto r1 = tg::gradcheck(fn, {tg::randn({5}, rng, tg::f64)});
+  INFO(r1.message);
+  CHECK(r1.passed);
+  const auto r2 = tg::gradgradcheck(fn, {tg::randn({5}, rng, tg::f64)});
+  INFO(r2.message);
+  CHECK(r2.passed);
+  Var x = tg::param(tg::zeros({1}, tg::f64));
+  Var y = my_softplus(x);
+  CHECK(std::string(y.op()) == "my_softplus");
+}
+
+TEST_CASE("a backward formula returning the wrong number of gradients is reported", "[engine]") {
+  Var x = scalar_param(1.0);
+  Var y = tg::record("broken", x.value().clone(), {x}, [](const tg::BackwardCtx&, const Var& dy) {
+    return tg::Grads{dy, dy};
+  });
+  CHECK_THROWS_WITH(y.backward(), Catch::Contains("'broken'") && Catch::Contains("2 gradients"));
+}
+
+TEST_CASE("to_dot exports the recorded graph", "[engine]") {
+  Var x = tg::param(tg::ones({2, 3}));
+  Var w = tg::param(tg::ones({4, 3}));
+  Var y = tg::sigmoid(tg::linear(x, w));
+  const std::string dot = tg::to_dot(y);
+  CHECK_THAT(dot, Catch::StartsWith("digraph"));
+  CHECK_THAT(dot, Catch::Contains("sigmoid\\n[2, 4] f32"));
+  CHECK_THAT(dot, Catch::Contains("linear"));
+  CHECK_THAT(dot, Catch::Contains("param\\n[4, 3] f32"));
+  CHECK(std::count(dot.begin(), dot.end(), '>') == 3);  // x->linear, w->linear, linear->sigmoid
+}
+
+TEST_CASE("independent graphs on different threads at the same time", "[engine][threads]") {
+  auto work = [](uint64_t seed) {
+    tg::Rng rng(seed);
+    Var w = tg::param(tg::randn({16, 8}, rng, tg::f64));
+    Var x = tg::constant(tg::randn({32, 8}, rng, tg::f64));
+    std::vector<double> out;
+    for (int step = 0; step < 20; ++step) {
+      w.zero_grad();
+      Var loss = tg::mean(tg::tanh(tg::linear(x, w)) * tg::sigmoid(tg::linear(x, w)));
+      loss.backward();
+      const auto gv = w.grad().value().to_vector();
+      out.insert(out.end(), gv.begin(), gv.end());
+    }
+    return out;
+  };
+  std::vector<std::vector<double>> sequential, parallel(4);
+  for (uint64_t s = 0; s < 4; ++s) sequential.push_back(work(s));
+  std::vector<std::thread> threads;
+  for (uint64_t s = 0; s < 4; ++s) threads.emplace_back([&, s] { parallel[s] = work(s); });
+  for (auto& t : threads) t.join();
+  for (size_t s = 0; s < 4; ++s) {
+    REQUIRE(parallel[s].size() == sequential[s].size());
+    double diff = 0;
+    size_t first = 0;
+    for (size_t i = 0; i < parallel[s].size(); ++i) {
+      if (diff == 0 && parallel[s][i] != sequential[s][i]) first = i;
+      diff = std::max(diff, std::abs(parallel[s][i] - sequential[s][i]));
+    }
+    INFO("thread " << s << " max difference " << diff << " first at " << first);
+    CHECK(diff == 0.0);
+  }
+}
+
+TEST_CASE("grad mode is per thread", "[engine][threads]") {
+  tg::NoGradGuard off;
+  bool other = false;
+  std::thread t([&] { other = tg::is_grad_enabled(); });
+  t.join();
+  CHECK(other);
+  CHECK_FALSE(tg::is_grad_enabled());
+}

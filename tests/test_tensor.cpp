@@ -1,0 +1,118 @@
+#include <catch2/catch.hpp>
+#include <sstream>
+
+#include <tapegrad/tapegrad.hpp>
+
+using tg::Shape;
+using tg::Tensor;
+
+TEST_CASE("tensor factories and element access", "[tensor]") {
+  const Tensor z = tg::zeros({2, 3});
+  CHECK(z.dtype() == tg::f32);
+  CHECK(z.shape() == Shape{2, 3});
+  CHECK(z.numel() == 6);
+  CHECK(z.at({1, 2}) == 0.0);
+  const Tensor o = tg::ones({4}, tg::f64);
+  CHECK(o.dtype() == tg::f64);
+  CHECK(o.to_vector() == std::vector<double>{1, 1, 1, 1});
+  CHECK(tg::full({2}, 2.5).to_vector() == std::vector<double>{2.5, 2.5});
+  CHECK(tg::arange(4).to_vector() == std::vector<double>{0, 1, 2, 3});
+  CHECK(tg::arange(1.0, 2.0, 0.25, tg::f64).to_vector() ==
+        std::vector<double>{1.0, 1.25, 1.5, 1.75});
+  const Tensor t = tg::tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(t.at({0, 1}) == 2.0);
+  CHECK(t.at({-1, -1}) == 6.0);
+  CHECK_THROWS_AS(t.at({2, 0}), tg::IndexError);
+  CHECK_THROWS_AS(t.at({0}), tg::IndexError);
+  CHECK(tg::scalar_tensor(3.0).item() == 3.0);
+  CHECK_THROWS_AS(t.item(), tg::ShapeError);
+  CHECK_THROWS_AS(tg::tensor({1, 2, 3}, {2, 2}), tg::ShapeError);
+  const Tensor v(std::vector<double>{1.5, 2.5}, Shape{2});
+  CHECK(v.dtype() == tg::f64);
+  CHECK_THROWS_AS(v.data<float>(), tg::DtypeError);
+}
+
+TEST_CASE("tensor dtype conversion, clone and sharing", "[tensor]") {
+  const Tensor t = tg::tensor({1.5, -2.25}, {2});
+  const Tensor d = t.to(tg::f64);
+  CHECK(d.dtype() == tg::f64);
+  CHECK(d.to_vector() == t.to_vector());
+  CHECK(t.to(tg::f32).shares_storage_with(t));
+  Tensor alias = t;
+  Tensor copy = t.clone();
+  alias.fill_(7.0);
+  CHECK(t.at({0}) == 7.0);
+  CHECK(copy.at({0}) == 1.5);
+  const Tensor r = t.reshape({1, -1});
+  CHECK(r.shape() == Shape{1, 2});
+  CHECK(r.shares_storage_with(t));
+  CHECK_THROWS_WITH(t.reshape({3}), Catch::Contains("[2]") && Catch::Contains("[3]"));
+  CHECK_THROWS_AS(t.reshape({-1, -1}), tg::ShapeError);
+}
+
+TEST_CASE("tensor printing looks like NumPy", "[tensor]") {
+  std::ostringstream os;
+  os << tg::tensor({1, 2, 3, 4}, {2, 2});
+  CHECK(os.str() == "[[1, 2],\n [3, 4]] (f32 [2, 2])");
+  CHECK(tg::scalar_tensor(0.5, tg::f64).str() == "0.5 (f64 [])");
+  CHECK(tg::zeros({0}).str() == "[] (f32 [0])");
+}
+
+TEST_CASE("random tensors come from an explicit seeded generator", "[tensor]") {
+  tg::Rng a(42), b(42), c(43);
+  const Tensor x = tg::randn({1000}, a, tg::f64);
+  const Tensor y = tg::randn({1000}, b, tg::f64);
+  const Tensor z = tg::randn({1000}, c, tg::f64);
+  CHECK(tg::equal(x, y));
+  CHECK_FALSE(tg::equal(x, z));
+  const auto v = x.to_vector();
+  double mean = 0, var = 0;
+  for (double e : v) mean += e / 1000;
+  for (double e : v) var += (e - mean) * (e - mean) / 1000;
+  CHECK(std::abs(mean) < 0.1);
+  CHECK(std::abs(var - 1.0) < 0.1);
+  const Tensor u = tg::rand({1000}, a, -2.0, 3.0);
+  for (double e : u.to_vector()) {
+    CHECK(e >= -2.0);
+    CHECK(e < 3.0);
+  }
+  // state save/restore reproduces the stream
+  tg::Rng r(7);
+  r.normal();
+  const auto st = r.state();
+  const bool has = r.has_spare();
+  const double sp = r.spare();
+  const double n1 = r.normal(), n2 = r.normal();
+  r.set_state(st);
+  r.set_spare(has, sp);
+  CHECK(r.normal() == n1);
+  CHECK(r.normal() == n2);
+}
+
+TEST_CASE("broadcast_shapes follows NumPy rules", "[tensor]") {
+  CHECK(tg::broadcast_shapes({3, 1}, {4}, "op") == Shape{3, 4});
+  CHECK(tg::broadcast_shapes({}, {2, 2}, "op") == Shape{2, 2});
+  CHECK(tg::broadcast_shapes({2, 1, 3}, {4, 1}, "op") == Shape{2, 4, 3});
+  CHECK_THROWS_WITH(tg::broadcast_shapes({3, 2}, {4}, "myop"),
+                    Catch::Contains("myop") && Catch::Contains("[3, 2]") && Catch::Contains("[4]"));
+}
+
+TEST_CASE("xtensor interop round trip", "[tensor]") {
+  xt::xarray<double> a = {{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}};
+  const Tensor t = tg::from_xarray(a);
+  CHECK(t.dtype() == tg::f64);
+  CHECK(t.shape() == Shape{2, 3});
+  CHECK(t.at({1, 0}) == 4.0);
+  const xt::xarray<float> back = tg::to_xarray<float>(t);
+  CHECK(back.shape()[1] == 3);
+  CHECK(back(1, 2) == 6.0f);
+}
+
+TEST_CASE("live tensor bytes return to baseline", "[tensor]") {
+  const int64_t before = tg::debug::live_tensor_bytes();
+  {
+    const Tensor big = tg::zeros({1000}, tg::f64);
+    CHECK(tg::debug::live_tensor_bytes() - before >= 8000);
+  }
+  CHECK(tg::debug::live_tensor_bytes() == before);
+}
