@@ -309,6 +309,10 @@ NpzArchive NpzArchive::decode(const std::string& buf, const std::string& source)
       if (csize != usize) throw IoError(what + ": corrupt .npz (stored sizes differ)");
       raw.assign(reinterpret_cast<const char*>(src), static_cast<size_t>(csize));
     } else if (method == 8) {
+      // NOTE: deflate expands at most ~1032:1; a larger claimed size is a corrupt header,
+      // refused before allocating it.
+      if (usize > 1032 * csize + 64)
+        throw IoError(what + ": corrupt .npz (implausible uncompressed size)");
       raw = inflate_raw(src, static_cast<size_t>(csize), usize, what);
     } else {
       throw IoError(what + ": unsupported zip compression method " + std::to_string(method));

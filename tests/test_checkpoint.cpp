@@ -142,7 +142,7 @@ TEST_CASE("every bad checkpoint throws a clear IoError and leaves the model unch
   }
   SECTION("corrupt data byte") {
     std::string bad = bytes;
-    // A byte inside the first entry's array data (after its 30 + name + 128 header bytes).
+    // A byte inside the second entry (its .npy header), covered by the entry's CRC.
     bad[300] = static_cast<char>(bad[300] ^ 0x5A);
     write_bytes(dir / "corrupt.npz", bad);
     expect_load_fails(*model, dir / "corrupt.npz", "CRC mismatch");
@@ -245,6 +245,13 @@ print("ok")
     tg::load(*b, (dir / file).string());
     check_doubled(*b);
   }
+  // A damaged compressed entry is caught (zlib error or CRC mismatch).
+  std::string zipped = tg::read_file((dir / "compressed.npz").string());
+  zipped[zipped.size() / 3] = static_cast<char>(zipped[zipped.size() / 3] ^ 0x21);
+  write_bytes(dir / "compressed_bad.npz", zipped);
+  auto c = make_mlp(2);
+  expect_load_fails(*c, dir / "compressed_bad.npz", "corrupt");
+
   // numpy's default float64 arrays: an error for an f32 model, exact for an f64 one.
   auto f32_model = make_mlp(2);
   expect_load_fails(*f32_model, dir / "f64.npz", "float64 in the file but float32");
