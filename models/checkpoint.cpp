@@ -68,6 +68,9 @@ void load(Module& module, const std::string& path) {
   read_parameters(module, NpzArchive::load(path));
 }
 
+void Module::save(const std::string& path) const { tg::save(*this, path); }
+void Module::load(const std::string& path) { tg::load(*this, path); }
+
 void write_rng(const Rng& rng, NpzArchive& archive, const std::string& prefix) {
   const auto s = rng.state();
   archive.put_u64(prefix + "state", {s.begin(), s.end()});

@@ -69,6 +69,11 @@ class Module {
   /// Drops the accumulated gradient of every parameter.
   void zero_grad();
 
+  /// `tg::save(*this, path)` / `tg::load(*this, path)` (models/checkpoint.hpp): the named
+  /// parameters as .npz, written atomically; loading is all or nothing.
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+
   /// Type name used by `str()` ("Linear", "Sequential", ...).
   virtual std::string type_name() const { return "Module"; }
   /// Arguments shown by `str()` inside the parentheses ("in_features=2, ...").

@@ -43,6 +43,7 @@ class Optimizer {
 
   /// Writes lr, step counts and every defined state tensor under `prefix`
   /// ("state.<i>.<name>"), so that a resumed run follows the same trajectory bit for bit.
+  /// The options (betas, momentum, ...) are not stored: resume with the same options.
   void state_dict(NpzArchive& archive, const std::string& prefix = "") const;
   /// Reads what `state_dict` wrote; all or nothing (throws IoError, the optimizer is then
   /// unchanged). State of dtype f32 loads into f64 parameters; the reverse is an error.
