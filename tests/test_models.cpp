@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <set>
+#include <type_traits>
 
 #include "graph/gradcheck.hpp"
 #include "models/diagnostics.hpp"
@@ -72,6 +73,10 @@ TEST_CASE("a user module gets named parameters, children and modes from registra
   CHECK(net.str().find("(fc1): Linear(in_features=2, out_features=4, bias=true)") !=
         std::string::npos);
 }
+
+// Modules hold pointers to their members: copying or moving one must not compile.
+static_assert(!std::is_copy_constructible_v<tg::Linear> && !std::is_move_constructible_v<tg::MLP>);
+static_assert(!std::is_copy_assignable_v<tg::Module> && !std::is_move_assignable_v<tg::Module>);
 
 TEST_CASE("registration rejects bad and duplicate names - shared parameters are listed once") {
   tg::Module m;
