@@ -133,19 +133,15 @@ std::ostream& operator<<(std::ostream& os, const Var& v) {
 
 namespace detail {
 
-bool any_requires_grad(const Inputs& inputs) {
-  for (const Var& v : inputs)
-    if (v.defined() && v.node()->requires_grad) return true;
-  return false;
-}
-
 void finish_record(Node& node) { node.seq = ++t_seq; }
 
-void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& inputs) {
+void check_forward_anomaly(const char* op, const Tensor& value, const Var* const* inputs,
+                           size_t n) {
   if (!has_nonfinite(value)) return;
   std::string shapes;
   bool inputs_bad = false;
-  for (const Var& v : inputs) {
+  for (size_t i = 0; i < n; ++i) {
+    const Var& v = *inputs[i];
     if (!v.defined()) continue;
     if (!shapes.empty()) shapes += ", ";
     shapes += v.shape().str();

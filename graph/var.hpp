@@ -3,7 +3,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -163,10 +165,42 @@ class BackwardCtx {
 namespace detail {
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
-bool any_requires_grad(const Inputs& inputs);
 void finish_record(Node& node);
-void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& inputs);
+void check_forward_anomaly(const char* op, const Tensor& value, const Var* const* inputs, size_t n);
+
+template <class F, class It>
+Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward) {
+  if (anomaly_enabled) {
+    SmallVector<const Var*, 3> ptrs;
+    for (It it = first; it != last; ++it) ptrs.push_back(&static_cast<const Var&>(*it));
+    check_forward_anomaly(op, value, ptrs.data(), ptrs.size());
+  }
+  bool wanted = false;
+  if (grad_enabled)
+    for (It it = first; it != last && !wanted; ++it)
+      wanted = static_cast<const Var&>(*it).requires_grad();
+  if (!wanted) return Var(std::move(value));
+  auto node = std::make_shared<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
+  node->value = std::move(value);
+  for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));
+  node->name = op;
+  node->requires_grad = true;
+  node->has_fn = true;
+  finish_record(*node);
+  return Var(std::move(node));
+}
 }  // namespace detail
+
+/// An input of `record`: refers to the caller's Var without copying it, so nothing is
+/// copied when nothing is recorded.
+class VarRef {
+ public:
+  VarRef(const Var& v) : v_(&v) {}  // implicit on purpose, so `{x, y}` works
+  operator const Var&() const { return *v_; }
+
+ private:
+  const Var* v_;
+};
 
 /// Records an op: its output value, its inputs and its backward formula (a callable
 /// `Grads(const BackwardCtx&, const Var& grad_output)` returning one gradient per
@@ -175,17 +209,16 @@ void check_forward_anomaly(const char* op, const Tensor& value, const Inputs& in
 /// not the op, sums broadcast gradients back to each input's shape and accumulates them.
 /// `op` must be a string with static storage (a literal).
 template <class F>
-Var record(const char* op, Tensor value, Inputs inputs, F&& backward) {
-  if (detail::anomaly_enabled) detail::check_forward_anomaly(op, value, inputs);
-  if (!detail::grad_enabled || !detail::any_requires_grad(inputs)) return Var(std::move(value));
-  auto node = std::make_shared<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
-  node->value = std::move(value);
-  node->inputs = std::move(inputs);
-  node->name = op;
-  node->requires_grad = true;
-  node->has_fn = true;
-  detail::finish_record(*node);
-  return Var(std::move(node));
+Var record(const char* op, Tensor value, std::initializer_list<VarRef> inputs, F&& backward) {
+  return detail::record_impl(op, std::move(value), inputs.begin(), inputs.end(),
+                             std::forward<F>(backward));
+}
+
+/// The same for a list of inputs known only at run time (e.g. concat's).
+template <class F>
+Var record(const char* op, Tensor value, std::span<const Var> inputs, F&& backward) {
+  return detail::record_impl(op, std::move(value), inputs.begin(), inputs.end(),
+                             std::forward<F>(backward));
 }
 
 /// Whether ops record (thread-local; on by default).

@@ -55,9 +55,9 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
                      std::to_string(weight.shape()[1]));
   Tensor y =
       kern::gemm(x.value(), false, weight.value(), true, bias.defined() ? &bias.value() : nullptr);
-  Inputs inputs{x, weight};
-  if (bias.defined()) inputs.push_back(bias);
-  return record("linear", std::move(y), std::move(inputs), [](const BackwardCtx& c, const Var& dy) {
+  const Var inputs[3] = {x, weight, bias};
+  const std::span<const Var> used(inputs, bias.defined() ? 3 : 2);
+  return record("linear", std::move(y), used, [](const BackwardCtx& c, const Var& dy) {
     Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),        // [N, in]
             c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};        // [out, in]
     if (c.num_inputs() == 3) g.push_back(c.needs_grad(2) ? sum(dy, {0}) : Var());  // [out]

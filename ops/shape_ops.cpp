@@ -180,7 +180,7 @@ Var concat(const std::vector<Var>& xs, int64_t axis) {
     offset += m;
     bounds.push_back(offset);
   }
-  return record("concat", std::move(out), Inputs(xs.begin(), xs.end()),
+  return record("concat", std::move(out), std::span<const Var>(xs),
                 [ax, bounds](const BackwardCtx& c, const Var& dy) {
                   Grads g;
                   for (size_t i = 0; i < c.num_inputs(); ++i)
