@@ -1,0 +1,69 @@
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "data/dataset.hpp"
+
+namespace tg::data {
+
+namespace {
+// Rows `idx` of a [N, ...] tensor.
+Tensor take_rows(const Tensor& t, const int64_t* idx, int64_t n) {
+  Shape s = t.shape();
+  s[0] = n;
+  Tensor out = Tensor::empty(s, t.dtype());
+  const size_t row = t.nbytes() / static_cast<size_t>(std::max<int64_t>(t.shape()[0], 1));
+  const auto* src = static_cast<const std::byte*>(t.raw_data());
+  auto* dst = static_cast<std::byte*>(out.raw_data());
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(dst + static_cast<size_t>(i) * row, src + static_cast<size_t>(idx[i]) * row, row);
+  return out;
+}
+}  // namespace
+
+Dataset Dataset::head(int64_t n) const {
+  const int64_t keep = n < 0 ? size() : std::min(n, size());
+  std::vector<int64_t> idx(static_cast<size_t>(keep));
+  std::iota(idx.begin(), idx.end(), 0);
+  Dataset d;
+  d.features = take_rows(features, idx.data(), keep);
+  if (targets.defined()) d.targets = take_rows(targets, idx.data(), keep);
+  d.labels.assign(labels.begin(),
+                  labels.begin() + std::min<int64_t>(keep, static_cast<int64_t>(labels.size())));
+  d.num_classes = num_classes;
+  d.class_names = class_names;
+  return d;
+}
+
+DataLoader::DataLoader(const Dataset& data, int64_t batch_size, bool shuffle, Rng* rng)
+    : data_(data), batch_size_(batch_size), shuffle_(shuffle), rng_(rng) {
+  if (batch_size <= 0)
+    throw Error("DataLoader: batch size must be positive, got " + std::to_string(batch_size));
+  if (shuffle && !rng) throw Error("DataLoader: shuffling needs a generator (pass an Rng)");
+  order_.resize(static_cast<size_t>(data.size()));
+  reset();
+}
+
+void DataLoader::reset() {
+  std::iota(order_.begin(), order_.end(), 0);
+  if (shuffle_)  // Fisher-Yates with the caller's generator: same seed, same order
+    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_->below(i)]);
+  pos_ = 0;
+}
+
+int64_t DataLoader::num_batches() const { return (data_.size() + batch_size_ - 1) / batch_size_; }
+
+bool DataLoader::next(Batch& b) {
+  const int64_t n = std::min(batch_size_, data_.size() - pos_);
+  if (n <= 0) return false;
+  const int64_t* idx = order_.data() + pos_;
+  b.features = take_rows(data_.features, idx, n);
+  b.labels.clear();
+  if (!data_.labels.empty())
+    for (int64_t i = 0; i < n; ++i) b.labels.push_back(data_.labels[static_cast<size_t>(idx[i])]);
+  b.targets = data_.targets.defined() ? take_rows(data_.targets, idx, n) : Tensor();
+  pos_ += n;
+  return true;
+}
+
+}  // namespace tg::data

@@ -1,0 +1,175 @@
+#include <zlib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "data/dataset.hpp"
+
+namespace fs = std::filesystem;
+using tg::data::DataError;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("tapegrad_data_" + std::to_string(::getpid()) + "_" +
+                                               std::to_string(reinterpret_cast<uintptr_t>(this)));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<unsigned char>& data,
+                      unsigned char type = 0x08) {
+  std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
+  for (uint32_t d : dims)
+    for (int k = 3; k >= 0; --k) s.push_back(static_cast<char>((d >> (8 * k)) & 0xff));
+  s.append(data.begin(), data.end());
+  return s;
+}
+
+void write_plain(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+void write_gz(const std::string& path, const std::string& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("IDX files read plain and gzip-compressed", "[data]") {
+  TempDir dir;
+  const auto bytes = idx_bytes({2, 3}, {0, 1, 2, 253, 254, 255});
+  write_plain(dir.file("a.idx"), bytes);
+  write_gz(dir.file("a.idx.gz"), bytes);
+  for (const auto& name : {"a.idx", "a.idx.gz"}) {
+    const tg::Tensor t = tg::data::read_idx(dir.file(name));
+    CHECK(t.shape() == tg::Shape{2, 3});
+    CHECK(t.to_vector() == std::vector<double>{0, 1, 2, 253, 254, 255});
+  }
+  // big-endian int32 elements
+  write_plain(dir.file("i.idx"), idx_bytes({2}, {0, 0, 1, 0, 0xff, 0xff, 0xff, 0xfe}, 0x0C));
+  CHECK(tg::data::read_idx(dir.file("i.idx"), tg::f64).to_vector() == std::vector<double>{256, -2});
+}
+
+TEST_CASE("bad IDX files fail with the file name and the problem", "[data][errors]") {
+  TempDir dir;
+  const auto good = idx_bytes({2, 3}, {0, 1, 2, 3, 4, 5});
+  auto expect = [&](const std::string& name, const std::string& bytes, const char* what, bool gz) {
+    const std::string p = dir.file(name);
+    gz ? write_gz(p, bytes) : write_plain(p, bytes);
+    CHECK_THROWS_AS(tg::data::read_idx(p), DataError);
+    CHECK_THROWS_WITH(tg::data::read_idx(p), Catch::Contains(p) && Catch::Contains(what));
+  };
+  expect("trunc.idx", good.substr(0, good.size() - 2), "truncated", false);
+  expect("trunc_head.idx", good.substr(0, 6), "truncated", false);
+  expect("trunc.idx.gz", good.substr(0, good.size() - 1), "truncated", true);
+  expect("magic.idx", "\x01\x02" + good.substr(2), "magic", false);
+  expect("type.idx", idx_bytes({2}, {1, 2}, 0x42), "element type", false);
+  expect("extra.idx", good + "xyz", "after", false);
+  expect("empty.idx", "", "truncated", false);
+  // a gzip file cut in the middle of its compressed stream
+  write_gz(dir.file("full.gz"), std::string(5000, 'a') + good);
+  std::ifstream in(dir.file("full.gz"), std::ios::binary);
+  std::string gz((std::istreambuf_iterator<char>(in)), {});
+  write_plain(dir.file("cut.gz"), gz.substr(0, gz.size() / 2));
+  CHECK_THROWS_AS(tg::data::read_idx(dir.file("cut.gz")), DataError);
+  CHECK_THROWS_WITH(tg::data::read_idx(dir.file("missing.idx")), Catch::Contains("no such file"));
+}
+
+TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist", "[data]") {
+  if (!fs::exists(tg::data::kFashionMnistDir)) {
+    WARN("SKIPPED: " << tg::data::kFashionMnistDir << " is absent (package dataset-fashion-mnist)");
+    return;
+  }
+  const auto test = tg::data::load_mnist_like(tg::data::kFashionMnistDir, false);
+  CHECK(test.size() == 10000);
+  CHECK(test.num_features() == 784);
+  std::vector<int64_t> count(10, 0);
+  for (int64_t l : test.labels) ++count[static_cast<size_t>(l)];
+  for (int64_t c : count) CHECK(c == 1000);
+  const auto v = test.features.to_vector();
+  CHECK(*std::min_element(v.begin(), v.end()) == 0.0);
+  CHECK(*std::max_element(v.begin(), v.end()) == 1.0);
+  const auto small = tg::data::load_mnist_like(tg::data::kFashionMnistDir, true, 100);
+  CHECK(small.size() == 100);
+  CHECK(small.labels.size() == 100);
+  CHECK_THROWS_WITH(tg::data::load_mnist_like("/nonexistent", true),
+                    Catch::Contains("/nonexistent") && Catch::Contains("no such file"));
+}
+
+TEST_CASE("CSV files with a header", "[data]") {
+  TempDir dir;
+  write_plain(dir.file("ok.csv"), "x1, x2,label\n1,2,0\n\n3.5,-4e-1,2\n");
+  const auto t = tg::data::read_csv(dir.file("ok.csv"));
+  CHECK(t.header == std::vector<std::string>{"x1", "x2", "label"});
+  REQUIRE(t.rows.size() == 2);
+  CHECK(t.rows[1] == std::vector<double>{3.5, -0.4, 2});
+  const auto d = tg::data::csv_classification(t, "label");
+  CHECK(d.num_features() == 2);
+  CHECK(d.labels == std::vector<int64_t>{0, 2});
+  CHECK(d.num_classes == 3);
+  const auto r = tg::data::csv_regression(t, {"x2"});
+  CHECK(r.targets.to_vector() == std::vector<double>{2, -0.4f});
+  CHECK(r.features.shape() == tg::Shape{2, 2});
+  CHECK_THROWS_WITH(tg::data::csv_classification(t, "y"), Catch::Contains("no column 'y'"));
+}
+
+TEST_CASE("bad CSV files fail naming file, line and column", "[data][errors]") {
+  TempDir dir;
+  auto expect = [&](const std::string& name, const std::string& text, const char* what) {
+    write_plain(dir.file(name), text);
+    CHECK_THROWS_AS(tg::data::read_csv(dir.file(name)), DataError);
+    CHECK_THROWS_WITH(tg::data::read_csv(dir.file(name)),
+                      Catch::Contains(dir.file(name)) && Catch::Contains(what));
+  };
+  expect("fields.csv", "a,b\n1,2\n3\n", ":3: 1 fields");
+  expect("nan.csv", "a,b\n1,abc\n", "column 'b' holds 'abc'");
+  expect("inf.csv", "a,b\n1,inf\n", "not a finite number");
+  expect("empty.csv", "", "empty file");
+  expect("header_only.csv", "a,b\n", "no data rows");
+  expect("partial.csv", "a,b\n1,2x\n", "'2x'");
+  CHECK_THROWS_WITH(tg::data::read_csv(dir.file("none.csv")), Catch::Contains("cannot open"));
+  write_plain(dir.file("label.csv"), "a,l\n1,0.5\n");
+  CHECK_THROWS_WITH(tg::data::csv_classification(tg::data::read_csv(dir.file("label.csv")), "l"),
+                    Catch::Contains("not a class index"));
+}
+
+TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]") {
+  tg::data::Dataset d;
+  d.features = tg::arange(0.0, 10.0).reshape({10, 1});
+  for (int64_t i = 0; i < 10; ++i) d.labels.push_back(i % 3);
+  d.num_classes = 3;
+  tg::data::DataLoader in_order(d, 4);
+  CHECK(in_order.num_batches() == 3);
+  tg::data::Batch b;
+  std::vector<int64_t> sizes;
+  while (in_order.next(b)) sizes.push_back(b.size());
+  CHECK(sizes == std::vector<int64_t>{4, 4, 2});
+  CHECK(b.features.to_vector() == std::vector<double>{8, 9});
+  CHECK(b.labels == std::vector<int64_t>{2, 0});
+
+  auto epoch = [&](tg::Rng& rng) {
+    tg::data::DataLoader loader(d, 3, true, &rng);
+    std::vector<double> seen;
+    while (loader.next(b)) {
+      const auto v = b.features.to_vector();
+      for (size_t i = 0; i < v.size(); ++i) {
+        CHECK(b.labels[i] == static_cast<int64_t>(v[i]) % 3);  // labels travel with rows
+        seen.push_back(v[i]);
+      }
+    }
+    return seen;
+  };
+  tg::Rng r1(5), r2(5), r3(6);
+  const auto a = epoch(r1), a2 = epoch(r2), c = epoch(r3);
+  CHECK(a == a2);
+  CHECK(a != c);
+  CHECK(std::set<double>(a.begin(), a.end()).size() == 10);
+  CHECK_THROWS(tg::data::DataLoader(d, 0));
+  CHECK_THROWS(tg::data::DataLoader(d, 2, true, nullptr));
+}
