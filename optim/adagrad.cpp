@@ -21,19 +21,23 @@ void Adagrad::update(size_t i, Tensor& param, const Tensor& grad) {
   const AdagradOptions& o = options_;
   Tensor& sum_t = state(sum_, i, o.initial_accumulator_value);
   const double clr = lr() / (1.0 + static_cast<double>(param_steps(i) - 1) * o.lr_decay);
-  dispatch(param.dtype(), [&]<class T>() {
-    T* p = param.data<T>();
-    const T* g = grad.data<T>();
-    T* s = sum_t.data<T>();
-    const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
-    const T rate = static_cast<T>(clr);
-    for (int64_t k = 0; k < param.numel(); ++k) {
-      T d = g[k];
-      if (o.weight_decay != 0.0) d = d + wd * p[k];
-      s[k] = s[k] + d * d;
-      p[k] = p[k] - rate * d / (std::sqrt(s[k]) + eps);
-    }
-  });
+  with_flags(
+      [&]<bool kDecay>() {
+        dispatch(param.dtype(), [&]<class T>() {
+          T* p = param.data<T>();
+          const T* g = grad.data<T>();
+          T* s = sum_t.data<T>();
+          const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+          const T rate = static_cast<T>(clr);
+          for (int64_t k = 0; k < param.numel(); ++k) {
+            T d = g[k];
+            if constexpr (kDecay) d = d + wd * p[k];
+            s[k] = s[k] + d * d;
+            p[k] = p[k] - rate * d / (std::sqrt(s[k]) + eps);
+          }
+        });
+      },
+      o.weight_decay != 0.0);
 }
 
 }  // namespace tg

@@ -71,4 +71,18 @@ class Optimizer {
   std::vector<std::pair<std::string, std::vector<Tensor>*>> states_;
 };
 
+/// Calls `f.template operator()<b...>()` with compile-time copies of the run-time flags, so
+/// an update loop written with `if constexpr` carries no per-element branches and vectorizes.
+template <bool... Done, class F>
+void with_flags(F&& f) {
+  f.template operator()<Done...>();
+}
+template <bool... Done, class F, class... Rest>
+void with_flags(F&& f, bool flag, Rest... rest) {
+  if (flag)
+    with_flags<Done..., true>(f, rest...);
+  else
+    with_flags<Done..., false>(f, rest...);
+}
+
 }  // namespace tg

@@ -17,24 +17,34 @@ void SGD::update(size_t i, Tensor& param, const Tensor& grad) {
   const SGDOptions& o = options_;
   const bool fresh = !momentum_buffer_[i].defined();
   Tensor* buf = o.momentum != 0.0 ? &state(momentum_buffer_, i) : nullptr;
-  dispatch(param.dtype(), [&]<class T>() {
-    T* p = param.data<T>();
-    const T* g = grad.data<T>();
-    T* b = buf ? buf->data<T>() : nullptr;
-    const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
-    const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
-    for (int64_t k = 0; k < param.numel(); ++k) {
-      T d = g[k];
-      if (o.weight_decay != 0.0) d = d + wd * p[k];
-      if (b) {
-        // NOTE: the first step copies the gradient into the buffer (no dampening), as
-        // PyTorch does.
-        b[k] = fresh ? d : mom * b[k] + damp * d;
-        d = o.nesterov ? d + mom * b[k] : b[k];
-      }
-      p[k] = p[k] - rate * d;
-    }
-  });
+  with_flags(
+      [&]<bool kDecay, bool kMomentum, bool kFresh, bool kNesterov>() {
+        dispatch(param.dtype(), [&]<class T>() {
+          T* p = param.data<T>();
+          const T* g = grad.data<T>();
+          T* b = kMomentum ? buf->data<T>() : nullptr;
+          const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
+          const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
+          for (int64_t k = 0; k < param.numel(); ++k) {
+            T d = g[k];
+            if constexpr (kDecay) d = d + wd * p[k];
+            if constexpr (kMomentum) {
+              // NOTE: the first step copies the gradient into the buffer (no dampening), as
+              // PyTorch does.
+              if constexpr (kFresh)
+                b[k] = d;
+              else
+                b[k] = mom * b[k] + damp * d;
+              if constexpr (kNesterov)
+                d = d + mom * b[k];
+              else
+                d = b[k];
+            }
+            p[k] = p[k] - rate * d;
+          }
+        });
+      },
+      o.weight_decay != 0.0, buf != nullptr, fresh, o.nesterov);
 }
 
 }  // namespace tg
