@@ -142,6 +142,12 @@ DiagnosticsReport diagnose(const Module& model, const DiagnosticsOptions& option
 }
 
 DiagnosticsReport diagnose(Layer& model, const Var& batch, const DiagnosticsOptions& options) {
+  return diagnose(
+      static_cast<Module&>(model), [&model](const Var& x) { return model(x); }, batch, options);
+}
+
+DiagnosticsReport diagnose(Module& model, const std::function<Var(const Var&)>& forward,
+                           const Var& batch, const DiagnosticsOptions& options) {
   DiagnosticsReport r = diagnose(static_cast<const Module&>(model), options);
   struct Hooked {
     Layer* layer;
@@ -174,7 +180,7 @@ DiagnosticsReport diagnose(Layer& model, const Var& batch, const DiagnosticsOpti
   try {
     model.eval();
     NoGradGuard no_grad;
-    model(batch);
+    forward(batch);
   } catch (...) {
     restore();
     throw;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,5 +67,9 @@ DiagnosticsReport diagnose(const Module& model, const DiagnosticsOptions& option
 /// model's train/eval flags are restored afterwards. Activation modules called from the
 /// model's forward are seen; activation *functions* called directly are not.
 DiagnosticsReport diagnose(Layer& model, const Var& batch, const DiagnosticsOptions& options = {});
+/// The same for any module, run on `batch` through `forward` (e.g. a user module's own
+/// forward method: `[&](const tg::Var& x) { return net.forward(x); }`).
+DiagnosticsReport diagnose(Module& model, const std::function<Var(const Var&)>& forward,
+                           const Var& batch, const DiagnosticsOptions& options = {});
 
 }  // namespace tg

@@ -139,6 +139,7 @@ std::string Module::str() const {
 
 Var Layer::operator()(const Var& x) {
   Var y = forward(x);
+  if (hooks_.empty()) return y;
   // Copy first: a hook may remove itself.
   auto hooks = hooks_;
   for (auto& [id, h] : hooks) h(*this, x, y);

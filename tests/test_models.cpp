@@ -28,6 +28,18 @@ struct TwoLayer : tg::Module {
   tg::Var forward(const tg::Var& x) { return tg::sigmoid(fc2(tg::tanh(fc1(x)))); }
 };
 
+// The same with activation modules, which diagnostics can observe.
+struct TwoLayerModules : tg::Module {
+  tg::Linear fc1, fc2;
+  tg::ReLU act;
+  TwoLayerModules(tg::Rng& rng) : fc1(2, 3, rng), fc2(3, 1, rng) {
+    register_module("fc1", fc1);
+    register_module("act", act);
+    register_module("fc2", fc2);
+  }
+  tg::Var forward(const tg::Var& x) { return fc2(act(fc1(x))); }
+};
+
 std::vector<std::string> names_of(const tg::Module& m) {
   std::vector<std::string> out;
   for (const auto& [n, p] : m.named_parameters()) out.push_back(n);
@@ -349,4 +361,21 @@ TEST_CASE("diagnostics find identical units, identical gradients, dead ReLUs, sa
   CHECK_THROWS_AS(r.layer("nope"), tg::Error);
   // Running the diagnostics leaves the model's mode alone and records nothing.
   CHECK(mlp.is_training());
+}
+
+TEST_CASE("diagnostics run on a user module through its own forward") {
+  tg::Rng rng(8);
+  TwoLayerModules net(rng);
+  {
+    WarningCapture quiet;
+    tg::init::constant(net.fc1.weight, -1.0);
+    tg::init::constant(net.fc1.bias, -0.5);
+  }
+  const auto r = tg::diagnose(
+      net, [&](const tg::Var& x) { return net.forward(x); }, tgtest::xor_inputs());
+  REQUIRE(r.linear.size() == 2);
+  CHECK(r.layer("fc1").all_units_identical());
+  REQUIRE(r.activations.size() == 1);
+  CHECK(r.activations[0].name == "act");
+  CHECK((r.activations[0].dead == std::vector<int64_t>{0, 1, 2}));
 }

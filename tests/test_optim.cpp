@@ -255,6 +255,21 @@ TEST_CASE("step skips parameters without a gradient, zero_grad drops gradients")
   CHECK(opt.lr() == 0.5);
 }
 
+TEST_CASE("optimizer state follows a parameter converted to another dtype") {
+  tg::Var p = tg::param(tg::tensor(kP0, {3}, tg::f32));
+  tg::Adam opt({p}, {.lr = 0.1});
+  p.set_grad(tg::constant(tg::tensor(kG1, {3}, tg::f32)));
+  opt.step();
+  p.set_value(p.value().to(tg::f64));                       // what Module::to does
+  p.set_grad(tg::constant(tg::tensor(kG2, {3}, tg::f64)));
+  opt.step();
+  CHECK(p.dtype() == tg::f64);
+  tg::NpzArchive state;
+  opt.state_dict(state);
+  CHECK(state.tensor("state.0.exp_avg").dtype() == tg::f64);
+  CHECK(opt.param_steps(0) == 2);
+}
+
 TEST_CASE("every optimizer converges on a quadratic with a known minimum") {
   const std::vector<double> target = {1.0, -2.0, 3.0}, curvature = {1.0, 10.0, 0.5};
   for (auto& [name, make] : quadratic_optimizers()) {
