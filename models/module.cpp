@@ -105,8 +105,8 @@ void Module::train(bool on) {
 void Module::to(Dtype dtype) {
   for (auto& p : parameters()) {
     if (p.dtype() == dtype) continue;
+    p.zero_grad();  // a gradient of the old dtype no longer fits
     p.set_value(p.value().to(dtype));
-    if (p.grad().defined() && p.grad().dtype() != dtype) p.zero_grad();
   }
 }
 

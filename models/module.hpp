@@ -63,8 +63,8 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  /// Converts every parameter to `dtype` in place (same Vars, new values; gradients of
-  /// another dtype are dropped).
+  /// Converts every parameter to `dtype` in place (same Vars, new values; the gradients of
+  /// converted parameters are dropped).
   void to(Dtype dtype);
   /// Drops the accumulated gradient of every parameter.
   void zero_grad();

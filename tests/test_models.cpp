@@ -231,7 +231,9 @@ TEST_CASE("to(dtype) converts every parameter in place and keeps the handles") {
   tg::MLP mlp({3, 5, 2}, tg::Activation::relu, tg::Activation::identity, rng);
   const auto before = mlp.parameters();
   const auto values = tgtest::snapshot(mlp);
+  tg::sum(mlp(tg::constant(tg::ones({4, 3})))).backward();
   mlp.to(tg::f64);
+  for (const auto& p : mlp.parameters()) CHECK_FALSE(p.grad().defined());
   const auto after = mlp.parameters();
   for (size_t i = 0; i < after.size(); ++i) {
     CHECK(after[i].node() == before[i].node());
