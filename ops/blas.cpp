@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ops/kernels.hpp"
+#include "ops/matmul.hpp"
 
 namespace tg::kern {
 
@@ -107,3 +108,19 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bi
 }
 
 }  // namespace tg::kern
+
+extern "C" {
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+}
+
+namespace tg {
+
+void set_blas_threads(int n) {
+  if (n < 1) throw Error("set_blas_threads: need at least 1 thread, got " + std::to_string(n));
+  openblas_set_num_threads(n);
+}
+
+int blas_threads() { return openblas_get_num_threads(); }
+
+}  // namespace tg

@@ -16,3 +16,11 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b);
 Var linear(const Var& x, const Var& weight, const Var& bias = {});
 
 }  // namespace tg
+
+namespace tg {
+
+/// Threads OpenBLAS uses for matrix products (process-wide: it is BLAS's own pool).
+void set_blas_threads(int n);
+int blas_threads();
+
+}  // namespace tg
