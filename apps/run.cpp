@@ -1,0 +1,251 @@
+#include "apps/run.hpp"
+
+#include <cstdio>
+
+#include "models/checkpoint.hpp"
+#include "models/layers.hpp"
+#include "ops/activation.hpp"
+#include "optim/adagrad.hpp"
+#include "optim/adam.hpp"
+#include "optim/adamw.hpp"
+#include "optim/rmsprop.hpp"
+#include "optim/sgd.hpp"
+
+namespace tg::app {
+
+namespace {
+const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh"};
+const std::vector<std::string> kOptimizers{"sgd", "adam", "adamw", "rmsprop", "adagrad"};
+const std::vector<std::string> kSchedules{"none", "step", "exponential", "cosine"};
+
+int64_t code_of(const std::vector<std::string>& names, const std::string& name, const char* what) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int64_t>(i);
+  std::string all;
+  for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+  throw Error(std::string("unknown ") + what + " '" + name + "' (choose from " + all + ")");
+}
+
+std::string name_of(const std::vector<std::string>& names, int64_t code, const char* what,
+                    const std::string& source) {
+  if (code < 0 || code >= static_cast<int64_t>(names.size()))
+    throw IoError(source + ": config." + what + " = " + std::to_string(code) + " is not valid");
+  return names[static_cast<size_t>(code)];
+}
+}  // namespace
+
+std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
+  if (c.inputs <= 0 || c.classes <= 1)
+    throw Error("model: need at least 1 input and 2 classes, got " + std::to_string(c.inputs) +
+                " inputs and " + std::to_string(c.classes) + " classes");
+  if (c.dropout < 0 || c.dropout >= 1)
+    throw Error("--dropout must be in [0, 1), got " + std::to_string(c.dropout));
+  const Activation act = activation_from_name(c.activation);
+  code_of(kActivations, c.activation, "activation");
+  auto m = std::make_unique<Model>();
+  m->dropout_rng = Rng(c.seed ^ 0x5eedd0d0ULL);
+  int64_t in = c.inputs;
+  for (int64_t h : c.hidden) {
+    if (h <= 0) throw Error("hidden layer sizes must be positive, got " + std::to_string(h));
+    m->net.emplace_back<Linear>(in, h, init_rng);
+    m->net.push_back(make_activation(act));
+    if (c.dropout > 0) m->net.emplace_back<Dropout>(c.dropout, m->dropout_rng);
+    in = h;
+  }
+  m->net.emplace_back<Linear>(in, c.classes, init_rng);
+  return m;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const std::vector<Var>& params) {
+  if (!(c.lr > 0)) throw Error("--lr must be positive, got " + std::to_string(c.lr));
+  const bool wd = c.weight_decay >= 0;
+  switch (code_of(kOptimizers, c.optimizer, "optimizer")) {
+    case 0:
+      return std::make_unique<SGD>(params, SGDOptions{.lr = c.lr,
+                                                      .momentum = c.momentum,
+                                                      .weight_decay = wd ? c.weight_decay : 0.0,
+                                                      .nesterov = c.nesterov});
+    case 1: {
+      AdamOptions o{.lr = c.lr};
+      if (wd) o.weight_decay = c.weight_decay;
+      return std::make_unique<Adam>(params, o);
+    }
+    case 2: {
+      AdamWOptions o{.lr = c.lr};
+      if (wd) o.weight_decay = c.weight_decay;
+      return std::make_unique<AdamW>(params, o);
+    }
+    case 3: {
+      RMSpropOptions o{.lr = c.lr, .momentum = c.momentum};
+      if (wd) o.weight_decay = c.weight_decay;
+      return std::make_unique<RMSprop>(params, o);
+    }
+    default: {
+      AdagradOptions o{.lr = c.lr};
+      if (wd) o.weight_decay = c.weight_decay;
+      return std::make_unique<Adagrad>(params, o);
+    }
+  }
+}
+
+void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
+                     const Optimizer& optimizer, int64_t epoch, const Rng& shuffle_rng,
+                     const History& h) {
+  NpzArchive a;
+  write_parameters(model.net, a, "model.");
+  optimizer.state_dict(a, "optim.");
+  a.put_int("epoch", epoch);
+  write_rng(shuffle_rng, a, "rng.");
+  write_rng(model.dropout_rng, a, "dropout_rng.");
+  a.put_i64("config.hidden", c.hidden);
+  a.put_int("config.activation", code_of(kActivations, c.activation, "activation"));
+  a.put_scalar("config.dropout", c.dropout);
+  a.put_int("config.optimizer", code_of(kOptimizers, c.optimizer, "optimizer"));
+  a.put_scalar("config.lr", c.lr);
+  a.put_scalar("config.momentum", c.momentum);
+  a.put_scalar("config.weight_decay", c.weight_decay);
+  a.put_int("config.nesterov", c.nesterov ? 1 : 0);
+  a.put_int("config.schedule", code_of(kSchedules, c.schedule, "schedule"));
+  a.put_int("config.step_size", c.step_size);
+  a.put_scalar("config.gamma", c.gamma);
+  a.put_int("config.warmup", c.warmup);
+  a.put_int("config.epochs", c.epochs);
+  a.put_int("config.batch", c.batch);
+  a.put_u64("config.seed", {c.seed});
+  a.put_int("config.inputs", c.inputs);
+  a.put_int("config.classes", c.classes);
+  auto put = [&](const std::string& name, const std::vector<double>& v) {
+    a.put(name, tensor(v, {static_cast<int64_t>(v.size())}, f64));
+  };
+  put("history.train_loss", h.train_loss);
+  put("history.train_accuracy", h.train_accuracy);
+  put("history.test_accuracy", h.test_accuracy);
+  put("history.seconds", h.seconds);
+  put("history.lr", h.lr);
+  a.save(path);
+}
+
+RunConfig read_config(const NpzArchive& a) {
+  RunConfig c;
+  const std::string& src = a.source();
+  c.hidden = a.i64s("config.hidden");
+  c.activation = name_of(kActivations, a.integer("config.activation"), "activation", src);
+  c.dropout = a.scalar("config.dropout");
+  c.optimizer = name_of(kOptimizers, a.integer("config.optimizer"), "optimizer", src);
+  c.lr = a.scalar("config.lr");
+  c.momentum = a.scalar("config.momentum");
+  c.weight_decay = a.scalar("config.weight_decay");
+  c.nesterov = a.integer("config.nesterov") != 0;
+  c.schedule = name_of(kSchedules, a.integer("config.schedule"), "schedule", src);
+  c.step_size = a.integer("config.step_size");
+  c.gamma = a.scalar("config.gamma");
+  c.warmup = a.integer("config.warmup");
+  c.epochs = a.integer("config.epochs");
+  c.batch = a.integer("config.batch");
+  const auto seed = a.u64s("config.seed");
+  if (seed.size() != 1) throw IoError(src + ": config.seed must hold one value");
+  c.seed = seed[0];
+  c.inputs = a.integer("config.inputs");
+  c.classes = a.integer("config.classes");
+  return c;
+}
+
+History read_history(const NpzArchive& a) {
+  History h;
+  auto get = [&](const std::string& name) {
+    const Tensor t = a.tensor(name);
+    return t.to_vector();
+  };
+  h.train_loss = get("history.train_loss");
+  h.train_accuracy = get("history.train_accuracy");
+  h.test_accuracy = get("history.test_accuracy");
+  h.seconds = get("history.seconds");
+  h.lr = get("history.lr");
+  return h;
+}
+
+data::Dataset DataSource::train() const {
+  if (!csv.empty()) return data::csv_classification(data::read_csv(csv), label).head(limit);
+  return data::load_mnist_like(dir, true, limit);
+}
+
+data::Dataset DataSource::test() const {
+  if (!csv.empty())
+    return data::csv_classification(data::read_csv(test_csv.empty() ? csv : test_csv), label)
+        .head(test_limit);
+  return data::load_mnist_like(dir, false, test_limit);
+}
+
+std::vector<double> Evaluation::per_class_accuracy() const {
+  std::vector<double> acc;
+  for (const auto& row : confusion) {
+    int64_t total = 0;
+    for (int64_t v : row) total += v;
+    acc.push_back(total ? static_cast<double>(row[acc.size()]) / static_cast<double>(total) : 0.0);
+  }
+  return acc;
+}
+
+Evaluation evaluate(Model& model, const data::Dataset& d, int64_t batch) {
+  NoGradGuard no_grad;
+  const bool was_training = model.net.is_training();
+  model.net.eval();
+  Evaluation e;
+  const int64_t classes = model.net.parameters().back().shape()[0];
+  e.confusion.assign(static_cast<size_t>(classes),
+                     std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  data::DataLoader loader(d, batch);
+  data::Batch b;
+  int64_t correct = 0;
+  while (loader.next(b)) {
+    const Tensor logits = model.net(constant(b.features)).value();
+    const float* p = logits.data<float>();
+    for (int64_t i = 0; i < b.size(); ++i) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < classes; ++k)
+        if (p[i * classes + k] > p[i * classes + best]) best = k;
+      const int64_t truth = b.labels[static_cast<size_t>(i)];
+      if (truth >= classes)
+        throw Error("evaluate: label " + std::to_string(truth) + " but the model has " +
+                    std::to_string(classes) + " classes");
+      ++e.confusion[static_cast<size_t>(truth)][static_cast<size_t>(best)];
+      correct += best == truth;
+    }
+  }
+  model.net.train(was_training);
+  e.accuracy = d.size() ? static_cast<double>(correct) / static_cast<double>(d.size()) : 0.0;
+  return e;
+}
+
+std::vector<std::string> class_names(const data::Dataset& d, int64_t n) {
+  if (static_cast<int64_t>(d.class_names.size()) == n) return d.class_names;
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < n; ++i) names.push_back(std::to_string(i));
+  return names;
+}
+
+std::string confusion_text(const Evaluation& e, const std::vector<std::string>& names) {
+  std::string out = "Confusion matrix (rows: true class, columns: predicted)\n";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%14s", "");
+  out += buf;
+  for (size_t k = 0; k < e.confusion.size(); ++k) {
+    std::snprintf(buf, sizeof buf, "%6zu", k);
+    out += buf;
+  }
+  out += "   accuracy\n";
+  const auto acc = e.per_class_accuracy();
+  for (size_t i = 0; i < e.confusion.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%2zu %-11.11s", i, names[i].c_str());
+    out += buf;
+    for (int64_t v : e.confusion[i]) {
+      std::snprintf(buf, sizeof buf, "%6lld", static_cast<long long>(v));
+      out += buf;
+    }
+    std::snprintf(buf, sizeof buf, "   %7.2f%%\n", 100.0 * acc[i]);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace tg::app

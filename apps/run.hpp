@@ -1,0 +1,89 @@
+#pragma once
+
+// What `train`, `eval` and `inspect` share: the run configuration, the model it describes,
+// training checkpoints, data sources and evaluation.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/dataset.hpp"
+#include "models/npz.hpp"
+#include "models/sequential.hpp"
+#include "optim/optimizer.hpp"
+
+namespace tg::app {
+
+/// Everything that defines a training run (stored in its checkpoints).
+struct RunConfig {
+  std::vector<int64_t> hidden{256, 128};
+  std::string activation = "relu";
+  double dropout = 0.0;
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double weight_decay = -1.0;  // < 0: the optimizer's own default
+  bool nesterov = false;
+  std::string schedule = "none";  // none, step, exponential, cosine
+  int64_t step_size = 1;
+  double gamma = 0.5;
+  int64_t warmup = 0;
+  int64_t epochs = 5;
+  int64_t batch = 128;
+  uint64_t seed = 0;
+  // data (not stored: a resumed run names its data again)
+  int64_t inputs = 0;
+  int64_t classes = 0;
+};
+
+/// The classifier a config describes: Linear / activation [/ Dropout] blocks and a final
+/// Linear producing logits, all generic nodes in one Sequential.
+struct Model {
+  Sequential net;
+  Rng dropout_rng{0};
+};
+std::unique_ptr<Model> build_model(const RunConfig& config, Rng& init_rng);
+
+/// A new optimizer over `params` as the config says; throws Error for an unknown name.
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& config, const std::vector<Var>& params);
+
+/// Per-epoch history kept in checkpoints.
+struct History {
+  std::vector<double> train_loss, train_accuracy, test_accuracy, seconds, lr;
+};
+
+/// A training checkpoint: model + optimizer + epoch + generators + config + history.
+void save_checkpoint(const std::string& path, const RunConfig& config, Model& model,
+                     const Optimizer& optimizer, int64_t epoch, const Rng& shuffle_rng,
+                     const History& history);
+/// Reads the config of a checkpoint (or of a plain model .npz written by `train`).
+RunConfig read_config(const NpzArchive& archive);
+History read_history(const NpzArchive& archive);
+
+/// Where examples come from: an MNIST-style folder or a CSV with a label column.
+struct DataSource {
+  std::string dir = data::kFashionMnistDir;
+  std::string csv;       // training CSV (classification)
+  std::string test_csv;  // test CSV (default: the training CSV)
+  std::string label = "label";
+  int64_t limit = -1;       // training examples kept
+  int64_t test_limit = -1;  // test examples kept
+  data::Dataset train() const;
+  data::Dataset test() const;
+};
+
+/// Accuracy and confusion matrix (rows: true class, columns: predicted) of `model` on
+/// `data`, in eval mode without recording.
+struct Evaluation {
+  double accuracy = 0;
+  std::vector<std::vector<int64_t>> confusion;
+  std::vector<double> per_class_accuracy() const;
+};
+Evaluation evaluate(Model& model, const data::Dataset& data, int64_t batch = 1000);
+
+/// The confusion matrix and per-class accuracy as text.
+std::string confusion_text(const Evaluation& e, const std::vector<std::string>& class_names);
+/// Names of `n` classes: the dataset's own or "0", "1", ...
+std::vector<std::string> class_names(const data::Dataset& d, int64_t n);
+
+}  // namespace tg::app

@@ -1,0 +1,327 @@
+// `tapegrad train`: a classifier (an MLP of generic Linear / activation / Dropout nodes)
+// trained on Fashion-MNIST or a CSV, with progress, metrics, checkpoints and pictures.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "apps/cli.hpp"
+#include "apps/json.hpp"
+#include "apps/plot.hpp"
+#include "apps/run.hpp"
+#include "models/checkpoint.hpp"
+#include "ops/loss.hpp"
+#include "ops/matmul.hpp"
+#include "optim/scheduler.hpp"
+
+namespace tg::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct TrainOptions {
+  RunConfig config;
+  DataSource source;
+  int threads = 0;
+  std::string out;
+  std::string metrics;
+  std::string resume;
+  bool progress = true;
+  bool epochs_given = false;
+};
+
+std::unique_ptr<LrScheduler> make_scheduler(const RunConfig& c, Optimizer& opt) {
+  std::unique_ptr<LrScheduler> s;
+  if (c.schedule == "step") {
+    if (c.step_size < 1) throw Error("--step-size must be at least 1");
+    s = std::make_unique<StepLR>(opt, c.step_size, c.gamma);
+  } else if (c.schedule == "exponential") {
+    s = std::make_unique<ExponentialLR>(opt, c.gamma);
+  } else if (c.schedule == "cosine") {
+    s = std::make_unique<CosineAnnealingLR>(opt, std::max<int64_t>(c.epochs - c.warmup, 1));
+  } else if (c.schedule != "none") {
+    throw Error("unknown schedule '" + c.schedule +
+                "' (choose from none, step, exponential, cosine)");
+  }
+  if (c.warmup > 0) s = std::make_unique<LinearWarmup>(opt, c.warmup, 1.0 / 3.0, std::move(s));
+  return s;
+}
+
+std::string default_out_dir() {
+  char buf[64];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S-train", std::localtime(&now));
+  std::string dir = buf;
+  for (int i = 2; std::filesystem::exists(dir); ++i)
+    dir = std::string(buf) + "-" + std::to_string(i);
+  return dir;
+}
+
+std::string fmt_seconds(double s) {
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  } else {
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  }
+  return buf;
+}
+
+// Progress within an epoch: a redrawn bar on a terminal, a few plain lines otherwise.
+class Progress {
+ public:
+  Progress(bool enabled, int64_t epoch, int64_t epochs, int64_t batches)
+      : tty_(enabled && isatty(fileno(stdout))),
+        plain_(enabled && !tty_),
+        epoch_(epoch),
+        epochs_(epochs),
+        batches_(batches) {}
+
+  void update(int64_t batch, double loss, int64_t examples) {
+    const double el = std::chrono::duration<double>(Clock::now() - start_).count();
+    const double rate = el > 0 ? static_cast<double>(examples) / el : 0.0;
+    const double eta =
+        batch > 0 ? el * static_cast<double>(batches_ - batch) / static_cast<double>(batch) : 0;
+    if (tty_) {
+      if (batch != batches_ && std::chrono::duration<double>(Clock::now() - last_).count() < 0.1)
+        return;
+      last_ = Clock::now();
+      const int width = 24;
+      const int filled = static_cast<int>(width * batch / std::max<int64_t>(batches_, 1));
+      std::printf("\repoch %lld/%lld [%s%s] %lld/%lld  loss %.4f  %.0f ex/s  ETA %s   ",
+                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                  std::string(static_cast<size_t>(filled), '#').c_str(),
+                  std::string(static_cast<size_t>(width - filled), '.').c_str(),
+                  static_cast<long long>(batch), static_cast<long long>(batches_), loss, rate,
+                  fmt_seconds(eta).c_str());
+      std::fflush(stdout);
+    } else if (plain_ && batch < batches_ && batch * 4 / batches_ != (batch - 1) * 4 / batches_) {
+      std::printf("  epoch %lld/%lld batch %lld/%lld  loss %.4f  %.0f ex/s  ETA %s\n",
+                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                  static_cast<long long>(batch), static_cast<long long>(batches_), loss, rate,
+                  fmt_seconds(eta).c_str());
+      std::fflush(stdout);
+    }
+  }
+  void finish() {
+    if (tty_) std::printf("\r%*s\r", 110, "");
+  }
+
+ private:
+  bool tty_, plain_;
+  int64_t epoch_, epochs_, batches_;
+  Clock::time_point start_ = Clock::now(), last_ = Clock::now();
+};
+
+void write_pictures(const std::string& dir, const History& h, const Evaluation& e,
+                    const std::vector<std::string>& names) {
+  std::vector<double> ep;
+  for (size_t i = 0; i < h.train_loss.size(); ++i) ep.push_back(static_cast<double>(i + 1));
+  plot::LineChart loss{"Training loss", "epoch", "cross-entropy (mean over the epoch)", {}, false};
+  loss.series.push_back({"train loss", ep, h.train_loss});
+  plot::write_svg(dir + "/loss.svg", plot::render_svg(loss));
+  plot::LineChart acc{"Accuracy", "epoch", "accuracy", {}, false};
+  acc.series.push_back({"train (batches as seen)", ep, h.train_accuracy});
+  acc.series.push_back({"test", ep, h.test_accuracy});
+  plot::write_svg(dir + "/accuracy.svg", plot::render_svg(acc));
+  plot::Heatmap cm;
+  cm.title = "Confusion matrix on the test set";
+  cm.x_label = "predicted class";
+  cm.y_label = "true class";
+  cm.row_labels = names;
+  cm.col_labels = names;
+  for (const auto& row : e.confusion) cm.values.emplace_back(row.begin(), row.end());
+  plot::write_svg(dir + "/confusion_matrix.svg", plot::render_svg(cm));
+}
+
+void run_train(TrainOptions o) {
+  RunConfig c = o.config;
+  NpzArchive resumed;
+  if (!o.resume.empty()) {
+    resumed = NpzArchive::load(o.resume);
+    const int64_t epochs = c.epochs;
+    c = read_config(resumed);
+    if (o.epochs_given) c.epochs = epochs;
+  }
+  if (c.epochs < 1 || c.batch < 1) throw Error("--epochs and --batch must be at least 1");
+  if (o.threads > 0) set_blas_threads(o.threads);
+  const data::Dataset train = o.source.train();
+  const data::Dataset test = o.source.test();
+  if (train.size() == 0) throw Error("train: no training examples");
+  if (test.num_features() != train.num_features())
+    throw Error("train: the test set has " + std::to_string(test.num_features()) +
+                " features, the training set " + std::to_string(train.num_features()));
+  const int64_t classes = std::max(train.num_classes, test.num_classes);
+  if (!o.resume.empty() && (c.inputs != train.num_features() || c.classes < classes))
+    throw Error(o.resume + ": the checkpoint's model takes " + std::to_string(c.inputs) +
+                " features and " + std::to_string(c.classes) + " classes; the data has " +
+                std::to_string(train.num_features()) + " and " + std::to_string(classes));
+  c.inputs = train.num_features();
+  c.classes = std::max(c.classes, classes);
+
+  Rng init_rng(c.seed);
+  auto model = build_model(c, init_rng);
+  Rng shuffle_rng(c.seed + 1);
+  const auto params = model->net.parameters();
+  auto opt = make_optimizer(c, params);
+  auto sched = make_scheduler(c, *opt);
+  int64_t start = 0;
+  History h;
+  if (!o.resume.empty()) {
+    read_parameters(model->net, resumed, "model.");
+    opt->load_state_dict(resumed, "optim.");
+    read_rng(shuffle_rng, resumed, "rng.");
+    read_rng(model->dropout_rng, resumed, "dropout_rng.");
+    start = resumed.integer("epoch");
+    h = read_history(resumed);
+  }
+  const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  make_dir(out);
+  const std::string ckpt = out + "/checkpoint.npz";
+  const auto names = class_names(test, c.classes);
+
+  std::printf("tapegrad train: %lld training / %lld test examples, %lld features, %lld classes\n",
+              static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+              static_cast<long long>(c.inputs), static_cast<long long>(c.classes));
+  std::printf("model: %s", model->net.str().c_str());
+  std::printf(
+      "\n%lld parameters; optimizer %s lr %g, schedule %s, batch %lld, seed %llu, BLAS threads "
+      "%d\n",
+      static_cast<long long>(model->net.num_parameters()), c.optimizer.c_str(), c.lr,
+      c.schedule.c_str(), static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed),
+      blas_threads());
+  if (!o.resume.empty())
+    std::printf("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
+  std::printf("output: %s\n", out.c_str());
+
+  Evaluation last;
+  for (int64_t epoch = start; epoch < c.epochs; ++epoch) {
+    const double lr = sched ? sched->lr_at(epoch) : c.lr;
+    opt->set_lr(lr);
+    model->net.train();
+    // NOTE: one loader per epoch, shuffled once at construction from the run's generator, so
+    // a resumed run draws exactly the orders the uninterrupted run would have drawn.
+    data::DataLoader loader(train, c.batch, true, &shuffle_rng);
+    Progress progress(o.progress, epoch + 1, c.epochs, loader.num_batches());
+    const auto t0 = Clock::now();
+    data::Batch b;
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0, batch_i = 0;
+    while (loader.next(b)) {
+      opt->zero_grad();
+      Var logits = model->net(constant(b.features));
+      Var loss = cross_entropy(logits, b.labels);
+      loss.backward();
+      opt->step();
+      const double l = loss.item();
+      if (!std::isfinite(l))
+        throw Error("train: the loss became " + std::to_string(l) + " at epoch " +
+                    std::to_string(epoch + 1) + " batch " + std::to_string(batch_i + 1) +
+                    " (learning rate too high?)");
+      loss_sum += l * static_cast<double>(b.size());
+      const float* p = logits.value().data<float>();
+      for (int64_t i = 0; i < b.size(); ++i) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < c.classes; ++k)
+          if (p[i * c.classes + k] > p[i * c.classes + best]) best = k;
+        correct += best == b.labels[static_cast<size_t>(i)];
+      }
+      seen += b.size();
+      progress.update(++batch_i, loss_sum / static_cast<double>(seen), seen);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    progress.finish();
+    last = evaluate(*model, test);
+    h.train_loss.push_back(loss_sum / static_cast<double>(seen));
+    h.train_accuracy.push_back(static_cast<double>(correct) / static_cast<double>(seen));
+    h.test_accuracy.push_back(last.accuracy);
+    h.seconds.push_back(seconds);
+    h.lr.push_back(lr);
+    std::printf(
+        "epoch %lld/%lld  train loss %.4f  train acc %.4f  test acc %.4f  %.1fs  (%.0f ex/s, lr "
+        "%g)\n",
+        static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs), h.train_loss.back(),
+        h.train_accuracy.back(), last.accuracy, seconds, static_cast<double>(seen) / seconds, lr);
+    std::fflush(stdout);
+    const std::string line =
+        Json::object({{"epoch", Json::integer(epoch + 1)},
+                      {"train_loss", Json::number(h.train_loss.back())},
+                      {"train_accuracy", Json::number(h.train_accuracy.back())},
+                      {"test_accuracy", Json::number(last.accuracy)},
+                      {"seconds", Json::number(seconds)},
+                      {"lr", Json::number(lr)}})
+            .str();
+    append_line(out + "/metrics.jsonl", line);
+    if (!o.metrics.empty()) append_line(o.metrics, line);
+    save_checkpoint(ckpt, c, *model, *opt, epoch + 1, shuffle_rng, h);
+  }
+  if (start >= c.epochs) {
+    std::printf("nothing to do: the checkpoint already has %lld of %lld epochs\n",
+                static_cast<long long>(start), static_cast<long long>(c.epochs));
+    last = evaluate(*model, test);
+  }
+  std::printf("\ntest accuracy %.4f\n%s", last.accuracy, confusion_text(last, names).c_str());
+  write_pictures(out, h, last, names);
+  std::printf("checkpoint: %s\npictures: %s/loss.svg, accuracy.svg, confusion_matrix.svg\n",
+              ckpt.c_str(), out.c_str());
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train an MLP classifier (Linear / activation / Dropout nodes) on Fashion-MNIST or a CSV");
+  RunConfig& c = o->config;
+  cmd->add_option("--hidden", c.hidden, "hidden layer sizes, e.g. --hidden 256 128")
+      ->capture_default_str()
+      ->delimiter(',');
+  cmd->add_option("--activation", c.activation, "hidden activation: relu, sigmoid or tanh")
+      ->capture_default_str();
+  cmd->add_option("--dropout", c.dropout, "dropout probability after each hidden activation")
+      ->capture_default_str();
+  cmd->add_option("--optimizer", c.optimizer, "sgd, adam, adamw, rmsprop or adagrad")
+      ->capture_default_str();
+  cmd->add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  cmd->add_option("--momentum", c.momentum, "momentum (sgd, rmsprop)")->capture_default_str();
+  cmd->add_flag("--nesterov", c.nesterov, "Nesterov momentum (sgd)");
+  cmd->add_option("--weight-decay", c.weight_decay,
+                  "weight decay (default: the optimizer's own, 0 except adamw's 0.01)");
+  cmd->add_option("--schedule", c.schedule,
+                  "learning-rate schedule: none, step, exponential, cosine")
+      ->capture_default_str();
+  cmd->add_option("--step-size", c.step_size, "epochs per decay of the step schedule")
+      ->capture_default_str();
+  cmd->add_option("--gamma", c.gamma, "decay factor of the step / exponential schedules")
+      ->capture_default_str();
+  cmd->add_option("--warmup", c.warmup, "epochs of linear warmup (from lr/3)")
+      ->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "epochs to train (with --resume: the new total)")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->epochs_given = true; });
+  cmd->add_option("--batch", c.batch, "mini-batch size")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed of initialization, shuffling and dropout")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "OpenBLAS threads (default: OpenBLAS's own choice)");
+  cmd->add_option("--data", o->source.dir, "folder with MNIST-style IDX files")
+      ->capture_default_str();
+  cmd->add_option("--csv", o->source.csv, "train on this CSV instead (header; a label column)");
+  cmd->add_option("--test-csv", o->source.test_csv, "test CSV (default: the training CSV)");
+  cmd->add_option("--label", o->source.label, "label column of the CSV")->capture_default_str();
+  cmd->add_option("--limit", o->source.limit, "use only the first N training examples");
+  cmd->add_option("--test-limit", o->source.test_limit, "use only the first N test examples");
+  cmd->add_option("--out", o->out,
+                  "folder for checkpoint, metrics and pictures (default: runs/<time>-train)");
+  cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
+  cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
+  cmd->add_flag("!--no-progress", o->progress, "no progress bar / progress lines");
+  cmd->callback([o] { run_train(*o); });
+}
+
+}  // namespace tg::app

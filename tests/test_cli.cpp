@@ -1,0 +1,196 @@
+// The `tapegrad` program end to end: JSON outputs of the seed experiment, a short training
+// run with checkpoints that eval and --resume accept, and every bad input exiting 2.
+
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "data/dataset.hpp"
+#include "models/npz.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(TAPEGRAD_CLI) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() /
+           ("tapegrad_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+// The number after "key": inside the object that follows "section": (first match).
+double json_number(const std::string& json, const std::string& section, const std::string& key) {
+  const auto s = json.find("\"" + section + "\"");
+  REQUIRE(s != std::string::npos);
+  std::smatch m;
+  const std::string rest = json.substr(s);
+  REQUIRE(std::regex_search(rest, m, std::regex("\"" + key + "\": ([-0-9.eE+]+)")));
+  return std::stod(m[1]);
+}
+
+bool have_fashion_mnist() { return fs::exists(tg::data::kFashionMnistDir); }
+
+}  // namespace
+
+TEST_CASE("tapegrad --help explains every subcommand", "[cli]") {
+  const auto r = run("--help");
+  CHECK(r.status == 0);
+  for (const char* s : {"symmetry", "train", "eval", "inspect"})
+    CHECK_THAT(r.out, Catch::Contains(s));
+  const auto t = run("train --help");
+  CHECK(t.status == 0);
+  for (const char* s : {"--hidden", "--optimizer", "--lr", "--epochs", "--batch", "--seed",
+                        "--threads", "--resume", "--metrics", "--dropout", "--schedule"})
+    CHECK_THAT(t.out, Catch::Contains(s));
+}
+
+TEST_CASE("symmetry: identical units stay identical, random ones differ, backprop beats search",
+          "[cli]") {
+  TempDir dir;
+  const auto r = run("symmetry --json " + (dir / "s.json") + " --out " + (dir / "pics"));
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  const std::string j = slurp(dir / "s.json");
+  CHECK(json_number(j, "constant_init", "max_hidden_unit_difference") == 0.0);
+  CHECK(json_number(j, "random_init", "max_hidden_unit_difference") > 0.01);
+  const double c_loss = json_number(j, "constant_init", "final_loss");
+  const double r_loss = json_number(j, "random_init", "final_loss");
+  CHECK(r_loss < c_loss);
+  CHECK(json_number(j, "random_search", "draws") == 100000);
+  CHECK(json_number(j, "backprop", "final_mse") < json_number(j, "random_search", "final_mse"));
+  CHECK(json_number(j, "backprop", "seconds") < json_number(j, "random_search", "seconds"));
+  CHECK_THAT(j, Catch::Contains("\"predictions\": [{\"x1\": 8, \"x2\": 4"));
+  for (const char* f : {"loss_curves.svg", "hidden_units_constant.svg", "hidden_units_random.svg"})
+    CHECK(fs::file_size(dir / ("pics/" + std::string(f))) > 1000);
+  CHECK_THAT(r.out,
+             Catch::Contains("(8, 4)") && Catch::Contains("(7, 1)") && Catch::Contains("(3, 3)"));
+}
+
+TEST_CASE("train one epoch on a slice, then eval, inspect and resume", "[cli][train]") {
+  if (!have_fashion_mnist()) {
+    WARN("SKIPPED: Fashion-MNIST is not installed (package dataset-fashion-mnist)");
+    return;
+  }
+  TempDir dir;
+  const std::string common =
+      " --limit 1500 --test-limit 500 --batch 100 --hidden 32 --no-progress --seed 3";
+  const auto a =
+      run("train --epochs 1 --out " + (dir / "a") + " --metrics " + (dir / "m.jsonl") + common);
+  INFO(a.out);
+  REQUIRE(a.status == 0);
+  const std::string metrics = slurp(dir / "m.jsonl");
+  CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 1);
+  for (const char* k :
+       {"\"epoch\": 1", "\"train_loss\"", "\"train_accuracy\"", "\"test_accuracy\"", "\"seconds\""})
+    CHECK_THAT(metrics, Catch::Contains(k));
+  CHECK(json_number(metrics, "epoch", "test_accuracy") > 0.5);
+  const std::string ckpt = dir / "a/checkpoint.npz";
+  REQUIRE(fs::exists(ckpt));
+  for (const char* f : {"loss.svg", "accuracy.svg", "confusion_matrix.svg", "metrics.jsonl"})
+    CHECK(fs::exists(dir / ("a/" + std::string(f))));
+
+  const auto e = run("eval " + ckpt + " --limit 500 --json " + (dir / "e.json"));
+  INFO(e.out);
+  CHECK(e.status == 0);
+  CHECK_THAT(e.out, Catch::Contains("accuracy") && Catch::Contains("Ankle boot"));
+  CHECK(json_number(slurp(dir / "e.json"), "examples", "accuracy") ==
+        Approx(json_number(metrics, "epoch", "test_accuracy")));
+
+  const auto i = run("inspect " + ckpt + " --batch 200");
+  INFO(i.out);
+  CHECK(i.status == 0);
+  CHECK_THAT(i.out, Catch::Contains("0.weight") && Catch::Contains("[32, 784]"));
+
+  // 1 epoch + resume 1 epoch == 2 epochs straight, bit for bit
+  const auto r = run("train --epochs 2 --resume " + ckpt + " --out " + (dir / "r") + common);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming"));
+  const auto s = run("train --epochs 2 --out " + (dir / "s") + common);
+  REQUIRE(s.status == 0);
+  const auto resumed = tg::NpzArchive::load(dir / "r/checkpoint.npz");
+  const auto straight = tg::NpzArchive::load(dir / "s/checkpoint.npz");
+  CHECK(resumed.integer("epoch") == 2);
+  int compared = 0;
+  for (const auto& name : straight.names()) {
+    if (name.rfind("model.", 0) != 0 && name.rfind("optim.", 0) != 0) continue;
+    INFO(name);
+    CHECK(resumed.array(name).bytes == straight.array(name).bytes);
+    ++compared;
+  }
+  CHECK(compared >= 4);
+  const std::string hist = slurp(dir / "r/metrics.jsonl");
+  CHECK_THAT(hist, Catch::Contains("\"epoch\": 2"));
+}
+
+TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]") {
+  TempDir dir;
+  std::ofstream(dir / "bad.csv") << "x1,x2,y\n1,2,abc\n";
+  std::ofstream(dir / "corrupt.npz") << "PK\x03\x04 this is not a zip archive";
+  std::ofstream(dir / "train-images-idx3-ubyte") << std::string("\0\0\x08\x03", 4) << "xx";
+  std::ofstream(dir / "train-labels-idx1-ubyte") << std::string("\0\0\x08\x01", 4);
+  struct Case {
+    std::string args;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"--no-such-option", "no-such-option"},
+      {"frobnicate", "frobnicate"},
+      {"train --epochs many", "many"},
+      {"train --data " + (dir / "missing"), "no such file"},
+      {"train --data " + dir.path.string(), "truncated"},
+      {"train --csv " + (dir / "bad.csv") + " --label y", "'abc'"},
+      {"train --csv " + (dir / "nope.csv"), "nope.csv"},
+      {"train --optimizer adamax --limit 10", "adamax"},
+      {"train --lr -1 --limit 10 --test-limit 10", "--lr"},
+      {"symmetry --data " + (dir / "bad.csv"), "'abc'"},
+      {"symmetry --steps 0", "--steps"},
+      {"eval " + (dir / "missing.npz"), "missing.npz"},
+      {"eval " + (dir / "corrupt.npz"), "corrupt.npz"},
+      {"inspect " + (dir / "corrupt.npz"), "corrupt.npz"},
+      {"train --resume " + (dir / "corrupt.npz"), "corrupt.npz"},
+      {"eval", "checkpoint"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(c.args);
+    INFO("tapegrad " << c.args << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains(c.message));
+    CHECK_THAT(r.out, !Catch::Contains("internal error"));
+  }
+}
