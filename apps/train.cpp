@@ -31,7 +31,7 @@ struct TrainOptions {
   std::string out;
   std::string metrics;
   std::string resume;
-  bool progress = true;
+  bool no_progress = false;
   bool epochs_given = false;
 };
 
@@ -207,7 +207,7 @@ void run_train(TrainOptions o) {
     // NOTE: one loader per epoch, shuffled once at construction from the run's generator, so
     // a resumed run draws exactly the orders the uninterrupted run would have drawn.
     data::DataLoader loader(train, c.batch, true, &shuffle_rng);
-    Progress progress(o.progress, epoch + 1, c.epochs, loader.num_batches());
+    Progress progress(!o.no_progress, epoch + 1, c.epochs, loader.num_batches());
     const auto t0 = Clock::now();
     data::Batch b;
     double loss_sum = 0;
@@ -320,7 +320,7 @@ void add_train(CLI::App& app) {
                   "folder for checkpoint, metrics and pictures (default: runs/<time>-train)");
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
-  cmd->add_flag("!--no-progress", o->progress, "no progress bar / progress lines");
+  cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
   cmd->callback([o] { run_train(*o); });
 }
 
