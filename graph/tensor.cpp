@@ -7,13 +7,12 @@
 #include <ostream>
 #include <sstream>
 
+#include "graph/live_counter.hpp"
 #include "graph/rng.hpp"
 
 namespace tg {
 
 namespace {
-
-std::atomic<int64_t> g_live_tensor_bytes{0};
 
 // Counts the bytes of every tensor buffer (data plus its reference count block).
 template <class T>
@@ -23,11 +22,11 @@ struct CountingAllocator {
   template <class U>
   CountingAllocator(const CountingAllocator<U>&) {}
   T* allocate(size_t n) {
-    g_live_tensor_bytes.fetch_add(static_cast<int64_t>(n * sizeof(T)), std::memory_order_relaxed);
+    detail::g_live_bytes_counter.add(static_cast<int64_t>(n * sizeof(T)));
     return std::allocator<T>().allocate(n);
   }
   void deallocate(T* p, size_t n) {
-    g_live_tensor_bytes.fetch_sub(static_cast<int64_t>(n * sizeof(T)), std::memory_order_relaxed);
+    detail::g_live_bytes_counter.add(-static_cast<int64_t>(n * sizeof(T)));
     std::allocator<T>().deallocate(p, n);
   }
   template <class U>
@@ -73,7 +72,7 @@ void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, 
 }  // namespace
 
 namespace debug {
-int64_t live_tensor_bytes() { return g_live_tensor_bytes.load(std::memory_order_relaxed); }
+int64_t live_tensor_bytes() { return detail::g_live_bytes_counter.total(); }
 }  // namespace debug
 
 Tensor Tensor::empty(const Shape& shape, Dtype dtype) {

@@ -1,21 +1,22 @@
 #include "graph/var.hpp"
 
+#include "graph/live_counter.hpp"
+
 #include <ostream>
 #include <string>
 
 namespace tg {
 
 namespace {
-std::atomic<int64_t> g_live_nodes{0};
 thread_local uint64_t t_seq = 0;
 }  // namespace
 
 namespace debug {
-int64_t live_nodes() { return g_live_nodes.load(std::memory_order_relaxed); }
+int64_t live_nodes() { return detail::g_live_nodes_counter.total(); }
 }  // namespace debug
 
-Node::Node() { g_live_nodes.fetch_add(1, std::memory_order_relaxed); }
-Node::Node(Tensor v) : value(std::move(v)) { g_live_nodes.fetch_add(1, std::memory_order_relaxed); }
+Node::Node() { detail::g_live_nodes_counter.add(1); }
+Node::Node(Tensor v) : value(std::move(v)) { detail::g_live_nodes_counter.add(1); }
 
 // Note [Iterative graph destruction]
 // A node owns its inputs, so dropping the last handle to the end of a chain of a million
@@ -24,7 +25,7 @@ Node::Node(Tensor v) : value(std::move(v)) { g_live_nodes.fetch_add(1, std::memo
 // else holds gives up its own inputs the same way before it is destroyed, so every
 // destructor below this one returns at once.
 Node::~Node() {
-  g_live_nodes.fetch_sub(1, std::memory_order_relaxed);
+  detail::g_live_nodes_counter.add(-1);
   if (inputs.empty() && !grad.defined() && !pending.defined()) return;
   std::vector<std::shared_ptr<Node>> stack;
   auto take = [&stack](Node& n) {

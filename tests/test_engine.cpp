@@ -329,6 +329,24 @@ TEST_CASE("independent graphs on different threads at the same time", "[engine][
   }
 }
 
+TEST_CASE("live counts stay right when nodes cross threads", "[engine][threads]") {
+  const int64_t nodes = tg::debug::live_nodes(), bytes = tg::debug::live_tensor_bytes();
+  std::vector<Var> made(4);
+  {
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < 4; ++t)
+      threads.emplace_back([&made, t] {
+        Var x = tg::param(tg::ones({16}));
+        made[t] = tg::sum(x * x);  // created here, destroyed on the main thread
+      });
+    for (auto& th : threads) th.join();
+  }
+  CHECK(tg::debug::live_nodes() > nodes);
+  made.clear();
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+}
+
 TEST_CASE("grad mode is per thread", "[engine][threads]") {
   tg::NoGradGuard off;
   bool other = false;
