@@ -129,32 +129,31 @@ Tensor sum_to(const Tensor& x, const Shape& shape, const char* op) {
   return t.reshape(shape);
 }
 
-Tensor expand(const Tensor& x, const Shape& shape, const char* op) {
-  if (x.shape() == shape) return x;
-  if (broadcast_shapes(x.shape(), shape, op) != shape)
-    throw ShapeError(std::string(op) + ": cannot broadcast shape " + x.shape().str() + " to " +
-                     shape.str());
-  Tensor out = Tensor::empty(shape, x.dtype());
+namespace {
+
+// out = src read through `strides` (elements; 0 repeats along an axis) over `shape`, in
+// row-major order: the one strided walk behind expand (broadcast copy) and permute.
+Tensor strided_copy(const Tensor& src, const int64_t* strides, const Shape& shape) {
+  Tensor out = Tensor::empty(shape, src.dtype());
   const int64_t n = out.numel();
   if (n == 0) return out;
-  dispatch(x.dtype(), [&]<class T>() {
-    const T* px = x.data<T>();
+  dispatch(src.dtype(), [&]<class T>() {
+    const T* ps = src.data<T>();
     T* po = out.data<T>();
-    if (x.numel() == 1) {
-      for (int64_t i = 0; i < n; ++i) po[i] = px[0];
+    const int r = shape.rank();
+    if (r == 0) {
+      po[0] = ps[0];
       return;
     }
-    const int r = shape.rank();
-    int64_t sx[Shape::kMaxRank], idx[Shape::kMaxRank] = {};
-    broadcast_strides(x.shape(), shape, sx);
-    const int64_t inner = shape[r - 1], ix = sx[r - 1];
-    int64_t ox = 0;
+    int64_t idx[Shape::kMaxRank] = {};
+    const int64_t inner = shape[r - 1], is = strides[r - 1];
+    int64_t off = 0;
     for (int64_t o = 0; o < n; o += inner) {
-      for (int64_t i = 0; i < inner; ++i) po[o + i] = px[ox + i * ix];
-      for (int d = r - 2; d >= 0; --d) {
-        ox += sx[d];
+      for (int64_t i = 0; i < inner; ++i) po[o + i] = ps[off + i * is];
+      for (int d = r - 2; d >= 0; --d) {  // odometer over the outer axes
+        off += strides[d];
         if (++idx[d] < shape[d]) break;
-        ox -= sx[d] * shape[d];
+        off -= strides[d] * shape[d];
         idx[d] = 0;
       }
     }
@@ -162,10 +161,22 @@ Tensor expand(const Tensor& x, const Shape& shape, const char* op) {
   return out;
 }
 
+}  // namespace
+
+Tensor expand(const Tensor& x, const Shape& shape, const char* op) {
+  if (x.shape() == shape) return x;
+  if (broadcast_shapes(x.shape(), shape, op) != shape)
+    throw ShapeError(std::string(op) + ": cannot broadcast shape " + x.shape().str() + " to " +
+                     shape.str());
+  int64_t strides[Shape::kMaxRank];
+  broadcast_strides(x.shape(), shape, strides);
+  return strided_copy(x, strides, shape);
+}
+
 Tensor permute(const Tensor& x, const std::vector<int>& order) {
   const int r = x.dim();
   Shape shape;
-  int64_t in_strides[Shape::kMaxRank], st[Shape::kMaxRank], idx[Shape::kMaxRank] = {};
+  int64_t in_strides[Shape::kMaxRank], st[Shape::kMaxRank];
   int64_t stride = 1;
   for (int d = r - 1; d >= 0; --d) {
     in_strides[d] = stride;
@@ -175,29 +186,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& order) {
     shape.push_back(x.shape()[order[static_cast<size_t>(d)]]);
     st[d] = in_strides[order[static_cast<size_t>(d)]];
   }
-  Tensor out = Tensor::empty(shape, x.dtype());
-  const int64_t n = out.numel();
-  if (n == 0) return out;
-  dispatch(x.dtype(), [&]<class T>() {
-    const T* px = x.data<T>();
-    T* po = out.data<T>();
-    if (r == 0) {
-      po[0] = px[0];
-      return;
-    }
-    const int64_t inner = shape[r - 1], is = st[r - 1];
-    int64_t ox = 0;
-    for (int64_t o = 0; o < n; o += inner) {
-      for (int64_t i = 0; i < inner; ++i) po[o + i] = px[ox + i * is];
-      for (int d = r - 2; d >= 0; --d) {
-        ox += st[d];
-        if (++idx[d] < shape[d]) break;
-        ox -= st[d] * shape[d];
-        idx[d] = 0;
-      }
-    }
-  });
-  return out;
+  return strided_copy(x, st, shape);
 }
 
 Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask) {
