@@ -97,39 +97,44 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
     if (count > (uint64_t{1} << 34))
       fail(path, "IDX extents " + shape.str() + " are implausibly large");
   }
-  std::vector<unsigned char> raw(static_cast<size_t>(count) * esz);
-  read_exact(f.get(), path, raw.data(), raw.size(), "data");
+  // Read and convert in chunks: the raw bytes never exist in full beside the tensor.
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* o = t.data<T>();
+    std::vector<unsigned char> chunk(std::min<uint64_t>(count, 1 << 20) * esz);
+    for (uint64_t done = 0; done < count;) {
+      const uint64_t m = std::min<uint64_t>(count - done, chunk.size() / esz);
+      read_exact(f.get(), path, chunk.data(), m * esz, "data");
+      const unsigned char* p = chunk.data();
+      for (uint64_t i = 0; i < m; ++i, p += esz) {
+        switch (type) {
+          case 0x08:
+            o[done + i] = static_cast<T>(p[0]);
+            break;
+          case 0x09:
+            o[done + i] = static_cast<T>(static_cast<signed char>(p[0]));
+            break;
+          case 0x0B:
+            o[done + i] = static_cast<T>(load_be<int16_t>(p));
+            break;
+          case 0x0C:
+            o[done + i] = static_cast<T>(load_be<int32_t>(p));
+            break;
+          case 0x0D:
+            o[done + i] = static_cast<T>(load_be<float>(p));
+            break;
+          default:
+            o[done + i] = static_cast<T>(load_be<double>(p));
+            break;
+        }
+      }
+      done += m;
+    }
+  });
   unsigned char extra;
   if (gzread(f.get(), &extra, 1) != 0)
     fail(path, "has bytes after the " + std::to_string(count) + " elements of shape " +
                    shape.str() + " (extents do not match the data)");
-  Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() {
-    T* o = t.data<T>();
-    const unsigned char* p = raw.data();
-    for (uint64_t i = 0; i < count; ++i, p += esz) {
-      switch (type) {
-        case 0x08:
-          o[i] = static_cast<T>(p[0]);
-          break;
-        case 0x09:
-          o[i] = static_cast<T>(static_cast<signed char>(p[0]));
-          break;
-        case 0x0B:
-          o[i] = static_cast<T>(load_be<int16_t>(p));
-          break;
-        case 0x0C:
-          o[i] = static_cast<T>(load_be<int32_t>(p));
-          break;
-        case 0x0D:
-          o[i] = static_cast<T>(load_be<float>(p));
-          break;
-        default:
-          o[i] = static_cast<T>(load_be<double>(p));
-          break;
-      }
-    }
-  });
   return t;
 }
 
@@ -164,10 +169,10 @@ Dataset load_mnist_like(const std::string& dir, bool train, int64_t limit) {
   Dataset d;
   const int64_t n = images.shape()[0], dim = images.shape()[1] * images.shape()[2];
   const int64_t keep = limit < 0 ? n : std::min(limit, n);
-  d.features = Tensor::empty({keep, dim}, f32);
-  const float* src = images.data<float>();
-  float* dst = d.features.data<float>();
-  for (int64_t i = 0; i < keep * dim; ++i) dst[i] = src[i] / 255.0f;
+  // Scaled in place and viewed as [N, 784]: no second copy of the images.
+  float* px = images.data<float>();
+  for (int64_t i = 0; i < n * dim; ++i) px[i] /= 255.0f;
+  d.features = images.reshape({n, dim});
   const double* lab = labels.data<double>();
   d.num_classes = 10;
   for (int64_t i = 0; i < keep; ++i) {
@@ -178,7 +183,7 @@ Dataset load_mnist_like(const std::string& dir, bool train, int64_t limit) {
     d.labels.push_back(static_cast<int64_t>(v));
   }
   d.class_names = fashion_mnist_classes();
-  return d;
+  return keep < n ? d.head(keep) : d;
 }
 
 }  // namespace tg::data
