@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "graph/block_cache.hpp"
 #include "graph/live_counter.hpp"
 #include "graph/rng.hpp"
 
@@ -14,7 +15,8 @@ namespace tg {
 
 namespace {
 
-// Counts the bytes of every tensor buffer (data plus its reference count block).
+// Counts the bytes of every tensor buffer (data plus its reference count block) and takes
+// them from the block cache (graph/block_cache.hpp).
 template <class T>
 struct CountingAllocator {
   using value_type = T;
@@ -23,11 +25,12 @@ struct CountingAllocator {
   CountingAllocator(const CountingAllocator<U>&) {}
   T* allocate(size_t n) {
     detail::g_live_bytes_counter.add(static_cast<int64_t>(n * sizeof(T)));
-    return std::allocator<T>().allocate(n);
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    return static_cast<T*>(detail::block_allocate(n * sizeof(T)));
   }
   void deallocate(T* p, size_t n) {
     detail::g_live_bytes_counter.add(-static_cast<int64_t>(n * sizeof(T)));
-    std::allocator<T>().deallocate(p, n);
+    detail::block_free(p, n * sizeof(T));
   }
   template <class U>
   bool operator==(const CountingAllocator<U>&) const {

@@ -126,6 +126,10 @@ bool has_nonfinite(const Tensor& t);
 namespace debug {
 /// Bytes currently held by live tensor buffers (all threads).
 int64_t live_tensor_bytes();
+/// Bytes of freed large buffers kept for reuse (see graph/block_cache.hpp).
+int64_t cached_tensor_bytes();
+/// Caps the reuse cache (default 1 GiB; 0 disables it and frees what it holds).
+void set_tensor_cache_limit(int64_t bytes);
 }  // namespace debug
 
 template <class T>
