@@ -56,6 +56,7 @@ Var pow(const Var& x, double p) {
   });
   return record("pow", std::move(y), {x}, [p](const BackwardCtx& c, const Var& dy) {
     if (p == 1.0) return Grads{dy};
+    if (p == 0.0) return Grads{Var()};  // x^0 is constant: 0 * x^-1 would be NaN at x = 0
     return Grads{mul(dy, mul_scalar(pow(c.input(0), p - 1.0), p))};
   });
 }

@@ -121,10 +121,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape, const char* op) {
   if (off > 0) {
     if (off == r) return sum_all(t).reshape(shape);
     // Sum the leading axes: view as [lead, rest] and sum axis 0.
-    int64_t lead = 1;
+    // (rest from the extents, not numel / lead: with an empty leading axis numel is 0.)
+    int64_t lead = 1, rest = 1;
     for (int d = 0; d < off; ++d) lead *= t.shape()[d];
-    t = sum_axis(t.reshape(std::vector<int64_t>{lead, t.numel() / std::max<int64_t>(lead, 1)}), 0,
-                 false);
+    for (int d = off; d < r; ++d) rest *= t.shape()[d];
+    t = sum_axis(t.reshape(std::vector<int64_t>{lead, rest}), 0, false);
   }
   return t.reshape(shape);
 }
