@@ -321,7 +321,7 @@ NpzArchive NpzArchive::decode(const std::string& buf, const std::string& source)
         crc32(0L, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uInt>(raw.size())));
     if (actual != crc) throw IoError(what + ": corrupt .npz (CRC mismatch)");
     std::string name = file;
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0)
+    if (name.size() >= 4 && name.compare(name.size() - 4, 4, ".npy") == 0)
       name.resize(name.size() - 4);
     archive.entries_[name] =
         npy_decode(reinterpret_cast<const unsigned char*>(raw.data()), raw.size(), what);

@@ -7,6 +7,8 @@ packages=(
   libxtensor-dev libxtensor-blas-dev xtl-dev libxsimd-dev
   libopenblas-dev libopenblas-pthread-dev liblapack-dev
   catch2 libbenchmark-dev zlib1g-dev libcli11-dev
+  # libFuzzer targets (tests/fuzz): clang 14 and its runtime (libFuzzer, ASan, UBSan)
+  clang libclang-rt-14-dev
   # oracles for the gradient tests and checkpoint format checks (tests skip without them)
   python3 python3-numpy python3-torch
   # real data for the main job

@@ -1,0 +1,356 @@
+// Fuzzes the ops and the engine: the input describes 1-3 leaves (rank 0-3, extents 0-4,
+// f32 or f64) and 1-6 ops, each applied to earlier values with fuzzed axes, indices and
+// shapes. Contract:
+//   - an invalid combination throws a tg::Error subclass (ShapeError, IndexError,
+//     DtypeError, ...) and nothing else;
+//   - a valid graph differentiates without throwing;
+//   - where the function is smooth at the point (no input within 1e-3 of a kink or of the
+//     edge of a domain, every value finite and below 1e4), its full Jacobian passes
+//     tg::gradcheck in float64.
+// Anything else is a finding: the fuzzer aborts with the program it ran.
+
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fuzz_util.hpp"
+#include "graph/error.hpp"
+#include "graph/gradcheck.hpp"
+#include "graph/tensor.hpp"
+#include "graph/var.hpp"
+#include "ops/activation.hpp"
+#include "ops/arith.hpp"
+#include "ops/loss.hpp"
+#include "ops/math.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reduce.hpp"
+#include "ops/shape_ops.hpp"
+
+namespace {
+
+using tg::Var;
+
+struct Leaf {
+  std::vector<int64_t> shape;
+  std::vector<double> values;
+  tg::Dtype dtype = tg::f64;
+};
+
+struct Instr {
+  int op = 0;
+  uint8_t a = 0, b = 0, c = 0;
+  int i0 = 0, i1 = 0, i2 = 0;
+  std::vector<int64_t> list;
+};
+
+struct Program {
+  std::vector<Leaf> leaves;
+  std::vector<Instr> instrs;
+};
+
+const char* const kOpNames[] = {
+    "add",           "sub",        "mul",
+    "div",           "pow(var)",   "pow(const)",
+    "neg",           "exp",        "log",
+    "sqrt",          "abs",        "clamp",
+    "softplus",      "sigmoid",    "tanh",
+    "relu",          "leaky_relu", "softmax",
+    "log_softmax",   "matmul",     "linear",
+    "transpose",     "permute",    "reshape",
+    "flatten",       "slice",      "index_select",
+    "concat",        "sum",        "sum(axes)",
+    "mean(axes)",    "max",        "max(axis)",
+    "sum_to",        "expand",     "mse_loss",
+    "cross_entropy", "nll_loss",   "bce_with_logits",
+    "add_scalar",    "mul_scalar", "concat3",
+};
+constexpr int kNumOps = sizeof(kOpNames) / sizeof(kOpNames[0]);
+
+Program parse(FuzzedDataProvider& in) {
+  Program p;
+  const int n_leaves = in.ConsumeIntegralInRange(1, 3);
+  for (int l = 0; l < n_leaves; ++l) {
+    Leaf leaf;
+    const int rank = in.ConsumeIntegralInRange(0, 3);
+    int64_t numel = 1;
+    for (int d = 0; d < rank; ++d) {
+      leaf.shape.push_back(in.ConsumeIntegralInRange(0, 4));
+      numel *= leaf.shape.back();
+    }
+    leaf.dtype = in.ConsumeIntegralInRange(0, 7) == 0 ? tg::f32 : tg::f64;
+    // Multiples of 1/16 shifted by 1/32: in [-4, 4], never exactly 0.
+    for (int64_t i = 0; i < numel; ++i)
+      leaf.values.push_back(in.ConsumeIntegralInRange(-64, 63) / 16.0 + 1.0 / 32);
+    p.leaves.push_back(std::move(leaf));
+  }
+  const int n_instr = in.ConsumeIntegralInRange(1, 6);
+  for (int k = 0; k < n_instr; ++k) {
+    Instr ins;
+    ins.op = in.ConsumeIntegralInRange(0, kNumOps - 1);
+    ins.a = in.ConsumeIntegral<uint8_t>();
+    ins.b = in.ConsumeIntegral<uint8_t>();
+    ins.c = in.ConsumeIntegral<uint8_t>();
+    ins.i0 = in.ConsumeIntegralInRange(-4, 4);
+    ins.i1 = in.ConsumeIntegralInRange(-4, 4);
+    ins.i2 = in.ConsumeIntegralInRange(-4, 4);
+    const int n = in.ConsumeIntegralInRange(0, 4);
+    for (int j = 0; j < n; ++j) ins.list.push_back(in.ConsumeIntegralInRange(-5, 5));
+    p.instrs.push_back(std::move(ins));
+  }
+  return p;
+}
+
+std::string describe(const Program& p) {
+  std::ostringstream os;
+  for (size_t l = 0; l < p.leaves.size(); ++l) {
+    os << "leaf " << l << " " << tg::dtype_name(p.leaves[l].dtype) << " [";
+    for (auto e : p.leaves[l].shape) os << e << ",";
+    os << "] = {";
+    for (double v : p.leaves[l].values) os << v << ",";
+    os << "}\n";
+  }
+  for (const auto& i : p.instrs) {
+    os << kOpNames[i.op] << " a=" << int(i.a) << " b=" << int(i.b) << " c=" << int(i.c)
+       << " i=" << i.i0 << "," << i.i1 << "," << i.i2 << " list={";
+    for (auto e : i.list) os << e << ",";
+    os << "}\n";
+  }
+  return os.str();
+}
+
+// Kink / domain tests on concrete values (they decide whether gradcheck applies).
+bool any_near(const Var& v, double point, double tol) {
+  for (double x : v.value().to_vector())
+    if (std::abs(x - point) < tol) return true;
+  return false;
+}
+bool any_below(const Var& v, double bound) {
+  for (double x : v.value().to_vector())
+    if (!(x >= bound)) return true;
+  return false;
+}
+bool has_ties(const Var& v) {
+  auto xs = v.value().to_vector();
+  std::sort(xs.begin(), xs.end());
+  for (size_t i = 1; i < xs.size(); ++i)
+    if (xs[i] - xs[i - 1] < 1e-3) return true;
+  return false;
+}
+bool tame(const Var& v) {
+  for (double x : v.value().to_vector())
+    if (!std::isfinite(x) || std::abs(x) > 1e4) return false;
+  return true;
+}
+
+tg::Reduction reduction(uint8_t c) {
+  return c % 3 == 0 ? tg::Reduction::mean : c % 3 == 1 ? tg::Reduction::sum : tg::Reduction::none;
+}
+
+/// Runs the program on `leaves`; `smooth` turns false where gradcheck does not apply.
+Var run(const Program& p, const std::vector<Var>& leaves, bool& smooth) {
+  std::vector<Var> vals = leaves;
+  for (const auto& ins : p.instrs) {
+    const size_t n = vals.size();
+    const Var a = vals[ins.a % n], b = vals[ins.b % n], c = vals[ins.c % n];
+    Var out;
+    switch (ins.op) {
+      case 0:
+        out = tg::add(a, b);
+        break;
+      case 1:
+        out = tg::sub(a, b);
+        break;
+      case 2:
+        out = tg::mul(a, b);
+        break;
+      case 3:
+        if (any_near(b, 0.0, 0.1)) smooth = false;
+        out = tg::div(a, b);
+        break;
+      case 4:
+        if (any_below(a, 0.1)) smooth = false;
+        out = tg::pow(a, b);
+        break;
+      case 5: {
+        static const double ps[] = {2.0, 3.0, 0.5, -1.0, 1.5, 0.0};
+        const double e = ps[ins.c % 6];
+        if ((e != std::floor(e) || e < 0) && any_below(a, 0.1)) smooth = false;
+        out = tg::pow(a, e);
+        break;
+      }
+      case 6:
+        out = tg::neg(a);
+        break;
+      case 7:
+        out = tg::exp(a);
+        break;
+      case 8:
+        if (any_below(a, 1e-2)) smooth = false;
+        out = tg::log(a);
+        break;
+      case 9:
+        if (any_below(a, 1e-2)) smooth = false;
+        out = tg::sqrt(a);
+        break;
+      case 10:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;
+        out = tg::abs(a);
+        break;
+      case 11: {
+        const double lo = ins.i0 / 4.0, hi = ins.i1 / 4.0;
+        if (any_near(a, lo, 1e-3) || any_near(a, hi, 1e-3)) smooth = false;
+        out = tg::clamp(a, lo, hi);
+        break;
+      }
+      case 12:
+        out = tg::softplus(a);
+        break;
+      case 13:
+        out = tg::sigmoid(a);
+        break;
+      case 14:
+        out = tg::tanh(a);
+        break;
+      case 15:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;
+        out = tg::relu(a);
+        break;
+      case 16:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;
+        out = tg::leaky_relu(a, 0.1);
+        break;
+      case 17:
+        out = tg::softmax(a, ins.i0);
+        break;
+      case 18:
+        out = tg::log_softmax(a, ins.i0);
+        break;
+      case 19:
+        out = ins.c % 2 ? tg::matmul(a, b, ins.i0 & 1, ins.i1 & 1) : tg::matmul(a, b);
+        break;
+      case 20:
+        out = tg::linear(a, b, ins.i2 & 1 ? c : Var());
+        break;
+      case 21:
+        out = ins.c % 2 ? tg::transpose(a, ins.i0, ins.i1) : tg::transpose(a);
+        break;
+      case 22:
+        out = tg::permute(a, ins.list);
+        break;
+      case 23:
+        out = tg::reshape(a, ins.list);
+        break;
+      case 24:
+        out = tg::flatten(a, ins.i0);
+        break;
+      case 25:
+        out = tg::slice(a, ins.i0, ins.i1, ins.i2, ins.c % 4 - 1);
+        break;
+      case 26:
+        out = tg::index_select(a, ins.i0, ins.list);
+        break;
+      case 27:
+        out = tg::concat({a, b}, ins.i0);
+        break;
+      case 28:
+        out = tg::sum(a);
+        break;
+      case 29:
+        out = tg::sum(a, ins.list, ins.c & 1);
+        break;
+      case 30:
+        out = tg::mean(a, ins.list, ins.c & 1);
+        break;
+      case 31:
+        if (has_ties(a)) smooth = false;
+        out = tg::max(a);
+        break;
+      case 32:
+        if (has_ties(a)) smooth = false;
+        out = tg::max(a, ins.i0, ins.c & 1);
+        break;
+      case 33:
+        out = tg::sum_to(a, b.shape());
+        break;
+      case 34:
+        out = tg::expand(a, b.shape());
+        break;
+      case 35:
+        out = tg::mse_loss(a, b, reduction(ins.c));
+        break;
+      case 36:
+        out = tg::cross_entropy(a, ins.list, reduction(ins.c));
+        break;
+      case 37:
+        out = tg::nll_loss(a, ins.list, reduction(ins.c));
+        break;
+      case 38:
+        out = tg::binary_cross_entropy_with_logits(a, b, reduction(ins.c));
+        break;
+      case 39:
+        out = tg::add_scalar(a, ins.i0 / 2.0);
+        break;
+      case 40:
+        out = tg::mul_scalar(a, ins.i0 / 2.0);
+        break;
+      case 41:
+        out = tg::concat({a, b, c}, ins.i0);
+        break;
+      default:
+        tgfuzz::fail("bad op code");
+    }
+    if (!out.defined()) tgfuzz::fail(std::string(kOpNames[ins.op]) + " returned undefined");
+    if (!tame(out)) smooth = false;
+    vals.push_back(std::move(out));
+  }
+  return vals.back();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzedDataProvider in(data, size);
+  const Program prog = parse(in);
+  std::vector<Var> leaves;
+  std::vector<tg::Tensor> values;
+  int64_t total = 0;
+  for (const auto& l : prog.leaves) {
+    values.push_back(tg::tensor(l.values, tg::Shape(l.shape), l.dtype));
+    leaves.push_back(tg::param(values.back()));
+    total += values.back().numel();
+  }
+  bool smooth = true;
+  Var out;
+  try {
+    out = run(prog, leaves, smooth);
+  } catch (const tg::Error&) {
+    return 0;  // an invalid combination, reported as the library's own error
+  }
+  try {
+    Var s = tg::sum(out);
+    if (s.requires_grad()) s.backward();
+  } catch (const tg::Error& e) {
+    tgfuzz::fail(std::string("backward of a valid graph threw: ") + e.what() + "\n" +
+                 describe(prog));
+  }
+  if (!smooth || total > 64 || out.numel() > 64) return 0;
+  tg::GradcheckReport report;
+  try {
+    report = tg::gradcheck(
+        [&prog](const std::vector<Var>& v) {
+          bool ignored = true;
+          return run(prog, v, ignored);
+        },
+        values);
+  } catch (const tg::Error& e) {
+    tgfuzz::fail(std::string("gradcheck threw: ") + e.what() + "\n" + describe(prog));
+  }
+  if (!report.passed) tgfuzz::fail("gradcheck failed: " + report.message + "\n" + describe(prog));
+  return 0;
+}
