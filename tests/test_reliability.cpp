@@ -382,6 +382,17 @@ TEST_CASE("an IDX header claiming more data than the file holds is refused befor
   CHECK(tg::debug::live_tensor_bytes() == before);
 }
 
+TEST_CASE("an .npz entry named '.npy' is the array '' as in numpy, and re-encodes the same",
+          "[reliability][checkpoint]") {
+  // Found by tests/fuzz/fuzz_npz (this file is its input): an entry named '' decoded as '',
+  // re-encoded as '.npy', which decoded as '.npy'.
+  const tg::NpzArchive a = tg::NpzArchive::decode(
+      tg::read_file(TAPEGRAD_SOURCE_DIR "/tests/fuzz/corpus/npz/regress_empty_name.npz"));
+  REQUIRE(a.contains(""));
+  const tg::NpzArchive b = tg::NpzArchive::decode(a.encode());
+  CHECK(b.names() == a.names());
+}
+
 TEST_CASE("a failed checkpoint write leaves the previous file intact",
           "[reliability][checkpoint]") {
   const auto dir = tgtest::temp_dir("reliability_unwritable");
