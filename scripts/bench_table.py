@@ -2,11 +2,16 @@
 """Pairs Google Benchmark JSON outputs of tapegrad and LibTorch, takes per-workload medians
 over rounds and prints a table (and optionally writes --json FILE).
 
-Used by scripts/compare_libtorch.sh. Input files are named <round>.<program>.<framework>.json
-with framework "tapegrad" or "libtorch" (one file per program per round). A benchmark's
-workload name is its Google Benchmark name without the "/real_time" suffix; both programs
-must use the same names. The value compared is taken from a counter named after its unit
-(see METRICS); a benchmark with none falls back to its real time.
+Used by scripts/compare_libtorch.sh. Input files are named <round>.<job>.<framework>.json
+with framework "tapegrad" or "libtorch" (one file per job per round). A benchmark's
+workload name is its Google Benchmark name without the "/real_time" and "/iterations:N"
+suffixes; both programs must use the same names. The value compared is taken from a
+counter named after its unit (see METRICS); a benchmark with none falls back to its real
+time. A benchmark with several such counters gives one row per counter.
+
+Besides the tapegrad-vs-LibTorch rows, "ratio" rows (see RATIOS) divide one workload by
+another measured in the same process and round (e.g. mlp_d/step GFLOP/s over direct
+cblas_sgemm GFLOP/s): the median over rounds is shown for each framework.
 
 Stdlib only (system python3).
 """
@@ -14,6 +19,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -25,31 +31,56 @@ METRICS = {
     "ms_per_step": ("ms/step", 1e3, False),
     "s_per_epoch": ("s/epoch", 1.0, False),
     "GFLOPS": ("GFLOP/s", 1e-9, True),  # plain rate counter: flop per second
-    "peak_MiB": ("MiB", 1.0, False),
-    "accuracy_pct": ("%", 1.0, True),
+    "peak_MiB": ("MiB peak", 1.0, False),
+    "above_start_MiB": ("MiB added", 1.0, False),
+    "loaded_MiB": ("MiB data loaded", 1.0, False),
+    "accuracy_pct": ("% test acc", 1.0, True),
 }
 
-# Targets from the issues: minimum speedup (tapegrad vs LibTorch) per workload.
+# Targets from the issues. Key: workload, or "workload|unit" when one workload has several
+# units. Value: ("speedup", x) = tapegrad vs LibTorch speedup at least x; ("tapegrad", x) =
+# tapegrad's own value (a ratio row) at least x.
 TARGETS = {
-    "overhead_1elem/fwd_nograd": 5.0,
-    "overhead_1elem/fwd_recorded": 5.0,
-    "overhead_1elem/fwd_bwd": 10.0,
+    "overhead_1elem/fwd_nograd": ("speedup", 5.0),
+    "overhead_1elem/fwd_recorded": ("speedup", 5.0),
+    "overhead_1elem/fwd_bwd": ("speedup", 10.0),
+    "mlp_a/step": ("speedup", 10.0),
+    "mlp_b/step": ("speedup", 2.0),
+    "mlp_c/step": ("speedup", 1.5),
+    "fashion_mnist/train|s/epoch": ("speedup", 1.3),
+    "fashion_mnist/train|% test acc": ("speedup", 1.0),
+    "fashion_mnist/train|MiB peak": ("speedup", 1.0),
+    "memory/mlp_c|MiB peak": ("speedup", 1.0),
+    "memory/mlp_d|MiB peak": ("speedup", 1.0),
+    "mlp_d/step / cblas_9gemm": ("tapegrad", 0.90),
 }
+
+GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
+# Ratio rows: (row name, unit, numerator (workload, unit), denominator (workload, unit),
+# invert). Value = num / den, or den / num when invert (times: "fraction of the limit").
+RATIOS = [
+    ("mlp_d/step / cblas_9gemm", "x cblas GFLOP/s", ("mlp_d/step", "GFLOP/s"),
+     ("mlp_d/cblas_9gemm", "GFLOP/s"), False),
+    ("mlp_d/step / cblas_step_gemms", "x cblas time", ("mlp_d/step", "ms/step"),
+     ("mlp_d/cblas_step_gemms", "ms/step"), True),
+] + [
+    (f"gemm/{n} matmul / cblas", "x cblas GFLOP/s", (f"gemm/matmul/{n}", "GFLOP/s"),
+     (f"gemm/cblas/{n}", "GFLOP/s"), False) for n in GEMM_SIZES
+]
+for _n in GEMM_SIZES:
+    TARGETS[f"gemm/{_n} matmul / cblas"] = ("tapegrad", 0.97)
 
 TIME_SCALE = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+FRAMEWORKS = ("tapegrad", "libtorch")
 
 
 def workload_name(name):
-    for suffix in ("/real_time", "/manual_time"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
+    name = re.sub(r"/(real_time|manual_time)$", "", name)
+    return re.sub(r"/iterations:\d+", "", name)
 
 
-def samples_of(path):
+def samples_of(doc):
     """Yields (workload, unit, higher_is_better, value) for each measured run in a file."""
-    with open(path) as f:
-        doc = json.load(f)
     for b in doc.get("benchmarks", []):
         if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
@@ -74,6 +105,21 @@ def fmt(v):
     return f"{v:.3g}"
 
 
+GROUPS = ["overhead", "mlp_", "fashion", "memory/", "gemm/"]
+
+
+def sort_key(key):
+    """Table order: overhead, steps, Fashion-MNIST, memory, gemm by size (matmul first)."""
+    name = key[0]
+    group = next((i for i, g in enumerate(GROUPS) if name.startswith(g)), len(GROUPS))
+    size = int(m.group(1)) if (m := re.search(r"/(\d+)$", name)) else 0
+    return (group, size, "cblas" in name)
+
+
+def target_of(workload, unit):
+    return TARGETS.get(f"{workload}|{unit}", TARGETS.get(workload))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", help="directory holding *.tapegrad.json and *.libtorch.json")
@@ -81,61 +127,89 @@ def main():
     ap.add_argument("--ranges", action="store_true", help="show min-max over rounds")
     args = ap.parse_args()
 
-    data = {}  # (workload, unit) -> {"higher": bool, "tapegrad": [...], "libtorch": [...]}
+    # (workload, unit) -> {"higher": bool, "tapegrad": {round: value}, "libtorch": {...}}
+    data = {}
     order = []
-    rounds = {"tapegrad": set(), "libtorch": set()}  # files are <round>.<program>.<fw>.json
-    for framework in ("tapegrad", "libtorch"):
+    rounds = {fw: set() for fw in FRAMEWORKS}
+    loads = []  # 1-minute load averages at the start of each program
+    for framework in FRAMEWORKS:
         for path in sorted(glob.glob(os.path.join(args.dir, f"*.{framework}.json"))):
-            rounds[framework].add(os.path.basename(path).split(".")[0])
-            for name, unit, higher, value in samples_of(path):
+            rnd = os.path.basename(path).split(".")[0]
+            rounds[framework].add(rnd)
+            with open(path) as f:
+                doc = json.load(f)
+            load = doc.get("context", {}).get("load_avg")
+            if load:
+                loads.append(load[0])
+            for name, unit, higher, value in samples_of(doc):
                 key = (name, unit)
                 if key not in data:
-                    data[key] = {"higher": higher, "tapegrad": [], "libtorch": []}
+                    data[key] = {"higher": higher, "tapegrad": {}, "libtorch": {}}
                     order.append(key)
-                data[key][framework].append(value)
+                data[key][framework][rnd] = value
     if not data:
         sys.exit(f"bench_table: no benchmark results in {args.dir}")
 
-    rows = []
-    for key in order:
-        d = data[key]
-        med = {fw: statistics.median(d[fw]) if d[fw] else None for fw in ("tapegrad", "libtorch")}
+    def row(workload, unit, higher, per_fw):
+        med = {fw: statistics.median(per_fw[fw]) if per_fw[fw] else None for fw in FRAMEWORKS}
         speedup = None
         if med["tapegrad"] and med["libtorch"]:
-            speedup = (med["tapegrad"] / med["libtorch"] if d["higher"]
+            speedup = (med["tapegrad"] / med["libtorch"] if higher
                        else med["libtorch"] / med["tapegrad"])
-        rows.append({"workload": key[0], "unit": key[1], "tapegrad": med["tapegrad"],
-                     "libtorch": med["libtorch"], "speedup": speedup,
-                     "_n": (len(d["tapegrad"]), len(d["libtorch"])),
-                     "_range": {fw: (min(d[fw]), max(d[fw])) if d[fw] else None
-                                for fw in ("tapegrad", "libtorch")}})
+        return {"workload": workload, "unit": unit, "tapegrad": med["tapegrad"],
+                "libtorch": med["libtorch"], "speedup": speedup,
+                "_n": tuple(len(per_fw[fw]) for fw in FRAMEWORKS),
+                "_range": {fw: (min(per_fw[fw]), max(per_fw[fw])) if per_fw[fw] else None
+                           for fw in FRAMEWORKS}}
 
-    header = ["workload", "unit", "tapegrad", "LibTorch", "speedup", "target"]
+    order.sort(key=sort_key)  # stable: units keep their order within a workload
+    rows = [row(k[0], k[1], data[k]["higher"], {fw: list(data[k][fw].values()) for fw in FRAMEWORKS})
+            for k in order]
+    for name, unit, num, den, invert in RATIOS:
+        if num not in data or den not in data:
+            continue
+        per_fw = {}
+        for fw in FRAMEWORKS:
+            a, b = data[num][fw], data[den][fw]
+            per_fw[fw] = [(b[r] / a[r] if invert else a[r] / b[r]) for r in sorted(a) if r in b and a[r] and b[r]]
+        rows.append(row(name, unit, True, per_fw))
+
+    header = ["workload", "unit", "tapegrad", "LibTorch", "speedup", "n", "target"]
     if args.ranges:
         header += ["tapegrad min-max", "LibTorch min-max"]
     table = [header]
     for r in rows:
-        target = TARGETS.get(r["workload"])
+        target = target_of(r["workload"], r["unit"])
         verdict = ""
-        if target is not None and r["speedup"] is not None:
-            verdict = f">={target:g}x " + ("ok" if r["speedup"] >= target else "MISSED")
+        if target is not None:
+            kind, x = target
+            v = r["speedup"] if kind == "speedup" else r["tapegrad"]
+            if v is not None:
+                what = f">={x:g}x" if kind == "speedup" else f"tapegrad >={x:g}"
+                verdict = f"{what} " + ("ok" if v >= x else "MISSED")
         line = [r["workload"], r["unit"], fmt(r["tapegrad"]), fmt(r["libtorch"]),
-                "-" if r["speedup"] is None else f"{r['speedup']:.1f}x", verdict]
+                "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                f"{r['_n'][0]}/{r['_n'][1]}", verdict]
         if args.ranges:
-            for fw in ("tapegrad", "libtorch"):
+            for fw in FRAMEWORKS:
                 rg = r["_range"][fw]
                 line.append("-" if rg is None else f"{fmt(rg[0])}-{fmt(rg[1])}")
         table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    numeric = {2, 3, 4}
-    for i, row in enumerate(table):
+    widths = [max(len(row_[i]) for row_ in table) for i in range(len(header))]
+    numeric = {2, 3, 4, 5}
+    for i, line in enumerate(table):
         cells = [c.rjust(w) if j in numeric else c.ljust(w)
-                 for j, (c, w) in enumerate(zip(row, widths))]
+                 for j, (c, w) in enumerate(zip(line, widths))]
         print("  ".join(cells).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\nmedians over {len(rounds['tapegrad'])} tapegrad and {len(rounds['libtorch'])} LibTorch "
-          "rounds; speedup > 1 means tapegrad is faster")
+          "rounds (n = samples per side); speedup > 1 means tapegrad is faster (or smaller, or "
+          "more accurate); ratio rows (x cblas) compare a workload with direct cblas_sgemm in "
+          "the same process and round")
+    if loads:
+        print(f"1-minute load average at program starts: min {min(loads):.2f}, "
+              f"median {statistics.median(loads):.2f}, max {max(loads):.2f}")
 
     if args.json:
         out = [{k: r[k] for k in ("workload", "unit", "tapegrad", "libtorch", "speedup")}

@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
 # Builds tapegrad's benchmarks and their LibTorch twins (bench/libtorch), runs them
 # alternately for several rounds and prints a table of per-workload medians:
-#   workload, unit, tapegrad, LibTorch, speedup (> 1: tapegrad is faster)
+#   workload, unit, tapegrad, LibTorch, speedup (> 1: tapegrad is faster), rounds, target
+# plus ratio rows against direct cblas_sgemm measured in the same process and round.
 #
-# Usage: scripts/compare_libtorch.sh [--rounds N] [--json FILE] [--filter REGEX]
-#          [--min-time SECONDS] [--jobs N] [--no-build] [--ranges] [--keep DIR]
+# Usage: scripts/compare_libtorch.sh [--rounds N] [--json FILE] [--only JOBS]
+#          [--filter REGEX] [--min-time SECONDS] [--jobs N] [--no-build] [--ranges]
+#          [--keep DIR] [--blas-threads N] [--torch-threads N] [--quiet PCT[:SECONDS]]
+#
+# Jobs (one process each, per framework, per round; --only takes a comma list):
+#   overhead  1000-op chains (bench_overhead)
+#   mlp       training steps (a)-(d), (d)'s GFLOP/s and cblas limit (bench_mlp '^mlp_')
+#   gemm      matmul path vs direct cblas_sgemm, n = 32..2048 (bench_gemm)
+#   mem_c     peak memory of (c), alone in its process (bench_mlp '^memory/mlp_c/')
+#   mem_d     peak memory of (d), alone in its process (bench_mlp '^memory/mlp_d/')
+#   fashion   (e) Fashion-MNIST, 5 epochs: s/epoch, test accuracy, peak memory; seeded with
+#             the round number (TG_BENCH_SEED)
+# --filter REGEX replaces the benchmark filter of the overhead, mlp and gemm jobs.
+# --quiet PCT[:SECONDS] (default 30:90): before each job, wait (up to SECONDS) until other
+# processes use less than PCT% of one core over one second (/proc/stat), so a shared
+# machine's builds do not land inside a measurement; 0 turns the wait off. Each job's line
+# shows that busy figure and the 1-minute load average.
+# Threads: OpenBLAS uses its default (2 on 2 cores) in both unless --blas-threads is given
+# (OPENBLAS_NUM_THREADS); LibTorch's intra-op pool has 1 thread unless --torch-threads
+# (TG_TORCH_THREADS): its best setting on this machine (see bench/README or the issue).
 #
 # Installs libtorch-dev when missing (apt-get, needs root; a no-op when installed). Build
 # dirs: build-bench (tapegrad, Release, tests/apps off) and build-libtorch-bench.
 # To add a workload family: write bench/bench_<name>.cpp and bench/libtorch/<name>.cpp
 # with the same benchmark names and unit counter (scripts/bench_table.py, METRICS), list
-# <name> in both CMakeLists.txt and in BENCHES below.
+# <name> in both CMakeLists.txt and in BENCHES and JOBS below.
 set -euo pipefail
 
-BENCHES=(overhead)
+BENCHES=(overhead mlp gemm fashion)
+# tag:program:own benchmark filter ("" = all of the program)
+JOBS=(overhead:overhead: mlp:mlp:^mlp_ gemm:gemm: mem_c:mlp:^memory/mlp_c/
+      mem_d:mlp:^memory/mlp_d/ fashion:fashion:)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=3
@@ -24,6 +46,10 @@ jobs="$(nproc)"
 build=1
 ranges=""
 keep=""
+only=""
+blas_threads=""
+torch_threads=1
+quiet="30:90"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -34,7 +60,11 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --ranges) ranges="--ranges"; shift ;;
     --keep) keep="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) only="$2"; shift 2 ;;
+    --blas-threads) blas_threads="$2"; shift 2 ;;
+    --torch-threads) torch_threads="$2"; shift 2 ;;
+    --quiet) quiet="$2"; shift 2 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_libtorch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,27 +110,71 @@ else
   out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
 fi
 
-run() {  # run <round> <framework> <program> <binary>
+[ -n "$blas_threads" ] && export OPENBLAS_NUM_THREADS="$blas_threads"
+export TG_TORCH_THREADS="$torch_threads"
+
+selected=()
+for job in "${JOBS[@]}"; do
+  tag="${job%%:*}"
+  if [ -z "$only" ] || [[ ",$only," == *",$tag,"* ]]; then selected+=("$job"); fi
+done
+if [ ${#selected[@]} -eq 0 ]; then
+  echo "compare_libtorch: --only '$only' selects no job" >&2; exit 2
+fi
+
+busy_pct() {  # CPU time used by all processes over one second, in % of one core
+  local a b
+  read -r -a a < <(head -n1 /proc/stat)
+  sleep 1
+  read -r -a b < <(head -n1 /proc/stat)
+  local busy=0 total=0 i
+  for i in 1 2 3 4 5 6 7 8; do
+    total=$((total + b[i] - a[i]))
+    [ "$i" -ne 4 ] && [ "$i" -ne 5 ] && busy=$((busy + b[i] - a[i]))  # not idle, iowait
+  done
+  echo $(( total > 0 ? busy * 100 * $(nproc) / total : 0 ))
+}
+
+wait_quiet() {  # prints the busy figure it settled on
+  local pct="${quiet%%:*}" secs="${quiet#*:}" start=$SECONDS b
+  [ "$secs" = "$quiet" ] && secs=90
+  b=$(busy_pct)
+  while [ "$pct" -gt 0 ] && [ "$b" -ge "$pct" ] && [ $((SECONDS - start)) -lt "$secs" ]; do
+    b=$(busy_pct)
+  done
+  echo "$b"
+}
+
+run() {  # run <round> <framework> <job tag> <binary> <benchmark filter>
   local args=(--benchmark_out="$out/round$1.$3.$2.json" --benchmark_out_format=json
               --benchmark_min_time="$min_time")
-  [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
-  printf '  round %d  %-8s  %s\n' "$1" "$2" "$(basename "$4")"
-  "$4" "${args[@]}" >"$out/round$1.$3.$2.log" 2>&1 || {
+  [ -n "$5" ] && args+=(--benchmark_filter="$5")
+  local busy=""
+  [ "${quiet%%:*}" != 0 ] && busy="busy $(wait_quiet)% of a core, "
+  printf '  round %d  %-8s  %-8s  %-18s (%sload %s)\n' "$1" "$2" "$3" "$(basename "$4")" \
+    "$busy" "$(cut -d' ' -f1 /proc/loadavg)"
+  TG_BENCH_SEED="$1" "$4" "${args[@]}" >"$out/round$1.$3.$2.log" 2>&1 || {
     echo "compare_libtorch: $4 failed:" >&2; tail -n 20 "$out/round$1.$3.$2.log" >&2; exit 1; }
 }
 
-echo "compare_libtorch: $rounds rounds, alternating (min time ${min_time}s per benchmark)"
+echo "compare_libtorch: $rounds rounds, alternating (min time ${min_time}s per benchmark;" \
+  "OpenBLAS threads ${OPENBLAS_NUM_THREADS:-default}, LibTorch intra-op threads $torch_threads)"
+echo "compare_libtorch: $(uptime)"
+start_s=$SECONDS
 for ((r = 1; r <= rounds; r++)); do
-  for name in "${BENCHES[@]}"; do
+  for job in "${selected[@]}"; do
+    IFS=: read -r tag name job_filter <<<"$job"
+    case "$tag" in overhead|mlp|gemm) [ -n "$filter" ] && job_filter="$filter" ;; esac
     tg_bin="$tg_build/bench/bench_$name"
     lt_bin="$lt_build/libtorch_$name"
     # Swap the order every round so neither side always runs on a warmer (or busier) machine.
     if ((r % 2 == 1)); then
-      run "$r" tapegrad "$name" "$tg_bin"; run "$r" libtorch "$name" "$lt_bin"
+      run "$r" tapegrad "$tag" "$tg_bin" "$job_filter"; run "$r" libtorch "$tag" "$lt_bin" "$job_filter"
     else
-      run "$r" libtorch "$name" "$lt_bin"; run "$r" tapegrad "$name" "$tg_bin"
+      run "$r" libtorch "$tag" "$lt_bin" "$job_filter"; run "$r" tapegrad "$tag" "$tg_bin" "$job_filter"
     fi
   done
 done
+echo "compare_libtorch: done in $((SECONDS - start_s)) s; $(uptime)"
 echo
 /usr/bin/python3 "$root/scripts/bench_table.py" "$out" $ranges ${json_out:+--json "$json_out"}

@@ -1,0 +1,92 @@
+// (e) Fashion-MNIST training, run once per process (not a micro-benchmark): 784-256-128-10
+// ReLU, Adam lr 1e-3, batch 128, shuffled every epoch, 5 epochs over the 60000 training
+// images, then accuracy on the 10000 test images. TG_FASHION_RUNS (default 2) models are
+// trained one after the other, with seeds 100 * TG_BENCH_SEED + run (default
+// TG_BENCH_SEED 1; the comparison script passes the round number), so accuracy is
+// compared over several seeds. Counters of the one benchmark `fashion_mnist/train`:
+//   s_per_epoch   mean wall time of an epoch (batching + steps; loading the files and the
+//                 test evaluation are not timed)
+//   accuracy_pct  mean test accuracy after the last epoch, in percent
+//   peak_MiB      peak resident memory of the process (VmHWM); above_start_MiB the part
+//                 added by the run (data sets included); loaded_MiB VmHWM once the data
+//                 sets are loaded (what training adds is peak_MiB - loaded_MiB)
+// Twin: bench/libtorch/fashion.cpp.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <string>
+
+#include "bench_util.hpp"
+#include "tapegrad/tapegrad.hpp"
+
+namespace {
+
+constexpr int kEpochs = 5;
+constexpr int64_t kBatch = 128;
+
+double accuracy(tg::MLP& net, const tg::data::Dataset& test) {
+  tg::NoGradGuard no_grad;
+  tg::data::DataLoader loader(test, 1000);
+  tg::data::Batch b;
+  int64_t correct = 0;
+  while (loader.next(b)) {
+    const tg::Var logits = net(tg::constant(b.features));
+    const int64_t classes = logits.shape()[1];
+    const float* p = logits.value().data<float>();
+    for (int64_t i = 0; i < b.size(); ++i) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < classes; ++k)
+        if (p[i * classes + k] > p[i * classes + best]) best = k;
+      correct += best == b.labels[static_cast<size_t>(i)];
+    }
+  }
+  return 100.0 * static_cast<double>(correct) / static_cast<double>(test.size());
+}
+
+void bm_fashion(benchmark::State& state) {
+  const double start = bench::proc_status_mib("VmHWM");
+  const auto seed = static_cast<uint64_t>(bench::env_int("TG_BENCH_SEED", 1));
+  const auto train = tg::data::load_mnist_like(tg::data::kFashionMnistDir, true);
+  const auto test = tg::data::load_mnist_like(tg::data::kFashionMnistDir, false);
+  const double loaded = bench::proc_status_mib("VmHWM");
+  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 2));
+  double seconds = 0, acc = 0;
+  for (auto _ : state) {
+    for (int run = 0; run < runs; ++run) {
+      const uint64_t s = seed * 100 + static_cast<uint64_t>(run);
+      tg::Rng init_rng(s), shuffle_rng(s + 1000);
+      tg::MLP net({784, 256, 128, 10}, tg::Activation::relu, tg::Activation::identity, init_rng);
+      tg::Adam opt(net.parameters(), {.lr = 1e-3});
+      for (int epoch = 0; epoch < kEpochs; ++epoch) {
+        const auto t0 = std::chrono::steady_clock::now();
+        tg::data::DataLoader loader(train, kBatch, true, &shuffle_rng);
+        tg::data::Batch b;
+        while (loader.next(b)) {
+          opt.zero_grad();
+          tg::Var loss = tg::cross_entropy(net(tg::constant(b.features)), b.labels);
+          loss.backward();
+          opt.step();
+        }
+        seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      acc += accuracy(net, test);
+    }
+  }
+  const double peak = bench::proc_status_mib("VmHWM");
+  const double trained = runs * static_cast<double>(state.iterations());
+  state.counters["s_per_epoch"] = seconds / (kEpochs * trained);
+  state.counters["accuracy_pct"] = acc / trained;
+  state.counters["loaded_MiB"] = loaded;
+  state.counters["peak_MiB"] = peak;
+  state.counters["above_start_MiB"] = peak - start;
+}
+
+const bool registered = [] {
+  benchmark::RegisterBenchmark("fashion_mnist/train", bm_fashion)
+      ->Iterations(1)
+      ->UseRealTime()
+      ->Unit(benchmark::kSecond);
+  return true;
+}();
+
+}  // namespace

@@ -1,0 +1,66 @@
+// The matmul path against BLAS: square float32 products C = A B, n = 32..2048, GFLOP/s
+// (2 n^3 flop per product).
+//   gemm/matmul/<n>  tg::matmul on two constants under NoGradGuard (the path a training
+//                    step takes: shape checks, output allocation, the gemm)
+//   gemm/cblas/<n>   direct cblas_sgemm on the same buffers into a preallocated C
+// The LibTorch twin (bench/libtorch/gemm.cpp) times at::mm under NoGradGuard and the same
+// direct cblas_sgemm; scripts/bench_table.py shows matmul / cblas per size for each.
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "bench_util.hpp"
+#include "cblas_ref.hpp"
+#include "tapegrad/tapegrad.hpp"
+
+namespace {
+
+struct Operands {
+  tg::Var a, b;
+  tg::Tensor c;
+  explicit Operands(int64_t n) {
+    tg::Rng rng(n);
+    a = tg::constant(tg::rand({n, n}, rng, -1, 1));
+    b = tg::constant(tg::rand({n, n}, rng, -1, 1));
+    c = tg::zeros({n, n});
+  }
+};
+
+void bm_matmul(benchmark::State& state, int64_t n) {
+  Operands o(n);
+  tg::NoGradGuard no_grad;
+  for (auto _ : state) {
+    tg::Var c = tg::matmul(o.a, o.b);
+    benchmark::DoNotOptimize(c.value().data<float>());
+  }
+  state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
+}
+
+void bm_cblas(benchmark::State& state, int64_t n) {
+  Operands o(n);
+  const float* a = o.a.value().data<float>();
+  const float* b = o.b.value().data<float>();
+  float* c = o.c.data<float>();
+  for (auto _ : state) {
+    bench::cblas_gemm(false, false, n, n, n, a, b, 0.0f, c);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
+}
+
+const bool registered = [] {
+  // Each size: the matmul path, then cblas right after it, so both see the same machine.
+  for (int64_t n = 32; n <= 2048; n *= 2) {
+    const std::string s = std::to_string(n);
+    benchmark::RegisterBenchmark(("gemm/matmul/" + s).c_str(), bm_matmul, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("gemm/cblas/" + s).c_str(), bm_cblas, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::AddCustomContext("openblas_threads", std::to_string(bench::openblas_threads()));
+  return true;
+}();
+
+}  // namespace
