@@ -194,3 +194,19 @@ TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]"
     CHECK_THAT(r.out, !Catch::Contains("internal error"));
   }
 }
+
+TEST_CASE("train with the defaults reaches 0.87 test accuracy in 5 epochs", "[cli][train]") {
+  if (!have_fashion_mnist()) {
+    WARN("SKIPPED: Fashion-MNIST is not installed (package dataset-fashion-mnist)");
+    return;
+  }
+  TempDir dir;
+  const auto r =
+      run("train --no-progress --out " + (dir / "d") + " --metrics " + (dir / "m.jsonl"));
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  const std::string metrics = slurp(dir / "m.jsonl");
+  CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 5);
+  const auto last = metrics.substr(metrics.rfind("{\"epoch\": 5"));
+  CHECK(json_number(last, "epoch", "test_accuracy") >= 0.87);
+}
