@@ -87,15 +87,20 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
     fail(path,
          "IDX rank " + std::to_string(rank) + " is outside 1.." + std::to_string(Shape::kMaxRank));
   Shape shape;
-  uint64_t count = 1;
+  // The product of the non-zero extents is bounded too, checked before each multiplication:
+  // with a zero extent among them [2^16, 2^18, 2^31, 0] is 0 elements, but the product
+  // wrapped (and Shape::numel overflowed) on the way there (found by tests/fuzz/fuzz_idx).
+  constexpr uint64_t kMaxCount = uint64_t{1} << 34;
+  uint64_t count = 1, nonzero = 1;
   for (int d = 0; d < rank; ++d) {
     unsigned char b[4];
     read_exact(f.get(), path, b, 4, "header");
     const uint32_t n = be32(b);
     shape.push_back(n);
-    count *= n;
-    if (count > (uint64_t{1} << 34))
+    if (n != 0 && nonzero > kMaxCount / n)
       fail(path, "IDX extents " + shape.str() + " are implausibly large");
+    if (n != 0) nonzero *= n;
+    count *= n;
   }
   // A header can claim far more elements than the file holds: check the claim against the
   // file's size before allocating (found by tests/fuzz/fuzz_idx: 12 bytes asked for 2 GB).

@@ -380,6 +380,14 @@ TEST_CASE("an IDX header claiming more data than the file holds is refused befor
   CHECK_THROWS_AS(tg::data::read_idx(path), tg::data::DataError);
   CHECK_THROWS_WITH(tg::data::read_idx(path), Contains("huge.idx") && Contains("truncated"));
   CHECK(tg::debug::live_tensor_bytes() == before);
+
+  // [2^16, 2^18, 2^31, 0]: 0 elements, but the running product overflowed on the way.
+  const auto wrap = (dir / "wrap.idx").string();
+  write_bytes(wrap, std::string("\x00\x00\x08\x04\x00\x01\x00\x00\x00\x04\x00\x00"
+                                "\x80\x00\x00\x00\x00\x00\x00\x00",
+                                20));
+  CHECK_THROWS_WITH(tg::data::read_idx(wrap),
+                    Contains("wrap.idx") && Contains("implausibly large"));
 }
 
 TEST_CASE("an .npz entry named '.npy' is the array '' as in numpy, and re-encodes the same",
