@@ -15,11 +15,16 @@ using tg::Tensor;
 using tg::Var;
 
 namespace {
-Var c64(const std::vector<double>& v, const Shape& s) { return tg::constant(tg::tensor(v, s, tg::f64)); }
-Var p64(const std::vector<double>& v, const Shape& s) { return tg::param(tg::tensor(v, s, tg::f64)); }
+Var c64(const std::vector<double>& v, const Shape& s) {
+  return tg::constant(tg::tensor(v, s, tg::f64));
+}
+Var p64(const std::vector<double>& v, const Shape& s) {
+  return tg::param(tg::tensor(v, s, tg::f64));
+}
 std::vector<double> vals(const Var& v) { return v.value().to_vector(); }
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-9) {
+void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                 double tol = 1e-9) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     INFO("element " << i);
@@ -147,8 +152,8 @@ TEST_CASE("extreme inputs stay finite where mathematics says so", "[ops][numeric
     CHECK_FALSE(tg::has_nonfinite(tg::log_softmax(logits).value()));
     Var s = tg::sigmoid(tg::constant(tg::tensor({-1e4, 1e4, 0}, {3}, dt)));
     CHECK(s.value().to_vector() == std::vector<double>{0, 1, 0.5});
-    Var bce = tg::binary_cross_entropy_with_logits(
-        tg::param(tg::tensor({1e4, -1e4}, {2}, dt)), tg::constant(tg::tensor({0, 1}, {2}, dt)));
+    Var bce = tg::binary_cross_entropy_with_logits(tg::param(tg::tensor({1e4, -1e4}, {2}, dt)),
+                                                   tg::constant(tg::tensor({0, 1}, {2}, dt)));
     CHECK(bce.item() == Approx(1e4));
     CHECK(tg::softplus(tg::constant(tg::tensor({1e4}, {1}, dt))).item() == Approx(1e4));
     CHECK(tg::log(tg::constant(tg::tensor({1e-30}, {1}, dt))).item() < -60);
@@ -177,17 +182,17 @@ TEST_CASE("mismatched shapes name the op and both shapes", "[ops][errors]") {
   CHECK_THROWS_WITH(tg::pow(a, b), BOTH("pow"));
   Var m = tg::param(tg::ones({4, 5}));
   CHECK_THROWS_AS(tg::matmul(a, m), tg::ShapeError);
-  CHECK_THROWS_WITH(tg::matmul(a, m),
-                    Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  CHECK_THROWS_WITH(tg::matmul(a, m), Catch::Contains("matmul") && Catch::Contains("[2, 3]") &&
+                                          Catch::Contains("[4, 5]"));
   CHECK_THROWS_WITH(tg::matmul(a, b), Catch::Contains("matmul") && Catch::Contains("rank"));
   CHECK_THROWS_WITH(tg::linear(a, m), Catch::Contains("linear") && Catch::Contains("[2, 3]") &&
-                                         Catch::Contains("[4, 5]"));
-  CHECK_THROWS_WITH(tg::mse_loss(a, b),
-                    Catch::Contains("mse_loss") && Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
+                                          Catch::Contains("[4, 5]"));
+  CHECK_THROWS_WITH(tg::mse_loss(a, b), Catch::Contains("mse_loss") && Catch::Contains("[2, 3]") &&
+                                            Catch::Contains("[4]"));
   CHECK_THROWS_WITH(tg::mse_loss(tg::constant(tg::ones({3, 1})), tg::constant(tg::ones({3}))),
                     Catch::Contains("[3, 1]") && Catch::Contains("[3]"));
-  CHECK_THROWS_WITH(tg::cross_entropy(a, {0, 1, 2}), Catch::Contains("cross_entropy") &&
-                                                         Catch::Contains("[2, 3]"));
+  CHECK_THROWS_WITH(tg::cross_entropy(a, {0, 1, 2}),
+                    Catch::Contains("cross_entropy") && Catch::Contains("[2, 3]"));
   CHECK_THROWS_AS(tg::cross_entropy(a, {0, 3}), tg::IndexError);
   CHECK_THROWS_WITH(tg::cross_entropy(a, {0, 3}), Catch::Contains("target 3"));
   CHECK_THROWS_WITH(tg::binary_cross_entropy_with_logits(a, b),
@@ -208,9 +213,11 @@ TEST_CASE("mismatched shapes name the op and both shapes", "[ops][errors]") {
 TEST_CASE("mixed dtypes are an error naming the op", "[ops][errors]") {
   Var a = tg::param(tg::ones({2})), b = tg::param(tg::ones({2}, tg::f64));
   CHECK_THROWS_AS(a + b, tg::DtypeError);
-  CHECK_THROWS_WITH(a * b, Catch::Contains("mul") && Catch::Contains("f32") && Catch::Contains("f64"));
-  CHECK_THROWS_AS(tg::matmul(tg::constant(tg::ones({2, 2})), tg::constant(tg::ones({2, 2}, tg::f64))),
-                  tg::DtypeError);
+  CHECK_THROWS_WITH(a * b,
+                    Catch::Contains("mul") && Catch::Contains("f32") && Catch::Contains("f64"));
+  CHECK_THROWS_AS(
+      tg::matmul(tg::constant(tg::ones({2, 2})), tg::constant(tg::ones({2, 2}, tg::f64))),
+      tg::DtypeError);
 }
 
 TEST_CASE("empty tensors flow through elementwise ops and reductions", "[ops]") {
@@ -304,7 +311,8 @@ emit("bm_y", y.reshape(1)); emit("bm_p", p.grad); emit("bm_q", q.grad)
     Var x = tg::constant(pattern({5, 4}, 0.0));
     Var W1 = tg::param(pattern({6, 4}, 1.0, 0.5)), b1 = tg::param(pattern({6}, 2.0, 0.1));
     Var W2 = tg::param(pattern({3, 6}, 3.0, 0.5)), b2 = tg::param(pattern({3}, 4.0, 0.1));
-    Var loss = tg::cross_entropy(tg::linear(tg::tanh(tg::linear(x, W1, b1)), W2, b2), {0, 2, 1, 1, 0});
+    Var loss =
+        tg::cross_entropy(tg::linear(tg::tanh(tg::linear(x, W1, b1)), W2, b2), {0, 2, 1, 1, 0});
     loss.backward();
     cmp("mlp_loss", loss);
     cmp("mlp_W1", W1.grad());
@@ -314,7 +322,8 @@ emit("bm_y", y.reshape(1)); emit("bm_p", p.grad); emit("bm_q", q.grad)
   }
   {
     Var a = tg::param(pattern({3, 4}, 5.0)), b = tg::param(pattern({4}, 6.0));
-    Var c = tg::param(tg::tensor(vals(tg::abs(tg::constant(pattern({3, 1}, 7.0))) + 0.5), {3, 1}, tg::f64));
+    Var c = tg::param(
+        tg::tensor(vals(tg::abs(tg::constant(pattern({3, 1}, 7.0))) + 0.5), {3, 1}, tg::f64));
     Var y = tg::sum(tg::softmax(a * b + c, 0) * tg::log_softmax(a, -1)) +
             tg::mean(tg::pow(tg::sqrt(c) / (b * b + 1.0), 1.5));
     y.backward();

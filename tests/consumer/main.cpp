@@ -21,9 +21,9 @@ int main() {
     }
     loss = l.item();
   }
-  const auto report = tg::gradcheck(
-      [](const std::vector<tg::Var>& v) { return tg::sum(tg::tanh(v[0]) * v[0]); },
-      {tg::randn({3}, rng)});
+  const auto report =
+      tg::gradcheck([](const std::vector<tg::Var>& v) { return tg::sum(tg::tanh(v[0]) * v[0]); },
+                    {tg::randn({3}, rng)});
   std::printf("consumer: loss %.3g, w %.4f, b %.4f, gradcheck %s\n", loss, w.item(), b.item(),
               report.passed ? "passed" : "FAILED");
   const bool ok = loss < 1e-4 && std::abs(w.item() - 2.0) < 1e-2 && report.passed;
