@@ -116,6 +116,9 @@ Tensor NpyArray::to_tensor() const {
   if (type != NpyType::f32 && type != NpyType::f64)
     throw IoError(std::string("npz: an array of ") + type_descr(type) +
                   " cannot become a tensor (float32 or float64 expected)");
+  if (shape.size() > static_cast<size_t>(Shape::kMaxRank))  // found by tests/fuzz/fuzz_npz
+    throw IoError("npz: an array of rank " + std::to_string(shape.size()) +
+                  " cannot become a tensor (rank at most " + std::to_string(Shape::kMaxRank) + ")");
   Tensor t = Tensor::empty(Shape(shape), type == NpyType::f32 ? f32 : f64);
   if (!bytes.empty()) std::memcpy(t.raw_data(), bytes.data(), bytes.size());
   return t;
