@@ -96,9 +96,10 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
     unsigned char b[4];
     read_exact(f.get(), path, b, 4, "header");
     const uint32_t n = be32(b);
-    shape.push_back(n);
     if (n != 0 && nonzero > kMaxCount / n)
-      fail(path, "IDX extents " + shape.str() + " are implausibly large");
+      fail(path,
+           "IDX extents " + shape.str() + " then " + std::to_string(n) + " are implausibly large");
+    shape.push_back(n);
     if (n != 0) nonzero *= n;
     count *= n;
   }

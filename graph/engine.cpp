@@ -193,7 +193,10 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
         }
       }
       if (!keep_graph && n.has_fn) {
+        // A freed node never receives a gradient again: its hooks go too, so a hook that
+        // captured its own Var does not keep the node alive (no cycle through hooks).
         n.inputs.clear();
+        n.hooks.clear();
         n.released = true;
       }
     }

@@ -19,6 +19,15 @@ void Shape::push_back(int64_t d) {
   if (rank_ == kMaxRank)
     throw ShapeError("Shape: rank above the maximum of " + std::to_string(kMaxRank));
   if (d < 0) throw ShapeError("Shape: negative extent " + std::to_string(d));
+  // NOTE: the product of the non-zero extents must fit int64, so numel() never overflows
+  // (a shape with a zero extent has numel 0 whatever the others are).
+  int64_t prod = 1;
+  for (int i = 0; i < rank_; ++i)
+    if (dims_[static_cast<size_t>(i)] != 0) prod *= dims_[static_cast<size_t>(i)];
+  int64_t ignored;
+  if (d != 0 && __builtin_mul_overflow(prod, d, &ignored))
+    throw ShapeError("Shape: extents " + str() + " and " + std::to_string(d) +
+                     " have more elements than int64 can count");
   dims_[static_cast<size_t>(rank_++)] = d;
 }
 
@@ -35,7 +44,7 @@ void Shape::erase(int pos) {
 
 int64_t Shape::numel() const {
   int64_t n = 1;
-  for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];
+  for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];  // checked in push_back
   return n;
 }
 

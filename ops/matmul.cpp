@@ -49,6 +49,7 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
     out.back() = weight.shape()[0];
     return reshape(linear(reshape(x, {-1, x.shape().back()}), weight, bias), out);
   }
+  kern::check_same_dtype(x.value(), weight.value(), "linear");
   if (x.shape()[1] != weight.shape()[1])
     throw ShapeError("linear: input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
                      " features but weight " + weight.shape().str() + " expects " +

@@ -136,3 +136,9 @@ TEST_CASE("large freed buffers are reused, not returned to the kernel", "[tensor
   CHECK(tg::debug::cached_tensor_bytes() == 0);
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
 }
+
+TEST_CASE("shapes whose element count overflows int64 are rejected", "[tensor]") {
+  CHECK_THROWS_AS((tg::Shape{int64_t{1} << 40, int64_t{1} << 30}), tg::ShapeError);
+  CHECK((tg::Shape{int64_t{1} << 40, 0, int64_t{1} << 20}).numel() == 0);
+  CHECK((tg::Shape{int64_t{1} << 31, int64_t{1} << 31}).numel() == int64_t{1} << 62);
+}
