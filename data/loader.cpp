@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "data/dataset.hpp"
+#include "graph/parallel.hpp"
 
 namespace tg::data {
 
@@ -15,8 +16,13 @@ Tensor take_rows(const Tensor& t, const int64_t* idx, int64_t n) {
   const size_t row = t.nbytes() / static_cast<size_t>(std::max<int64_t>(t.shape()[0], 1));
   const auto* src = static_cast<const std::byte*>(t.raw_data());
   auto* dst = static_cast<std::byte*>(out.raw_data());
-  for (int64_t i = 0; i < n; ++i)
-    std::memcpy(dst + static_cast<size_t>(i) * row, src + static_cast<size_t>(idx[i]) * row, row);
+  // Rows come from anywhere in a large array, so the copy waits on memory: splitting it over
+  // the threads overlaps those waits (chunks of at least 64 KB).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{64} << 10) / std::max<size_t>(row, 1));
+  detail::parallel_for(n, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      std::memcpy(dst + static_cast<size_t>(i) * row, src + static_cast<size_t>(idx[i]) * row, row);
+  });
   return out;
 }
 }  // namespace

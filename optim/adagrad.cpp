@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "graph/parallel.hpp"
+
 namespace tg {
 
 Adagrad::Adagrad(std::vector<Var> params, AdagradOptions o)
@@ -23,18 +25,20 @@ void Adagrad::update(size_t i, Tensor& param, const Tensor& grad) {
   const double clr = lr() / (1.0 + static_cast<double>(param_steps(i) - 1) * o.lr_decay);
   with_flags(
       [&]<bool kDecay>() {
-        dispatch(param.dtype(), [&]<class T>() {
-          T* p = param.data<T>();
-          const T* g = grad.data<T>();
-          T* s = sum_t.data<T>();
-          const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
-          const T rate = static_cast<T>(clr);
-          for (int64_t k = 0; k < param.numel(); ++k) {
-            T d = g[k];
-            if constexpr (kDecay) d = d + wd * p[k];
-            s[k] = s[k] + d * d;
-            p[k] = p[k] - rate * d / (std::sqrt(s[k]) + eps);
-          }
+        detail::parallel_for(param.numel(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+          dispatch(param.dtype(), [&]<class T>() {
+            T* p = param.data<T>();
+            const T* g = grad.data<T>();
+            T* s = sum_t.data<T>();
+            const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+            const T rate = static_cast<T>(clr);
+            for (int64_t k = lo; k < hi; ++k) {
+              T d = g[k];
+              if constexpr (kDecay) d = d + wd * p[k];
+              s[k] = s[k] + d * d;
+              p[k] = p[k] - rate * d / (std::sqrt(s[k]) + eps);
+            }
+          });
         });
       },
       o.weight_decay != 0.0);

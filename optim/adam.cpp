@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "graph/parallel.hpp"
+
 namespace tg {
 
 namespace detail {
@@ -27,26 +29,28 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m_t, Tensor& v_t, Te
   const double bc2_sqrt = std::sqrt(bias_correction2);
   with_flags(
       [&]<bool kL2, bool kAmsgrad>() {
-        dispatch(param.dtype(), [&]<class T>() {
-          T* p = param.data<T>();
-          const T* g = grad.data<T>();
-          T* m = m_t.data<T>();
-          T* v = v_t.data<T>();
-          T* vmax = kAmsgrad ? vmax_t->data<T>() : nullptr;
-          const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
-          const T c1 = static_cast<T>(1.0 - o.beta1), c2 = static_cast<T>(1.0 - o.beta2);
-          const T wd = static_cast<T>(l2), eps = static_cast<T>(o.eps);
-          const T ss = static_cast<T>(step_size), bc2 = static_cast<T>(bc2_sqrt);
-          for (int64_t k = 0; k < param.numel(); ++k) {
-            T d = g[k];
-            if constexpr (kL2) d = d + wd * p[k];
-            m[k] = m[k] * b1 + c1 * d;
-            v[k] = v[k] * b2 + c2 * d * d;
-            T s = v[k];
-            if constexpr (kAmsgrad) s = vmax[k] = std::max(vmax[k], v[k]);
-            const T denom = std::sqrt(s) / bc2 + eps;
-            p[k] = p[k] - ss * m[k] / denom;  // addcdiv: (value * m) / denom
-          }
+        detail::parallel_for(param.numel(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+          dispatch(param.dtype(), [&]<class T>() {
+            T* p = param.data<T>();
+            const T* g = grad.data<T>();
+            T* m = m_t.data<T>();
+            T* v = v_t.data<T>();
+            T* vmax = kAmsgrad ? vmax_t->data<T>() : nullptr;
+            const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
+            const T c1 = static_cast<T>(1.0 - o.beta1), c2 = static_cast<T>(1.0 - o.beta2);
+            const T wd = static_cast<T>(l2), eps = static_cast<T>(o.eps);
+            const T ss = static_cast<T>(step_size), bc2 = static_cast<T>(bc2_sqrt);
+            for (int64_t k = lo; k < hi; ++k) {
+              T d = g[k];
+              if constexpr (kL2) d = d + wd * p[k];
+              m[k] = m[k] * b1 + c1 * d;
+              v[k] = v[k] * b2 + c2 * d * d;
+              T s = v[k];
+              if constexpr (kAmsgrad) s = vmax[k] = std::max(vmax[k], v[k]);
+              const T denom = std::sqrt(s) / bc2 + eps;
+              p[k] = p[k] - ss * m[k] / denom;  // addcdiv: (value * m) / denom
+            }
+          });
         });
       },
       l2 != 0.0, vmax_t != nullptr);

@@ -1,5 +1,7 @@
 #include "optim/adamw.hpp"
 
+#include "graph/parallel.hpp"
+
 namespace tg {
 
 namespace {
@@ -23,10 +25,12 @@ AdamW::AdamW(std::vector<Var> params, AdamWOptions o)
 
 void AdamW::update(size_t i, Tensor& param, const Tensor& grad) {
   const double decay = 1.0 - lr() * options_.weight_decay;
-  dispatch(param.dtype(), [&]<class T>() {
-    T* p = param.data<T>();
-    const T f = static_cast<T>(decay);
-    for (int64_t k = 0; k < param.numel(); ++k) p[k] = p[k] * f;
+  detail::parallel_for(param.numel(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+    dispatch(param.dtype(), [&]<class T>() {
+      T* p = param.data<T>();
+      const T f = static_cast<T>(decay);
+      for (int64_t k = lo; k < hi; ++k) p[k] = p[k] * f;
+    });
   });
   Tensor* vmax = options_.amsgrad ? &state(max_exp_avg_sq_, i) : nullptr;
   detail::adam_update(param, grad, state(exp_avg_, i), state(exp_avg_sq_, i), vmax,

@@ -71,6 +71,11 @@ class Optimizer {
   std::vector<std::pair<std::string, std::vector<Tensor>*>> states_;
 };
 
+/// Elements per chunk of an update loop split over tapegrad's threads (`set_num_threads`):
+/// smaller parameters update on the calling thread alone. Updates are elementwise, so the
+/// split never changes a result.
+inline constexpr int64_t kUpdateGrain = int64_t{1} << 15;
+
 /// Calls `f.template operator()<b...>()` with compile-time copies of the run-time flags, so
 /// an update loop written with `if constexpr` carries no per-element branches and vectorizes.
 template <bool... Done, class F>

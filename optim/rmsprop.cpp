@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "graph/parallel.hpp"
+
 namespace tg {
 
 RMSprop::RMSprop(std::vector<Var> params, RMSpropOptions o)
@@ -25,34 +27,36 @@ void RMSprop::update(size_t i, Tensor& param, const Tensor& grad) {
   Tensor* buf_t = o.momentum > 0.0 ? &state(momentum_buffer_, i) : nullptr;
   with_flags(
       [&]<bool kDecay, bool kCentered, bool kMomentum>() {
-        dispatch(param.dtype(), [&]<class T>() {
-          T* p = param.data<T>();
-          const T* g = grad.data<T>();
-          T* sq = sq_t.data<T>();
-          T* ga = kCentered ? ga_t->data<T>() : nullptr;
-          T* buf = kMomentum ? buf_t->data<T>() : nullptr;
-          const T a = static_cast<T>(o.alpha), c = static_cast<T>(1.0 - o.alpha);
-          const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
-          const T mom = static_cast<T>(o.momentum), rate = static_cast<T>(lr());
-          for (int64_t k = 0; k < param.numel(); ++k) {
-            T d = g[k];
-            if constexpr (kDecay) d = d + wd * p[k];
-            sq[k] = sq[k] * a + c * d * d;
-            T avg;
-            if constexpr (kCentered) {
-              ga[k] = ga[k] * a + c * d;
-              avg = std::sqrt(sq[k] + T(-1) * ga[k] * ga[k]);
-            } else {
-              avg = std::sqrt(sq[k]);
+        detail::parallel_for(param.numel(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+          dispatch(param.dtype(), [&]<class T>() {
+            T* p = param.data<T>();
+            const T* g = grad.data<T>();
+            T* sq = sq_t.data<T>();
+            T* ga = kCentered ? ga_t->data<T>() : nullptr;
+            T* buf = kMomentum ? buf_t->data<T>() : nullptr;
+            const T a = static_cast<T>(o.alpha), c = static_cast<T>(1.0 - o.alpha);
+            const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+            const T mom = static_cast<T>(o.momentum), rate = static_cast<T>(lr());
+            for (int64_t k = lo; k < hi; ++k) {
+              T d = g[k];
+              if constexpr (kDecay) d = d + wd * p[k];
+              sq[k] = sq[k] * a + c * d * d;
+              T avg;
+              if constexpr (kCentered) {
+                ga[k] = ga[k] * a + c * d;
+                avg = std::sqrt(sq[k] + T(-1) * ga[k] * ga[k]);
+              } else {
+                avg = std::sqrt(sq[k]);
+              }
+              avg = avg + eps;
+              if constexpr (kMomentum) {
+                buf[k] = buf[k] * mom + d / avg;
+                p[k] = p[k] - rate * buf[k];
+              } else {
+                p[k] = p[k] - rate * d / avg;
+              }
             }
-            avg = avg + eps;
-            if constexpr (kMomentum) {
-              buf[k] = buf[k] * mom + d / avg;
-              p[k] = p[k] - rate * buf[k];
-            } else {
-              p[k] = p[k] - rate * d / avg;
-            }
-          }
+          });
         });
       },
       o.weight_decay != 0.0, ga_t != nullptr, buf_t != nullptr);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "graph/parallel.hpp"
+
 namespace tg {
 
 SGD::SGD(std::vector<Var> params, SGDOptions o) : Optimizer(std::move(params), o.lr), options_(o) {
@@ -19,29 +21,31 @@ void SGD::update(size_t i, Tensor& param, const Tensor& grad) {
   Tensor* buf = o.momentum != 0.0 ? &state(momentum_buffer_, i) : nullptr;
   with_flags(
       [&]<bool kDecay, bool kMomentum, bool kFresh, bool kNesterov>() {
-        dispatch(param.dtype(), [&]<class T>() {
-          T* p = param.data<T>();
-          const T* g = grad.data<T>();
-          T* b = kMomentum ? buf->data<T>() : nullptr;
-          const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
-          const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
-          for (int64_t k = 0; k < param.numel(); ++k) {
-            T d = g[k];
-            if constexpr (kDecay) d = d + wd * p[k];
-            if constexpr (kMomentum) {
-              // NOTE: the first step copies the gradient into the buffer (no dampening), as
-              // PyTorch does.
-              if constexpr (kFresh)
-                b[k] = d;
-              else
-                b[k] = mom * b[k] + damp * d;
-              if constexpr (kNesterov)
-                d = d + mom * b[k];
-              else
-                d = b[k];
+        detail::parallel_for(param.numel(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+          dispatch(param.dtype(), [&]<class T>() {
+            T* p = param.data<T>();
+            const T* g = grad.data<T>();
+            T* b = kMomentum ? buf->data<T>() : nullptr;
+            const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
+            const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
+            for (int64_t k = lo; k < hi; ++k) {
+              T d = g[k];
+              if constexpr (kDecay) d = d + wd * p[k];
+              if constexpr (kMomentum) {
+                // NOTE: the first step copies the gradient into the buffer (no dampening), as
+                // PyTorch does.
+                if constexpr (kFresh)
+                  b[k] = d;
+                else
+                  b[k] = mom * b[k] + damp * d;
+                if constexpr (kNesterov)
+                  d = d + mom * b[k];
+                else
+                  d = b[k];
+              }
+              p[k] = p[k] - rate * d;
             }
-            p[k] = p[k] - rate * d;
-          }
+          });
         });
       },
       o.weight_decay != 0.0, buf != nullptr, fresh, o.nesterov);

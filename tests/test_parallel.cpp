@@ -1,0 +1,227 @@
+// tapegrad's worker pool (graph/parallel.hpp): parallel_for covers every index once on any
+// thread count, rethrows, nests and serves concurrent callers; run_async; and the
+// kernels that use it (optimizer updates, the DataLoader's gather) give the same bits on
+// any thread count. Tagged [threads]: these also run under ThreadSanitizer.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "tapegrad/tapegrad.hpp"
+
+using tg::Var;
+using tg::detail::parallel_for;
+
+namespace {
+
+// Restores the thread count a test changed.
+struct ThreadCount {
+  int before = tg::num_threads();
+  explicit ThreadCount(int n) { tg::set_num_threads(n); }
+  ~ThreadCount() { tg::set_num_threads(before); }
+};
+
+std::vector<unsigned char> bytes(const tg::Tensor& t) {
+  std::vector<unsigned char> b(t.nbytes());
+  std::memcpy(b.data(), t.raw_data(), b.size());
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("parallel_for visits every index exactly once", "[parallel][threads]") {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadCount tc(threads);
+    for (int64_t n : {0, 1, 7, 100, 1000, 100003}) {
+      for (int64_t grain : {1, 16, 1000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> calls{0};
+        parallel_for(n, grain, [&](int64_t lo, int64_t hi) {
+          REQUIRE(lo < hi);
+          ++calls;
+          for (int64_t i = lo; i < hi; ++i) hits[static_cast<size_t>(i)]++;
+        });
+        INFO(threads << " threads, n " << n << ", grain " << grain);
+        for (int64_t i = 0; i < n; ++i) REQUIRE(hits[static_cast<size_t>(i)] == 1);
+        if (n > 0 && n < 2 * grain) CHECK(calls == 1);  // small loops stay on the caller
+      }
+    }
+  }
+}
+
+TEST_CASE("parallel_for splits large loops when threads are available", "[parallel][threads]") {
+  ThreadCount tc(3);
+  std::atomic<int> chunks{0};
+  parallel_for(1 << 20, 1 << 12, [&](int64_t lo, int64_t hi) {
+    ++chunks;
+    CHECK(hi - lo >= (1 << 12));
+  });
+  CHECK(chunks >= 3);  // about 4 chunks per thread
+}
+
+TEST_CASE("parallel_for rethrows a chunk's exception and the pool keeps working",
+          "[parallel][threads]") {
+  ThreadCount tc(2);
+  for (int round = 0; round < 20; ++round) {
+    CHECK_THROWS_WITH(parallel_for(1 << 16, 1 << 10,
+                                   [&](int64_t lo, int64_t hi) {
+                                     if (lo <= 40000 && 40000 < hi)
+                                       throw std::runtime_error("chunk at 40000 failed");
+                                   }),
+                      "chunk at 40000 failed");
+  }
+  std::atomic<int64_t> total{0};
+  parallel_for(1 << 16, 1 << 10, [&](int64_t lo, int64_t hi) { total += hi - lo; });
+  CHECK(total == (1 << 16));
+}
+
+TEST_CASE("nested parallel_for runs inline and callers on several threads all finish",
+          "[parallel][threads]") {
+  ThreadCount tc(2);
+  std::atomic<int64_t> inner{0};
+  parallel_for(64, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      parallel_for(1000, 10, [&](int64_t a, int64_t b) { inner += b - a; });
+  });
+  CHECK(inner == 64 * 1000);
+
+  std::vector<int64_t> sums(4, 0);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&, c] {
+      for (int rep = 0; rep < 50; ++rep) {
+        std::atomic<int64_t> s{0};
+        parallel_for(50000, 1000, [&](int64_t lo, int64_t hi) {
+          int64_t local = 0;
+          for (int64_t i = lo; i < hi; ++i) local += i;
+          s += local;
+        });
+        sums[static_cast<size_t>(c)] += s;
+      }
+    });
+  for (auto& t : callers) t.join();
+  for (int64_t s : sums) CHECK(s == 50 * (int64_t{50000} * 49999 / 2));
+}
+
+TEST_CASE("run_async runs on a worker or when waited for, and rethrows", "[parallel][threads]") {
+  for (int threads : {1, 2}) {
+    ThreadCount tc(threads);
+    INFO(threads << " threads");
+    auto value = std::make_shared<int>(0);
+    tg::detail::AsyncTask t = tg::detail::run_async([value] { *value = 42; });
+    CHECK(t.valid());
+    t.wait();
+    CHECK(*value == 42);
+    CHECK_FALSE(t.valid());
+    CHECK_THROWS_AS(t.wait(), tg::Error);  // already waited
+
+    tg::detail::AsyncTask bad =
+        tg::detail::run_async([] { throw std::runtime_error("prefetch failed"); });
+    CHECK_THROWS_WITH(bad.wait(), "prefetch failed");
+
+    // Many tasks at once: each runs exactly once.
+    std::vector<tg::detail::AsyncTask> tasks;
+    auto count = std::make_shared<std::atomic<int>>(0);
+    for (int i = 0; i < 100; ++i) tasks.push_back(tg::detail::run_async([count] { ++*count; }));
+    for (auto& task : tasks) task.wait();
+    CHECK(*count == 100);
+  }
+}
+
+TEST_CASE("set_num_threads checks its argument", "[parallel]") {
+  const int before = tg::num_threads();
+  CHECK(before >= 1);
+  CHECK_THROWS_WITH(tg::set_num_threads(0), "set_num_threads: need at least 1 thread, got 0");
+  CHECK(tg::num_threads() == before);
+  {
+    ThreadCount tc(3);
+    CHECK(tg::num_threads() == 3);
+  }
+  CHECK(tg::num_threads() == before);
+}
+
+namespace {
+
+// Parameters large enough that every update is split (3 x kUpdateGrain + a ragged end).
+std::vector<unsigned char> optimize(
+    int threads, const std::function<std::unique_ptr<tg::Optimizer>(std::vector<Var>)>& make) {
+  ThreadCount tc(threads);
+  tg::Rng rng(5);
+  const int64_t n = 3 * tg::kUpdateGrain + 77;
+  Var w = tg::param(tg::rand({n}, rng, -1, 1));
+  auto opt = make({w});
+  for (int step = 0; step < 4; ++step) {
+    w.set_grad(tg::constant(tg::rand({n}, rng, -1, 1)));
+    opt->step();
+  }
+  return bytes(w.value());
+}
+
+}  // namespace
+
+TEST_CASE("optimizer updates give the same bits on 1, 2 and 3 threads", "[parallel][threads]") {
+  using Make = std::function<std::unique_ptr<tg::Optimizer>(std::vector<Var>)>;
+  const std::vector<std::pair<const char*, Make>> optimizers = {
+      {"SGD momentum nesterov",
+       [](std::vector<Var> p) {
+         return std::make_unique<tg::SGD>(
+             std::move(p),
+             tg::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-2, .nesterov = true});
+       }},
+      {"Adam amsgrad",
+       [](std::vector<Var> p) {
+         return std::make_unique<tg::Adam>(std::move(p),
+                                           tg::AdamOptions{.lr = 1e-2, .amsgrad = true});
+       }},
+      {"AdamW",
+       [](std::vector<Var> p) {
+         return std::make_unique<tg::AdamW>(std::move(p), tg::AdamWOptions{.lr = 1e-2});
+       }},
+      {"RMSprop centered momentum",
+       [](std::vector<Var> p) {
+         return std::make_unique<tg::RMSprop>(
+             std::move(p), tg::RMSpropOptions{.lr = 1e-2, .momentum = 0.5, .centered = true});
+       }},
+      {"Adagrad",
+       [](std::vector<Var> p) {
+         return std::make_unique<tg::Adagrad>(std::move(p), tg::AdagradOptions{.lr = 1e-2});
+       }},
+  };
+  for (const auto& [name, make] : optimizers) {
+    INFO(name);
+    const auto one = optimize(1, make);
+    CHECK(optimize(2, make) == one);
+    CHECK(optimize(3, make) == one);
+  }
+}
+
+TEST_CASE("DataLoader batches are the same on 1 and 2 threads", "[parallel][threads]") {
+  tg::Rng rng(9);
+  tg::data::Dataset d;
+  d.features = tg::rand({3000, 50}, rng, 0, 1);              // 200-byte rows: 327 rows per chunk
+  for (int64_t i = 0; i < 3000; ++i) d.labels.push_back(i);  // label = row index
+  d.num_classes = 3000;
+  auto batches = [&](int threads) {
+    ThreadCount tc(threads);
+    tg::Rng shuffle(3);
+    tg::data::DataLoader loader(d, 1000, true, &shuffle);
+    std::vector<std::vector<unsigned char>> out;
+    tg::data::Batch b;
+    while (loader.next(b)) {
+      out.push_back(bytes(b.features));
+      const float* src = d.features.data<float>();
+      const float* got = b.features.data<float>();
+      for (int64_t i = 0; i < b.size(); ++i)  // row i is dataset row labels[i]
+        REQUIRE(std::memcmp(got + i * 50, src + b.labels[static_cast<size_t>(i)] * 50,
+                            50 * sizeof(float)) == 0);
+    }
+    return out;
+  };
+  const auto one = batches(1);
+  REQUIRE(one.size() == 3);
+  CHECK(batches(2) == one);
+}
