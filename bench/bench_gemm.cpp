@@ -2,6 +2,8 @@
 // (2 n^3 flop per product).
 //   gemm/matmul/<n>  tg::matmul on two constants under NoGradGuard (the path a training
 //                    step takes: shape checks, output allocation, the gemm)
+//   gemm/matmul_out/<n>  tg::matmul_out into a preallocated tensor (no allocation, nothing
+//                    recorded: what an inference loop with its own buffers runs)
 //   gemm/cblas/<n>   direct cblas_sgemm on the same buffers into a preallocated C
 // The LibTorch twin (bench/libtorch/gemm.cpp) times at::mm under NoGradGuard and the same
 // direct cblas_sgemm; scripts/bench_table.py shows matmul / cblas per size for each.
@@ -36,6 +38,15 @@ void bm_matmul(benchmark::State& state, int64_t n) {
   state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
 }
 
+void bm_matmul_out(benchmark::State& state, int64_t n) {
+  Operands o(n);
+  for (auto _ : state) {
+    tg::matmul_out(o.c, o.a.value(), o.b.value());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
+}
+
 void bm_cblas(benchmark::State& state, int64_t n) {
   Operands o(n);
   const float* a = o.a.value().data<float>();
@@ -49,10 +60,13 @@ void bm_cblas(benchmark::State& state, int64_t n) {
 }
 
 const bool registered = [] {
-  // Each size: the matmul path, then cblas right after it, so both see the same machine.
+  // Each size: the matmul paths, then cblas right after them, so all see the same machine.
   for (int64_t n = 32; n <= 2048; n *= 2) {
     const std::string s = std::to_string(n);
     benchmark::RegisterBenchmark(("gemm/matmul/" + s).c_str(), bm_matmul, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("gemm/matmul_out/" + s).c_str(), bm_matmul_out, n)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("gemm/cblas/" + s).c_str(), bm_cblas, n)

@@ -1,5 +1,6 @@
 #include "graph/block_cache.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -35,12 +36,89 @@ BlockCache& cache() {
   return *c;
 }
 
+// Note [Per-thread small blocks]: below kCachedBlockMin glibc serves blocks from its heap
+// without page faults, but a 4 KB-256 KB malloc + free pair still costs ~40-60 ns (no
+// tcache above 1 KB), a third of the fixed cost of a 32x32 matmul. Each thread keeps its
+// last few freed blocks of these sizes (a handful of slots, LIFO, exact sizes, at most
+// kLocalBytes): a training step frees and requests the same sizes over and over. The slots
+// are plain data (valid until the thread ends); a separate thread_local object empties
+// them when the thread exits, and `disabled` stops reuse from then on.
+constexpr size_t kLocalMin = 1024;  // below this glibc's own per-thread cache is as fast
+constexpr int kLocalSlots = 16;
+constexpr size_t kLocalBytes = size_t{4} << 20;
+std::atomic<bool> g_local_enabled{true};  // false while the cache limit is 0
+
+struct LocalBlocks {
+  size_t bytes[kLocalSlots];
+  void* blocks[kLocalSlots];
+  int count;
+  size_t total;
+  bool disabled;
+
+  void release_all() {
+    for (int i = 0; i < count; ++i) ::operator delete(blocks[i]);
+    count = 0;
+    total = 0;
+  }
+};
+thread_local LocalBlocks t_local{};  // trivially destructible: usable during thread exit
+
+struct LocalBlocksReaper {
+  ~LocalBlocksReaper() {
+    t_local.release_all();
+    t_local.disabled = true;
+  }
+};
+thread_local LocalBlocksReaper t_reaper;
+
+void* local_take(size_t bytes) {
+  LocalBlocks& l = t_local;
+  for (int i = l.count - 1; i >= 0; --i) {
+    if (l.bytes[i] != bytes) continue;
+    void* p = l.blocks[i];
+    for (int j = i + 1; j < l.count; ++j) {  // keep the rest in LIFO order
+      l.bytes[j - 1] = l.bytes[j];
+      l.blocks[j - 1] = l.blocks[j];
+    }
+    --l.count;
+    l.total -= bytes;
+    return p;
+  }
+  return nullptr;
+}
+
+bool local_keep(void* p, size_t bytes) {
+  LocalBlocks& l = t_local;
+  if (l.disabled) return false;
+  if (!g_local_enabled.load(std::memory_order_relaxed)) {
+    l.release_all();
+    return false;
+  }
+  (void)&t_reaper;  // registers the reaper for this thread
+  while (l.count > 0 && (l.count == kLocalSlots || l.total + bytes > kLocalBytes)) {
+    ::operator delete(l.blocks[0]);  // drop the oldest
+    l.total -= l.bytes[0];
+    for (int j = 1; j < l.count; ++j) {
+      l.bytes[j - 1] = l.bytes[j];
+      l.blocks[j - 1] = l.blocks[j];
+    }
+    --l.count;
+  }
+  l.bytes[l.count] = bytes;
+  l.blocks[l.count] = p;
+  ++l.count;
+  l.total += bytes;
+  return true;
+}
+
 }  // namespace
 
 namespace detail {
 
 void* block_allocate(size_t bytes) {
-  if (bytes >= kCachedBlockMin) {
+  if (bytes >= kLocalMin && bytes < kCachedBlockMin) {
+    if (void* p = local_take(bytes)) return p;
+  } else if (bytes >= kCachedBlockMin) {
     BlockCache& c = cache();
     std::lock_guard lock(c.mutex);
     auto it = c.free_blocks.find(bytes);
@@ -55,7 +133,9 @@ void* block_allocate(size_t bytes) {
 }
 
 void block_free(void* p, size_t bytes) {
-  if (bytes >= kCachedBlockMin) {
+  if (bytes >= kLocalMin && bytes < kCachedBlockMin) {
+    if (local_keep(p, bytes)) return;
+  } else if (bytes >= kCachedBlockMin) {
     BlockCache& c = cache();
     std::lock_guard lock(c.mutex);
     if (c.cached_bytes + bytes <= c.limit) {
@@ -82,6 +162,10 @@ void set_tensor_cache_limit(int64_t bytes) {
   std::lock_guard lock(c.mutex);
   c.limit = bytes > 0 ? static_cast<size_t>(bytes) : 0;
   c.trim_to(c.limit);
+  // Per-thread small blocks follow: off when the limit is 0 (each thread's slots are freed
+  // the next time it frees a block; the calling thread's right now).
+  g_local_enabled.store(c.limit > 0, std::memory_order_relaxed);
+  if (c.limit == 0) t_local.release_all();
 }
 
 }  // namespace debug

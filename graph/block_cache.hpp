@@ -1,7 +1,9 @@
 #pragma once
 
-// Internal: where tensor buffers come from. Small blocks go straight to the C++ allocator;
-// large ones (>= kCachedBlockMin) are kept when freed and handed out again for the same size.
+// Internal: where tensor buffers come from. Tiny blocks go straight to the C++ allocator;
+// blocks from 1 KB up are kept when freed and handed out again for the same size: below
+// kCachedBlockMin a few per thread (Note [Per-thread small blocks] in block_cache.cpp),
+// from kCachedBlockMin up in one shared cache of up to 1 GiB.
 //
 // NOTE: a training step frees and reallocates the same large sizes every step. glibc serves
 // such blocks (past its mmap threshold, up to 32 MB and beyond) with fresh mmap'ed pages,

@@ -47,24 +47,28 @@ constexpr int64_t kLoopGemmMaxFlops = 4096;
 
 }  // namespace
 
-Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {
-  check_same_dtype(a, b, "matmul");
+namespace {
+
+// Checks the operands of op(a) op(b) (+ bias) and returns the result's shape.
+Shape gemm_shape(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias,
+                 const char* op, int64_t& batch, int64_t& m, int64_t& n, int64_t& k) {
+  check_same_dtype(a, b, op);
   const int ra = a.dim(), rb = b.dim();
   auto fail = [&](const std::string& why) {
-    throw ShapeError("matmul: shapes " + a.shape().str() + (ta ? "^T" : "") + " and " +
+    throw ShapeError(std::string(op) + ": shapes " + a.shape().str() + (ta ? "^T" : "") + " and " +
                      b.shape().str() + (tb ? "^T" : "") + " " + why);
   };
   if (ra < 2 || rb < 2) fail("need rank >= 2 operands");
   if (ra != rb) fail("need equal ranks (or use matmul's rank-2 right operand form)");
-  int64_t batch = 1;
+  batch = 1;
   for (int d = 0; d < ra - 2; ++d) {
     if (a.shape()[d] != b.shape()[d]) fail("have different batch extents");
     batch *= a.shape()[d];
   }
-  const int64_t m = ta ? a.shape()[ra - 1] : a.shape()[ra - 2];
-  const int64_t k = ta ? a.shape()[ra - 2] : a.shape()[ra - 1];
+  m = ta ? a.shape()[ra - 1] : a.shape()[ra - 2];
+  k = ta ? a.shape()[ra - 2] : a.shape()[ra - 1];
   const int64_t kb = tb ? b.shape()[rb - 1] : b.shape()[rb - 2];
-  const int64_t n = tb ? b.shape()[rb - 2] : b.shape()[rb - 1];
+  n = tb ? b.shape()[rb - 2] : b.shape()[rb - 1];
   if (k != kb)
     fail("do not match: inner extents " + std::to_string(k) + " and " + std::to_string(kb));
   Shape shape = a.shape();
@@ -76,7 +80,11 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bi
       throw ShapeError("linear: bias shape " + bias->shape().str() + " does not match " +
                        std::to_string(n) + " output features");
   }
-  Tensor out = Tensor::empty(shape, a.dtype());
+  return shape;
+}
+
+void gemm_run(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias, int64_t batch,
+              int64_t m, int64_t n, int64_t k, Tensor& out) {
   dispatch(a.dtype(), [&]<class T>() {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
@@ -104,7 +112,35 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bi
       }
     }
   });
+}
+
+bool overlaps(const Tensor& x, const Tensor& y) {
+  const auto* x0 = static_cast<const std::byte*>(x.raw_data());
+  const auto* y0 = static_cast<const std::byte*>(y.raw_data());
+  return x.nbytes() > 0 && y.nbytes() > 0 && x0 < y0 + y.nbytes() && y0 < x0 + x.nbytes();
+}
+
+}  // namespace
+
+Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {
+  int64_t batch, m, n, k;
+  const Shape shape = gemm_shape(a, ta, b, tb, bias, "matmul", batch, m, n, k);
+  Tensor out = Tensor::empty(shape, a.dtype());
+  gemm_run(a, ta, b, tb, bias, batch, m, n, k, out);
   return out;
+}
+
+void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  int64_t batch, m, n, k;
+  const Shape shape = gemm_shape(a, ta, b, tb, nullptr, "matmul_out", batch, m, n, k);
+  if (!out.defined() || out.shape() != shape || out.dtype() != a.dtype())
+    throw ShapeError("matmul_out: out must be a " + std::string(dtype_name(a.dtype())) + " " +
+                     shape.str() + " tensor, got " +
+                     (out.defined() ? std::string(dtype_name(out.dtype())) + " " + out.shape().str()
+                                    : std::string("an undefined tensor")));
+  if (overlaps(out, a) || overlaps(out, b))
+    throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
+  gemm_run(a, ta, b, tb, nullptr, batch, m, n, k, out);
 }
 
 }  // namespace tg::kern
@@ -115,6 +151,10 @@ int openblas_get_num_threads(void);
 }
 
 namespace tg {
+
+void matmul_out(Tensor& out, const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  kern::gemm_into(out, a, transpose_a, b, transpose_b);
+}
 
 void set_blas_threads(int n) {
   if (n < 1) throw Error("set_blas_threads: need at least 1 thread, got " + std::to_string(n));

@@ -95,5 +95,7 @@ void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& i
 /// General matrix product of rank-2 (or batched rank-3 with equal batch) tensors with BLAS
 /// transpose flags; `bias` (length N) starts every output row when given.
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
+/// The same product (no bias) into an existing tensor of the result's shape and dtype.
+void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
 
 }  // namespace tg::kern

@@ -15,6 +15,13 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b);
 /// bias as its starting value.
 Var linear(const Var& x, const Var& weight, const Var& bias = {});
 
+/// op(a) x op(b) written into `out`, which must already have the result's shape and dtype
+/// and share no memory with `a` or `b` (ShapeError otherwise): no allocation and nothing
+/// recorded, for inference loops and preallocated buffers (as torch::mm_out). Same shapes
+/// and transpose flags as `matmul(a, b, transpose_a, transpose_b)`, same bits.
+void matmul_out(Tensor& out, const Tensor& a, const Tensor& b, bool transpose_a = false,
+                bool transpose_b = false);
+
 }  // namespace tg
 
 namespace tg {

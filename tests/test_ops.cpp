@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include <tapegrad/tapegrad.hpp>
 
@@ -17,9 +18,6 @@ using tg::Var;
 namespace {
 Var c64(const std::vector<double>& v, const Shape& s) {
   return tg::constant(tg::tensor(v, s, tg::f64));
-}
-Var p64(const std::vector<double>& v, const Shape& s) {
-  return tg::param(tg::tensor(v, s, tg::f64));
 }
 std::vector<double> vals(const Var& v) { return v.value().to_vector(); }
 
@@ -343,4 +341,50 @@ emit("bm_y", y.reshape(1)); emit("bm_p", p.grad); emit("bm_q", q.grad)
     cmp("bm_p", p.grad());
     cmp("bm_q", q.grad());
   }
+}
+
+TEST_CASE("matmul_out writes the same bits as matmul into the caller's tensor", "[ops][matmul]") {
+  tg::Rng rng(17);
+  for (tg::Dtype dt : {tg::f32, tg::f64}) {
+    for (auto [m, k, n] : {std::tuple{2, 3, 4}, {33, 17, 9}, {64, 64, 64}, {5, 0, 3}}) {
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          INFO(tg::dtype_name(dt) << " " << m << "x" << k << "x" << n << " ta " << ta << " tb "
+                                  << tb);
+          const Tensor a = tg::rand(ta ? Shape{k, m} : Shape{m, k}, rng, -1, 1).to(dt);
+          const Tensor b = tg::rand(tb ? Shape{n, k} : Shape{k, n}, rng, -1, 1).to(dt);
+          const Tensor want = tg::matmul(tg::constant(a), tg::constant(b), ta, tb).value();
+          Tensor out = tg::full({m, n}, 7.0, dt);  // stale values must not leak in
+          const void* where = out.raw_data();
+          tg::matmul_out(out, a, b, ta, tb);
+          CHECK(out.raw_data() == where);  // written in place
+          CHECK(tg::max_abs_diff(out, want) == 0.0);
+        }
+    }
+  }
+  // Batched operands, as matmul's equal-rank form.
+  const Tensor a = tg::rand({3, 4, 5}, rng, -1, 1), b = tg::rand({3, 5, 2}, rng, -1, 1);
+  Tensor out = tg::zeros({3, 4, 2});
+  tg::matmul_out(out, a, b);
+  CHECK(tg::max_abs_diff(out, tg::matmul(tg::constant(a), tg::constant(b)).value()) == 0.0);
+}
+
+TEST_CASE("matmul_out rejects a wrong, undefined or overlapping output", "[ops][matmul][errors]") {
+  const Tensor a = tg::ones({4, 3}), b = tg::ones({3, 2});
+  Tensor wrong_shape = tg::zeros({2, 4});
+  CHECK_THROWS_WITH(tg::matmul_out(wrong_shape, a, b),
+                    "matmul_out: out must be a f32 [4, 2] tensor, got f32 [2, 4]");
+  Tensor wrong_dtype = tg::zeros({4, 2}, tg::f64);
+  CHECK_THROWS_WITH(tg::matmul_out(wrong_dtype, a, b),
+                    "matmul_out: out must be a f32 [4, 2] tensor, got f64 [4, 2]");
+  Tensor undefined;
+  CHECK_THROWS_WITH(tg::matmul_out(undefined, a, b),
+                    "matmul_out: out must be a f32 [4, 2] tensor, got an undefined tensor");
+  Tensor inner = tg::zeros({4, 2});
+  CHECK_THROWS_WITH(tg::matmul_out(inner, a, tg::ones({4, 2})),
+                    "matmul_out: shapes [4, 3] and [4, 2] do not match: inner extents 3 and 4");
+  Tensor square = tg::ones({3, 3});
+  CHECK_THROWS_WITH(tg::matmul_out(square, square, tg::ones({3, 3})),
+                    "matmul_out: out shares memory with an operand (BLAS cannot write in place)");
+  CHECK(square.at({1, 1}) == 1.0);  // untouched
 }

@@ -1,5 +1,6 @@
 // LibTorch twin of bench/bench_gemm.cpp: square float32 products, n = 32..2048, GFLOP/s.
 //   gemm/matmul/<n>  at::mm under NoGradGuard (allocates its result, as tg::matmul does)
+//   gemm/matmul_out/<n>  at::mm_out into a preallocated tensor
 //   gemm/cblas/<n>   direct cblas_sgemm on the same buffers, in this process
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -31,6 +32,16 @@ void bm_matmul(benchmark::State& state, int64_t n) {
   state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
 }
 
+void bm_matmul_out(benchmark::State& state, int64_t n) {
+  Operands o(n);
+  torch::NoGradGuard no_grad;
+  for (auto _ : state) {
+    torch::mm_out(o.c, o.a, o.b);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOPS"] = bench::flop_rate(2.0 * static_cast<double>(n * n * n));
+}
+
 void bm_cblas(benchmark::State& state, int64_t n) {
   Operands o(n);
   const float* a = o.a.data_ptr<float>();
@@ -47,6 +58,9 @@ void register_benchmarks() {
   for (int64_t n = 32; n <= 2048; n *= 2) {
     const std::string s = std::to_string(n);
     benchmark::RegisterBenchmark(("gemm/matmul/" + s).c_str(), bm_matmul, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("gemm/matmul_out/" + s).c_str(), bm_matmul_out, n)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("gemm/cblas/" + s).c_str(), bm_cblas, n)
