@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "graph/error.hpp"
+#include "graph/parallel.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
 
@@ -73,9 +74,19 @@ struct Batch {
 
 /// Batches over a dataset, in order or shuffled by a seeded generator at the start of each
 /// epoch; the last partial batch is kept.
+///
+/// With more than one thread (`tg::set_num_threads`), the loader gathers the following
+/// batch on a worker while the caller trains on the current one (`set_prefetch(false)`
+/// turns this off). Batches are the same either way; the dataset must not change while a
+/// loader is in use.
 class DataLoader {
  public:
   DataLoader(const Dataset& data, int64_t batch_size, bool shuffle = false, Rng* rng = nullptr);
+  /// Waits for a batch being gathered in the background.
+  ~DataLoader();
+  // A background gather refers to this object.
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
 
   /// Starts an epoch (reshuffles when shuffling).
   void reset();
@@ -83,14 +94,22 @@ class DataLoader {
   bool next(Batch& batch);
   int64_t num_batches() const;
   int64_t batch_size() const { return batch_size_; }
+  /// Gather the next batch in the background (default: on when there are worker threads).
+  void set_prefetch(bool on);
 
  private:
+  void gather(int64_t pos, int64_t n, Batch& out) const;
+  void drop_prefetch();
+
   const Dataset& data_;
   int64_t batch_size_;
   bool shuffle_;
   Rng* rng_;
   std::vector<int64_t> order_;
   int64_t pos_ = 0;
+  bool prefetch_ = true;
+  tg::detail::AsyncTask pending_;  // gathering `ahead_` from position pos_
+  Batch ahead_;
 };
 
 }  // namespace tg::data

@@ -50,7 +50,25 @@ DataLoader::DataLoader(const Dataset& data, int64_t batch_size, bool shuffle, Rn
   reset();
 }
 
+DataLoader::~DataLoader() {
+  try {
+    drop_prefetch();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the batch is discarded anyway
+  }
+}
+
+void DataLoader::drop_prefetch() {
+  if (pending_.valid()) pending_.wait();
+  ahead_ = Batch{};
+}
+
+void DataLoader::set_prefetch(bool on) {
+  prefetch_ = on;
+  if (!on) drop_prefetch();
+}
+
 void DataLoader::reset() {
+  drop_prefetch();  // it read the old order
   std::iota(order_.begin(), order_.end(), 0);
   if (shuffle_)  // Fisher-Yates with the caller's generator: same seed, same order
     for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_->below(i)]);
@@ -59,16 +77,29 @@ void DataLoader::reset() {
 
 int64_t DataLoader::num_batches() const { return (data_.size() + batch_size_ - 1) / batch_size_; }
 
-bool DataLoader::next(Batch& b) {
-  const int64_t n = std::min(batch_size_, data_.size() - pos_);
-  if (n <= 0) return false;
-  const int64_t* idx = order_.data() + pos_;
+void DataLoader::gather(int64_t pos, int64_t n, Batch& b) const {
+  const int64_t* idx = order_.data() + pos;
   b.features = take_rows(data_.features, idx, n);
   b.labels.clear();
   if (!data_.labels.empty())
     for (int64_t i = 0; i < n; ++i) b.labels.push_back(data_.labels[static_cast<size_t>(idx[i])]);
   b.targets = data_.targets.defined() ? take_rows(data_.targets, idx, n) : Tensor();
+}
+
+bool DataLoader::next(Batch& b) {
+  const int64_t n = std::min(batch_size_, data_.size() - pos_);
+  if (n <= 0) return false;
+  if (pending_.valid()) {  // gathered in the background from pos_ (reset drops it)
+    pending_.wait();
+    std::swap(b, ahead_);
+  } else {
+    gather(pos_, n, b);
+  }
   pos_ += n;
+  const int64_t following = std::min(batch_size_, data_.size() - pos_);
+  if (prefetch_ && following > 0 && num_threads() > 1)
+    pending_ = detail::run_async([this, pos = pos_, following] { gather(pos, following, ahead_); },
+                                 detail::Launch::with_next_parallel_for);
   return true;
 }
 

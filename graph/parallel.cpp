@@ -157,13 +157,13 @@ class Pool {
 #endif
   }
 
-  void enqueue(std::shared_ptr<AsyncTask::State> task) {
+  void enqueue(std::shared_ptr<AsyncTask::State> task, Launch when) {
     {
       std::lock_guard lock(mutex_);
       if (workers_.empty()) return;  // runs on wait()
-      tasks_.push_back(std::move(task));
+      (when == Launch::now ? tasks_ : deferred_).push_back(std::move(task));
     }
-    cv_.notify_one();
+    if (when == Launch::now) cv_.notify_one();
   }
 
  private:
@@ -177,6 +177,17 @@ class Pool {
       });
       if (stop_) return;
       if (job_ != nullptr && job_generation_ != seen) {
+        // Deferred tasks first (Note [Deferred tasks]); the caller is working through the
+        // loop's chunks meanwhile, and this worker joins whatever is left.
+        while (!deferred_.empty()) {
+          std::shared_ptr<AsyncTask::State> task = std::move(deferred_.front());
+          deferred_.pop_front();
+          lock.unlock();
+          task->try_run();
+          task.reset();
+          lock.lock();
+        }
+        if (stop_ || job_ == nullptr || job_generation_ == seen) continue;
         seen = job_generation_;
         Job* job = job_;
         active_.fetch_add(1, std::memory_order_relaxed);
@@ -205,6 +216,7 @@ class Pool {
   uint64_t job_generation_ = 0;
   std::atomic<int> active_{0};
   std::deque<std::shared_ptr<AsyncTask::State>> tasks_;
+  std::deque<std::shared_ptr<AsyncTask::State>> deferred_;
 #ifdef __linux__
   cpu_set_t allowed_{};        // the process's CPUs when the workers started
   int pinned_away_from_ = -1;  // the caller CPU the workers' mask excludes
@@ -235,6 +247,8 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
   p.parallel_for(n, grain, body);
 }
 
+bool is_worker_thread() { return in_worker; }
+
 void AsyncTask::wait() {
   if (!state_) throw Error("AsyncTask::wait: no task (default-constructed or already waited)");
   std::shared_ptr<State> s = std::move(state_);
@@ -245,11 +259,11 @@ void AsyncTask::wait() {
   if (s->error) std::rethrow_exception(s->error);
 }
 
-AsyncTask run_async(std::function<void()> work) {
+AsyncTask run_async(std::function<void()> work, Launch when) {
   AsyncTask t;
   t.state_ = std::make_shared<AsyncTask::State>();
   t.state_->work = std::move(work);
-  if (!in_worker) pool().enqueue(t.state_);
+  if (!in_worker) pool().enqueue(t.state_, when);
   return t;
 }
 

@@ -50,6 +50,20 @@ class FunctionRef<R(A...)> {
 /// here (the first one; the remaining chunks still run).
 void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body);
 
+/// When a worker may start a `run_async` task.
+///
+/// Note [Deferred tasks]: OpenBLAS's idle threads spin (sched_yield) for a long while after
+/// each product, so a background task that starts at once shares a core with one of them
+/// and slows the next matrix product by about as much as it saves: measured on Fashion-MNIST
+/// training, prefetching the next batch at once cut the gather from 50 to 3 us per step and
+/// added 70 us to the forward pass. `with_next_parallel_for` queues the task until the
+/// workers next wake for a parallel_for (in training: the optimizer's update, a memory-bound
+/// phase where no BLAS thread is busy), and the worker runs it before joining that loop.
+enum class Launch { now, with_next_parallel_for };
+
+/// True on one of the pool's worker threads.
+bool is_worker_thread();
+
 /// A unit of work handed to a worker by `run_async`.
 class AsyncTask {
  public:
@@ -61,12 +75,13 @@ class AsyncTask {
   struct State;
 
  private:
-  friend AsyncTask run_async(std::function<void()> work);
+  friend AsyncTask run_async(std::function<void()> work, Launch when);
   std::shared_ptr<State> state_;
 };
 
-/// Queues `work` for a worker. With one thread it runs when `wait()` is called.
-AsyncTask run_async(std::function<void()> work);
+/// Queues `work` for a worker. With one thread (or when no worker has started it) it runs
+/// when `wait()` is called.
+AsyncTask run_async(std::function<void()> work, Launch when = Launch::now);
 
 }  // namespace detail
 }  // namespace tg

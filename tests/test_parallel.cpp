@@ -4,6 +4,7 @@
 // any thread count. Tagged [threads]: these also run under ThreadSanitizer.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -132,6 +133,37 @@ TEST_CASE("run_async runs on a worker or when waited for, and rethrows", "[paral
   }
 }
 
+TEST_CASE("a deferred task waits for the next parallel_for, or runs at wait()",
+          "[parallel][threads]") {
+  ThreadCount tc(2);
+  using tg::detail::Launch;
+  {
+    auto ran_on = std::make_shared<std::atomic<int>>(0);  // 1: a worker, 2: the caller
+    tg::detail::AsyncTask t =
+        tg::detail::run_async([ran_on] { *ran_on = tg::detail::is_worker_thread() ? 1 : 2; },
+                              Launch::with_next_parallel_for);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(*ran_on == 0);  // no parallel_for yet: nobody started it
+    t.wait();
+    CHECK(*ran_on == 2);  // so the caller ran it
+  }
+  {
+    auto ran = std::make_shared<std::atomic<bool>>(false);
+    tg::detail::AsyncTask t =
+        tg::detail::run_async([ran] { *ran = true; }, Launch::with_next_parallel_for);
+    // A loop long enough for the woken worker to start the task before joining.
+    std::atomic<int64_t> total{0};
+    parallel_for(int64_t{1} << 22, int64_t{1} << 12, [&](int64_t lo, int64_t hi) {
+      int64_t local = 0;
+      for (int64_t i = lo; i < hi; ++i) local += i & 7;
+      total += local;
+    });
+    t.wait();
+    CHECK(*ran);
+    CHECK(total == (int64_t{1} << 22) / 8 * 28);
+  }
+}
+
 TEST_CASE("set_num_threads checks its argument", "[parallel]") {
   const int before = tg::num_threads();
   CHECK(before >= 1);
@@ -205,10 +237,11 @@ TEST_CASE("DataLoader batches are the same on 1 and 2 threads", "[parallel][thre
   d.features = tg::rand({3000, 50}, rng, 0, 1);              // 200-byte rows: 327 rows per chunk
   for (int64_t i = 0; i < 3000; ++i) d.labels.push_back(i);  // label = row index
   d.num_classes = 3000;
-  auto batches = [&](int threads) {
+  auto batches = [&](int threads, bool prefetch = true) {
     ThreadCount tc(threads);
     tg::Rng shuffle(3);
     tg::data::DataLoader loader(d, 1000, true, &shuffle);
+    loader.set_prefetch(prefetch);
     std::vector<std::vector<unsigned char>> out;
     tg::data::Batch b;
     while (loader.next(b)) {
@@ -224,4 +257,44 @@ TEST_CASE("DataLoader batches are the same on 1 and 2 threads", "[parallel][thre
   const auto one = batches(1);
   REQUIRE(one.size() == 3);
   CHECK(batches(2) == one);
+  CHECK(batches(2, false) == one);
+}
+
+TEST_CASE("DataLoader prefetching: reset, early destruction, batches kept by the caller",
+          "[parallel][threads]") {
+  ThreadCount tc(2);
+  tg::Rng rng(4);
+  tg::data::Dataset d;
+  d.features = tg::rand({100, 3}, rng, 0, 1);
+  for (int64_t i = 0; i < 100; ++i) d.labels.push_back(i);
+  d.num_classes = 100;
+  auto labels_of = [](tg::data::DataLoader& loader, int n) {
+    std::vector<int64_t> seen;
+    tg::data::Batch b;
+    for (int i = 0; i < n && loader.next(b); ++i)
+      seen.insert(seen.end(), b.labels.begin(), b.labels.end());
+    return seen;
+  };
+  tg::data::DataLoader in_order(d, 30);
+  CHECK(labels_of(in_order, 1) == std::vector<int64_t>{0,  1,  2,  3,  4,  5,  6,  7,  8,  9,
+                                                       10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                                                       20, 21, 22, 23, 24, 25, 26, 27, 28, 29});
+  in_order.reset();  // drops the batch gathered from position 30
+  const auto all = labels_of(in_order, 10);
+  REQUIRE(all.size() == 100);
+  for (int64_t i = 0; i < 100; ++i) CHECK(all[static_cast<size_t>(i)] == i);
+
+  // A batch the caller keeps is not overwritten by the next gather.
+  tg::data::DataLoader loader(d, 10);
+  tg::data::Batch first, second;
+  REQUIRE(loader.next(first));
+  REQUIRE(loader.next(second));
+  CHECK(first.labels.front() == 0);
+  CHECK(first.features.at({0, 0}) == d.features.at({0, 0}));
+  CHECK(second.labels.front() == 10);
+  for (int i = 0; i < 5; ++i) {  // destroyed while a gather may be queued or running
+    tg::data::DataLoader early(d, 7);
+    tg::data::Batch b;
+    REQUIRE(early.next(b));
+  }
 }
