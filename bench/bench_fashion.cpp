@@ -1,6 +1,6 @@
 // (e) Fashion-MNIST training, run once per process (not a micro-benchmark): 784-256-128-10
 // ReLU, Adam lr 1e-3, batch 128, shuffled every epoch, 5 epochs over the 60000 training
-// images, then accuracy on the 10000 test images. TG_FASHION_RUNS (default 2) models are
+// images, then accuracy on the 10000 test images. TG_FASHION_RUNS (default 4) models are
 // trained one after the other, with seeds 100 * TG_BENCH_SEED + run (default
 // TG_BENCH_SEED 1; the comparison script passes the round number), so accuracy is
 // compared over several seeds. Counters of the one benchmark `fashion_mnist/train`:
@@ -49,7 +49,7 @@ void bm_fashion(benchmark::State& state) {
   const auto train = tg::data::load_mnist_like(tg::data::kFashionMnistDir, true);
   const auto test = tg::data::load_mnist_like(tg::data::kFashionMnistDir, false);
   const double loaded = bench::proc_status_mib("VmHWM");
-  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 2));
+  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 4));
   double seconds = 0, acc = 0;
   for (auto _ : state) {
     for (int run = 0; run < runs; ++run) {

@@ -1,6 +1,6 @@
 // LibTorch twin of bench/bench_fashion.cpp: Fashion-MNIST, 784-256-128-10 ReLU
 // (nn::Linear's default initialization, as tapegrad's), Adam lr 1e-3, batch 128, shuffled
-// every epoch, 5 epochs, then test accuracy; TG_FASHION_RUNS models (default 2), seeds
+// every epoch, 5 epochs, then test accuracy; TG_FASHION_RUNS models (default 4), seeds
 // 100 * TG_BENCH_SEED + run. Same benchmark name and counters (s_per_epoch, accuracy_pct,
 // peak_MiB, above_start_MiB, loaded_MiB). Batches: index_select of shuffled rows, as
 // tapegrad's DataLoader copies them.
@@ -79,7 +79,7 @@ void bm_fashion(benchmark::State& state) {
   const auto seed = static_cast<uint64_t>(bench::env_int("TG_BENCH_SEED", 1));
   const Data train = load(true), test = load(false);
   const double loaded = bench::proc_status_mib("VmHWM");
-  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 2));
+  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 4));
   const int64_t n = train.x.size(0);
   double seconds = 0, acc = 0;
   for (auto _ : state) {
