@@ -149,7 +149,10 @@ void run_train(TrainOptions o) {
     if (o.epochs_given) c.epochs = epochs;
   }
   if (c.epochs < 1 || c.batch < 1) throw Error("--epochs and --batch must be at least 1");
-  if (o.threads > 0) set_blas_threads(o.threads);
+  if (o.threads > 0) {
+    set_blas_threads(o.threads);
+    set_num_threads(o.threads);
+  }
   const data::Dataset train = o.source.train();
   const data::Dataset test = o.source.test();
   if (train.size() == 0) throw Error("train: no training examples");
@@ -190,11 +193,11 @@ void run_train(TrainOptions o) {
               static_cast<long long>(c.inputs), static_cast<long long>(c.classes));
   std::printf("model: %s", model->net.str().c_str());
   std::printf(
-      "\n%lld parameters; optimizer %s lr %g, schedule %s, batch %lld, seed %llu, BLAS threads "
-      "%d\n",
+      "\n%lld parameters; optimizer %s lr %g, schedule %s, batch %lld, seed %llu, threads: "
+      "BLAS %d, tapegrad %d\n",
       static_cast<long long>(model->net.num_parameters()), c.optimizer.c_str(), c.lr,
       c.schedule.c_str(), static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed),
-      blas_threads());
+      blas_threads(), num_threads());
   if (!o.resume.empty())
     std::printf("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
   std::printf("output: %s\n", out.c_str());
@@ -308,7 +311,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--batch", c.batch, "mini-batch size")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed of initialization, shuffling and dropout")
       ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "OpenBLAS threads (default: OpenBLAS's own choice)");
+  cmd->add_option("--threads", o->threads,
+                  "threads of OpenBLAS and of tapegrad's own pool (default: OpenBLAS's choice, "
+                  "and TG_NUM_THREADS or the machine's cores)");
   cmd->add_option("--data", o->source.dir, "folder with MNIST-style IDX files")
       ->capture_default_str();
   cmd->add_option("--csv", o->source.csv, "train on this CSV instead (header; a label column)");

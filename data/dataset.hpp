@@ -90,6 +90,11 @@ class DataLoader {
 
   /// Starts an epoch (reshuffles when shuffling).
   void reset();
+  /// Starts an epoch over `order` instead of the loader's own order: indices into the
+  /// dataset, in any number, repeats allowed (a custom sampler: a subset, class balancing,
+  /// an order shared with another program). The next `reset()` returns to the loader's
+  /// own order. Throws Error naming the first index out of range.
+  void set_order(std::vector<int64_t> order);
   /// The next batch; false at the end of the epoch.
   bool next(Batch& batch);
   int64_t num_batches() const;

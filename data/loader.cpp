@@ -46,7 +46,6 @@ DataLoader::DataLoader(const Dataset& data, int64_t batch_size, bool shuffle, Rn
   if (batch_size <= 0)
     throw Error("DataLoader: batch size must be positive, got " + std::to_string(batch_size));
   if (shuffle && !rng) throw Error("DataLoader: shuffling needs a generator (pass an Rng)");
-  order_.resize(static_cast<size_t>(data.size()));
   reset();
 }
 
@@ -69,13 +68,27 @@ void DataLoader::set_prefetch(bool on) {
 
 void DataLoader::reset() {
   drop_prefetch();  // it read the old order
+  order_.resize(static_cast<size_t>(data_.size()));
   std::iota(order_.begin(), order_.end(), 0);
   if (shuffle_)  // Fisher-Yates with the caller's generator: same seed, same order
     for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_->below(i)]);
   pos_ = 0;
 }
 
-int64_t DataLoader::num_batches() const { return (data_.size() + batch_size_ - 1) / batch_size_; }
+void DataLoader::set_order(std::vector<int64_t> order) {
+  for (size_t i = 0; i < order.size(); ++i)
+    if (order[i] < 0 || order[i] >= data_.size())
+      throw Error("DataLoader::set_order: index " + std::to_string(order[i]) + " at position " +
+                  std::to_string(i) + " is outside the dataset's " + std::to_string(data_.size()) +
+                  " examples");
+  drop_prefetch();  // it read the old order
+  order_ = std::move(order);
+  pos_ = 0;
+}
+
+int64_t DataLoader::num_batches() const {
+  return (static_cast<int64_t>(order_.size()) + batch_size_ - 1) / batch_size_;
+}
 
 void DataLoader::gather(int64_t pos, int64_t n, Batch& b) const {
   const int64_t* idx = order_.data() + pos;
@@ -87,7 +100,8 @@ void DataLoader::gather(int64_t pos, int64_t n, Batch& b) const {
 }
 
 bool DataLoader::next(Batch& b) {
-  const int64_t n = std::min(batch_size_, data_.size() - pos_);
+  const auto size = static_cast<int64_t>(order_.size());
+  const int64_t n = std::min(batch_size_, size - pos_);
   if (n <= 0) return false;
   if (pending_.valid()) {  // gathered in the background from pos_ (reset drops it)
     pending_.wait();
@@ -96,7 +110,7 @@ bool DataLoader::next(Batch& b) {
     gather(pos_, n, b);
   }
   pos_ += n;
-  const int64_t following = std::min(batch_size_, data_.size() - pos_);
+  const int64_t following = std::min(batch_size_, size - pos_);
   if (prefetch_ && following > 0 && num_threads() > 1)
     pending_ = detail::run_async([this, pos = pos_, following] { gather(pos, following, ahead_); },
                                  detail::Launch::with_next_parallel_for);

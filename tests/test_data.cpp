@@ -173,3 +173,33 @@ TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]")
   CHECK_THROWS(tg::data::DataLoader(d, 0));
   CHECK_THROWS(tg::data::DataLoader(d, 2, true, nullptr));
 }
+
+TEST_CASE("DataLoader::set_order: a caller's sampler for one epoch", "[data]") {
+  tg::data::Dataset d;
+  d.features = tg::arange(0.0, 10.0).reshape({10, 1});
+  for (int64_t i = 0; i < 10; ++i) d.labels.push_back(i % 3);
+  d.num_classes = 3;
+  tg::data::DataLoader loader(d, 4);
+  tg::data::Batch b;
+  REQUIRE(loader.next(b));            // mid-epoch: set_order starts a new one
+  loader.set_order({9, 9, 0, 5, 2});  // repeats and a subset are allowed
+  CHECK(loader.num_batches() == 2);
+  std::vector<double> seen;
+  std::vector<int64_t> labels;
+  while (loader.next(b)) {
+    for (double v : b.features.to_vector()) seen.push_back(v);
+    labels.insert(labels.end(), b.labels.begin(), b.labels.end());
+  }
+  CHECK(seen == std::vector<double>{9, 9, 0, 5, 2});
+  CHECK(labels == std::vector<int64_t>{0, 0, 0, 2, 2});
+  loader.reset();  // back to the loader's own order
+  CHECK(loader.num_batches() == 3);
+  REQUIRE(loader.next(b));
+  CHECK(b.features.to_vector() == std::vector<double>{0, 1, 2, 3});
+  loader.set_order({});
+  CHECK_FALSE(loader.next(b));
+  CHECK_THROWS_WITH(loader.set_order({1, 10}),
+                    "DataLoader::set_order: index 10 at position 1 is outside the dataset's 10 "
+                    "examples");
+  CHECK_THROWS_WITH(loader.set_order({-1}), Catch::Contains("index -1 at position 0"));
+}

@@ -1,8 +1,9 @@
-// LibTorch twin of bench/bench_fashion.cpp: Fashion-MNIST, 784-256-128-10 ReLU
-// (nn::Linear's default initialization, as tapegrad's), Adam lr 1e-3, batch 128, shuffled
-// every epoch, 5 epochs, then test accuracy; TG_FASHION_RUNS models (default 4), seeds
-// 100 * TG_BENCH_SEED + run. Same benchmark name and counters (s_per_epoch, accuracy_pct,
-// peak_MiB, above_start_MiB, loaded_MiB). Batches: index_select of shuffled rows, as
+// LibTorch twin of bench/bench_fashion.cpp: Fashion-MNIST, 784-256-128-10 ReLU, Adam lr
+// 1e-3, batch 128, shuffled every epoch, 5 epochs, then test accuracy; TG_FASHION_RUNS
+// models (default 1). Initial weights (nn::Linear's distribution) and batch order from
+// bench::SharedRng seeded with 100 * TG_BENCH_SEED + run, as on the tapegrad side, so both
+// train the same model on the same batches. Same benchmark name and counters (s_per_epoch,
+// accuracy_pct, peak_MiB, above_start_MiB, loaded_MiB). Batches: index_select of shuffled rows, as
 // tapegrad's DataLoader copies them.
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -12,7 +13,6 @@
 #include <chrono>
 #include <cstdint>
 #include <numeric>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -79,24 +79,32 @@ void bm_fashion(benchmark::State& state) {
   const auto seed = static_cast<uint64_t>(bench::env_int("TG_BENCH_SEED", 1));
   const Data train = load(true), test = load(false);
   const double loaded = bench::proc_status_mib("VmHWM");
-  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 4));
+  const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 1));
   const int64_t n = train.x.size(0);
   double seconds = 0, acc = 0;
   for (auto _ : state) {
     for (int run = 0; run < runs; ++run) {
-      const uint64_t s = seed * 100 + static_cast<uint64_t>(run);
-      torch::manual_seed(s);
-      std::mt19937_64 shuffle_rng(s + 1000);
+      bench::SharedRng g(seed * 100 + static_cast<uint64_t>(run));
       torch::nn::Sequential net(torch::nn::Linear(784, 256), torch::nn::ReLU(),
                                 torch::nn::Linear(256, 128), torch::nn::ReLU(),
                                 torch::nn::Linear(128, 10));
-      std::vector<torch::Tensor> params = net->parameters();
+      std::vector<torch::Tensor> params = net->parameters();  // W1 b1 W2 b2 W3 b3
+      {
+        torch::NoGradGuard no_grad;
+        for (size_t l = 0; l < 3; ++l) {
+          torch::Tensor& w = params[2 * l];
+          auto [wv, bv] = bench::linear_init(g, w.size(0), w.size(1));
+          w.copy_(torch::from_blob(wv.data(), w.sizes(), torch::kFloat32));
+          params[2 * l + 1].copy_(
+              torch::from_blob(bv.data(), params[2 * l + 1].sizes(), torch::kFloat32));
+        }
+      }
       torch::optim::Adam opt(params, torch::optim::AdamOptions(1e-3));
       std::vector<int64_t> order(static_cast<size_t>(n));
       std::iota(order.begin(), order.end(), 0);
       for (int epoch = 0; epoch < kEpochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
-        std::shuffle(order.begin(), order.end(), shuffle_rng);
+        g.shuffle(order);
         const torch::Tensor perm = torch::from_blob(order.data(), {n}, torch::kLong);
         for (int64_t s = 0; s < n; s += kBatch) {
           const torch::Tensor idx = perm.slice(0, s, std::min(n, s + kBatch));
