@@ -157,11 +157,20 @@ class Pool {
 #endif
   }
 
+  size_t queued() {
+    std::lock_guard lock(mutex_);
+    return tasks_.size() + deferred_.size();
+  }
+
   void enqueue(std::shared_ptr<AsyncTask::State> task, Launch when) {
     {
       std::lock_guard lock(mutex_);
       if (workers_.empty()) return;  // runs on wait()
-      (when == Launch::now ? tasks_ : deferred_).push_back(std::move(task));
+      auto& queue = when == Launch::now ? tasks_ : deferred_;
+      // Tasks their caller already ran (wait() before any worker woke) are dropped here, so
+      // a loop that never wakes the workers does not grow the queue.
+      std::erase_if(queue, [](const auto& t) { return t->status.load() != 0; });
+      queue.push_back(std::move(task));
     }
     if (when == Launch::now) cv_.notify_one();
   }
@@ -248,6 +257,8 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 }
 
 bool is_worker_thread() { return in_worker; }
+
+size_t queued_async_tasks() { return pool().queued(); }
 
 void AsyncTask::wait() {
   if (!state_) throw Error("AsyncTask::wait: no task (default-constructed or already waited)");

@@ -9,6 +9,7 @@
 //  - Chunk boundaries never change a result: callers split elementwise work only, so any
 //    thread count gives the same bits.
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -63,6 +64,8 @@ enum class Launch { now, with_next_parallel_for };
 
 /// True on one of the pool's worker threads.
 bool is_worker_thread();
+/// Tasks queued and not yet taken by a worker (including ones their caller already ran).
+size_t queued_async_tasks();
 
 /// A unit of work handed to a worker by `run_async`.
 class AsyncTask {

@@ -164,6 +164,17 @@ TEST_CASE("a deferred task waits for the next parallel_for, or runs at wait()",
   }
 }
 
+TEST_CASE("deferred tasks run by their callers do not pile up in the queue",
+          "[parallel][threads]") {
+  ThreadCount tc(2);
+  for (int i = 0; i < 2000; ++i) {  // as a DataLoader with no parallel_for in the loop
+    tg::detail::AsyncTask t =
+        tg::detail::run_async([] {}, tg::detail::Launch::with_next_parallel_for);
+    t.wait();
+  }
+  CHECK(tg::detail::queued_async_tasks() <= 1);
+}
+
 TEST_CASE("set_num_threads checks its argument", "[parallel]") {
   const int before = tg::num_threads();
   CHECK(before >= 1);
