@@ -139,11 +139,19 @@ TEST_CASE("bad CSV files fail naming file, line and column", "[data][errors]") {
                     Catch::Contains("not a class index"));
 }
 
-TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]") {
+namespace {
+// Features 0..9 (one column), labels i % 3.
+tg::data::Dataset ten_rows() {
   tg::data::Dataset d;
   d.features = tg::arange(0.0, 10.0).reshape({10, 1});
   for (int64_t i = 0; i < 10; ++i) d.labels.push_back(i % 3);
   d.num_classes = 3;
+  return d;
+}
+}  // namespace
+
+TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]") {
+  const tg::data::Dataset d = ten_rows();
   tg::data::DataLoader in_order(d, 4);
   CHECK(in_order.num_batches() == 3);
   tg::data::Batch b;
@@ -175,10 +183,7 @@ TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]")
 }
 
 TEST_CASE("DataLoader::set_order: a caller's sampler for one epoch", "[data]") {
-  tg::data::Dataset d;
-  d.features = tg::arange(0.0, 10.0).reshape({10, 1});
-  for (int64_t i = 0; i < 10; ++i) d.labels.push_back(i % 3);
-  d.num_classes = 3;
+  const tg::data::Dataset d = ten_rows();
   tg::data::DataLoader loader(d, 4);
   tg::data::Batch b;
   REQUIRE(loader.next(b));            // mid-epoch: set_order starts a new one
