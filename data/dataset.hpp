@@ -104,7 +104,7 @@ class DataLoader {
 
  private:
   void gather(int64_t pos, int64_t n, Batch& out) const;
-  void drop_prefetch();
+  void drop_prefetch() noexcept;
 
   const Dataset& data_;
   int64_t batch_size_;

@@ -49,15 +49,10 @@ DataLoader::DataLoader(const Dataset& data, int64_t batch_size, bool shuffle, Rn
   reset();
 }
 
-DataLoader::~DataLoader() {
-  try {
-    drop_prefetch();
-  } catch (...) {  // NOLINT(bugprone-empty-catch): the batch is discarded anyway
-  }
-}
+DataLoader::~DataLoader() { drop_prefetch(); }
 
-void DataLoader::drop_prefetch() {
-  if (pending_.valid()) pending_.wait();
+void DataLoader::drop_prefetch() noexcept {
+  pending_.cancel();  // a batch not started is never gathered; a failed one is discarded
   ahead_ = Batch{};
 }
 

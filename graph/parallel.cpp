@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -52,7 +54,8 @@ struct Job {
   int64_t chunk;
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
-  std::exception_ptr error;  // written once, by the thread that set `failed`
+  std::exception_ptr error;    // written once, by the thread that set `failed`
+  std::atomic<int> joined{0};  // workers inside this job (incremented under the pool mutex)
 
   void run_chunks() {
     for (;;) {
@@ -95,8 +98,19 @@ class Pool {
     for (auto& t : old) t.join();
     std::lock_guard lock(mutex_);
     stop_ = false;
-    threads_.store(n, std::memory_order_relaxed);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { work(); });
+    // Tasks their callers already ran or dropped go; the others stay queued for the new
+    // workers (or for their wait(), which runs an unstarted task itself).
+    auto finished = [](const auto& t) { return t->status.load() != 0; };
+    std::erase_if(tasks_, finished);
+    std::erase_if(deferred_, finished);
+    for (int i = 1; i < n; ++i) {
+      try {
+        workers_.emplace_back([this] { work(); });
+      } catch (const std::system_error&) {  // out of threads: run with the ones started
+        break;
+      }
+    }
+    threads_.store(static_cast<int>(workers_.size()) + 1, std::memory_order_relaxed);
 #ifdef __linux__
     if (sched_getaffinity(0, sizeof allowed_, &allowed_) != 0) CPU_ZERO(&allowed_);
     pinned_away_from_ = -1;
@@ -131,9 +145,16 @@ class Pool {
       std::lock_guard lock(mutex_);
       job_ = nullptr;  // no worker joins from now on
     }
-    // Workers that joined are inside a chunk: wait at most one chunk for them.
-    for (int spins = 0; active_.load(std::memory_order_acquire) != 0; ++spins)
-      if (spins > 64) std::this_thread::yield();
+    // Workers that joined this job are inside its last chunks: spin briefly, then yield,
+    // then sleep in short steps (a joined worker preempted on its CPU can take a time
+    // slice to come back). The counter is the job's own, so another caller's loop never
+    // extends this wait. No notify: the worker must not touch `job` after leaving it.
+    for (int spins = 0; job.joined.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins > 2000)
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      else if (spins > 64)
+        std::this_thread::yield();
+    }
     if (job.failed.load()) std::rethrow_exception(job.error);
   }
 
@@ -188,7 +209,7 @@ class Pool {
       if (job_ != nullptr && job_generation_ != seen) {
         // Deferred tasks first (Note [Deferred tasks]); the caller is working through the
         // loop's chunks meanwhile, and this worker joins whatever is left.
-        while (!deferred_.empty()) {
+        while (!deferred_.empty() && !stop_) {
           std::shared_ptr<AsyncTask::State> task = std::move(deferred_.front());
           deferred_.pop_front();
           lock.unlock();
@@ -199,10 +220,10 @@ class Pool {
         if (stop_ || job_ == nullptr || job_generation_ == seen) continue;
         seen = job_generation_;
         Job* job = job_;
-        active_.fetch_add(1, std::memory_order_relaxed);
+        job->joined.fetch_add(1, std::memory_order_relaxed);
         lock.unlock();
         job->run_chunks();
-        active_.fetch_sub(1, std::memory_order_release);
+        job->joined.fetch_sub(1, std::memory_order_release);  // last touch of `job`
         lock.lock();
         continue;
       }
@@ -223,7 +244,6 @@ class Pool {
   bool stop_ = false;
   Job* job_ = nullptr;
   uint64_t job_generation_ = 0;
-  std::atomic<int> active_{0};
   std::deque<std::shared_ptr<AsyncTask::State>> tasks_;
   std::deque<std::shared_ptr<AsyncTask::State>> deferred_;
 #ifdef __linux__
@@ -258,6 +278,29 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 
 bool is_worker_thread() { return in_worker; }
 
+void AsyncTask::cancel() noexcept {
+  if (!state_) return;
+  std::shared_ptr<State> s = std::move(state_);
+  int expected = 0;
+  if (s->status.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    s->work = nullptr;  // never runs; its captures go now
+    s->status.store(2, std::memory_order_release);
+    s->status.notify_all();
+    return;
+  }
+  for (int st = s->status.load(std::memory_order_acquire); st != 2;
+       st = s->status.load(std::memory_order_acquire))
+    s->status.wait(st, std::memory_order_acquire);
+}
+
+AsyncTask& AsyncTask::operator=(AsyncTask&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
 size_t queued_async_tasks() { return pool().queued(); }
 
 void AsyncTask::wait() {
@@ -284,6 +327,9 @@ void set_num_threads(int n) {
   if (n < 1) throw Error("set_num_threads: need at least 1 thread, got " + std::to_string(n));
   if (detail::in_worker) throw Error("set_num_threads: cannot be called from a worker thread");
   detail::pool().resize(n);
+  if (detail::pool().threads() < n)
+    throw Error("set_num_threads: could start only " + std::to_string(detail::pool().threads()) +
+                " of " + std::to_string(n) + " threads");
 }
 
 int num_threads() { return detail::pool().threads(); }

@@ -68,12 +68,20 @@ bool is_worker_thread();
 size_t queued_async_tasks();
 
 /// A unit of work handed to a worker by `run_async`.
+/// The handle owns the work: destroying or overwriting a valid handle cancels it (see
+/// `cancel`), so a task never outlives what its captures refer to.
 class AsyncTask {
  public:
   AsyncTask() = default;
+  AsyncTask(AsyncTask&&) noexcept = default;
+  AsyncTask& operator=(AsyncTask&& other) noexcept;
+  ~AsyncTask() { cancel(); }
   /// Blocks until the work is done and rethrows its exception. If no worker has started it
   /// yet, the caller runs it itself (so waiting never depends on a worker waking up).
   void wait();
+  /// Drops the work: if no worker has started it, it never runs; if one has, waits for it
+  /// to finish. An exception it threw is discarded. The handle is then empty.
+  void cancel() noexcept;
   bool valid() const { return state_ != nullptr; }
   struct State;
 

@@ -142,3 +142,14 @@ TEST_CASE("shapes whose element count overflows int64 are rejected", "[tensor]")
   CHECK((tg::Shape{int64_t{1} << 40, 0, int64_t{1} << 20}).numel() == 0);
   CHECK((tg::Shape{int64_t{1} << 31, int64_t{1} << 31}).numel() == int64_t{1} << 62);
 }
+
+TEST_CASE("tensor data starts on a 64-byte boundary", "[tensor][memory]") {
+  for (int64_t n : {1, 3, 16, 1000, 4097, 70000}) {
+    for (tg::Dtype dt : {tg::f32, tg::f64}) {
+      const Tensor t = tg::zeros({n}, dt);
+      INFO(n << " " << tg::dtype_name(dt));
+      CHECK(reinterpret_cast<uintptr_t>(t.raw_data()) % 64 == 0);
+      CHECK(t.nbytes() == static_cast<size_t>(n) * tg::itemsize(dt));
+    }
+  }
+}
