@@ -60,6 +60,17 @@ struct LocalBlocks {
     count = 0;
     total = 0;
   }
+  // Takes slot i out, keeping the others in LIFO order.
+  void* take(int i) {
+    void* p = blocks[i];
+    total -= bytes[i];
+    for (int j = i + 1; j < count; ++j) {
+      bytes[j - 1] = bytes[j];
+      blocks[j - 1] = blocks[j];
+    }
+    --count;
+    return p;
+  }
 };
 thread_local LocalBlocks t_local{};  // trivially destructible: usable during thread exit
 
@@ -73,17 +84,8 @@ thread_local LocalBlocksReaper t_reaper;
 
 void* local_take(size_t bytes) {
   LocalBlocks& l = t_local;
-  for (int i = l.count - 1; i >= 0; --i) {
-    if (l.bytes[i] != bytes) continue;
-    void* p = l.blocks[i];
-    for (int j = i + 1; j < l.count; ++j) {  // keep the rest in LIFO order
-      l.bytes[j - 1] = l.bytes[j];
-      l.blocks[j - 1] = l.blocks[j];
-    }
-    --l.count;
-    l.total -= bytes;
-    return p;
-  }
+  for (int i = l.count - 1; i >= 0; --i)
+    if (l.bytes[i] == bytes) return l.take(i);
   return nullptr;
 }
 
@@ -95,15 +97,8 @@ bool local_keep(void* p, size_t bytes) {
     return false;
   }
   (void)&t_reaper;  // registers the reaper for this thread
-  while (l.count > 0 && (l.count == kLocalSlots || l.total + bytes > kLocalBytes)) {
-    ::operator delete(l.blocks[0]);  // drop the oldest
-    l.total -= l.bytes[0];
-    for (int j = 1; j < l.count; ++j) {
-      l.bytes[j - 1] = l.bytes[j];
-      l.blocks[j - 1] = l.blocks[j];
-    }
-    --l.count;
-  }
+  while (l.count > 0 && (l.count == kLocalSlots || l.total + bytes > kLocalBytes))
+    ::operator delete(l.take(0));  // drop the oldest
   l.bytes[l.count] = bytes;
   l.blocks[l.count] = p;
   ++l.count;
