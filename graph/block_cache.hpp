@@ -21,4 +21,10 @@ inline constexpr size_t kCachedBlockMin = size_t{256} << 10;
 void* block_allocate(size_t bytes);
 void block_free(void* p, size_t bytes);
 
+/// Graph nodes (Note [Node blocks] in block_cache.cpp): blocks up to kNodeBlockMax bytes from
+/// per-thread free lists by 64-byte size class; larger ones from the C++ allocator.
+inline constexpr size_t kNodeBlockMax = 1024;
+void* node_allocate(size_t bytes);
+void node_free(void* p, size_t bytes) noexcept;
+
 }  // namespace tg::detail

@@ -5,24 +5,44 @@
 // (a plain load and store), and reading sums the slots. A thread's slot is folded into the
 // shared total when the thread ends. Reading is rare (debugging, tests); updating happens
 // on every op, where a locked instruction per update cost ~25% of a one-element op.
+//
+// The update is inline: each counter owns a fixed slot index, and the per-thread slots are
+// constant-initialised plain data, so an update is a TLS load, a compare and a store (as an
+// out-of-line call with a slot search it was ~1.6 ns of a 42 ns result allocation, 4 calls).
 
 #include <atomic>
 #include <cstdint>
 
 namespace tg::detail {
 
+inline constexpr int kLiveCounters = 2;
+
+struct LiveSlots {
+  std::atomic<int64_t> value[kLiveCounters];
+  bool registered;
+};
+inline thread_local constinit LiveSlots t_live_slots{};
+
 class LiveCounter {
  public:
-  void add(int64_t n);
+  explicit constexpr LiveCounter(int index) : index_(index) {}
+  void add(int64_t n) {
+    LiveSlots& s = t_live_slots;
+    if (!s.registered) [[unlikely]]
+      register_thread();
+    std::atomic<int64_t>& v = s.value[index_];
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   int64_t total() const;
 
-  struct Slot;
-
  private:
-  Slot& slot();
+  // Makes this thread's slots visible to total() and folds them into the shared total
+  // when the thread ends.
+  static void register_thread();
+  int index_;
 };
 
-inline LiveCounter g_live_nodes_counter;
-inline LiveCounter g_live_bytes_counter;
+inline constinit LiveCounter g_live_nodes_counter{0};
+inline constinit LiveCounter g_live_bytes_counter{1};
 
 }  // namespace tg::detail

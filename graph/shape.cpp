@@ -7,12 +7,29 @@
 
 namespace tg {
 
-Shape::Shape(std::initializer_list<int64_t> dims) {
-  for (int64_t d : dims) push_back(d);
-}
+Shape::Shape(std::initializer_list<int64_t> dims) { assign(dims.begin(), dims.size()); }
 
-Shape::Shape(const std::vector<int64_t>& dims) {
-  for (int64_t d : dims) push_back(d);
+Shape::Shape(const std::vector<int64_t>& dims) { assign(dims.data(), dims.size()); }
+
+// One pass over the extents (push_back per extent recomputed the product each time; this
+// is on the path of every op result).
+void Shape::assign(const int64_t* dims, size_t n) {
+  if (n > static_cast<size_t>(kMaxRank))
+    throw ShapeError("Shape: rank " + std::to_string(n) + " is above the maximum of " +
+                     std::to_string(kMaxRank));
+  int64_t prod = 1;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t d = dims[i];
+    if (d <= 0 || __builtin_mul_overflow(prod, d, &prod)) {
+      rank_ = 0;
+      // A zero extent, or a fault: the checked path (zero extents are excluded from the
+      // product there; a fault is found and worded).
+      for (size_t j = 0; j < n; ++j) push_back(dims[j]);
+      return;
+    }
+    dims_[i] = d;
+  }
+  rank_ = static_cast<int>(n);
 }
 
 void Shape::push_back(int64_t d) {
@@ -40,12 +57,6 @@ void Shape::insert(int pos, int64_t d) {
 void Shape::erase(int pos) {
   for (int i = pos; i + 1 < rank_; ++i) dims_[i] = dims_[i + 1];
   --rank_;
-}
-
-int64_t Shape::numel() const {
-  int64_t n = 1;
-  for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];  // checked in push_back
-  return n;
 }
 
 std::string Shape::str() const {

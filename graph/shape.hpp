@@ -37,8 +37,12 @@ class Shape {
   void insert(int pos, int64_t d);
   void erase(int pos);
 
-  /// Product of the extents (1 for rank 0).
-  int64_t numel() const;
+  /// Product of the extents (1 for rank 0; cannot overflow, push_back checks).
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];
+    return n;
+  }
   std::vector<int64_t> to_vector() const { return {begin(), end()}; }
   /// "[2, 3]"
   std::string str() const;
@@ -47,6 +51,8 @@ class Shape {
   friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
 
  private:
+  void assign(const int64_t* dims, size_t n);
+
   std::array<int64_t, kMaxRank> dims_{};
   int rank_ = 0;
 };

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/dtype.hpp"
@@ -16,6 +18,16 @@ namespace tg {
 
 class Rng;
 
+namespace detail {
+/// The head of a tensor buffer: one allocation holds it and then the data, which starts on
+/// the next 64-byte boundary. `refs` counts the Tensor handles sharing it.
+struct Storage {
+  std::atomic<long> refs;
+  size_t block_bytes;  // the whole allocation, head included
+};
+void free_storage(Storage* s) noexcept;
+}  // namespace detail
+
 /// Dense, contiguous, row-major data of any rank with a run-time dtype (f32 or f64).
 ///
 /// A Tensor is a cheap handle: copies share the same buffer (like a LibTorch tensor or a
@@ -24,6 +36,31 @@ class Rng;
 class Tensor {
  public:
   Tensor() = default;
+  Tensor(const Tensor& o) noexcept
+      : storage_(o.storage_), data_(o.data_), shape_(o.shape_), numel_(o.numel_), dtype_(o.dtype_) {
+    if (storage_) storage_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  Tensor(Tensor&& o) noexcept
+      : storage_(o.storage_), data_(o.data_), shape_(o.shape_), numel_(o.numel_), dtype_(o.dtype_) {
+    o.storage_ = nullptr;
+    o.data_ = nullptr;
+  }
+  Tensor& operator=(const Tensor& o) noexcept {
+    Tensor(o).swap(*this);
+    return *this;
+  }
+  Tensor& operator=(Tensor&& o) noexcept {
+    Tensor(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~Tensor() { release(); }
+  void swap(Tensor& o) noexcept {
+    std::swap(storage_, o.storage_);
+    std::swap(data_, o.data_);
+    std::swap(shape_, o.shape_);
+    std::swap(numel_, o.numel_);
+    std::swap(dtype_, o.dtype_);
+  }
 
   /// A tensor whose contents are unspecified (to be overwritten).
   static Tensor empty(const Shape& shape, Dtype dtype = f32);
@@ -44,12 +81,14 @@ class Tensor {
   /// Typed pointer to the first element; throws DtypeError when T does not match.
   template <class T>
   T* data() {
-    check_dtype(dtype_of<T>);
+    if (dtype_ != dtype_of<T> || !storage_) [[unlikely]]
+      check_dtype(dtype_of<T>);
     return static_cast<T*>(data_);
   }
   template <class T>
   const T* data() const {
-    check_dtype(dtype_of<T>);
+    if (dtype_ != dtype_of<T> || !storage_) [[unlikely]]
+      check_dtype(dtype_of<T>);
     return static_cast<const T*>(data_);
   }
   void* raw_data() { return data_; }
@@ -81,15 +120,23 @@ class Tensor {
   /// True when both handles share one buffer.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
   /// Number of handles sharing this buffer (used to decide when a buffer may be reused).
-  long storage_use_count() const { return storage_.use_count(); }
+  long storage_use_count() const {
+    return storage_ ? storage_->refs.load(std::memory_order_acquire) : 0;
+  }
 
   /// NumPy-style text, e.g. "[[1, 2],\n [3, 4]]".
   std::string str() const;
 
  private:
   void check_dtype(Dtype want) const;
+  void release() noexcept {
+    // The last handle needs no locked decrement: nobody else can copy it meanwhile.
+    if (storage_ && (storage_->refs.load(std::memory_order_acquire) == 1 ||
+                     storage_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1))
+      detail::free_storage(storage_);
+  }
 
-  std::shared_ptr<std::byte[]> storage_;
+  detail::Storage* storage_ = nullptr;
   void* data_ = nullptr;
   Shape shape_;
   int64_t numel_ = 0;

@@ -16,7 +16,7 @@ int64_t live_nodes() { return detail::g_live_nodes_counter.total(); }
 }  // namespace debug
 
 Node::Node() { detail::g_live_nodes_counter.add(1); }
-Node::Node(Tensor v) : value(std::move(v)) { detail::g_live_nodes_counter.add(1); }
+Node::Node(Tensor&& v) : value(std::move(v)) { detail::g_live_nodes_counter.add(1); }
 
 // Note [Iterative graph destruction]
 // A node owns its inputs, so dropping the last handle to the end of a chain of a million
@@ -55,16 +55,19 @@ bool BackwardCtx::needs_grad(size_t i) const {
   return v.defined() && v.node()->requires_grad;
 }
 
-Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>(std::move(value))) {
+Var::Var(Tensor value, bool requires_grad)
+    : node_(std::allocate_shared<Node>(detail::NodeAllocator<Node>(), std::move(value))) {
   node_->requires_grad = requires_grad;
 }
 
 static Node& checked(const std::shared_ptr<Node>& n, const char* what) {
-  if (!n) throw GraphError(std::string(what) + ": the Var is undefined");
+  if (!n) throw_undefined(what);
   return *n;
 }
 
-Tensor& Var::value() const { return checked(node_, "value").value; }
+void throw_undefined(const char* what) {
+  throw GraphError(std::string(what) + ": the Var is undefined");
+}
 
 void Var::set_value(Tensor value) {
   Node& n = checked(node_, "set_value");
@@ -73,8 +76,6 @@ void Var::set_value(Tensor value) {
                      std::string(n.name) + "'");
   n.value = std::move(value);
 }
-
-bool Var::requires_grad() const { return node_ && node_->requires_grad; }
 
 Var& Var::requires_grad_(bool on) {
   Node& n = checked(node_, "requires_grad_");

@@ -54,7 +54,7 @@ class Var {
 
   bool defined() const { return node_ != nullptr; }
   /// The value (a handle: writing through it updates the value in place, as optimizers do).
-  Tensor& value() const;
+  inline Tensor& value() const;
   /// Replaces a leaf's value (e.g. after a dtype conversion); throws for a non-leaf.
   void set_value(Tensor value);
   const Shape& shape() const { return value().shape(); }
@@ -63,7 +63,7 @@ class Var {
   int dim() const { return value().dim(); }
   double item() const { return value().item(); }
 
-  bool requires_grad() const;
+  inline bool requires_grad() const;
   /// Turns gradient tracking of a leaf on or off.
   Var& requires_grad_(bool on = true);
   /// True when not produced by a recorded op.
@@ -110,7 +110,7 @@ std::ostream& operator<<(std::ostream& os, const Var& v);
 class Node {
  public:
   Node();
-  explicit Node(Tensor v);
+  explicit Node(Tensor&& v);
   virtual ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -163,6 +163,27 @@ class BackwardCtx {
 };
 
 namespace detail {
+void* node_allocate(size_t bytes);
+void node_free(void* p, size_t bytes) noexcept;
+
+/// Where nodes live: per-thread free lists (Note [Node blocks] in graph/block_cache.cpp).
+template <class T>
+struct NodeAllocator {
+  using value_type = T;
+  NodeAllocator() = default;
+  template <class U>
+  NodeAllocator(const NodeAllocator<U>&) {}
+  T* allocate(size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    return static_cast<T*>(node_allocate(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) noexcept { node_free(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const NodeAllocator<U>&) const {
+    return true;
+  }
+};
+
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
 void finish_record(Node& node);
@@ -179,8 +200,9 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
   if (grad_enabled)
     for (It it = first; it != last && !wanted; ++it)
       wanted = static_cast<const Var&>(*it).requires_grad();
-  if (!wanted) return Var(std::move(value));
-  auto node = std::make_shared<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
+  if (!wanted) return Var(std::allocate_shared<Node>(NodeAllocator<Node>(), std::move(value)));
+  using N = FnNode<std::decay_t<F>>;
+  auto node = std::allocate_shared<N>(NodeAllocator<N>(), std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));
   node->name = op;
@@ -190,6 +212,16 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
   return Var(std::move(node));
 }
 }  // namespace detail
+
+[[noreturn]] void throw_undefined(const char* what);
+
+inline bool Var::requires_grad() const { return node_ && node_->requires_grad; }
+
+inline Tensor& Var::value() const {
+  if (!node_) [[unlikely]]
+    throw_undefined("value");
+  return node_->value;
+}
 
 /// An input of `record`: refers to the caller's Var without copying it, so nothing is
 /// copied when nothing is recorded.

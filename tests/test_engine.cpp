@@ -252,6 +252,39 @@ TEST_CASE("graph nodes return to baseline after a training step", "[engine]") {
   CHECK(tg::debug::live_tensor_bytes() == bytes);
 }
 
+TEST_CASE("a graph built on one thread runs backward and dies on another", "[engine][threads]") {
+  // Nodes come from per-thread free lists (Note [Node blocks]): a node freed on another
+  // thread joins that thread's lists, and both threads keep building graphs afterwards.
+  Var x = scalar_param(2.0);
+  const int64_t base = tg::debug::live_nodes();
+  const int64_t bytes = tg::debug::live_tensor_bytes();
+  for (int round = 0; round < 3; ++round) {
+    Var y;
+    std::thread builder([&] {
+      Var t = x;
+      for (int i = 0; i < 2000; ++i) t = tg::sigmoid(t) * 0.5 + t;
+      y = t;
+    });
+    builder.join();
+    double from_main = 0;
+    std::thread consumer([&] {
+      y.backward();
+      from_main = g(x);
+      y = Var();  // the whole chain is freed on this thread
+    });
+    consumer.join();
+    CHECK(from_main != 0.0);
+    x.zero_grad();
+    Var z = x;  // the main thread builds again after the other threads ended
+    for (int i = 0; i < 2000; ++i) z = tg::sigmoid(z) * 0.5 + z;
+    z.backward();
+    CHECK(g(x) == Approx(from_main));
+    x.zero_grad();
+  }
+  CHECK(tg::debug::live_nodes() == base);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+}
+
 TEST_CASE("a user's own op records through the same call as built-in ones", "[engine]") {
   // softplus(x) = log(1 + exp(x)), d = sigmoid(x)
   auto my_softplus = [](const Var& x) {

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include <tapegrad/tapegrad.hpp>
 
@@ -152,4 +154,63 @@ TEST_CASE("tensor data starts on a 64-byte boundary", "[tensor][memory]") {
       CHECK(t.nbytes() == static_cast<size_t>(n) * tg::itemsize(dt));
     }
   }
+}
+
+TEST_CASE("tensor handles count the users of their buffer", "[tensor][memory]") {
+  const int64_t before = tg::debug::live_tensor_bytes();
+  {
+    Tensor a = tg::full({3, 5}, 2.0);
+    CHECK(a.storage_use_count() == 1);
+    Tensor b = a;  // copy: shares
+    CHECK(a.storage_use_count() == 2);
+    CHECK(b.shares_storage_with(a));
+    Tensor c = std::move(b);  // move: hands over, no new user
+    CHECK(a.storage_use_count() == 2);
+    CHECK_FALSE(b.defined());
+    CHECK(b.storage_use_count() == 0);
+    c = c;  // self-assignment keeps the buffer
+    CHECK(c.defined());
+    CHECK(a.storage_use_count() == 2);
+    c = std::move(c);
+    CHECK(c.defined());
+    CHECK(c.at({2, 4}) == 2.0);
+    c = tg::zeros({2});  // reassignment lets the old buffer go
+    CHECK(a.storage_use_count() == 1);
+    b = a.reshape({15});  // a view shares too
+    CHECK(a.storage_use_count() == 2);
+    CHECK(b.at({14}) == 2.0);
+    Tensor d;
+    CHECK(d.storage_use_count() == 0);
+    d = a;
+    CHECK(a.storage_use_count() == 3);
+  }
+  CHECK(tg::debug::live_tensor_bytes() == before);  // every buffer freed exactly once
+}
+
+TEST_CASE("a buffer shared across threads is freed once, by its last user", "[tensor][memory]") {
+  const int64_t before = tg::debug::live_tensor_bytes();
+  {
+    std::vector<Tensor> handles;
+    {
+      const Tensor t = tg::ones({4096});
+      for (int i = 0; i < 8; ++i) handles.push_back(t);
+    }
+    std::vector<std::thread> threads;
+    for (auto& h : handles) threads.emplace_back([h = std::move(h)]() mutable { h = Tensor(); });
+    for (auto& th : threads) th.join();
+  }
+  CHECK(tg::debug::live_tensor_bytes() == before);
+}
+
+TEST_CASE("shapes check every extent however they are built", "[tensor]") {
+  CHECK((Shape{2, 0, 3}).numel() == 0);
+  CHECK((Shape{2, 0, 3}).str() == "[2, 0, 3]");
+  CHECK(Shape(std::vector<int64_t>{4, 5}).numel() == 20);
+  CHECK(Shape{}.numel() == 1);
+  CHECK_THROWS_WITH((Shape{2, -1}), Catch::Contains("negative extent -1"));
+  CHECK_THROWS_WITH(Shape(std::vector<int64_t>{0, -3}), Catch::Contains("negative extent -3"));
+  CHECK_THROWS_WITH((Shape{1, 1, 1, 1, 1, 1, 1, 1, 1}), Catch::Contains("maximum of 8"));
+  CHECK_THROWS_WITH((Shape{0, int64_t{1} << 40, int64_t{1} << 30}),
+                    Catch::Contains("more elements than int64"));
+  CHECK_THROWS_AS(tg::zeros({int64_t{1} << 62}), std::bad_alloc);  // 2^64 bytes
 }
