@@ -8,6 +8,14 @@
 
 #include "graph/tensor.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TG_NODE_LISTS_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  // clang before 2025 does not define the macro above
+#define TG_NODE_LISTS_OFF 1
+#endif
+#endif
+
 namespace tg {
 
 namespace {
@@ -106,6 +114,7 @@ bool local_keep(void* p, size_t bytes) {
   return true;
 }
 
+#ifndef TG_NODE_LISTS_OFF
 // Note [Node blocks]: every recorded op and every op result allocates one graph node
 // (~300 bytes plus its backward closure). glibc keeps only 7 freed blocks per size in its
 // per-thread cache, so a graph of thousands of nodes freed after backward and rebuilt by
@@ -147,6 +156,7 @@ struct NodeListsReaper {
 thread_local NodeListsReaper t_nodes_reaper;
 
 int node_class(size_t bytes) { return static_cast<int>((bytes - 1) / kNodeClass); }
+#endif
 
 }  // namespace
 
@@ -184,7 +194,7 @@ void block_free(void* p, size_t bytes) {
   ::operator delete(p);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef TG_NODE_LISTS_OFF
 // ASan builds: every node its own allocation, so a use after free is still caught.
 void* node_allocate(size_t bytes) { return ::operator new(bytes); }
 void node_free(void* p, size_t) noexcept { ::operator delete(p); }

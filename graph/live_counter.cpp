@@ -1,8 +1,6 @@
 #include "graph/live_counter.hpp"
 
-#include <algorithm>
 #include <mutex>
-#include <vector>
 
 namespace tg::detail {
 
@@ -10,7 +8,7 @@ namespace {
 
 struct Registry {
   std::mutex mutex;
-  std::vector<LiveSlots*> threads;      // slots of running threads
+  LiveSlots* threads = nullptr;         // slots of running threads (intrusive list)
   int64_t retired[kLiveCounters] = {};  // totals of ended threads
 };
 
@@ -20,37 +18,50 @@ Registry& registry() {
 }
 
 // The slots are trivially destructible (usable even while the thread's other thread_local
-// objects are being destroyed); the Retirer folds them into the shared total at thread end.
+// objects are being destroyed); the Retirer folds them into the shared total at thread end,
+// after which the thread's updates (a tensor freed by a later thread_local destructor) go to
+// the shared total directly.
 struct Retirer {
   ~Retirer() {
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
     LiveSlots& s = t_live_slots;
-    std::erase(r.threads, &s);
+    (s.prev ? s.prev->next : r.threads) = s.next;
+    if (s.next) s.next->prev = s.prev;
     for (int i = 0; i < kLiveCounters; ++i)
       r.retired[i] += s.value[i].exchange(0, std::memory_order_relaxed);
+    s.retired = true;
   }
 };
 
 }  // namespace
 
-void LiveCounter::register_thread() {
-  thread_local Retirer retirer;  // constructed on this thread's first update
-  (void)retirer;
-  Registry& r = registry();
-  std::lock_guard lock(r.mutex);
+// NOTE: noexcept, as it runs from destructors; the registry lock is the only thing here that
+// could throw (std::system_error), which the C++ runtime does not do for a valid mutex.
+void LiveCounter::add_slow(int64_t n) noexcept {
   LiveSlots& s = t_live_slots;
+  Registry& r = registry();
   if (!s.registered) {
-    r.threads.push_back(&s);
+    thread_local Retirer retirer;  // constructed on this thread's first update
+    (void)retirer;
+    std::lock_guard lock(r.mutex);
+    s.next = r.threads;
+    if (s.next) s.next->prev = &s;
+    r.threads = &s;
     s.registered = true;
+    s.value[index_].store(n, std::memory_order_relaxed);
+    return;
   }
+  std::lock_guard lock(r.mutex);  // retired
+  r.retired[index_] += n;
 }
 
 int64_t LiveCounter::total() const {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   int64_t sum = r.retired[index_];
-  for (const LiveSlots* s : r.threads) sum += s->value[index_].load(std::memory_order_relaxed);
+  for (const LiveSlots* s = r.threads; s; s = s->next)
+    sum += s->value[index_].load(std::memory_order_relaxed);
   return sum;
 }
 

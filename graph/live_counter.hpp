@@ -19,26 +19,30 @@ inline constexpr int kLiveCounters = 2;
 
 struct LiveSlots {
   std::atomic<int64_t> value[kLiveCounters];
-  bool registered;
+  bool registered;  // visible to total() (or, once retired, folded into the shared total)
+  bool retired;     // the thread is ending: updates go straight to the shared total
+  LiveSlots* prev;  // the registry's list of running threads (no allocation to register)
+  LiveSlots* next;
 };
 inline thread_local constinit LiveSlots t_live_slots{};
 
 class LiveCounter {
  public:
   explicit constexpr LiveCounter(int index) : index_(index) {}
-  void add(int64_t n) {
+  void add(int64_t n) noexcept {
     LiveSlots& s = t_live_slots;
-    if (!s.registered) [[unlikely]]
-      register_thread();
+    if (!s.registered || s.retired) [[unlikely]]
+      return add_slow(n);
     std::atomic<int64_t>& v = s.value[index_];
     v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   int64_t total() const;
 
  private:
-  // Makes this thread's slots visible to total() and folds them into the shared total
-  // when the thread ends.
-  static void register_thread();
+  // A thread's first update makes its slots visible to total() (and registers their folding
+  // into the shared total when the thread ends); an update after that adds to the shared
+  // total directly.
+  void add_slow(int64_t n) noexcept;
   int index_;
 };
 

@@ -34,10 +34,13 @@ class Shape {
   int64_t back() const { return dims_[static_cast<size_t>(rank_ - 1)]; }
 
   void push_back(int64_t d);
+  /// Rank 0 again.
+  void clear() { rank_ = 0; }
   void insert(int pos, int64_t d);
   void erase(int pos);
 
-  /// Product of the extents (1 for rank 0; cannot overflow, push_back checks).
+  /// Product of the extents (1 for rank 0; cannot overflow: every way of building or
+  /// changing a Shape except operator[] checks it, and writers through operator[] must).
   int64_t numel() const {
     int64_t n = 1;
     for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];

@@ -99,6 +99,7 @@ void Tensor::check_dtype(Dtype want) const {
 int64_t Tensor::size(int64_t axis) const { return shape_[normalize_axis(axis, dim(), "size")]; }
 
 double Tensor::item() const {
+  if (!defined()) throw Error("item: the tensor is undefined");
   if (numel_ != 1)
     throw ShapeError("item: tensor of shape " + shape_.str() + " has " + std::to_string(numel_) +
                      " elements, not 1");
@@ -107,6 +108,7 @@ double Tensor::item() const {
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
+  if (!defined()) throw Error("at: the tensor is undefined");
   if (static_cast<int>(index.size()) != dim())
     throw IndexError("at: " + std::to_string(index.size()) + " indices for a tensor of shape " +
                      shape_.str());
@@ -134,13 +136,14 @@ std::vector<double> Tensor::to_vector() const {
 }
 
 Tensor Tensor::to(Dtype dtype) const {
-  if (dtype == dtype_) return *this;
+  if (dtype == dtype_ || !defined()) return *this;
   Tensor out = empty(shape_, dtype);
   out.copy_(*this);
   return out;
 }
 
 Tensor Tensor::clone() const {
+  if (!defined()) return Tensor();
   Tensor out = empty(shape_, dtype_);
   if (numel_ > 0) std::memcpy(out.data_, data_, nbytes());
   return out;

@@ -40,10 +40,13 @@ class Tensor {
       : storage_(o.storage_), data_(o.data_), shape_(o.shape_), numel_(o.numel_), dtype_(o.dtype_) {
     if (storage_) storage_->refs.fetch_add(1, std::memory_order_relaxed);
   }
+  /// Leaves `o` as a default (undefined, rank-0, empty) tensor.
   Tensor(Tensor&& o) noexcept
       : storage_(o.storage_), data_(o.data_), shape_(o.shape_), numel_(o.numel_), dtype_(o.dtype_) {
     o.storage_ = nullptr;
     o.data_ = nullptr;
+    o.shape_.clear();
+    o.numel_ = 0;
   }
   Tensor& operator=(const Tensor& o) noexcept {
     Tensor(o).swap(*this);

@@ -202,7 +202,11 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
       wanted = static_cast<const Var&>(*it).requires_grad();
   if (!wanted) return Var(std::allocate_shared<Node>(NodeAllocator<Node>(), std::move(value)));
   using N = FnNode<std::decay_t<F>>;
-  auto node = std::allocate_shared<N>(NodeAllocator<N>(), std::forward<F>(backward));
+  std::shared_ptr<N> node;
+  if constexpr (alignof(N) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)  // an over-aligned capture
+    node = std::make_shared<N>(std::forward<F>(backward));
+  else
+    node = std::allocate_shared<N>(NodeAllocator<N>(), std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));
   node->name = op;

@@ -119,7 +119,16 @@ Tensor NpyArray::to_tensor() const {
   if (shape.size() > static_cast<size_t>(Shape::kMaxRank))  // found by tests/fuzz/fuzz_npz
     throw IoError("npz: an array of rank " + std::to_string(shape.size()) +
                   " cannot become a tensor (rank at most " + std::to_string(Shape::kMaxRank) + ")");
-  Tensor t = Tensor::empty(Shape(shape), type == NpyType::f32 ? f32 : f64);
+  // An empty array can have extents whose other (non-zero) extents multiply past int64,
+  // which numpy stores but a Shape refuses (found by tests/fuzz/fuzz_npz).
+  Shape s;
+  try {
+    s = Shape(shape);
+  } catch (const ShapeError& e) {
+    throw IoError("npz: an array of shape " + shape_str(shape) + " cannot become a tensor (" +
+                  e.what() + ")");
+  }
+  Tensor t = Tensor::empty(s, type == NpyType::f32 ? f32 : f64);
   if (!bytes.empty()) std::memcpy(t.raw_data(), bytes.data(), bytes.size());
   return t;
 }

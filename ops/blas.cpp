@@ -71,9 +71,11 @@ Shape gemm_shape(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tenso
   n = tb ? b.shape()[rb - 2] : b.shape()[rb - 1];
   if (k != kb)
     fail("do not match: inner extents " + std::to_string(k) + " and " + std::to_string(kb));
-  Shape shape = a.shape();
-  shape[ra - 2] = m;
-  shape[ra - 1] = n;
+  // Built through the checked constructor: op(a) and op(b) can each be empty while
+  // [batch..., m, n] has more elements than int64 can count.
+  Shape shape(a.shape().begin(), a.shape().end() - 2);
+  shape.push_back(m);
+  shape.push_back(n);
   if (bias) {
     check_same_dtype(a, *bias, "linear");
     if (bias->dim() != 1 || bias->shape()[0] != n)

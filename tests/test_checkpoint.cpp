@@ -55,6 +55,23 @@ TEST_CASE("npy encoding round-trips and matches numpy's header layout") {
   CHECK(s.find("'shape': ()") != std::string::npos);
 }
 
+TEST_CASE("an empty .npy array too large for a tensor shape throws IoError, not ShapeError") {
+  // Found by tests/fuzz/fuzz_npz (corpus seed regress_empty_huge.npy): the zero extent makes
+  // the array empty, so it decodes, but 4311 * 193201 * 6666666666666 overflows int64.
+  tg::NpyArray a;
+  a.type = tg::NpyType::f32;
+  a.shape = {0, 4311, 193201, 6666666666666, 3};
+  const std::string bytes = tg::npy_encode(a);
+  const auto back =
+      tg::npy_decode(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "e");
+  CHECK(back.shape == a.shape);
+  CHECK_THROWS_WITH(back.to_tensor(),
+                    Catch::Contains("npz: an array of shape [0, 4311, 193201, 6666666666666, 3] "
+                                    "cannot become a tensor") &&
+                        Catch::Contains("more elements than int64"));
+  CHECK_THROWS_AS(back.to_tensor(), tg::IoError);
+}
+
 TEST_CASE("NpzArchive holds tensors, scalars and integers and writes deterministic files") {
   const auto dir = tgtest::temp_dir("npz_archive");
   tg::Rng rng(2);

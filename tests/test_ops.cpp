@@ -388,3 +388,17 @@ TEST_CASE("matmul_out rejects a wrong, undefined or overlapping output", "[ops][
                     "matmul_out: out shares memory with an operand (BLAS cannot write in place)");
   CHECK(square.at({1, 1}) == 1.0);  // untouched
 }
+
+TEST_CASE("a product of empty operands whose result would overflow int64 is refused",
+          "[ops][matmul][errors]") {
+  // op(a) and op(b) each hold no element, but [1, 2^62 + 1, 4] has more than int64 counts.
+  const int64_t huge = (int64_t{1} << 62) + 1;
+  const Var a = tg::constant(Tensor::empty({1, huge, 0})), b = tg::constant(tg::zeros({1, 0, 4}));
+  CHECK_THROWS_WITH(tg::matmul(a, b, false, false), Catch::Contains("more elements than int64"));
+  const Var a2 = tg::constant(Tensor::empty({huge, 0})), b2 = tg::constant(tg::zeros({0, 4}));
+  CHECK_THROWS_WITH(tg::matmul(a2, b2), Catch::Contains("more elements than int64"));
+  // and an honest empty product still works
+  const Var e = tg::matmul(tg::constant(tg::zeros({2, 0})), tg::constant(tg::zeros({0, 3})));
+  CHECK(e.shape() == Shape{2, 3});
+  CHECK(e.value().at({1, 2}) == 0.0);
+}

@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <latch>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -183,20 +185,48 @@ TEST_CASE("tensor handles count the users of their buffer", "[tensor][memory]") 
     CHECK(d.storage_use_count() == 0);
     d = a;
     CHECK(a.storage_use_count() == 3);
+    Tensor only = tg::full({4}, 7.0);  // the sole owner assigned to itself keeps its buffer
+    only = only;
+    CHECK(only.storage_use_count() == 1);
+    CHECK(only.at({3}) == 7.0);
+    only = std::move(only);
+    CHECK(only.storage_use_count() == 1);
+    CHECK(only.at({0}) == 7.0);
+    Tensor from = tg::full({2, 2}, 1.0);
+    Tensor to = std::move(from);  // a moved-from tensor is a default one
+    CHECK_FALSE(from.defined());
+    CHECK(from.dim() == 0);
+    CHECK(from.numel() == 0);
+    CHECK(from.nbytes() == 0);
+    CHECK_THROWS_WITH(from.item(), "item: the tensor is undefined");
+    CHECK_THROWS_WITH(from.at({}), "at: the tensor is undefined");
+    CHECK_FALSE(from.clone().defined());
+    CHECK_FALSE(from.to(tg::f64).defined());
   }
   CHECK(tg::debug::live_tensor_bytes() == before);  // every buffer freed exactly once
 }
 
-TEST_CASE("a buffer shared across threads is freed once, by its last user", "[tensor][memory]") {
+TEST_CASE("a buffer shared across threads is freed once, by its last user",
+          "[tensor][memory][threads]") {
+  // 4 threads copy and drop handles to one buffer at the same moment (released together
+  // by a latch), 200 times: the count must end at exactly one free per buffer.
   const int64_t before = tg::debug::live_tensor_bytes();
-  {
-    std::vector<Tensor> handles;
-    {
-      const Tensor t = tg::ones({4096});
-      for (int i = 0; i < 8; ++i) handles.push_back(t);
-    }
+  for (int round = 0; round < 200; ++round) {
+    Tensor shared = tg::full({1024}, 3.0);
+    std::latch go(5);
     std::vector<std::thread> threads;
-    for (auto& h : handles) threads.emplace_back([h = std::move(h)]() mutable { h = Tensor(); });
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&go, h = shared]() mutable {
+        go.arrive_and_wait();
+        for (int i = 0; i < 50; ++i) {
+          Tensor copy = h;
+          Tensor moved = std::move(copy);
+          if (moved.at({i}) != 3.0) std::abort();
+        }
+        h = Tensor();
+      });
+    shared = Tensor();  // the last user may be any thread
+    go.arrive_and_wait();
     for (auto& th : threads) th.join();
   }
   CHECK(tg::debug::live_tensor_bytes() == before);
@@ -211,6 +241,10 @@ TEST_CASE("shapes check every extent however they are built", "[tensor]") {
   CHECK_THROWS_WITH(Shape(std::vector<int64_t>{0, -3}), Catch::Contains("negative extent -3"));
   CHECK_THROWS_WITH((Shape{1, 1, 1, 1, 1, 1, 1, 1, 1}), Catch::Contains("maximum of 8"));
   CHECK_THROWS_WITH((Shape{0, int64_t{1} << 40, int64_t{1} << 30}),
+                    Catch::Contains("more elements than int64"));
+  CHECK_THROWS_WITH((Shape{int64_t{1} << 40, int64_t{1} << 30}),
+                    Catch::Contains("more elements than int64"));
+  CHECK_THROWS_WITH(Shape(std::vector<int64_t>{int64_t{1} << 40, int64_t{1} << 30}),
                     Catch::Contains("more elements than int64"));
   CHECK_THROWS_AS(tg::zeros({int64_t{1} << 62}), std::bad_alloc);  // 2^64 bytes
 }
