@@ -92,8 +92,7 @@ Pixels decimate(const Pixels& p) {
 // Line chart.
 
 std::string render_svg(const LineChart& chart, int width, int height) {
-  width = std::clamp(width, 240, 20000);
-  height = std::clamp(height, 180, 20000);
+  clamp_canvas(width, height);
   const double W = width, H = height;
   constexpr double kTickFont = 11, kLabelFont = 13, kLegendFont = 12, kRow = 18;
 

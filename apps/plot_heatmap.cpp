@@ -44,8 +44,7 @@ std::string viridis(double t) {
 }  // namespace
 
 std::string render_svg(const Heatmap& map, int width, int height) {
-  width = std::clamp(width, 240, 20000);
-  height = std::clamp(height, 180, 20000);
+  clamp_canvas(width, height);
   const double W = width, H = height;
   constexpr double kLabelFont = 13;
 

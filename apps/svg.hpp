@@ -50,6 +50,11 @@ Axis log_axis(double lo, double hi, int target);
 double max_label_width(const Axis& a, double font_px);
 
 // ---- SVG pieces ----
+/// Every picture is 240..20000 px wide and 180..20000 px high.
+inline void clamp_canvas(int& width, int& height) {
+  width = width < 240 ? 240 : width > 20000 ? 20000 : width;
+  height = height < 180 ? 180 : height > 20000 ? 20000 : height;
+}
 /// Appends <text>; `content` must already be escaped (fit_text or escape).
 void text(std::string& out, double x, double y, const std::string& content, double size,
           const char* anchor, const std::string& cls, const std::string& extra = "");
