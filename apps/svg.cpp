@@ -15,7 +15,6 @@ namespace tg::plot::detail {
 // ---------------------------------------------------------------------------------------------
 // Text: sanitising, escaping, width estimates, truncation.
 
-
 // The text as a list of characters (each a valid UTF-8 sequence). Invalid bytes become U+FFFD
 // and control characters (not allowed in XML 1.0, or line breaks an SVG <text> ignores) become
 // spaces, so whatever a caller passes, the document stays well-formed.
