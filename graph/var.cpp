@@ -55,8 +55,7 @@ bool BackwardCtx::needs_grad(size_t i) const {
   return v.defined() && v.node()->requires_grad;
 }
 
-Var::Var(Tensor value, bool requires_grad)
-    : node_(std::allocate_shared<Node>(detail::NodeAllocator<Node>(), std::move(value))) {
+Var::Var(Tensor value, bool requires_grad) : node_(detail::value_node(std::move(value))) {
   node_->requires_grad = requires_grad;
 }
 

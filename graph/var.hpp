@@ -184,6 +184,11 @@ struct NodeAllocator {
   }
 };
 
+/// A node holding `value` and nothing else (a leaf, or an op result nothing records).
+inline std::shared_ptr<Node> value_node(Tensor&& value) {
+  return std::allocate_shared<Node>(NodeAllocator<Node>(), std::move(value));
+}
+
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
 void finish_record(Node& node);
@@ -200,7 +205,7 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
   if (grad_enabled)
     for (It it = first; it != last && !wanted; ++it)
       wanted = static_cast<const Var&>(*it).requires_grad();
-  if (!wanted) return Var(std::allocate_shared<Node>(NodeAllocator<Node>(), std::move(value)));
+  if (!wanted) return Var(value_node(std::move(value)));
   using N = FnNode<std::decay_t<F>>;
   std::shared_ptr<N> node;
   if constexpr (alignof(N) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)  // an over-aligned capture

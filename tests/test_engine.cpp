@@ -266,19 +266,19 @@ TEST_CASE("a graph built on one thread runs backward and dies on another", "[eng
       y = t;
     });
     builder.join();
-    double from_main = 0;
+    double from_other = 0;
     std::thread consumer([&] {
       y.backward();
-      from_main = g(x);
+      from_other = g(x);
       y = Var();  // the whole chain is freed on this thread
     });
     consumer.join();
-    CHECK(from_main != 0.0);
+    CHECK(from_other != 0.0);
     x.zero_grad();
     Var z = x;  // the main thread builds again after the other threads ended
     for (int i = 0; i < 2000; ++i) z = tg::sigmoid(z) * 0.5 + z;
     z.backward();
-    CHECK(g(x) == Approx(from_main));
+    CHECK(g(x) == Approx(from_other));
     x.zero_grad();
   }
   CHECK(tg::debug::live_nodes() == base);
