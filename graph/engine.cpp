@@ -108,9 +108,9 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
   // Topological order by an iterative depth-first search: `post` ends in post-order, so
   // walking it backwards visits every node after all of its consumers.
   const uint64_t epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
-  std::vector<std::shared_ptr<Node>> post;
-  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack;
-  auto visit = [&](const std::shared_ptr<Node>& n) {
+  std::vector<NodePtr> post;
+  std::vector<std::pair<NodePtr, size_t>> stack;
+  auto visit = [&](const NodePtr& n) {
     if (n->mark.load(std::memory_order_relaxed) == epoch) return;
     if (n->released)
       throw GraphError("backward: trying to go backward through " + describe(*n) +
@@ -142,7 +142,7 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
       accumulate_pending(*roots[k].node(), std::move(g), create_graph);
     }
     for (auto it = post.rbegin(); it != post.rend(); ++it) {
-      const std::shared_ptr<Node>& np = *it;
+      const NodePtr& np = *it;
       Node& n = *np;
       Var g = std::move(n.pending);
       n.pending = Var();

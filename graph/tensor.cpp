@@ -16,7 +16,7 @@ namespace tg {
 
 namespace {
 
-constexpr size_t kDataAlignment = 64;
+using detail::kDataAlignment;
 
 void format_value(std::ostream& os, double v) {
   if (std::isnan(v)) {
@@ -71,22 +71,45 @@ Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
   t.shape_ = shape;
   t.numel_ = shape.numel();
   t.dtype_ = dtype;
+  t.allocate();
+  return t;
+}
+
+Tensor Tensor::empty_matrix(int64_t rows, int64_t cols, Dtype dtype) {
+  Tensor t;
+  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &t.numel_)) [[unlikely]]
+    t.shape_ = Shape{rows, cols};  // throws the checked constructor's ShapeError
+  t.shape_.set_matrix(rows, cols);
+  t.dtype_ = dtype;
+  t.allocate();
+  return t;
+}
+
+void Tensor::allocate() {
   // One allocation holds the reference count and the data (counted in live_tensor_bytes,
-  // taken from the block cache, graph/block_cache.hpp). The data starts on a 64-byte
-  // (cache line) boundary inside it: a product written to a fresh result then costs the
-  // same as one written to a caller's buffer (measured: the allocating 64x64 matmul was
-  // 3.8% slower than matmul_out into an aligned tensor, stores straddling cache lines).
-  static_assert(alignof(detail::Storage) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-  if (static_cast<uint64_t>(t.numel_) > (SIZE_MAX - 1024) / itemsize(dtype))
-    throw std::bad_alloc();  // more bytes than the address space
-  const size_t block = sizeof(detail::Storage) + kDataAlignment - 1 + t.nbytes();
+  // taken from the block cache, graph/block_cache.hpp).
+  const size_t block = block_size();
   void* p = detail::block_allocate(block);
   detail::g_live_bytes_counter.add(static_cast<int64_t>(block));
-  t.storage_ = ::new (p) detail::Storage{{1}, block};
-  const auto first = reinterpret_cast<uintptr_t>(t.storage_ + 1);
-  t.data_ = reinterpret_cast<std::byte*>(t.storage_ + 1) +
-            ((kDataAlignment - first % kDataAlignment) % kDataAlignment);
-  return t;
+  storage_ = ::new (p) detail::Storage{{1}, block};
+  data_ = data_start(storage_);
+}
+
+size_t Tensor::block_size() const {
+  static_assert(alignof(detail::Storage) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  if (static_cast<uint64_t>(numel_) > (SIZE_MAX - 1024) / itemsize(dtype_))
+    throw std::bad_alloc();  // more bytes than the address space
+  return detail::storage_block_bytes(nbytes());
+}
+
+void* Tensor::data_start(detail::Storage* s) {
+  // The data starts on a 64-byte (cache line) boundary inside the block: a product written
+  // to a fresh result then costs the same as one written to a caller's buffer (measured:
+  // the allocating 64x64 matmul was 3.8% slower than matmul_out into an aligned tensor,
+  // stores straddling cache lines).
+  const auto first = reinterpret_cast<uintptr_t>(s + 1);
+  return reinterpret_cast<std::byte*>(s + 1) +
+         ((kDataAlignment - first % kDataAlignment) % kDataAlignment);
 }
 
 void Tensor::check_dtype(Dtype want) const {

@@ -19,6 +19,7 @@ namespace tg {
 class Rng;
 
 namespace detail {
+struct Internals;
 /// The head of a tensor buffer: one allocation holds it and then the data, which starts on
 /// the next 64-byte boundary. `refs` counts the Tensor handles sharing it.
 struct Storage {
@@ -26,6 +27,11 @@ struct Storage {
   size_t block_bytes;  // the whole allocation, head included
 };
 void free_storage(Storage* s) noexcept;
+inline constexpr size_t kDataAlignment = 64;
+/// The allocation that holds `data_bytes` of tensor data: head, alignment slack, data.
+constexpr size_t storage_block_bytes(size_t data_bytes) {
+  return sizeof(Storage) + kDataAlignment - 1 + data_bytes;
+}
 }  // namespace detail
 
 /// Dense, contiguous, row-major data of any rank with a run-time dtype (f32 or f64).
@@ -67,6 +73,9 @@ class Tensor {
 
   /// A tensor whose contents are unspecified (to be overwritten).
   static Tensor empty(const Shape& shape, Dtype dtype = f32);
+  /// `empty({rows, cols}, dtype)` without building a Shape first (the path of every
+  /// matrix product's result).
+  static Tensor empty_matrix(int64_t rows, int64_t cols, Dtype dtype = f32);
 
   /// From values in row-major order; `values.size()` must equal `shape.numel()`.
   template <class T>
@@ -131,7 +140,11 @@ class Tensor {
   std::string str() const;
 
  private:
+  friend struct detail::Internals;
   void check_dtype(Dtype want) const;
+  void allocate();            // the storage for shape_, numel_ and dtype_
+  size_t block_size() const;  // the bytes allocate() takes (throws bad_alloc when too many)
+  static void* data_start(detail::Storage* s);
   void release() noexcept {
     // The last handle needs no locked decrement: nobody else can copy it meanwhile.
     if (storage_ && (storage_->refs.load(std::memory_order_acquire) == 1 ||

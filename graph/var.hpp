@@ -1,11 +1,13 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
-#include <memory>
+#include <new>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,6 +19,51 @@ namespace tg {
 class Node;
 class Var;
 class BackwardCtx;
+
+namespace detail {
+struct Internals;
+void drop_node(Node* n) noexcept;
+}  // namespace detail
+
+/// An owning handle to a graph node. The count lives in the node itself (one word written
+/// by one store, no separate control block): see Note [Node counts] in graph/var.cpp.
+class NodePtr {
+ public:
+  NodePtr() = default;
+  NodePtr(std::nullptr_t) {}
+  NodePtr(const NodePtr& o) noexcept : p_(o.p_) { retain(); }
+  NodePtr(NodePtr&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  NodePtr& operator=(const NodePtr& o) noexcept {
+    NodePtr(o).swap(*this);
+    return *this;
+  }
+  NodePtr& operator=(NodePtr&& o) noexcept {
+    NodePtr(std::move(o)).swap(*this);
+    return *this;
+  }
+  inline ~NodePtr();
+  void swap(NodePtr& o) noexcept { std::swap(p_, o.p_); }
+  void reset() noexcept { NodePtr().swap(*this); }
+
+  /// A new node of type T (Node or a subclass), owned by the returned handle.
+  template <class T, class... Args>
+  static NodePtr make(Args&&... args);
+
+  Node* get() const { return p_; }
+  Node& operator*() const { return *p_; }
+  Node* operator->() const { return p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+  /// Handles sharing the node (0 for an empty handle).
+  inline long use_count() const;
+  friend bool operator==(const NodePtr& a, const NodePtr& b) { return a.p_ == b.p_; }
+  friend bool operator==(const NodePtr& a, std::nullptr_t) { return a.p_ == nullptr; }
+
+ private:
+  friend struct detail::Internals;
+  explicit NodePtr(Node* adopted) : p_(adopted) {}
+  inline void retain() const noexcept;
+  Node* p_ = nullptr;
+};
 
 /// One gradient per input of an op; an undefined Var means "no gradient" (zero).
 using Grads = SmallVector<Var, 3>;
@@ -50,7 +97,7 @@ class Var {
   Var() = default;
   /// A leaf holding `value`.
   explicit Var(Tensor value, bool requires_grad = false);
-  explicit Var(std::shared_ptr<Node> node) : node_(std::move(node)) {}
+  explicit Var(NodePtr node) : node_(std::move(node)) {}
 
   bool defined() const { return node_ != nullptr; }
   /// The value (a handle: writing through it updates the value in place, as optimizers do).
@@ -92,10 +139,10 @@ class Var {
   void remove_hook(size_t id);
 
   Node* node() const { return node_.get(); }
-  const std::shared_ptr<Node>& node_ptr() const { return node_; }
+  const NodePtr& node_ptr() const { return node_; }
 
  private:
-  std::shared_ptr<Node> node_;
+  NodePtr node_;
 };
 
 /// A leaf that wants a gradient (a trainable parameter).
@@ -118,6 +165,15 @@ class Node {
   /// The backward formula: one gradient per input, given the output gradient.
   virtual Grads apply(const BackwardCtx& ctx, const Var& grad_output);
 
+  // Nodes live in per-thread free lists (Note [Node blocks] in graph/block_cache.cpp);
+  // an over-aligned subclass (a backward closure capturing an aligned type) does not.
+  static void* operator new(size_t bytes);
+  static void operator delete(void* p, size_t bytes) noexcept;
+  static void* operator new(size_t bytes, std::align_val_t al) { return ::operator new(bytes, al); }
+  static void operator delete(void* p, size_t, std::align_val_t al) noexcept {
+    ::operator delete(p, al);
+  }
+
   Tensor value;
   Var grad;
   Inputs inputs;
@@ -133,7 +189,36 @@ class Node {
   Var pending;
   bool pending_owned = false;
   std::atomic<uint64_t> mark{0};
+
+ private:
+  friend class NodePtr;
+  friend struct detail::Internals;
+  std::atomic<long> refs_{0};  // NodePtr handles (Note [Node counts])
+  bool plain_ = false;         // built by Node(Tensor&&): no formula (Note [Node recycling])
 };
+
+inline NodePtr::~NodePtr() {
+  // The last handle needs no locked decrement: nobody else can copy it meanwhile.
+  if (p_ && (p_->refs_.load(std::memory_order_acquire) == 1 ||
+             p_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1))
+    detail::drop_node(p_);
+}
+
+inline void NodePtr::retain() const noexcept {
+  if (p_) p_->refs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+inline long NodePtr::use_count() const {
+  return p_ ? p_->refs_.load(std::memory_order_acquire) : 0;
+}
+
+template <class T, class... Args>
+NodePtr NodePtr::make(Args&&... args) {
+  static_assert(std::is_base_of_v<Node, T>);
+  T* n = new T(std::forward<Args>(args)...);
+  n->refs_.store(1, std::memory_order_relaxed);
+  return NodePtr(n);
+}
 
 template <class F>
 class FnNode final : public Node {
@@ -150,7 +235,7 @@ class FnNode final : public Node {
 /// What a backward formula can see: the op's inputs and its output.
 class BackwardCtx {
  public:
-  explicit BackwardCtx(const std::shared_ptr<Node>& node) : node_(node) {}
+  explicit BackwardCtx(const NodePtr& node) : node_(node) {}
   const Var& input(size_t i) const { return node_->inputs[i]; }
   size_t num_inputs() const { return node_->inputs.size(); }
   /// Whether input `i` wants a gradient (skip computing the ones that do not).
@@ -159,35 +244,15 @@ class BackwardCtx {
   Var output() const { return Var(node_); }
 
  private:
-  const std::shared_ptr<Node>& node_;
+  const NodePtr& node_;
 };
 
 namespace detail {
-void* node_allocate(size_t bytes);
-void node_free(void* p, size_t bytes) noexcept;
-
-/// Where nodes live: per-thread free lists (Note [Node blocks] in graph/block_cache.cpp).
-template <class T>
-struct NodeAllocator {
-  using value_type = T;
-  NodeAllocator() = default;
-  template <class U>
-  NodeAllocator(const NodeAllocator<U>&) {}
-  T* allocate(size_t n) {
-    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    return static_cast<T*>(node_allocate(n * sizeof(T)));
-  }
-  void deallocate(T* p, size_t n) noexcept { node_free(p, n * sizeof(T)); }
-  template <class U>
-  bool operator==(const NodeAllocator<U>&) const {
-    return true;
-  }
-};
-
 /// A node holding `value` and nothing else (a leaf, or an op result nothing records).
-inline std::shared_ptr<Node> value_node(Tensor&& value) {
-  return std::allocate_shared<Node>(NodeAllocator<Node>(), std::move(value));
-}
+NodePtr value_node(Tensor&& value);
+/// A node holding a new, uninitialised [rows, cols] tensor: an unrecorded op's result, to
+/// be written in place (Note [Node recycling] in graph/block_cache.cpp).
+NodePtr matrix_node(int64_t rows, int64_t cols, Dtype dtype);
 
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
@@ -206,12 +271,7 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
     for (It it = first; it != last && !wanted; ++it)
       wanted = static_cast<const Var&>(*it).requires_grad();
   if (!wanted) return Var(value_node(std::move(value)));
-  using N = FnNode<std::decay_t<F>>;
-  std::shared_ptr<N> node;
-  if constexpr (alignof(N) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)  // an over-aligned capture
-    node = std::make_shared<N>(std::forward<F>(backward));
-  else
-    node = std::allocate_shared<N>(NodeAllocator<N>(), std::forward<F>(backward));
+  NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));
   node->name = op;
@@ -310,6 +370,10 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
 namespace debug {
 /// Number of graph nodes alive (all threads).
 int64_t live_nodes();
+/// Dropped nodes the calling thread keeps for reuse, and how many of them keep their value's
+/// buffer (Note [Node recycling] in graph/block_cache.cpp); neither counts as alive.
+int kept_nodes();
+int kept_node_buffers();
 }  // namespace debug
 
 }  // namespace tg

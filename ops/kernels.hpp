@@ -8,6 +8,10 @@
 
 #include "graph/tensor.hpp"
 
+namespace tg {
+class NodePtr;
+}
+
 namespace tg::kern {
 
 /// Throws DtypeError unless a and b share a dtype.
@@ -97,5 +101,8 @@ void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& i
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
 /// The same product (no bias) into an existing tensor of the result's shape and dtype.
 void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
+/// `gemm` without bias, its result written in place into a new unrecorded node
+/// (detail::matrix_node: a recycled node and block when this thread has one).
+NodePtr gemm_node(const Tensor& a, bool ta, const Tensor& b, bool tb);
 
 }  // namespace tg::kern

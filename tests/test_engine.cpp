@@ -252,6 +252,112 @@ TEST_CASE("graph nodes return to baseline after a training step", "[engine]") {
   CHECK(tg::debug::live_tensor_bytes() == bytes);
 }
 
+TEST_CASE("an unrecorded result reuses a dropped node and block, never one still held",
+          "[engine][memory]") {
+  // Note [Node recycling]: a dropped plain node is kept, still constructed, with its value's
+  // block when nothing else holds that block; the next no-grad product of that byte size
+  // takes both. Kept nodes and blocks do not count as live.
+  tg::Rng rng(5);
+  const Var a = tg::constant(tg::randn({32, 32}, rng));
+  const Var b = tg::constant(tg::randn({32, 32}, rng));
+  const Tensor ab = tg::matmul(a, b).value().clone();
+  const Tensor ba = tg::matmul(b, a).value().clone();
+  tg::NoGradGuard no_grad;
+  const int64_t nodes = tg::debug::live_nodes();
+  const int64_t bytes = tg::debug::live_tensor_bytes();
+  int kept = 0, kept_buffers = 0;  // what this thread keeps while c lives
+  const tg::Node* node = nullptr;
+  const void* data = nullptr;
+  {
+    Var c = tg::matmul(a, b);
+    kept = tg::debug::kept_nodes();
+    kept_buffers = tg::debug::kept_node_buffers();
+    node = c.node();
+    data = c.value().raw_data();
+    CHECK(tg::debug::live_nodes() == nodes + 1);
+    CHECK(tg::debug::live_tensor_bytes() > bytes);
+  }
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(tg::debug::kept_nodes() == 0);  // off under ASan: every node its own allocation
+  return;
+#endif
+  CHECK(tg::debug::kept_nodes() == kept + 1);
+  CHECK(tg::debug::kept_node_buffers() == kept_buffers + 1);
+
+  SECTION("the next product of that size takes both, as a fresh leaf") {
+    Var c = tg::matmul(b, a);
+    CHECK(tg::debug::kept_nodes() == kept);
+    CHECK(c.node() == node);
+    CHECK(c.value().raw_data() == data);
+    CHECK(tg::equal(c.value(), ba));
+    CHECK(c.shape() == tg::Shape{32, 32});
+    CHECK(c.is_leaf());
+    CHECK_FALSE(c.requires_grad());
+    CHECK_FALSE(c.grad().defined());
+  }
+  SECTION("another dtype and shape of the same byte size") {
+    const Var a64 = tg::constant(a.value().to(tg::f64).reshape({16, 64}));
+    const Var b64 = tg::constant(tg::randn({64, 32}, rng, tg::f64));
+    Var c = tg::matmul(a64, b64);  // [16, 32] f64: the same 4096 bytes
+    CHECK(c.value().raw_data() == data);
+    CHECK(c.dtype() == tg::f64);
+    CHECK(c.shape() == tg::Shape{16, 32});
+    tg::GradModeGuard on(true);
+    CHECK(tg::allclose(c.value(), tg::matmul(a64, b64).value(), 0, 0));
+  }
+  SECTION("a block someone still holds stays theirs") {
+    Tensor held;
+    {
+      Var c = tg::matmul(a, b);
+      held = c.value();
+    }
+    CHECK(tg::debug::kept_node_buffers() == kept_buffers);  // c's node, without the block
+    Var d = tg::matmul(b, a);
+    CHECK(d.value().raw_data() != held.raw_data());
+    CHECK(tg::equal(held, ab));
+    CHECK(tg::equal(d.value(), ba));
+  }
+  SECTION("a trainable leaf's node comes back wanting no gradient") {
+    const tg::Node* leaf_node = nullptr;
+    {
+      Var p = tg::param(tg::randn({32, 32}, rng));
+      p.retain_grad();
+      leaf_node = p.node();
+    }
+    CHECK(tg::debug::kept_node_buffers() == kept_buffers + 1);  // p's, and p's block
+    Var c = tg::matmul(a, b);
+    CHECK(c.node() == leaf_node);
+    CHECK_FALSE(c.requires_grad());
+    CHECK(tg::equal(c.value(), ab));
+  }
+  SECTION("a node with a gradient or hooks is freed, and the counts stay exact") {
+    {
+      tg::GradModeGuard on(true);
+      Var p = tg::param(tg::randn({32, 32}, rng));
+      p.register_hook([](const Var& g) { return g; });
+      tg::sum(tg::matmul(p, a)).backward();
+      CHECK(p.grad().defined());
+    }
+    CHECK(tg::debug::live_nodes() == nodes);
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+  }
+  SECTION("a cache limit of 0 frees the kept blocks") {
+    tg::debug::set_tensor_cache_limit(0);
+    CHECK(tg::debug::kept_node_buffers() == 0);
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+    {
+      Var c = tg::matmul(a, b);  // dropped without its block: caching is off
+      CHECK(tg::equal(c.value(), ab));
+    }
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+    tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  }
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+}
+
 TEST_CASE("a graph built on one thread runs backward and dies on another", "[engine][threads]") {
   // Nodes come from per-thread free lists (Note [Node blocks]): a node freed on another
   // thread joins that thread's lists, and both threads keep building graphs afterwards.
