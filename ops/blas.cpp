@@ -152,12 +152,13 @@ bool plain_dims(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t& m, 
   return k == (tb ? sb[1] : sb[0]);
 }
 
-// The product of operands plain_dims accepted, into `out` of the right shape and dtype: an
-// f32 product straight to BLAS (the dtype dispatch and per-pointer checks of gemm_run were
-// a measurable part of a 32x32 product).
+// The product of operands plain_dims accepted, into `out` of the right shape and dtype: a
+// non-empty f32 product straight to BLAS (the dtype dispatch and per-pointer checks of
+// gemm_run were a measurable part of a 32x32 product). Empty extents take gemm_run, which
+// writes the zeros of a k = 0 product (BLAS rejects its leading dimension of 0).
 [[gnu::always_inline]] inline void plain_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb,
                                               int64_t m, int64_t n, int64_t k, Tensor& out) {
-  if (a.dtype() == f32 && !tiny_product(m, n, k)) [[likely]]
+  if (a.dtype() == f32 && m > 0 && n > 0 && k > 0 && !tiny_product(m, n, k)) [[likely]]
     blas_gemm(ta, tb, m, n, k, static_cast<const float*>(a.raw_data()), ta ? m : k,
               static_cast<const float*>(b.raw_data()), tb ? k : n, 0.0f,
               static_cast<float*>(out.raw_data()));

@@ -229,6 +229,33 @@ TEST_CASE("empty tensors flow through elementwise ops and reductions", "[ops]") 
   CHECK(e.grad().shape() == Shape{0, 3});
 }
 
+TEST_CASE("a product over an empty inner extent is zeros on every matmul path", "[ops][matmul]") {
+  // BLAS rejects k = 0 (a leading dimension of 0) without writing: the result's zeros must
+  // come from us, also into a reused buffer that still holds an earlier product.
+  for (int64_t m : {2, 5000})
+    for (tg::Dtype dt : {tg::f32, tg::f64}) {
+      INFO("m = " << m << ", " << tg::dtype_name(dt));
+      const Var a = tg::constant(tg::zeros({m, 0}, dt));
+      const Var b = tg::constant(tg::zeros({0, 3}, dt));
+      const Tensor zeros = tg::zeros({m, 3}, dt);
+      {
+        tg::NoGradGuard no_grad;
+        {
+          Var earlier =
+              tg::matmul(tg::constant(tg::ones({m, 1}, dt)), tg::constant(tg::ones({1, 3}, dt)));
+          REQUIRE(earlier.value().at({0, 0}) == 1.0);
+        }  // its node and buffer are kept for the next product of that size
+        CHECK(tg::equal(tg::matmul(a, b).value(), zeros));
+      }
+      CHECK(tg::equal(tg::matmul(a, b).value(), zeros));
+      Var p = tg::param(tg::zeros({m, 0}, dt));
+      CHECK(tg::equal(tg::matmul(p, b).value(), zeros));
+      Tensor out = tg::full({m, 3}, std::nan(""), dt);
+      tg::matmul_out(out, a.value(), b.value());
+      CHECK(tg::equal(out, zeros));
+    }
+}
+
 // ---- PyTorch oracle ---------------------------------------------------------------------
 
 namespace {
