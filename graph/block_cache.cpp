@@ -225,8 +225,7 @@ struct Internals {
     r.bytes[r.count] = kept;
     ++r.count;
     r.total += kept;
-    g_live_nodes_counter.add(-1);
-    if (kept != 0) g_live_bytes_counter.add(-static_cast<int64_t>(kept));
+    add_live(-1, -static_cast<int64_t>(kept));
   }
   // Takes slot i out (the others keep their order); it counts as live again, with its block.
   static Node* take(ReadyNodes& r, int i) noexcept {
@@ -238,8 +237,7 @@ struct Internals {
     }
     --r.count;
     r.total -= kept;
-    g_live_nodes_counter.add(1);
-    if (kept != 0) g_live_bytes_counter.add(static_cast<int64_t>(kept));
+    add_live(1, static_cast<int64_t>(kept));
     n->refs_.store(1, std::memory_order_relaxed);
     return n;
   }

@@ -30,7 +30,7 @@ struct Retirer {
     if (s.next) s.next->prev = s.prev;
     for (int i = 0; i < kLiveCounters; ++i)
       r.retired[i] += s.value[i].exchange(0, std::memory_order_relaxed);
-    s.retired = true;
+    s.state = kSlotsRetired;
   }
 };
 
@@ -41,14 +41,14 @@ struct Retirer {
 void LiveCounter::add_slow(int64_t n) noexcept {
   LiveSlots& s = t_live_slots;
   Registry& r = registry();
-  if (!s.registered) {
+  if (s.state == kSlotsUnregistered) {
     thread_local Retirer retirer;  // constructed on this thread's first update
     (void)retirer;
     std::lock_guard lock(r.mutex);
     s.next = r.threads;
     if (s.next) s.next->prev = &s;
     r.threads = &s;
-    s.registered = true;
+    s.state = kSlotsActive;
     s.value[index_].store(n, std::memory_order_relaxed);
     return;
   }

@@ -16,11 +16,13 @@
 namespace tg::detail {
 
 inline constexpr int kLiveCounters = 2;
+inline constexpr uint8_t kSlotsUnregistered = 0, kSlotsActive = 1, kSlotsRetired = 2;
 
 struct LiveSlots {
   std::atomic<int64_t> value[kLiveCounters];
-  bool registered;  // visible to total() (or, once retired, folded into the shared total)
-  bool retired;     // the thread is ending: updates go straight to the shared total
+  // kActive: visible to total(). Before: not yet registered. After (kRetired): the thread
+  // is ending, its slots are folded into the shared total and updates go straight there.
+  uint8_t state;
   LiveSlots* prev;  // the registry's list of running threads (no allocation to register)
   LiveSlots* next;
 };
@@ -31,7 +33,7 @@ class LiveCounter {
   explicit constexpr LiveCounter(int index) : index_(index) {}
   void add(int64_t n) noexcept {
     LiveSlots& s = t_live_slots;
-    if (!s.registered || s.retired) [[unlikely]]
+    if (s.state != kSlotsActive) [[unlikely]]
       return add_slow(n);
     std::atomic<int64_t>& v = s.value[index_];
     v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -48,5 +50,17 @@ class LiveCounter {
 
 inline constinit LiveCounter g_live_nodes_counter{0};
 inline constinit LiveCounter g_live_bytes_counter{1};
+
+/// Both counters at once (one state check): a node and its value's buffer.
+inline void add_live(int64_t nodes, int64_t bytes) noexcept {
+  LiveSlots& s = t_live_slots;
+  if (s.state != kSlotsActive) [[unlikely]] {
+    g_live_nodes_counter.add(nodes);
+    g_live_bytes_counter.add(bytes);
+    return;
+  }
+  s.value[0].store(s.value[0].load(std::memory_order_relaxed) + nodes, std::memory_order_relaxed);
+  s.value[1].store(s.value[1].load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+}
 
 }  // namespace tg::detail

@@ -6,13 +6,20 @@
 
 namespace tg {
 
+namespace {
+// Whether `record` would record a product of a and b (or check it for anomalies).
+bool records(const Var& a, const Var& b) {
+  return detail::anomaly_enabled ||
+         (detail::grad_enabled && (a.requires_grad() || b.requires_grad()));
+}
+}  // namespace
+
 Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
   // C = op(A) op(B). With op(A) = A' and op(B) = B':  dA' = dC B'^T,  dB' = A'^T dC;
   // when a flag is set the gradient is the transpose of that, which is again one gemm
   // with flags — so no transposed copy is ever made, forward or backward.
-  if (!detail::anomaly_enabled &&
-      !(detail::grad_enabled && (a.requires_grad() || b.requires_grad())))  // nothing records
-    return Var(kern::gemm_node(a.value(), transpose_a, b.value(), transpose_b));
+  // Unrecorded, the product is written straight into its result node.
+  if (!records(a, b)) return Var(kern::gemm_node(a.value(), transpose_a, b.value(), transpose_b));
   Tensor c = kern::gemm(a.value(), transpose_a, b.value(), transpose_b, nullptr);
   return record("matmul", std::move(c), {a, b},
                 [ta = transpose_a, tb = transpose_b](const BackwardCtx& ctx, const Var& dc) {
@@ -39,6 +46,7 @@ Var matmul(const Var& a, const Var& b) {
     out.back() = b.shape()[1];
     return reshape(matmul(reshape(a, {-1, s.back()}), b, false, false), out);
   }
+  if (!records(a, b)) return Var(kern::gemm_node(a.value(), false, b.value(), false));
   return matmul(a, b, false, false);
 }
 
