@@ -7,16 +7,9 @@
 #include <vector>
 
 #include "graph/live_counter.hpp"
+#include "graph/recycle.hpp"
 #include "graph/tensor.hpp"
 #include "graph/var.hpp"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TG_NODE_LISTS_OFF 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)  // clang before 2025 does not define the macro above
-#define TG_NODE_LISTS_OFF 1
-#endif
-#endif
 
 namespace tg {
 
@@ -167,23 +160,11 @@ int node_class(size_t bytes) { return static_cast<int>((bytes - 1) / kNodeClass)
 // and an op that writes its result in place (matrix_node) takes node and block in one pop.
 // This halved the fixed cost of a no-grad 32x32 matmul beyond the product itself. Kept
 // nodes and blocks do not count as live (debug::live_nodes, live_tensor_bytes).
-constexpr int kReadySlots = 16;
-constexpr size_t kReadyBytes = size_t{4} << 20;
-
-struct ReadyNodes {
-  Node* nodes[kReadySlots];
-  size_t bytes[kReadySlots];  // the block kept with each node's value (0: none)
-  int count = 0;
-  int capacity = kReadySlots;  // 0 once the thread's reaper has run
-  size_t total = 0;            // bytes of the kept blocks
-};
-thread_local constinit ReadyNodes t_ready{};  // trivially destructible, like t_local
-
 void release_ready(bool blocks_only) noexcept;
 struct ReadyNodesReaper {
   ~ReadyNodesReaper() {
     release_ready(false);
-    t_ready.capacity = 0;
+    detail::t_ready.capacity = 0;
   }
 };
 thread_local ReadyNodesReaper t_ready_reaper;
@@ -193,63 +174,35 @@ thread_local ReadyNodesReaper t_ready_reaper;
 
 namespace detail {
 
-// Friend access to Tensor, Node and NodePtr for the recycler.
-struct Internals {
-  static NodePtr adopt(Node* n) { return NodePtr(n); }
+thread_local constinit ReadyNodes t_ready{};
+
 #ifndef TG_NODE_LISTS_OFF
-  static bool recyclable(const Node& n) {
-    return n.plain_ && !n.grad.defined() && n.inputs.empty() && n.hooks.empty() &&
-           !n.pending.defined();
+void Internals::keep(ReadyNodes& r, Node* n) noexcept {
+  // The value's block stays with the node when the value is its only holder and the block
+  // is of the sizes the per-thread block slots take.
+  size_t kept = 0;
+  if (const Storage* st = n->value.storage_; st && st->refs.load(std::memory_order_acquire) == 1) {
+    kept = st->block_bytes;
+    if (kept < kLocalMin || kept >= kCachedBlockMin || r.total + kept > kReadyBytes ||
+        !g_local_enabled.load(std::memory_order_relaxed))
+      kept = 0;
   }
-  static void keep(ReadyNodes& r, Node* n) noexcept {
-    // The value's block stays with the node when the value is its only holder and the block
-    // is of the sizes the per-thread block slots take.
-    size_t kept = 0;
-    if (const Storage* st = n->value.storage_;
-        st && st->refs.load(std::memory_order_acquire) == 1) {
-      kept = st->block_bytes;
-      if (kept < kLocalMin || kept >= kCachedBlockMin || r.total + kept > kReadyBytes ||
-          !g_local_enabled.load(std::memory_order_relaxed))
-        kept = 0;
-    }
-    if (kept == 0) n->value = Tensor();
-    if (r.count == 0) (void)&t_ready_reaper;  // registers the reaper for this thread
-    n->requires_grad = false;
-    n->retains_grad = false;
-    n->released = false;
-    n->name = "leaf";
-    n->seq = 0;
-    n->pending_owned = false;
-    n->mark.store(0, std::memory_order_relaxed);
-    r.nodes[r.count] = n;
-    r.bytes[r.count] = kept;
-    ++r.count;
-    r.total += kept;
-    add_live(-1, -static_cast<int64_t>(kept));
-  }
-  // Takes slot i out (the others keep their order); it counts as live again, with its block.
-  static Node* take(ReadyNodes& r, int i) noexcept {
-    Node* n = r.nodes[i];
-    const size_t kept = r.bytes[i];
-    for (int j = i + 1; j < r.count; ++j) {
-      r.nodes[j - 1] = r.nodes[j];
-      r.bytes[j - 1] = r.bytes[j];
-    }
-    --r.count;
-    r.total -= kept;
-    add_live(1, static_cast<int64_t>(kept));
-    n->refs_.store(1, std::memory_order_relaxed);
-    return n;
-  }
-  // The kept value's block is the data of a new [rows, cols] tensor (its data pointer is
-  // where it was: a tensor's data always starts at its block's first aligned byte).
-  static void set_matrix(Tensor& t, int64_t rows, int64_t cols, int64_t numel, Dtype dtype) {
-    t.shape_.set_matrix(rows, cols);
-    t.numel_ = numel;
-    t.dtype_ = dtype;
-  }
+  if (kept == 0) n->value = Tensor();
+  if (r.count == 0) (void)&t_ready_reaper;  // registers the reaper for this thread
+  n->requires_grad = false;
+  n->retains_grad = false;
+  n->released = false;
+  n->name = "leaf";
+  n->seq = 0;
+  n->pending_owned = false;
+  n->mark.store(0, std::memory_order_relaxed);
+  r.nodes[r.count] = n;
+  r.bytes[r.count] = kept;
+  ++r.count;
+  r.total += kept;
+  add_live(-1, -static_cast<int64_t>(kept));
+}
 #endif
-};
 
 void drop_node(Node* n) noexcept {
 #ifndef TG_NODE_LISTS_OFF
@@ -271,14 +224,13 @@ NodePtr value_node(Tensor&& value) {
   return NodePtr::make<Node>(std::move(value));
 }
 
-NodePtr matrix_node(int64_t rows, int64_t cols, Dtype dtype) {
+NodePtr matrix_node_slow(int64_t rows, int64_t cols, Dtype dtype) {
 #ifndef TG_NODE_LISTS_OFF
   int64_t numel;
-  if (rows >= 0 && cols >= 0 && !__builtin_mul_overflow(rows, cols, &numel) &&
-      numel < (int64_t{1} << 40)) {
+  if (matrix_numel(rows, cols, numel)) {  // another size than the last one kept
     const size_t want = storage_block_bytes(static_cast<size_t>(numel) * itemsize(dtype));
     ReadyNodes& r = t_ready;
-    for (int i = r.count - 1; i >= 0; --i)  // the last one kept, in a loop of one size
+    for (int i = r.count - 1; i >= 0; --i)
       if (r.bytes[i] == want) {
         Node* n = Internals::take(r, i);
         Internals::set_matrix(n->value, rows, cols, numel, dtype);
@@ -296,7 +248,7 @@ namespace {
 // Frees the kept nodes (or only their blocks). Each is counted live again first: the
 // destructor, or the value's release, uncounts it.
 void release_ready(bool blocks_only) noexcept {
-  ReadyNodes& r = t_ready;
+  detail::ReadyNodes& r = detail::t_ready;
   if (blocks_only) {
     for (int i = 0; i < r.count; ++i)
       if (r.bytes[i] != 0) {
@@ -383,7 +335,7 @@ namespace debug {
 
 int kept_nodes() {
 #ifndef TG_NODE_LISTS_OFF
-  return t_ready.count;
+  return detail::t_ready.count;
 #else
   return 0;
 #endif
@@ -392,7 +344,8 @@ int kept_nodes() {
 int kept_node_buffers() {
 #ifndef TG_NODE_LISTS_OFF
   int n = 0;
-  for (int i = 0; i < t_ready.count; ++i) n += t_ready.bytes[i] != 0;
+  const detail::ReadyNodes& r = detail::t_ready;
+  for (int i = 0; i < r.count; ++i) n += r.bytes[i] != 0;
   return n;
 #else
   return 0;

@@ -250,9 +250,6 @@ class BackwardCtx {
 namespace detail {
 /// A node holding `value` and nothing else (a leaf, or an op result nothing records).
 NodePtr value_node(Tensor&& value);
-/// A node holding a new, uninitialised [rows, cols] tensor: an unrecorded op's result, to
-/// be written in place (Note [Node recycling] in graph/block_cache.cpp).
-NodePtr matrix_node(int64_t rows, int64_t cols, Dtype dtype);
 
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;

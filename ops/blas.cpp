@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "graph/var.hpp"
+#include "graph/recycle.hpp"
 #include "ops/kernels.hpp"
 #include "ops/matmul.hpp"
 
@@ -20,8 +20,9 @@ namespace {
                      ", k=" + std::to_string(k) + " exceed BLAS's 32-bit range");
 }
 
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-               const float* b, int64_t ldb, float beta, float* c) {
+[[gnu::always_inline]] inline void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                                             const float* a, int64_t lda, const float* b,
+                                             int64_t ldb, float beta, float* c) {
   check_blas_extents(m, n, k);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
