@@ -158,8 +158,10 @@ int node_class(size_t bytes) { return static_cast<int>((bytes - 1) / kNodeClass)
 // allocation, construction or destruction. When the dying node was the only holder of its
 // value's block (of the sizes the per-thread block slots take), the block stays with it,
 // and an op that writes its result in place (matrix_node) takes node and block in one pop.
-// This halved the fixed cost of a no-grad 32x32 matmul beyond the product itself. Kept
-// nodes and blocks do not count as live (debug::live_nodes, live_tensor_bytes).
+// (Measured on a no-grad 32x32 matmul, ~615 ns of BLAS work: the cost beyond direct
+// cblas_sgemm fell from ~38 to ~19 ns with this and the in-place product, gemm_node.) Kept
+// nodes and blocks do not count as live (debug::live_nodes, live_tensor_bytes); the inline
+// part, matrix_node's fast path, is in graph/recycle.hpp.
 void release_ready(bool blocks_only) noexcept;
 struct ReadyNodesReaper {
   ~ReadyNodesReaper() {

@@ -19,10 +19,11 @@ int64_t live_nodes() { return detail::g_live_nodes_counter.total(); }
 // Note [Node counts]: a Var is one pointer to its node, and the node counts its handles
 // itself (NodePtr). With std::shared_ptr each node had a separate control block whose two
 // counts were written as two 4-byte stores and read back as one 8-byte word on release;
-// the processor cannot forward such a load from the pending stores, and that stall, the
-// control block's two virtual calls and the 16-byte handle were a third of the fixed cost
-// of an op result (measured on a 32x32 matmul). There are no weak handles: a hook that must
-// not keep its own node alive captures the node's value (a Tensor), not the Var.
+// the processor cannot forward such a load from the pending stores. Without that stall,
+// the control block's two virtual calls and the 16-byte handle, a Var made of a fresh
+// 32x32 tensor and dropped went from 28.3 to 25.5 ns (tight loop, medians). There are no
+// weak handles: a hook that must not keep its own node alive captures the node's value (a
+// Tensor), not the Var.
 void* Node::operator new(size_t bytes) { return detail::node_allocate(bytes); }
 void Node::operator delete(void* p, size_t bytes) noexcept { detail::node_free(p, bytes); }
 
