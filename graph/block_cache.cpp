@@ -185,13 +185,16 @@ void Internals::keep(ReadyNodes& r, Node* n) noexcept {
   size_t kept = 0;
   if (const Storage* st = n->value.storage_; st && st->refs.load(std::memory_order_acquire) == 1) {
     kept = st->block_bytes;
-    if (kept < kLocalMin || kept >= kCachedBlockMin || r.total + kept > kReadyBytes ||
-        !g_local_enabled.load(std::memory_order_relaxed))
-      kept = 0;
+    if (kept < kLocalMin || kept >= kCachedBlockMin || r.total + kept > kReadyBytes) kept = 0;
+  }
+  if (!g_local_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
+    kept = 0;  // the cache limit is 0: and this thread's other kept blocks go too
+    if (r.total != 0) release_ready(true);
   }
   if (kept == 0) n->value = Tensor();
   if (r.count == 0) (void)&t_ready_reaper;  // registers the reaper for this thread
   n->requires_grad = false;
+  n->has_fn = false;
   n->retains_grad = false;
   n->released = false;
   n->name = "leaf";
@@ -223,7 +226,9 @@ NodePtr value_node(Tensor&& value) {
     return Internals::adopt(n);
   }
 #endif
-  return NodePtr::make<Node>(std::move(value));
+  NodePtr n = NodePtr::make<Node>(std::move(value));
+  Internals::mark_plain(*n);
+  return n;
 }
 
 NodePtr matrix_node_slow(int64_t rows, int64_t cols, Dtype dtype) {

@@ -38,6 +38,9 @@ extern thread_local constinit ReadyNodes t_ready;
 // Friend access to Tensor, Node and NodePtr for the recycler.
 struct Internals {
   static NodePtr adopt(Node* n) { return NodePtr(n); }
+  // Only a node of type Node itself that value_node made: a user's subclass built through
+  // Node(Tensor&&) is never reused as another type's object.
+  static void mark_plain(Node& n) { n.plain_ = true; }
   static bool recyclable(const Node& n) {
     return n.plain_ && !n.grad.defined() && n.inputs.empty() && n.hooks.empty() &&
            !n.pending.defined();
@@ -76,7 +79,8 @@ NodePtr matrix_node_slow(int64_t rows, int64_t cols, Dtype dtype);
 
 /// A node holding a new, uninitialised [rows, cols] tensor: an unrecorded op's result, to be
 /// written in place. The last node this thread kept, when its block has the size needed (a
-/// loop of one product), else a kept node of that size, else a new one.
+/// loop of one product), else a kept node of that size, else value_node's (a kept node whose
+/// block, if any, is given back, or a new node) with a new tensor.
 inline NodePtr matrix_node(int64_t rows, int64_t cols, Dtype dtype) {
 #ifndef TG_NODE_LISTS_OFF
   ReadyNodes& r = t_ready;

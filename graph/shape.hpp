@@ -9,6 +9,11 @@
 
 namespace tg {
 
+class Tensor;
+namespace detail {
+struct Internals;
+}
+
 /// A tensor shape: up to `Shape::kMaxRank` extents, stored inline (no heap).
 class Shape {
  public:
@@ -43,12 +48,6 @@ class Shape {
   void push_back(int64_t d);
   /// Rank 0 again.
   void clear() { rank_ = 0; }
-  /// [rows, cols], for extents already known to be valid (non-negative, product in int64).
-  void set_matrix(int64_t rows, int64_t cols) {
-    dims_[0] = rows;
-    dims_[1] = cols;
-    rank_ = 2;
-  }
   void insert(int pos, int64_t d);
   void erase(int pos);
 
@@ -67,7 +66,15 @@ class Shape {
   friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
 
  private:
+  friend class Tensor;
+  friend struct detail::Internals;
   void assign(const int64_t* dims, size_t n);
+  // [rows, cols], for extents the caller checked (non-negative, product in int64).
+  void set_matrix(int64_t rows, int64_t cols) {
+    dims_[0] = rows;
+    dims_[1] = cols;
+    rank_ = 2;
+  }
   // Note [Shape copies]: a shape is usually copied right after it was written extent by
   // extent (an op's result, then its moves into a Var). A wide load of all eight slots, or
   // memcpy's 16-byte loads, cannot take their data from those pending 8-byte stores and

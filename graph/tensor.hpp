@@ -191,7 +191,9 @@ namespace debug {
 int64_t live_tensor_bytes();
 /// Bytes of freed large buffers kept for reuse (see graph/block_cache.hpp).
 int64_t cached_tensor_bytes();
-/// Caps the reuse cache (default 1 GiB; 0 disables it and frees what it holds).
+/// Caps the reuse cache (default 1 GiB; 0 disables it and frees what it holds: the shared
+/// cache and the calling thread's small blocks at once, another thread's small blocks the
+/// next time that thread frees one).
 void set_tensor_cache_limit(int64_t bytes);
 }  // namespace debug
 

@@ -28,7 +28,7 @@ void* Node::operator new(size_t bytes) { return detail::node_allocate(bytes); }
 void Node::operator delete(void* p, size_t bytes) noexcept { detail::node_free(p, bytes); }
 
 Node::Node() { detail::g_live_nodes_counter.add(1); }
-Node::Node(Tensor&& v) : value(std::move(v)), plain_(true) { detail::g_live_nodes_counter.add(1); }
+Node::Node(Tensor&& v) : value(std::move(v)) { detail::g_live_nodes_counter.add(1); }
 
 // Note [Iterative graph destruction]
 // A node owns its inputs, so dropping the last handle to the end of a chain of a million

@@ -194,7 +194,7 @@ class Node {
   friend class NodePtr;
   friend struct detail::Internals;
   std::atomic<long> refs_{0};  // NodePtr handles (Note [Node counts])
-  bool plain_ = false;         // built by Node(Tensor&&): no formula (Note [Node recycling])
+  bool plain_ = false;  // a Node made by detail::value_node, no subclass (Note [Node recycling])
 };
 
 inline NodePtr::~NodePtr() {

@@ -13,9 +13,10 @@ namespace tg::kern {
 
 namespace {
 
-// CBLAS counts in int: a larger extent would be silently truncated.
+// CBLAS counts in int: a larger extent of a non-empty product would be silently truncated.
+// Checked before the result is allocated.
 [[gnu::always_inline]] inline void check_blas_extents(int64_t m, int64_t n, int64_t k) {
-  if (((m | n | k) >> 31) != 0) [[unlikely]]
+  if (((m | n | k) >> 31) != 0 && m > 0 && n > 0 && k > 0) [[unlikely]]
     throw ShapeError("matmul: extents m=" + std::to_string(m) + ", n=" + std::to_string(n) +
                      ", k=" + std::to_string(k) + " exceed BLAS's 32-bit range");
 }
@@ -23,7 +24,6 @@ namespace {
 [[gnu::always_inline]] inline void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                                              const float* a, int64_t lda, const float* b,
                                              int64_t ldb, float beta, float* c) {
-  check_blas_extents(m, n, k);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(n));
@@ -31,7 +31,6 @@ namespace {
 
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
                const double* b, int64_t ldb, double beta, double* c) {
-  check_blas_extents(m, n, k);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(n));
@@ -153,10 +152,11 @@ bool plain_dims(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t& m, 
   return k == (tb ? sb[1] : sb[0]);
 }
 
-// The product of operands plain_dims accepted, into `out` of the right shape and dtype: a
-// non-empty f32 product straight to BLAS (the dtype dispatch and per-pointer checks of
-// gemm_run were a measurable part of a 32x32 product). Empty extents take gemm_run, which
-// writes the zeros of a k = 0 product (BLAS rejects its leading dimension of 0).
+// The product of operands plain_dims accepted, into `out` of the right shape and dtype: an
+// f32 product of more than kLoopGemmMaxFlops multiply-adds straight to BLAS (the dtype
+// dispatch and per-pointer checks of gemm_run were a measurable part of a 32x32 product).
+// The rest takes gemm_run: f64, tiny products (loops), and empty extents (gemm_run writes a
+// k = 0 product's zeros; BLAS rejects its leading dimension of 0).
 [[gnu::always_inline]] inline void plain_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb,
                                               int64_t m, int64_t n, int64_t k, Tensor& out) {
   if (a.dtype() == f32 && m > 0 && n > 0 && k > 0 && !tiny_product(m, n, k)) [[likely]]
@@ -174,11 +174,14 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bi
   if (!bias && plain_dims(a, ta, b, tb, m, n, k)) {
     // The common case straight to BLAS: one Tensor, built in place and returned as is (a
     // moved result costs a copy of its fields; at n = 32 every such step shows).
+    check_blas_extents(m, n, k);
     Tensor out = Tensor::empty_matrix(m, n, a.dtype());
     plain_gemm(a, ta, b, tb, m, n, k, out);
     return out;
   }
-  Tensor out = Tensor::empty(gemm_shape(a, ta, b, tb, bias, "matmul", batch, m, n, k), a.dtype());
+  const Shape shape = gemm_shape(a, ta, b, tb, bias, "matmul", batch, m, n, k);
+  check_blas_extents(m, n, k);
+  Tensor out = Tensor::empty(shape, a.dtype());
   gemm_run(a, ta, b, tb, bias, batch, m, n, k, out);
   return out;
 }
@@ -186,6 +189,7 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bi
 NodePtr gemm_node(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   int64_t m, n, k;
   if (!plain_dims(a, ta, b, tb, m, n, k)) return detail::value_node(gemm(a, ta, b, tb, nullptr));
+  check_blas_extents(m, n, k);
   NodePtr node = detail::matrix_node(m, n, a.dtype());
   Tensor& out = node->value;
   plain_gemm(a, ta, b, tb, m, n, k, out);
@@ -198,6 +202,7 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
   if (plain_dims(a, ta, b, tb, m, n, k) && out.dim() == 2 && out.dtype() == a.dtype() &&
       out.shape()[0] == m && out.shape()[1] == n && out.defined() && !overlaps(out, a) &&
       !overlaps(out, b)) {
+    check_blas_extents(m, n, k);
     plain_gemm(a, ta, b, tb, m, n, k, out);
     return;
   }
@@ -209,6 +214,7 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
                                     : std::string("an undefined tensor")));
   if (overlaps(out, a) || overlaps(out, b))
     throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
+  check_blas_extents(m, n, k);
   gemm_run(a, ta, b, tb, nullptr, batch, m, n, k, out);
 }
 
