@@ -8,8 +8,10 @@
 // (one per process by default: LibTorch slows down on the later models of a process, 0.65
 // -> 1.12 s/epoch mean over 4, which would flatter the comparison).
 // Counters of the one benchmark `fashion_mnist/train`:
-//   s_per_epoch   mean wall time of an epoch (batching + steps; loading the files and the
-//                 test evaluation are not timed)
+//   s_per_epoch   median wall time of the epochs (batching + steps; loading the files and
+//                 the test evaluation are not timed): a slow spell of this shared machine
+//                 lasting a few seconds changes one or two epochs, not the median;
+//                 s_per_epoch_mean the mean, s_first_epoch the first (warm-up) epoch
 //   accuracy_pct  mean test accuracy after the last epoch, in percent
 //   peak_MiB      peak resident memory of the process (VmHWM); above_start_MiB the part
 //                 added by the run (data sets included); loaded_MiB VmHWM once the data
@@ -57,7 +59,8 @@ void bm_fashion(benchmark::State& state) {
   const auto test = tg::data::load_mnist_like(tg::data::kFashionMnistDir, false);
   const double loaded = bench::proc_status_mib("VmHWM");
   const int runs = static_cast<int>(bench::env_int("TG_FASHION_RUNS", 1));
-  double seconds = 0, acc = 0;
+  double acc = 0;
+  std::vector<double> epoch_seconds;
   for (auto _ : state) {
     for (int run = 0; run < runs; ++run) {
       bench::SharedRng g(seed * 100 + static_cast<uint64_t>(run));
@@ -85,14 +88,19 @@ void bm_fashion(benchmark::State& state) {
           loss.backward();
           opt.step();
         }
-        seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        epoch_seconds.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
       acc += accuracy(net, test);
     }
   }
   const double peak = bench::proc_status_mib("VmHWM");
   const double trained = runs * static_cast<double>(state.iterations());
-  state.counters["s_per_epoch"] = seconds / (kEpochs * trained);
+  double total = 0;
+  for (double e : epoch_seconds) total += e;
+  state.counters["s_per_epoch"] = bench::median(epoch_seconds);
+  state.counters["s_per_epoch_mean"] = total / static_cast<double>(epoch_seconds.size());
+  state.counters["s_first_epoch"] = epoch_seconds.empty() ? 0 : epoch_seconds.front();
   state.counters["accuracy_pct"] = acc / trained;
   state.counters["loaded_MiB"] = loaded;
   state.counters["peak_MiB"] = peak;

@@ -6,6 +6,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -103,6 +104,14 @@ inline std::pair<std::vector<float>, std::vector<float>> linear_init(SharedRng& 
   for (float& x : w) x = static_cast<float>(g.uniform(-bound, bound));
   for (float& x : b) x = static_cast<float>(g.uniform(-bound, bound));
   return {std::move(w), std::move(b)};
+}
+
+// The median of `v` (the mean of the middle two for an even count); 0 when empty.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
 }
 
 }  // namespace bench

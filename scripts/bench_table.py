@@ -29,7 +29,9 @@ METRICS = {
     "ns_per_op": ("ns/op", 1e9, False),
     "us_per_step": ("us/step", 1e6, False),
     "ms_per_step": ("ms/step", 1e3, False),
-    "s_per_epoch": ("s/epoch", 1.0, False),
+    "s_per_epoch": ("s/epoch", 1.0, False),  # median epoch of the process
+    "s_per_epoch_mean": ("s/epoch mean", 1.0, False),
+    "s_first_epoch": ("s first epoch", 1.0, False),
     "GFLOPS": ("GFLOP/s", 1e-9, True),  # plain rate counter: flop per second
     "peak_MiB": ("MiB peak", 1.0, False),
     "above_start_MiB": ("MiB added", 1.0, False),
