@@ -51,31 +51,16 @@ constexpr int kLocalSlots = 16;
 constexpr size_t kLocalBytes = size_t{4} << 20;
 std::atomic<bool> g_local_enabled{true};  // false while the cache limit is 0
 
-struct LocalBlocks {
-  size_t bytes[kLocalSlots];
-  void* blocks[kLocalSlots];
-  int count;
-  size_t total;
-  bool disabled;
+struct LocalBlocks : detail::SizedSlots<void*, kLocalSlots> {
+  bool disabled = false;
 
   void release_all() {
-    for (int i = 0; i < count; ++i) ::operator delete(blocks[i]);
+    for (int i = 0; i < count; ++i) ::operator delete(items[i]);
     count = 0;
     total = 0;
   }
-  // Takes slot i out, keeping the others in LIFO order.
-  void* take(int i) {
-    void* p = blocks[i];
-    total -= bytes[i];
-    for (int j = i + 1; j < count; ++j) {
-      bytes[j - 1] = bytes[j];
-      blocks[j - 1] = blocks[j];
-    }
-    --count;
-    return p;
-  }
 };
-thread_local LocalBlocks t_local{};  // trivially destructible: usable during thread exit
+thread_local constinit LocalBlocks t_local{};  // trivially destructible: usable during thread exit
 
 struct LocalBlocksReaper {
   ~LocalBlocksReaper() {
@@ -102,16 +87,13 @@ bool local_keep(void* p, size_t bytes) {
   (void)&t_reaper;  // registers the reaper for this thread
   while (l.count > 0 && (l.count == kLocalSlots || l.total + bytes > kLocalBytes))
     ::operator delete(l.take(0));  // drop the oldest
-  l.bytes[l.count] = bytes;
-  l.blocks[l.count] = p;
-  ++l.count;
-  l.total += bytes;
+  l.push(p, bytes);
   return true;
 }
 
 #ifndef TG_NODE_LISTS_OFF
 // Note [Node blocks]: every recorded op and every op result allocates one graph node
-// (~300 bytes plus its backward closure). glibc keeps only 7 freed blocks per size in its
+// (256 bytes plus its backward closure). glibc keeps only 7 freed blocks per size in its
 // per-thread cache, so a graph of thousands of nodes freed after backward and rebuilt by
 // the next forward goes through the arena's shared lists; and even a cache hit (malloc +
 // free) was ~7 ns of the ~40 ns a no-grad op result costs. Each thread keeps freed node
@@ -201,10 +183,7 @@ void Internals::keep(ReadyNodes& r, Node* n) noexcept {
   n->seq = 0;
   n->pending_owned = false;
   n->mark.store(0, std::memory_order_relaxed);
-  r.nodes[r.count] = n;
-  r.bytes[r.count] = kept;
-  ++r.count;
-  r.total += kept;
+  r.push(n, kept);
   add_live(-1, -static_cast<int64_t>(kept));
 }
 #endif
@@ -262,7 +241,7 @@ void release_ready(bool blocks_only) noexcept {
         detail::g_live_bytes_counter.add(static_cast<int64_t>(r.bytes[i]));
         r.total -= r.bytes[i];
         r.bytes[i] = 0;
-        r.nodes[i]->value = Tensor();
+        r.items[i]->value = Tensor();
       }
     return;
   }

@@ -18,6 +18,35 @@ namespace tg::detail {
 
 inline constexpr size_t kCachedBlockMin = size_t{256} << 10;
 
+/// A short per-thread stack of (item, bytes) pairs, newest last: the small blocks a thread
+/// keeps (Note [Per-thread small blocks]) and the nodes it keeps with their blocks (Note
+/// [Node recycling]). Plain data, so a thread_local one is usable during thread exit.
+template <class T, int N>
+struct SizedSlots {
+  T items[N];
+  size_t bytes[N];
+  int count = 0;
+  size_t total = 0;  // the sum of bytes
+
+  void push(T item, size_t b) noexcept {
+    items[count] = item;
+    bytes[count] = b;
+    ++count;
+    total += b;
+  }
+  // Takes slot i out, keeping the others in order.
+  T take(int i) noexcept {
+    T item = items[i];
+    total -= bytes[i];
+    for (int j = i + 1; j < count; ++j) {
+      items[j - 1] = items[j];
+      bytes[j - 1] = bytes[j];
+    }
+    --count;
+    return item;
+  }
+};
+
 void* block_allocate(size_t bytes);
 void block_free(void* p, size_t bytes);
 

@@ -28,6 +28,11 @@ struct LiveSlots {
 };
 inline thread_local constinit LiveSlots t_live_slots{};
 
+// One thread's slot: only this thread writes it, so a plain load and store suffice.
+inline void bump(std::atomic<int64_t>& slot, int64_t n) noexcept {
+  slot.store(slot.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
 class LiveCounter {
  public:
   explicit constexpr LiveCounter(int index) : index_(index) {}
@@ -35,10 +40,10 @@ class LiveCounter {
     LiveSlots& s = t_live_slots;
     if (s.state != kSlotsActive) [[unlikely]]
       return add_slow(n);
-    std::atomic<int64_t>& v = s.value[index_];
-    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    bump(s.value[index_], n);
   }
   int64_t total() const;
+  constexpr int index() const { return index_; }
 
  private:
   // A thread's first update makes its slots visible to total() (and registers their folding
@@ -59,8 +64,8 @@ inline void add_live(int64_t nodes, int64_t bytes) noexcept {
     g_live_bytes_counter.add(bytes);
     return;
   }
-  s.value[0].store(s.value[0].load(std::memory_order_relaxed) + nodes, std::memory_order_relaxed);
-  s.value[1].store(s.value[1].load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  bump(s.value[g_live_nodes_counter.index()], nodes);
+  bump(s.value[g_live_bytes_counter.index()], bytes);
 }
 
 }  // namespace tg::detail

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "graph/block_cache.hpp"
 #include "graph/live_counter.hpp"
 #include "graph/var.hpp"
 
@@ -25,12 +26,9 @@ namespace tg::detail {
 inline constexpr int kReadySlots = 16;
 inline constexpr size_t kReadyBytes = size_t{4} << 20;
 
-struct ReadyNodes {
-  Node* nodes[kReadySlots];
-  size_t bytes[kReadySlots];  // the block kept with each node's value (0: none)
-  int count = 0;
+// bytes: the block kept with each node's value (0: none).
+struct ReadyNodes : SizedSlots<Node*, kReadySlots> {
   int capacity = kReadySlots;  // 0 once the thread's reaper has run
-  size_t total = 0;            // bytes of the kept blocks
 };
 // Trivially destructible: usable while the thread's other thread_local objects end.
 extern thread_local constinit ReadyNodes t_ready;
@@ -48,14 +46,8 @@ struct Internals {
   static void keep(ReadyNodes& r, Node* n) noexcept;  // block_cache.cpp
   // Takes slot i out (the others keep their order); it counts as live again, with its block.
   static Node* take(ReadyNodes& r, int i) noexcept {
-    Node* n = r.nodes[i];
     const size_t kept = r.bytes[i];
-    for (int j = i + 1; j < r.count; ++j) {
-      r.nodes[j - 1] = r.nodes[j];
-      r.bytes[j - 1] = r.bytes[j];
-    }
-    --r.count;
-    r.total -= kept;
+    Node* n = r.take(i);
     add_live(1, static_cast<int64_t>(kept));
     n->refs_.store(1, std::memory_order_relaxed);
     return n;

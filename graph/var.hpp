@@ -256,6 +256,16 @@ inline thread_local bool anomaly_enabled = false;
 void finish_record(Node& node);
 void check_forward_anomaly(const char* op, const Tensor& value, const Var* const* inputs, size_t n);
 
+/// Whether an op on these inputs is recorded: grad mode is on and one of them wants a
+/// gradient.
+template <class It>
+bool records(It first, It last) {
+  if (!grad_enabled) return false;
+  for (It it = first; it != last; ++it)
+    if (static_cast<const Var&>(*it).requires_grad()) return true;
+  return false;
+}
+
 template <class F, class It>
 Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward) {
   if (anomaly_enabled) {
@@ -263,11 +273,7 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
     for (It it = first; it != last; ++it) ptrs.push_back(&static_cast<const Var&>(*it));
     check_forward_anomaly(op, value, ptrs.data(), ptrs.size());
   }
-  bool wanted = false;
-  if (grad_enabled)
-    for (It it = first; it != last && !wanted; ++it)
-      wanted = static_cast<const Var&>(*it).requires_grad();
-  if (!wanted) return Var(value_node(std::move(value)));
+  if (!records(first, last)) return Var(value_node(std::move(value)));
   NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));

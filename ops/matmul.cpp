@@ -7,10 +7,11 @@
 namespace tg {
 
 namespace {
-// Whether `record` would record a product of a and b (or check it for anomalies).
-bool records(const Var& a, const Var& b) {
-  return detail::anomaly_enabled ||
-         (detail::grad_enabled && (a.requires_grad() || b.requires_grad()));
+// Nothing records a product of a and b nor checks it for anomalies (as `record` decides):
+// it can be written straight into its result node.
+bool unrecorded(const Var& a, const Var& b) {
+  const std::initializer_list<VarRef> in{a, b};
+  return !detail::anomaly_enabled && !detail::records(in.begin(), in.end());
 }
 }  // namespace
 
@@ -19,7 +20,7 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
   // when a flag is set the gradient is the transpose of that, which is again one gemm
   // with flags — so no transposed copy is ever made, forward or backward.
   // Unrecorded, the product is written straight into its result node.
-  if (!records(a, b)) return Var(kern::gemm_node(a.value(), transpose_a, b.value(), transpose_b));
+  if (unrecorded(a, b)) return Var(kern::gemm_node(a.value(), transpose_a, b.value(), transpose_b));
   Tensor c = kern::gemm(a.value(), transpose_a, b.value(), transpose_b, nullptr);
   return record("matmul", std::move(c), {a, b},
                 [ta = transpose_a, tb = transpose_b](const BackwardCtx& ctx, const Var& dc) {
@@ -46,7 +47,7 @@ Var matmul(const Var& a, const Var& b) {
     out.back() = b.shape()[1];
     return reshape(matmul(reshape(a, {-1, s.back()}), b, false, false), out);
   }
-  if (!records(a, b)) return Var(kern::gemm_node(a.value(), false, b.value(), false));
+  if (unrecorded(a, b)) return Var(kern::gemm_node(a.value(), false, b.value(), false));
   return matmul(a, b, false, false);
 }
 
