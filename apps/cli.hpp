@@ -13,8 +13,15 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_inspect(CLI::App& app);
 
-/// Creates `dir` (and parents); throws tg::IoError naming it when that fails.
-void make_dir(const std::string& dir);
+// Output paths are checked before any work (loading data, training), so a run never ends
+// in "cannot write" after its work is done.
+/// Creates `dir` and its missing parents (like mkdir -p) and checks that files can be
+/// created in it; throws tg::IoError naming the path otherwise.
+void prepare_output_dir(const std::string& dir);
+/// Checks that `path` can be written: creates its missing parent folders and fails when
+/// `path` is a folder, a parent is a file, or the folder takes no new files. Creates
+/// nothing at `path` itself.
+void prepare_output_file(const std::string& path);
 /// Writes `text` to `path` atomically; throws tg::IoError.
 void write_text(const std::string& path, const std::string& text);
 /// Appends one line to `path`; throws tg::IoError.

@@ -38,6 +38,8 @@ struct EvalOptions {
 };
 
 void run_eval(const EvalOptions& o) {
+  if (!o.json.empty()) prepare_output_file(o.json);
+  if (!o.out.empty()) prepare_output_dir(o.out);
   Loaded l = load_model(o.checkpoint);
   const data::Dataset test = o.source.test();
   if (test.num_features() != l.config.inputs)
@@ -62,7 +64,6 @@ void run_eval(const EvalOptions& o) {
                            "\n");
   }
   if (!o.out.empty()) {
-    make_dir(o.out);
     plot::Heatmap cm;
     cm.title = "Confusion matrix (" + o.checkpoint + ")";
     cm.x_label = "predicted class";

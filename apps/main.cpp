@@ -1,7 +1,13 @@
 // The `tapegrad` program. Exit status: 0 success, 2 bad input (options, files, data), 1 an
 // internal failure.
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -11,11 +17,62 @@
 
 namespace tg::app {
 
-void make_dir(const std::string& dir) {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string in_quotes(const fs::path& p) { return "'" + p.string() + "'"; }
+
+// Creates `dir` and its parents (mkdir -p) and checks that a file can be created in it, by
+// creating and removing an empty one. `what` is the path the user gave, for the message.
+void ensure_writable_dir(const fs::path& dir, const std::string& what) {
+  // The first ancestor that exists must be a folder: a file there is the common mistake.
+  for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    if (fs::exists(st)) {
+      if (!fs::is_directory(st))
+        throw IoError("cannot write " + in_quotes(what) + ": " + in_quotes(p) +
+                      " is a file, not a folder");
+      break;
+    }
+    if (p == p.parent_path()) break;
+  }
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec || !std::filesystem::is_directory(dir))
-    throw IoError(dir + ": cannot create the folder (" + ec.message() + ")");
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw IoError("cannot write " + in_quotes(what) + ": cannot create the folder " +
+                  in_quotes(dir) + " (" + (ec ? ec.message() : std::string("not a folder")) + ")");
+  std::string probe = (dir / ".tapegrad-write-check.XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0)
+    throw IoError("cannot write " + in_quotes(what) + ": cannot create files in " + in_quotes(dir) +
+                  " (" + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+}  // namespace
+
+void prepare_output_dir(const std::string& dir) {
+  if (dir.empty()) throw IoError("an output folder name is empty");
+  ensure_writable_dir(fs::path(dir), dir);
+}
+
+void prepare_output_file(const std::string& path) {
+  const fs::path target(path);
+  if (path.empty() || target.filename().empty())
+    throw IoError("cannot write '" + path + "': not a file name");
+  std::error_code ec;
+  if (fs::is_directory(target, ec))
+    throw IoError("cannot write " + in_quotes(target) + ": it is a folder");
+  ensure_writable_dir(target.has_parent_path() ? target.parent_path() : fs::path("."), path);
+  // An existing file must take writes (appending nothing changes nothing).
+  if (fs::exists(target, ec)) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+    if (fd < 0) throw IoError("cannot write " + in_quotes(target) + ": " + std::strerror(errno));
+    ::close(fd);
+  }
 }
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }

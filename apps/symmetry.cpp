@@ -1,6 +1,6 @@
 // `tapegrad symmetry`: why do hidden units that see the same input end up different?
-// The 2-3-1 sigmoid network of ../shared/SEED.md trained from identical and from random
-// initial weights, and against 100,000 draws of random search.
+// The 2-3-1 sigmoid network of docs/seed.md trained from identical and from random initial
+// weights, and against 100,000 draws of random search.
 
 #include <algorithm>
 #include <chrono>
@@ -26,7 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string data;  // CSV with x1, x2, y; empty = the built-in rows of SEED.md
+  std::string data;  // CSV with x1, x2, y; empty = the built-in rows (data/seed_regression.csv)
   int64_t steps = 5000;
   double lr = 2.0;
   double constant = 0.5;
@@ -38,13 +38,14 @@ struct Options {
   std::string out;
 };
 
-// The seed data: X scaled by its overall maximum, y by its maximum (SEED.md).
+// The seed data: X scaled by its overall maximum, y by its maximum (docs/seed.md).
 struct SeedData {
   Var x, y;
   double x_max = 0, y_max = 0;
 };
 
 SeedData load_data(const std::string& path) {
+  // The rows of data/seed_regression.csv, built in so the installed program needs no file.
   std::vector<std::vector<double>> rows{{8, 5, 100}, {7, 5, 90}, {8, 4, 88}, {8, 1, 60},
                                         {4, 3, 50},  {5, 2, 45}, {4, 2, 40}};
   if (!path.empty()) {
@@ -123,7 +124,7 @@ struct Search {
   std::vector<Tensor> best;
 };
 
-// The second answer of SEED.md: draw every weight uniformly from [-r, r] `draws` times, keep
+// The second answer of docs/seed.md: draw every weight uniformly from [-r, r] `draws` times, keep
 // the set with the lowest squared error. No gradients.
 Search random_search(MLP& net, const SeedData& d, const Options& o, Rng& rng) {
   NoGradGuard no_grad;
@@ -151,8 +152,7 @@ double predict(MLP& net, const SeedData& d, double x1, double x2) {
 
 void write_pictures(const std::string& dir, const Run& c, const Run& r, const Search& s,
                     const Options& o) {
-  make_dir(dir);
-  plot::LineChart loss{"Loss of the 2-3-1 sigmoid network (SEED.md data)",
+  plot::LineChart loss{"Loss of the 2-3-1 sigmoid network (seed data)",
                        "SGD step",
                        "mean squared error (scaled)",
                        {},
@@ -184,6 +184,8 @@ void run_symmetry(const Options& o) {
   if (o.steps < 1 || o.draws < 1 || o.log_every < 1 || !(o.lr > 0) || !(o.search_range > 0))
     throw Error(
         "symmetry: --steps, --draws, --log-every, --lr and --search-range must be positive");
+  if (!o.json.empty()) prepare_output_file(o.json);
+  if (!o.out.empty()) prepare_output_dir(o.out);
   const SeedData d = load_data(o.data);
   Rng rng(o.seed);
 
@@ -286,8 +288,10 @@ void add_symmetry(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "symmetry",
       "The seed question: a 2-3-1 sigmoid network trained from identical vs random initial "
-      "weights, and backprop vs 100,000 draws of random search (../shared/SEED.md)");
-  cmd->add_option("--data", o->data, "CSV with columns x1, x2, y (default: the rows of SEED.md)")
+      "weights, and backprop vs 100,000 draws of random search (docs/seed.md)");
+  cmd->add_option(
+         "--data", o->data,
+         "CSV with columns x1, x2, y (default: the 7 rows of data/seed_regression.csv, built in)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--steps", o->steps, "SGD steps of each backprop run")->capture_default_str();
   cmd->add_option("--lr", o->lr, "SGD learning rate")->capture_default_str();

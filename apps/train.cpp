@@ -140,6 +140,11 @@ void write_pictures(const std::string& dir, const History& h, const Evaluation& 
 }
 
 void run_train(TrainOptions o) {
+  // The default folder (runs/<time>-train) is made once the data has loaded, so a run that
+  // fails on its input leaves none behind; the folder it goes in is checked now.
+  const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
+  if (!o.metrics.empty()) prepare_output_file(o.metrics);
   RunConfig c = o.config;
   NpzArchive resumed;
   if (!o.resume.empty()) {
@@ -183,9 +188,10 @@ void run_train(TrainOptions o) {
     start = resumed.integer("epoch");
     h = read_history(resumed);
   }
-  const std::string out = o.out.empty() ? default_out_dir() : o.out;
-  make_dir(out);
+  prepare_output_dir(out);
   const std::string ckpt = out + "/checkpoint.npz";
+  // A new run's folder holds its own epochs only (a rerun into the same folder starts over).
+  if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
   const auto names = class_names(test, c.classes);
 
   std::printf("tapegrad train: %lld training / %lld test examples, %lld features, %lld classes\n",

@@ -50,7 +50,8 @@ struct DiagnosticsOptions {
   double saturation_high = 0.99;
 };
 
-/// The seed question (../shared/SEED.md) answered for a model.
+/// The seed question (docs/seed.md) answered for a model: which units are identical, dead
+/// or saturated.
 struct DiagnosticsReport {
   std::vector<LinearDiagnostics> linear;
   std::vector<ActivationDiagnostics> activations;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Sets up everything (Debian packages), builds (Release), and runs the main job: the seed
-# experiment (`tapegrad symmetry`) and a training run on Fashion-MNIST with the defaults.
+# Sets up everything (Debian packages), builds the `tapegrad` program (Release), and runs the
+# main job: the seed experiment (`tapegrad symmetry`, docs/seed.md) and a training run on
+# Fashion-MNIST with the defaults. Outputs: runs/symmetry/ (symmetry.json and pictures) and
+# runs/train-defaults/ (checkpoint.npz, metrics.jsonl and pictures). tests/main_job.sh runs
+# this script from a fresh copy of the tree and checks those outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+TAPEGRAD_TARGETS=tapegrad_cli bash scripts/build.sh
 ./build/apps/tapegrad symmetry --json runs/symmetry/symmetry.json --out runs/symmetry
 echo
-./build/apps/tapegrad train --out runs/train-defaults --metrics runs/train-defaults.jsonl
+./build/apps/tapegrad train --out runs/train-defaults

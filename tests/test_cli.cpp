@@ -2,6 +2,7 @@
 // run with checkpoints that eval and --resume accept, and every bad input exiting 2.
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
@@ -193,6 +194,72 @@ TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]"
     CHECK_THAT(r.out, Catch::Contains(c.message));
     CHECK_THAT(r.out, !Catch::Contains("internal error"));
   }
+}
+
+TEST_CASE("output paths: missing folders are made, unwritable ones fail before any work",
+          "[cli][errors]") {
+  TempDir dir;
+  // Missing parents are created, like mkdir -p.
+  const auto r = run("symmetry --steps 10 --draws 10 --log-every 5 --json " + (dir / "a/b/s.json") +
+                     " --out " + (dir / "c/d"));
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK(fs::is_regular_file(dir / "a/b/s.json"));
+  CHECK(fs::is_regular_file(dir / "c/d/loss_curves.svg"));
+  if (have_fashion_mnist()) {
+    const auto t =
+        run("train --epochs 1 --limit 200 --test-limit 100 --hidden 8 --no-progress"
+            " --out " +
+            (dir / "t/run") + " --metrics " + (dir / "m/n/metrics.jsonl"));
+    INFO(t.out);
+    CHECK(t.status == 0);
+    CHECK(fs::is_regular_file(dir / "m/n/metrics.jsonl"));
+    CHECK(fs::is_regular_file(dir / "t/run/checkpoint.npz"));
+  }
+
+  // Unwritable paths fail at start: each case also names input that does not exist, and the
+  // error must be about the output path (so nothing was loaded or trained first).
+  std::ofstream(dir / "file") << "x";
+  std::ofstream(dir / "bad.csv") << "x1,x2,y\n1,2,abc\n";
+  fs::create_directories(dir / "folder");
+  const std::string missing = dir / "no-such-data";
+  struct Case {
+    std::string args, message;
+  };
+  const std::vector<Case> cases{
+      {"symmetry --data " + (dir / "bad.csv") + " --json " + (dir / "file/s.json"),
+       "'" + (dir / "file") + "' is a file, not a folder"},
+      {"symmetry --data " + (dir / "bad.csv") + " --out " + (dir / "file/x/y"),
+       "is a file, not a folder"},
+      {"symmetry --data " + (dir / "bad.csv") + " --json " + (dir / "folder"), "is a folder"},
+      {"symmetry --json /proc/tapegrad-test/s.json",
+       "cannot create the folder '/proc/tapegrad-test'"},
+      {"train --data " + missing + " --out " + (dir / "file/run"), "is a file, not a folder"},
+      {"train --data " + missing + " --metrics " + (dir / "file/m.jsonl"),
+       "is a file, not a folder"},
+      {"train --data " + missing + " --metrics " + (dir / "folder"), "is a folder"},
+      {"eval " + missing + ".npz --json " + (dir / "file/e.json"), "is a file, not a folder"},
+      {"eval " + missing + ".npz --out " + (dir / "file/pics"), "is a file, not a folder"},
+  };
+  for (const auto& c : cases) {
+    const auto e = run(c.args);
+    INFO("tapegrad " << c.args << "\n" << e.out);
+    CHECK(e.status == 2);
+    CHECK_THAT(e.out,
+               Catch::StartsWith("tapegrad: error: cannot write") && Catch::Contains(c.message));
+    CHECK(std::count(e.out.begin(), e.out.end(), '\n') == 1);
+  }
+  if (::geteuid() != 0) {  // root writes anywhere; a user meets the folder's permissions
+    fs::create_directories(dir / "locked");
+    fs::permissions(dir / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+    const auto e =
+        run("symmetry --data " + (dir / "bad.csv") + " --json " + (dir / "locked/s.json"));
+    INFO(e.out);
+    CHECK(e.status == 2);
+    CHECK_THAT(e.out, Catch::Contains("cannot create files in '" + (dir / "locked") + "'"));
+    fs::permissions(dir / "locked", fs::perms::owner_all);
+  }
+  CHECK(fs::is_empty(dir / "folder"));  // the write check leaves nothing behind
 }
 
 TEST_CASE("train with the defaults reaches 0.87 test accuracy in 5 epochs", "[cli][train]") {

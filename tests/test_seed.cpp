@@ -1,7 +1,9 @@
-// The seed experiment (../shared/SEED.md) as a test: a 2-3-1 sigmoid network without
+// The seed experiment (docs/seed.md) as a test: a 2-3-1 sigmoid network without
 // biases on the 7-row regression data, X scaled by its overall maximum and y by its maximum.
 
 #include <catch2/catch.hpp>
+
+#include "data/dataset.hpp"
 
 #include "models/diagnostics.hpp"
 #include "models/init.hpp"
@@ -13,19 +15,24 @@
 
 namespace {
 
-// The same rows as ../shared/seed_regression.csv (x1, x2, y); copied so the test does not
-// depend on files outside the repository.
-constexpr double kData[7][3] = {{8, 5, 100}, {7, 5, 90}, {8, 4, 88}, {8, 1, 60},
-                                {4, 3, 50},  {5, 2, 45}, {4, 2, 40}};
+// The seed data (x1, x2, y), read from the repository's own copy.
+std::vector<std::vector<double>> seed_rows() {
+  const auto t = tg::data::read_csv(std::string(TAPEGRAD_SOURCE_DIR) + "/data/seed_regression.csv");
+  std::vector<std::vector<double>> rows;
+  for (const auto& r : t.rows)
+    rows.push_back({r[t.column("x1")], r[t.column("x2")], r[t.column("y")]});
+  return rows;
+}
 
 std::pair<tg::Var, tg::Var> seed_data() {
+  const auto rows = seed_rows();
   std::vector<double> x, y;
   double xmax = 0, ymax = 0;
-  for (const auto& r : kData) {
+  for (const auto& r : rows) {
     xmax = std::max({xmax, r[0], r[1]});
     ymax = std::max(ymax, r[2]);
   }
-  for (const auto& r : kData) {
+  for (const auto& r : rows) {
     x.push_back(r[0] / xmax);
     x.push_back(r[1] / xmax);
     y.push_back(r[2] / ymax);
