@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "graph/error.hpp"
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
 

@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "data/dataset.hpp"
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg::data {
 

@@ -3,10 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "graph/engine_ops.hpp"
+#include "graph/kernels.hpp"
 #include "graph/var.hpp"
-#include "ops/arith.hpp"
-#include "ops/kernels.hpp"
-#include "ops/reduce.hpp"
 
 namespace tg {
 

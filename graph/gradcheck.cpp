@@ -4,39 +4,54 @@
 #include <sstream>
 
 #include "graph/rng.hpp"
-#include "ops/arith.hpp"
-#include "ops/reduce.hpp"
-#include "ops/shape_ops.hpp"
 
 namespace tg {
 
 namespace {
 
-Var evaluate(const GradcheckFn& fn, const std::vector<Var>& leaves, const char* who) {
-  Var out = fn(leaves);
-  if (!out.defined()) throw Error(std::string(who) + ": the function returned an undefined Var");
-  if (out.dtype() != f64)
-    throw DtypeError(std::string(who) + ": the function returned " +
-                     std::string(dtype_name(out.dtype())) +
-                     " for float64 inputs; it must compute in the inputs' dtype");
-  return out;
+// The function under check, with one or several outputs (gradgradcheck's first gradients
+// are one output per input).
+using Outputs = std::vector<Var>;
+using MultiFn = std::function<Outputs(const std::vector<Var>&)>;
+
+Outputs evaluate(const MultiFn& fn, const std::vector<Var>& leaves, const char* who) {
+  Outputs outs = fn(leaves);
+  for (const Var& out : outs) {
+    if (!out.defined()) throw Error(std::string(who) + ": the function returned an undefined Var");
+    if (out.dtype() != f64)
+      throw DtypeError(std::string(who) + ": the function returned " +
+                       std::string(dtype_name(out.dtype())) +
+                       " for float64 inputs; it must compute in the inputs' dtype");
+  }
+  return outs;
 }
 
-}  // namespace
+// Every output element's value, in order (outputs one after another, each row-major).
+std::vector<double> flat_values(const Outputs& outs) {
+  std::vector<double> v;
+  for (const Var& out : outs) {
+    const double* p = out.value().data<double>();
+    v.insert(v.end(), p, p + out.numel());
+  }
+  return v;
+}
 
-GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
-                          const GradcheckOptions& opt) {
+// The full Jacobian of `fn` at `inputs` from backprop against central finite differences.
+GradcheckReport check(const MultiFn& fn, const std::vector<Tensor>& inputs,
+                      const GradcheckOptions& opt, const char* who) {
   std::vector<Var> leaves;
   for (const Tensor& t : inputs) leaves.push_back(param(t.to(f64).clone()));
-  Var out = evaluate(fn, leaves, "gradcheck");
-  const int64_t m = out.numel();
+  const Outputs outs = evaluate(fn, leaves, who);
+  int64_t m = 0;
+  for (const Var& out : outs) m += out.numel();
 
   // Analytic Jacobian, one row per output element: J[i][k * n_i + j] = d out_k / d in_i[j].
   std::vector<std::vector<double>> analytic(leaves.size());
   for (size_t i = 0; i < leaves.size(); ++i)
     analytic[i].assign(static_cast<size_t>(m * leaves[i].numel()), 0.0);
-  if (out.requires_grad()) {
-    for (int64_t k = 0; k < m; ++k) {
+  int64_t row = 0;  // the first row of the current output
+  for (const Var& out : outs) {
+    for (int64_t k = 0; out.requires_grad() && k < out.numel(); ++k) {
       Tensor seed = zeros(out.shape(), f64);
       seed.data<double>()[k] = 1.0;
       std::vector<Var> g =
@@ -45,9 +60,10 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
         if (!g[i].defined()) continue;
         const double* p = g[i].value().data<double>();
         const int64_t n = leaves[i].numel();
-        for (int64_t j = 0; j < n; ++j) analytic[i][static_cast<size_t>(k * n + j)] = p[j];
+        for (int64_t j = 0; j < n; ++j) analytic[i][static_cast<size_t>((row + k) * n + j)] = p[j];
       }
     }
+    row += out.numel();
   }
 
   GradcheckReport r;
@@ -59,14 +75,13 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
     for (int64_t j = 0; j < n; ++j) {
       const double orig = x[j];
       x[j] = orig + opt.eps;
-      const Tensor plus = evaluate(fn, leaves, "gradcheck").value().clone();
+      const std::vector<double> plus = flat_values(evaluate(fn, leaves, who));
       x[j] = orig - opt.eps;
-      const Tensor minus = evaluate(fn, leaves, "gradcheck").value().clone();
+      const std::vector<double> minus = flat_values(evaluate(fn, leaves, who));
       x[j] = orig;
-      const double* pp = plus.data<double>();
-      const double* pm = minus.data<double>();
       for (int64_t k = 0; k < m; ++k) {
-        const double num = (pp[k] - pm[k]) / (2.0 * opt.eps);
+        const double num =
+            (plus[static_cast<size_t>(k)] - minus[static_cast<size_t>(k)]) / (2.0 * opt.eps);
         const double ana = analytic[i][static_cast<size_t>(k * n + j)];
         const double abs_err = std::abs(ana - num);
         const double rel_err = abs_err / std::max(std::abs(num), 1e-12);
@@ -86,8 +101,8 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
     }
   }
   std::ostringstream msg;
-  msg << (r.passed ? "gradcheck passed" : "gradcheck FAILED") << ": max abs error "
-      << r.max_abs_error << ", max rel error " << r.max_rel_error;
+  msg << who << (r.passed ? " passed" : " FAILED") << ": max abs error " << r.max_abs_error
+      << ", max rel error " << r.max_rel_error;
   if (r.worst_input >= 0)
     msg << "; worst at input " << r.worst_input << " element " << r.worst_element << " (analytic "
         << r.analytic << ", numeric " << r.numeric << ")";
@@ -95,29 +110,36 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
   return r;
 }
 
+}  // namespace
+
+GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
+                          const GradcheckOptions& opt) {
+  return check([&fn](const std::vector<Var>& xs) { return Outputs{fn(xs)}; }, inputs, opt,
+               "gradcheck");
+}
+
 GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
                               const GradcheckOptions& opt) {
   // Shape of the output, to draw the fixed random output weights v.
   std::vector<Var> probe;
   for (const Tensor& t : inputs) probe.push_back(param(t.to(f64).clone()));
-  const Shape out_shape = evaluate(fn, probe, "gradgradcheck").shape();
+  const Shape out_shape = evaluate([&fn](const std::vector<Var>& xs) { return Outputs{fn(xs)}; },
+                                   probe, "gradgradcheck")[0]
+                              .shape();
   Rng rng(opt.seed);
   const Var v = constant(randn(out_shape, rng, f64));
-  // G(x) = v . J(x), flattened and joined over inputs; its Jacobian is the second derivative.
+  // G(x) = v . J(x), one output per input; its Jacobian is the second derivative.
   auto first_grads = [&](const std::vector<Var>& xs) {
-    Var out = evaluate(fn, xs, "gradgradcheck");
-    std::vector<Var> parts;
+    Var out = fn(xs);
+    if (!out.defined()) throw Error("gradgradcheck: the function returned an undefined Var");
     std::vector<Var> g;
     if (out.requires_grad()) g = grad({out}, xs, {v}, {.create_graph = true, .allow_unused = true});
-    for (size_t i = 0; i < xs.size(); ++i) {
-      Var gi = i < g.size() && g[i].defined() ? g[i] : constant(zeros(xs[i].shape(), f64));
-      parts.push_back(reshape(gi, {-1}));
-    }
-    return concat(parts, 0);
+    Outputs parts;
+    for (size_t i = 0; i < xs.size(); ++i)
+      parts.push_back(i < g.size() && g[i].defined() ? g[i] : constant(zeros(xs[i].shape(), f64)));
+    return parts;
   };
-  GradcheckReport r = gradcheck(first_grads, inputs, opt);
-  r.message = "grad" + r.message;
-  return r;
+  return check(first_grads, inputs, opt, "gradgradcheck");
 }
 
 }  // namespace tg

@@ -7,14 +7,6 @@
 
 namespace tg {
 
-Var add(const Var& a, const Var& b) {
-  // d(a + b) = (dy, dy); the engine sums each back to its input's shape.
-  return record("add", kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; }),
-                {a, b}, [](const BackwardCtx&, const Var& dy) {
-                  return Grads{dy, dy};
-                });
-}
-
 Var sub(const Var& a, const Var& b) {
   // d(a - b) = (dy, -dy)
   return record("sub", kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; }),

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "graph/engine_ops.hpp"  // add
 #include "graph/var.hpp"
 
 namespace tg {
@@ -7,7 +8,6 @@ namespace tg {
 // Elementwise arithmetic with NumPy broadcasting. Both operands must have the same dtype
 // (convert with `Tensor::to`); a scalar takes the dtype of the Var.
 
-Var add(const Var& a, const Var& b);
 Var sub(const Var& a, const Var& b);
 Var mul(const Var& a, const Var& b);
 Var div(const Var& a, const Var& b);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 

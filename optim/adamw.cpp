@@ -1,6 +1,6 @@
 #include "optim/adamw.hpp"
 
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 

@@ -1,4 +1,4 @@
-// tapegrad's worker pool (graph/parallel.hpp): parallel_for covers every index once on any
+// tapegrad's worker pool (parallel/parallel.hpp): parallel_for covers every index once on any
 // thread count, rethrows, nests and serves concurrent callers; run_async; and the
 // kernels that use it (optimizer updates, the DataLoader's gather) give the same bits on
 // any thread count. Tagged [threads]: these also run under ThreadSanitizer.

@@ -5,7 +5,7 @@
 #include "data/dataset.hpp"
 #include "graph/dot.hpp"
 #include "graph/gradcheck.hpp"
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
 #include "graph/var.hpp"

@@ -1,4 +1,4 @@
-#include "graph/parallel.hpp"
+#include "parallel/parallel.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -1,0 +1,94 @@
+#pragma once
+
+// Internal: the tensor-level kernels every layer above shares: checks, elementwise maps
+// with NumPy broadcasting, in-place accumulation, sums, broadcast copies and permutes. The
+// engine's own ops (graph/engine_ops.hpp) stand on these; the op families add theirs in
+// ops/kernels.hpp. Elementwise maps are templates (instantiated where used).
+
+#include <string>
+#include <vector>
+
+#include "graph/tensor.hpp"
+
+namespace tg::kern {
+
+/// Throws DtypeError unless a and b share a dtype.
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+/// Throws ShapeError unless a and b have equal shapes.
+void check_same_shape(const Tensor& a, const Tensor& b, const char* op,
+                      const char* what_a = "input", const char* what_b = "target");
+
+/// y[i] = f(x[i]).
+template <class F>
+Tensor map(const Tensor& x, F f) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
+  });
+  return out;
+}
+
+/// Strides (in elements) of `s` seen inside the broadcast shape `out` (0 on broadcast axes).
+void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides);
+
+/// z = f(a, b) with NumPy broadcasting.
+template <class F>
+Tensor zip(const Tensor& a, const Tensor& b, const char* op, F f) {
+  check_same_dtype(a, b, op);
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  Tensor out = Tensor::empty(shape, a.dtype());
+  dispatch(a.dtype(), [&]<class T>() {
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    const int64_t n = out.numel();
+    if (a.shape() == b.shape()) {
+      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    } else if (b.numel() == 1 && a.numel() == n) {
+      const T vb = pb[0];
+      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
+    } else if (a.numel() == 1 && b.numel() == n) {
+      const T va = pa[0];
+      for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
+    } else if (n > 0) {
+      const int r = shape.rank();
+      int64_t sa[Shape::kMaxRank], sb[Shape::kMaxRank], idx[Shape::kMaxRank] = {};
+      broadcast_strides(a.shape(), shape, sa);
+      broadcast_strides(b.shape(), shape, sb);
+      const int64_t inner = shape[r - 1], ia = sa[r - 1], ib = sb[r - 1];
+      int64_t oa = 0, ob = 0;
+      for (int64_t o = 0; o < n; o += inner) {
+        for (int64_t i = 0; i < inner; ++i) po[o + i] = f(pa[oa + i * ia], pb[ob + i * ib]);
+        for (int d = r - 2; d >= 0; --d) {  // odometer over the outer axes
+          oa += sa[d];
+          ob += sb[d];
+          if (++idx[d] < shape[d]) break;
+          oa -= sa[d] * shape[d];
+          ob -= sb[d] * shape[d];
+          idx[d] = 0;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+/// dst += src (same shape and dtype), in place.
+void add_(Tensor& dst, const Tensor& src);
+/// Sum of all elements as a rank-0 tensor (accumulated in double).
+Tensor sum_all(const Tensor& x);
+/// Sum over one axis.
+Tensor sum_axis(const Tensor& x, int axis, bool keepdims);
+/// Sum down to `shape` (inverse of broadcasting); throws ShapeError naming `op`.
+Tensor sum_to(const Tensor& x, const Shape& shape, const char* op);
+/// Broadcast copy of x to `shape`.
+Tensor expand(const Tensor& x, const Shape& shape, const char* op);
+/// Axis permutation (copy).
+Tensor permute(const Tensor& x, const std::vector<int>& order);
+/// x viewed as [outer, n, inner] around `axis`.
+void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& inner);
+
+}  // namespace tg::kern
