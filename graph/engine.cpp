@@ -1,8 +1,11 @@
-// The reverse-mode engine: one topological sort, one reverse sweep.
+// The reverse-mode engine: one topological sort, one reverse sweep. The public entry
+// points (tg::backward, tg::grad, Var::backward) and their argument checks are in
+// graph/backward.cpp.
 
 #include <string>
 #include <vector>
 
+#include "graph/engine.hpp"
 #include "graph/engine_ops.hpp"
 #include "graph/kernels.hpp"
 #include "graph/var.hpp"
@@ -24,6 +27,8 @@ namespace tg {
 // recorded `add`, so it can be differentiated.
 
 namespace {
+
+using detail::describe;
 
 std::atomic<uint64_t> g_epoch{0};
 
@@ -69,46 +74,12 @@ void accumulate_grad_field(Node& n, Var g, bool create_graph) {
   }
 }
 
-std::string describe(const Node& n) {
-  return "op '" + std::string(n.name) + "' (node #" + std::to_string(n.seq) + ", output " +
-         n.value.shape().str() + ")";
-}
-
-struct Capture {
-  Node* node;
-  size_t index;
-};
-
-// Runs the sweep. With `captures` (tg::grad), the gradients of those nodes are returned
-// through `captured` and no `.grad` field is written.
-void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bool keep_graph,
-         bool create_graph, const std::vector<Capture>* captures, std::vector<Var>* captured) {
-  if (!grad_outputs.empty() && grad_outputs.size() != roots.size())
-    throw GraphError("backward: " + std::to_string(roots.size()) + " outputs but " +
-                     std::to_string(grad_outputs.size()) + " gradients");
-  for (size_t k = 0; k < roots.size(); ++k) {
-    const Var& r = roots[k];
-    if (!r.defined()) throw GraphError("backward: output " + std::to_string(k) + " is undefined");
-    if (!r.requires_grad())
-      throw GraphError("backward: output " + std::to_string(k) +
-                       " does not require grad (no leaf it depends on wants a gradient)");
-    const Var* go =
-        k < grad_outputs.size() && grad_outputs[k].defined() ? &grad_outputs[k] : nullptr;
-    if (!go && r.numel() != 1)
-      throw GraphError("backward: output " + std::to_string(k) + " has shape " + r.shape().str() +
-                       "; backward without a gradient needs a one-element output (reduce it, "
-                       "or pass a gradient of that shape)");
-    if (go && (go->shape() != r.shape() || go->dtype() != r.dtype()))
-      throw GraphError("backward: gradient " + go->shape().str() + " " +
-                       std::string(dtype_name(go->dtype())) + " does not match output " +
-                       r.shape().str() + " " + std::string(dtype_name(r.dtype())));
-  }
-
-  // Topological order by an iterative depth-first search: `post` ends in post-order, so
-  // walking it backwards visits every node after all of its consumers.
+// Every node the roots depend on through inputs that want gradients, in post-order (an
+// iterative depth-first search): walked backwards, each node comes after all its consumers.
+std::vector<NodePtr> topological_order(const std::vector<Var>& roots) {
   const uint64_t epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
   std::vector<NodePtr> post;
-  std::vector<std::pair<NodePtr, size_t>> stack;
+  std::vector<std::pair<NodePtr, size_t>> stack;  // node, next input to visit
   auto visit = [&](const NodePtr& n) {
     if (n->mark.load(std::memory_order_relaxed) == epoch) return;
     if (n->released)
@@ -132,7 +103,69 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
       }
     }
   }
+  return post;
+}
 
+// The node's hooks, in registration order; each may replace the gradient.
+Var run_hooks(Node& n, Var g) {
+  for (auto& [id, hook] : n.hooks) {
+    Var r = hook(g);
+    if (!r.defined()) continue;
+    if (r.shape() != g.shape() || r.dtype() != g.dtype())
+      throw GraphError("hook on " + describe(n) + " returned a gradient of shape " +
+                       r.shape().str() + ", expected " + g.shape().str());
+    g = std::move(r);
+  }
+  return g;
+}
+
+// Applies the node's backward formula to its full gradient `g` and hands each input its
+// gradient, summed back to the input's shape (Note [Gradient accumulation]).
+void propagate(const NodePtr& np, const Var& g, bool create_graph) {
+  Node& n = *np;
+  Grads grads;
+  try {
+    grads = n.apply(BackwardCtx(np), g);
+  } catch (const AnomalyError& e) {
+    throw AnomalyError("anomaly: in the backward of " + describe(n) + ": " + e.what());
+  }
+  if (grads.size() != n.inputs.size())
+    throw GraphError("backward of " + describe(n) + " returned " + std::to_string(grads.size()) +
+                     " gradients for " + std::to_string(n.inputs.size()) + " inputs");
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Var& in = n.inputs[i];
+    if (!grads[i].defined() || !in.defined() || !in.node()->requires_grad) continue;
+    Var gi = std::move(grads[i]);
+    if (gi.dtype() != in.dtype())
+      throw GraphError("backward of " + describe(n) + " returned a " +
+                       std::string(dtype_name(gi.dtype())) + " gradient for a " +
+                       std::string(dtype_name(in.dtype())) + " input " + std::to_string(i));
+    if (gi.shape() != in.shape()) gi = sum_to(gi, in.shape());
+    if (detail::anomaly_enabled && has_nonfinite(gi.value()))
+      throw AnomalyError("anomaly: backward of " + describe(n) +
+                         " produced NaN/Inf in the gradient of input " + std::to_string(i) + " " +
+                         in.shape().str());
+    accumulate_pending(*in.node(), std::move(gi), create_graph);
+  }
+}
+
+// Frees what only backward needed. A freed node never receives a gradient again: its hooks
+// go too, so a hook that captured its own Var does not keep the node alive.
+void release(Node& n) {
+  n.inputs.clear();
+  n.hooks.clear();
+  n.released = true;
+}
+
+}  // namespace
+
+namespace detail {
+
+// One backward: seed the roots, then each node in reverse topological order takes its
+// pending gradient, runs its hooks, stores the gradient where it is wanted, propagates it.
+void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bool keep_graph,
+         bool create_graph, Targets& targets) {
+  const std::vector<NodePtr> post = topological_order(roots);
   GradModeGuard mode(create_graph);
   try {
     for (size_t k = 0; k < roots.size(); ++k) {
@@ -141,66 +174,26 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
       accumulate_pending(*roots[k].node(), std::move(g), create_graph);
     }
     for (auto it = post.rbegin(); it != post.rend(); ++it) {
-      const NodePtr& np = *it;
-      Node& n = *np;
+      Node& n = **it;
       Var g = std::move(n.pending);
       n.pending = Var();
       n.pending_owned = false;
       if (g.defined()) {
-        for (auto& [id, hook] : n.hooks) {
-          Var r = hook(g);
-          if (!r.defined()) continue;
-          if (r.shape() != g.shape() || r.dtype() != g.dtype())
-            throw GraphError("hook on " + describe(n) + " returned a gradient of shape " +
-                             r.shape().str() + ", expected " + g.shape().str());
-          g = std::move(r);
-        }
-        if (captures) {
-          for (const Capture& c : *captures)
-            if (c.node == &n) (*captured)[c.index] = g;
+        g = run_hooks(n, std::move(g));
+        if (targets.capture) {
+          for (size_t i = 0; i < targets.nodes.size(); ++i)
+            if (targets.nodes[i] == &n) targets.grads[i] = g;
         } else if (!n.has_fn) {
-          accumulate_grad_field(n, std::move(g), create_graph);
+          accumulate_grad_field(n, std::move(g), create_graph);  // a leaf: its gradient ends here
         } else if (n.retains_grad) {
           accumulate_grad_field(n, g, create_graph);
         }
+        if (n.has_fn) propagate(*it, g, create_graph);
       }
-      if (n.has_fn && g.defined()) {
-        Grads grads;
-        try {
-          grads = n.apply(BackwardCtx(np), g);
-        } catch (const AnomalyError& e) {
-          throw AnomalyError("anomaly: in the backward of " + describe(n) + ": " + e.what());
-        }
-        if (grads.size() != n.inputs.size())
-          throw GraphError("backward of " + describe(n) + " returned " +
-                           std::to_string(grads.size()) + " gradients for " +
-                           std::to_string(n.inputs.size()) + " inputs");
-        for (size_t i = 0; i < grads.size(); ++i) {
-          const Var& in = n.inputs[i];
-          if (!grads[i].defined() || !in.defined() || !in.node()->requires_grad) continue;
-          Var gi = std::move(grads[i]);
-          if (gi.dtype() != in.dtype())
-            throw GraphError("backward of " + describe(n) + " returned a " +
-                             std::string(dtype_name(gi.dtype())) + " gradient for a " +
-                             std::string(dtype_name(in.dtype())) + " input " + std::to_string(i));
-          if (gi.shape() != in.shape()) gi = sum_to(gi, in.shape());
-          if (detail::anomaly_enabled && has_nonfinite(gi.value()))
-            throw AnomalyError("anomaly: backward of " + describe(n) +
-                               " produced NaN/Inf in the gradient of input " + std::to_string(i) +
-                               " " + in.shape().str());
-          accumulate_pending(*in.node(), std::move(gi), create_graph);
-        }
-      }
-      if (!keep_graph && n.has_fn) {
-        // A freed node never receives a gradient again: its hooks go too, so a hook that
-        // captured its own Var does not keep the node alive (no cycle through hooks).
-        n.inputs.clear();
-        n.hooks.clear();
-        n.released = true;
-      }
+      if (!keep_graph && n.has_fn) release(n);
     }
   } catch (...) {
-    for (auto& n : post) {
+    for (const NodePtr& n : post) {
       n->pending = Var();
       n->pending_owned = false;
     }
@@ -208,31 +201,6 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
   }
 }
 
-}  // namespace
-
-void backward(const std::vector<Var>& outputs, const std::vector<Var>& grad_outputs,
-              const BackwardOptions& options) {
-  run(outputs, grad_outputs, options.retain_graph || options.create_graph, options.create_graph,
-      nullptr, nullptr);
-}
-
-std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
-                      const std::vector<Var>& grad_outputs, const GradOptions& options) {
-  std::vector<Capture> captures;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i].requires_grad())
-      throw GraphError("grad: input " + std::to_string(i) + " does not require grad");
-    captures.push_back({inputs[i].node(), i});
-  }
-  std::vector<Var> result(inputs.size());
-  run(outputs, grad_outputs, options.retain_graph || options.create_graph, options.create_graph,
-      &captures, &result);
-  for (size_t i = 0; i < result.size(); ++i) {
-    if (result[i].defined() || options.allow_unused) continue;
-    throw GraphError("grad: input " + std::to_string(i) +
-                     " is not reachable from the outputs (pass allow_unused = true)");
-  }
-  return result;
-}
+}  // namespace detail
 
 }  // namespace tg
