@@ -84,10 +84,11 @@ void run_inspect(const InspectOptions& o) {
   Loaded l = load_model(o.checkpoint);
   const RunConfig& c = l.config;
   std::printf("%s\n", o.checkpoint.c_str());
-  std::printf("trained %lld of %lld epochs; optimizer %s lr %g, batch %lld, seed %llu\n",
-              static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
-              c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
-              static_cast<unsigned long long>(c.seed));
+  std::printf(
+      "trained %lld of %lld epochs; activation %s, optimizer %s lr %g, batch %lld, seed %llu\n",
+      static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+      c.activation.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
+      static_cast<unsigned long long>(c.seed));
   const History h = read_history(l.archive);
   if (!h.test_accuracy.empty())
     std::printf("last epoch: train loss %.4f, test accuracy %.4f\n", h.train_loss.back(),

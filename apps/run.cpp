@@ -14,7 +14,11 @@
 namespace tg::app {
 
 namespace {
-const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh"};
+// NOTE: FROZEN. Checkpoints written before activations were stored by name (up to main
+// 5623eec) hold config.activation, an index into this list. Never change it: reordering,
+// inserting or removing a name changes what those files mean. New activations go in the
+// registry (models/activations.cpp), never here.
+const std::vector<std::string> kLegacyActivationCodes{"relu", "sigmoid", "tanh"};
 const std::vector<std::string> kOptimizers{"sgd", "adam", "adamw", "rmsprop", "adagrad"};
 const std::vector<std::string> kSchedules{"none", "step", "exponential", "cosine"};
 
@@ -32,6 +36,22 @@ std::string name_of(const std::vector<std::string>& names, int64_t code, const c
     throw IoError(source + ": config." + what + " = " + std::to_string(code) + " is not valid");
   return names[static_cast<size_t>(code)];
 }
+// The activation's name: config.activation_name, or in a checkpoint from before it the
+// legacy code config.activation.
+std::string read_activation(const NpzArchive& a) {
+  const std::string& src = a.source();
+  if (a.contains("config.activation_name")) {
+    const std::string name = a.string("config.activation_name");
+    try {
+      return std::string(find_activation(name).name);
+    } catch (const Error& e) {
+      throw IoError(src + ": config.activation_name: " + e.what());
+    }
+  }
+  if (a.contains("config.activation"))
+    return name_of(kLegacyActivationCodes, a.integer("config.activation"), "activation", src);
+  throw IoError(src + ": no activation (neither config.activation_name nor config.activation)");
+}
 }  // namespace
 
 std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
@@ -40,15 +60,14 @@ std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
                 " inputs and " + std::to_string(c.classes) + " classes");
   if (c.dropout < 0 || c.dropout >= 1)
     throw Error("--dropout must be in [0, 1), got " + std::to_string(c.dropout));
-  const Activation act = activation_from_name(c.activation);
-  code_of(kActivations, c.activation, "activation");
+  const ActivationInfo& act = find_activation(c.activation);
   auto m = std::make_unique<Model>();
   m->dropout_rng = Rng(c.seed ^ 0x5eedd0d0ULL);
   int64_t in = c.inputs;
   for (int64_t h : c.hidden) {
     if (h <= 0) throw Error("hidden layer sizes must be positive, got " + std::to_string(h));
     m->net.emplace_back<Linear>(in, h, init_rng);
-    m->net.push_back(make_activation(act));
+    m->net.push_back(act.make());
     if (c.dropout > 0) m->net.emplace_back<Dropout>(c.dropout, m->dropout_rng);
     in = h;
   }
@@ -98,7 +117,8 @@ void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
   write_rng(shuffle_rng, a, "rng.");
   write_rng(model.dropout_rng, a, "dropout_rng.");
   a.put_i64("config.hidden", c.hidden);
-  a.put_int("config.activation", code_of(kActivations, c.activation, "activation"));
+  // By name (the registry's canonical one, so an alias is stored as what it means).
+  a.put_string("config.activation_name", std::string(find_activation(c.activation).name));
   a.put_scalar("config.dropout", c.dropout);
   a.put_int("config.optimizer", code_of(kOptimizers, c.optimizer, "optimizer"));
   a.put_scalar("config.lr", c.lr);
@@ -129,7 +149,7 @@ RunConfig read_config(const NpzArchive& a) {
   RunConfig c;
   const std::string& src = a.source();
   c.hidden = a.i64s("config.hidden");
-  c.activation = name_of(kActivations, a.integer("config.activation"), "activation", src);
+  c.activation = read_activation(a);
   c.dropout = a.scalar("config.dropout");
   c.optimizer = name_of(kOptimizers, a.integer("config.optimizer"), "optimizer", src);
   c.lr = a.scalar("config.lr");

@@ -291,8 +291,21 @@ void add_train(CLI::App& app) {
   cmd->add_option("--hidden", c.hidden, "hidden layer sizes, e.g. --hidden 256 128")
       ->capture_default_str()
       ->delimiter(',');
-  cmd->add_option("--activation", c.activation, "hidden activation: relu, sigmoid or tanh")
-      ->capture_default_str();
+  std::string activations;
+  for (const auto& name : activation_names())
+    activations += (activations.empty() ? "" : ", ") + name;
+  cmd->add_option("--activation", c.activation, "hidden activation: " + activations)
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& name) {
+            try {
+              find_activation(name);
+              return std::string();
+            } catch (const Error& e) {
+              return std::string(e.what());
+            }
+          },
+          ""));
   cmd->add_option("--dropout", c.dropout, "dropout probability after each hidden activation")
       ->capture_default_str();
   cmd->add_option("--optimizer", c.optimizer, "sgd, adam, adamw, rmsprop or adagrad")

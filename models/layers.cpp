@@ -42,6 +42,13 @@ std::string Linear::extra_repr() const {
 Var Sigmoid::forward(const Var& x) { return sigmoid(x); }
 Var Tanh::forward(const Var& x) { return tanh(x); }
 Var ReLU::forward(const Var& x) { return relu(x); }
+Var LeakyReLU::forward(const Var& x) { return leaky_relu(x, slope_); }
+
+std::string LeakyReLU::extra_repr() const {
+  std::ostringstream os;
+  os << "negative_slope=" << slope_;
+  return os.str();
+}
 
 Dropout::Dropout(double p, Rng& rng) : p_(p), rng_(&rng) {
   if (!(p >= 0.0 && p <= 1.0))

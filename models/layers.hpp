@@ -51,6 +51,19 @@ class ReLU : public Layer {
   std::string type_name() const override { return "ReLU"; }
 };
 
+/// x where x > 0, negative_slope * x elsewhere: PyTorch's LeakyReLU (default slope 0.01).
+class LeakyReLU : public Layer {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "LeakyReLU"; }
+  std::string extra_repr() const override;
+  double negative_slope() const { return slope_; }
+
+ private:
+  double slope_;
+};
+
 class Identity : public Layer {
  public:
   Var forward(const Var& x) override { return x; }

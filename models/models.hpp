@@ -2,6 +2,7 @@
 
 /// Modules, layers, initializers, checkpoints and diagnostics.
 
+#include "models/activations.hpp"
 #include "models/checkpoint.hpp"
 #include "models/diagnostics.hpp"
 #include "models/init.hpp"

@@ -98,8 +98,9 @@ NpyType parse_descr(const std::string& d, bool& swap, const std::string& what) {
   if (kind == "i4") return NpyType::i32;
   if (kind == "i8") return NpyType::i64;
   if (kind == "u8") return NpyType::u64;
+  if (kind == "u1") return NpyType::u8;
   throw IoError(what + ": unsupported dtype '" + d +
-                "' (float32, float64, int32, int64 and uint64 are supported)");
+                "' (float32, float64, int32, int64, uint64 and uint8 are supported)");
 }
 
 }  // namespace

@@ -13,6 +13,8 @@ namespace tg::npy_detail {
 
 inline size_t type_size(NpyType t) {
   switch (t) {
+    case NpyType::u8:
+      return 1;
     case NpyType::f32:
     case NpyType::i32:
       return 4;
@@ -36,6 +38,8 @@ inline const char* type_descr(NpyType t) {
       return "<i8";
     case NpyType::u64:
       return "<u8";
+    case NpyType::u8:
+      return "|u1";
   }
   return "<f8";
 }
@@ -68,6 +72,8 @@ inline double element_as_double(const NpyArray& a, int64_t i) {
       return static_cast<double>(load_le<int64_t>(p));
     case NpyType::u64:
       return static_cast<double>(load_le<uint64_t>(p));
+    case NpyType::u8:
+      return *p;
   }
   return 0.0;
 }

@@ -113,6 +113,14 @@ void NpzArchive::put_u64(const std::string& name, const std::vector<uint64_t>& v
   put(name, std::move(a));
 }
 
+void NpzArchive::put_string(const std::string& name, const std::string& value) {
+  NpyArray a;
+  a.type = NpyType::u8;
+  a.shape = {static_cast<int64_t>(value.size())};
+  a.bytes.assign(value.begin(), value.end());
+  put(name, std::move(a));
+}
+
 const NpyArray& NpzArchive::array(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end())
@@ -164,6 +172,14 @@ std::vector<uint64_t> NpzArchive::u64s(const std::string& name) const {
   std::vector<uint64_t> out(static_cast<size_t>(a.numel()));
   if (!out.empty()) std::memcpy(out.data(), a.bytes.data(), a.bytes.size());
   return out;
+}
+
+std::string NpzArchive::string(const std::string& name) const {
+  const NpyArray& a = array(name);
+  if (a.type != NpyType::u8 || a.shape.size() != 1)
+    throw IoError((source_.empty() ? std::string("npz") : source_) + ": entry '" + name +
+                  "' is not text (a rank-1 uint8 array)");
+  return std::string(a.bytes.begin(), a.bytes.end());
 }
 
 std::vector<std::string> NpzArchive::names() const {

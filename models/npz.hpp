@@ -10,7 +10,7 @@
 namespace tg {
 
 /// Element types an .npy array may hold here.
-enum class NpyType { f32, f64, i32, i64, u64 };
+enum class NpyType { f32, f64, i32, i64, u64, u8 };
 
 /// One NumPy array: element type, shape and the raw elements (C order, little-endian).
 struct NpyArray {
@@ -45,6 +45,8 @@ class NpzArchive {
   /// Rank-1 integer entries.
   void put_i64(const std::string& name, const std::vector<int64_t>& values);
   void put_u64(const std::string& name, const std::vector<uint64_t>& values);
+  /// Text as a rank-1 uint8 array of its bytes (numpy: `bytes(archive[name]).decode()`).
+  void put_string(const std::string& name, const std::string& value);
 
   bool contains(const std::string& name) const { return entries_.count(name) != 0; }
   /// Throws IoError naming the entry (and the file it came from) when absent.
@@ -56,6 +58,8 @@ class NpzArchive {
   int64_t integer(const std::string& name) const;
   std::vector<int64_t> i64s(const std::string& name) const;
   std::vector<uint64_t> u64s(const std::string& name) const;
+  /// An entry written by `put_string` (a rank-1 uint8 array); throws IoError otherwise.
+  std::string string(const std::string& name) const;
 
   void erase(const std::string& name) { entries_.erase(name); }
   /// Names in sorted order.

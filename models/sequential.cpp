@@ -17,52 +17,23 @@ Var Sequential::forward(const Var& x) {
   return y;
 }
 
-std::unique_ptr<Layer> make_activation(Activation a) {
-  switch (a) {
-    case Activation::sigmoid:
-      return std::make_unique<Sigmoid>();
-    case Activation::tanh:
-      return std::make_unique<Tanh>();
-    case Activation::relu:
-      return std::make_unique<ReLU>();
-    case Activation::identity:
-      break;
-  }
-  return std::make_unique<Identity>();
-}
-
-std::string_view activation_name(Activation a) {
-  switch (a) {
-    case Activation::sigmoid:
-      return "sigmoid";
-    case Activation::tanh:
-      return "tanh";
-    case Activation::relu:
-      return "relu";
-    case Activation::identity:
-      break;
-  }
-  return "identity";
-}
-
-Activation activation_from_name(std::string_view name) {
-  if (name == "sigmoid") return Activation::sigmoid;
-  if (name == "tanh") return Activation::tanh;
-  if (name == "relu") return Activation::relu;
-  if (name == "identity" || name == "none" || name == "linear") return Activation::identity;
-  throw Error("unknown activation '" + std::string(name) +
-              "' (expected sigmoid, tanh, relu or identity)");
-}
-
 MLP::MLP(std::vector<int64_t> sizes, Activation hidden, Activation output, Rng& rng, bool bias,
          Dtype dtype)
+    : MLP(std::move(sizes), activation_name(hidden), activation_name(output), rng, bias, dtype) {}
+
+MLP::MLP(std::vector<int64_t> sizes, std::string_view hidden, std::string_view output, Rng& rng,
+         bool bias, Dtype dtype)
     : sizes_(std::move(sizes)) {
   if (sizes_.size() < 2) throw ShapeError("MLP: needs at least an input and an output size");
+  const ActivationInfo& h = find_activation(hidden);
+  const ActivationInfo& o = find_activation(output);
   register_module("layers", layers);
   for (size_t i = 0; i + 1 < sizes_.size(); ++i) {
     linears_.push_back(&layers.emplace_back<Linear>(sizes_[i], sizes_[i + 1], rng, bias, dtype));
-    const Activation a = i + 2 < sizes_.size() ? hidden : output;
-    if (a != Activation::identity) layers.push_back(make_activation(a));
+    const ActivationInfo& a = i + 2 < sizes_.size() ? h : o;
+    // NOTE: no Identity layer, so the Linear layers keep their names (layers.0, layers.2, ...
+    // with an activation between them; layers.0, layers.1 without).
+    if (a.value != Activation::identity) layers.push_back(a.make());
   }
 }
 

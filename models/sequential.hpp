@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "models/activations.hpp"
 #include "models/layers.hpp"
 
 namespace tg {
@@ -39,16 +40,6 @@ class Sequential : public Layer {
   std::vector<std::unique_ptr<Layer>> layers_;
 };
 
-/// The activation after a layer of an MLP.
-enum class Activation { identity, sigmoid, tanh, relu };
-
-/// A new Sigmoid / Tanh / ReLU / Identity layer.
-std::unique_ptr<Layer> make_activation(Activation a);
-/// "identity", "sigmoid", "tanh", "relu".
-std::string_view activation_name(Activation a);
-/// Inverse of `activation_name` (also accepts "none" and "linear"); throws Error.
-Activation activation_from_name(std::string_view name);
-
 /// Linear layers of the given sizes with `hidden` after each but the last and `output`
 /// after the last (nothing for identity), in one Sequential registered as "layers": for
 /// MLP({2, 8, 1}, tanh, sigmoid) the parameters are layers.0.weight, layers.0.bias,
@@ -57,6 +48,10 @@ class MLP : public Layer {
  public:
   MLP(std::vector<int64_t> sizes, Activation hidden, Activation output, Rng& rng, bool bias = true,
       Dtype dtype = f32);
+  /// The same with activations named as in `activations()`, e.g. "leaky_relu" (throws Error
+  /// for an unknown name).
+  MLP(std::vector<int64_t> sizes, std::string_view hidden, std::string_view output, Rng& rng,
+      bool bias = true, Dtype dtype = f32);
   Var forward(const Var& x) override { return layers(x); }
   std::string type_name() const override { return "MLP"; }
 

@@ -94,6 +94,28 @@ TEST_CASE("NpzArchive holds tensors, scalars and integers and writes determinist
   CHECK(a.encode() == b.encode());                  // same contents, same bytes
 }
 
+TEST_CASE("NpzArchive holds text as a uint8 array") {
+  const auto dir = tgtest::temp_dir("npz_text");
+  tg::NpzArchive a;
+  a.put_string("name", "tanh");
+  a.put_string("empty", "");
+  a.put_int("code", 2);
+  const auto& arr = a.array("name");
+  CHECK(arr.type == tg::NpyType::u8);
+  CHECK((arr.shape == std::vector<int64_t>{4}));
+  CHECK(tg::npy_encode(arr).find("{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }") ==
+        10);
+  a.save((dir / "t.npz").string());
+  const auto b = tg::NpzArchive::load((dir / "t.npz").string());
+  CHECK(b.string("name") == "tanh");
+  CHECK(b.string("empty").empty());
+  CHECK(a.encode() == b.encode());
+  CHECK_THROWS_AS(b.string("code"), tg::IoError);  // an integer is not text
+  CHECK_THROWS_WITH(b.string("code"), Catch::Contains("'code' is not text"));
+  CHECK_THROWS_AS(b.string("missing"), tg::IoError);
+  CHECK_THROWS_AS(b.tensor("name"), tg::IoError);  // text is not a tensor
+}
+
 TEST_CASE("save/load round trip is exact - f32 files load into f64 models") {
   const auto dir = tgtest::temp_dir("ckpt_roundtrip");
   auto a = make_mlp(1), b = make_mlp(2);

@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 
 #include "data/dataset.hpp"
+#include "models/activations.hpp"
 #include "models/npz.hpp"
 
 namespace fs = std::filesystem;
@@ -66,6 +68,17 @@ double json_number(const std::string& json, const std::string& section, const st
 
 bool have_fashion_mnist() { return fs::exists(tg::data::kFashionMnistDir); }
 
+// tests/data: a checkpoint written by main 5623eec, when config.activation was an index into
+// "relu, sigmoid, tanh" (2: tanh), and the CSV it was trained on (see tests/data/README.md).
+const std::string kLegacyCsv = TAPEGRAD_SOURCE_DIR "/tests/data/legacy_tanh.csv";
+const std::string kLegacyCheckpoint = TAPEGRAD_SOURCE_DIR "/tests/data/legacy_tanh_checkpoint.npz";
+
+double last_test_accuracy(const tg::NpzArchive& a) {
+  const auto h = a.tensor("history.test_accuracy").to_vector();
+  REQUIRE(!h.empty());
+  return h.back();
+}
+
 }  // namespace
 
 TEST_CASE("tapegrad --help explains every subcommand", "[cli]") {
@@ -78,6 +91,10 @@ TEST_CASE("tapegrad --help explains every subcommand", "[cli]") {
   for (const char* s : {"--hidden", "--optimizer", "--lr", "--epochs", "--batch", "--seed",
                         "--threads", "--resume", "--metrics", "--dropout", "--schedule"})
     CHECK_THAT(t.out, Catch::Contains(s));
+  // --activation lists the registry's names.
+  std::string names;
+  for (const auto& n : tg::activation_names()) names += (names.empty() ? "" : ", ") + n;
+  CHECK_THAT(t.out, Catch::Contains("hidden activation: " + names));
 }
 
 TEST_CASE("symmetry: identical units stay identical, random ones differ, backprop beats search",
@@ -178,6 +195,7 @@ TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]"
       {"train --csv " + (dir / "bad.csv") + " --label y", "'abc'"},
       {"train --csv " + (dir / "nope.csv"), "nope.csv"},
       {"train --optimizer adamax --limit 10", "adamax"},
+      {"train --activation swish --limit 10", "unknown activation 'swish' (known: relu,"},
       {"train --lr -1 --limit 10 --test-limit 10", "--lr"},
       {"symmetry --data " + (dir / "bad.csv"), "'abc'"},
       {"symmetry --steps 0", "--steps"},
@@ -276,4 +294,142 @@ TEST_CASE("train with the defaults reaches 0.87 test accuracy in 5 epochs", "[cl
   CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 5);
   const auto last = metrics.substr(metrics.rfind("{\"epoch\": 5"));
   CHECK(json_number(last, "epoch", "test_accuracy") >= 0.87);
+}
+
+TEST_CASE("a checkpoint written when activations were list indices loads with the same meaning",
+          "[cli][checkpoint]") {
+  TempDir dir;
+  const auto legacy = tg::NpzArchive::load(kLegacyCheckpoint);
+  REQUIRE(legacy.integer("config.activation") == 2);  // the old code of tanh
+  REQUIRE_FALSE(legacy.contains("config.activation_name"));
+  const double recorded = last_test_accuracy(legacy);
+  CHECK(recorded == Approx(0.825));
+
+  const auto i = run("inspect " + kLegacyCheckpoint + " --csv " + kLegacyCsv);
+  INFO(i.out);
+  CHECK(i.status == 0);
+  CHECK_THAT(i.out, Catch::Contains("activation tanh,") && Catch::Contains("(1): Tanh()"));
+
+  // Its weights with any other activation give another accuracy (0.775, 0.675, 0.775 for
+  // relu, sigmoid, identity): the same accuracy means it was read as tanh.
+  const auto e =
+      run("eval " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --json " + (dir / "e.json"));
+  INFO(e.out);
+  CHECK(e.status == 0);
+  CHECK(json_number(slurp(dir / "e.json"), "examples", "accuracy") == Approx(recorded));
+
+  // Resumed, it goes on as tanh and is saved by name.
+  const auto r = run("train --resume " + kLegacyCheckpoint + " --csv " + kLegacyCsv +
+                     " --epochs 3 --no-progress --out " + (dir / "r"));
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming") && Catch::Contains("(1): Tanh()"));
+  const auto resumed = tg::NpzArchive::load(dir / "r/checkpoint.npz");
+  CHECK(resumed.integer("epoch") == 3);
+  CHECK(resumed.string("config.activation_name") == "tanh");
+  CHECK_FALSE(resumed.contains("config.activation"));
+  const auto h = resumed.tensor("history.test_accuracy").to_vector();
+  REQUIRE(h.size() == 3);
+  CHECK(h[1] == recorded);
+
+  // The other old codes keep their old meaning; the name wins when both are present.
+  struct Case {
+    int64_t code;
+    std::string name;  // config.activation_name, "" for none
+    std::string layer;
+  };
+  for (const Case& c : std::vector<Case>{{0, "", "ReLU()"},
+                                         {1, "", "Sigmoid()"},
+                                         {2, "", "Tanh()"},
+                                         {2, "sigmoid", "Sigmoid()"}}) {
+    auto a = legacy;
+    a.put_int("config.activation", c.code);
+    if (!c.name.empty()) a.put_string("config.activation_name", c.name);
+    const std::string path = dir / ("code" + std::to_string(c.code) + c.name + ".npz");
+    a.save(path);
+    const auto out = run("inspect " + path);
+    INFO(path << "\n" << out.out);
+    CHECK(out.status == 0);
+    CHECK_THAT(out.out, Catch::Contains("(1): " + c.layer));
+  }
+}
+
+TEST_CASE("new checkpoints store the activation by name and read back the same model",
+          "[cli][checkpoint]") {
+  TempDir dir;
+  struct Case {
+    std::string given, stored, layer;
+  };
+  for (const Case& c :
+       std::vector<Case>{{"sigmoid", "sigmoid", "Sigmoid()"},
+                         {"leaky_relu", "leaky_relu", "LeakyReLU(negative_slope=0.01)"},
+                         {"none", "identity", "Identity()"}}) {
+    INFO(c.given);
+    const std::string out = dir / c.given;
+    const auto t = run("train --csv " + kLegacyCsv + " --activation " + c.given +
+                       " --hidden 4 --epochs 1 --batch 8 --lr 0.03 --no-progress --out " + out);
+    INFO(t.out);
+    REQUIRE(t.status == 0);
+    const std::string ckpt = out + "/checkpoint.npz";
+    const auto a = tg::NpzArchive::load(ckpt);
+    CHECK(a.string("config.activation_name") == c.stored);
+    CHECK_FALSE(a.contains("config.activation"));  // no list index any more
+    const auto i = run("inspect " + ckpt);
+    INFO(i.out);
+    CHECK(i.status == 0);
+    CHECK_THAT(i.out, Catch::Contains("activation " + c.stored + ",") &&
+                          Catch::Contains("(1): " + c.layer));
+    const auto e = run("eval " + ckpt + " --csv " + kLegacyCsv + " --json " + out + "/e.json");
+    INFO(e.out);
+    CHECK(e.status == 0);
+    CHECK(json_number(slurp(out + "/e.json"), "examples", "accuracy") ==
+          Approx(last_test_accuracy(a)));
+    const auto r = run("train --resume " + ckpt + " --csv " + kLegacyCsv +
+                       " --epochs 2 --no-progress --out " + out + "/r");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(tg::NpzArchive::load(out + "/r/checkpoint.npz").string("config.activation_name") ==
+          c.stored);
+  }
+}
+
+TEST_CASE("a checkpoint naming an unknown activation exits 2 naming it",
+          "[cli][checkpoint][errors]") {
+  TempDir dir;
+  const auto legacy = tg::NpzArchive::load(kLegacyCheckpoint);
+  struct Case {
+    std::string file;
+    std::function<void(tg::NpzArchive&)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"swish.npz",
+       [](tg::NpzArchive& a) {
+         a.erase("config.activation");
+         a.put_string("config.activation_name", "swish");
+       },
+       "config.activation_name: unknown activation 'swish' (known: relu,"},
+      {"code7.npz", [](tg::NpzArchive& a) { a.put_int("config.activation", 7); },
+       "config.activation = 7 is not valid"},
+      {"none.npz", [](tg::NpzArchive& a) { a.erase("config.activation"); },
+       "no activation (neither config.activation_name nor config.activation)"},
+      {"number.npz", [](tg::NpzArchive& a) { a.put_int("config.activation_name", 2); },
+       "'config.activation_name' is not text"},
+  };
+  for (const auto& c : cases) {
+    auto a = legacy;
+    c.edit(a);
+    const std::string path = dir / c.file;
+    a.save(path);
+    for (const std::string& args :
+         {"eval " + path + " --csv " + kLegacyCsv, "inspect " + path,
+          "train --resume " + path + " --csv " + kLegacyCsv + " --epochs 3 --out " + (dir / "r")}) {
+      const auto r = run(args);
+      INFO("tapegrad " << args << "\n" << r.out);
+      CHECK(r.status == 2);
+      CHECK_THAT(r.out,
+                 Catch::StartsWith("tapegrad: error: " + path) && Catch::Contains(c.message));
+      CHECK_THAT(r.out, !Catch::Contains("internal error"));
+    }
+  }
 }

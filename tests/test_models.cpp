@@ -124,6 +124,78 @@ TEST_CASE("MLP is a Sequential of Linear and activation modules with PyTorch-sty
   CHECK_THROWS_AS(tg::MLP({3}, tg::Activation::relu, tg::Activation::relu, rng), tg::ShapeError);
 }
 
+TEST_CASE("the activation registry: one row per activation, found by name or enum value") {
+  const auto& table = tg::activations();
+  std::set<std::string> seen;  // names and aliases: all distinct
+  for (const auto& a : table) {
+    INFO(a.name);
+    CHECK(seen.insert(std::string(a.name)).second);
+    for (auto alias : a.aliases) CHECK(seen.insert(std::string(alias)).second);
+    CHECK(&tg::find_activation(a.name) == &a);
+    for (auto alias : a.aliases) CHECK(&tg::find_activation(alias) == &a);
+    auto layer = tg::make_activation(a.name);
+    REQUIRE(layer);
+    CHECK(layer->parameters().empty());
+    CHECK(a.make() != layer);  // a new layer each time
+  }
+  CHECK((tg::activation_names() ==
+         std::vector<std::string>{"relu", "leaky_relu", "sigmoid", "tanh", "identity"}));
+  // Every enum value has its row, and the name functions are inverses.
+  for (auto v : {tg::Activation::identity, tg::Activation::sigmoid, tg::Activation::tanh,
+                 tg::Activation::relu}) {
+    const auto& a = tg::find_activation(v);
+    CHECK(a.value == v);
+    CHECK(tg::activation_name(v) == a.name);
+    CHECK(tg::activation_from_name(a.name) == v);
+    CHECK(tg::make_activation(v)->type_name() == tg::make_activation(a.name)->type_name());
+  }
+  CHECK(tg::make_activation(tg::Activation::tanh)->type_name() == "Tanh");
+  CHECK(tg::make_activation("relu")->type_name() == "ReLU");
+  CHECK(tg::make_activation("sigmoid")->type_name() == "Sigmoid");
+  CHECK(tg::make_activation("identity")->type_name() == "Identity");
+  CHECK(tg::make_activation("leaky_relu")->str() == "LeakyReLU(negative_slope=0.01)");
+  CHECK(tg::activation_from_name("none") == tg::Activation::identity);
+  CHECK(tg::activation_from_name("linear") == tg::Activation::identity);
+  CHECK(tg::find_activation("none").name == "identity");
+
+  // An unknown name: an Error naming it and every known name.
+  for (auto bad : {"swish", "", "Tanh"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(tg::make_activation(bad), tg::Error);
+    CHECK_THROWS_WITH(tg::make_activation(bad),
+                      "unknown activation '" + std::string(bad) +
+                          "' (known: relu, leaky_relu, sigmoid, tanh, identity)");
+  }
+  // A name without an enum value works by name only.
+  CHECK_THROWS_WITH(tg::activation_from_name("leaky_relu"),
+                    Catch::Contains("'leaky_relu' has no tg::Activation value"));
+}
+
+TEST_CASE("LeakyReLU computes leaky_relu with its slope") {
+  const tg::Var x = tg::constant(tg::tensor({-2.0, -0.5, 0.0, 1.5}, {4}, tg::f64));
+  tg::LeakyReLU def, steep(0.2);
+  CHECK(def.negative_slope() == 0.01);
+  CHECK(tg::equal(def(x).value(), tg::leaky_relu(x).value()));
+  CHECK(tg::equal(steep(x).value(), tg::tensor({-0.4, -0.1, 0.0, 1.5}, {4}, tg::f64)));
+  CHECK(steep.str() == "LeakyReLU(negative_slope=0.2)");
+}
+
+TEST_CASE("MLP takes activations by name, the same model as by enum value") {
+  tg::Rng r1(5), r2(5), r3(5);
+  tg::MLP by_enum({3, 6, 2}, tg::Activation::tanh, tg::Activation::identity, r1);
+  tg::MLP by_name({3, 6, 2}, "tanh", "identity", r2);
+  CHECK(by_name.str() == by_enum.str());
+  CHECK(tgtest::same_values(by_name, tgtest::snapshot(by_enum)));
+  tg::MLP leaky({3, 6, 6, 2}, "leaky_relu", "none", r3);
+  CHECK((names_of(leaky) == std::vector<std::string>{"layers.0.weight", "layers.0.bias",
+                                                     "layers.2.weight", "layers.2.bias",
+                                                     "layers.4.weight", "layers.4.bias"}));
+  CHECK(leaky.layers[1].type_name() == "LeakyReLU");
+  CHECK(leaky.layers.size() == 5);  // no Identity after the last Linear
+  CHECK_THROWS_WITH(tg::MLP({3, 2}, "relu", "softplus", r3),
+                    Catch::Contains("unknown activation 'softplus'"));
+}
+
 TEST_CASE("Sequential forward chains its layers and matches the ops") {
   tg::Rng rng(3);
   tg::Sequential seq(std::make_unique<tg::Linear>(3, 2, rng), std::make_unique<tg::ReLU>());
