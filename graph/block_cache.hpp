@@ -16,11 +16,15 @@
 
 namespace tg::detail {
 
+/// Blocks from kLocalBlockMin up to kCachedBlockMin are kept per thread; from
+/// kCachedBlockMin up in the shared cache.
+inline constexpr size_t kLocalBlockMin = 1024;
 inline constexpr size_t kCachedBlockMin = size_t{256} << 10;
 
 /// A short per-thread stack of (item, bytes) pairs, newest last: the small blocks a thread
-/// keeps (Note [Per-thread small blocks]) and the nodes it keeps with their blocks (Note
-/// [Node recycling]). Plain data, so a thread_local one is usable during thread exit.
+/// keeps (Note [Per-thread small blocks]) and its recycled nodes with their blocks (Note
+/// [Node recycling] in graph/node_pool.cpp). Plain data, so a thread_local one is usable
+/// during thread exit.
 template <class T, int N>
 struct SizedSlots {
   T items[N];
@@ -49,11 +53,7 @@ struct SizedSlots {
 
 void* block_allocate(size_t bytes);
 void block_free(void* p, size_t bytes);
-
-/// Graph nodes (Note [Node blocks] in block_cache.cpp): blocks up to kNodeBlockMax bytes from
-/// per-thread free lists by 64-byte size class; larger ones from the C++ allocator.
-inline constexpr size_t kNodeBlockMax = 1024;
-void* node_allocate(size_t bytes);
-void node_free(void* p, size_t bytes) noexcept;
+/// False while the tensor cache limit is 0: freed blocks are not kept anywhere.
+bool block_reuse_enabled() noexcept;
 
 }  // namespace tg::detail

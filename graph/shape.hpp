@@ -10,9 +10,6 @@
 namespace tg {
 
 class Tensor;
-namespace detail {
-struct Internals;
-}
 
 /// A tensor shape: up to `Shape::kMaxRank` extents, stored inline (no heap).
 class Shape {
@@ -32,6 +29,16 @@ class Shape {
   template <class It>
   Shape(It first, It last) {
     for (; first != last; ++first) push_back(static_cast<int64_t>(*first));
+  }
+  /// [rows, cols], checked like the other constructors (a matrix product's result shape,
+  /// built without a loop).
+  static Shape matrix(int64_t rows, int64_t cols) {
+    int64_t n;
+    if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &n)) [[unlikely]]
+      return Shape{rows, cols};  // throws the checked constructor's ShapeError
+    Shape s;
+    s.set_matrix(rows, cols);
+    return s;
   }
 
   int rank() const { return rank_; }
@@ -67,7 +74,6 @@ class Shape {
 
  private:
   friend class Tensor;
-  friend struct detail::Internals;
   void assign(const int64_t* dims, size_t n);
   // [rows, cols], for extents the caller checked (non-negative, product in int64).
   void set_matrix(int64_t rows, int64_t cols) {

@@ -19,7 +19,7 @@ namespace tg {
 class Rng;
 
 namespace detail {
-struct Internals;
+struct NodePool;
 /// The head of a tensor buffer: one allocation holds it and then the data, which starts on
 /// the next 64-byte boundary. `refs` counts the Tensor handles sharing it.
 struct Storage {
@@ -140,8 +140,20 @@ class Tensor {
   std::string str() const;
 
  private:
-  friend struct detail::Internals;
+  friend struct detail::NodePool;
   void check_dtype(Dtype want) const;
+  // For the node pool (Note [Node recycling] in graph/node_pool.cpp): the bytes of this
+  // tensor's block when this handle is its only holder (0 otherwise), and the same block
+  // seen as a new tensor of `shape` and `dtype` whose data fill exactly that block.
+  size_t sole_block_bytes() const {
+    return storage_ && storage_->refs.load(std::memory_order_acquire) == 1 ? storage_->block_bytes
+                                                                           : 0;
+  }
+  void reuse_block_as(const Shape& shape, int64_t numel, Dtype dtype) {
+    shape_ = shape;
+    numel_ = numel;
+    dtype_ = dtype;
+  }
   void allocate();            // the storage for shape_, numel_ and dtype_
   size_t block_size() const;  // the bytes allocate() takes (throws bad_alloc when too many)
   static void* data_start(detail::Storage* s);

@@ -21,7 +21,7 @@ class Var;
 class BackwardCtx;
 
 namespace detail {
-struct Internals;
+struct NodePool;
 void drop_node(Node* n) noexcept;
 }  // namespace detail
 
@@ -59,7 +59,7 @@ class NodePtr {
   friend bool operator==(const NodePtr& a, std::nullptr_t) { return a.p_ == nullptr; }
 
  private:
-  friend struct detail::Internals;
+  friend struct detail::NodePool;
   explicit NodePtr(Node* adopted) : p_(adopted) {}
   inline void retain() const noexcept;
   Node* p_ = nullptr;
@@ -165,8 +165,9 @@ class Node {
   /// The backward formula: one gradient per input, given the output gradient.
   virtual Grads apply(const BackwardCtx& ctx, const Var& grad_output);
 
-  // Nodes live in per-thread free lists (Note [Node blocks] in graph/block_cache.cpp);
-  // an over-aligned subclass (a backward closure capturing an aligned type) does not.
+  // Node memory comes from per-thread free lists (Note [Node blocks] in
+  // graph/node_pool.cpp); an over-aligned subclass (a backward closure capturing an aligned
+  // type) takes the aligned global allocator.
   static void* operator new(size_t bytes);
   static void operator delete(void* p, size_t bytes) noexcept;
   static void* operator new(size_t bytes, std::align_val_t al) { return ::operator new(bytes, al); }
@@ -174,16 +175,18 @@ class Node {
     ::operator delete(p, al);
   }
 
+  // A field added here must be reset in reset_for_reuse() (graph/var.cpp), which makes a
+  // recycled node a fresh leaf again; test_node_pool checks every field.
   Tensor value;
   Var grad;
   Inputs inputs;
-  const char* name = "leaf";
-  uint64_t seq = 0;  // recording order (for messages and DOT)
+  const char* name = "leaf";  // the op that produced the value (a string literal)
+  uint64_t seq = 0;           // recording order (for messages and DOT)
   std::vector<std::pair<size_t, Hook>> hooks;
   bool requires_grad = false;
-  bool has_fn = false;
-  bool retains_grad = false;
-  bool released = false;
+  bool has_fn = false;        // made by record: apply() is the op's backward formula
+  bool retains_grad = false;  // a non-leaf that also keeps its gradient in `grad`
+  bool released = false;      // a backward without retain_graph freed its inputs and hooks
 
   // Engine scratch (Note [Engine scratch]).
   Var pending;
@@ -192,7 +195,14 @@ class Node {
 
  private:
   friend class NodePtr;
-  friend struct detail::Internals;
+  friend struct detail::NodePool;
+  // Note [Node recycling] (graph/node_pool.cpp): whether a dying node may be recycled, and
+  // the reset that makes a recycled node a fresh leaf again (its value is the pool's call).
+  bool recyclable() const noexcept {
+    return plain_ && !grad.defined() && inputs.empty() && hooks.empty() && !pending.defined();
+  }
+  void reset_for_reuse() noexcept;
+
   std::atomic<long> refs_{0};  // NodePtr handles (Note [Node counts])
   bool plain_ = false;  // a Node made by detail::value_node, no subclass (Note [Node recycling])
 };
@@ -248,8 +258,12 @@ class BackwardCtx {
 };
 
 namespace detail {
-/// A node holding `value` and nothing else (a leaf, or an op result nothing records).
+/// A node holding `value` and nothing else (a leaf, or an op result nothing records): a
+/// recycled one when this thread has one (Note [Node recycling]).
 NodePtr value_node(Tensor&& value);
+/// A node holding a new, unwritten tensor of `shape` and `dtype`: a recycled node whose
+/// block has exactly that size when this thread has one, else value_node's.
+NodePtr output_node(const Shape& shape, Dtype dtype);
 
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
@@ -325,6 +339,25 @@ Var record(const char* op, Tensor value, std::span<const Var> inputs, F&& backwa
                              std::forward<F>(backward));
 }
 
+/// Records an op whose kernel writes its result into a tensor it is given, as matrix
+/// products do: `fill(Tensor& out)` writes the value into `out`, a new tensor of `shape`
+/// and `dtype`. When nothing records the op (and no AnomalyGuard checks it), `out` is the
+/// value of a recycled node whose block has exactly that size (Note [Node recycling]), so
+/// an unrecorded product allocates nothing. Otherwise the same as `record`.
+template <class Fill, class F>
+Var record_into(const char* op, const Shape& shape, Dtype dtype,
+                std::initializer_list<VarRef> inputs, Fill&& fill, F&& backward) {
+  if (!detail::anomaly_enabled && !detail::records(inputs.begin(), inputs.end())) {
+    NodePtr node = detail::output_node(shape, dtype);
+    fill(node->value);
+    return Var(std::move(node));
+  }
+  Tensor out = Tensor::empty(shape, dtype);
+  fill(out);
+  return detail::record_impl(op, std::move(out), inputs.begin(), inputs.end(),
+                             std::forward<F>(backward));
+}
+
 /// Whether ops record (thread-local; on by default).
 inline bool is_grad_enabled() { return detail::grad_enabled; }
 
@@ -373,10 +406,11 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
 namespace debug {
 /// Number of graph nodes alive (all threads).
 int64_t live_nodes();
-/// Dropped nodes the calling thread keeps for reuse, and how many of them keep their value's
-/// buffer (Note [Node recycling] in graph/block_cache.cpp); neither counts as alive.
-int kept_nodes();
-int kept_node_buffers();
+/// Recycled nodes: dropped nodes the calling thread keeps for reuse, and how many of them
+/// keep their value's buffer (Note [Node recycling] in graph/node_pool.cpp); neither counts
+/// as alive.
+int recycled_nodes();
+int recycled_node_buffers();
 }  // namespace debug
 
 }  // namespace tg

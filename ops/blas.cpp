@@ -5,7 +5,6 @@
 
 #include <string>
 
-#include "graph/recycle.hpp"
 #include "ops/kernels.hpp"
 #include "ops/matmul.hpp"
 
@@ -169,53 +168,48 @@ bool plain_dims(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t& m, 
 
 }  // namespace
 
-Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {
-  int64_t batch = 1, m, n, k;
-  if (!bias && plain_dims(a, ta, b, tb, m, n, k)) {
-    // The common case straight to BLAS: one Tensor, built in place and returned as is (a
-    // moved result costs a copy of its fields; at n = 32 every such step shows).
-    check_blas_extents(m, n, k);
-    Tensor out = Tensor::empty_matrix(m, n, a.dtype());
-    plain_gemm(a, ta, b, tb, m, n, k, out);
-    return out;
+GemmPlan plan_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias,
+                   const char* op) {
+  GemmPlan p;
+  p.ta = ta;
+  p.tb = tb;
+  if (!bias && plain_dims(a, ta, b, tb, p.m, p.n, p.k)) {
+    // The common case without the general checks (at n = 32 they were ~4% of the call).
+    check_blas_extents(p.m, p.n, p.k);
+    p.shape = Shape::matrix(p.m, p.n);
+    p.plain = true;
+    return p;
   }
-  const Shape shape = gemm_shape(a, ta, b, tb, bias, "matmul", batch, m, n, k);
-  check_blas_extents(m, n, k);
-  Tensor out = Tensor::empty(shape, a.dtype());
-  gemm_run(a, ta, b, tb, bias, batch, m, n, k, out);
+  p.shape = gemm_shape(a, ta, b, tb, bias, op, p.batch, p.m, p.n, p.k);
+  check_blas_extents(p.m, p.n, p.k);
+  return p;
+}
+
+void run_gemm(const GemmPlan& p, const Tensor& a, const Tensor& b, const Tensor* bias,
+              Tensor& out) {
+  if (p.plain && !bias)
+    plain_gemm(a, p.ta, b, p.tb, p.m, p.n, p.k, out);
+  else
+    gemm_run(a, p.ta, b, p.tb, bias, p.batch, p.m, p.n, p.k, out);
+}
+
+Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {
+  const GemmPlan p = plan_gemm(a, ta, b, tb, bias, "matmul");
+  Tensor out = Tensor::empty(p.shape, a.dtype());
+  run_gemm(p, a, b, bias, out);
   return out;
 }
 
-NodePtr gemm_node(const Tensor& a, bool ta, const Tensor& b, bool tb) {
-  int64_t m, n, k;
-  if (!plain_dims(a, ta, b, tb, m, n, k)) return detail::value_node(gemm(a, ta, b, tb, nullptr));
-  check_blas_extents(m, n, k);
-  NodePtr node = detail::matrix_node(m, n, a.dtype());
-  Tensor& out = node->value;
-  plain_gemm(a, ta, b, tb, m, n, k, out);
-  return node;
-}
-
 void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
-  // The common case straight to the product; anything else takes the checked path.
-  int64_t batch = 1, m, n, k;
-  if (plain_dims(a, ta, b, tb, m, n, k) && out.dim() == 2 && out.dtype() == a.dtype() &&
-      out.shape()[0] == m && out.shape()[1] == n && out.defined() && !overlaps(out, a) &&
-      !overlaps(out, b)) {
-    check_blas_extents(m, n, k);
-    plain_gemm(a, ta, b, tb, m, n, k, out);
-    return;
-  }
-  const Shape shape = gemm_shape(a, ta, b, tb, nullptr, "matmul_out", batch, m, n, k);
-  if (!out.defined() || out.shape() != shape || out.dtype() != a.dtype())
+  const GemmPlan p = plan_gemm(a, ta, b, tb, nullptr, "matmul_out");
+  if (!out.defined() || out.shape() != p.shape || out.dtype() != a.dtype()) [[unlikely]]
     throw ShapeError("matmul_out: out must be a " + std::string(dtype_name(a.dtype())) + " " +
-                     shape.str() + " tensor, got " +
+                     p.shape.str() + " tensor, got " +
                      (out.defined() ? std::string(dtype_name(out.dtype())) + " " + out.shape().str()
                                     : std::string("an undefined tensor")));
-  if (overlaps(out, a) || overlaps(out, b))
+  if (overlaps(out, a) || overlaps(out, b)) [[unlikely]]
     throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
-  check_blas_extents(m, n, k);
-  gemm_run(a, ta, b, tb, nullptr, batch, m, n, k, out);
+  run_gemm(p, a, b, nullptr, out);
 }
 
 }  // namespace tg::kern

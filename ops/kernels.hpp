@@ -7,23 +7,30 @@
 
 #include "graph/kernels.hpp"
 
-namespace tg {
-class NodePtr;
-}
-
 namespace tg::kern {
 
 /// Max along `axis`; `mask` gets 1 at the first position of each max, 0 elsewhere.
 Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask);
 /// Numerically stable softmax / log_softmax along `axis`.
 Tensor softmax(const Tensor& x, int axis, bool log);
-/// General matrix product of rank-2 (or batched rank-3 with equal batch) tensors with BLAS
-/// transpose flags; `bias` (length N) starts every output row when given.
+/// A checked matrix product op(a) op(b) (+ bias): the result's shape and what BLAS is given.
+/// Rank-2 or batched operands of equal rank and batch extents.
+struct GemmPlan {
+  Shape shape;
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool ta = false, tb = false;
+  bool plain = false;  // rank-2 operands of one dtype (the fast path)
+};
+/// Checks the operands (ShapeError / DtypeError naming `op`, and extents past BLAS's int).
+GemmPlan plan_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias,
+                   const char* op);
+/// Writes the planned product into `out` (the plan's shape, a's dtype, no overlap with a or
+/// b); `bias` (length n) starts every output row when given.
+void run_gemm(const GemmPlan& plan, const Tensor& a, const Tensor& b, const Tensor* bias,
+              Tensor& out);
+/// The planned product as a new tensor.
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
 /// The same product (no bias) into an existing tensor of the result's shape and dtype.
 void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
-/// `gemm` without bias, its result written in place into a new unrecorded node
-/// (detail::matrix_node: a recycled node and block when this thread has one).
-NodePtr gemm_node(const Tensor& a, bool ta, const Tensor& b, bool tb);
 
 }  // namespace tg::kern

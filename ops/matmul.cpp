@@ -6,33 +6,25 @@
 
 namespace tg {
 
-namespace {
-// Nothing records a product of a and b nor checks it for anomalies (as `record` decides):
-// it can be written straight into its result node.
-bool unrecorded(const Var& a, const Var& b) {
-  const std::initializer_list<VarRef> in{a, b};
-  return !detail::anomaly_enabled && !detail::records(in.begin(), in.end());
-}
-}  // namespace
-
 Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
   // C = op(A) op(B). With op(A) = A' and op(B) = B':  dA' = dC B'^T,  dB' = A'^T dC;
   // when a flag is set the gradient is the transpose of that, which is again one gemm
   // with flags — so no transposed copy is ever made, forward or backward.
-  // Unrecorded, the product is written straight into its result node.
-  if (unrecorded(a, b)) return Var(kern::gemm_node(a.value(), transpose_a, b.value(), transpose_b));
-  Tensor c = kern::gemm(a.value(), transpose_a, b.value(), transpose_b, nullptr);
-  return record("matmul", std::move(c), {a, b},
-                [ta = transpose_a, tb = transpose_b](const BackwardCtx& ctx, const Var& dc) {
-                  const Var& A = ctx.input(0);
-                  const Var& B = ctx.input(1);
-                  Var da, db;
-                  if (ctx.needs_grad(0))
-                    da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
-                  if (ctx.needs_grad(1))
-                    db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
-                  return Grads{da, db};
-                });
+  // The product is written straight into its result (record_into: unrecorded, that is a
+  // recycled node's buffer).
+  const Tensor &av = a.value(), &bv = b.value();
+  const kern::GemmPlan plan = kern::plan_gemm(av, transpose_a, bv, transpose_b, nullptr, "matmul");
+  return record_into(
+      "matmul", plan.shape, av.dtype(), {a, b},
+      [&](Tensor& c) { kern::run_gemm(plan, av, bv, nullptr, c); },
+      [ta = transpose_a, tb = transpose_b](const BackwardCtx& ctx, const Var& dc) {
+        const Var& A = ctx.input(0);
+        const Var& B = ctx.input(1);
+        Var da, db;
+        if (ctx.needs_grad(0)) da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
+        if (ctx.needs_grad(1)) db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
+        return Grads{da, db};
+      });
 }
 
 Var matmul(const Var& a, const Var& b) {
@@ -47,7 +39,6 @@ Var matmul(const Var& a, const Var& b) {
     out.back() = b.shape()[1];
     return reshape(matmul(reshape(a, {-1, s.back()}), b, false, false), out);
   }
-  if (unrecorded(a, b)) return Var(kern::gemm_node(a.value(), false, b.value(), false));
   return matmul(a, b, false, false);
 }
 

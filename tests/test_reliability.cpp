@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "data/dataset.hpp"
+#include "graph/asan.hpp"
 #include "graph/error.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
@@ -34,14 +35,6 @@
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
 #include "optim/adam.hpp"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TG_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TG_UNDER_ASAN 1
-#endif
-#endif
 
 using Catch::Matchers::Contains;
 using tg::Var;

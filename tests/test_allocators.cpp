@@ -1,0 +1,206 @@
+// White-box tests of where memory comes from: the tensor block cache (graph/block_cache.cpp)
+// and the node pool's recycling (graph/node_pool.cpp). They look at addresses and counts
+// that the library's behaviour does not promise, so they live apart from the behaviour tests.
+
+#include <catch2/catch.hpp>
+#include <vector>
+
+#include <tapegrad/tapegrad.hpp>
+
+#include "graph/asan.hpp"
+
+using tg::Tensor;
+using tg::Var;
+
+TEST_CASE("a recycled node is a fresh leaf again: every field is reset", "[allocators]") {
+  // A field added to Node must be reset in Node::reset_for_reuse() and set below; the size
+  // check fails when Node changes, as a reminder.
+  static_assert(sizeof(tg::Node) == 264,
+                "Node changed: reset a new field in Node::reset_for_reuse() and set it here");
+#ifdef TG_UNDER_ASAN
+  SUCCEED("no recycling under AddressSanitizer");
+  return;
+#endif
+  tg::NoGradGuard no_grad;
+  const tg::Node fresh;
+  const tg::Node* reused = nullptr;
+  {
+    Var v = tg::constant(tg::zeros({4}));
+    tg::Node& n = *v.node();
+    // Every field a node may carry when it dies without grad, inputs, hooks or pending.
+    n.name = "poked";
+    n.seq = 41;
+    n.requires_grad = true;
+    n.has_fn = true;
+    n.retains_grad = true;
+    n.released = true;
+    n.pending_owned = true;
+    n.mark.store(7);
+    reused = v.node();
+  }
+  Var w = tg::constant(tg::ones({2}));
+  REQUIRE(w.node() == reused);  // the same node came back
+  const tg::Node& n = *w.node();
+  CHECK(std::string(n.name) == fresh.name);
+  CHECK(n.seq == fresh.seq);
+  CHECK(n.requires_grad == fresh.requires_grad);
+  CHECK(n.has_fn == fresh.has_fn);
+  CHECK(n.retains_grad == fresh.retains_grad);
+  CHECK(n.released == fresh.released);
+  CHECK(n.pending_owned == fresh.pending_owned);
+  CHECK(n.mark.load() == fresh.mark.load());
+  CHECK_FALSE(n.grad.defined());
+  CHECK(n.inputs.empty());
+  CHECK(n.hooks.empty());
+  CHECK_FALSE(n.pending.defined());
+  CHECK(tg::equal(n.value, tg::ones({2})));
+}
+
+TEST_CASE("an unrecorded result reuses a dropped node and block, never one still held",
+          "[engine][memory]") {
+  // Note [Node recycling]: a dropped plain node is kept, still constructed, with its value's
+  // block when nothing else holds that block; the next no-grad product of that byte size
+  // takes both. Kept nodes and blocks do not count as live.
+  tg::Rng rng(5);
+  const Var a = tg::constant(tg::randn({32, 32}, rng));
+  const Var b = tg::constant(tg::randn({32, 32}, rng));
+  const Tensor ab = tg::matmul(a, b).value().clone();
+  const Tensor ba = tg::matmul(b, a).value().clone();
+  // For the dtype section, made before c's node is kept (making a Var takes a kept node).
+  const Var a64 = tg::constant(a.value().to(tg::f64).reshape({16, 64}));
+  const Var b64 = tg::constant(tg::randn({64, 32}, rng, tg::f64));
+  const Tensor ab64 = tg::matmul(a64, b64).value().clone();
+  tg::NoGradGuard no_grad;
+  const int64_t nodes = tg::debug::live_nodes();
+  const int64_t bytes = tg::debug::live_tensor_bytes();
+  int kept = 0, kept_buffers = 0;  // what this thread keeps while c lives
+  const tg::Node* node = nullptr;
+  const void* data = nullptr;
+  {
+    Var c = tg::matmul(a, b);
+    kept = tg::debug::recycled_nodes();
+    kept_buffers = tg::debug::recycled_node_buffers();
+    node = c.node();
+    data = c.value().raw_data();
+    CHECK(tg::debug::live_nodes() == nodes + 1);
+    CHECK(tg::debug::live_tensor_bytes() > bytes);
+  }
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+#ifdef TG_UNDER_ASAN
+  CHECK(tg::debug::recycled_nodes() == 0);  // off under ASan: every node its own allocation
+  return;
+#endif
+  CHECK(tg::debug::recycled_nodes() == kept + 1);
+  CHECK(tg::debug::recycled_node_buffers() == kept_buffers + 1);
+
+  SECTION("the next product of that size takes both, as a fresh leaf") {
+    Var c = tg::matmul(b, a);
+    CHECK(tg::debug::recycled_nodes() == kept);
+    CHECK(c.node() == node);
+    CHECK(c.value().raw_data() == data);
+    CHECK(tg::equal(c.value(), ba));
+    CHECK(c.shape() == tg::Shape{32, 32});
+    CHECK(c.is_leaf());
+    CHECK_FALSE(c.requires_grad());
+    CHECK_FALSE(c.grad().defined());
+  }
+  SECTION("another dtype and shape of the same byte size") {
+    Var c = tg::matmul(a64, b64);  // [16, 32] f64: the same 4096 bytes
+    CHECK(c.node() == node);
+    CHECK(c.value().raw_data() == data);
+    CHECK(c.dtype() == tg::f64);
+    CHECK(c.shape() == tg::Shape{16, 32});
+    CHECK(c.numel() == 512);
+    CHECK(tg::equal(c.value(), ab64));
+  }
+  SECTION("a block someone still holds stays theirs") {
+    Tensor held;
+    {
+      Var c = tg::matmul(a, b);
+      held = c.value();
+    }
+    CHECK(tg::debug::recycled_node_buffers() == kept_buffers);  // c's node, without the block
+    Var d = tg::matmul(b, a);
+    CHECK(d.value().raw_data() != held.raw_data());
+    CHECK(tg::equal(held, ab));
+    CHECK(tg::equal(d.value(), ba));
+  }
+  SECTION("a trainable leaf's node comes back wanting no gradient") {
+    const tg::Node* leaf_node = nullptr;
+    {
+      Var p = tg::param(tg::randn({32, 32}, rng));
+      p.retain_grad();
+      leaf_node = p.node();
+    }
+    CHECK(tg::debug::recycled_node_buffers() == kept_buffers + 1);  // p's, and p's block
+    Var c = tg::matmul(a, b);
+    CHECK(c.node() == leaf_node);
+    CHECK_FALSE(c.requires_grad());
+    CHECK(tg::equal(c.value(), ab));
+  }
+  SECTION("a node with hooks or a gradient is freed, not kept") {
+    {
+      Var h = tg::param(tg::randn({32, 32}, rng));  // takes c's kept node
+      h.register_hook([](const Var& g) { return g; });
+      CHECK(tg::debug::recycled_nodes() == kept);
+    }
+    CHECK(tg::debug::recycled_nodes() == kept);
+    {
+      tg::GradModeGuard on(true);
+      Var p = tg::param(tg::randn({32, 32}, rng));
+      tg::sum(tg::matmul(p, a)).backward();
+      REQUIRE(p.grad().defined());
+      const tg::Node* p_node = p.node();
+      p = Var();               // its gradient's node is kept, p's is not
+      std::vector<Var> taken;  // every node this thread keeps, and no new one
+      for (int i = tg::debug::recycled_nodes(); i > 0; --i) taken.push_back(tg::constant(ab));
+      CHECK(tg::debug::recycled_nodes() == 0);
+      for (const Var& t : taken) CHECK(t.node() != p_node);
+    }
+    CHECK(tg::debug::live_nodes() == nodes);
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+  }
+  SECTION("a user's subclass of Node is never reused as a plain node") {
+    struct Source : tg::Node {
+      explicit Source(Tensor t) : Node(std::move(t)) {}
+    };
+    const int before = tg::debug::recycled_nodes();
+    tg::NodePtr n = tg::NodePtr::make<Source>(tg::zeros({32, 32}));
+    n = nullptr;
+    CHECK(tg::debug::recycled_nodes() == before);
+  }
+  SECTION("a cache limit of 0 frees the kept blocks") {
+    tg::debug::set_tensor_cache_limit(0);
+    CHECK(tg::debug::recycled_node_buffers() == 0);
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+    {
+      Var c = tg::matmul(a, b);  // dropped without its block: caching is off
+      CHECK(tg::equal(c.value(), ab));
+    }
+    CHECK(tg::debug::live_tensor_bytes() == bytes);
+    tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  }
+  CHECK(tg::debug::live_nodes() == nodes);
+  CHECK(tg::debug::live_tensor_bytes() == bytes);
+}
+
+TEST_CASE("large freed buffers are reused, not returned to the kernel", "[tensor][memory]") {
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  const int64_t live = tg::debug::live_tensor_bytes();
+  const void* first = nullptr;
+  {
+    Tensor big = tg::zeros({1 << 20});  // 4 MB
+    first = big.raw_data();
+  }
+  CHECK(tg::debug::live_tensor_bytes() == live);
+  CHECK(tg::debug::cached_tensor_bytes() >= (4 << 20));
+  {
+    Tensor again = tg::ones({1 << 20});
+    CHECK(again.raw_data() == first);  // the same block came back
+    CHECK(again.at({123}) == 1.0);
+  }
+  tg::debug::set_tensor_cache_limit(0);
+  CHECK(tg::debug::cached_tensor_bytes() == 0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}
