@@ -75,16 +75,6 @@ Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
   return t;
 }
 
-Tensor Tensor::empty_matrix(int64_t rows, int64_t cols, Dtype dtype) {
-  Tensor t;
-  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &t.numel_)) [[unlikely]]
-    t.shape_ = Shape{rows, cols};  // throws the checked constructor's ShapeError
-  t.shape_.set_matrix(rows, cols);
-  t.dtype_ = dtype;
-  t.allocate();
-  return t;
-}
-
 void Tensor::allocate() {
   // One allocation holds the reference count and the data (counted in live_tensor_bytes,
   // taken from the block cache, graph/block_cache.hpp).
@@ -104,9 +94,9 @@ size_t Tensor::block_size() const {
 
 void* Tensor::data_start(detail::Storage* s) {
   // The data starts on a 64-byte (cache line) boundary inside the block: a product written
-  // to a fresh result then costs the same as one written to a caller's buffer (measured:
-  // the allocating 64x64 matmul was 3.8% slower than matmul_out into an aligned tensor,
-  // stores straddling cache lines).
+  // to a fresh result then costs the same as one written to a caller's aligned buffer, with
+  // no stores straddling cache lines. (What misalignment cost: bench/README.md,
+  // "Measurements behind the Notes".)
   const auto first = reinterpret_cast<uintptr_t>(s + 1);
   return reinterpret_cast<std::byte*>(s + 1) +
          ((kDataAlignment - first % kDataAlignment) % kDataAlignment);

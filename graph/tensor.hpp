@@ -73,9 +73,6 @@ class Tensor {
 
   /// A tensor whose contents are unspecified (to be overwritten).
   static Tensor empty(const Shape& shape, Dtype dtype = f32);
-  /// `empty({rows, cols}, dtype)` without building a Shape first (the path of every
-  /// matrix product's result).
-  static Tensor empty_matrix(int64_t rows, int64_t cols, Dtype dtype = f32);
 
   /// From values in row-major order; `values.size()` must equal `shape.numel()`.
   template <class T>

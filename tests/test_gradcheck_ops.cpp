@@ -232,11 +232,44 @@ TEST_CASE("gradcheck: reductions", "[gradcheck]") {
          return tg::sum_to(v[0], {3, 1});
        },
        {b}},
-      {"expand [3,1]->[3,4]",
+      {"expand [3,1]->[2,3,4]",
        [](auto& v) {
          return tg::expand(v[0], {2, 3, 4});
        },
        {In{{3, 1}}}},
+  });
+}
+
+// The ops that only backward formulas record (an activation's gradient, index_select's
+// adjoint): each row is the first derivative as a function, so gradcheck checks its own
+// backward and gradgradcheck its second derivative.
+Var grad_of(const Var& out, const Var& x) {
+  return tg::grad({out}, {x}, {}, {.create_graph = true})[0];
+}
+
+TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
+  const In a{{3, 4}}, w{{3, 4}}, z{{3, 4}, Domain::off_zero}, w2{{3, 2}};
+  run_cases({
+      {"relu_backward (relu's gradient in x and dy)",
+       [](auto& v) { return grad_of(tg::sum(tg::relu(v[0]) * v[1]), v[0]); },
+       {z, w}},
+      {"relu_backward with a leaky slope",
+       [](auto& v) { return grad_of(tg::sum(tg::leaky_relu(v[0], 0.2) * v[1]), v[0]); },
+       {z, w}},
+      {"sigmoid_backward (sigmoid's gradient in x and dy)",
+       [](auto& v) { return grad_of(tg::sum(tg::sigmoid(v[0]) * v[1]), v[0]); },
+       {a, w}},
+      {"tanh_backward (tanh's gradient in x and dy)",
+       [](auto& v) { return grad_of(tg::sum(tg::tanh(v[0]) * v[1]), v[0]); },
+       {a, w}},
+      {"scatter_add (index_select's gradient)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::index_select(v[0], 1, {3, 0, 3}) * v[1]), v[0]) * v[0];
+       },
+       {a, In{{3, 3}}}},
+      {"scatter_add of a strided slice",
+       [](auto& v) { return grad_of(tg::sum(tg::slice(v[0], 1, 0, 4, 2) * v[1]), v[0]) * v[0]; },
+       {a, w2}},
   });
 }
 
@@ -258,10 +291,10 @@ TEST_CASE("gradcheck: losses", "[gradcheck]") {
        [](auto& v) { return tg::nll_loss(tg::log_softmax(v[0]), kLabels); },
        {x}},
       {"nll_loss none", [](auto& v) { return tg::nll_loss(v[0], kLabels, Reduction::none); }, {x}},
-      {"bce_with_logits mean",
+      {"binary_cross_entropy_with_logits mean",
        [](auto& v) { return tg::binary_cross_entropy_with_logits(v[0] * 3.0, v[1]); },
        {x, p}},
-      {"bce_with_logits none",
+      {"binary_cross_entropy_with_logits none",
        [](auto& v) { return tg::binary_cross_entropy_with_logits(v[0], v[1], Reduction::none); },
        {x, p}},
   });
