@@ -7,6 +7,8 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "graph/xtensor_interop.hpp"
+
 using tg::Shape;
 using tg::Tensor;
 
