@@ -104,7 +104,7 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
     count *= n;
   }
   // A header can claim far more elements than the file holds: check the claim against the
-  // file's size before allocating (found by tests/fuzz/fuzz_idx: 12 bytes asked for 2 GB).
+  // file's size before allocating (a 12-byte file can claim 2 GB).
   // A plain file must hold every byte; a gzip stream cannot expand more than deflate's
   // maximum ratio of 1032:1.
   const uint64_t file_size = std::filesystem::file_size(path, ec);

@@ -38,12 +38,14 @@ BlockCache& cache() {
 }
 
 // Note [Per-thread small blocks]: below kCachedBlockMin glibc serves blocks from its heap
-// without page faults, but a 4 KB-256 KB malloc + free pair still costs ~40-60 ns (no
-// tcache above 1 KB), a third of the fixed cost of a 32x32 matmul. Each thread keeps its
-// last few freed blocks of these sizes (a handful of slots, LIFO, exact sizes, at most
-// kLocalBytes): a training step frees and requests the same sizes over and over. The slots
-// are plain data (valid until the thread ends); a separate thread_local object empties
-// them when the thread exits, and `disabled` stops reuse from then on.
+// without page faults, but it has no per-thread cache (tcache) above 1 KB, so a malloc +
+// free pair of these sizes goes through the arena's bins: far more work than taking a
+// block back from the thread's own slots, and a visible part of a small op's fixed cost.
+// Each thread keeps its last few freed blocks of these sizes (a handful of slots, LIFO,
+// exact sizes, at most kLocalBytes): a training step frees and requests the same sizes over
+// and over. The slots are plain data (valid until the thread ends); a separate thread_local
+// object empties them when the thread exits, and `disabled` stops reuse from then on.
+// (What a malloc + free pair cost: bench/README.md, "Measurements behind the Notes".)
 constexpr size_t kLocalMin = detail::kLocalBlockMin;  // below: glibc's own cache is as fast
 constexpr int kLocalSlots = 16;
 constexpr size_t kLocalBytes = size_t{4} << 20;

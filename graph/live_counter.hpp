@@ -4,11 +4,13 @@
 // updates without atomic read-modify-write instructions: each thread adds into its own slot
 // (a plain load and store), and reading sums the slots. A thread's slot is folded into the
 // shared total when the thread ends. Reading is rare (debugging, tests); updating happens
-// on every op, where a locked instruction per update cost ~25% of a one-element op.
+// on every op (a node and a buffer, made and freed), so it must not take a locked
+// instruction, which would be a large part of a one-element op.
 //
 // The update is inline: each counter owns a fixed slot index, and the per-thread slots are
-// constant-initialised plain data, so an update is a TLS load, a compare and a store (as an
-// out-of-line call with a slot search it was ~1.6 ns of a 42 ns result allocation, 4 calls).
+// constant-initialised plain data, so an update is a TLS load, a compare and a store, with
+// no call and no search for the thread's slot. (What a locked update and an out-of-line
+// one cost: bench/README.md, "Measurements behind the Notes".)
 
 #include <atomic>
 #include <cstdint>

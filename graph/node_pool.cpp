@@ -42,13 +42,15 @@ NodePtr output_node(const Shape& shape, Dtype dtype) {
 namespace {
 
 // Note [Node blocks]: every recorded op and every op result allocates one graph node
-// (256 bytes plus its backward closure). glibc keeps only 7 freed blocks per size in its
-// per-thread cache, so a graph of thousands of nodes freed after backward and rebuilt by
-// the next forward goes through the arena's shared lists, and even a cache hit (malloc +
-// free) is a sizeable part of an op result's fixed cost. Each thread keeps freed node
-// blocks in singly linked lists by 64-byte size class, up to kNodeListBytes per thread, and
-// hands them out again for any node of that class. A block freed on another thread joins
-// that thread's lists (all blocks come from operator new, so any thread may return them).
+// (sizeof(Node), 264 bytes on x86-64, plus its backward closure; tests/test_allocators.cpp
+// pins the size). glibc keeps only 7 freed blocks per size in its per-thread cache, so a
+// graph of thousands of nodes freed after backward and rebuilt by the next forward goes
+// through the arena's shared lists, and even a cache hit (malloc + free) costs more than
+// popping a block off a thread's own list. Each thread keeps freed node blocks in singly
+// linked lists by 64-byte size class, up to kNodeListBytes per thread, and hands them out
+// again for any node of that class. A block freed on another thread joins that thread's
+// lists (all blocks come from operator new, so any thread may return them). (What a cache
+// hit cost: bench/README.md, "Measurements behind the Notes".)
 constexpr size_t kNodeClass = 64;
 constexpr int kNodeClasses = static_cast<int>(kNodeBlockMax / kNodeClass);
 constexpr size_t kNodeListBytes = size_t{2} << 20;
@@ -91,7 +93,9 @@ int node_class(size_t bytes) { return static_cast<int>((bytes - 1) / kNodeClass)
 // the per-thread block slots take), the block stays with it, and an op that writes its
 // result in place (record_into) takes node and block in one pop. Node::reset_for_reuse
 // makes a recycled node a fresh leaf. Recycled nodes and their blocks do not count as live
-// (debug::live_nodes, live_tensor_bytes); a reaper frees them when the thread ends.
+// (debug::live_nodes, live_tensor_bytes); a reaper frees them when the thread ends. (What
+// recycling saves on an unrecorded product: bench/README.md, "Measurements behind the
+// Notes".)
 constexpr int kRecycledSlots = 16;
 constexpr size_t kRecycledBytes = size_t{4} << 20;  // blocks kept with recycled nodes
 

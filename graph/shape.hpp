@@ -84,10 +84,10 @@ class Shape {
   // Note [Shape copies]: a shape is usually copied right after it was written extent by
   // extent (an op's result, then its moves into a Var). A wide load of all eight slots, or
   // memcpy's 16-byte loads, cannot take their data from those pending 8-byte stores and
-  // wait for them to reach the cache (perf on a no-grad 32x32 matmul: 70% of the node's
-  // construction sat on that 64-byte load; its share of the call fell from 1.3% to 0.25%).
-  // One 8-byte load per extent is forwarded at once; the empty asm keeps the compiler from
-  // merging the loop back into wide loads or a memcpy call.
+  // waits for them to reach the cache. So copies read extent by extent: one 8-byte load per
+  // extent is forwarded from its store at once. The empty asm keeps the compiler from
+  // merging the loop back into wide loads or a memcpy call. (What the wide load cost:
+  // bench/README.md, "Measurements behind the Notes".)
   void copy_dims(const Shape& o) noexcept {
     for (int i = 0; i < rank_; ++i) {
       int64_t d = o.dims_[static_cast<size_t>(i)];

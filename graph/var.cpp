@@ -17,13 +17,12 @@ int64_t live_nodes() { return detail::g_live_nodes_counter.total(); }
 }  // namespace debug
 
 // Note [Node counts]: a Var is one pointer to its node, and the node counts its handles
-// itself (NodePtr). With std::shared_ptr each node had a separate control block whose two
-// counts were written as two 4-byte stores and read back as one 8-byte word on release;
-// the processor cannot forward such a load from the pending stores. Without that stall,
-// the control block's two virtual calls and the 16-byte handle, a Var made of a fresh
-// 32x32 tensor and dropped went from 28.3 to 25.5 ns (tight loop, medians). There are no
-// weak handles: a hook that must not keep its own node alive captures the node's value (a
-// Tensor), not the Var.
+// itself (NodePtr), not a std::shared_ptr. A shared_ptr's separate control block writes its
+// two counts as two 4-byte stores and reads them back as one 8-byte word on release, a load
+// the processor cannot forward from the pending stores (it waits for them); it also costs
+// two virtual calls per node and a 16-byte handle. There are no weak handles: a hook that
+// must not keep its own node alive captures the node's value (a Tensor), not the Var.
+// (What the change saved: bench/README.md, "Measurements behind the Notes".)
 
 Node::Node() { detail::g_live_nodes_counter.add(1); }
 Node::Node(Tensor&& v) : value(std::move(v)) { detail::g_live_nodes_counter.add(1); }

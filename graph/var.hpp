@@ -176,7 +176,7 @@ class Node {
   }
 
   // A field added here must be reset in reset_for_reuse() (graph/var.cpp), which makes a
-  // recycled node a fresh leaf again; test_node_pool checks every field.
+  // recycled node a fresh leaf again; tests/test_allocators.cpp checks every field.
   Tensor value;
   Var grad;
   Inputs inputs;

@@ -138,8 +138,9 @@ bool overlaps(const Tensor& x, const Tensor& y) {
 }
 
 // Rank-2 operands of one dtype whose inner extents agree: the product's extents, found
-// without building a Shape (at n = 32 the full checks were ~4% of the call). False sends the
-// caller to gemm_shape, which finds the fault and words the message.
+// without building a Shape (gemm_shape's general checks are a visible part of a small
+// product's call). False sends the caller to gemm_shape, which finds the fault and words the
+// message. (What the general checks cost: bench/README.md, "Measurements behind the Notes".)
 bool plain_dims(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t& m, int64_t& n,
                 int64_t& k) {
   if (a.dim() != 2 || b.dim() != 2 || a.dtype() != b.dtype() || !a.defined() || !b.defined())
@@ -152,8 +153,8 @@ bool plain_dims(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t& m, 
 }
 
 // The product of operands plain_dims accepted, into `out` of the right shape and dtype: an
-// f32 product of more than kLoopGemmMaxFlops multiply-adds straight to BLAS (the dtype
-// dispatch and per-pointer checks of gemm_run were a measurable part of a 32x32 product).
+// f32 product of more than kLoopGemmMaxFlops multiply-adds straight to BLAS (gemm_run's
+// dtype dispatch and per-pointer checks are a visible part of a small product's call).
 // The rest takes gemm_run: f64, tiny products (loops), and empty extents (gemm_run writes a
 // k = 0 product's zeros; BLAS rejects its leading dimension of 0).
 [[gnu::always_inline]] inline void plain_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb,
@@ -174,7 +175,7 @@ GemmPlan plan_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Ten
   p.ta = ta;
   p.tb = tb;
   if (!bias && plain_dims(a, ta, b, tb, p.m, p.n, p.k)) {
-    // The common case without the general checks (at n = 32 they were ~4% of the call).
+    // The common case without the general checks (see plain_dims).
     check_blas_extents(p.m, p.n, p.k);
     p.shape = Shape::matrix(p.m, p.n);
     p.plain = true;

@@ -161,10 +161,10 @@ class Pool {
   // Note [Worker placement]: a woken worker is queued on some CPU's run queue; when every CPU
   // looks busy (the caller computing, an OpenBLAS thread yielding in its idle loop) the
   // kernel may queue it behind the caller, where it runs only once the caller waits -- the
-  // loop then takes longer than on one thread. Measured on the 2-core machine: Adam over 200k
-  // parameters inside training took 240 us on one thread and 154-259 us on two, depending
-  // on where the worker landed. So workers may run anywhere but on the caller's current
-  // CPU; the mask changes only when the caller has moved (one syscall per worker).
+  // loop can then take longer than on one thread, and how long depends on where the worker
+  // landed. So workers may run anywhere but on the caller's current CPU; the mask changes
+  // only when the caller has moved (one syscall per worker). (Figures: bench/README.md,
+  // "Measurements behind the Notes".)
   void keep_workers_off_caller_cpu() {  // caller holds mutex_
 #ifdef __linux__
     const int cpu = sched_getcpu();

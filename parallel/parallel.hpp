@@ -55,11 +55,11 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 ///
 /// Note [Deferred tasks]: OpenBLAS's idle threads spin (sched_yield) for a long while after
 /// each product, so a background task that starts at once shares a core with one of them
-/// and slows the next matrix product by about as much as it saves: measured on Fashion-MNIST
-/// training, prefetching the next batch at once cut the gather from 50 to 3 us per step and
-/// added 70 us to the forward pass. `with_next_parallel_for` queues the task until the
-/// workers next wake for a parallel_for (in training: the optimizer's update, a memory-bound
-/// phase where no BLAS thread is busy), and the worker runs it before joining that loop.
+/// and slows the next matrix product by about as much as it saves. `with_next_parallel_for`
+/// queues the task until the workers next wake for a parallel_for (in training: the
+/// optimizer's update, a memory-bound phase where no BLAS thread is busy), and the worker
+/// runs it before joining that loop. (Figures: bench/README.md, "Measurements behind the
+/// Notes".)
 enum class Launch { now, with_next_parallel_for };
 
 /// True on one of the pool's worker threads.
