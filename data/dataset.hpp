@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "graph/error.hpp"
-#include "parallel/parallel.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg::data {
 

@@ -73,16 +73,20 @@ Tensor sum_all(const Tensor& x) {
   return out;
 }
 
-Tensor sum_axis(const Tensor& x, int axis, bool keepdims) {
-  int64_t outer, n, inner;
-  split_axis(x.shape(), axis, outer, n, inner);
-  Shape shape = x.shape();
+Shape reduced_shape(const Shape& s, int axis, bool keepdims) {
+  Shape shape = s;
   if (keepdims) {
     shape[axis] = 1;
   } else {
     shape.erase(axis);
   }
-  Tensor out = Tensor::empty(shape, x.dtype());
+  return shape;
+}
+
+Tensor sum_axis(const Tensor& x, int axis, bool keepdims) {
+  int64_t outer, n, inner;
+  split_axis(x.shape(), axis, outer, n, inner);
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();

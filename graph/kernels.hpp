@@ -88,6 +88,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape, const char* op);
 Tensor expand(const Tensor& x, const Shape& shape, const char* op);
 /// Axis permutation (copy).
 Tensor permute(const Tensor& x, const std::vector<int>& order);
+/// `s` without `axis` (or with it as 1 when `keepdims`): the shape of a reduction's result.
+Shape reduced_shape(const Shape& s, int axis, bool keepdims);
 /// x viewed as [outer, n, inner] around `axis`.
 void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& inner);
 

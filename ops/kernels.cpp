@@ -11,13 +11,7 @@ Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask) {
   if (n == 0)
     throw ShapeError("max: axis " + std::to_string(axis) + " of shape " + x.shape().str() +
                      " is empty");
-  Shape shape = x.shape();
-  if (keepdims) {
-    shape[axis] = 1;
-  } else {
-    shape.erase(axis);
-  }
-  Tensor out = Tensor::empty(shape, x.dtype());
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
   if (mask) *mask = zeros(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* p = x.data<T>();
