@@ -14,10 +14,16 @@ namespace tg {
 
 namespace {
 
-// relu_backward(dy, x) = dy * [x > 0]; linear in dy, and zero derivative in x.
+// relu_backward(dy, x) = dy * [x > 0] (slope 0), dy * (x > 0 ? 1 : slope) (leaky); linear in
+// dy, and zero derivative in x.
+// NOTE: at x = NaN relu passes dy on (PyTorch's threshold_backward zeroes only where
+// x <= 0) and leaky_relu scales it by the slope (x > 0 is false), as PyTorch does.
 Var relu_backward(const Var& dy, const Var& x, double slope) {
   Tensor g = dispatch(dy.dtype(), [&]<class T>() {
     const T s = static_cast<T>(slope);
+    if (slope == 0.0)
+      return kern::zip(dy.value(), x.value(), "relu_backward",
+                       [](T d, T v) { return v <= T(0) ? T(0) : d; });
     return kern::zip(dy.value(), x.value(), "relu_backward",
                      [s](T d, T v) { return v > T(0) ? d : d * s; });
   });
@@ -81,10 +87,11 @@ Var tanh(const Var& x) {
 }
 
 Var relu(const Var& x) {
-  // y = max(x, 0);  dx = dy * [x > 0]   NOTE: relu'(0) = 0, as in PyTorch.
+  // y = max(x, 0);  dx = dy * [x > 0]   NOTE: relu'(0) = 0, as in PyTorch; NaN stays NaN
+  // (an upstream NaN must not turn into a finite loss).
   Tensor y = kern::map(x.value(), [](auto v) {
     using T = decltype(v);
-    return v > T(0) ? v : T(0);
+    return v > T(0) || v != v ? v : T(0);
   });
   return record("relu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     return Grads{relu_backward(dy, c.input(0), 0.0)};

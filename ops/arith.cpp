@@ -55,15 +55,47 @@ Var pow(const Var& x, double p) {
 
 Var pow(const Var& a, const Var& b) {
   // y = a^b: (dy * b * a^(b-1), dy * y * log(a))
+  // NOTE: as PyTorch, b * a^(b-1) is 0 where b = 0 (not 0 * inf at a = 0), and y * log(a) is
+  // 0 where a = 0 and b >= 0 (not 0 * -inf). Rather than zeroing a NaN afterwards, the
+  // formulas read such an operand as 1 (a^0 = 1, log 1 = 0), so every derivative of them is
+  // finite there too (the selection has gradient 0 at those points).
   Tensor y = kern::zip(a.value(), b.value(), "pow", [](auto x, auto e) { return std::pow(x, e); });
   return record("pow", std::move(y), {a, b}, [](const BackwardCtx& c, const Var& dy) {
+    const Var &A = c.input(0), &B = c.input(1);
     Var da, db;
-    if (c.needs_grad(0))
-      da = mul(dy, mul(c.input(1), pow(c.input(0), add_scalar(c.input(1), -1.0))));
-    if (c.needs_grad(1)) db = mul(dy, mul(c.output(), log(c.input(0))));
+    if (c.needs_grad(0)) {  // b * a^(b'-1), b' = b or 1 where b = 0
+      const Tensor keep = kern::map(B.value(), [](auto e) { return decltype(e)(e != 0); });
+      da = mul(dy, mul(B, pow(A, add_scalar(detail::keep_where(B, keep, 1.0), -1.0))));
+    }
+    if (c.needs_grad(1)) {  // y * log(a'), a' = a or 1 where a = 0 and b >= 0
+      const Tensor keep = kern::zip(A.value(), B.value(), "pow", [](auto x, auto e) {
+        return decltype(e)(!(x == 0 && e >= 0));
+      });
+      const Var a_full = A.shape() == keep.shape() ? A : expand(A, keep.shape());
+      db = mul(dy, mul(c.output(), log(detail::keep_where(a_full, keep, 1.0))));
+    }
     return Grads{da, db};
   });
 }
+
+namespace detail {
+
+Var keep_where(const Var& x, const Tensor& keep, double other) {
+  // y = x where keep != 0, else `other`: a selection, so a NaN or Inf where keep = 0 is gone.
+  // dx = dy where keep != 0, else 0 (keep_where(dy, keep, 0)): linear in dy.
+  if (x.shape() != keep.shape() || x.dtype() != keep.dtype())
+    throw ShapeError("keep_where: mask " + keep.shape().str() + " does not match " +
+                     x.shape().str());
+  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+    const T o = static_cast<T>(other);
+    return kern::zip(x.value(), keep, "keep_where", [o](T v, T k) { return k != 0 ? v : o; });
+  });
+  return record("keep_where", std::move(y), {x}, [keep](const BackwardCtx&, const Var& dy) {
+    return Grads{keep_where(dy, keep, 0.0)};
+  });
+}
+
+}  // namespace detail
 
 Var add_scalar(const Var& x, double s) {
   // d(x + s) = dy

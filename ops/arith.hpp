@@ -33,4 +33,12 @@ Var operator*(double s, const Var& a);
 Var operator/(const Var& a, double s);
 Var operator/(double s, const Var& a);
 
+namespace detail {
+/// x where `keep` is nonzero, else `other` (a selection: a NaN or Inf where keep is 0 is
+/// gone); its gradient is dy where keep is nonzero, else 0. `keep` is a constant of x's shape
+/// and dtype. Backward formulas use it to read an operand safely where their value is fixed
+/// by definition (pow's gradients at a = 0 and b = 0).
+Var keep_where(const Var& x, const Tensor& keep, double other = 0.0);
+}  // namespace detail
+
 }  // namespace tg

@@ -310,6 +310,44 @@ TEST_CASE("a user's own op records through the same call as built-in ones", "[en
   CHECK(std::string(y.op()) == "my_softplus");
 }
 
+TEST_CASE("record_into: a user's op writes its result into the tensor it is given", "[engine]") {
+  // y = 2x, written by a kernel that fills its output; d = 2 dy.
+  auto twice = [](const Var& x) {
+    return tg::record_into(
+        "twice", x.shape(), x.dtype(), {x},
+        [&](Tensor& out) {
+          REQUIRE(out.shape() == x.shape());
+          REQUIRE(out.dtype() == x.dtype());
+          const auto in = x.value().to_vector();
+          double* o = out.data<double>();
+          for (size_t i = 0; i < in.size(); ++i) o[i] = 2.0 * in[i];
+        },
+        [](const tg::BackwardCtx&, const Var& dy) { return tg::Grads{dy * 2.0}; });
+  };
+  tg::Rng rng(2);
+  auto fn = [&](const std::vector<Var>& v) { return twice(v[0]); };
+  CHECK(tg::gradcheck(fn, {tg::randn({2, 3}, rng, tg::f64)}).passed);
+  CHECK(tg::gradgradcheck(fn, {tg::randn({2, 3}, rng, tg::f64)}).passed);
+
+  Var x = tg::param(tg::tensor({1, -2, 3}, {3}, tg::f64));
+  Var y = twice(x);  // recorded
+  CHECK(std::string(y.op()) == "twice");
+  tg::sum(y).backward();
+  CHECK(tg::equal(x.grad().value(), tg::full({3}, 2.0, tg::f64)));
+  {
+    tg::NoGradGuard no_grad;  // unrecorded: a leaf holding the value
+    Var z = twice(x);
+    CHECK(z.is_leaf());
+    CHECK_FALSE(z.requires_grad());
+    CHECK(tg::equal(z.value(), tg::tensor({2, -4, 6}, {3}, tg::f64)));
+  }
+  {
+    tg::AnomalyGuard anomaly;  // checked like any recorded op
+    Var inf = tg::param(tg::tensor({1e308}, {1}, tg::f64));
+    CHECK_THROWS_AS(twice(inf), tg::AnomalyError);
+  }
+}
+
 TEST_CASE("a backward formula returning the wrong number of gradients is reported", "[engine]") {
   Var x = scalar_param(1.0);
   Var y = tg::record("broken", x.value().clone(), {x}, [](const tg::BackwardCtx&, const Var& dy) {

@@ -104,6 +104,19 @@ TEST_CASE("gradcheck: arithmetic with broadcasting", "[gradcheck]") {
       {"scalar - x", [](auto& v) { return 3.0 - v[0]; }, {a34}},
       {"scalar / x", [](auto& v) { return 2.0 / v[0]; }, {p4}},
       {"x / scalar", [](auto& v) { return v[0] / 4.0; }, {a34}},
+      {"keep_where (pow's masked gradients)",
+       [](auto& v) {
+         const Tensor keep = tg::tensor({1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0}, {3, 4}, tg::f64);
+         return tg::detail::keep_where(v[0] * v[0], keep, 0.5);
+       },
+       {a34}},
+      {"pow a^b at a = 0 and b = 0 (masked gradients)",
+       [](auto& v) {
+         // d/da of a^0 is 0 (not 0 * a^-1); d/db of 0^b is 0 for b > 0 (not 0 * log 0).
+         const Var zero_base = tg::constant(tg::tensor({0, 1.5, 2, 0}, {4}, tg::f64));
+         return tg::pow(v[0], v[1] * 0.0) + tg::pow(zero_base, v[1] * v[1] + 1.0);
+       },
+       {p4, b4}},
   });
 }
 

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -287,8 +288,8 @@ std::map<std::string, std::vector<double>> run_python(const std::string& script)
     std::istringstream ls(line);
     std::string name;
     ls >> name;
-    double v;
-    while (ls >> v) out[name].push_back(v);
+    std::string v;  // strtod reads nan, inf and -inf as Python prints them
+    while (ls >> v) out[name].push_back(std::strtod(v.c_str(), nullptr));
   }
   return out;
 }
@@ -428,4 +429,77 @@ TEST_CASE("a product of empty operands whose result would overflow int64 is refu
   const Var e = tg::matmul(tg::constant(tg::zeros({2, 0})), tg::constant(tg::zeros({0, 3})));
   CHECK(e.shape() == Shape{2, 3});
   CHECK(e.value().at({1, 2}) == 0.0);
+}
+
+TEST_CASE("NaN through relu and pow's gradients at 0 as PyTorch defines them",
+          "[ops][numerics]") {
+  // Regressions from a one-to-one comparison with PyTorch: relu turned NaN into 0 (value and
+  // gradient), and pow(a, b)'s gradients were 0 * inf = NaN where they are 0 by definition.
+  const double nan = std::nan("");
+  auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
+      if (std::isnan(want[i]))
+        CHECK(std::isnan(got[i]));
+      else if (std::isinf(want[i]))
+        CHECK(got[i] == want[i]);
+      else
+        CHECK(got[i] == Approx(want[i]).epsilon(1e-12).margin(1e-300));
+    }
+  };
+  struct Result {
+    std::vector<double> y, ga, gb;
+  };
+  auto relu_case = [](const std::vector<double>& x0, bool leaky) {
+    Var x = tg::param(tg::tensor(x0, {static_cast<int64_t>(x0.size())}, tg::f64));
+    Var y = leaky ? tg::leaky_relu(x, 0.1) : tg::relu(x);
+    tg::sum(y).backward();
+    return Result{vals(y), vals(x.grad()), {}};
+  };
+  auto pow_case = [](const std::vector<double>& a0, const std::vector<double>& b0) {
+    const int64_t n = static_cast<int64_t>(a0.size());
+    Var a = tg::param(tg::tensor(a0, {n}, tg::f64)), b = tg::param(tg::tensor(b0, {n}, tg::f64));
+    Var y = tg::pow(a, b);
+    tg::sum(y).backward();
+    return Result{vals(y), vals(a.grad()), vals(b.grad())};
+  };
+  const std::vector<double> rx{nan, -1, 0, 1};
+  const std::vector<double> pa{0, 2, 0, 0, 3}, pb{2, 2, 0, -1, 0};
+  const Result r = relu_case(rx, false), l = relu_case(rx, true), p = pow_case(pa, pb);
+  same(r.y, {nan, 0, 0, 1});
+  same(r.ga, {1, 0, 0, 1});
+  same(l.y, {nan, -0.1, 0, 1});
+  same(l.ga, {0.1, 0.1, 0.1, 1});
+  // a = [0, 2, 0, 0, 3], b = [2, 2, 0, -1, 0]: 0^-1 = inf is not masked, as in PyTorch.
+  same(p.y, {0, 4, 1, INFINITY, 1});
+  same(p.ga, {0, 4, 0, -INFINITY, 0});
+  same(p.gb, {0, 4 * std::log(2.0), 0, -INFINITY, std::log(3.0)});
+
+  if (!torch_available()) {
+    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle part did not run");
+    return;
+  }
+  const auto torch = run_python(R"PY(
+import torch
+def emit(name, t):
+    print(name, " ".join(repr(float(v)) for v in t.detach().reshape(-1)))
+for name, f in (("relu", torch.relu), ("leaky", lambda x: torch.nn.functional.leaky_relu(x, 0.1))):
+    x = torch.tensor([float("nan"), -1.0, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    y = f(x); y.sum().backward()
+    emit(name + "_y", y); emit(name + "_g", x.grad)
+a = torch.tensor([0.0, 2.0, 0.0, 0.0, 3.0], dtype=torch.float64, requires_grad=True)
+b = torch.tensor([2.0, 2.0, 0.0, -1.0, 0.0], dtype=torch.float64, requires_grad=True)
+y = torch.pow(a, b); y.sum().backward()
+emit("pow_y", y); emit("pow_ga", a.grad); emit("pow_gb", b.grad)
+)PY");
+  for (const char* name : {"relu_y", "relu_g", "leaky_y", "leaky_g", "pow_y", "pow_ga", "pow_gb"})
+    REQUIRE(torch.count(name) == 1);
+  same(r.y, torch.at("relu_y"));
+  same(r.ga, torch.at("relu_g"));
+  same(l.y, torch.at("leaky_y"));
+  same(l.ga, torch.at("leaky_g"));
+  same(p.y, torch.at("pow_y"));
+  same(p.ga, torch.at("pow_ga"));
+  same(p.gb, torch.at("pow_gb"));
 }
