@@ -16,14 +16,14 @@ Var sum_to(const Var& x, const Shape& shape) {
   // the adjoint of expand
   return record(
       "sum_to", kern::sum_to(x.value(), shape, "sum_to"), {x},
-      [](const BackwardCtx& c, const Var& dy) { return Grads{expand(dy, c.input(0).shape())}; });
+      [](const BackwardCtx& c, const Var& dy) { return Grads{expand(dy, c.input_shape(0))}; });
 }
 
 Var expand(const Var& x, const Shape& shape) {
   // the adjoint of sum_to
   return record(
       "expand", kern::expand(x.value(), shape, "expand"), {x},
-      [](const BackwardCtx& c, const Var& dy) { return Grads{sum_to(dy, c.input(0).shape())}; });
+      [](const BackwardCtx& c, const Var& dy) { return Grads{sum_to(dy, c.input_shape(0))}; });
 }
 
 }  // namespace tg

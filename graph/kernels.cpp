@@ -36,6 +36,7 @@ void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides) {
 void add_(Tensor& dst, const Tensor& src) {
   check_same_dtype(dst, src, "add_");
   check_same_shape(dst, src, "add_", "destination", "source");
+  dst.bump_version();
   dispatch(dst.dtype(), [&]<class T>() {
     T* d = dst.data<T>();
     const T* s = src.data<T>();

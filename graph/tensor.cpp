@@ -81,7 +81,7 @@ void Tensor::allocate() {
   const size_t block = block_size();
   void* p = detail::block_allocate(block);
   detail::g_live_bytes_counter.add(static_cast<int64_t>(block));
-  storage_ = ::new (p) detail::Storage{{1}, block};
+  storage_ = ::new (p) detail::Storage{{1}, block, {0}};
   data_ = data_start(storage_);
 }
 
@@ -196,6 +196,7 @@ Tensor Tensor::reshape(const std::vector<int64_t>& dims) const {
 }
 
 Tensor& Tensor::fill_(double value) {
+  bump_version();
   dispatch(dtype_, [&]<class T>() {
     T* p = data<T>();
     const T v = static_cast<T>(value);
@@ -208,6 +209,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   if (src.shape() != shape_)
     throw ShapeError("copy_: source shape " + src.shape().str() + " differs from " + shape_.str());
   if (src.shares_storage_with(*this)) return *this;
+  bump_version();
   dispatch(dtype_, [&]<class T>() {
     T* d = data<T>();
     dispatch(src.dtype(), [&]<class S>() {

@@ -25,6 +25,8 @@ struct NodePool;
 struct Storage {
   std::atomic<long> refs;
   size_t block_bytes;  // the whole allocation, head included
+  // In-place changes to the data so far (Note [Saved versions] in graph/var.cpp).
+  std::atomic<uint32_t> version;
 };
 void free_storage(Storage* s) noexcept;
 inline constexpr size_t kDataAlignment = 64;
@@ -125,6 +127,18 @@ class Tensor {
   Tensor& fill_(double value);
   /// In place: elements copied from `src` (same shape; dtype converted).
   Tensor& copy_(const Tensor& src);
+
+  /// How many times this buffer was changed in place (fill_, copy_, optimizer updates and
+  /// other in-place writes): a value saved for backward whose buffer changed since makes the
+  /// backward throw instead of using the new data (Note [Saved versions] in graph/var.cpp).
+  uint32_t version() const {
+    return storage_ ? storage_->version.load(std::memory_order_relaxed) : 0;
+  }
+  /// Records an in-place change made through data<T>() (the library's in-place operations
+  /// call it themselves).
+  void bump_version() {
+    if (storage_) storage_->version.fetch_add(1, std::memory_order_relaxed);
+  }
 
   /// True when both handles share one buffer.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }

@@ -37,6 +37,7 @@ void Node::reset_for_reuse() noexcept {
   retains_grad = false;
   released = false;
   pending_owned = false;
+  saved_versions.clear();
   mark.store(0, std::memory_order_relaxed);
 }
 
@@ -70,6 +71,30 @@ Node::~Node() {
 
 Grads Node::apply(const BackwardCtx&, const Var&) {
   throw GraphError("backward: node '" + std::string(name) + "' has no backward formula");
+}
+
+// Note [Saved versions]
+// A backward formula reads its op's inputs and output as they are when backward runs. If
+// one of those buffers was changed in place in between (an optimizer step, fill_, copy_,
+// an init), the formula would silently compute the gradient of another function. So every
+// buffer counts its in-place changes (Tensor::version, bumped by the library's in-place
+// operations and by Tensor::bump_version), record keeps the versions of the inputs and the
+// output, and BackwardCtx::input / output compare them when a formula reads a value, as
+// PyTorch does with the tensors it saves. Only what a formula reads is checked: a formula
+// that needs a shape alone asks input_shape, so changing an input of `add` in place, whose
+// gradient does not depend on it, is not an error. Views that share a buffer (reshape)
+// share its count.
+void BackwardCtx::throw_modified(size_t i) const {
+  const Node& n = *node_;
+  const bool out = i == n.inputs.size();
+  const Tensor& t = out ? n.value : n.inputs[i].value();
+  throw GraphError(
+      "backward of op '" + std::string(n.name) + "' (node #" + std::to_string(n.seq) +
+      "): " + (out ? std::string("its output ") : "its input " + std::to_string(i) + " ") +
+      t.shape().str() + " was changed in place after the op saved it (version " +
+      std::to_string(n.saved_versions[i]) + " then, " + std::to_string(t.version()) +
+      " now); change a copy (clone()), or run backward before the change "
+      "(an optimizer step, fill_, copy_)");
 }
 
 bool BackwardCtx::needs_grad(size_t i) const {

@@ -187,6 +187,9 @@ class Node {
   bool has_fn = false;        // made by record: apply() is the op's backward formula
   bool retains_grad = false;  // a non-leaf that also keeps its gradient in `grad`
   bool released = false;      // a backward without retain_graph freed its inputs and hooks
+  // The buffer versions of the inputs and, last, of the output when the op was recorded
+  // (Note [Saved versions] in graph/var.cpp).
+  SmallVector<uint32_t, 4> saved_versions;
 
   // Engine scratch (Note [Engine scratch]).
   Var pending;
@@ -242,18 +245,35 @@ class FnNode final : public Node {
   F fn_;
 };
 
-/// What a backward formula can see: the op's inputs and its output.
+/// What a backward formula can see: the op's inputs and its output. Reading an input's or
+/// the output's value checks that its buffer was not changed in place since the op was
+/// recorded (Note [Saved versions]); a formula that needs only a shape asks input_shape.
 class BackwardCtx {
  public:
   explicit BackwardCtx(const NodePtr& node) : node_(node) {}
-  const Var& input(size_t i) const { return node_->inputs[i]; }
+  const Var& input(size_t i) const {
+    const Var& v = node_->inputs[i];
+    if (i < node_->saved_versions.size() && v.defined() &&
+        v.value().version() != node_->saved_versions[i]) [[unlikely]]
+      throw_modified(i);
+    return v;
+  }
+  /// The shape of input `i` (no check: a shape cannot change in place).
+  const Shape& input_shape(size_t i) const { return node_->inputs[i].value().shape(); }
   size_t num_inputs() const { return node_->inputs.size(); }
   /// Whether input `i` wants a gradient (skip computing the ones that do not).
   bool needs_grad(size_t i) const;
   /// The op's own output (e.g. sigmoid's backward reuses y).
-  Var output() const { return Var(node_); }
+  Var output() const {
+    const size_t k = node_->inputs.size();
+    if (k < node_->saved_versions.size() && node_->value.version() != node_->saved_versions[k])
+        [[unlikely]]
+      throw_modified(k);
+    return Var(node_);
+  }
 
  private:
+  [[noreturn]] void throw_modified(size_t i) const;  // i == num_inputs(): the output
   const NodePtr& node_;
 };
 
@@ -290,7 +310,12 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
   if (!records(first, last)) return Var(value_node(std::move(value)));
   NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
   node->value = std::move(value);
-  for (It it = first; it != last; ++it) node->inputs.push_back(static_cast<const Var&>(*it));
+  for (It it = first; it != last; ++it) {
+    const Var& in = static_cast<const Var&>(*it);
+    node->inputs.push_back(in);
+    node->saved_versions.push_back(in.defined() ? in.value().version() : 0);
+  }
+  node->saved_versions.push_back(node->value.version());
   node->name = op;
   node->requires_grad = true;
   node->has_fn = true;

@@ -11,6 +11,7 @@ namespace {
 template <class F>
 void fill_with(const Tensor& t, F&& next) {
   Tensor h = t;  // shares the buffer
+  h.bump_version();
   dispatch(h.dtype(), [&]<class T>() {
     T* p = h.data<T>();
     for (int64_t i = 0; i < h.numel(); ++i) p[i] = static_cast<T>(next());

@@ -32,7 +32,7 @@ Shape kept_shape(const Shape& s, const std::vector<int>& axes) {
 Var sum(const Var& x) {
   // d sum(x) = dy broadcast to x's shape
   return record("sum", kern::sum_all(x.value()), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{expand(dy, c.input(0).shape())};
+    return Grads{expand(dy, c.input_shape(0))};
   });
 }
 
@@ -49,7 +49,7 @@ Var sum(const Var& x, const std::vector<int64_t>& axes, bool keepdims) {
     y = y.reshape(s);
   }
   return record("sum", std::move(y), {x}, [kshape](const BackwardCtx& c, const Var& dy) {
-    return Grads{expand(reshape(dy, kshape.to_vector()), c.input(0).shape())};
+    return Grads{expand(reshape(dy, kshape.to_vector()), c.input_shape(0))};
   });
 }
 

@@ -63,7 +63,7 @@ Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx
   Tensor y = gather(x.value(), axis, idx);
   return record(name, std::move(y), {x},
                 [axis, idx = std::move(idx)](const BackwardCtx& c, const Var& dy) {
-                  return Grads{scatter_op(dy, c.input(0).shape(), axis, idx)};
+                  return Grads{scatter_op(dy, c.input_shape(0), axis, idx)};
                 });
 }
 
@@ -72,7 +72,7 @@ Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx
 Var reshape(const Var& x, const std::vector<int64_t>& shape) {
   // the same elements; dx = dy reshaped back
   return record("reshape", x.value().reshape(shape), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{reshape(dy, c.input(0).shape().to_vector())};
+    return Grads{reshape(dy, c.input_shape(0).to_vector())};
   });
 }
 

@@ -60,6 +60,7 @@ void Optimizer::step() {
     ++param_steps_[i];
     Tensor value = params_[i].value();
     update(i, value, grads[i]);
+    value.bump_version();  // an in-place change: a graph that saved the old value must not run
   }
 }
 

@@ -348,6 +348,60 @@ TEST_CASE("record_into: a user's op writes its result into the tensor it is give
   }
 }
 
+TEST_CASE("a value changed in place after an op saved it stops backward", "[engine]") {
+  SECTION("the output of exp, which its backward reuses") {
+    Var x = tg::param(tg::tensor({0.5, 1.0, 2.0}, {3}, tg::f64));
+    Var y = tg::exp(x);
+    const uint32_t before = y.value().version();
+    y.value().fill_(0.0);  // without the check, the gradient would be 0, not exp(x)
+    CHECK(y.value().version() == before + 1);
+    CHECK_THROWS_WITH(tg::sum(y).backward(),
+                      Catch::Contains("backward of op 'exp'") &&
+                          Catch::Contains("its output [3] was changed in place") &&
+                          Catch::Contains("version 0 then, 1 now"));
+  }
+  SECTION("an optimizer step between a forward and its backward") {
+    tg::Rng rng(4);
+    tg::Linear fc1(3, 2, rng), fc2(2, 1, rng);
+    std::vector<Var> params = fc1.parameters();
+    for (const Var& v : fc2.parameters()) params.push_back(v);
+    tg::SGD opt(params, {.lr = 0.1});
+    const Var x = tg::constant(tg::randn({4, 3}, rng));
+    auto forward = [&] { return tg::sum(fc2(tg::tanh(fc1(x)))); };
+    forward().backward();  // gradients to step with
+    Var loss = forward();
+    opt.step();  // changes the weights; fc2's backward reads its weight for the hidden gradient
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of op 'linear'") &&
+                                           Catch::Contains("its input 1 [1, 2]") &&
+                                           Catch::Contains("version 1 then, 2 now"));
+  }
+  SECTION("a view shares its buffer's count") {
+    Var x = tg::param(tg::tensor({1, 2, 3, 4}, {2, 2}, tg::f64));
+    Var y = tg::sum(tg::reshape(x, {4}) * tg::reshape(x, {4}));  // mul saves both views
+    x.value().copy_(tg::zeros({2, 2}, tg::f64));
+    CHECK_THROWS_WITH(y.backward(), Catch::Contains("backward of op 'mul'"));
+  }
+  SECTION("an input whose value the gradient does not read may change") {
+    Var x = tg::param(tg::ones({3}, tg::f64)), w = tg::param(tg::ones({3}, tg::f64));
+    Var y = tg::sum(x + w);  // add's gradient is dy whatever x and w hold
+    w.value().fill_(5.0);
+    y.backward();
+    CHECK(tg::equal(x.grad().value(), tg::ones({3}, tg::f64)));
+  }
+  SECTION("a training loop that steps after each backward is unaffected") {
+    tg::Rng rng(5);
+    tg::Linear fc(3, 1, rng);
+    tg::SGD opt(fc.parameters(), {.lr = 0.1});
+    const Var x = tg::constant(tg::randn({8, 3}, rng));
+    for (int i = 0; i < 5; ++i) {
+      opt.zero_grad();
+      tg::sum(fc(x) * fc(x)).backward();
+      opt.step();
+    }
+    CHECK(fc.weight.value().version() >= 5);
+  }
+}
+
 TEST_CASE("a backward formula returning the wrong number of gradients is reported", "[engine]") {
   Var x = scalar_param(1.0);
   Var y = tg::record("broken", x.value().clone(), {x}, [](const tg::BackwardCtx&, const Var& dy) {

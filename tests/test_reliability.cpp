@@ -193,6 +193,13 @@ std::vector<BadInput> bad_inputs() {
                           loss.backward();
                           loss.backward();
                         }));
+  rows.push_back(TG_ROW(tg::GraphError, "backward after a saved output was changed in place",
+                        (Words{"exp", "changed in place", "version 0 then, 1 now"}), {
+                          Var x = p({3});
+                          Var y = tg::exp(x);
+                          y.value().fill_(0.0);
+                          tg::sum(y).backward();
+                        }));
   rows.push_back(
       TG_ROW(tg::GraphError, "grad of an input the output does not use", (Words{"grad"}), {
         Var x = p({3}), y = p({3});
