@@ -61,6 +61,34 @@ Tensor make_input(const In& in, tg::Rng& rng) {
   return t;
 }
 
+bool has_nan(const Tensor& t) {
+  for (double v : t.to_vector())
+    if (std::isnan(v)) return true;
+  return false;
+}
+
+// NaN in, NaN out: with every input NaN the value holds a NaN, and a NaN flowing back into
+// the output reaches the gradient of every input that gets one (no op hides a NaN, as relu
+// once did).
+void check_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
+  const double nan = std::nan("");
+  std::vector<Var> nans, xs;
+  for (const Tensor& t : inputs) {
+    nans.push_back(tg::param(tg::full(t.shape(), nan, tg::f64)));
+    xs.push_back(tg::param(t.clone()));
+  }
+  INFO(c.name << ": NaN in, NaN out");
+  CHECK(has_nan(c.fn(nans).value()));
+  const Var y = c.fn(xs);
+  if (!y.requires_grad()) return;
+  const auto g =
+      tg::grad({y}, xs, {tg::constant(tg::full(y.shape(), nan, tg::f64))}, {.allow_unused = true});
+  for (size_t i = 0; i < g.size(); ++i) {
+    INFO("the gradient of input " << i);
+    if (g[i].defined()) CHECK(has_nan(g[i].value()));
+  }
+}
+
 void run_cases(const std::vector<Case>& cases) {
   tg::Rng rng(1234);
   for (const Case& c : cases) {
@@ -73,6 +101,7 @@ void run_cases(const std::vector<Case>& cases) {
       const auto r2 = tg::gradgradcheck(c.fn, inputs);
       INFO(c.name << ": " << r2.message);
       CHECK(r2.passed);
+      check_nan_rule(c, inputs);
     }
   }
 }
