@@ -19,9 +19,9 @@ void add_inspect(CLI::App& app);
 /// created in it; throws tg::IoError naming the path otherwise.
 void prepare_output_dir(const std::string& dir);
 /// Checks that `path` can be written: creates its missing parent folders and fails when
-/// `path` is a folder, a parent is a file, or the folder takes no new files. Creates
-/// nothing at `path` itself.
-void prepare_output_file(const std::string& path);
+/// `path` is a folder, a parent is a file, or the folder takes no new files (and, with
+/// `append`, when an existing file takes no writes). Creates nothing at `path` itself.
+void prepare_output_file(const std::string& path, bool append = false);
 /// Writes `text` to `path` atomically; throws tg::IoError.
 void write_text(const std::string& path, const std::string& text);
 /// Appends one line to `path`; throws tg::IoError.

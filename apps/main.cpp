@@ -59,16 +59,18 @@ void prepare_output_dir(const std::string& dir) {
   ensure_writable_dir(fs::path(dir), dir);
 }
 
-void prepare_output_file(const std::string& path) {
+void prepare_output_file(const std::string& path, bool append) {
   const fs::path target(path);
-  if (path.empty() || target.filename().empty())
+  if (path.empty() || target.filename().empty() || target.filename() == "." ||
+      target.filename() == "..")
     throw IoError("cannot write '" + path + "': not a file name");
   std::error_code ec;
   if (fs::is_directory(target, ec))
     throw IoError("cannot write " + in_quotes(target) + ": it is a folder");
   ensure_writable_dir(target.has_parent_path() ? target.parent_path() : fs::path("."), path);
-  // An existing file must take writes (appending nothing changes nothing).
-  if (fs::exists(target, ec)) {
+  // A file appended to must take writes (appending nothing changes nothing); one written
+  // whole is replaced by a rename, which needs only the folder.
+  if (append && fs::exists(target, ec)) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
     if (fd < 0) throw IoError("cannot write " + in_quotes(target) + ": " + std::strerror(errno));
     ::close(fd);

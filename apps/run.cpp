@@ -1,5 +1,6 @@
 #include "apps/run.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "models/checkpoint.hpp"
@@ -118,7 +119,13 @@ void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
   write_rng(model.dropout_rng, a, "dropout_rng.");
   a.put_i64("config.hidden", c.hidden);
   // By name (the registry's canonical one, so an alias is stored as what it means).
-  a.put_string("config.activation_name", std::string(find_activation(c.activation).name));
+  const std::string activation(find_activation(c.activation).name);
+  a.put_string("config.activation_name", activation);
+  // Also the frozen code when the name has one, so 0.2 programs still read the file.
+  const auto legacy =
+      std::find(kLegacyActivationCodes.begin(), kLegacyActivationCodes.end(), activation);
+  if (legacy != kLegacyActivationCodes.end())
+    a.put_int("config.activation", legacy - kLegacyActivationCodes.begin());
   a.put_scalar("config.dropout", c.dropout);
   a.put_int("config.optimizer", code_of(kOptimizers, c.optimizer, "optimizer"));
   a.put_scalar("config.lr", c.lr);

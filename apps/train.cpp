@@ -141,10 +141,11 @@ void write_pictures(const std::string& dir, const History& h, const Evaluation& 
 
 void run_train(TrainOptions o) {
   // The default folder (runs/<time>-train) is made once the data has loaded, so a run that
-  // fails on its input leaves none behind; the folder it goes in is checked now.
+  // fails on its input leaves no empty run folder; the folder it goes in (runs/) is made and
+  // checked now.
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
   prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
-  if (!o.metrics.empty()) prepare_output_file(o.metrics);
+  if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
   RunConfig c = o.config;
   NpzArchive resumed;
   if (!o.resume.empty()) {

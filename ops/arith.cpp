@@ -63,16 +63,22 @@ Var pow(const Var& a, const Var& b) {
   return record("pow", std::move(y), {a, b}, [](const BackwardCtx& c, const Var& dy) {
     const Var &A = c.input(0), &B = c.input(1);
     Var da, db;
+    // keep: 1 where the term is what its formula says, 0 where it is 0 by definition; the
+    // whole term goes through keep_where, so its own derivatives are 0 there too (PyTorch).
     if (c.needs_grad(0)) {  // b * a^(b'-1), b' = b or 1 where b = 0
-      const Tensor keep = kern::map(B.value(), [](auto e) { return decltype(e)(e != 0); });
-      da = mul(dy, mul(B, pow(A, add_scalar(detail::keep_where(B, keep, 1.0), -1.0))));
+      const Tensor keep =
+          kern::zip(A.value(), B.value(), "pow", [](auto, auto e) { return decltype(e)(e != 0); });
+      const Tensor keep_b = kern::map(B.value(), [](auto e) { return decltype(e)(e != 0); });
+      const Var term = mul(B, pow(A, add_scalar(detail::keep_where(B, keep_b, 1.0), -1.0)));
+      da = mul(dy, detail::keep_where(term, keep, 0.0));
     }
     if (c.needs_grad(1)) {  // y * log(a'), a' = a or 1 where a = 0 and b >= 0
       const Tensor keep = kern::zip(A.value(), B.value(), "pow", [](auto x, auto e) {
         return decltype(e)(!(x == 0 && e >= 0));
       });
       const Var a_full = A.shape() == keep.shape() ? A : expand(A, keep.shape());
-      db = mul(dy, mul(c.output(), log(detail::keep_where(a_full, keep, 1.0))));
+      const Var term = mul(c.output(), log(detail::keep_where(a_full, keep, 1.0)));
+      db = mul(dy, detail::keep_where(term, keep, 0.0));
     }
     return Grads{da, db};
   });

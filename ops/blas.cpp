@@ -210,6 +210,7 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
                                     : std::string("an undefined tensor")));
   if (overlaps(out, a) || overlaps(out, b)) [[unlikely]]
     throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
+  out.bump_version();  // an in-place change (Note [Saved versions])
   run_gemm(p, a, b, nullptr, out);
 }
 

@@ -18,11 +18,16 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
       "matmul", plan.shape, av.dtype(), {a, b},
       [&](Tensor& c) { kern::run_gemm(plan, av, bv, nullptr, c); },
       [ta = transpose_a, tb = transpose_b](const BackwardCtx& ctx, const Var& dc) {
-        const Var& A = ctx.input(0);
-        const Var& B = ctx.input(1);
+        // Each gradient reads only the other operand (Note [Saved versions]).
         Var da, db;
-        if (ctx.needs_grad(0)) da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
-        if (ctx.needs_grad(1)) db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
+        if (ctx.needs_grad(0)) {
+          const Var& B = ctx.input(1);
+          da = ta ? matmul(B, dc, tb, true) : matmul(dc, B, false, !tb);
+        }
+        if (ctx.needs_grad(1)) {
+          const Var& A = ctx.input(0);
+          db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
+        }
         return Grads{da, db};
       });
 }

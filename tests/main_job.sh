@@ -12,11 +12,13 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/tapegrad-main-job.XXXXXX")"
 tree="$work/tapegrad"
 mkdir -p "$tree"
 
-if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+git=(git -c safe.directory="$root" -C "$root")  # a tree owned by another user still counts
+if [ -e "$root/.git" ]; then
   # Tracked files only: an untracked file the main job needs would be missing from a clone.
-  (cd "$root" && git ls-files -z | while IFS= read -r -d '' f; do
-     [ -e "$f" ] && printf '%s\0' "$f"
-   done | tar --null -T - -cf -) | tar -xf - -C "$tree"
+  "${git[@]}" rev-parse --is-inside-work-tree >/dev/null  # fails loudly, not by falling back
+  ("${git[@]}" ls-files -z | while IFS= read -r -d '' f; do
+     if [ -e "$root/$f" ]; then printf '%s\0' "$f"; fi
+   done | tar --null -C "$root" -T - -cf -) | tar -xf - -C "$tree"
 else
   (cd "$root" && tar --exclude='./build*' --exclude=./runs -cf - .) | tar -xf - -C "$tree"
 fi

@@ -15,8 +15,10 @@ using tg::Var;
 TEST_CASE("a recycled node is a fresh leaf again: every field is reset", "[allocators]") {
   // A field added to Node must be reset in Node::reset_for_reuse() and set below; the size
   // check fails when Node changes, as a reminder.
+#if defined(__x86_64__) && defined(__GLIBCXX__)  // the size on the platform CI builds
   static_assert(sizeof(tg::Node) == 312,
                 "Node changed: reset a new field in Node::reset_for_reuse() and set it here");
+#endif
 #ifdef TG_UNDER_ASAN
   SUCCEED("no recycling under AddressSanitizer");
   return;

@@ -1,6 +1,8 @@
 // Forward values against hand-computed numbers, shape/dtype errors, extreme inputs, and
 // PyTorch as an oracle for composite expressions (skipped when torch is not installed).
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
@@ -273,7 +275,10 @@ Tensor pattern(const Shape& s, double k, double scale = 1.0) {
 }
 
 std::map<std::string, std::vector<double>> run_python(const std::string& script) {
-  const std::string path = std::string(TAPEGRAD_BINARY_DIR) + "/torch_oracle.py";
+  // One file per process and call: CTest runs test cases in parallel processes.
+  static int calls = 0;
+  const std::string path = std::string(TAPEGRAD_BINARY_DIR) + "/torch_oracle_" +
+                           std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".py";
   std::ofstream(path) << script;
   std::map<std::string, std::vector<double>> out;
   FILE* f = popen(("/usr/bin/python3 " + path).c_str(), "r");
@@ -282,6 +287,7 @@ std::map<std::string, std::vector<double>> run_python(const std::string& script)
   std::string text;
   while (size_t n = fread(buf, 1, sizeof buf, f)) text.append(buf, n);
   REQUIRE(pclose(f) == 0);
+  std::remove(path.c_str());
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
@@ -431,8 +437,7 @@ TEST_CASE("a product of empty operands whose result would overflow int64 is refu
   CHECK(e.value().at({1, 2}) == 0.0);
 }
 
-TEST_CASE("NaN through relu and pow's gradients at 0 as PyTorch defines them",
-          "[ops][numerics]") {
+TEST_CASE("NaN through relu and pow's gradients at 0 as PyTorch defines them", "[ops][numerics]") {
   // Regressions from a one-to-one comparison with PyTorch: relu turned NaN into 0 (value and
   // gradient), and pow(a, b)'s gradients were 0 * inf = NaN where they are 0 by definition.
   const double nan = std::nan("");
@@ -475,6 +480,16 @@ TEST_CASE("NaN through relu and pow's gradients at 0 as PyTorch defines them",
   same(p.y, {0, 4, 1, INFINITY, 1});
   same(p.ga, {0, 4, 0, -INFINITY, 0});
   same(p.gb, {0, 4 * std::log(2.0), 0, -INFINITY, std::log(3.0)});
+  // The masks hold for second derivatives too: the a-gradient is defined as 0 where b = 0,
+  // so its derivative in b there is 0 (not 1/a), as in PyTorch.
+  auto mixed = [](double a0, double b0) {
+    Var a = tg::param(tg::tensor({a0}, {1}, tg::f64)),
+        b = tg::param(tg::tensor({b0}, {1}, tg::f64));
+    const auto g = tg::grad({tg::sum(tg::pow(a, b))}, {a, b}, {}, {.create_graph = true});
+    return tg::grad({tg::sum(g[0])}, {b}, {}, {.allow_unused = true})[0].item();
+  };
+  CHECK(mixed(2.0, 0.0) == 0.0);
+  CHECK(mixed(2.0, 3.0) == Approx(3.0 * 4.0 * std::log(2.0) + 4.0));  // d/db (b a^(b-1))
 
   if (!torch_available()) {
     WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle part did not run");
@@ -492,6 +507,10 @@ a = torch.tensor([0.0, 2.0, 0.0, 0.0, 3.0], dtype=torch.float64, requires_grad=T
 b = torch.tensor([2.0, 2.0, 0.0, -1.0, 0.0], dtype=torch.float64, requires_grad=True)
 y = torch.pow(a, b); y.sum().backward()
 emit("pow_y", y); emit("pow_ga", a.grad); emit("pow_gb", b.grad)
+a = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+b = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+ga, = torch.autograd.grad(torch.pow(a, b).sum(), a, create_graph=True)
+emit("pow_dga_db", torch.autograd.grad(ga.sum(), b)[0])
 )PY");
   for (const char* name : {"relu_y", "relu_g", "leaky_y", "leaky_g", "pow_y", "pow_ga", "pow_gb"})
     REQUIRE(torch.count(name) == 1);
@@ -502,4 +521,6 @@ emit("pow_y", y); emit("pow_ga", a.grad); emit("pow_gb", b.grad)
   same(p.y, torch.at("pow_y"));
   same(p.ga, torch.at("pow_ga"));
   same(p.gb, torch.at("pow_gb"));
+  REQUIRE(torch.count("pow_dga_db") == 1);
+  CHECK(mixed(2.0, 0.0) == torch.at("pow_dga_db")[0]);
 }
