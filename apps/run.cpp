@@ -20,6 +20,9 @@ namespace {
 // inserting or removing a name changes what those files mean. New activations go in the
 // registry (models/activations.cpp), never here.
 const std::vector<std::string> kLegacyActivationCodes{"relu", "sigmoid", "tanh"};
+// NOTE: APPEND ONLY. Checkpoints written before optimizers and schedules were stored by name
+// hold config.optimizer / config.schedule, an index into these lists (and new ones still
+// carry it for older programs): an existing name must keep its place.
 const std::vector<std::string> kOptimizers{"sgd", "adam", "adamw", "rmsprop", "adagrad"};
 const std::vector<std::string> kSchedules{"none", "step", "exponential", "cosine"};
 
@@ -52,6 +55,26 @@ std::string read_activation(const NpzArchive& a) {
   if (a.contains("config.activation"))
     return name_of(kLegacyActivationCodes, a.integer("config.activation"), "activation", src);
   throw IoError(src + ": no activation (neither config.activation_name nor config.activation)");
+}
+// A run's optimizer or schedule: config.<what>_name, or in a checkpoint from before it the
+// index config.<what> into `names`.
+std::string read_choice(const NpzArchive& a, const std::string& what,
+                        const std::vector<std::string>& names) {
+  const std::string key = "config." + what;
+  if (a.contains(key + "_name")) {
+    const std::string name = a.string(key + "_name");
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw IoError(a.source() + ": " + key + "_name: unknown " + what + " '" + name + "'");
+    return name;
+  }
+  return name_of(names, a.integer(key), what.c_str(), a.source());
+}
+
+// Stores a choice by name, and by its index for programs from before names.
+void put_choice(NpzArchive& a, const std::string& what, const std::vector<std::string>& names,
+                const std::string& name) {
+  a.put_int("config." + what, code_of(names, name, what.c_str()));
+  a.put_string("config." + what + "_name", name);
 }
 }  // namespace
 
@@ -127,12 +150,12 @@ void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
   if (legacy != kLegacyActivationCodes.end())
     a.put_int("config.activation", legacy - kLegacyActivationCodes.begin());
   a.put_scalar("config.dropout", c.dropout);
-  a.put_int("config.optimizer", code_of(kOptimizers, c.optimizer, "optimizer"));
+  put_choice(a, "optimizer", kOptimizers, c.optimizer);
   a.put_scalar("config.lr", c.lr);
   a.put_scalar("config.momentum", c.momentum);
   a.put_scalar("config.weight_decay", c.weight_decay);
   a.put_int("config.nesterov", c.nesterov ? 1 : 0);
-  a.put_int("config.schedule", code_of(kSchedules, c.schedule, "schedule"));
+  put_choice(a, "schedule", kSchedules, c.schedule);
   a.put_int("config.step_size", c.step_size);
   a.put_scalar("config.gamma", c.gamma);
   a.put_int("config.warmup", c.warmup);
@@ -158,12 +181,12 @@ RunConfig read_config(const NpzArchive& a) {
   c.hidden = a.i64s("config.hidden");
   c.activation = read_activation(a);
   c.dropout = a.scalar("config.dropout");
-  c.optimizer = name_of(kOptimizers, a.integer("config.optimizer"), "optimizer", src);
+  c.optimizer = read_choice(a, "optimizer", kOptimizers);
   c.lr = a.scalar("config.lr");
   c.momentum = a.scalar("config.momentum");
   c.weight_decay = a.scalar("config.weight_decay");
   c.nesterov = a.integer("config.nesterov") != 0;
-  c.schedule = name_of(kSchedules, a.integer("config.schedule"), "schedule", src);
+  c.schedule = read_choice(a, "schedule", kSchedules);
   c.step_size = a.integer("config.step_size");
   c.gamma = a.scalar("config.gamma");
   c.warmup = a.integer("config.warmup");

@@ -328,6 +328,19 @@ TEST_CASE("a checkpoint written when activations were list indices loads with th
   CHECK(resumed.integer("epoch") == 3);
   CHECK(resumed.string("config.activation_name") == "tanh");
   CHECK(resumed.integer("config.activation") == 2);  // the frozen code too, for 0.2 programs
+  // The optimizer and schedule by name too (the old file had their indices only).
+  CHECK(resumed.string("config.optimizer_name") == "adam");
+  CHECK(resumed.integer("config.optimizer") == 1);
+  CHECK(resumed.string("config.schedule_name") == "none");
+  {  // the name wins over the index
+    auto a = tg::NpzArchive::load(dir / "r/checkpoint.npz");
+    a.put_int("config.optimizer", 0);  // sgd by index, adam by name
+    a.save(dir / "named.npz");
+    const auto i = run("inspect " + (dir / "named.npz"));
+    INFO(i.out);
+    CHECK(i.status == 0);
+    CHECK_THAT(i.out, Catch::Contains("optimizer adam"));
+  }
   const auto h = resumed.tensor("history.test_accuracy").to_vector();
   REQUIRE(h.size() == 3);
   CHECK(h[1] == recorded);
@@ -396,7 +409,7 @@ TEST_CASE("new checkpoints store the activation by name and read back the same m
   }
 }
 
-TEST_CASE("a checkpoint naming an unknown activation exits 2 naming it",
+TEST_CASE("a checkpoint naming an unknown activation or optimizer exits 2 naming it",
           "[cli][checkpoint][errors]") {
   TempDir dir;
   const auto legacy = tg::NpzArchive::load(kLegacyCheckpoint);
@@ -418,6 +431,12 @@ TEST_CASE("a checkpoint naming an unknown activation exits 2 naming it",
        "no activation (neither config.activation_name nor config.activation)"},
       {"number.npz", [](tg::NpzArchive& a) { a.put_int("config.activation_name", 2); },
        "'config.activation_name' is not text"},
+      {"lamb.npz", [](tg::NpzArchive& a) { a.put_string("config.optimizer_name", "lamb"); },
+       "config.optimizer_name: unknown optimizer 'lamb'"},
+      {"opt9.npz", [](tg::NpzArchive& a) { a.put_int("config.optimizer", 9); },
+       "config.optimizer = 9 is not valid"},
+      {"onecycle.npz", [](tg::NpzArchive& a) { a.put_string("config.schedule_name", "onecycle"); },
+       "config.schedule_name: unknown schedule 'onecycle'"},
   };
   for (const auto& c : cases) {
     auto a = legacy;
