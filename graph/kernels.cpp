@@ -37,7 +37,7 @@ void add_(Tensor& dst, const Tensor& src) {
   check_same_dtype(dst, src, "add_");
   check_same_shape(dst, src, "add_", "destination", "source");
   dst.bump_version();
-  dispatch(dst.dtype(), [&]<class T>() {
+  dispatch(dst.dtype(), "add_", [&]<class T>() {
     T* d = dst.data<T>();
     const T* s = src.data<T>();
     const int64_t n = dst.numel();
@@ -55,7 +55,7 @@ void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& i
 
 Tensor sum_all(const Tensor& x) {
   Tensor out = Tensor::empty(Shape{}, x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), "sum", [&]<class T>() {
     const T* p = x.data<T>();
     // NOTE: accumulated in double with four partial sums: float accumulation of 2e7 ones
     // stops at 16777216.
@@ -88,7 +88,7 @@ Tensor sum_axis(const Tensor& x, int axis, bool keepdims) {
   int64_t outer, n, inner;
   split_axis(x.shape(), axis, outer, n, inner);
   Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), "sum", [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();
     if (inner == 1) {
@@ -143,7 +143,7 @@ Tensor strided_copy(const Tensor& src, const int64_t* strides, const Shape& shap
   Tensor out = Tensor::empty(shape, src.dtype());
   const int64_t n = out.numel();
   if (n == 0) return out;
-  dispatch(src.dtype(), [&]<class T>() {
+  dispatch_all(src.dtype(), [&]<class T>() {
     const T* ps = src.data<T>();
     T* po = out.data<T>();
     const int r = shape.rank();

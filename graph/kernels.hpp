@@ -14,15 +14,20 @@ namespace tg::kern {
 
 /// Throws DtypeError unless a and b share a dtype.
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+/// Throws DtypeError naming `op` unless t is f32 or f64.
+inline void check_floating(const Tensor& t, const char* op) {
+  if (!is_floating(t.dtype())) [[unlikely]]
+    detail::throw_not_floating(t.dtype(), op);
+}
 /// Throws ShapeError unless a and b have equal shapes.
 void check_same_shape(const Tensor& a, const Tensor& b, const char* op,
                       const char* what_a = "input", const char* what_b = "target");
 
-/// y[i] = f(x[i]).
+/// y[i] = f(x[i]) for a floating x (DtypeError naming `op` otherwise).
 template <class F>
-Tensor map(const Tensor& x, F f) {
+Tensor map(const Tensor& x, const char* op, F f) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), op, [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.data<T>();
     const int64_t n = x.numel();
@@ -34,13 +39,14 @@ Tensor map(const Tensor& x, F f) {
 /// Strides (in elements) of `s` seen inside the broadcast shape `out` (0 on broadcast axes).
 void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides);
 
-/// z = f(a, b) with NumPy broadcasting.
+/// z = f(a, b) with NumPy broadcasting, for floating a and b of one dtype (DtypeError naming
+/// `op` otherwise).
 template <class F>
 Tensor zip(const Tensor& a, const Tensor& b, const char* op, F f) {
   check_same_dtype(a, b, op);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = Tensor::empty(shape, a.dtype());
-  dispatch(a.dtype(), [&]<class T>() {
+  dispatch(a.dtype(), op, [&]<class T>() {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* po = out.data<T>();

@@ -28,7 +28,27 @@ void format_value(std::ostream& os, double v) {
   }
 }
 
-void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, int axis,
+/// Every element as text: floats as before, integers exactly, bools as True / False.
+std::vector<std::string> element_strings(const Tensor& t) {
+  std::vector<std::string> out(static_cast<size_t>(t.numel()));
+  dispatch_all(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if constexpr (std::is_same_v<T, bool>) {
+        out[static_cast<size_t>(i)] = p[i] ? "True" : "False";
+      } else if constexpr (std::is_same_v<T, int64_t>) {
+        out[static_cast<size_t>(i)] = std::to_string(p[i]);
+      } else {
+        std::ostringstream os;
+        format_value(os, static_cast<double>(p[i]));
+        out[static_cast<size_t>(i)] = os.str();
+      }
+    }
+  });
+  return out;
+}
+
+void print_rec(std::ostream& os, const Tensor& t, const std::vector<std::string>& v, int axis,
                int64_t offset, int64_t stride_total) {
   const Shape& s = t.shape();
   const int64_t n = s[axis];
@@ -44,7 +64,7 @@ void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, 
       }
     }
     if (axis == s.rank() - 1) {
-      format_value(os, v[static_cast<size_t>(offset + i)]);
+      os << v[static_cast<size_t>(offset + i)];
     } else {
       print_rec(os, t, v, axis + 1, offset + i * stride, stride);
     }
@@ -59,6 +79,11 @@ int64_t live_tensor_bytes() { return detail::g_live_bytes_counter.total(); }
 }  // namespace debug
 
 namespace detail {
+void throw_not_floating(Dtype d, const char* op) {
+  throw DtypeError(std::string(op) + ": expected a floating tensor (f32 or f64), got " +
+                   std::string(dtype_name(d)));
+}
+
 void free_storage(Storage* s) noexcept {
   const size_t bytes = s->block_bytes;
   g_live_bytes_counter.add(-static_cast<int64_t>(bytes));
@@ -116,8 +141,7 @@ double Tensor::item() const {
   if (numel_ != 1)
     throw ShapeError("item: tensor of shape " + shape_.str() + " has " + std::to_string(numel_) +
                      " elements, not 1");
-  return dtype_ == f32 ? static_cast<double>(*static_cast<const float*>(data_))
-                       : *static_cast<const double*>(data_);
+  return dispatch_all(dtype_, [&]<class T>() { return static_cast<double>(data<T>()[0]); });
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
@@ -135,13 +159,12 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
     flat = flat * n + (i < 0 ? i + n : i);
     ++axis;
   }
-  return dtype_ == f32 ? static_cast<double>(static_cast<const float*>(data_)[flat])
-                       : static_cast<const double*>(data_)[flat];
+  return dispatch_all(dtype_, [&]<class T>() { return static_cast<double>(data<T>()[flat]); });
 }
 
 std::vector<double> Tensor::to_vector() const {
   std::vector<double> out(static_cast<size_t>(numel_));
-  dispatch(dtype_, [&]<class T>() {
+  dispatch_all(dtype_, [&]<class T>() {
     const T* p = data<T>();
     for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<double>(p[i]);
   });
@@ -197,9 +220,9 @@ Tensor Tensor::reshape(const std::vector<int64_t>& dims) const {
 
 Tensor& Tensor::fill_(double value) {
   bump_version();
-  dispatch(dtype_, [&]<class T>() {
+  dispatch_all(dtype_, [&]<class T>() {
     T* p = data<T>();
-    const T v = static_cast<T>(value);
+    const T v = detail::convert<T>(value);
     for (int64_t i = 0; i < numel_; ++i) p[i] = v;
   });
   return *this;
@@ -210,11 +233,11 @@ Tensor& Tensor::copy_(const Tensor& src) {
     throw ShapeError("copy_: source shape " + src.shape().str() + " differs from " + shape_.str());
   if (src.shares_storage_with(*this)) return *this;
   bump_version();
-  dispatch(dtype_, [&]<class T>() {
+  dispatch_all(dtype_, [&]<class T>() {
     T* d = data<T>();
-    dispatch(src.dtype(), [&]<class S>() {
+    dispatch_all(src.dtype(), [&]<class S>() {
       const S* s = src.data<S>();
-      for (int64_t i = 0; i < numel_; ++i) d[i] = static_cast<T>(s[i]);
+      for (int64_t i = 0; i < numel_; ++i) d[i] = detail::convert<T>(s[i]);
     });
   });
   return *this;
@@ -228,9 +251,9 @@ std::string Tensor::str() const {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "tensor(undefined)";
-  const std::vector<double> v = t.to_vector();
+  const std::vector<std::string> v = element_strings(t);
   if (t.dim() == 0) {
-    format_value(os, v[0]);
+    os << v[0];
   } else if (t.numel() == 0) {
     os << "[]";
   } else {
@@ -247,15 +270,19 @@ Tensor full(const Shape& shape, double value, Dtype dtype) {
   return t;
 }
 Tensor scalar_tensor(double value, Dtype dtype) { return full(Shape{}, value, dtype); }
+Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype()); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
 
 Tensor tensor(const std::vector<double>& values, const Shape& shape, Dtype dtype) {
   if (static_cast<int64_t>(values.size()) != shape.numel())
     throw ShapeError("tensor: " + std::to_string(values.size()) + " values do not fill shape " +
                      shape.str());
   Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() {
+  dispatch_all(dtype, [&]<class T>() {
     T* p = t.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+    for (size_t i = 0; i < values.size(); ++i) p[i] = detail::convert<T>(values[i]);
   });
   return t;
 }
@@ -263,12 +290,14 @@ Tensor tensor(const std::vector<double>& values, const Shape& shape, Dtype dtype
 Tensor arange(double start, double stop, double step, Dtype dtype) {
   if (step == 0.0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
     throw Error("arange: step must be non-zero and all bounds finite");
+  if (dtype == boolean) throw DtypeError("arange: not defined for dtype bool");
   const double count = std::ceil((stop - start) / step);
   const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   Tensor t = Tensor::empty(Shape{n}, dtype);
-  dispatch(dtype, [&]<class T>() {
+  dispatch_all(dtype, [&]<class T>() {
     T* p = t.data<T>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = detail::convert<T>(start + static_cast<double>(i) * step);
   });
   return t;
 }
@@ -277,7 +306,7 @@ Tensor arange(int64_t n, Dtype dtype) { return arange(0.0, static_cast<double>(n
 
 Tensor randn(const Shape& shape, Rng& rng, Dtype dtype) {
   Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() {
+  dispatch(dtype, "randn", [&]<class T>() {
     T* p = t.data<T>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(rng.normal());
   });
@@ -287,7 +316,7 @@ Tensor randn(const Shape& shape, Rng& rng, Dtype dtype) {
 Tensor rand(const Shape& shape, Rng& rng, double lo, double hi, Dtype dtype) {
   if (!(lo <= hi)) throw Error("rand: lo must not exceed hi");
   Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() {
+  dispatch(dtype, "rand", [&]<class T>() {
     T* p = t.data<T>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(rng.uniform(lo, hi));
   });
@@ -322,6 +351,7 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
 }
 
 bool has_nonfinite(const Tensor& t) {
+  if (!is_floating(t.dtype())) return false;
   return dispatch(t.dtype(), [&]<class T>() {
     const T* p = t.data<T>();
     bool bad = false;

@@ -36,7 +36,8 @@ constexpr size_t storage_block_bytes(size_t data_bytes) {
 }
 }  // namespace detail
 
-/// Dense, contiguous, row-major data of any rank with a run-time dtype (f32 or f64).
+/// Dense, contiguous, row-major data of any rank with a run-time dtype (f32, f64, i64 or
+/// boolean).
 ///
 /// A Tensor is a cheap handle: copies share the same buffer (like a LibTorch tensor or a
 /// NumPy array view). `clone()` makes an independent copy. The buffer is one allocation
@@ -112,7 +113,9 @@ class Tensor {
   /// All elements in row-major order, as double.
   std::vector<double> to_vector() const;
 
-  /// A copy converted to `dtype` (this same tensor when it already has that dtype).
+  /// A copy converted to `dtype` (this same tensor when it already has that dtype), with
+  /// PyTorch's rules: floating to i64 truncates toward zero, non-zero to bool is true
+  /// (detail::convert in graph/dtype.hpp).
   Tensor to(Dtype dtype) const;
   /// An independent copy.
   Tensor clone() const;
@@ -123,7 +126,7 @@ class Tensor {
     return reshape(std::vector<int64_t>(shape));
   }
 
-  /// In place: every element set to `value`.
+  /// In place: every element set to `value` (converted as `to` does).
   Tensor& fill_(double value);
   /// In place: elements copied from `src` (same shape; dtype converted).
   Tensor& copy_(const Tensor& src);
@@ -188,6 +191,11 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 Tensor zeros(const Shape& shape, Dtype dtype = f32);
 Tensor ones(const Shape& shape, Dtype dtype = f32);
 Tensor full(const Shape& shape, double value, Dtype dtype = f32);
+/// The shape and dtype of `t`; contents unspecified, zeros, ones, or `value`.
+Tensor empty_like(const Tensor& t);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
 /// A rank-0 tensor holding `value`.
 Tensor scalar_tensor(double value, Dtype dtype = f32);
 /// From values (converted to `dtype`) and a shape.

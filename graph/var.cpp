@@ -102,7 +102,16 @@ bool BackwardCtx::needs_grad(size_t i) const {
   return v.defined() && v.node()->requires_grad;
 }
 
-Var::Var(Tensor value, bool requires_grad) : node_(detail::value_node(std::move(value))) {
+static void check_can_require_grad(const Tensor& value, const char* what) {
+  if (!is_floating(value.dtype()))
+    throw DtypeError(std::string(what) +
+                     ": only floating tensors (f32, f64) can require gradients, got " +
+                     std::string(dtype_name(value.dtype())));
+}
+
+Var::Var(Tensor value, bool requires_grad) {
+  if (requires_grad) check_can_require_grad(value, "Var");
+  node_ = detail::value_node(std::move(value));
   node_->requires_grad = requires_grad;
 }
 
@@ -128,6 +137,7 @@ Var& Var::requires_grad_(bool on) {
   if (n.has_fn)
     throw GraphError("requires_grad_: only leaves can change it; op '" + std::string(n.name) +
                      "' output requires grad because its inputs do (use detach())");
+  if (on) check_can_require_grad(n.value, "requires_grad_");
   n.requires_grad = on;
   return *this;
 }

@@ -307,7 +307,9 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
     for (It it = first; it != last; ++it) ptrs.push_back(&static_cast<const Var&>(*it));
     check_forward_anomaly(op, value, ptrs.data(), ptrs.size());
   }
-  if (!records(first, last)) return Var(value_node(std::move(value)));
+  // An int or bool output (a comparison, an index) carries no gradient: nothing to record.
+  if (!records(first, last) || !is_floating(value.dtype()))
+    return Var(value_node(std::move(value)));
   NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) {

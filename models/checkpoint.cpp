@@ -27,8 +27,8 @@ void read_parameters(Module& module, const NpzArchive& archive, const std::strin
                     ".npy')");
     const NpyArray& a = archive.array(key);
     if (a.type != NpyType::f32 && a.type != NpyType::f64)
-      throw IoError(where(archive) + ": parameter '" + name +
-                    "' is stored as an integer array; float32 or float64 expected");
+      throw IoError(where(archive) + ": parameter '" + name + "' is stored as an array of " +
+                    npy_descr(a.type) + "; float32 or float64 expected");
     if (Shape(a.shape) != p.shape())
       throw IoError(where(archive) + ": parameter '" + name + "' has shape " +
                     Shape(a.shape).str() + " in the file but " + p.shape().str() + " in the model");

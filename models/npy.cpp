@@ -99,11 +99,14 @@ NpyType parse_descr(const std::string& d, bool& swap, const std::string& what) {
   if (kind == "i8") return NpyType::i64;
   if (kind == "u8") return NpyType::u64;
   if (kind == "u1") return NpyType::u8;
+  if (kind == "b1") return NpyType::b1;
   throw IoError(what + ": unsupported dtype '" + d +
-                "' (float32, float64, int32, int64, uint64 and uint8 are supported)");
+                "' (float32, float64, int32, int64, uint64, uint8 and bool are supported)");
 }
 
 }  // namespace
+
+const char* npy_descr(NpyType t) { return type_descr(t); }
 
 // ---- NpyArray ----
 
@@ -114,9 +117,30 @@ int64_t NpyArray::numel() const {
 }
 
 Tensor NpyArray::to_tensor() const {
-  if (type != NpyType::f32 && type != NpyType::f64)
-    throw IoError(std::string("npz: an array of ") + type_descr(type) +
-                  " cannot become a tensor (float32 or float64 expected)");
+  Dtype dtype;
+  switch (type) {
+    case NpyType::f32:
+      dtype = f32;
+      break;
+    case NpyType::f64:
+      dtype = f64;
+      break;
+    case NpyType::i64:
+      dtype = i64;
+      break;
+    case NpyType::b1:
+      dtype = boolean;
+      break;
+    default:
+      throw IoError(std::string("npz: an array of ") + type_descr(type) +
+                    " cannot become a tensor (float32, float64, int64 or bool expected)");
+  }
+  // A bool byte other than 0 or 1 is not a value C++ can hold in a bool.
+  if (type == NpyType::b1)
+    for (size_t i = 0; i < bytes.size(); ++i)
+      if (bytes[i] > 1)
+        throw IoError("npz: a bool array holds the byte " + std::to_string(bytes[i]) +
+                      " at element " + std::to_string(i) + " (0 or 1 expected)");
   if (shape.size() > static_cast<size_t>(Shape::kMaxRank))  // found by tests/fuzz/fuzz_npz
     throw IoError("npz: an array of rank " + std::to_string(shape.size()) +
                   " cannot become a tensor (rank at most " + std::to_string(Shape::kMaxRank) + ")");
@@ -129,14 +153,27 @@ Tensor NpyArray::to_tensor() const {
     throw IoError("npz: an array of shape " + shape_str(shape) + " cannot become a tensor (" +
                   e.what() + ")");
   }
-  Tensor t = Tensor::empty(s, type == NpyType::f32 ? f32 : f64);
+  Tensor t = Tensor::empty(s, dtype);
   if (!bytes.empty()) std::memcpy(t.raw_data(), bytes.data(), bytes.size());
   return t;
 }
 
 NpyArray NpyArray::from_tensor(const Tensor& t) {
   NpyArray a;
-  a.type = t.dtype() == f32 ? NpyType::f32 : NpyType::f64;
+  switch (t.dtype()) {
+    case f32:
+      a.type = NpyType::f32;
+      break;
+    case f64:
+      a.type = NpyType::f64;
+      break;
+    case i64:
+      a.type = NpyType::i64;
+      break;
+    case boolean:
+      a.type = NpyType::b1;
+      break;
+  }
   a.shape = t.shape().to_vector();
   a.bytes.resize(t.nbytes());
   if (!a.bytes.empty()) std::memcpy(a.bytes.data(), t.raw_data(), t.nbytes());

@@ -14,6 +14,7 @@ namespace tg::npy_detail {
 inline size_t type_size(NpyType t) {
   switch (t) {
     case NpyType::u8:
+    case NpyType::b1:
       return 1;
     case NpyType::f32:
     case NpyType::i32:
@@ -40,6 +41,8 @@ inline const char* type_descr(NpyType t) {
       return "<u8";
     case NpyType::u8:
       return "|u1";
+    case NpyType::b1:
+      return "|b1";
   }
   return "<f8";
 }
@@ -73,6 +76,7 @@ inline double element_as_double(const NpyArray& a, int64_t i) {
     case NpyType::u64:
       return static_cast<double>(load_le<uint64_t>(p));
     case NpyType::u8:
+    case NpyType::b1:
       return *p;
   }
   return 0.0;

@@ -10,7 +10,7 @@
 namespace tg {
 
 /// Element types an .npy array may hold here.
-enum class NpyType { f32, f64, i32, i64, u64, u8 };
+enum class NpyType { f32, f64, i32, i64, u64, u8, b1 };
 
 /// One NumPy array: element type, shape and the raw elements (C order, little-endian).
 struct NpyArray {
@@ -19,10 +19,14 @@ struct NpyArray {
   std::vector<unsigned char> bytes;
 
   int64_t numel() const;
-  /// The array as a tensor (f32 / f64 only; throws IoError for integer arrays).
+  /// The array as a tensor: float32, float64, int64 and bool arrays (`<f4`, `<f8`, `<i8`,
+  /// `|b1`); IoError for the other element types and for a bool byte other than 0 or 1.
   Tensor to_tensor() const;
   static NpyArray from_tensor(const Tensor& t);
 };
+
+/// numpy's name of the element type ("<f4", "<i8", "|b1", ...).
+const char* npy_descr(NpyType t);
 
 /// The .npy format (version 1.0 written; 1.0, 2.0, 3.0 read; any byte order and
 /// fortran_order read). `what` names the array in error messages; errors are IoError.

@@ -19,7 +19,7 @@ namespace {
 // NOTE: at x = NaN relu passes dy on (PyTorch's threshold_backward zeroes only where
 // x <= 0) and leaky_relu scales it by the slope (x > 0 is false), as PyTorch does.
 Var relu_backward(const Var& dy, const Var& x, double slope) {
-  Tensor g = dispatch(dy.dtype(), [&]<class T>() {
+  Tensor g = dispatch(dy.dtype(), "relu_backward", [&]<class T>() {
     const T s = static_cast<T>(slope);
     if (slope == 0.0)
       return kern::zip(dy.value(), x.value(), "relu_backward",
@@ -69,7 +69,7 @@ Var tanh_backward(const Var& dy, const Var& y) {
 
 Var sigmoid(const Var& x) {
   // y = 1 / (1 + exp(-x));  dx = dy * y * (1 - y)
-  Tensor y = kern::simd_map(x.value(), [](auto b) {
+  Tensor y = kern::simd_map(x.value(), "sigmoid", [](auto b) {
     using T = typename decltype(b)::value_type;
     return T(1) / (T(1) + xsimd::exp(-b));
   });
@@ -80,7 +80,7 @@ Var sigmoid(const Var& x) {
 
 Var tanh(const Var& x) {
   // dx = dy * (1 - y^2)
-  Tensor y = kern::simd_map(x.value(), [](auto b) { return xsimd::tanh(b); });
+  Tensor y = kern::simd_map(x.value(), "tanh", [](auto b) { return xsimd::tanh(b); });
   return record("tanh", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     return Grads{tanh_backward(dy, c.output())};
   });
@@ -89,7 +89,7 @@ Var tanh(const Var& x) {
 Var relu(const Var& x) {
   // y = max(x, 0);  dx = dy * [x > 0]   NOTE: relu'(0) = 0, as in PyTorch; NaN stays NaN
   // (an upstream NaN must not turn into a finite loss).
-  Tensor y = kern::map(x.value(), [](auto v) {
+  Tensor y = kern::map(x.value(), "relu", [](auto v) {
     using T = decltype(v);
     return v > T(0) || v != v ? v : T(0);
   });
@@ -100,9 +100,9 @@ Var relu(const Var& x) {
 
 Var leaky_relu(const Var& x, double negative_slope) {
   // y = x if x > 0 else slope * x;  dx = dy * (x > 0 ? 1 : slope)
-  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+  Tensor y = dispatch(x.dtype(), "leaky_relu", [&]<class T>() {
     const T s = static_cast<T>(negative_slope);
-    return kern::map(x.value(), [s](T v) { return v > T(0) ? v : v * s; });
+    return kern::map(x.value(), "leaky_relu", [s](T v) { return v > T(0) ? v : v * s; });
   });
   return record("leaky_relu", std::move(y), {x},
                 [negative_slope](const BackwardCtx& c, const Var& dy) {

@@ -35,16 +35,16 @@ Var div(const Var& a, const Var& b) {
 
 Var neg(const Var& x) {
   // d(-x) = -dy
-  return record("neg", kern::map(x.value(), [](auto v) { return -v; }), {x},
+  return record("neg", kern::map(x.value(), "neg", [](auto v) { return -v; }), {x},
                 [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; });
 }
 
 Var pow(const Var& x, double p) {
   // d(x^p) = dy * p * x^(p-1)
-  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+  Tensor y = dispatch(x.dtype(), "pow", [&]<class T>() {
     const T tp = static_cast<T>(p);
-    if (p == 2.0) return kern::map(x.value(), [](T v) { return v * v; });
-    return kern::map(x.value(), [tp](T v) { return std::pow(v, tp); });
+    if (p == 2.0) return kern::map(x.value(), "pow", [](T v) { return v * v; });
+    return kern::map(x.value(), "pow", [tp](T v) { return std::pow(v, tp); });
   });
   return record("pow", std::move(y), {x}, [p](const BackwardCtx& c, const Var& dy) {
     if (p == 1.0) return Grads{dy};
@@ -68,7 +68,7 @@ Var pow(const Var& a, const Var& b) {
     if (c.needs_grad(0)) {  // b * a^(b'-1), b' = b or 1 where b = 0
       const Tensor keep =
           kern::zip(A.value(), B.value(), "pow", [](auto, auto e) { return decltype(e)(e != 0); });
-      const Tensor keep_b = kern::map(B.value(), [](auto e) { return decltype(e)(e != 0); });
+      const Tensor keep_b = kern::map(B.value(), "pow", [](auto e) { return decltype(e)(e != 0); });
       const Var term = mul(B, pow(A, add_scalar(detail::keep_where(B, keep_b, 1.0), -1.0)));
       da = mul(dy, detail::keep_where(term, keep, 0.0));
     }
@@ -92,7 +92,7 @@ Var keep_where(const Var& x, const Tensor& keep, double other) {
   if (x.shape() != keep.shape() || x.dtype() != keep.dtype())
     throw ShapeError("keep_where: mask " + keep.shape().str() + " does not match " +
                      x.shape().str());
-  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+  Tensor y = dispatch(x.dtype(), "keep_where", [&]<class T>() {
     const T o = static_cast<T>(other);
     return kern::zip(x.value(), keep, "keep_where", [o](T v, T k) { return k != 0 ? v : o; });
   });
@@ -105,9 +105,9 @@ Var keep_where(const Var& x, const Tensor& keep, double other) {
 
 Var add_scalar(const Var& x, double s) {
   // d(x + s) = dy
-  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+  Tensor y = dispatch(x.dtype(), "add_scalar", [&]<class T>() {
     const T ts = static_cast<T>(s);
-    return kern::map(x.value(), [ts](T v) { return v + ts; });
+    return kern::map(x.value(), "add_scalar", [ts](T v) { return v + ts; });
   });
   return record("add_scalar", std::move(y), {x},
                 [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
@@ -115,9 +115,9 @@ Var add_scalar(const Var& x, double s) {
 
 Var mul_scalar(const Var& x, double s) {
   // d(x * s) = dy * s
-  Tensor y = dispatch(x.dtype(), [&]<class T>() {
+  Tensor y = dispatch(x.dtype(), "mul_scalar", [&]<class T>() {
     const T ts = static_cast<T>(s);
-    return kern::map(x.value(), [ts](T v) { return v * ts; });
+    return kern::map(x.value(), "mul_scalar", [ts](T v) { return v * ts; });
   });
   return record("mul_scalar", std::move(y), {x},
                 [s](const BackwardCtx&, const Var& dy) { return Grads{mul_scalar(dy, s)}; });

@@ -102,7 +102,7 @@ Shape gemm_shape(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tenso
 
 void gemm_run(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias, int64_t batch,
               int64_t m, int64_t n, int64_t k, Tensor& out) {
-  dispatch(a.dtype(), [&]<class T>() {
+  dispatch(a.dtype(), "matmul", [&]<class T>() {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* pc = out.data<T>();

@@ -13,7 +13,7 @@ Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask) {
                      " is empty");
   Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
   if (mask) *mask = zeros(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), "max", [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();
     T* m = mask ? mask->data<T>() : nullptr;
@@ -38,7 +38,7 @@ Tensor softmax(const Tensor& x, int axis, bool log) {
   int64_t outer, n, inner;
   split_axis(x.shape(), axis, outer, n, inner);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), log ? "log_softmax" : "softmax", [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();
     for (int64_t r = 0; r < outer; ++r) {

@@ -18,7 +18,7 @@ Tensor reduce(const Tensor& per_element, Reduction r) {
   Tensor s = kern::sum_all(per_element);
   if (r == Reduction::mean) {
     const double inv = 1.0 / static_cast<double>(per_element.numel());
-    dispatch(s.dtype(), [&]<class T>() { *s.data<T>() *= static_cast<T>(inv); });
+    dispatch(s.dtype(), "reduce", [&]<class T>() { *s.data<T>() *= static_cast<T>(inv); });
   }
   return s;
 }
@@ -46,7 +46,7 @@ void check_targets(const char* op, const Var& x, const std::vector<int64_t>& tar
 Tensor one_hot(const Shape& shape, Dtype dtype, const std::vector<int64_t>& targets, double v) {
   Tensor t = zeros(shape, dtype);
   const int64_t c = shape[1];
-  dispatch(dtype, [&]<class T>() {
+  dispatch(dtype, "one_hot", [&]<class T>() {
     T* p = t.data<T>();
     for (size_t i = 0; i < targets.size(); ++i)
       p[static_cast<int64_t>(i) * c + targets[i]] = static_cast<T>(v);
@@ -58,7 +58,7 @@ Tensor one_hot(const Shape& shape, Dtype dtype, const std::vector<int64_t>& targ
 Tensor pick_neg(const Tensor& x, const std::vector<int64_t>& targets) {
   const int64_t n = x.shape()[0], c = x.shape()[1];
   Tensor out = Tensor::empty(Shape{n}, x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), "pick_neg", [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();
     for (int64_t i = 0; i < n; ++i) o[i] = -p[i * c + targets[static_cast<size_t>(i)]];
@@ -89,6 +89,7 @@ Var mse_loss(const Var& input, const Var& target, Reduction reduction) {
 }
 
 Var nll_loss(const Var& log_probs, const std::vector<int64_t>& targets, Reduction reduction) {
+  kern::check_floating(log_probs.value(), "nll_loss");
   // l_i = -logp[i, t_i];  dlogp = -onehot * dy'
   check_targets("nll_loss", log_probs, targets);
   const int64_t n = log_probs.shape()[0];
@@ -100,6 +101,7 @@ Var nll_loss(const Var& log_probs, const std::vector<int64_t>& targets, Reductio
 }
 
 Var cross_entropy(const Var& logits, const std::vector<int64_t>& targets, Reduction reduction) {
+  kern::check_floating(logits.value(), "cross_entropy");
   // l_i = -log_softmax(x)[i, t_i];  dx = (softmax(x) - onehot) * dy'
   // NOTE: computed from log_softmax, which subtracts the row max: finite for logits of 1e4.
   check_targets("cross_entropy", logits, targets);

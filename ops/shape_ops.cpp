@@ -35,7 +35,7 @@ Tensor scatter_add(const Tensor& dy, const Shape& shape, int axis,
   int64_t outer, n, inner;
   kern::split_axis(shape, axis, outer, n, inner);
   const int64_t m = static_cast<int64_t>(idx.size());
-  dispatch(dy.dtype(), [&]<class T>() {
+  dispatch(dy.dtype(), "scatter_add", [&]<class T>() {
     const T* g = dy.data<T>();
     T* o = out.data<T>();
     for (int64_t r = 0; r < outer; ++r)

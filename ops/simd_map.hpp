@@ -15,11 +15,12 @@
 
 namespace tg::kern {
 
-/// y = f(x) elementwise, where f maps an xsimd::batch<T> to a batch<T>.
+/// y = f(x) elementwise, where f maps an xsimd::batch<T> to a batch<T> (x floating;
+/// DtypeError naming `op` otherwise).
 template <class F>
-Tensor simd_map(const Tensor& x, F f) {
+Tensor simd_map(const Tensor& x, const char* op, F f) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch(x.dtype(), op, [&]<class T>() {
     using B = xsimd::batch<T>;
     constexpr int64_t w = static_cast<int64_t>(B::size);
     const T* in = x.data<T>();

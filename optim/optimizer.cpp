@@ -98,6 +98,9 @@ void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) 
       if (Shape(arr.shape) != p.shape())
         throw IoError(src + ": '" + key + "' has shape " + Shape(arr.shape).str() + ", parameter " +
                       std::to_string(i) + " has " + p.shape().str());
+      if (arr.type != NpyType::f32 && arr.type != NpyType::f64)
+        throw IoError(src + ": '" + key + "' is stored as an array of " + npy_descr(arr.type) +
+                      "; float32 or float64 expected");
       Tensor t = arr.to_tensor();
       if (t.dtype() != p.dtype()) {
         if (t.dtype() == f64)

@@ -90,8 +90,50 @@ TEST_CASE("NpzArchive holds tensors, scalars and integers and writes determinist
   CHECK((b.u64s("rng.state") == std::vector<uint64_t>{1, 2, 0xFFFFFFFFFFFFFFFFull, 4}));
   CHECK((b.i64s("steps") == std::vector<int64_t>{3, -4}));
   CHECK_THROWS_AS(b.tensor("missing"), tg::IoError);
-  CHECK_THROWS_AS(b.tensor("epoch"), tg::IoError);  // an integer array is not a tensor
-  CHECK(a.encode() == b.encode());                  // same contents, same bytes
+  CHECK(b.tensor("epoch").dtype() == tg::i64);  // int64 arrays are i64 tensors
+  CHECK(b.tensor("epoch").item() == 17);
+  CHECK_THROWS_AS(b.tensor("rng.state"), tg::IoError);  // uint64 is no tensor dtype
+  CHECK(a.encode() == b.encode());                      // same contents, same bytes
+}
+
+TEST_CASE("int64 and bool tensors round-trip through .npz and numpy (<i8, |b1)") {
+  const auto dir = tgtest::temp_dir("npz_int_bool");
+  tg::NpzArchive a;
+  a.put("ids", tg::Tensor(std::vector<int64_t>{7, -1, 9007199254740993, 0}, {2, 2}));
+  a.put("mask", tg::tensor({1, 0, 0, 1, 1}, {5}, tg::boolean));
+  a.save((dir / "ours.npz").string());
+  const auto b = tg::NpzArchive::load((dir / "ours.npz").string());
+  CHECK(tg::equal(b.tensor("ids"), a.tensor("ids")));
+  CHECK(tg::equal(b.tensor("mask"), a.tensor("mask")));
+  // A bool byte other than 0 or 1 is refused, not read into a bool.
+  tg::NpyArray bad = tg::NpyArray::from_tensor(a.tensor("mask"));
+  bad.bytes[3] = 2;
+  CHECK_THROWS_WITH(bad.to_tensor(), Catch::Contains("byte 2 at element 3"));
+  if (!tgtest::python_has("numpy")) {
+    WARN("SKIPPED: /usr/bin/python3 with numpy is not available");
+    return;
+  }
+  const std::string script = R"PY(
+import numpy as np, os
+d = os.path.dirname(os.path.abspath(__file__))
+z = np.load(os.path.join(d, "ours.npz"))
+assert z["ids"].dtype == np.int64 and z["ids"].shape == (2, 2), z["ids"]
+assert z["ids"].tolist() == [[7, -1], [9007199254740993, 0]], z["ids"]
+assert z["mask"].dtype == np.bool_ and z["mask"].tolist() == [True, False, False, True, True]
+np.savez(os.path.join(d, "theirs.npz"), ids=np.array([[3, -4, 5]], dtype=np.int64),
+         mask=np.array([[False], [True]]), be=np.array([1, 2], dtype=">i8"))
+print("ok")
+)PY";
+  const int rc = tgtest::run_python(dir, "int_bool.py", script);
+  INFO(tgtest::slurp(dir / "int_bool.py.log"));
+  REQUIRE(rc == 0);
+  const auto c = tg::NpzArchive::load((dir / "theirs.npz").string());
+  CHECK(c.tensor("ids").dtype() == tg::i64);
+  CHECK(c.tensor("ids").shape() == tg::Shape{1, 3});
+  CHECK(c.tensor("ids").to_vector() == std::vector<double>{3, -4, 5});
+  CHECK(c.tensor("mask").dtype() == tg::boolean);
+  CHECK(c.tensor("mask").to_vector() == std::vector<double>{0, 1});
+  CHECK(c.tensor("be").to_vector() == std::vector<double>{1, 2});
 }
 
 TEST_CASE("NpzArchive holds text as a uint8 array") {

@@ -89,6 +89,35 @@ void check_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
   }
 }
 
+// Gradients live on floating tensors only: an op given an i64 or bool tensor where it needs
+// a float (any one of its inputs) throws a DtypeError that names the op ("exp: ...") and
+// the dtype; it never computes on the integers or reads the bools as floats. Only data
+// movement (reshape, expand, permute, ...) takes every dtype, and then its result keeps
+// the dtype and records nothing.
+void check_dtype_rule(const Case& c, const std::vector<Tensor>& inputs) {
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    for (const tg::Dtype dt : {tg::i64, tg::boolean}) {
+      std::vector<Var> xs;
+      for (size_t i = 0; i < inputs.size(); ++i)
+        xs.push_back(i == k ? tg::constant(inputs[i].to(dt)) : tg::param(inputs[i].clone()));
+      INFO(c.name << ": input " << k << " as " << tg::dtype_name(dt));
+      try {
+        const Var y = c.fn(xs);
+        CHECK(y.dtype() == dt);
+        CHECK_FALSE(y.requires_grad());
+      } catch (const tg::DtypeError& e) {
+        const std::string what = e.what();
+        INFO("message: " << what);
+        CHECK(what.find(std::string(tg::dtype_name(dt))) != std::string::npos);
+        CHECK(what.find("this operation") == std::string::npos);
+        const size_t colon = what.find(": ");
+        CHECK((colon != std::string::npos && colon > 0 &&
+               what.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == colon));
+      }
+    }
+  }
+}
+
 void run_cases(const std::vector<Case>& cases) {
   tg::Rng rng(1234);
   for (const Case& c : cases) {
@@ -102,6 +131,7 @@ void run_cases(const std::vector<Case>& cases) {
       INFO(c.name << ": " << r2.message);
       CHECK(r2.passed);
       check_nan_rule(c, inputs);
+      check_dtype_rule(c, inputs);
     }
   }
 }

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <latch>
 #include <sstream>
@@ -229,4 +230,78 @@ TEST_CASE("shapes check every extent however they are built", "[tensor]") {
   CHECK_THROWS_WITH(Shape(std::vector<int64_t>{int64_t{1} << 40, int64_t{1} << 30}),
                     Catch::Contains("more elements than int64"));
   CHECK_THROWS_AS(tg::zeros({int64_t{1} << 62}), std::bad_alloc);  // 2^64 bytes
+}
+
+TEST_CASE("int64 and bool tensors: factories, element access, printing", "[tensor][dtype]") {
+  const Tensor z = tg::zeros({2, 3}, tg::i64);
+  CHECK(z.dtype() == tg::i64);
+  CHECK(z.nbytes() == 48);
+  CHECK(tg::ones({4}, tg::boolean).nbytes() == 4);
+  const Tensor a = tg::arange(5, tg::i64);
+  CHECK(a.data<int64_t>()[4] == 4);
+  CHECK_THROWS_AS(a.data<float>(), tg::DtypeError);
+  CHECK(tg::arange(-3.0, 3.0, 2.0, tg::i64).to_vector() == std::vector<double>{-3, -1, 1});
+  CHECK_THROWS_AS(tg::arange(3, tg::boolean), tg::DtypeError);
+  const Tensor f = tg::full({2, 2}, 7, tg::i64);
+  CHECK(f.at({1, 1}) == 7);
+  CHECK(tg::full_like(f, 2).data<int64_t>()[3] == 2);
+  CHECK(tg::zeros_like(f).dtype() == tg::i64);
+  CHECK(tg::ones_like(tg::zeros({3}, tg::boolean)).data<bool>()[2]);
+  CHECK(tg::empty_like(f).shape() == Shape{2, 2});
+  const Tensor ids(std::vector<int64_t>{1, -2, 9007199254740993}, Shape{3});
+  CHECK(ids.data<int64_t>()[2] == 9007199254740993);  // past 2^53: exact, not via double
+  CHECK(ids.str() == "[1, -2, 9007199254740993] (i64 [3])");
+  const Tensor mask = tg::tensor({1, 0, 2}, {3}, tg::boolean);
+  CHECK(mask.data<bool>()[2]);
+  CHECK(mask.str() == "[True, False, True] (bool [3])");
+  CHECK(tg::scalar_tensor(3, tg::i64).str() == "3 (i64 [])");
+  CHECK_THROWS_AS(mask.item(), tg::ShapeError);
+  CHECK(tg::equal(mask, tg::tensor({1, 0, 1}, {3}, tg::boolean)));
+  CHECK_FALSE(tg::has_nonfinite(ids));
+}
+
+TEST_CASE("to(dtype) converts with PyTorch's rules", "[tensor][dtype]") {
+  const double nan = std::nan(""), inf = INFINITY;
+  const Tensor x = tg::tensor({2.7, -2.7, 0.0, -0.5, nan, inf, 1e19}, {7}, tg::f64);
+  const Tensor i = x.to(tg::i64);
+  const int64_t* pi = i.data<int64_t>();
+  CHECK(pi[0] == 2);  // truncation toward zero
+  CHECK(pi[1] == -2);
+  CHECK(pi[2] == 0);
+  CHECK(pi[3] == 0);
+  CHECK(pi[4] == INT64_MIN);  // NaN, inf and out of range: what x86 gives PyTorch
+  CHECK(pi[5] == INT64_MIN);
+  CHECK(pi[6] == INT64_MIN);
+  const Tensor b = x.to(tg::boolean);
+  const bool* pb = b.data<bool>();
+  CHECK((pb[0] && pb[1] && !pb[2] && pb[3] && pb[4] && pb[5]));  // NaN is non-zero: true
+  CHECK(tg::tensor({-3, 0, 5}, {3}, tg::i64).to(tg::boolean).to_vector() ==
+        std::vector<double>{1, 0, 1});
+  CHECK(b.to(tg::f32).to_vector() == std::vector<double>{1, 1, 0, 1, 1, 1, 1});
+  CHECK(i.to(tg::f64).data<double>()[1] == -2.0);
+  Tensor dst = tg::zeros({2}, tg::i64);
+  dst.copy_(tg::tensor({3.9, -3.9}, {2}));
+  CHECK(dst.to_vector() == std::vector<double>{3, -3});
+  dst.fill_(-1.5);
+  CHECK(dst.to_vector() == std::vector<double>{-1, -1});
+}
+
+TEST_CASE("int64 and bool values never carry gradients", "[tensor][dtype]") {
+  const Tensor ids = tg::arange(4, tg::i64);
+  CHECK_THROWS_AS(tg::param(ids), tg::DtypeError);
+  CHECK_THROWS_WITH(tg::param(ids), Catch::Contains("only floating") && Catch::Contains("i64"));
+  tg::Var v = tg::constant(tg::zeros({2}, tg::boolean));
+  CHECK_THROWS_WITH(v.requires_grad_(),
+                    Catch::Contains("requires_grad_") && Catch::Contains("bool"));
+  CHECK_FALSE(v.requires_grad());
+  // Data movement takes every dtype and records nothing; arithmetic names itself.
+  const tg::Var r = tg::reshape(tg::constant(ids), {2, 2});
+  CHECK(r.dtype() == tg::i64);
+  CHECK(tg::transpose(r).value().to_vector() == std::vector<double>{0, 2, 1, 3});
+  CHECK_THROWS_WITH(tg::exp(r),
+                    Catch::Contains("exp: expected a floating tensor") && Catch::Contains("i64"));
+  const tg::Var w = tg::param(tg::ones({4}));
+  CHECK_THROWS_WITH(w * tg::constant(ids), Catch::Contains("mul") && Catch::Contains("i64"));
+  CHECK_THROWS_WITH(tg::cross_entropy(tg::constant(tg::zeros({2, 3}, tg::i64)), {0, 1}),
+                    Catch::Contains("cross_entropy") && Catch::Contains("i64"));
 }
