@@ -39,6 +39,41 @@ Tensor map(const Tensor& x, const char* op, F f) {
 /// Strides (in elements) of `s` seen inside the broadcast shape `out` (0 on broadcast axes).
 void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides);
 
+/// po[i] = f(pa[.], pb[.]) over the broadcast `shape` of sa and sb (NumPy broadcasting):
+/// the one loop behind every binary elementwise kernel, whatever the element types.
+template <class A, class B, class O, class F>
+void zip_loop(const A* pa, const Shape& sa, const B* pb, const Shape& sb, O* po,
+              const Shape& shape, F f) {
+  const int64_t n = shape.numel();
+  if (sa == sb) {
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+  } else if (sb.numel() == 1 && sa.numel() == n) {
+    const B vb = pb[0];
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
+  } else if (sa.numel() == 1 && sb.numel() == n) {
+    const A va = pa[0];
+    for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
+  } else if (n > 0) {
+    const int r = shape.rank();
+    int64_t ta[Shape::kMaxRank], tb[Shape::kMaxRank], idx[Shape::kMaxRank] = {};
+    broadcast_strides(sa, shape, ta);
+    broadcast_strides(sb, shape, tb);
+    const int64_t inner = shape[r - 1], ia = ta[r - 1], ib = tb[r - 1];
+    int64_t oa = 0, ob = 0;
+    for (int64_t o = 0; o < n; o += inner) {
+      for (int64_t i = 0; i < inner; ++i) po[o + i] = f(pa[oa + i * ia], pb[ob + i * ib]);
+      for (int d = r - 2; d >= 0; --d) {  // odometer over the outer axes
+        oa += ta[d];
+        ob += tb[d];
+        if (++idx[d] < shape[d]) break;
+        oa -= ta[d] * shape[d];
+        ob -= tb[d] * shape[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
 /// z = f(a, b) with NumPy broadcasting, for floating a and b of one dtype (DtypeError naming
 /// `op` otherwise).
 template <class F>
@@ -47,37 +82,7 @@ Tensor zip(const Tensor& a, const Tensor& b, const char* op, F f) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = Tensor::empty(shape, a.dtype());
   dispatch(a.dtype(), op, [&]<class T>() {
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* po = out.data<T>();
-    const int64_t n = out.numel();
-    if (a.shape() == b.shape()) {
-      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
-    } else if (b.numel() == 1 && a.numel() == n) {
-      const T vb = pb[0];
-      for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
-    } else if (a.numel() == 1 && b.numel() == n) {
-      const T va = pa[0];
-      for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
-    } else if (n > 0) {
-      const int r = shape.rank();
-      int64_t sa[Shape::kMaxRank], sb[Shape::kMaxRank], idx[Shape::kMaxRank] = {};
-      broadcast_strides(a.shape(), shape, sa);
-      broadcast_strides(b.shape(), shape, sb);
-      const int64_t inner = shape[r - 1], ia = sa[r - 1], ib = sb[r - 1];
-      int64_t oa = 0, ob = 0;
-      for (int64_t o = 0; o < n; o += inner) {
-        for (int64_t i = 0; i < inner; ++i) po[o + i] = f(pa[oa + i * ia], pb[ob + i * ib]);
-        for (int d = r - 2; d >= 0; --d) {  // odometer over the outer axes
-          oa += sa[d];
-          ob += sb[d];
-          if (++idx[d] < shape[d]) break;
-          oa -= sa[d] * shape[d];
-          ob -= sb[d] * shape[d];
-          idx[d] = 0;
-        }
-      }
-    }
+    zip_loop(a.data<T>(), a.shape(), b.data<T>(), b.shape(), out.data<T>(), shape, f);
   });
   return out;
 }

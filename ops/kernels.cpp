@@ -2,32 +2,42 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <type_traits>
 
 namespace tg::kern {
 
-Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask) {
+Tensor extreme_axis(const Tensor& x, int axis, bool keepdims, bool largest, const char* op,
+                    Tensor* indices) {
   int64_t outer, n, inner;
   split_axis(x.shape(), axis, outer, n, inner);
   if (n == 0)
-    throw ShapeError("max: axis " + std::to_string(axis) + " of shape " + x.shape().str() +
-                     " is empty");
-  Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
-  if (mask) *mask = zeros(x.shape(), x.dtype());
-  dispatch(x.dtype(), "max", [&]<class T>() {
+    throw ShapeError(std::string(op) + ": dim " + std::to_string(axis) + " of shape " +
+                     x.shape().str() + " is empty");
+  const Shape shape = reduced_shape(x.shape(), axis, keepdims);
+  Tensor out = Tensor::empty(shape, x.dtype());
+  if (indices) *indices = Tensor::empty(shape, i64);
+  dispatch_all(x.dtype(), [&]<class T>() {
     const T* p = x.data<T>();
     T* o = out.data<T>();
-    T* m = mask ? mask->data<T>() : nullptr;
+    int64_t* oi = indices ? indices->data<int64_t>() : nullptr;
     for (int64_t r = 0; r < outer; ++r) {
       for (int64_t i = 0; i < inner; ++i) {
         const T* base = p + r * n * inner + i;
         int64_t best = 0;
         for (int64_t a = 1; a < n; ++a) {
           const T v = base[a * inner], b = base[best * inner];
-          // NOTE: NaN wins (it propagates, as in NumPy); ties keep the first position.
-          if (v > b || (std::isnan(v) && !std::isnan(b))) best = a;
+          // NOTE: NaN wins (it propagates, as in NumPy and PyTorch); ties keep the first.
+          bool nan_v = false, nan_b = false;
+          if constexpr (std::is_floating_point_v<T>) {
+            nan_v = std::isnan(v);
+            nan_b = std::isnan(b);
+          }
+          if (nan_b) break;
+          if (nan_v || (largest ? v > b : v < b)) best = a;
         }
         o[r * inner + i] = base[best * inner];
-        if (m) m[r * n * inner + best * inner + i] = T(1);
+        if (oi) oi[r * inner + i] = best;
       }
     }
   });

@@ -9,8 +9,11 @@
 
 namespace tg::kern {
 
-/// Max along `axis`; `mask` gets 1 at the first position of each max, 0 elsewhere.
-Tensor max_axis(const Tensor& x, int axis, bool keepdims, Tensor* mask);
+/// Max (largest) or min along `axis`, any dtype; `indices` (when given) gets each result's
+/// position along the axis (i64): the first one, or the first NaN, which wins. ShapeError
+/// naming `op` when the axis is empty.
+Tensor extreme_axis(const Tensor& x, int axis, bool keepdims, bool largest, const char* op,
+                    Tensor* indices);
 /// Numerically stable softmax / log_softmax along `axis`.
 Tensor softmax(const Tensor& x, int axis, bool log);
 /// A checked matrix product op(a) op(b) (+ bias): the result's shape and what BLAS is given.

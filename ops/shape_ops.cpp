@@ -35,7 +35,7 @@ Tensor scatter_add(const Tensor& dy, const Shape& shape, int axis,
   int64_t outer, n, inner;
   kern::split_axis(shape, axis, outer, n, inner);
   const int64_t m = static_cast<int64_t>(idx.size());
-  dispatch(dy.dtype(), "scatter_add", [&]<class T>() {
+  dispatch(dy.dtype(), "index_select_backward", [&]<class T>() {
     const T* g = dy.data<T>();
     T* o = out.data<T>();
     for (int64_t r = 0; r < outer; ++r)
@@ -53,7 +53,7 @@ Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx
 // Adjoint of gather_op, itself differentiable (its adjoint is gather_op again).
 Var scatter_op(const Var& dy, const Shape& shape, int axis, std::vector<int64_t> idx) {
   Tensor g = scatter_add(dy.value(), shape, axis, idx);
-  return record("scatter_add", std::move(g), {dy},
+  return record("index_select_backward", std::move(g), {dy},
                 [axis, idx = std::move(idx)](const BackwardCtx&, const Var& ddx) {
                   return Grads{gather_op("index_select", ddx, axis, idx)};
                 });
@@ -68,6 +68,11 @@ Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx
 }
 
 }  // namespace
+
+Var detail::index_select_backward(const Var& dy, const Shape& shape, int axis,
+                                  std::vector<int64_t> indices) {
+  return scatter_op(dy, shape, axis, std::move(indices));
+}
 
 Var reshape(const Var& x, const std::vector<int64_t>& shape) {
   // the same elements; dx = dy reshaped back

@@ -21,6 +21,12 @@ Var permute(const Var& x, const std::vector<int64_t>& order);
 Var slice(const Var& x, int64_t axis, int64_t start, int64_t stop, int64_t step = 1);
 /// The entries at `indices` along `axis` (repeats allowed; gradients of repeats add up).
 Var index_select(const Var& x, int64_t axis, const std::vector<int64_t>& indices);
+namespace detail {
+/// index_select's adjoint: zeros of `shape` with dy's entries added at `indices` (in range,
+/// non-negative) along `axis`; differentiable (its adjoint is index_select).
+Var index_select_backward(const Var& dy, const Shape& shape, int axis,
+                          std::vector<int64_t> indices);
+}  // namespace detail
 /// Joins tensors along `axis` (all other extents equal).
 Var concat(const std::vector<Var>& xs, int64_t axis = 0);
 

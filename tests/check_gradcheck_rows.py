@@ -5,7 +5,7 @@ Every name the library passes to `record` / `record_into` (graph/, ops/, models/
 must be the first word of a row of tests/test_gradcheck_ops.cpp, whose rows run gradcheck
 and gradgradcheck in float64: no op ships without its gradient check. A name passed on by a
 helper (`Var gather_op(const char* name, ...)` calling `record(name, ...)`) is taken from the
-helper's call sites.
+helper's call sites (the first string literal of each call).
 Usage: tests/check_gradcheck_rows.py [REPO_ROOT]
 """
 import pathlib
@@ -26,13 +26,14 @@ for path, text in sources.items():
     for m in FORWARDED.finditer(text):
         # The helper that forwards its `const char* <ident>` parameter; its callers' literals.
         ident = m.group(1)
-        helpers = re.findall(r'\bVar (\w+)\(const char\* ' + ident + r'\b', text[:m.start()])
+        helpers = re.findall(r'^\w[\w:<>]* (\w+)\([^)]*\bconst char\* ' + ident + r'\b',
+                             text[:m.start()], re.M)
         if not helpers:
             print(f"{path.relative_to(root)}: record({ident}, ...) with a name this check cannot follow")
             sys.exit(1)
         helper = helpers[-1]
         for t in sources.values():
-            for c in re.finditer(r'\b' + helper + r'\(\s*"(\w+)"', t):
+            for c in re.finditer(r'\b' + helper + r'\([^;"]*"(\w+)"', t):
                 recorded.setdefault(c.group(1), f"{path.relative_to(root)} (via {helper})")
 
 table = (root / "tests/test_gradcheck_ops.cpp").read_text(encoding="utf-8")

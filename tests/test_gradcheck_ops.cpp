@@ -298,6 +298,16 @@ TEST_CASE("gradcheck: reductions", "[gradcheck]") {
       {"max all", [](auto& v) { return tg::max(v[0]) * tg::max(v[0]); }, {d}},
       {"max axis 1", [](auto& v) { return tg::max(v[0], 1); }, {d}},
       {"max axis 0 keepdims", [](auto& v) { return tg::max(v[0], 0, true) * v[0]; }, {d}},
+      {"min all", [](auto& v) { return tg::min(v[0]) * tg::min(v[0]); }, {d}},
+      {"min axis 0", [](auto& v) { return tg::min(v[0], 0) * tg::min(v[0], 0); }, {d}},
+      {"max of a rank-0 tensor along dim 0",
+       [](auto& v) { return tg::max(tg::sum(v[0]), 0); },
+       {d}},
+      {"max_dim values of a [2,3,4] along dim 1",
+       [](auto& v) {
+         return tg::max_dim(tg::reshape(v[0], {2, 3, 2}), 1).values;
+       },
+       {d}},
       {"sum_to [3,4]->[4]", [](auto& v) { return tg::sum_to(v[0], {4}); }, {a}},
       {"sum_to [2,3,4]->[3,1]",
        [](auto& v) {
@@ -319,6 +329,62 @@ Var grad_of(const Var& out, const Var& x) {
   return tg::grad({out}, {x}, {}, {.create_graph = true})[0];
 }
 
+namespace {
+Var i64s(const std::vector<int64_t>& v, const Shape& s) { return tg::constant(Tensor(v, s)); }
+Var bools(const std::vector<double>& v, const Shape& s) {
+  return tg::constant(tg::tensor(v, s, tg::boolean));
+}
+}  // namespace
+
+TEST_CASE("gradcheck: selection and indexing", "[gradcheck]") {
+  const In a34{{3, 4}}, b4{{4}}, c31{{3, 1}}, s{{}}, w53{{5, 3}}, u{{2, 3}};
+  static const Var m34 = bools({1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0}, {3, 4});
+  static const Var m4 = bools({0, 1, 1, 0}, {4});
+  static const Var g_idx = i64s({2, 0, 1, 1, 3, 3}, {2, 3});         // into a [3, 4] along dim 1
+  static const Var g_idx0 = i64s({2, 0, 1, 1, 0, 2, 0, 2}, {2, 4});  // along dim 0
+  static const Var ids = i64s({4, 0, 2, 2, 1, 4}, {2, 3});
+  run_cases({
+      {"where [3,4] [3,4] [3,4]", [](auto& v) { return tg::where(m34, v[0], v[1]); }, {a34, a34}},
+      {"where broadcasting [4] mask, [3,1] and [4]",
+       [](auto& v) { return tg::where(m4, v[0], v[1]); },
+       {c31, b4}},
+      {"where with a scalar", [](auto& v) { return tg::where(m34, v[0], 0.5) * v[0]; }, {a34}},
+      {"where of a scalar tensor", [](auto& v) { return tg::where(m34, 2.0, v[0]); }, {s}},
+      {"where masked_fill", [](auto& v) { return tg::masked_fill(v[0], m4, -1.0) * v[0]; }, {a34}},
+      {"gather dim 1", [](auto& v) { return tg::gather(v[0], 1, g_idx); }, {a34}},
+      {"gather dim 0 squared", [](auto& v) { return tg::gather(v[0] * v[0], 0, g_idx0); }, {a34}},
+      {"scatter_add dim 1 (repeated indices add up)",
+       [](auto& v) { return tg::scatter_add(v[0], 1, g_idx, v[1]) * v[0]; },
+       {a34, u}},
+      {"scatter dim 1 from src",
+       [](auto& v) {
+         return tg::scatter(v[0], 1, i64s({2, 0, 1, 3, 1, 0}, {2, 3}), v[1]) * v[0];
+       },
+       {a34, u}},
+      {"scatter dim 0 of a value",
+       [](auto& v) {
+         return tg::scatter(v[0], 0, i64s({2, 0, 1}, {1, 3}), 0.25) * v[0];
+       },
+       {a34}},
+      {"index_select with an index tensor",
+       [](auto& v) {
+         return tg::index_select(v[0], 0, i64s({2, 0, 2}, {3})) * 2.0;
+       },
+       {a34}},
+      {"index_add (index_select_backward and add)",
+       [](auto& v) {
+         return tg::index_add(v[0], 1, i64s({3, 0, 3}, {3}), v[1], 0.5) * v[0];
+       },
+       {a34, In{{3, 3}}}},
+      {"embedding", [](auto& v) { return tg::embedding(ids, v[0]) * 3.0; }, {w53}},
+      // (ids never hold the padding index here: its rows get no gradient by definition,
+      // which a numerical derivative cannot confirm; tests/test_index_ops.cpp checks them.)
+      {"embedding with padding_idx",
+       [](auto& v) { return tg::embedding(ids, v[0] * v[0], 3); },
+       {w53}},
+  });
+}
+
 TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
   const In a{{3, 4}}, w{{3, 4}}, z{{3, 4}, Domain::off_zero}, w2{{3, 2}};
   run_cases({
@@ -334,12 +400,12 @@ TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
       {"tanh_backward (tanh's gradient in x and dy)",
        [](auto& v) { return grad_of(tg::sum(tg::tanh(v[0]) * v[1]), v[0]); },
        {a, w}},
-      {"scatter_add (index_select's gradient)",
+      {"index_select_backward (index_select's gradient)",
        [](auto& v) {
          return grad_of(tg::sum(tg::index_select(v[0], 1, {3, 0, 3}) * v[1]), v[0]) * v[0];
        },
        {a, In{{3, 3}}}},
-      {"scatter_add of a strided slice",
+      {"index_select_backward of a strided slice",
        [](auto& v) { return grad_of(tg::sum(tg::slice(v[0], 1, 0, 4, 2) * v[1]), v[0]) * v[0]; },
        {a, w2}},
   });

@@ -14,9 +14,16 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "torch_oracle.hpp"
+
 using tg::Shape;
 using tg::Tensor;
 using tg::Var;
+
+using tgtest::check_close;
+using tgtest::pattern;
+using tgtest::run_python;
+using tgtest::torch_available;
 
 namespace {
 Var c64(const std::vector<double>& v, const Shape& s) {
@@ -24,14 +31,6 @@ Var c64(const std::vector<double>& v, const Shape& s) {
 }
 std::vector<double> vals(const Var& v) { return v.value().to_vector(); }
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want,
-                 double tol = 1e-9) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i);
-    CHECK(got[i] == Approx(want[i]).margin(tol));
-  }
-}
 }  // namespace
 
 TEST_CASE("forward values of arithmetic and math ops", "[ops]") {
@@ -261,46 +260,7 @@ TEST_CASE("a product over an empty inner extent is zeros on every matmul path", 
 
 // ---- PyTorch oracle ---------------------------------------------------------------------
 
-namespace {
-
-bool torch_available() {
-  return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
-}
-
-// Deterministic inputs both sides can build: x[i] = sin(0.37 i + k) * scale.
-Tensor pattern(const Shape& s, double k, double scale = 1.0) {
-  std::vector<double> v(static_cast<size_t>(s.numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + k) * scale;
-  return tg::tensor(v, s, tg::f64);
-}
-
-std::map<std::string, std::vector<double>> run_python(const std::string& script) {
-  // One file per process and call: CTest runs test cases in parallel processes.
-  static int calls = 0;
-  const std::string path = std::string(TAPEGRAD_BINARY_DIR) + "/torch_oracle_" +
-                           std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".py";
-  std::ofstream(path) << script;
-  std::map<std::string, std::vector<double>> out;
-  FILE* f = popen(("/usr/bin/python3 " + path).c_str(), "r");
-  REQUIRE(f != nullptr);
-  char buf[1 << 16];
-  std::string text;
-  while (size_t n = fread(buf, 1, sizeof buf, f)) text.append(buf, n);
-  REQUIRE(pclose(f) == 0);
-  std::remove(path.c_str());
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string name;
-    ls >> name;
-    std::string v;  // strtod reads nan, inf and -inf as Python prints them
-    while (ls >> v) out[name].push_back(std::strtod(v.c_str(), nullptr));
-  }
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("composite expressions match PyTorch", "[ops][oracle]") {
   if (!torch_available()) {

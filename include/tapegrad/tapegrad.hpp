@@ -13,6 +13,8 @@
 #include "models/models.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
+#include "ops/compare.hpp"
+#include "ops/index.hpp"
 #include "ops/loss.hpp"
 #include "ops/math.hpp"
 #include "ops/matmul.hpp"

@@ -1,0 +1,280 @@
+#include "ops/index.hpp"
+
+#include <string>
+#include <type_traits>
+
+#include "graph/engine_ops.hpp"
+#include "graph/kernels.hpp"
+#include "ops/arith.hpp"
+#include "ops/shape_ops.hpp"
+
+namespace tg {
+
+namespace {
+
+std::string dt(const Tensor& t) { return std::string(dtype_name(t.dtype())); }
+
+void check_index_dtype(const Tensor& index, const char* op) {
+  if (index.dtype() != i64)
+    throw DtypeError(std::string(op) + ": index must be an i64 tensor, got " + dt(index));
+}
+
+void check_mask_dtype(const Tensor& mask, const char* op) {
+  if (mask.dtype() != boolean)
+    throw DtypeError(std::string(op) + ": mask must be a bool tensor, got " + dt(mask));
+}
+
+[[noreturn]] void throw_out_of_range(const char* op, int dim, int64_t value, int64_t size) {
+  throw IndexError(std::string(op) + ": index " + std::to_string(value) +
+                   " is out of range for dim " + std::to_string(dim) + " of size " +
+                   std::to_string(size));
+}
+
+// ---- where ----
+
+Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_mask_dtype(cond, "where");
+  kern::check_same_dtype(a, b, "where");
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  const Tensor c = kern::expand(cond, shape, "where");
+  const Tensor ea = a.numel() == 1 ? a : kern::expand(a, shape, "where");
+  const Tensor eb = b.numel() == 1 ? b : kern::expand(b, shape, "where");
+  Tensor out = Tensor::empty(shape, a.dtype());
+  dispatch_all(a.dtype(), [&]<class T>() {
+    const bool* pc = c.data<bool>();
+    const T* pa = ea.data<T>();
+    const T* pb = eb.data<T>();
+    T* po = out.data<T>();
+    const int64_t n = out.numel();
+    const bool sa = ea.numel() == 1 && n != 1, sb = eb.numel() == 1 && n != 1;
+    for (int64_t i = 0; i < n; ++i) po[i] = pc[i] ? pa[sa ? 0 : i] : pb[sb ? 0 : i];
+  });
+  return out;
+}
+
+Var scalar_like(double v, const Var& x) { return constant(scalar_tensor(v, x.dtype())); }
+
+// ---- gather / scatter along a dim ----
+
+// The offsets an index tensor addresses: for each position p of `index` (row-major),
+// f(p, offset of x's element at p's coordinates with `dim` set to index[p]). Checks the
+// ranks, the extents and every index value first, so a bad index changes nothing.
+template <class F>
+void walk_index(const Shape& xs, const Tensor& index, int dim, const char* op, F f) {
+  const Shape& is = index.shape();
+  if (is.rank() != xs.rank())
+    throw ShapeError(std::string(op) + ": index of shape " + is.str() + " has rank " +
+                     std::to_string(is.rank()) + ", the input " + xs.str() + " has rank " +
+                     std::to_string(xs.rank()));
+  for (int d = 0; d < xs.rank(); ++d)
+    if (d != dim && is[d] > xs[d])
+      throw ShapeError(std::string(op) + ": index of shape " + is.str() +
+                       " is larger than the input " + xs.str() + " at dim " + std::to_string(d));
+  const int64_t* iv = index.data<int64_t>();
+  const int64_t n = index.numel(), size = xs.rank() ? xs[dim] : 1;
+  for (int64_t p = 0; p < n; ++p)
+    if (iv[p] < 0 || iv[p] >= size) throw_out_of_range(op, dim, iv[p], size);
+  if (n == 0) return;
+  const int r = xs.rank();
+  if (r == 0) {
+    f(0, 0);
+    return;
+  }
+  int64_t xstride[Shape::kMaxRank], coord[Shape::kMaxRank] = {};
+  int64_t s = 1;
+  for (int d = r - 1; d >= 0; --d) {
+    xstride[d] = s;
+    s *= xs[d];
+  }
+  int64_t base = 0;  // x's offset of p's coordinates with coordinate `dim` at 0
+  for (int64_t p = 0; p < n; ++p) {
+    f(p, base + iv[p] * xstride[dim]);
+    for (int d = r - 1; d >= 0; --d) {  // odometer over index's shape
+      if (d != dim) base += xstride[d];
+      if (++coord[d] < is[d]) break;
+      if (d != dim) base -= xstride[d] * is[d];
+      coord[d] = 0;
+    }
+  }
+}
+
+Tensor gather_kernel(const Tensor& x, int dim, const Tensor& index) {
+  Tensor out = Tensor::empty(index.shape(), x.dtype());
+  dispatch_all(x.dtype(), [&]<class T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    walk_index(x.shape(), index, dim, "gather", [&](int64_t p, int64_t off) { po[p] = px[off]; });
+  });
+  return out;
+}
+
+// x with src added (accumulate) or written at the indexed places; src null: `value` written.
+Tensor scatter_kernel(const Tensor& x, int dim, const Tensor& index, const Tensor* src,
+                      double value, bool accumulate, const char* op) {
+  if (src) {
+    kern::check_same_dtype(x, *src, op);
+    if (src->shape() != index.shape())
+      throw ShapeError(std::string(op) + ": src of shape " + src->shape().str() +
+                       " differs from the index's shape " + index.shape().str());
+  }
+  Tensor out = x.clone();
+  dispatch_all(x.dtype(), [&]<class T>() {
+    T* po = out.data<T>();
+    const T* ps = src ? src->data<T>() : nullptr;
+    const T v = detail::convert<T>(value);
+    walk_index(x.shape(), index, dim, op, [&](int64_t p, int64_t off) {
+      if (!accumulate) {
+        po[off] = ps ? ps[p] : v;
+      } else if constexpr (std::is_same_v<T, bool>) {
+        po[off] = po[off] || ps[p];
+      } else {
+        po[off] += ps[p];
+      }
+    });
+  });
+  return out;
+}
+
+int checked_dim(const Var& x, int64_t dim, const char* op) {
+  return x.dim() == 0 && (dim == 0 || dim == -1) ? 0 : normalize_axis(dim, x.dim(), op);
+}
+
+}  // namespace
+
+Var where(const Var& cond, const Var& a, const Var& b) {
+  // d/da = dy where cond, else 0; d/db = dy where not cond (each summed back to its shape)
+  Tensor y = where_kernel(cond.value(), a.value(), b.value());
+  return record("where", std::move(y), {cond, a, b}, [](const BackwardCtx& c, const Var& dy) {
+    const Var& m = c.input(0);
+    return Grads{Var(), c.needs_grad(1) ? where(m, dy, 0.0) : Var(),
+                 c.needs_grad(2) ? where(m, 0.0, dy) : Var()};
+  });
+}
+
+Var where(const Var& cond, const Var& a, double b) { return where(cond, a, scalar_like(b, a)); }
+Var where(const Var& cond, double a, const Var& b) { return where(cond, scalar_like(a, b), b); }
+
+Var masked_fill(const Var& x, const Var& mask, double value) {
+  check_mask_dtype(mask.value(), "masked_fill");
+  if (broadcast_shapes(mask.shape(), x.shape(), "masked_fill") != x.shape())
+    throw ShapeError("masked_fill: mask of shape " + mask.shape().str() +
+                     " does not broadcast to the input's shape " + x.shape().str());
+  return where(mask, scalar_like(value, x), x);
+}
+
+Var gather(const Var& x, int64_t dim, const Var& index) {
+  // dx = scatter_add(zeros like x, dim, index, dy)
+  check_index_dtype(index.value(), "gather");
+  const int d = checked_dim(x, dim, "gather");
+  Tensor y = gather_kernel(x.value(), d, index.value());
+  return record("gather", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
+    const Var zero = constant(zeros(c.input_shape(0), dy.dtype()));
+    return Grads{scatter_add(zero, d, c.input(1), dy), Var()};
+  });
+}
+
+Var scatter_add(const Var& x, int64_t dim, const Var& index, const Var& src) {
+  // dx = dy; dsrc = gather(dy, dim, index)
+  check_index_dtype(index.value(), "scatter_add");
+  const int d = checked_dim(x, dim, "scatter_add");
+  Tensor y = scatter_kernel(x.value(), d, index.value(), &src.value(), 0.0, true, "scatter_add");
+  return record("scatter_add", std::move(y), {x, index, src},
+                [d](const BackwardCtx& c, const Var& dy) {
+                  return Grads{dy, Var(), c.needs_grad(2) ? gather(dy, d, c.input(1)) : Var()};
+                });
+}
+
+Var scatter(const Var& x, int64_t dim, const Var& index, const Var& src) {
+  // dx = dy with the written places zeroed; dsrc = gather(dy, dim, index)
+  check_index_dtype(index.value(), "scatter");
+  const int d = checked_dim(x, dim, "scatter");
+  Tensor y = scatter_kernel(x.value(), d, index.value(), &src.value(), 0.0, false, "scatter");
+  return record("scatter", std::move(y), {x, index, src}, [d](const BackwardCtx& c, const Var& dy) {
+    const Var& idx = c.input(1);
+    return Grads{c.needs_grad(0) ? scatter(dy, d, idx, 0.0) : Var(), Var(),
+                 c.needs_grad(2) ? gather(dy, d, idx) : Var()};
+  });
+}
+
+Var scatter(const Var& x, int64_t dim, const Var& index, double value) {
+  // dx = dy with the written places zeroed
+  check_index_dtype(index.value(), "scatter");
+  const int d = checked_dim(x, dim, "scatter");
+  Tensor y = scatter_kernel(x.value(), d, index.value(), nullptr, value, false, "scatter");
+  return record("scatter", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
+    return Grads{scatter(dy, d, c.input(1), 0.0), Var()};
+  });
+}
+
+namespace {
+std::vector<int64_t> index_vector(const Var& index, const char* op) {
+  check_index_dtype(index.value(), op);
+  if (index.dim() > 1)
+    throw ShapeError(std::string(op) + ": index must have rank 0 or 1, got shape " +
+                     index.shape().str());
+  const int64_t* p = index.value().data<int64_t>();
+  return std::vector<int64_t>(p, p + index.numel());
+}
+}  // namespace
+
+Var index_select(const Var& x, int64_t dim, const Var& index) {
+  return index_select(x, dim, index_vector(index, "index_select"));
+}
+
+Var index_add(const Var& x, int64_t dim, const Var& index, const Var& source, double alpha) {
+  // y = x + alpha * (source's entries added at index): dx = dy,
+  // dsource = alpha * index_select(dy, dim, index), through the ops below.
+  const std::vector<int64_t> idx = index_vector(index, "index_add");
+  const int d = normalize_axis(dim, x.dim(), "index_add");
+  kern::check_same_dtype(x.value(), source.value(), "index_add");
+  Shape want = x.shape();
+  want[d] = static_cast<int64_t>(idx.size());
+  if (source.shape() != want)
+    throw ShapeError("index_add: source of shape " + source.shape().str() + " should be " +
+                     want.str() + " (the input " + x.shape().str() + " with the index's length " +
+                     std::to_string(idx.size()) + " at dim " + std::to_string(d) + ")");
+  for (int64_t i : idx)
+    if (i < 0 || i >= x.shape()[d]) throw_out_of_range("index_add", d, i, x.shape()[d]);
+  Var placed = detail::index_select_backward(source, x.shape(), d, idx);
+  return add(x, alpha == 1.0 ? placed : mul_scalar(placed, alpha));
+}
+
+Var embedding(const Var& ids, const Var& weight, std::optional<int64_t> padding_idx) {
+  // y = weight's rows at ids; dweight = the rows of dy added back at ids, except the rows
+  // looked up at padding_idx (kept at zero gradient, as PyTorch).
+  check_index_dtype(ids.value(), "embedding");
+  kern::check_floating(weight.value(), "embedding");
+  if (weight.dim() != 2)
+    throw ShapeError("embedding: weight must be [num_embeddings, embedding_dim], got " +
+                     weight.shape().str());
+  const int64_t rows = weight.shape()[0], cols = weight.shape()[1];
+  std::optional<int64_t> pad;
+  if (padding_idx) {
+    const int64_t p = *padding_idx < 0 ? *padding_idx + rows : *padding_idx;
+    if (p < 0 || p >= rows)
+      throw IndexError("embedding: padding_idx " + std::to_string(*padding_idx) +
+                       " is out of range for " + std::to_string(rows) + " embeddings");
+    pad = p;
+  }
+  const int64_t* pi = ids.value().data<int64_t>();
+  std::vector<int64_t> idx(pi, pi + ids.numel());
+  for (int64_t i : idx)
+    if (i < 0 || i >= rows) throw_out_of_range("embedding", 0, i, rows);
+  Shape shape = ids.shape();
+  shape.push_back(cols);
+  Tensor y = index_select(constant(weight.value()), 0, idx).value().reshape(shape);
+  return record(
+      "embedding", std::move(y), {weight, ids},
+      [idx = std::move(idx), pad, cols](const BackwardCtx& c, const Var& dy) {
+        Var rows_dy = reshape(dy, {static_cast<int64_t>(idx.size()), cols});
+        if (pad) {
+          Tensor keep = Tensor::empty(Shape{static_cast<int64_t>(idx.size()), 1}, boolean);
+          for (size_t i = 0; i < idx.size(); ++i) keep.data<bool>()[i] = idx[i] != *pad;
+          rows_dy = where(constant(std::move(keep)), rows_dy, 0.0);
+        }
+        return Grads{detail::index_select_backward(rows_dy, c.input_shape(0), 0, idx), Var()};
+      });
+}
+
+}  // namespace tg

@@ -1,0 +1,79 @@
+#pragma once
+
+// PyTorch as an oracle: tests write a Python script that prints "name v0 v1 ..." lines and
+// compare them with their own values (skipped, with a WARN, when torch is not installed).
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <tapegrad/tapegrad.hpp>
+
+namespace tgtest {
+
+inline bool torch_available() {
+  return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+// Deterministic inputs both sides can build: x[i] = sin(0.37 i + k) * scale.
+inline tg::Tensor pattern(const tg::Shape& s, double k, double scale = 1.0) {
+  std::vector<double> v(static_cast<size_t>(s.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + k) * scale;
+  return tg::tensor(v, s, tg::f64);
+}
+
+// The same pattern in Python, and emit(name, tensor) printing a line run_python reads.
+inline const char* kPythonPrelude = R"PY(
+import math, torch
+def pattern(shape, k, scale=1.0, dtype=torch.float64):
+    n = math.prod(shape)
+    return torch.tensor([math.sin(0.37 * i + k) * scale for i in range(n)], dtype=torch.float64).reshape(shape).to(dtype)
+def emit(name, t):
+    print(name, " ".join(repr(float(v)) for v in t.detach().reshape(-1)))
+)PY";
+
+inline std::map<std::string, std::vector<double>> run_python(const std::string& script) {
+  // One file per process and call: CTest runs test cases in parallel processes.
+  static int calls = 0;
+  const std::string path = std::string(TAPEGRAD_BINARY_DIR) + "/torch_oracle_" +
+                           std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".py";
+  std::ofstream(path) << script;
+  std::map<std::string, std::vector<double>> out;
+  FILE* f = popen(("/usr/bin/python3 " + path).c_str(), "r");
+  REQUIRE(f != nullptr);
+  char buf[1 << 16];
+  std::string text;
+  while (size_t n = fread(buf, 1, sizeof buf, f)) text.append(buf, n);
+  REQUIRE(pclose(f) == 0);
+  std::remove(path.c_str());
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string name;
+    ls >> name;
+    auto& values = out[name];  // an empty tensor prints its name alone
+    std::string v;             // strtod reads nan, inf and -inf as Python prints them
+    while (ls >> v) values.push_back(std::strtod(v.c_str(), nullptr));
+  }
+  return out;
+}
+
+inline void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                        double tol = 1e-9) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(got[i] == Approx(want[i]).margin(tol));
+  }
+}
+
+}  // namespace tgtest
