@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "graph/block_cache.hpp"
+#include "graph/kernels.hpp"
 #include "graph/live_counter.hpp"
 #include "graph/rng.hpp"
 
@@ -239,6 +240,78 @@ Tensor& Tensor::copy_(const Tensor& src) {
       const S* s = src.data<S>();
       for (int64_t i = 0; i < numel_; ++i) d[i] = detail::convert<T>(s[i]);
     });
+  });
+  return *this;
+}
+
+namespace {
+// Checks an in-place op's operand: same dtype, shape broadcasting to `t`'s.
+void check_inplace_operand(const Tensor& t, const Tensor& other, const char* op) {
+  if (!t.defined() || !other.defined()) throw Error(std::string(op) + ": the tensor is undefined");
+  if (other.dtype() != t.dtype())
+    throw DtypeError(std::string(op) + ": dtypes " + std::string(dtype_name(t.dtype())) + " and " +
+                     std::string(dtype_name(other.dtype())) + " differ");
+  if (broadcast_shapes(t.shape(), other.shape(), op) != t.shape())
+    throw ShapeError(std::string(op) + ": shape " + other.shape().str() +
+                     " does not broadcast to the tensor's shape " + t.shape().str());
+}
+
+// t[i] = f(t[i], other[.]) with `other` broadcast to t's shape, for floating or i64 t.
+template <class F>
+void update_with(Tensor& t, const Tensor& other, const char* op, F f) {
+  check_inplace_operand(t, other, op);
+  if (t.dtype() == boolean) throw DtypeError(std::string(op) + ": not defined for dtype bool");
+  t.bump_version();
+  dispatch_all(t.dtype(), [&]<class T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      T* p = t.data<T>();
+      kern::zip_loop(p, t.shape(), other.data<T>(), other.shape(), p, t.shape(), f);
+    }
+  });
+}
+}  // namespace
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  update_with(*this, other, "add_", [alpha](auto a, auto b) {
+    using T = decltype(a);
+    return alpha == 1.0 ? T(a + b) : T(a + static_cast<T>(alpha) * b);
+  });
+  return *this;
+}
+
+Tensor& Tensor::mul_(const Tensor& other) {
+  update_with(*this, other, "mul_", [](auto a, auto b) { return decltype(a)(a * b); });
+  return *this;
+}
+
+Tensor& Tensor::mul_(double s) { return mul_(scalar_tensor(s, dtype_)); }
+
+Tensor& Tensor::masked_fill_(const Tensor& mask, double value) {
+  if (mask.dtype() != boolean)
+    throw DtypeError("masked_fill_: mask must be a bool tensor, got " +
+                     std::string(dtype_name(mask.dtype())));
+  if (broadcast_shapes(shape_, mask.shape(), "masked_fill_") != shape_)
+    throw ShapeError("masked_fill_: mask of shape " + mask.shape().str() +
+                     " does not broadcast to the tensor's shape " + shape_.str());
+  bump_version();
+  dispatch_all(dtype_, [&]<class T>() {
+    T* p = data<T>();
+    const T v = detail::convert<T>(value);
+    kern::zip_loop(p, shape_, mask.data<bool>(), mask.shape(), p, shape_,
+                   [v](T a, bool m) { return m ? v : a; });
+  });
+  return *this;
+}
+
+Tensor& Tensor::clamp_(double lo, double hi) {
+  if (!(lo <= hi))
+    throw Error("clamp_: lo " + std::to_string(lo) + " is greater than hi " + std::to_string(hi));
+  kern::check_floating(*this, "clamp_");
+  bump_version();
+  dispatch(dtype_, "clamp_", [&]<class T>() {
+    T* p = data<T>();
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    for (int64_t i = 0; i < numel_; ++i) p[i] = p[i] < l ? l : (p[i] > h ? h : p[i]);
   });
   return *this;
 }

@@ -130,10 +130,22 @@ class Tensor {
   Tensor& fill_(double value);
   /// In place: elements copied from `src` (same shape; dtype converted).
   Tensor& copy_(const Tensor& src);
+  /// In place: every element set to 0.
+  Tensor& zero_() { return fill_(0.0); }
+  /// In place: += alpha * other / *= other / *= s (other of this dtype, broadcast to this
+  /// shape; floating tensors, or i64 for add_ and mul_).
+  Tensor& add_(const Tensor& other, double alpha = 1.0);
+  Tensor& mul_(const Tensor& other);
+  Tensor& mul_(double s);
+  /// In place: `value` where mask (bool, broadcast to this shape) is true.
+  Tensor& masked_fill_(const Tensor& mask, double value);
+  /// In place: each element clamped to [lo, hi] (NaN stays NaN).
+  Tensor& clamp_(double lo, double hi);
 
-  /// How many times this buffer was changed in place (fill_, copy_, optimizer updates and
-  /// other in-place writes): a value saved for backward whose buffer changed since makes the
-  /// backward throw instead of using the new data (Note [Saved versions] in graph/var.cpp).
+  /// How many times this buffer was changed in place (fill_, copy_, add_, mul_,
+  /// masked_fill_, clamp_, optimizer updates and other in-place writes): a value saved for backward
+  /// whose buffer changed since makes the backward throw instead of using the new data (Note [Saved
+  /// versions] in graph/var.cpp).
   uint32_t version() const {
     return storage_ ? storage_->version.load(std::memory_order_relaxed) : 0;
   }

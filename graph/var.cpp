@@ -166,6 +166,53 @@ void Var::backward(const Var& grad_output, const BackwardOptions& options) const
 
 Var Var::detach() const { return Var(value(), false); }
 
+// The buffer of an in-place op's target, once it is known the op may change it.
+static Tensor& inplace_target(const NodePtr& node, const char* op) {
+  Node& n = checked(node, op);
+  if (detail::grad_enabled && n.requires_grad) {
+    if (!n.has_fn)
+      throw GraphError(std::string(op) +
+                       ": a leaf that requires grad cannot be changed in place while grad mode "
+                       "is on (wrap the update in tg::NoGradGuard, as optimizers do)");
+    throw GraphError(std::string(op) + ": the output of op '" + n.name +
+                     "' requires grad; in-place ops are not recorded (use the out-of-place op)");
+  }
+  return n.value;
+}
+
+Var& Var::add_(const Var& other, double alpha) {
+  inplace_target(node_, "add_").add_(other.value(), alpha);
+  return *this;
+}
+Var& Var::mul_(const Var& other) {
+  inplace_target(node_, "mul_").mul_(other.value());
+  return *this;
+}
+Var& Var::mul_(double s) {
+  inplace_target(node_, "mul_").mul_(s);
+  return *this;
+}
+Var& Var::zero_() {
+  inplace_target(node_, "zero_").zero_();
+  return *this;
+}
+Var& Var::fill_(double value) {
+  inplace_target(node_, "fill_").fill_(value);
+  return *this;
+}
+Var& Var::copy_(const Var& src) {
+  inplace_target(node_, "copy_").copy_(src.value());
+  return *this;
+}
+Var& Var::masked_fill_(const Var& mask, double value) {
+  inplace_target(node_, "masked_fill_").masked_fill_(mask.value(), value);
+  return *this;
+}
+Var& Var::clamp_(double lo, double hi) {
+  inplace_target(node_, "clamp_").clamp_(lo, hi);
+  return *this;
+}
+
 size_t Var::register_hook(Hook hook) {
   Node& n = checked(node_, "register_hook");
   if (!n.requires_grad)

@@ -134,6 +134,21 @@ class Var {
   /// The same value, cut from the graph (a leaf that wants no gradient).
   Var detach() const;
 
+  /// In-place ops (PyTorch's x.add_(y), ...; operands broadcast to this value's shape).
+  /// They change the buffer, so its version goes up and a backward that saved it throws
+  /// (Note [Saved versions] in graph/var.cpp). Allowed on a value that wants no gradient and
+  /// on anything under NoGradGuard (as optimizer steps); a GraphError on a leaf that
+  /// requires grad while grad mode is on (as PyTorch) and on a recorded value (tapegrad
+  /// does not record in-place ops: use the out-of-place op).
+  Var& add_(const Var& other, double alpha = 1.0);
+  Var& mul_(const Var& other);
+  Var& mul_(double s);
+  Var& zero_();
+  Var& fill_(double value);
+  Var& copy_(const Var& src);
+  Var& masked_fill_(const Var& mask, double value);
+  Var& clamp_(double lo, double hi);
+
   /// Registers a hook called with this value's full gradient; returns its id.
   size_t register_hook(Hook hook);
   void remove_hook(size_t id);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <initializer_list>
 #include <vector>
 
 #include "graph/var.hpp"
@@ -21,6 +22,9 @@ Var permute(const Var& x, const std::vector<int64_t>& order);
 Var slice(const Var& x, int64_t axis, int64_t start, int64_t stop, int64_t step = 1);
 /// The entries at `indices` along `axis` (repeats allowed; gradients of repeats add up).
 Var index_select(const Var& x, int64_t axis, const std::vector<int64_t>& indices);
+inline Var index_select(const Var& x, int64_t axis, std::initializer_list<int64_t> indices) {
+  return index_select(x, axis, std::vector<int64_t>(indices));
+}
 namespace detail {
 /// index_select's adjoint: zeros of `shape` with dy's entries added at `indices` (in range,
 /// non-negative) along `axis`; differentiable (its adjoint is index_select).

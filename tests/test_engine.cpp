@@ -402,6 +402,63 @@ TEST_CASE("a value changed in place after an op saved it stops backward", "[engi
   }
 }
 
+TEST_CASE("in-place ops: what they change, their versions, and where they are refused",
+          "[engine]") {
+  SECTION("each op's values, with broadcasting") {
+    Var x = tg::constant(tg::tensor({1, 2, 3, 4}, {2, 2}, tg::f64));
+    const uint32_t v0 = x.value().version();
+    x.add_(tg::constant(tg::tensor({10, 20}, {2}, tg::f64)), 0.5);
+    CHECK(x.value().to_vector() == std::vector<double>{6, 12, 8, 14});
+    x.mul_(tg::constant(tg::tensor({2, 1}, {2, 1}, tg::f64)));
+    CHECK(x.value().to_vector() == std::vector<double>{12, 24, 8, 14});
+    x.mul_(0.5).clamp_(5, 10);
+    CHECK(x.value().to_vector() == std::vector<double>{6, 10, 5, 7});
+    x.masked_fill_(tg::constant(tg::tensor({0, 1}, {2}, tg::boolean)), -1);
+    CHECK(x.value().to_vector() == std::vector<double>{6, -1, 5, -1});
+    x.copy_(tg::constant(tg::ones({2, 2}, tg::f64))).add_(x);
+    CHECK(x.value().to_vector() == std::vector<double>{2, 2, 2, 2});
+    x.zero_().fill_(3);
+    CHECK(x.value().to_vector() == std::vector<double>{3, 3, 3, 3});
+    CHECK(x.value().version() == v0 + 9);  // every op counted once
+    Var ids = tg::constant(tg::arange(3, tg::i64));
+    ids.add_(tg::constant(tg::full({1}, 2, tg::i64))).mul_(tg::constant(tg::full({1}, 3, tg::i64)));
+    CHECK(ids.value().to_vector() == std::vector<double>{6, 9, 12});
+  }
+  SECTION("bad operands are typed errors naming the op") {
+    Var x = tg::constant(tg::zeros({2, 2}, tg::f64));
+    CHECK_THROWS_WITH(x.add_(tg::constant(tg::zeros({3}, tg::f64))),
+                      Catch::Contains("add_") && Catch::Contains("[3]"));
+    CHECK_THROWS_WITH(x.mul_(tg::constant(tg::zeros({2, 2}, tg::f32))),
+                      Catch::Contains("mul_: dtypes f64 and f32 differ"));
+    CHECK_THROWS_WITH(x.masked_fill_(tg::constant(tg::zeros({2, 2}, tg::f64)), 1),
+                      Catch::Contains("masked_fill_: mask must be a bool tensor"));
+    CHECK_THROWS_WITH(x.add_(tg::constant(tg::ones({2, 1}, tg::f64))).clamp_(2, 1),
+                      Catch::Contains("clamp_: lo"));
+    CHECK_THROWS_AS(tg::constant(tg::zeros({2}, tg::i64)).clamp_(0, 1), tg::DtypeError);
+  }
+  SECTION("a leaf that requires grad: only under NoGradGuard") {
+    Var w = tg::param(tg::ones({3}, tg::f64));
+    CHECK_THROWS_WITH(w.add_(w), Catch::Contains("add_: a leaf that requires grad"));
+    CHECK_THROWS_AS(w.zero_(), tg::GraphError);
+    CHECK(w.value().to_vector() == std::vector<double>{1, 1, 1});  // nothing changed
+    {
+      tg::NoGradGuard no_grad;
+      w.mul_(2.0);
+    }
+    CHECK(w.value().to_vector() == std::vector<double>{2, 2, 2});
+    const Var y = tg::exp(w);
+    CHECK_THROWS_WITH(Var(y).fill_(0), Catch::Contains("output of op 'exp' requires grad"));
+  }
+  SECTION("an in-place change of a saved value stops backward") {
+    Var x = tg::param(tg::tensor({0.5, 1.0}, {2}, tg::f64));
+    Var c = tg::constant(tg::tensor({2, 3}, {2}, tg::f64));
+    Var y = tg::sum(x * c);  // mul saves c for x's gradient
+    c.mul_(2.0);
+    CHECK_THROWS_WITH(y.backward(), Catch::Contains("backward of op 'mul'") &&
+                                        Catch::Contains("changed in place"));
+  }
+}
+
 TEST_CASE("a backward formula returning the wrong number of gradients is reported", "[engine]") {
   Var x = scalar_param(1.0);
   Var y = tg::record("broken", x.value().clone(), {x}, [](const tg::BackwardCtx&, const Var& dy) {

@@ -29,6 +29,8 @@
 #include "models_test_util.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
+#include "ops/compare.hpp"
+#include "ops/index.hpp"
 #include "ops/loss.hpp"
 #include "ops/math.hpp"
 #include "ops/matmul.hpp"
@@ -204,6 +206,57 @@ std::vector<BadInput> bad_inputs() {
       TG_ROW(tg::GraphError, "grad of an input the output does not use", (Words{"grad"}), {
         Var x = p({3}), y = p({3});
         tg::grad({tg::sum(x)}, {y});
+      }));
+
+  // Integer and bool tensors, indices and masks.
+  auto ids = [](std::vector<int64_t> v, tg::Shape s) { return tg::constant(tg::Tensor(v, s)); };
+  rows.push_back(TG_ROW(tg::DtypeError, "gather with a float index",
+                        (Words{"gather", "index", "i64", "f32"}), {
+                          tg::gather(p({2, 3}), 1, c({2, 1}));
+                        }));
+  rows.push_back(TG_ROW(tg::IndexError, "gather with an index past the dim",
+                        (Words{"gather", "index 3", "dim 1", "size 3"}), {
+                          tg::gather(p({2, 3}), 1, ids({0, 3}, {2, 1}));
+                        }));
+  rows.push_back(TG_ROW(tg::IndexError, "embedding of a negative id",
+                        (Words{"embedding", "index -2", "size 4"}), {
+                          tg::embedding(ids({1, -2}, {2}), p({4, 3}));
+                        }));
+  rows.push_back(TG_ROW(tg::IndexError, "scatter_add with an index past the dim",
+                        (Words{"scatter_add", "index 7"}), {
+                          tg::scatter_add(p({2, 3}), 0, ids({7}, {1, 1}), p({1, 1}));
+                        }));
+  rows.push_back(TG_ROW(tg::ShapeError, "gather with an index of another rank",
+                        (Words{"gather", "rank", "[2]", "[2, 3]"}), {
+                          tg::gather(p({2, 3}), 1, ids({0, 1}, {2}));
+                        }));
+  rows.push_back(TG_ROW(tg::DtypeError, "a bool tensor where a float is needed",
+                        (Words{"sigmoid", "bool"}), { tg::sigmoid(c({3}, tg::boolean)); }));
+  rows.push_back(TG_ROW(tg::DtypeError, "where with a float condition",
+                        (Words{"where", "mask", "bool", "f32"}),
+                        { tg::where(c({3}), p({3}), p({3})); }));
+  rows.push_back(TG_ROW(tg::ShapeError, "where with shapes that do not broadcast",
+                        (Words{"where", "[3]", "[4]"}),
+                        { tg::where(c({3}, tg::boolean), p({3}), p({4})); }));
+  rows.push_back(TG_ROW(tg::DtypeError, "an i64 tensor asked for a gradient",
+                        (Words{"floating", "i64"}), { tg::param(tg::zeros({2}, tg::i64)); }));
+  rows.push_back(TG_ROW(tg::DtypeError, "comparison of f32 with i64", (Words{"lt", "f32", "i64"}),
+                        { tg::lt(p({2}), c({2}, tg::i64)); }));
+  rows.push_back(TG_ROW(tg::GraphError, "in-place change of a leaf that requires grad",
+                        (Words{"mul_", "leaf", "requires grad"}), { p({2}).mul_(2.0); }));
+  rows.push_back(TG_ROW(tg::GraphError, "in-place change of an index saved for backward",
+                        (Words{"gather", "changed in place", "version"}), {
+                          Var x = p({2, 3});
+                          Var idx = ids({0, 2}, {2, 1});
+                          Var y = tg::gather(x, 1, idx);
+                          idx.add_(ids({0}, {1}));
+                          tg::sum(y).backward();
+                        }));
+  rows.push_back(
+      TG_ROW(tg::IoError, "an .npz bool entry holding the byte 2", (Words{"bool", "byte 2"}), {
+        tg::NpyArray a = tg::NpyArray::from_tensor(tg::zeros({3}, tg::boolean));
+        a.bytes[1] = 2;
+        a.to_tensor();
       }));
 
   // NaN / Inf under anomaly mode: the message names the op.
