@@ -1,6 +1,7 @@
 // Fuzzes the ops and the engine: the input describes 1-3 leaves (rank 0-3, extents 0-4,
 // f32 or f64) and 1-6 ops, each applied to earlier values with fuzzed axes, indices and
-// shapes. Contract:
+// shapes; some ops make i64 and bool values (comparisons, conversions, indices) that later
+// ops take as operands, where float ones are needed too. Contract:
 //   - an invalid combination throws a tg::Error subclass (ShapeError, IndexError,
 //     DtypeError, ...) and nothing else;
 //   - a valid graph differentiates without throwing;
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,6 +28,8 @@
 #include "graph/var.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
+#include "ops/compare.hpp"
+#include "ops/index.hpp"
 #include "ops/loss.hpp"
 #include "ops/math.hpp"
 #include "ops/matmul.hpp"
@@ -55,20 +59,65 @@ struct Program {
 };
 
 const char* const kOpNames[] = {
-    "add",           "sub",        "mul",
-    "div",           "pow(var)",   "pow(const)",
-    "neg",           "exp",        "log",
-    "sqrt",          "abs",        "clamp",
-    "softplus",      "sigmoid",    "tanh",
-    "relu",          "leaky_relu", "softmax",
-    "log_softmax",   "matmul",     "linear",
-    "transpose",     "permute",    "reshape",
-    "flatten",       "slice",      "index_select",
-    "concat",        "sum",        "sum(axes)",
-    "mean(axes)",    "max",        "max(axis)",
-    "sum_to",        "expand",     "mse_loss",
-    "cross_entropy", "nll_loss",   "bce_with_logits",
-    "add_scalar",    "mul_scalar", "concat3",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow(var)",
+    "pow(const)",
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "clamp",
+    "softplus",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "softmax",
+    "log_softmax",
+    "matmul",
+    "linear",
+    "transpose",
+    "permute",
+    "reshape",
+    "flatten",
+    "slice",
+    "index_select",
+    "concat",
+    "sum",
+    "sum(axes)",
+    "mean(axes)",
+    "max",
+    "max(axis)",
+    "sum_to",
+    "expand",
+    "mse_loss",
+    "cross_entropy",
+    "nll_loss",
+    "bce_with_logits",
+    "add_scalar",
+    "mul_scalar",
+    "concat3",
+    "where(gt)",
+    "masked_fill",
+    "gather",
+    "scatter_add",
+    "scatter",
+    "index_select(var)",
+    "index_add",
+    "embedding",
+    "min",
+    "max_dim",
+    "to(i64)",
+    "to(bool)",
+    "lt",
+    "logical_and",
+    "any(dim)",
+    "argmax(dim)",
+    "where(bool a)",
 };
 constexpr int kNumOps = sizeof(kOpNames) / sizeof(kOpNames[0]);
 
@@ -150,6 +199,20 @@ bool tame(const Var& v) {
 
 tg::Reduction reduction(uint8_t c) {
   return c % 3 == 0 ? tg::Reduction::mean : c % 3 == 1 ? tg::Reduction::sum : tg::Reduction::none;
+}
+
+/// An i64 index tensor of `shape` whose values cycle through `list` (0 when empty).
+Var index_tensor(const std::vector<int64_t>& list, const tg::Shape& shape) {
+  tg::Tensor t = tg::Tensor::empty(shape, tg::i64);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data<int64_t>()[i] = list.empty() ? 0 : list[static_cast<size_t>(i) % list.size()];
+  return tg::constant(t);
+}
+/// a's shape with extent n at `dim` (a's own shape when dim is out of range).
+tg::Shape with_extent(const Var& a, int dim, int64_t n) {
+  tg::Shape s = a.shape();
+  if (dim >= -s.rank() && dim < s.rank() && s.rank() > 0) s[dim < 0 ? dim + s.rank() : dim] = n;
+  return s;
 }
 
 /// Runs the program on `leaves`; `smooth` turns false where gradcheck does not apply.
@@ -302,6 +365,67 @@ Var run(const Program& p, const std::vector<Var>& leaves, bool& smooth) {
       case 41:
         out = tg::concat({a, b, c}, ins.i0);
         break;
+      case 42:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;  // the selection flips at 0
+        out = tg::where(tg::gt(a, 0.0), b, c);
+        break;
+      case 43:
+        if (any_near(b, 0.0, 1e-3)) smooth = false;
+        out = tg::masked_fill(a, tg::lt(b, 0.0), ins.i0 / 2.0);
+        break;
+      case 44:
+        out = tg::gather(a, ins.i0, index_tensor(ins.list, with_extent(a, ins.i0, ins.c % 3)));
+        break;
+      case 45:
+        out = tg::scatter_add(a, ins.i0, index_tensor(ins.list, b.shape()), b);
+        break;
+      case 46:
+        out = tg::scatter(a, ins.i0, index_tensor(ins.list, b.shape()), b);
+        smooth = false;  // repeated indices: which write wins decides the gradient
+        break;
+      case 47:
+        out = tg::index_select(a, ins.i0,
+                               index_tensor(ins.list, {static_cast<int64_t>(ins.list.size())}));
+        break;
+      case 48:
+        out = tg::index_add(a, ins.i0,
+                            index_tensor(ins.list, {static_cast<int64_t>(ins.list.size())}), b,
+                            ins.i1 / 2.0);
+        break;
+      case 49:
+        out = tg::embedding(index_tensor(ins.list, with_extent(b, 0, ins.c % 4)), a,
+                            ins.i2 & 1 ? std::optional<int64_t>(ins.i1) : std::nullopt);
+        if (ins.i2 & 1) smooth = false;  // padding rows get no gradient by definition
+        break;
+      case 50:
+        if (has_ties(a)) smooth = false;
+        out = ins.c % 2 ? tg::min(a) : tg::min(a, ins.i0, ins.c & 2);
+        break;
+      case 51:
+        if (has_ties(a)) smooth = false;
+        out = tg::max_dim(a, ins.i0, ins.c & 1).values;
+        break;
+      case 52:
+        out = tg::constant(a.value().to(tg::i64));
+        break;
+      case 53:
+        out = tg::constant(a.value().to(tg::boolean));
+        break;
+      case 54:
+        out = tg::lt(a, b);
+        break;
+      case 55:
+        out = tg::logical_and(a, b);
+        break;
+      case 56:
+        out = tg::any(a, ins.i0, ins.c & 1);
+        break;
+      case 57:
+        out = tg::argmax(a, ins.i0, ins.c & 1);
+        break;
+      case 58:
+        out = tg::where(tg::constant(a.value().to(tg::boolean)), b, c);
+        break;
       default:
         tgfuzz::fail("bad op code");
     }
@@ -331,6 +455,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out = run(prog, leaves, smooth);
   } catch (const tg::Error&) {
     return 0;  // an invalid combination, reported as the library's own error
+  }
+  if (!tg::is_floating(out.dtype())) {
+    if (out.requires_grad()) tgfuzz::fail("an int or bool result requires grad\n" + describe(prog));
+    return 0;  // comparisons, indices: nothing to differentiate
   }
   try {
     Var s = tg::sum(out);
