@@ -59,7 +59,8 @@ Var scalar_like(double v, const Var& x) { return constant(scalar_tensor(v, x.dty
 
 // The offsets an index tensor addresses: for each position p of `index` (row-major),
 // f(p, offset of x's element at p's coordinates with `dim` set to index[p]). Checks the
-// ranks, the extents and every index value first, so a bad index changes nothing.
+// ranks and extents first and each index value as it goes (an out-of-place op's result is
+// dropped when it throws).
 template <class F>
 void walk_index(const Shape& xs, const Tensor& index, int dim, const char* op, F f) {
   const Shape& is = index.shape();
@@ -73,11 +74,10 @@ void walk_index(const Shape& xs, const Tensor& index, int dim, const char* op, F
                        " is larger than the input " + xs.str() + " at dim " + std::to_string(d));
   const int64_t* iv = index.data<int64_t>();
   const int64_t n = index.numel(), size = xs.rank() ? xs[dim] : 1;
-  for (int64_t p = 0; p < n; ++p)
-    if (iv[p] < 0 || iv[p] >= size) throw_out_of_range(op, dim, iv[p], size);
   if (n == 0) return;
   const int r = xs.rank();
   if (r == 0) {
+    if (iv[0] != 0) throw_out_of_range(op, 0, iv[0], 1);
     f(0, 0);
     return;
   }
@@ -87,10 +87,24 @@ void walk_index(const Shape& xs, const Tensor& index, int dim, const char* op, F
     xstride[d] = s;
     s *= xs[d];
   }
-  int64_t base = 0;  // x's offset of p's coordinates with coordinate `dim` at 0
-  for (int64_t p = 0; p < n; ++p) {
-    f(p, base + iv[p] * xstride[dim]);
-    for (int d = r - 1; d >= 0; --d) {  // odometer over index's shape
+  // Rows along the last dim: x's offset of element j is base + j (or, along `dim` itself,
+  // base + index), so the inner loop has no odometer.
+  const int64_t inner = is[r - 1], dstride = xstride[dim];
+  const bool along_last = dim == r - 1;
+  int64_t base = 0;  // x's offset of the row's coordinates, `dim` at 0
+  for (int64_t row = 0; row < n; row += inner) {
+    const int64_t* rv = iv + row;
+    bool bad = false;  // checked apart, so the loop below stays branch-free
+    for (int64_t j = 0; j < inner; ++j) bad |= rv[j] < 0 || rv[j] >= size;
+    if (bad) [[unlikely]]
+      for (int64_t j = 0; j < inner; ++j)
+        if (rv[j] < 0 || rv[j] >= size) throw_out_of_range(op, dim, rv[j], size);
+    if (along_last) {
+      for (int64_t j = 0; j < inner; ++j) f(row + j, base + rv[j]);
+    } else {
+      for (int64_t j = 0; j < inner; ++j) f(row + j, base + j + rv[j] * dstride);
+    }
+    for (int d = r - 2; d >= 0; --d) {  // odometer over the outer dims of index's shape
       if (d != dim) base += xstride[d];
       if (++coord[d] < is[d]) break;
       if (d != dim) base -= xstride[d] * is[d];
@@ -104,34 +118,37 @@ Tensor gather_kernel(const Tensor& x, int dim, const Tensor& index) {
   dispatch_all(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.data<T>();
-    walk_index(x.shape(), index, dim, "gather", [&](int64_t p, int64_t off) { po[p] = px[off]; });
+    walk_index(x.shape(), index, dim, "gather",
+               [po, px](int64_t p, int64_t off) { po[p] = px[off]; });
   });
   return out;
 }
 
-// x with src added (accumulate) or written at the indexed places; src null: `value` written.
-Tensor scatter_kernel(const Tensor& x, int dim, const Tensor& index, const Tensor* src,
-                      double value, bool accumulate, const char* op) {
+// `out` (x's copy, or zeros) with src added (accumulate) or written at the indexed places;
+// src null: `value` written.
+Tensor scatter_kernel(Tensor out, int dim, const Tensor& index, const Tensor* src, double value,
+                      bool accumulate, const char* op) {
+  const Tensor& x = out;
   if (src) {
     kern::check_same_dtype(x, *src, op);
     if (src->shape() != index.shape())
       throw ShapeError(std::string(op) + ": src of shape " + src->shape().str() +
                        " differs from the index's shape " + index.shape().str());
   }
-  Tensor out = x.clone();
   dispatch_all(x.dtype(), [&]<class T>() {
     T* po = out.data<T>();
     const T* ps = src ? src->data<T>() : nullptr;
     const T v = detail::convert<T>(value);
-    walk_index(x.shape(), index, dim, op, [&](int64_t p, int64_t off) {
-      if (!accumulate) {
-        po[off] = ps ? ps[p] : v;
-      } else if constexpr (std::is_same_v<T, bool>) {
-        po[off] = po[off] || ps[p];
-      } else {
-        po[off] += ps[p];
-      }
-    });
+    if (!ps) {
+      walk_index(x.shape(), index, dim, op, [po, v](int64_t, int64_t off) { po[off] = v; });
+    } else if (!accumulate) {
+      walk_index(x.shape(), index, dim, op, [po, ps](int64_t p, int64_t off) { po[off] = ps[p]; });
+    } else if constexpr (std::is_same_v<T, bool>) {
+      walk_index(x.shape(), index, dim, op,
+                 [po, ps](int64_t p, int64_t off) { po[off] = po[off] || ps[p]; });
+    } else {
+      walk_index(x.shape(), index, dim, op, [po, ps](int64_t p, int64_t off) { po[off] += ps[p]; });
+    }
   });
   return out;
 }
@@ -169,16 +186,27 @@ Var gather(const Var& x, int64_t dim, const Var& index) {
   const int d = checked_dim(x, dim, "gather");
   Tensor y = gather_kernel(x.value(), d, index.value());
   return record("gather", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
-    const Var zero = constant(zeros(c.input_shape(0), dy.dtype()));
-    return Grads{scatter_add(zero, d, c.input(1), dy), Var()};
+    return Grads{detail::gather_backward(dy, c.input_shape(0), d, c.input(1)), Var()};
   });
+}
+
+Var detail::gather_backward(const Var& dy, const Shape& shape, int64_t dim, const Var& index) {
+  // scatter_add(zeros of shape, dim, index, dy) without copying the zeros;
+  // d(dy) = gather(ddx, dim, index)
+  Tensor y = scatter_kernel(zeros(shape, dy.dtype()), static_cast<int>(dim), index.value(),
+                            &dy.value(), 0.0, true, "gather_backward");
+  return record("gather_backward", std::move(y), {dy, index},
+                [dim](const BackwardCtx& c, const Var& ddx) {
+                  return Grads{gather(ddx, dim, c.input(1)), Var()};
+                });
 }
 
 Var scatter_add(const Var& x, int64_t dim, const Var& index, const Var& src) {
   // dx = dy; dsrc = gather(dy, dim, index)
   check_index_dtype(index.value(), "scatter_add");
   const int d = checked_dim(x, dim, "scatter_add");
-  Tensor y = scatter_kernel(x.value(), d, index.value(), &src.value(), 0.0, true, "scatter_add");
+  Tensor y =
+      scatter_kernel(x.value().clone(), d, index.value(), &src.value(), 0.0, true, "scatter_add");
   return record("scatter_add", std::move(y), {x, index, src},
                 [d](const BackwardCtx& c, const Var& dy) {
                   return Grads{dy, Var(), c.needs_grad(2) ? gather(dy, d, c.input(1)) : Var()};
@@ -189,7 +217,8 @@ Var scatter(const Var& x, int64_t dim, const Var& index, const Var& src) {
   // dx = dy with the written places zeroed; dsrc = gather(dy, dim, index)
   check_index_dtype(index.value(), "scatter");
   const int d = checked_dim(x, dim, "scatter");
-  Tensor y = scatter_kernel(x.value(), d, index.value(), &src.value(), 0.0, false, "scatter");
+  Tensor y =
+      scatter_kernel(x.value().clone(), d, index.value(), &src.value(), 0.0, false, "scatter");
   return record("scatter", std::move(y), {x, index, src}, [d](const BackwardCtx& c, const Var& dy) {
     const Var& idx = c.input(1);
     return Grads{c.needs_grad(0) ? scatter(dy, d, idx, 0.0) : Var(), Var(),
@@ -201,7 +230,7 @@ Var scatter(const Var& x, int64_t dim, const Var& index, double value) {
   // dx = dy with the written places zeroed
   check_index_dtype(index.value(), "scatter");
   const int d = checked_dim(x, dim, "scatter");
-  Tensor y = scatter_kernel(x.value(), d, index.value(), nullptr, value, false, "scatter");
+  Tensor y = scatter_kernel(x.value().clone(), d, index.value(), nullptr, value, false, "scatter");
   return record("scatter", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
     return Grads{scatter(dy, d, c.input(1), 0.0), Var()};
   });

@@ -43,4 +43,10 @@ Var index_add(const Var& x, int64_t dim, const Var& index, const Var& source, do
 /// counts from the end) get no gradient.
 Var embedding(const Var& ids, const Var& weight, std::optional<int64_t> padding_idx = {});
 
+namespace detail {
+/// gather's adjoint: zeros of `shape` with dy added at `index` along `dim` (scatter_add into
+/// fresh zeros, without copying them); differentiable (its adjoint is gather).
+Var gather_backward(const Var& dy, const Shape& shape, int64_t dim, const Var& index);
+}  // namespace detail
+
 }  // namespace tg

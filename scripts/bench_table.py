@@ -62,6 +62,13 @@ TARGETS = {
     "memory/mlp_c|MiB peak": ("speedup", 1.0),
     "memory/mlp_d|MiB peak": ("speedup", 1.0),
     "mlp_d/step / cblas_9gemm": ("tapegrad", 0.90),
+    # Tensor-type workloads: not slower than LibTorch.
+    "index/embedding": ("speedup", 1.0),
+    "index/gather": ("speedup", 1.0),
+    "index/scatter_add": ("speedup", 1.0),
+    "index/cross_entropy": ("speedup", 1.0),
+    "index/where": ("speedup", 1.0),
+    "index/topk": ("speedup", 1.0),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
@@ -118,7 +125,7 @@ def fmt(v):
     return f"{v:.3g}"
 
 
-GROUPS = ["overhead", "mlp_", "fashion", "memory/", "gemm/"]
+GROUPS = ["overhead", "mlp_", "fashion", "memory/", "index/", "gemm/"]
 
 
 def sort_key(key):

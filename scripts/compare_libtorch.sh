@@ -16,6 +16,8 @@
 #   mem_d     peak memory of (d), alone in its process (bench_mlp '^memory/mlp_d/')
 #   fashion   (e) Fashion-MNIST, 5 epochs: s/epoch, test accuracy, peak memory; seeded with
 #             the round number (TG_BENCH_SEED)
+#   index     embedding, gather, scatter_add, cross_entropy, where: forward + backward
+#             (bench_index)
 # --filter REGEX replaces the benchmark filter of the overhead, mlp and gemm jobs.
 # --quiet PCT[:SECONDS] (default 30:90): before each job, wait (up to SECONDS) until other
 # processes use less than PCT% of one core over one second (/proc/stat), so a shared
@@ -32,10 +34,10 @@
 # <name> in both CMakeLists.txt and in BENCHES and JOBS below.
 set -euo pipefail
 
-BENCHES=(overhead mlp gemm fashion)
+BENCHES=(overhead mlp gemm fashion index)
 # tag:program:own benchmark filter ("" = all of the program)
 JOBS=(overhead:overhead: mlp:mlp:^mlp_ gemm:gemm: mem_c:mlp:^memory/mlp_c/
-      mem_d:mlp:^memory/mlp_d/ fashion:fashion:)
+      mem_d:mlp:^memory/mlp_d/ fashion:fashion: index:index:)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=3

@@ -353,6 +353,11 @@ TEST_CASE("gradcheck: selection and indexing", "[gradcheck]") {
       {"where masked_fill", [](auto& v) { return tg::masked_fill(v[0], m4, -1.0) * v[0]; }, {a34}},
       {"gather dim 1", [](auto& v) { return tg::gather(v[0], 1, g_idx); }, {a34}},
       {"gather dim 0 squared", [](auto& v) { return tg::gather(v[0] * v[0], 0, g_idx0); }, {a34}},
+      {"gather_backward (gather's gradient, repeated indices)",
+       [](auto& v) {
+         return tg::detail::gather_backward(v[0], {3, 4}, 1, g_idx) * 2.0;
+       },
+       {u}},
       {"scatter_add dim 1 (repeated indices add up)",
        [](auto& v) { return tg::scatter_add(v[0], 1, g_idx, v[1]) * v[0]; },
        {a34, u}},
