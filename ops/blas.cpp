@@ -74,7 +74,7 @@ Shape gemm_shape(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tenso
                      b.shape().str() + (tb ? "^T" : "") + " " + why);
   };
   if (ra < 2 || rb < 2) fail("need rank >= 2 operands");
-  if (ra != rb) fail("need equal ranks (or use matmul's rank-2 right operand form)");
+  if (ra != rb) fail("need equal ranks with transpose flags (matmul(a, b) broadcasts batch dims)");
   batch = 1;
   for (int d = 0; d < ra - 2; ++d) {
     if (a.shape()[d] != b.shape()[d]) fail("have different batch extents");
