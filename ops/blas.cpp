@@ -74,7 +74,7 @@ Shape gemm_shape(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tenso
                      b.shape().str() + (tb ? "^T" : "") + " " + why);
   };
   if (ra < 2 || rb < 2) fail("need rank >= 2 operands");
-  if (ra != rb) fail("need equal ranks (or use matmul's rank-2 right operand form)");
+  if (ra != rb) fail("need equal ranks with transpose flags (matmul(a, b) broadcasts batch dims)");
   batch = 1;
   for (int d = 0; d < ra - 2; ++d) {
     if (a.shape()[d] != b.shape()[d]) fail("have different batch extents");
@@ -192,6 +192,84 @@ void run_gemm(const GemmPlan& p, const Tensor& a, const Tensor& b, const Tensor*
     plain_gemm(a, p.ta, b, p.tb, p.m, p.n, p.k, out);
   else
     gemm_run(a, p.ta, b, p.tb, bias, p.batch, p.m, p.n, p.k, out);
+}
+
+BroadcastGemmPlan plan_gemm_broadcast(const Tensor& a, bool ta, const Tensor& b, bool tb,
+                                      const Shape& out_batch, const char* op) {
+  check_same_dtype(a, b, op);
+  check_floating(a, op);
+  const int ra = a.dim(), rb = b.dim();
+  auto fail = [&](const std::string& why) {
+    throw ShapeError(std::string(op) + ": shapes " + a.shape().str() + (ta ? "^T" : "") + " and " +
+                     b.shape().str() + (tb ? "^T" : "") + " " + why);
+  };
+  if (ra < 2 || rb < 2) fail("need rank >= 2 operands");
+  BroadcastGemmPlan p;
+  p.ta = ta;
+  p.tb = tb;
+  p.m = ta ? a.shape()[ra - 1] : a.shape()[ra - 2];
+  p.k = ta ? a.shape()[ra - 2] : a.shape()[ra - 1];
+  const int64_t kb = tb ? b.shape()[rb - 1] : b.shape()[rb - 2];
+  p.n = tb ? b.shape()[rb - 2] : b.shape()[rb - 1];
+  if (p.k != kb)
+    fail("do not match: inner extents " + std::to_string(p.k) + " and " + std::to_string(kb));
+  const Shape ab(a.shape().begin(), a.shape().end() - 2),
+      bb(b.shape().begin(), b.shape().end() - 2);
+  Shape full;
+  try {
+    full = broadcast_shapes(broadcast_shapes(ab, bb, op), out_batch, op);
+  } catch (const ShapeError&) {
+    fail("have batch dims " + ab.str() + " and " + bb.str() + " that cannot be broadcast together");
+  }
+  if (full.rank() + 2 > Shape::kMaxRank)
+    fail("give a result of rank above " + std::to_string(Shape::kMaxRank));
+  check_blas_extents(p.m, p.n, p.k);
+  p.shape = out_batch;
+  p.shape.push_back(p.m);
+  p.shape.push_back(p.n);
+  p.full = full;
+  broadcast_strides(ab, full, p.sa);
+  broadcast_strides(bb, full, p.sb);
+  broadcast_strides(out_batch, full, p.sc);
+  p.reduces = out_batch.numel() != full.numel();
+  return p;
+}
+
+void run_gemm_broadcast(const BroadcastGemmPlan& p, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch(a.dtype(), "matmul", [&]<class T>() {
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* pc = out.data<T>();
+    const int64_t m = p.m, n = p.n, k = p.k, count = p.full.numel();
+    if (m == 0 || n == 0) return;
+    if (p.reduces || k == 0)
+      for (int64_t i = 0, e = out.numel(); i < e; ++i) pc[i] = T(0);
+    if (k == 0 || count == 0) return;
+    const bool tiny = tiny_product(m, n, k);
+    const int r = p.full.rank();
+    int64_t idx[Shape::kMaxRank] = {};
+    int64_t oa = 0, ob = 0, oc = 0;  // batch offsets, in matrices
+    for (int64_t s = 0; s < count; ++s) {
+      const T* as = pa + oa * m * k;
+      const T* bs = pb + ob * k * n;
+      T* cs = pc + oc * m * n;
+      if (tiny)
+        loop_gemm(p.ta, p.tb, m, n, k, as, bs, p.reduces, cs);
+      else
+        blas_gemm(p.ta, p.tb, m, n, k, as, p.ta ? m : k, bs, p.tb ? k : n, p.reduces ? T(1) : T(0),
+                  cs);
+      for (int d = r - 1; d >= 0; --d) {  // odometer over the batch dims
+        oa += p.sa[d];
+        ob += p.sb[d];
+        oc += p.sc[d];
+        if (++idx[d] < p.full[d]) break;
+        oa -= p.sa[d] * p.full[d];
+        ob -= p.sb[d] * p.full[d];
+        oc -= p.sc[d] * p.full[d];
+        idx[d] = 0;
+      }
+    }
+  });
 }
 
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias) {

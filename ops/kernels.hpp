@@ -31,6 +31,26 @@ GemmPlan plan_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Ten
 /// b); `bias` (length n) starts every output row when given.
 void run_gemm(const GemmPlan& plan, const Tensor& a, const Tensor& b, const Tensor* bias,
               Tensor& out);
+/// A matrix product with broadcast batch dims (torch.matmul's), summed down to a batch
+/// shape: over every batch index i of F = broadcast(batch(a), batch(b), out_batch),
+/// out[j(i)] += op(a[i]) op(b[i]), where j(i) drops the dims that out_batch lacks or holds
+/// as 1 (a gradient's reduction done by the gemms themselves). An operand whose batch only
+/// broadcasts is read in place (batch stride 0): no broadcast copy is ever made.
+struct BroadcastGemmPlan {
+  Shape shape;  // out_batch + [m, n]
+  Shape full;   // F
+  int64_t m = 0, n = 0, k = 0;
+  bool ta = false, tb = false;
+  bool reduces = false;  // some output matrices sum several products
+  int64_t sa[Shape::kMaxRank] = {}, sb[Shape::kMaxRank] = {}, sc[Shape::kMaxRank] = {};
+};
+/// Checks the operands (rank >= 2, one floating dtype, inner extents, batch dims that
+/// broadcast; ShapeError / DtypeError naming `op`) and plans the product.
+BroadcastGemmPlan plan_gemm_broadcast(const Tensor& a, bool ta, const Tensor& b, bool tb,
+                                      const Shape& out_batch, const char* op);
+/// Writes the planned product into `out` (the plan's shape, a's dtype, no overlap).
+void run_gemm_broadcast(const BroadcastGemmPlan& plan, const Tensor& a, const Tensor& b,
+                        Tensor& out);
 /// The planned product as a new tensor.
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
 /// The same product (no bias) into an existing tensor of the result's shape and dtype.

@@ -32,19 +32,96 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
       });
 }
 
+namespace {
+
+Shape batch_of(const Shape& s) { return Shape(s.begin(), s.end() - 2); }
+
+// op(a) op(b) over broadcast batch dims, summed down to `out_batch` (kern::BroadcastGemmPlan).
+// Its gradients are the same op summed down to each operand's own batch, so they come out
+// reduced, without a broadcast-shaped intermediate.
+Var matmul_broadcast(const Var& a, const Var& b, bool ta, bool tb, const Shape& out_batch) {
+  const Tensor &av = a.value(), &bv = b.value();
+  if (a.dim() == b.dim() && a.dim() == out_batch.rank() + 2 && batch_of(av.shape()) == out_batch &&
+      batch_of(bv.shape()) == out_batch)
+    return matmul(a, b, ta, tb);  // equal batches: the plain batched product
+  const kern::BroadcastGemmPlan plan =
+      kern::plan_gemm_broadcast(av, ta, bv, tb, out_batch, "matmul");
+  return record_into(
+      "matmul", plan.shape, av.dtype(), {a, b},
+      [&](Tensor& c) { kern::run_gemm_broadcast(plan, av, bv, c); },
+      [ta, tb](const BackwardCtx& ctx, const Var& dc) {
+        // As the rank-2 product's formulas, each summed down to its operand's batch.
+        Var da, db;
+        if (ctx.needs_grad(0)) {
+          const Var& B = ctx.input(1);
+          const Shape ab = batch_of(ctx.input_shape(0));
+          da = ta ? matmul_broadcast(B, dc, tb, true, ab) : matmul_broadcast(dc, B, false, !tb, ab);
+        }
+        if (ctx.needs_grad(1)) {
+          const Var& A = ctx.input(0);
+          const Shape bb = batch_of(ctx.input_shape(1));
+          db = tb ? matmul_broadcast(dc, A, true, ta, bb) : matmul_broadcast(A, dc, !ta, false, bb);
+        }
+        return Grads{da, db};
+      });
+}
+
+[[noreturn]] void throw_inner_mismatch(const Shape& a, const Shape& b, int64_t ka, int64_t kb) {
+  throw ShapeError("matmul: shapes " + a.str() + " and " + b.str() +
+                   " do not match: inner extents " + std::to_string(ka) + " and " +
+                   std::to_string(kb));
+}
+
+}  // namespace
+
 Var matmul(const Var& a, const Var& b) {
-  if (a.dim() >= 3 && b.dim() == 2) {
+  // torch.matmul: ranks >= 1, a rank-1 operand taken as a row (left) or a column (right)
+  // vector whose extent is dropped from the result, batch dims broadcast.
+  const int ra = a.dim(), rb = b.dim();
+  if (ra == 2 && rb == 2) return matmul(a, b, false, false);
+  if (ra >= 3 && rb == 2) {
     // [..., M, K] x [K, N]: one gemm over all rows.
     const Shape& s = a.shape();
-    if (s.back() != b.shape()[0])
-      throw ShapeError("matmul: shapes " + s.str() + " and " + b.shape().str() +
-                       " do not match: inner extents " + std::to_string(s.back()) + " and " +
-                       std::to_string(b.shape()[0]));
+    if (s.back() != b.shape()[0]) throw_inner_mismatch(s, b.shape(), s.back(), b.shape()[0]);
     std::vector<int64_t> out = s.to_vector();
     out.back() = b.shape()[1];
     return reshape(matmul(reshape(a, {-1, s.back()}), b, false, false), out);
   }
-  return matmul(a, b, false, false);
+  if (ra == 0 || rb == 0)
+    throw ShapeError("matmul: both operands need rank >= 1, got shapes " + a.shape().str() +
+                     " and " + b.shape().str() + " (ranks " + std::to_string(ra) + " and " +
+                     std::to_string(rb) + ")");
+  const int64_t ka = a.shape().back(), kb = rb == 1 ? b.shape()[0] : b.shape()[rb - 2];
+  if (ka != kb) throw_inner_mismatch(a.shape(), b.shape(), ka, kb);
+  if (ra == 1 || rb == 1) {
+    // [K] is [1, K] on the left and [K, 1] on the right; that 1 is dropped from the result.
+    const Var c = matmul(ra == 1 ? reshape(a, {1, ka}) : a, rb == 1 ? reshape(b, {kb, 1}) : b);
+    std::vector<int64_t> out = c.shape().to_vector();
+    if (rb == 1) out.pop_back();
+    if (ra == 1) out.erase(out.end() - 1 - (rb == 1 ? 0 : 1));
+    return reshape(c, out);
+  }
+  const Shape ab = batch_of(a.shape()), bb = batch_of(b.shape());
+  if (ra == rb && ab == bb) return matmul(a, b, false, false);  // equal batches
+  if (bb.numel() == 1) {
+    // b's batch dims are all 1: one gemm of a's rows [batch * M, K] by b as [K, N].
+    const Shape batch = broadcast_shapes(ab, bb, "matmul");  // dims of 1 always broadcast
+    const int64_t m = a.shape()[ra - 2], n = b.shape()[rb - 1];
+    std::vector<int64_t> out = batch.to_vector();
+    out.push_back(m);
+    out.push_back(n);
+    return reshape(matmul(reshape(a, {ab.numel() * m, ka}), reshape(b, {kb, n}), false, false),
+                   out);
+  }
+  Shape batch;
+  try {
+    batch = broadcast_shapes(ab, bb, "matmul");
+  } catch (const ShapeError&) {
+    throw ShapeError("matmul: shapes " + a.shape().str() + " and " + b.shape().str() +
+                     " have batch dims " + ab.str() + " and " + bb.str() +
+                     " that cannot be broadcast together");
+  }
+  return matmul_broadcast(a, b, false, false, batch);
 }
 
 Var linear(const Var& x, const Var& weight, const Var& bias) {

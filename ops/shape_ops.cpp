@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
+#include "graph/engine_ops.hpp"  // expand
 #include "ops/kernels.hpp"
 
 namespace tg {
@@ -193,5 +195,394 @@ Var concat(const std::vector<Var>& xs, int64_t axis) {
                   return g;
                 });
 }
+
+// ---- PyTorch's shape ops ----
+
+namespace {
+
+std::string list_str(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// A dim of a tensor of rank `rank`, wrapped as PyTorch does: a rank-0 tensor takes -1 and 0
+// (as if it had rank 1). `extra` widens the range for a new dim (unsqueeze, stack).
+int wrap_dim(int64_t dim, int rank, const char* op, int extra = 0) {
+  const int r = std::max(rank + extra, 1);
+  if (dim < -r || dim >= r)
+    throw IndexError(std::string(op) + ": dim " + std::to_string(dim) +
+                     " is out of range for a tensor of rank " + std::to_string(rank) +
+                     " (expected [" + std::to_string(-r) + ", " + std::to_string(r - 1) + "])");
+  return static_cast<int>(dim < 0 ? dim + r : dim);
+}
+
+// The same elements under a new shape, shared (a view, as reshape), recorded as `name`.
+Var view_op(const char* name, const Var& x, const Shape& shape) {
+  return record(name, x.value().reshape(shape), {x}, [](const BackwardCtx& c, const Var& dy) {
+    return Grads{reshape(dy, c.input_shape(0).to_vector())};
+  });
+}
+
+// Output extent of dim d is n + lo[d] + hi[d]: x's entries shifted by lo[d], `value` where
+// no entry lands (a negative lo or hi crops). Any dtype.
+Tensor pad_constant(const Tensor& x, const std::vector<int64_t>& lo, const std::vector<int64_t>& hi,
+                    const Shape& shape, double value) {
+  Tensor out = Tensor::empty(shape, x.dtype());
+  const int r = x.dim();
+  if (out.numel() == 0) return out;
+  if (r == 0) return x.clone();
+  // the box of x that lands in the output
+  int64_t begin[Shape::kMaxRank], count[Shape::kMaxRank];
+  int64_t in_stride[Shape::kMaxRank], out_stride[Shape::kMaxRank];
+  int64_t copied = 1;
+  for (int d = r - 1, si = 1, so = 1; d >= 0; --d) {
+    in_stride[d] = si;
+    out_stride[d] = so;
+    si *= x.shape()[d];
+    so *= shape[d];
+    const size_t u = static_cast<size_t>(d);
+    begin[d] = std::max<int64_t>(0, -lo[u]);
+    const int64_t end = std::min<int64_t>(x.shape()[d], shape[d] - lo[u]);
+    count[d] = std::max<int64_t>(0, end - begin[d]);
+    copied *= count[d];
+  }
+  if (copied < out.numel())
+    dispatch_all(x.dtype(), [&]<class T>() {
+      const T v = detail::convert<T>(value);
+      T* po = out.data<T>();
+      for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = v;
+    });
+  if (copied == 0) return out;
+  const size_t esz = itemsize(x.dtype());
+  const auto* src = static_cast<const std::byte*>(x.raw_data());
+  auto* dst = static_cast<std::byte*>(out.raw_data());
+  int64_t idx[Shape::kMaxRank] = {};
+  const int64_t runs = copied / count[r - 1];
+  for (int64_t run = 0; run < runs; ++run) {
+    int64_t io = 0, oo = 0;
+    for (int d = 0; d < r; ++d) {
+      const int64_t i = begin[d] + idx[d];
+      io += i * in_stride[d];
+      oo += (i + lo[static_cast<size_t>(d)]) * out_stride[d];
+    }
+    std::memcpy(dst + static_cast<size_t>(oo) * esz, src + static_cast<size_t>(io) * esz,
+                static_cast<size_t>(count[r - 1]) * esz);
+    for (int d = r - 2; d >= 0; --d) {  // odometer over the box's outer dims
+      if (++idx[d] < count[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// Constant padding (or cropping) by lo / hi per dim, recorded as `name`. Its adjoint is the
+// same op with the pads negated and zeros: dx = dy cropped (and zero-padded where x's
+// entries were cropped away).
+Var pad_const_op(const char* name, const Var& x, std::vector<int64_t> lo, std::vector<int64_t> hi,
+                 double value) {
+  Shape shape = x.shape();
+  for (int d = 0; d < x.dim(); ++d) {
+    const size_t u = static_cast<size_t>(d);
+    const int64_t e = x.shape()[d] + lo[u] + hi[u];
+    if (e < 0)
+      throw ShapeError(std::string(name) + ": padding (" + std::to_string(lo[u]) + ", " +
+                       std::to_string(hi[u]) + ") of dim " + std::to_string(d) + " of shape " +
+                       x.shape().str() + " gives a negative extent " + std::to_string(e));
+    shape[d] = e;
+  }
+  Tensor y = pad_constant(x.value(), lo, hi, shape, value);
+  return record(name, std::move(y), {x},
+                [lo = std::move(lo), hi = std::move(hi)](const BackwardCtx&, const Var& dy) {
+                  std::vector<int64_t> nlo(lo.size()), nhi(hi.size());
+                  for (size_t i = 0; i < lo.size(); ++i) {
+                    nlo[i] = -lo[i];
+                    nhi[i] = -hi[i];
+                  }
+                  return Grads{pad_const_op("pad", dy, std::move(nlo), std::move(nhi), 0.0)};
+                });
+}
+
+// The lower (j - i <= diagonal) or upper (j - i >= diagonal) triangle of the last two dims,
+// the rest 0 (a selection: a NaN outside it is gone, as in PyTorch). Self-adjoint:
+// dx = the same triangle of dy.
+Var tri_op(const char* name, const Var& x, int64_t diagonal, bool lower) {
+  if (x.dim() < 2)
+    throw ShapeError(std::string(name) + ": needs a tensor of rank >= 2, got " + x.shape().str());
+  const Tensor& xv = x.value();
+  Tensor y = Tensor::empty(xv.shape(), xv.dtype());
+  const int64_t rows = xv.shape()[x.dim() - 2], cols = xv.shape()[x.dim() - 1];
+  const int64_t mats = rows * cols == 0 ? 0 : xv.numel() / (rows * cols);
+  dispatch_all(xv.dtype(), [&]<class T>() {
+    const T* px = xv.data<T>();
+    T* py = y.data<T>();
+    for (int64_t m = 0; m < mats; ++m)
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t o = (m * rows + i) * cols;
+        for (int64_t j = 0; j < cols; ++j) {
+          const bool keep = lower ? j - i <= diagonal : j - i >= diagonal;
+          py[o + j] = keep ? px[o + j] : T(0);
+        }
+      }
+  });
+  return record(name, std::move(y), {x},
+                [name, diagonal, lower](const BackwardCtx&, const Var& dy) {
+                  return Grads{tri_op(name, dy, diagonal, lower)};
+                });
+}
+
+}  // namespace
+
+Var squeeze(const Var& x) {
+  Shape shape;
+  for (int64_t e : x.shape())
+    if (e != 1) shape.push_back(e);
+  return view_op("squeeze", x, shape);
+}
+
+Var squeeze(const Var& x, int64_t dim) {
+  const int d = wrap_dim(dim, x.dim(), "squeeze");
+  Shape shape;
+  for (int i = 0; i < x.dim(); ++i)
+    if (i != d || x.shape()[i] != 1) shape.push_back(x.shape()[i]);
+  return view_op("squeeze", x, shape);
+}
+
+Var unsqueeze(const Var& x, int64_t dim) {
+  const int d = wrap_dim(dim, x.dim(), "unsqueeze", 1);
+  if (x.dim() >= Shape::kMaxRank)
+    throw ShapeError("unsqueeze: shape " + x.shape().str() + " already has the largest rank, " +
+                     std::to_string(Shape::kMaxRank));
+  Shape shape;
+  for (int i = 0; i <= x.dim(); ++i) {
+    if (i == d) shape.push_back(1);
+    if (i < x.dim()) shape.push_back(x.shape()[i]);
+  }
+  return view_op("unsqueeze", x, shape);
+}
+
+Var stack(const std::vector<Var>& xs, int64_t dim) {
+  // concat of the inputs, each with a size-1 dim at `dim`; dx_i = dy's slice i (through
+  // concat and unsqueeze)
+  if (xs.empty()) throw ShapeError("stack: no tensors given");
+  const Var& first = xs[0];
+  const int d = wrap_dim(dim, first.dim(), "stack", 1);
+  for (size_t i = 1; i < xs.size(); ++i) {
+    kern::check_same_dtype(first.value(), xs[i].value(), "stack");
+    if (xs[i].shape() != first.shape())
+      throw ShapeError("stack: expects tensors of one shape, got " + first.shape().str() +
+                       " at entry 0 and " + xs[i].shape().str() + " at entry " + std::to_string(i));
+  }
+  std::vector<Var> parts;
+  parts.reserve(xs.size());
+  for (const Var& x : xs) parts.push_back(unsqueeze(x, d));
+  return concat(parts, d);
+}
+
+Var narrow(const Var& x, int64_t dim, int64_t start, int64_t length) {
+  // x's entries [start, start + length) of dim; dx = dy padded with zeros back to x's extent
+  if (x.dim() == 0) throw IndexError("narrow: cannot narrow a rank-0 tensor");
+  const int d = normalize_axis(dim, x.dim(), "narrow");
+  const int64_t n = x.shape()[d];
+  if (start < -n || start > n)
+    throw IndexError("narrow: start " + std::to_string(start) + " is out of range for dim " +
+                     std::to_string(d) + " of shape " + x.shape().str() + " (expected [" +
+                     std::to_string(-n) + ", " + std::to_string(n) + "])");
+  if (start < 0) start += n;
+  if (length < 0 || start + length > n)
+    throw IndexError("narrow: start " + std::to_string(start) + " + length " +
+                     std::to_string(length) + " exceeds the extent " + std::to_string(n) +
+                     " of dim " + std::to_string(d) + " of shape " + x.shape().str());
+  std::vector<int64_t> lo(static_cast<size_t>(x.dim()), 0), hi = lo;
+  lo[static_cast<size_t>(d)] = -start;
+  hi[static_cast<size_t>(d)] = start + length - n;
+  return pad_const_op("narrow", x, std::move(lo), std::move(hi), 0.0);
+}
+
+std::vector<Var> split(const Var& x, const std::vector<int64_t>& split_sizes, int64_t dim) {
+  if (x.dim() == 0) throw ShapeError("split: needs a tensor of rank >= 1, got []");
+  const int d = normalize_axis(dim, x.dim(), "split");
+  const int64_t n = x.shape()[d];
+  int64_t total = 0;
+  for (int64_t s : split_sizes) {
+    if (s < 0) throw Error("split: split sizes must be non-negative, got " + list_str(split_sizes));
+    total += s;
+  }
+  if (total != n)
+    throw ShapeError("split: split sizes " + list_str(split_sizes) + " sum to " +
+                     std::to_string(total) + ", not to the extent " + std::to_string(n) +
+                     " of dim " + std::to_string(d) + " of shape " + x.shape().str());
+  std::vector<Var> out;
+  out.reserve(split_sizes.size());
+  int64_t start = 0;
+  for (int64_t s : split_sizes) {
+    out.push_back(narrow(x, d, start, s));
+    start += s;
+  }
+  return out;
+}
+
+std::vector<Var> split(const Var& x, int64_t split_size, int64_t dim) {
+  if (x.dim() == 0) throw ShapeError("split: needs a tensor of rank >= 1, got []");
+  const int d = normalize_axis(dim, x.dim(), "split");
+  const int64_t n = x.shape()[d];
+  if (split_size < 0)
+    throw Error("split: split_size must be non-negative, got " + std::to_string(split_size));
+  if (split_size == 0 && n != 0)
+    throw Error("split: split_size can be 0 only for an empty dim, got dim " + std::to_string(d) +
+                " of shape " + x.shape().str());
+  std::vector<int64_t> sizes;
+  if (n == 0) sizes.push_back(0);  // one empty piece, as PyTorch
+  for (int64_t start = 0; start < n; start += split_size)
+    sizes.push_back(std::min(split_size, n - start));
+  return split(x, sizes, d);
+}
+
+std::vector<Var> chunk(const Var& x, int64_t chunks, int64_t dim) {
+  if (chunks <= 0) throw Error("chunk: chunks must be positive, got " + std::to_string(chunks));
+  if (x.dim() == 0) throw ShapeError("chunk: needs a tensor of rank >= 1, got []");
+  const int d = normalize_axis(dim, x.dim(), "chunk");
+  const int64_t n = x.shape()[d];
+  if (n == 0) return split(x, std::vector<int64_t>(static_cast<size_t>(chunks), 0), d);
+  return split(x, (n + chunks - 1) / chunks, d);
+}
+
+Var pad(const Var& x, const std::vector<int64_t>& pad, const std::string& mode, double value) {
+  // constant: see pad_const_op. reflect / replicate: an index_select along each padded dim
+  // (index i - before mirrored or clamped into [0, n)), so dx sums dy's entries back into
+  // the entries they copied.
+  const int r = x.dim();
+  if (pad.size() % 2 != 0)
+    throw Error("pad: the padding " + list_str(pad) + " has an odd length " +
+                std::to_string(pad.size()) + " (it holds (before, after) pairs)");
+  const int pairs = static_cast<int>(pad.size() / 2);
+  if (pairs > r)
+    throw ShapeError("pad: the padding " + list_str(pad) + " has " + std::to_string(pairs) +
+                     " pairs for shape " + x.shape().str() + " of rank " + std::to_string(r));
+  std::vector<int64_t> lo(static_cast<size_t>(r), 0), hi = lo;
+  for (int i = 0; i < pairs; ++i) {
+    lo[static_cast<size_t>(r - 1 - i)] = pad[static_cast<size_t>(2 * i)];
+    hi[static_cast<size_t>(r - 1 - i)] = pad[static_cast<size_t>(2 * i + 1)];
+  }
+  if (mode == "constant") return pad_const_op("pad", x, std::move(lo), std::move(hi), value);
+  const bool reflect = mode == "reflect";
+  if (!reflect && mode != "replicate")
+    throw Error("pad: unknown mode '" + mode + "' (expected constant, reflect or replicate)");
+  if (value != 0.0)
+    throw Error("pad: mode '" + mode + "' takes no value, got " + std::to_string(value));
+  if (pairs < 1 || pairs > 3 || r < pairs + 1 || r > pairs + 2)
+    throw ShapeError("pad: mode '" + mode +
+                     "' pads the last 1, 2 or 3 dims of a tensor of rank pairs + 1 or pairs + 2 "
+                     "(as PyTorch), got the padding " +
+                     list_str(pad) + " for shape " + x.shape().str());
+  Var y = x;
+  for (int d = r - pairs; d < r; ++d) {
+    const size_t u = static_cast<size_t>(d);
+    const int64_t n = x.shape()[d], e = n + lo[u] + hi[u];
+    if (n == 0 || e < 1 || (reflect && (lo[u] >= n || hi[u] >= n)))
+      throw ShapeError("pad: mode '" + mode + "' cannot pad dim " + std::to_string(d) +
+                       " of shape " + x.shape().str() + " by (" + std::to_string(lo[u]) + ", " +
+                       std::to_string(hi[u]) + ")" +
+                       (reflect ? " (needs a non-empty dim, pads below its extent and a non-empty "
+                                  "result)"
+                                : " (needs a non-empty dim and a non-empty result)"));
+    if (lo[u] == 0 && hi[u] == 0) continue;
+    std::vector<int64_t> idx(static_cast<size_t>(e));
+    for (int64_t o = 0; o < e; ++o) {
+      int64_t i = o - lo[u];
+      if (reflect)
+        i = i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+      else
+        i = std::clamp<int64_t>(i, 0, n - 1);
+      idx[static_cast<size_t>(o)] = i;
+    }
+    y = gather_op("pad", y, d, std::move(idx));
+  }
+  if (y.value().shares_storage_with(x.value()))  // all pads 0: a copy
+    return record("pad", x.value().clone(), {x},
+                  [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+  return y;
+}
+
+Var flip(const Var& x, const std::vector<int64_t>& dims) {
+  // an index_select of the reversed indices along each dim; dx = dy flipped back
+  std::vector<bool> seen(static_cast<size_t>(std::max(x.dim(), 1)), false);
+  std::vector<int> ds;
+  for (int64_t dim : dims) {
+    const int d = wrap_dim(dim, x.dim(), "flip");
+    if (seen[static_cast<size_t>(d)])
+      throw IndexError("flip: dim " + std::to_string(d) + " appears more than once in " +
+                       list_str(dims));
+    seen[static_cast<size_t>(d)] = true;
+    if (x.dim() > 0 && x.shape()[d] > 1) ds.push_back(d);
+  }
+  if (ds.empty())  // nothing moves: a copy
+    return record("flip", x.value().clone(), {x},
+                  [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+  Var y = x;
+  for (int d : ds) {
+    const int64_t n = x.shape()[d];
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = n - 1 - i;
+    y = gather_op("flip", y, d, std::move(idx));
+  }
+  return y;
+}
+
+Var repeat(const Var& x, const std::vector<int64_t>& repeats) {
+  // x (with leading size-1 dims) tiled; dx = the tiles summed (through expand's sum_to, or
+  // index_select's scatter-add)
+  const int r = x.dim(), k = static_cast<int>(repeats.size());
+  if (k < r)
+    throw ShapeError("repeat: " + std::to_string(k) + " repeats " + list_str(repeats) +
+                     " for shape " + x.shape().str() + " (needs at least its rank, " +
+                     std::to_string(r) + ")");
+  if (k > Shape::kMaxRank)
+    throw ShapeError("repeat: " + std::to_string(k) + " repeats " + list_str(repeats) +
+                     " exceed the largest rank, " + std::to_string(Shape::kMaxRank));
+  for (int64_t q : repeats)
+    if (q < 0) throw Error("repeat: repeats must be non-negative, got " + list_str(repeats));
+  std::vector<int64_t> padded(static_cast<size_t>(k - r), 1), out_shape;
+  padded.insert(padded.end(), x.shape().begin(), x.shape().end());
+  int tiled = 0;
+  for (int i = 0; i < k; ++i) {
+    out_shape.push_back(padded[static_cast<size_t>(i)] * repeats[static_cast<size_t>(i)]);
+    tiled += repeats[static_cast<size_t>(i)] != 1;
+  }
+  const Var xp = k == r ? x : reshape(x, padded);
+  if (k + tiled <= Shape::kMaxRank) {
+    // [.., 1, n_i, ..] expanded to [.., q_i, n_i, ..] for each tiled dim, then merged
+    std::vector<int64_t> view;
+    Shape expanded;
+    for (int i = 0; i < k; ++i) {
+      const int64_t q = repeats[static_cast<size_t>(i)], n = padded[static_cast<size_t>(i)];
+      if (q != 1) {
+        view.push_back(1);
+        expanded.push_back(q);
+      }
+      view.push_back(n);
+      expanded.push_back(n);
+    }
+    if (tiled == 0)  // nothing tiled: a copy
+      return record("repeat", xp.value().clone(), {xp},
+                    [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+    return reshape(expand(reshape(xp, view), expanded), out_shape);
+  }
+  // too many dims to interleave: tile one dim at a time
+  Var y = xp;
+  for (int i = 0; i < k; ++i) {
+    const int64_t q = repeats[static_cast<size_t>(i)], n = padded[static_cast<size_t>(i)];
+    if (q == 1) continue;
+    std::vector<int64_t> idx;
+    idx.reserve(static_cast<size_t>(q * n));
+    for (int64_t t = 0; t < q; ++t)
+      for (int64_t j = 0; j < n; ++j) idx.push_back(j);
+    y = gather_op("repeat", y, i, std::move(idx));
+  }
+  return y;
+}
+
+Var tril(const Var& x, int64_t diagonal) { return tri_op("tril", x, diagonal, true); }
+Var triu(const Var& x, int64_t diagonal) { return tri_op("triu", x, diagonal, false); }
 
 }  // namespace tg

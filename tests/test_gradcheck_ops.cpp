@@ -283,6 +283,112 @@ TEST_CASE("gradcheck: shape ops", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: more shape ops", "[gradcheck]") {
+  const In a{{3, 4}}, b{{2, 3, 4}};
+  run_cases({
+      {"squeeze all size-1 dims", [](auto& v) { return tg::squeeze(v[0]); }, {In{{3, 1, 4, 1}}}},
+      {"squeeze dim -2",
+       [](auto& v) { return tg::squeeze(v[0], -2) * v[1]; },
+       {In{{3, 1, 4}}, In{{4}}}},
+      {"unsqueeze dim -1", [](auto& v) { return tg::unsqueeze(v[0], -1) * v[1]; }, {a, In{{2}}}},
+      {"unsqueeze dim 0 of a scalar", [](auto& v) { return tg::unsqueeze(v[0], 0); }, {In{{}}}},
+      {"concat via stack dim 1",
+       [](auto& v) {
+         return tg::stack({v[0], v[1], v[0]}, 1);
+       },
+       {a, a}},
+      {"narrow dim 1", [](auto& v) { return tg::narrow(v[0], 1, 1, 2); }, {b}},
+      {"narrow negative start", [](auto& v) { return tg::narrow(v[0], -2, -2, 2); }, {b}},
+      {"narrow via split sizes",
+       [](auto& v) {
+         const auto p = tg::split(v[0], std::vector<int64_t>{1, 3}, 1);
+         return tg::concat({p[1], p[0] * p[0]}, 1);
+       },
+       {a}},
+      {"narrow via split into pieces of 2",
+       [](auto& v) {
+         const auto p = tg::split(v[0], 2, -1);
+         return p[1] * p[0];
+       },
+       {b}},
+      {"narrow via chunk",
+       [](auto& v) {
+         const auto p = tg::chunk(v[0], 2, 1);
+         return p[0] * 2.0 - p[1];
+       },
+       {b}},
+      {"pad constant",
+       [](auto& v) {
+         return tg::pad(v[0], {1, 2, 0, 1}, "constant", 0.5);
+       },
+       {a}},
+      {"pad constant with negative pads (cropping)",
+       [](auto& v) {
+         return tg::pad(v[0], {-1, 2, 1, -1});
+       },
+       {b}},
+      {"pad reflect",
+       [](auto& v) {
+         return tg::pad(v[0], {2, 1, 1, 2}, "reflect");
+       },
+       {b}},
+      {"pad replicate",
+       [](auto& v) {
+         return tg::pad(v[0], {1, 3}, "replicate");
+       },
+       {b}},
+      {"pad reflect of 3 dims",
+       [](auto& v) {
+         return tg::pad(v[0], {1, 1, 2, -1, 1, 2}, "reflect");
+       },
+       {In{{1, 3, 3, 4}}}},
+      {"pad replicate with zero pads (a copy)",
+       [](auto& v) {
+         return tg::pad(v[0], {0, 0}, "replicate");
+       },
+       {a}},
+      {"flip dims 0 and -1",
+       [](auto& v) {
+         return tg::flip(v[0], {0, -1});
+       },
+       {b}},
+      {"flip of no dims (a copy)", [](auto& v) { return tg::flip(v[0], {}) * v[0]; }, {a}},
+      {"expand via repeat [2, 1, 3]",
+       [](auto& v) {
+         return tg::repeat(v[0], {2, 1, 3});
+       },
+       {a}},
+      {"repeat of five dims (one dim at a time)",
+       [](auto& v) {
+         return tg::repeat(v[0], {2, 2, 1, 2, 2, 2});
+       },
+       {In{{1, 2, 2, 1, 2}}}},
+      {"repeat by ones (a copy)",
+       [](auto& v) {
+         return tg::repeat(v[0], {1, 1}) * v[0];
+       },
+       {a}},
+      {"tril diagonal 1", [](auto& v) { return tg::tril(v[0], 1); }, {b}},
+      {"triu diagonal -1", [](auto& v) { return tg::triu(v[0], -1); }, {b}},
+  });
+}
+
+TEST_CASE("gradcheck: matmul broadcasting", "[gradcheck]") {
+  auto mm = [](auto& v) { return tg::matmul(v[0], v[1]); };
+  run_cases({
+      {"matmul [4] . [4] (a scalar)", mm, {In{{4}}, In{{4}}}},
+      {"matmul [3,4]x[4]", mm, {In{{3, 4}}, In{{4}}}},
+      {"matmul [4]x[4,5]", mm, {In{{4}}, In{{4, 5}}}},
+      {"matmul [4]x[2,4,3]", mm, {In{{4}}, In{{2, 4, 3}}}},
+      {"matmul [2,3,4]x[4]", mm, {In{{2, 3, 4}}, In{{4}}}},
+      {"matmul [2,3,4]x[1,4,5] (one gemm)", mm, {In{{2, 3, 4}}, In{{1, 4, 5}}}},
+      {"matmul [1,3,4]x[2,4,5]", mm, {In{{1, 3, 4}}, In{{2, 4, 5}}}},
+      {"matmul [3,4]x[2,4,5]", mm, {In{{3, 4}}, In{{2, 4, 5}}}},
+      {"matmul [2,1,3,4]x[5,4,2]", mm, {In{{2, 1, 3, 4}}, In{{5, 4, 2}}}},
+      {"matmul [1,2,3]x[3,1,3,2]", mm, {In{{1, 2, 3}}, In{{3, 1, 3, 2}}}},
+  });
+}
+
 TEST_CASE("gradcheck: reductions", "[gradcheck]") {
   const In a{{3, 4}}, b{{2, 3, 4}}, d{{3, 4}, Domain::distinct};
   run_cases({

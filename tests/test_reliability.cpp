@@ -136,8 +136,8 @@ std::vector<BadInput> bad_inputs() {
                         tg::mul_scalar(p({0}), 2.0).backward()));
 
   // Rank errors.
-  rows.push_back(TG_ROW(tg::ShapeError, "matmul of rank-1 operands", (Words{"matmul", "[3]"}),
-                        tg::matmul(p({3}), p({3}))));
+  rows.push_back(TG_ROW(tg::ShapeError, "matmul of a rank-0 operand",
+                        (Words{"matmul", "[3]", "rank"}), tg::matmul(p({}), p({3}))));
   rows.push_back(TG_ROW(tg::ShapeError, "linear: weight of rank 1", (Words{"linear", "[3]"}),
                         tg::linear(p({2, 3}), p({3}))));
   rows.push_back(TG_ROW(tg::ShapeError, "transpose of rank 1", (Words{"transpose", "[4]"}),
