@@ -179,7 +179,8 @@ ValuesIndices sorted_op(const Var& x, int64_t k, int64_t dim, bool descending, c
   if (k < 0) k = xshape[ax];
   Tensor values, idx;
   kern::sort_axis(x.value().reshape(xshape), ax, descending, k, values, idx);
-  const Var kept_idx = constant(idx);
+  // The backward's own copy of the indices: the caller may write into the returned ones.
+  const Var kept_idx = is_floating(x.dtype()) ? constant(idx.clone()) : Var();
   if (x.dim() == 0) {
     values = values.reshape(Shape{});
     idx = idx.reshape(Shape{});
