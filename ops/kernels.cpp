@@ -2,8 +2,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <type_traits>
 
@@ -93,6 +95,135 @@ T row_max(const T* in, int64_t n) {
 }
 
 }  // namespace
+
+void sort_axis(const Tensor& x, int axis, bool descending, int64_t k, Tensor& values,
+               Tensor& indices) {
+  int64_t outer, n, inner;
+  split_axis(x.shape(), axis, outer, n, inner);
+  Shape shape = x.shape();
+  shape[axis] = k;
+  values = Tensor::empty(shape, x.dtype());
+  indices = Tensor::empty(shape, i64);
+  dispatch_all(x.dtype(), [&]<class T>() {
+    const T* p = x.data<T>();
+    T* o = values.data<T>();
+    int64_t* oi = indices.data<int64_t>();
+    std::vector<T> slice(static_cast<size_t>(n));
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    // NOTE: a strict total order (NaN above every number, then the position), so any sort
+    // algorithm gives the stable result, and topk's partial sort the same first k.
+    auto before = [&](int64_t a, int64_t b) {
+      const T va = slice[a], vb = slice[b];
+      if constexpr (std::is_floating_point_v<T>) {
+        const bool na = std::isnan(va), nb = std::isnan(vb);
+        if (na || nb) return na && nb ? a < b : (descending ? na : nb);
+      }
+      if (va != vb) return descending ? vb < va : va < vb;
+      return a < b;
+    };
+    for (int64_t r = 0; r < outer; ++r) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const T* base = p + r * n * inner + i;
+        for (int64_t a = 0; a < n; ++a) slice[a] = base[a * inner];
+        std::iota(order.begin(), order.end(), int64_t{0});
+        if (k < n)
+          std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+        else
+          std::sort(order.begin(), order.end(), before);
+        T* ob = o + r * k * inner + i;
+        int64_t* oib = oi + r * k * inner + i;
+        for (int64_t a = 0; a < k; ++a) {
+          ob[a * inner] = slice[order[a]];
+          oib[a * inner] = order[a];
+        }
+      }
+    }
+  });
+}
+
+namespace {
+// f32, f64 or i64 (the dtypes PyTorch's cumsum and prod keep); bool is refused, naming op.
+void check_numeric(const Tensor& x, const char* op) {
+  if (x.dtype() == boolean)
+    throw DtypeError(std::string(op) + ": expected a f32, f64 or i64 tensor, got bool");
+}
+template <class T>
+using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+}  // namespace
+
+Tensor cumsum_axis(const Tensor& x, int axis, bool reverse, const char* op) {
+  check_numeric(x, op);
+  int64_t outer, n, inner;
+  split_axis(x.shape(), axis, outer, n, inner);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch_all(x.dtype(), [&]<class T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      const T* p = x.data<T>();
+      T* o = out.data<T>();
+      for (int64_t r = 0; r < outer; ++r) {
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t off = r * n * inner + i;
+          acc_t<T> s = 0;
+          for (int64_t a = 0; a < n; ++a) {
+            const int64_t at = off + (reverse ? n - 1 - a : a) * inner;
+            s += p[at];
+            o[at] = static_cast<T>(s);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+Tensor prod_axis(const Tensor& x, int axis, bool keepdims, const char* op) {
+  check_numeric(x, op);
+  int64_t outer, n, inner;
+  split_axis(x.shape(), axis, outer, n, inner);
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
+  dispatch_all(x.dtype(), [&]<class T>() {
+    if constexpr (!std::is_same_v<T, bool>) {
+      const T* p = x.data<T>();
+      T* o = out.data<T>();
+      for (int64_t r = 0; r < outer; ++r) {
+        for (int64_t i = 0; i < inner; ++i) {
+          const T* base = p + r * n * inner + i;
+          acc_t<T> s = 1;
+          for (int64_t a = 0; a < n; ++a) s *= base[a * inner];
+          o[r * inner + i] = static_cast<T>(s);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+Tensor prod_others_axis(const Tensor& x, int axis) {
+  int64_t outer, n, inner;
+  split_axis(x.shape(), axis, outer, n, inner);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), "prod", [&]<class T>() {
+    const T* p = x.data<T>();
+    T* o = out.data<T>();
+    std::vector<double> prefix(static_cast<size_t>(n));
+    for (int64_t r = 0; r < outer; ++r) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t off = r * n * inner + i;
+        double s = 1;
+        for (int64_t a = 0; a < n; ++a) {
+          prefix[a] = s;
+          s *= p[off + a * inner];
+        }
+        s = 1;
+        for (int64_t a = n - 1; a >= 0; --a) {
+          o[off + a * inner] = static_cast<T>(prefix[a] * s);
+          s *= p[off + a * inner];
+        }
+      }
+    }
+  });
+  return out;
+}
 
 Tensor softmax(const Tensor& x, int axis, bool log) {
   int64_t outer, n, inner;

@@ -14,6 +14,21 @@ namespace tg::kern {
 /// naming `op` when the axis is empty.
 Tensor extreme_axis(const Tensor& x, int axis, bool keepdims, bool largest, const char* op,
                     Tensor* indices);
+/// Stable sort along `axis`, any dtype, keeping the first `k` (0 <= k <= the axis' extent)
+/// of each slice: `values` and `indices` (i64, positions along the axis) get x's shape with
+/// k at `axis`. NaN counts as larger than every number (last in ascending order, first in
+/// descending), as PyTorch; equal values (and NaNs) keep their order.
+void sort_axis(const Tensor& x, int axis, bool descending, int64_t k, Tensor& values,
+               Tensor& indices);
+/// Inclusive cumulative sum along `axis` (from the end when `reverse`), for f32, f64 and i64
+/// (floats accumulated in double); DtypeError naming `op` for bool.
+Tensor cumsum_axis(const Tensor& x, int axis, bool reverse, const char* op);
+/// Product along `axis` (1 for an empty axis), for f32, f64 and i64 (floats accumulated in
+/// double); DtypeError naming `op` for bool.
+Tensor prod_axis(const Tensor& x, int axis, bool keepdims, const char* op);
+/// out[i] = the product of every other entry of x's slice along `axis` (floating x): prefix
+/// times suffix products, no division, so exact with zeros.
+Tensor prod_others_axis(const Tensor& x, int axis);
 /// Numerically stable softmax / log_softmax along `axis`.
 Tensor softmax(const Tensor& x, int axis, bool log);
 /// A checked matrix product op(a) op(b) (+ bias): the result's shape and what BLAS is given.

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -425,6 +426,83 @@ TEST_CASE("gradcheck: reductions", "[gradcheck]") {
          return tg::expand(v[0], {2, 3, 4});
        },
        {In{{3, 1}}}},
+  });
+}
+
+TEST_CASE("gradcheck: more reductions", "[gradcheck]") {
+  // Distinct inputs hold -1.0 exactly, so distinct + 1 has exactly one zero (for prod).
+  const In a{{3, 4}}, b{{2, 3, 4}}, d{{3, 4}, Domain::distinct}, d3{{2, 3, 2}, Domain::distinct};
+  const In p{{3, 4}, Domain::positive}, z{{3, 4}, Domain::off_zero};
+  const double inf = std::numeric_limits<double>::infinity();
+  run_cases({
+      {"sort along the last dim", [](auto& v) { return tg::sort(v[0]).values; }, {d}},
+      {"sort dim 0 descending, squared",
+       [](auto& v) {
+         const Var s = tg::sort(v[0], 0, true).values;
+         return s * s;
+       },
+       {d}},
+      {"sort of a [2,3,2] along dim 1", [](auto& v) { return tg::sort(v[0], 1).values; }, {d3}},
+      {"topk 2 largest along the last dim", [](auto& v) { return tg::topk(v[0], 2).values; }, {d}},
+      {"topk 2 smallest along dim 0, squared",
+       [](auto& v) {
+         const Var t = tg::topk(v[0], 2, 0, false).values;
+         return t * t;
+       },
+       {d}},
+      {"logsumexp over dim 1", [](auto& v) { return tg::logsumexp(v[0], {1}); }, {a}},
+      {"logsumexp over dims 0,-1 keepdim, squared",
+       [](auto& v) {
+         const Var l = tg::logsumexp(v[0], {0, -1}, true);
+         return l * l;
+       },
+       {b}},
+      {"var over dim 1", [](auto& v) { return tg::var(v[0], {1}); }, {a}},
+      {"var of all, correction 0", [](auto& v) { return tg::var(v[0], 0); }, {b}},
+      {"var over dims 0,2 keepdim",
+       [](auto& v) {
+         return tg::var(v[0], {0, 2}, 1, true);
+       },
+       {b}},
+      {"std over dim 0", [](auto& v) { return tg::std(v[0], {0}); }, {a}},
+      {"std of all", [](auto& v) { return tg::std(v[0]); }, {b}},
+      {"std over dim -1 keepdim, correction 0",
+       [](auto& v) { return tg::std(v[0], {-1}, 0, true) * v[0]; },
+       {a}},
+      {"norm p=2 of all", [](auto& v) { return tg::norm(v[0]); }, {b}},
+      {"norm p=2 over dim 1 keepdim", [](auto& v) { return tg::norm(v[0], 2, {1}, true); }, {a}},
+      {"norm p=1 over dim 0", [](auto& v) { return tg::norm(v[0], 1, {0}); }, {z}},
+      {"norm p=inf over dim 1", [inf](auto& v) { return tg::norm(v[0], inf, {1}); }, {d}},
+      {"norm p=inf of all, squared",
+       [inf](auto& v) {
+         const Var n = tg::norm(v[0], inf);
+         return n * n;
+       },
+       {d}},
+      {"prod of all", [](auto& v) { return tg::prod(v[0]); }, {p}},
+      {"prod along dim 1", [](auto& v) { return tg::prod(v[0], 1); }, {a}},
+      {"prod along dim 0 keepdim, with one zero",
+       [](auto& v) { return tg::prod(v[0] + 1.0, 0, true); },
+       {d}},
+      {"prod of all, with one zero", [](auto& v) { return tg::prod(v[0] + 1.0); }, {d}},
+      {"prod along dim 1, two zeros in one row",
+       [](auto& v) {
+         return tg::prod(tg::concat({v[0] + 1.0, v[1] + 1.0}, 1), 1);
+       },
+       {In{{1, 3}, Domain::distinct}, In{{1, 2}, Domain::distinct}}},
+      {"prod_others (the gradient of prod along dim 1, one zero)",
+       [](auto& v) {
+         return tg::grad({tg::sum(tg::prod(v[0] + 1.0, 1) * v[1])}, {v[0]}, {},
+                         {.create_graph = true})[0];
+       },
+       {d, In{{3}}}},
+      {"cumsum along dim 1", [](auto& v) { return tg::cumsum(v[0], 1); }, {a}},
+      {"cumsum along dim 0, squared",
+       [](auto& v) {
+         const Var c = tg::cumsum(v[0], 0);
+         return c * c;
+       },
+       {b}},
   });
 }
 
