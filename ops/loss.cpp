@@ -198,8 +198,10 @@ Tensor class_loss(const Tensor& x, const ClassTargets& ct, const Shape& target_s
 
 // The loss's coefficients (negated) of x as constants of x's shape, Q[r, c, i] =
 // (1 - eps) w_t [c = t] + eps / C w_c (0 when ignored), and, when `sums`, their sums over
-// the classes S[r, 0, i] (the loss is -sum_c Q log p; its gradient in logits is S p - Q).
-Tensor class_coefficients(const ClassTargets& ct, const Shape& x_shape, Dtype dtype, bool sums) {
+// the classes S[r, 0, i] (the loss is -sum_c Q log p; its gradient in logits is S p - Q);
+// `sign` -1 gives -Q.
+Tensor class_coefficients(const ClassTargets& ct, const Shape& x_shape, Dtype dtype, bool sums,
+                          double sign = 1.0) {
   Tensor out = zeros(sums ? ct.bshape : x_shape, dtype);
   dispatch(dtype, "class_coefficients", [&]<class T>() {
     T* po = out.data<T>();
@@ -213,14 +215,15 @@ Tensor class_coefficients(const ClassTargets& ct, const Shape& x_shape, Dtype dt
         if (t < 0) continue;
         const double a = (1.0 - ct.eps) * ct.w[p];
         if (sums) {
-          po[p] = static_cast<T>(a + b * wsum);
+          po[p] = static_cast<T>(sign * (a + b * wsum));
           continue;
         }
         T* row = po + r * ct.c * ct.inner + i;
         if (ct.eps != 0.0)
           for (int64_t c = 0; c < ct.c; ++c)
-            row[c * ct.inner] = static_cast<T>(b * class_weight(ct, c));
-        row[t * ct.inner] = static_cast<T>(a + (ct.eps != 0.0 ? b * class_weight(ct, t) : 0.0));
+            row[c * ct.inner] = static_cast<T>(sign * b * class_weight(ct, c));
+        row[t * ct.inner] =
+            static_cast<T>(sign * (a + (ct.eps != 0.0 ? b * class_weight(ct, t) : 0.0)));
       }
     }
   });
@@ -285,8 +288,8 @@ Var nll_loss(const Var& input, const Var& target, const NllLossOptions& options)
   check_weight_constant(options.weight, op);
   auto ct =
       read_targets(input, target, options.weight, options.ignore_index, 0.0, options.reduction, op);
-  const Tensor neg_q = kern::map(class_coefficients(*ct, input.shape(), input.dtype(), false), op,
-                                 [](auto v) { return -v; });
+  // -Q written directly: its zeros stay +0, as the old one-hot's (bit-equal gradients).
+  const Tensor neg_q = class_coefficients(*ct, input.shape(), input.dtype(), false, -1.0);
   return record("nll_loss", class_loss(input.value(), *ct, target.shape(), op), {input},
                 [ct, neg_q](const BackwardCtx&, const Var& dy) {
                   return Grads{mul(constant(neg_q), class_grad(dy, *ct))};
@@ -316,6 +319,13 @@ Var cross_entropy(const Var& input, const Var& target, const CrossEntropyOptions
                   ") is not supported for class-probability targets");
     return soft_cross_entropy(input, target, options);
   }
+  Shape index_shape = input.shape();
+  index_shape.erase(class_axis(input));
+  if (is_floating(target.dtype()) && target.shape() != index_shape)  // probabilities, misshapen
+    throw ShapeError("cross_entropy: target of class probabilities of shape " +
+                     target.shape().str() + " differs from the input's shape " +
+                     input.shape().str() + " (class indices: i64 of shape " + index_shape.str() +
+                     ")");
   check_index_target(input, target, op,
                      "an i64 tensor of class indices, or class probabilities of the input's "
                      "shape");

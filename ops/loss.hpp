@@ -36,12 +36,14 @@ Var huber_loss(const Var& input, const Var& target, Reduction reduction = Reduct
 Var kl_div(const Var& input, const Var& target, Reduction reduction = Reduction::mean,
            bool log_target = false);
 
-/// Options of nll_loss (a designated initializer reads `{.ignore_index = 0}`).
+/// Options of nll_loss (a designated initializer reads `{.ignore_index = 0}`). Every field
+/// has a default member initializer, so g++'s -Wmissing-field-initializers stays quiet about
+/// the fields such an initializer leaves out.
 struct NllLossOptions {
   /// Weight of each class ([C], the input's dtype), or undefined for all ones. Not
   /// differentiable (as PyTorch's): a weight that requires grad throws tg::Error while
   /// grad mode is on.
-  Var weight;
+  Var weight = Var();
   /// Positions whose target is this value add nothing and count for nothing in the mean.
   int64_t ignore_index = -100;
   /// mean divides the sum by the summed weights of the targets not ignored (NaN when every
@@ -53,7 +55,7 @@ struct NllLossOptions {
 struct CrossEntropyOptions {
   /// As NllLossOptions::weight. With class-probability targets the loss is a plain product
   /// in the weight, and it is differentiable there (as PyTorch's).
-  Var weight;
+  Var weight = Var();
   /// As NllLossOptions::ignore_index; class-probability targets take none (a value >= 0
   /// throws tg::Error).
   int64_t ignore_index = -100;
