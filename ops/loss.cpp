@@ -299,7 +299,7 @@ Var nll_loss(const Var& input, const Var& target, const NllLossOptions& options)
 Var cross_entropy(const Var& input, const Var& target, const CrossEntropyOptions& options) {
   // Class indices: l = -sum_c Q log_softmax(x) with Q = (1 - e) w_t onehot(t) + e/C w (0
   // where ignored);  dx = (softmax(x) sum_c Q - Q) dy'.
-  // Probabilities: l = -sum_c w (1 - e) y + e/C) log_softmax(x), from differentiable ops.
+  // Probabilities: l = -sum_c w_c ((1 - e) y + e/C) log_softmax(x), from differentiable ops.
   // NOTE: computed from log_softmax, which subtracts the max: finite for logits of 1e4.
   const char* op = "cross_entropy";
   kern::check_floating(input.value(), op);
