@@ -6,6 +6,7 @@
 #include "models/init.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
+#include "ops/dropout.hpp"
 #include "ops/matmul.hpp"
 
 namespace tg {
@@ -55,19 +56,7 @@ Dropout::Dropout(double p, Rng& rng) : p_(p), rng_(&rng) {
     throw Error("Dropout: p must be in [0, 1], got " + std::to_string(p));
 }
 
-Var Dropout::forward(const Var& x) {
-  if (!is_training() || p_ == 0.0) return x;
-  Tensor mask = Tensor::empty(x.shape(), x.dtype());
-  const double keep = 1.0 - p_;
-  // NOTE: p = 1 drops everything (scale would be 1/0): the mask is all zeros.
-  const double scale = keep > 0.0 ? 1.0 / keep : 0.0;
-  dispatch(mask.dtype(), [&]<class T>() {
-    T* m = mask.data<T>();
-    for (int64_t i = 0; i < mask.numel(); ++i)
-      m[i] = rng_->uniform() < keep ? static_cast<T>(scale) : T(0);
-  });
-  return mul(x, constant(mask));
-}
+Var Dropout::forward(const Var& x) { return dropout(x, p_, is_training(), *rng_); }
 
 std::string Dropout::extra_repr() const { return "p=" + std::to_string(p_); }
 

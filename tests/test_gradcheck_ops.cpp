@@ -113,7 +113,7 @@ void check_dtype_rule(const Case& c, const std::vector<Tensor>& inputs) {
         CHECK(what.find("this operation") == std::string::npos);
         const size_t colon = what.find(": ");
         CHECK((colon != std::string::npos && colon > 0 &&
-               what.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == colon));
+               what.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == colon));
       }
     }
   }
@@ -624,6 +624,106 @@ TEST_CASE("gradcheck: losses", "[gradcheck]") {
       {"binary_cross_entropy_with_logits none",
        [](auto& v) { return tg::binary_cross_entropy_with_logits(v[0], v[1], Reduction::none); },
        {x, p}},
+  });
+}
+
+TEST_CASE("gradcheck: more losses", "[gradcheck]") {
+  const In x{{3, 4}}, x4{{2, 3, 2, 2}}, c4{{4}}, p{{3, 4}, Domain::probability};
+  const In d{{3, 4}, Domain::distinct}, yy{{3, 4}}, pw{{4}, Domain::positive};
+  using tg::Reduction;
+  // Class indices (one ignored where ignore_index = 1), class weights, a [2, 3, 2, 2] input's
+  // targets [2, 2, 2] (one ignored at -100), and a rank-0 target for an input [4].
+  static const Var t3 = i64s({2, 1, 3}, {3});
+  static const Var t222 = i64s({0, 2, -100, 1, 2, 2, 0, 1}, {2, 2, 2});
+  static const Var t0 = i64s({2}, {});
+  static const Var w4 = tg::constant(tg::tensor({0.5, 2.0, 1.5, 0.25}, {4}, tg::f64));
+  static const Var w3 = tg::constant(tg::tensor({1.5, 0.5, 2.0}, {3}, tg::f64));
+  static const Var zero_t =
+      tg::constant(tg::tensor({0.2, 0, 0.3, 0.5, 0, 0, 0.6, 0.4, 0.1, 0.9, 0, 0}, {3, 4}, tg::f64));
+  // The elementwise losses take x - 0.02 y with x 0.3 apart (distinct): |d| stays 0.08 or
+  // more from 0 and from beta = 0.35, delta = 0.9.
+  auto small = [](const Var& y) { return y * 0.02; };
+  run_cases({
+      {"nll_loss weighted, ignore_index, mean",
+       [](auto& v) { return tg::nll_loss(v[0], t3, {.weight = w4, .ignore_index = 1}); },
+       {x}},
+      {"nll_loss of log_softmax [2,3,2,2] sum",
+       [](auto& v) {
+         return tg::nll_loss(tg::log_softmax(v[0], 1), t222, {.reduction = Reduction::sum});
+       },
+       {x4}},
+      {"nll_loss [2,3,2,2] weighted none",
+       [](auto& v) {
+         return tg::nll_loss(v[0] * v[0], t222, {.weight = w3, .reduction = Reduction::none});
+       },
+       {x4}},
+      {"nll_loss [C] with a rank-0 target",
+       [](auto& v) { return tg::nll_loss(v[0] * v[0], t0); },
+       {c4}},
+      {"cross_entropy weighted, ignore_index, label smoothing",
+       [](auto& v) {
+         return tg::cross_entropy(v[0] * 2.0, t3,
+                                  {.weight = w4, .ignore_index = 1, .label_smoothing = 0.2});
+       },
+       {x}},
+      {"cross_entropy [2,3,2,2] none with label smoothing",
+       [](auto& v) {
+         return tg::cross_entropy(v[0], t222,
+                                  {.reduction = Reduction::none, .label_smoothing = 0.1});
+       },
+       {x4}},
+      {"cross_entropy [2,3,2,2] weighted sum",
+       [](auto& v) {
+         return tg::cross_entropy(v[0], t222, {.weight = w3, .reduction = Reduction::sum});
+       },
+       {x4}},
+      {"cross_entropy [C] with a rank-0 target",
+       [](auto& v) { return tg::cross_entropy(v[0], t0); },
+       {c4}},
+      {"cross_entropy of class probabilities (input and target)",
+       [](auto& v) { return tg::cross_entropy(v[0], v[1]); },
+       {x, p}},
+      {"cross_entropy of probabilities, weight (differentiable), smoothing, none",
+       [](auto& v) {
+         return tg::cross_entropy(
+             v[0], v[1], {.weight = v[2], .reduction = Reduction::none, .label_smoothing = 0.3});
+       },
+       {x, p, pw}},
+      {"binary_cross_entropy mean",
+       [](auto& v) { return tg::binary_cross_entropy(v[0], v[1]); },
+       {p, p}},
+      {"binary_cross_entropy weighted none",
+       [](auto& v) { return tg::binary_cross_entropy(v[0], v[1], w4, Reduction::none); },
+       {p, p}},
+      {"l1_loss mean", [small](auto& v) { return tg::l1_loss(v[0], small(v[1])); }, {d, yy}},
+      {"l1_loss none",
+       [small](auto& v) { return tg::l1_loss(v[0], small(v[1]), Reduction::none); },
+       {d, yy}},
+      {"smooth_l1_loss beta 0.35 (both pieces)",
+       [small](auto& v) { return tg::smooth_l1_loss(v[0], small(v[1]), Reduction::sum, 0.35); },
+       {d, yy}},
+      {"smooth_l1_loss beta 0 (l1) none",
+       [small](auto& v) { return tg::smooth_l1_loss(v[0], small(v[1]), Reduction::none, 0.0); },
+       {d, yy}},
+      {"huber_loss delta 0.9 (both pieces)",
+       [small](auto& v) { return tg::huber_loss(v[0], small(v[1]), Reduction::mean, 0.9); },
+       {d, yy}},
+      {"kl_div mean (input and target)", [](auto& v) { return tg::kl_div(v[0], v[1]); }, {x, p}},
+      {"kl_div batchmean",
+       [](auto& v) { return tg::kl_div(v[0], v[1], Reduction::batchmean); },
+       {x, p}},
+      {"kl_div with log_target, none",
+       [](auto& v) { return tg::kl_div(v[0], v[1], Reduction::none, true); },
+       {x, yy}},
+      {"kl_div against a target with zeros, sum",
+       [](auto& v) { return tg::kl_div(v[0] * v[0], zero_t, Reduction::sum); },
+       {x}},
+      {"dropout p = 0.4 (a fixed mask: a new generator each call)",
+       [](auto& v) {
+         tg::Rng rng(7);
+         return tg::dropout(v[0] * v[0], 0.4, true, rng);
+       },
+       {x}},
   });
 }
 
