@@ -160,10 +160,17 @@ Var gelu(const Var& x, std::string_view approximate) {
   //   y' = (1 + t) / 2 + x (1 - t^2) u' / 2;  y'' = (1 - t^2) (u' + x (u'' - 2 t u'^2) / 2).
   // (the forward and y' as PyTorch's CPU kernels)
   if (approximate == "none") {
-    Tensor y = kern::simd_map(x.value(), "gelu", [](auto b) {
-      using T = typename decltype(b)::value_type;
-      return b * T(0.5) * (T(1) + xsimd::erf(b * T(kSqrt1_2)));
-    });
+    // (erf through std::erf in f64, as tg::erf: xsimd's is up to 68 ulps off there)
+    Tensor y = x.dtype() == f64
+                   ? kern::map(x.value(), "gelu",
+                               [](auto v) {
+                                 using T = decltype(v);
+                                 return v * T(0.5) * (T(1) + std::erf(v * T(kSqrt1_2)));
+                               })
+                   : kern::simd_map(x.value(), "gelu", [](auto b) {
+                       using T = typename decltype(b)::value_type;
+                       return b * T(0.5) * (T(1) + xsimd::erf(b * T(kSqrt1_2)));
+                     });
     return record("gelu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
       auto d1 = [](auto v) {
         using T = decltype(v);
@@ -254,16 +261,20 @@ Var elu(const Var& x, double alpha) {
   });
   return record("elu", std::move(y), {x}, [alpha](const BackwardCtx& c, const Var& dy) {
     const Var& xv = c.input(0);
-    Tensor neg_mask = Tensor::empty(xv.shape(), boolean);
+    Tensor le = Tensor::empty(xv.shape(), boolean), lt = le.clone();
     dispatch(xv.dtype(), "elu", [&]<class T>() {
       const T* p = xv.value().data<T>();
-      bool* m = neg_mask.data<bool>();
-      for (int64_t i = 0, n = xv.numel(); i < n; ++i) m[i] = p[i] <= T(0);
+      bool *ple = le.data<bool>(), *plt = lt.data<bool>();
+      for (int64_t i = 0, n = xv.numel(); i < n; ++i) {
+        ple[i] = p[i] <= T(0);
+        plt[i] = p[i] < T(0);
+      }
     });
-    const Var m = constant(std::move(neg_mask));
-    // exp of x where x <= 0 only (0 elsewhere), so no Inf meets a zero second derivative.
-    const Var e = mul_scalar(exp(where(m, xv, 0.0)), alpha);
-    return Grads{where(m, mul(dy, e), dy)};
+    // dy alpha exp(x) where x <= 0. NOTE: exp reads x only where x < 0 (0 elsewhere, the same
+    // value at x = 0), so the second derivative is 0 at x = 0 as PyTorch's
+    // elu_double_backward (mask x < 0), and no Inf from a large x meets a zero there.
+    const Var e = mul_scalar(exp(where(constant(std::move(lt)), xv, 0.0)), alpha);
+    return Grads{where(constant(std::move(le)), mul(dy, e), dy)};
   });
 }
 
