@@ -308,12 +308,17 @@ Var clamp(const Var& x, const Var& min, const Var& max) {
                   const Tensor xv = full(0);
                   const Tensor lo = has_lo ? full(ilo) : Tensor();
                   const Tensor hi = has_hi ? full(ihi) : Tensor();
-                  Tensor kx = Tensor::empty(shape, dy.dtype()), klo = kx.clone(), khi = kx.clone();
+                  // 1 where each operand gets dy, else 0 (only the bounds there are)
+                  Tensor kx = Tensor::empty(shape, dy.dtype());
+                  Tensor klo = has_lo ? Tensor::empty(shape, dy.dtype()) : Tensor();
+                  Tensor khi = has_hi ? Tensor::empty(shape, dy.dtype()) : Tensor();
                   dispatch(dy.dtype(), "clamp", [&]<class T>() {
                     const T* px = xv.data<T>();
                     const T* pl = has_lo ? lo.data<T>() : nullptr;
                     const T* ph = has_hi ? hi.data<T>() : nullptr;
-                    T *ox = kx.data<T>(), *ol = klo.data<T>(), *oh = khi.data<T>();
+                    T* ox = kx.data<T>();
+                    T* ol = has_lo ? klo.data<T>() : nullptr;
+                    T* oh = has_hi ? khi.data<T>() : nullptr;
                     for (int64_t i = 0, n = shape.numel(); i < n; ++i) {
                       const T v = px[i];
                       if (pl && ph) {
