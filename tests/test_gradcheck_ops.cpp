@@ -111,7 +111,7 @@ void check_dtype_rule(const Case& c, const std::vector<Tensor>& inputs) {
         INFO("message: " << what);
         CHECK(what.find(std::string(tg::dtype_name(dt))) != std::string::npos);
         CHECK(what.find("this operation") == std::string::npos);
-        const size_t colon = what.find(": ");
+        const size_t colon = what.find(": ");  // an op name: log1p, expm1 have digits
         CHECK((colon != std::string::npos && colon > 0 &&
                what.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == colon));
       }
@@ -210,6 +210,81 @@ TEST_CASE("gradcheck: activations", "[gradcheck]") {
       {"softmax rank 3 axis 1", [](auto& v) { return tg::softmax(v[0], 1); }, {b}},
       {"log_softmax last axis", [](auto& v) { return tg::log_softmax(v[0]); }, {a}},
       {"log_softmax axis 0", [](auto& v) { return tg::log_softmax(v[0], 0); }, {a}},
+  });
+}
+
+TEST_CASE("gradcheck: more elementwise ops", "[gradcheck]") {
+  const In a{{3, 4}}, b4{{4}}, c31{{3, 1}}, p{{3, 4}, Domain::positive},
+      z{{3, 4}, Domain::off_zero};
+  // The first derivative as a function: gradcheck checks the backward op an activation's
+  // gradient records, gradgradcheck its own second derivative.
+  auto d = [](const Var& out, const Var& x) {
+    return tg::grad({out}, {x}, {}, {.create_graph = true})[0];
+  };
+  run_cases({
+      {"maximum [3,4] with [4]", [](auto& v) { return tg::maximum(v[0], v[1]); }, {a, b4}},
+      {"maximum [3,1] with [4] (both broadcast)",
+       [](auto& v) { return tg::maximum(v[0], v[1]) * v[1]; },
+       {c31, b4}},
+      // a == b everywhere: each side gets half of dy, which adds up to the derivative 1.
+      {"maximum of x with itself (ties split the gradient)",
+       [](auto& v) { return tg::maximum(v[0], v[0]) * v[0]; },
+       {a}},
+      {"minimum [3,4] with [3,1]", [](auto& v) { return tg::minimum(v[0], v[1]); }, {a, c31}},
+      {"minimum of x with itself (ties split the gradient)",
+       [](auto& v) { return tg::minimum(v[0] * 2.0, v[0] * 2.0); },
+       {a}},
+      {"sin", [](auto& v) { return tg::sin(v[0] * 3.0); }, {a}},
+      {"cos", [](auto& v) { return tg::cos(v[0] * 3.0); }, {a}},
+      {"erf", [](auto& v) { return tg::erf(v[0] * 2.0); }, {a}},
+      {"rsqrt", [](auto& v) { return tg::rsqrt(v[0]); }, {p}},
+      {"reciprocal", [](auto& v) { return tg::reciprocal(v[0]); }, {z}},
+      {"square", [](auto& v) { return tg::square(v[0]); }, {a}},
+      {"log1p", [](auto& v) { return tg::log1p(v[0]); }, {p}},
+      {"expm1", [](auto& v) { return tg::expm1(v[0] * 2.0); }, {a}},
+      // Piecewise constant: a zero gradient, checked away from the jumps (off_zero keeps
+      // |x| >= 0.2; round's jumps at +-0.5 and +-1.5 are far from the drawn values).
+      {"sign", [](auto& v) { return tg::sign(v[0]); }, {z}},
+      {"floor", [](auto& v) { return tg::floor(v[0]); }, {z}},
+      {"ceil", [](auto& v) { return tg::ceil(v[0]); }, {z}},
+      {"round", [](auto& v) { return tg::round(v[0]); }, {z}},
+      {"floor(2x) * x (the value of a zero-gradient op in a product)",
+       [](auto& v) { return tg::floor(v[0] * 2.0) * v[0]; },
+       {z}},
+      {"clamp with tensor bounds [3,4] [3,1] [4]",
+       [](auto& v) { return tg::clamp(v[0], v[1] * 0.5 - 0.4, v[2] * 0.5 + 0.4); },
+       {a, c31, b4}},
+      // Bounds drawn independently: where min > max the result is max, which gets dy.
+      {"clamp with crossing tensor bounds",
+       [](auto& v) { return tg::clamp(v[0], v[1], v[2]); },
+       {a, a, b4}},
+      {"clamp with a tensor min only",
+       [](auto& v) { return tg::clamp(v[0], v[1], Var()); },
+       {a, b4}},
+      {"clamp with a tensor max only",
+       [](auto& v) { return tg::clamp(v[0], Var(), v[1]); },
+       {a, c31}},
+      {"gelu exact", [](auto& v) { return tg::gelu(v[0] * 3.0); }, {a}},
+      {"gelu tanh", [](auto& v) { return tg::gelu(v[0] * 3.0, "tanh"); }, {a}},
+      {"silu", [](auto& v) { return tg::silu(v[0] * 3.0); }, {a}},
+      {"mish", [](auto& v) { return tg::mish(v[0] * 3.0); }, {a}},
+      {"elu", [](auto& v) { return tg::elu(v[0] * 2.0); }, {z}},
+      {"elu alpha 0.5", [](auto& v) { return tg::elu(v[0], 0.5) * v[0]; }, {z}},
+      {"softsign", [](auto& v) { return tg::softsign(v[0] * 3.0); }, {z}},
+      {"hardtanh", [](auto& v) { return tg::hardtanh(v[0] * 2.0); }, {z}},
+      {"hardtanh [-0.5, 0.7]", [](auto& v) { return tg::hardtanh(v[0], -0.5, 0.7); }, {z}},
+      {"gelu_backward (gelu's exact gradient in x and dy)",
+       [d](auto& v) { return d(tg::sum(tg::gelu(v[0] * 2.0) * v[1]), v[0]); },
+       {a, a}},
+      {"gelu_backward tanh",
+       [d](auto& v) { return d(tg::sum(tg::gelu(v[0] * 2.0, "tanh") * v[1]), v[0]); },
+       {a, a}},
+      {"silu_backward (silu's gradient in x and dy)",
+       [d](auto& v) { return d(tg::sum(tg::silu(v[0] * 2.0) * v[1]), v[0]); },
+       {a, a}},
+      {"mish_backward (mish's gradient in x and dy)",
+       [d](auto& v) { return d(tg::sum(tg::mish(v[0] * 2.0) * v[1]), v[0]); },
+       {a, a}},
   });
 }
 
