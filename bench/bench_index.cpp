@@ -5,6 +5,7 @@
 //   index/scatter_add  torch.scatter_add along dim 1 into [4096, 1000] from [4096, 1000]
 //   index/cross_entropy log_softmax + nll over [4096, 1000] logits, int64 targets (mean)
 //   index/where        torch.where over 1M elements (a bool mask, two operands)
+//   index/topk         torch.topk(x, 10) along the last dim of [256, 50000], forward only
 // Both sides draw the same ids, indices and values from bench::SharedRng (seed 7) and are
 // timed per iteration (us/step). Identical in bench/libtorch/index.cpp, same names.
 #include <benchmark/benchmark.h>
@@ -99,6 +100,16 @@ void bm_where(benchmark::State& state) {
   finish(state);
 }
 
+void bm_topk(benchmark::State& state) {
+  bench::SharedRng g(7);
+  const tg::Var x = tg::constant(uniform({256, 50000}, g));
+  for (auto _ : state) {
+    auto [values, indices] = tg::topk(x, 10);
+    benchmark::DoNotOptimize(indices.value().raw_data());
+  }
+  finish(state);
+}
+
 BENCHMARK(bm_embedding)->Name("index/embedding")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_gather)->Name("index/gather")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_scatter_add)->Name("index/scatter_add")->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -107,5 +118,6 @@ BENCHMARK(bm_cross_entropy)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(bm_where)->Name("index/where")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_topk)->Name("index/topk")->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

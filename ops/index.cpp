@@ -94,8 +94,11 @@ void walk_index(const Shape& xs, const Tensor& index, int dim, const char* op, F
   int64_t base = 0;  // x's offset of the row's coordinates, `dim` at 0
   for (int64_t row = 0; row < n; row += inner) {
     const int64_t* rv = iv + row;
-    bool bad = false;  // checked apart, so the loop below stays branch-free
-    for (int64_t j = 0; j < inner; ++j) bad |= rv[j] < 0 || rv[j] >= size;
+    // Checked apart (one unsigned compare: a negative index is huge), so this loop
+    // vectorizes and the one below stays branch-free.
+    uint64_t bad = 0;
+    for (int64_t j = 0; j < inner; ++j)
+      bad |= static_cast<uint64_t>(static_cast<uint64_t>(rv[j]) >= static_cast<uint64_t>(size));
     if (bad) [[unlikely]]
       for (int64_t j = 0; j < inner; ++j)
         if (rv[j] < 0 || rv[j] >= size) throw_out_of_range(op, dim, rv[j], size);

@@ -96,6 +96,69 @@ T row_max(const T* in, int64_t n) {
 
 }  // namespace
 
+namespace {
+
+// The first k of a contiguous row in sort_axis's order (descending: NaN first, then larger;
+// ascending: smaller, NaN last; ties by position), in that order, by one pass that keeps the
+// best k seen so far sorted: for small k nearly every element only meets one comparison
+// with the current k-th, 16 at a time.
+constexpr int64_t kSelectMax = 64;
+
+template <class T>
+void select_first_k(const T* row, int64_t n, int64_t k, bool descending, T* out_v, int64_t* out_i) {
+  T bv[kSelectMax];
+  int64_t bi[kSelectMax];
+  int64_t have = 0;
+  auto is_nan = [](T v) {
+    if constexpr (std::is_floating_point_v<T>) return v != v;
+    return false;
+  };
+  // Whether (v, a) comes before the held (w, b): a > b always, so ties go to the held one.
+  auto before = [&](T v, T w) {
+    const bool nv = is_nan(v), nw = is_nan(w);
+    if (nv || nw) return descending ? nv && !nw : nw && !nv;
+    return descending ? v > w : v < w;
+  };
+  auto insert = [&](T v, int64_t a) {
+    int64_t pos = have < k ? have++ : k - 1;
+    while (pos > 0 && before(v, bv[pos - 1])) {
+      bv[pos] = bv[pos - 1];
+      bi[pos] = bi[pos - 1];
+      --pos;
+    }
+    bv[pos] = v;
+    bi[pos] = a;
+  };
+  int64_t a = 0;
+  for (; a < n && have < k; ++a) insert(row[a], a);
+  constexpr int64_t chunk = 16;
+  for (; a < n; a += chunk) {
+    const int64_t m = std::min(chunk, n - a);
+    const T worst = bv[k - 1];
+    // `!(x <= worst)` (descending) is true for a larger x and for NaN: nothing in the chunk
+    // can enter when it is false for all 16, unless the worst held is itself NaN.
+    bool maybe = is_nan(worst);
+    if (!maybe) {
+      bool any = false;
+      if (descending) {
+        for (int64_t j = 0; j < m; ++j) any |= !(row[a + j] <= worst);
+      } else {
+        for (int64_t j = 0; j < m; ++j) any |= row[a + j] < worst;
+      }
+      maybe = any;
+    }
+    if (maybe)
+      for (int64_t j = 0; j < m; ++j)
+        if (before(row[a + j], bv[k - 1])) insert(row[a + j], a + j);
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    out_v[j] = bv[j];
+    out_i[j] = bi[j];
+  }
+}
+
+}  // namespace
+
 void sort_axis(const Tensor& x, int axis, bool descending, int64_t k, Tensor& values,
                Tensor& indices) {
   int64_t outer, n, inner;
@@ -121,6 +184,11 @@ void sort_axis(const Tensor& x, int axis, bool descending, int64_t k, Tensor& va
       if (va != vb) return descending ? vb < va : va < vb;
       return a < b;
     };
+    if (inner == 1 && k > 0 && k < n && k <= kSelectMax) {
+      for (int64_t r = 0; r < outer; ++r)
+        select_first_k(p + r * n, n, k, descending, o + r * k, oi + r * k);
+      return;
+    }
     for (int64_t r = 0; r < outer; ++r) {
       for (int64_t i = 0; i < inner; ++i) {
         const T* base = p + r * n * inner + i;

@@ -383,3 +383,39 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
     CHECK(vals(tg::reshape(tg::prod(xi), {1})) == want("int_prod_all"));
   }
 }
+
+TEST_CASE("topk along the last dim equals the first k of sort, ties and NaN included",
+          "[ops][reduce]") {
+  // topk's one-pass selection for small k against sort's full order, on rows with many
+  // ties, NaNs and infinities, both directions, k from 1 to past the selection limit.
+  tg::Rng rng(11);
+  for (const int64_t n : {1, 7, 16, 17, 100, 300}) {
+    std::vector<double> v(static_cast<size_t>(3 * n));
+    for (double& x : v) {
+      const uint64_t r = rng.below(20);
+      x = r == 0 ? std::nan("") : r == 1 ? INFINITY : r == 2 ? -INFINITY : double(rng.below(6));
+    }
+    for (const tg::Dtype dt : {tg::f32, tg::f64, tg::i64}) {
+      tg::Tensor t = tg::tensor(v, {3, n}, tg::f64);
+      if (dt == tg::i64) {  // integers: no NaN or inf
+        for (int64_t i = 0; i < t.numel(); ++i)
+          if (!std::isfinite(t.data<double>()[i])) t.data<double>()[i] = 2;
+      }
+      const tg::Var x = tg::constant(t.to(dt));
+      for (const bool largest : {true, false}) {
+        const auto sorted = tg::sort(x, -1, largest);
+        for (const int64_t k : {int64_t{1}, int64_t{3}, n / 2, n - 1, int64_t{65}}) {
+          if (k < 1 || k > n) continue;
+          INFO("n " << n << " k " << k << " largest " << largest << " " << tg::dtype_name(dt));
+          const auto top = tg::topk(x, k, -1, largest);
+          CHECK(tg::equal(top.indices.value(), tg::narrow(sorted.indices, -1, 0, k).value()));
+          const auto a = top.values.value().to_vector();
+          const auto b = tg::narrow(sorted.values, -1, 0, k).value().to_vector();
+          REQUIRE(a.size() == b.size());
+          for (size_t i = 0; i < a.size(); ++i)
+            CHECK((a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))));
+        }
+      }
+    }
+  }
+}

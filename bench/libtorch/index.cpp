@@ -95,6 +95,16 @@ void bm_where(benchmark::State& state) {
   finish(state);
 }
 
+void bm_topk(benchmark::State& state) {
+  bench::SharedRng g(7);
+  const torch::Tensor x = uniform({256, 50000}, g);
+  for (auto _ : state) {
+    auto [values, indices] = torch::topk(x, 10);
+    benchmark::DoNotOptimize(indices.data_ptr());
+  }
+  finish(state);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -102,14 +112,19 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("index/embedding", bm_embedding)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("index/gather", bm_gather)->Unit(benchmark::kMicrosecond)->UseRealTime();
+  benchmark::RegisterBenchmark("index/gather", bm_gather)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("index/scatter_add", bm_scatter_add)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark("index/cross_entropy", bm_cross_entropy)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("index/where", bm_where)->Unit(benchmark::kMicrosecond)->UseRealTime();
+  benchmark::RegisterBenchmark("index/where", bm_where)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("index/topk", bm_topk)->Unit(benchmark::kMicrosecond)->UseRealTime();
   benchmark::AddCustomContext("torch_version", TORCH_VERSION);
   benchmark::AddCustomContext("torch_intra_op_threads", std::to_string(at::get_num_threads()));
   benchmark::Initialize(&argc, argv);
