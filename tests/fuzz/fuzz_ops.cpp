@@ -424,7 +424,136 @@ Var run(const Program& p, const std::vector<Var>& leaves, bool& smooth) {
         out = tg::argmax(a, ins.i0, ins.c & 1);
         break;
       case 58:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;  // the condition a != 0 flips at 0
         out = tg::where(tg::constant(a.value().to(tg::boolean)), b, c);
+        break;
+      case 59:
+        if (has_ties(tg::concat({tg::reshape(a, {-1}), tg::reshape(b, {-1})}))) smooth = false;
+        out = ins.c % 2 ? tg::maximum(a, b) : tg::minimum(a, b);
+        break;
+      case 60:
+        out = ins.c % 2 ? tg::sin(a) : tg::cos(a);
+        break;
+      case 61:
+        out = tg::gelu(a);
+        break;
+      case 62:
+        out = tg::gelu(a, "tanh");
+        break;
+      case 63:
+        out = ins.c % 2 ? tg::silu(a) : tg::mish(a);
+        break;
+      case 64:
+        if (any_near(a, 0.0, 1e-3)) smooth = false;
+        out = tg::elu(a, 0.5 + (ins.c % 3));
+        break;
+      case 65: {
+        const double lo = ins.i0 / 4.0, hi = lo + std::abs(ins.i1) / 4.0;
+        if (any_near(a, lo, 1e-3) || any_near(a, hi, 1e-3)) smooth = false;
+        out = tg::hardtanh(a, lo, hi);
+        break;
+      }
+      case 66:
+        smooth = false;  // the selection switches where x meets a bound
+        out = tg::clamp(a, ins.c % 2 ? b : Var(), ins.c % 3 ? c : Var());
+        break;
+      case 67:
+        smooth = false;  // steps: a zero gradient, not the finite difference across a step
+        out = ins.c % 4 == 0   ? tg::round(a)
+              : ins.c % 4 == 1 ? tg::floor(a)
+              : ins.c % 4 == 2 ? tg::ceil(a)
+                               : tg::sign(a);
+        break;
+      case 68:
+        out = ins.c % 2 ? tg::squeeze(a) : tg::squeeze(a, ins.i0);
+        break;
+      case 69:
+        out = tg::unsqueeze(a, ins.i0);
+        break;
+      case 70:
+        out = tg::stack({a, b}, ins.i0);
+        break;
+      case 71:
+        out = tg::narrow(a, ins.i0, ins.i1, ins.i2);
+        break;
+      case 72: {
+        static const char* modes[] = {"constant", "reflect", "replicate"};
+        out = tg::pad(a, ins.list, modes[ins.c % 3], ins.i0 / 2.0);
+        break;
+      }
+      case 73:
+        out = tg::flip(a, ins.list);
+        break;
+      case 74:
+        out = tg::repeat(a, ins.list);
+        break;
+      case 75:
+        out = ins.c % 2 ? tg::tril(a, ins.i0) : tg::triu(a, ins.i0);
+        break;
+      case 76: {
+        const auto parts = tg::chunk(a, ins.c % 4, ins.i0);
+        if (parts.empty()) tgfuzz::fail("chunk returned no pieces");
+        out = parts[static_cast<size_t>(ins.i1 & 0xff) % parts.size()];
+        break;
+      }
+      case 77: {
+        tg::CrossEntropyOptions o;
+        o.reduction = reduction(ins.c);
+        o.ignore_index = ins.i2;
+        o.label_smoothing = (ins.c >> 2) % 3 / 4.0;
+        tg::Shape ts = a.shape();  // the class-index shape: the input's without dim 1 (C)
+        if (ts.rank() >= 2)
+          ts.erase(1);
+        else
+          ts = tg::Shape{};
+        out = tg::cross_entropy(a, ins.c & 64 ? b : index_tensor(ins.list, ts), o);
+        break;
+      }
+      case 78:
+        if (any_near(tg::sub(a, b), 0.0, 1e-3)) smooth = false;
+        out = tg::l1_loss(a, b, reduction(ins.c));
+        break;
+      case 79: {
+        const double beta = (ins.c % 3) / 2.0;
+        smooth = false;  // kinks where |a - b| meets beta
+        out = ins.c % 2 ? tg::smooth_l1_loss(a, b, reduction(ins.c), beta)
+                        : tg::huber_loss(a, b, reduction(ins.c), beta + 0.5);
+        break;
+      }
+      case 80:
+        if (any_below(b, 1e-2)) smooth = false;
+        out = tg::kl_div(a, b, reduction(ins.c), ins.c & 4);
+        break;
+      case 81:
+        if (has_ties(a)) smooth = false;
+        out = tg::sort(a, ins.i0, ins.c & 1).values;
+        break;
+      case 82:
+        if (has_ties(a)) smooth = false;
+        out = tg::topk(a, ins.i1, ins.i0, ins.c & 1).values;
+        break;
+      case 83:
+        out = tg::logsumexp(a, ins.list, ins.c & 1);
+        break;
+      case 84:
+        out = ins.c % 2 ? tg::var(a, ins.list, ins.i1, ins.c & 2)
+                        : tg::std(a, ins.list, ins.i1, ins.c & 2);
+        if (!(ins.c % 2)) smooth = false;  // std's kink where the spread is 0
+        break;
+      case 85: {
+        static const double ps[] = {1.0, 2.0, INFINITY};
+        smooth = false;  // kinks at 0 (p = 1, 2) and at ties (inf)
+        out = tg::norm(a, ps[ins.c % 3], ins.list, ins.c & 4);
+        break;
+      }
+      case 86:
+        out = ins.c % 2 ? tg::prod(a) : tg::prod(a, ins.i0, ins.c & 2);
+        break;
+      case 87:
+        out = tg::cumsum(a, ins.i0);
+        break;
+      case 88:
+        out = tg::matmul(a, b);  // torch.matmul's rules: rank 1, broadcast batch dims
         break;
       default:
         tgfuzz::fail("bad op code");
