@@ -271,7 +271,17 @@ void update_with(Tensor& t, const Tensor& other, const char* op, F f) {
 }
 }  // namespace
 
+namespace {
+// An integer tensor takes only integral factors (as PyTorch: 0.5 would truncate to 0).
+void check_integral_factor(const Tensor& t, double f, const char* op, const char* what) {
+  if (t.dtype() == i64 && f != std::trunc(f))
+    throw DtypeError(std::string(op) + ": " + what + " " + std::to_string(f) +
+                     " is not an integer, and the tensor is i64");
+}
+}  // namespace
+
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_integral_factor(*this, alpha, "add_", "alpha");
   update_with(*this, other, "add_", [alpha](auto a, auto b) {
     using T = decltype(a);
     return alpha == 1.0 ? T(a + b) : T(a + static_cast<T>(alpha) * b);
@@ -284,7 +294,10 @@ Tensor& Tensor::mul_(const Tensor& other) {
   return *this;
 }
 
-Tensor& Tensor::mul_(double s) { return mul_(scalar_tensor(s, dtype_)); }
+Tensor& Tensor::mul_(double s) {
+  check_integral_factor(*this, s, "mul_", "factor");
+  return mul_(scalar_tensor(s, dtype_));
+}
 
 Tensor& Tensor::masked_fill_(const Tensor& mask, double value) {
   if (mask.dtype() != boolean)

@@ -166,8 +166,10 @@ void Var::backward(const Var& grad_output, const BackwardOptions& options) const
 
 Var Var::detach() const { return Var(value(), false); }
 
-// The buffer of an in-place op's target, once it is known the op may change it.
-static Tensor& inplace_target(const NodePtr& node, const char* op) {
+// The buffer of an in-place op's target, once it is known the op may change it. `source`
+// (the operand whose values go in) must not want a gradient while grad mode is on:
+// in-place ops are not recorded, so its gradient would be lost without a word.
+static Tensor& inplace_target(const NodePtr& node, const char* op, const Var* source = nullptr) {
   Node& n = checked(node, op);
   if (detail::grad_enabled && n.requires_grad) {
     if (!n.has_fn)
@@ -177,15 +179,19 @@ static Tensor& inplace_target(const NodePtr& node, const char* op) {
     throw GraphError(std::string(op) + ": the output of op '" + n.name +
                      "' requires grad; in-place ops are not recorded (use the out-of-place op)");
   }
+  if (source && detail::grad_enabled && source->requires_grad())
+    throw GraphError(std::string(op) +
+                     ": the operand requires grad, and in-place ops are not recorded (its "
+                     "gradient would be lost); use the out-of-place op");
   return n.value;
 }
 
 Var& Var::add_(const Var& other, double alpha) {
-  inplace_target(node_, "add_").add_(other.value(), alpha);
+  inplace_target(node_, "add_", &other).add_(other.value(), alpha);
   return *this;
 }
 Var& Var::mul_(const Var& other) {
-  inplace_target(node_, "mul_").mul_(other.value());
+  inplace_target(node_, "mul_", &other).mul_(other.value());
   return *this;
 }
 Var& Var::mul_(double s) {
@@ -201,7 +207,7 @@ Var& Var::fill_(double value) {
   return *this;
 }
 Var& Var::copy_(const Var& src) {
-  inplace_target(node_, "copy_").copy_(src.value());
+  inplace_target(node_, "copy_", &src).copy_(src.value());
   return *this;
 }
 Var& Var::masked_fill_(const Var& mask, double value) {

@@ -216,7 +216,8 @@ void check_numeric(const Tensor& x, const char* op) {
     throw DtypeError(std::string(op) + ": expected a f32, f64 or i64 tensor, got bool");
 }
 template <class T>
-using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+// (integers accumulate unsigned: an overflow wraps, as PyTorch's, instead of being undefined)
+using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, uint64_t>;
 }  // namespace
 
 Tensor cumsum_axis(const Tensor& x, int axis, bool reverse, const char* op) {

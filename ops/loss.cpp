@@ -111,8 +111,9 @@ struct ClassTargets {
   std::vector<double> w;
   std::vector<double> class_w;  // empty: all ones
   double total = 0;
-  double eps = 0;     // label smoothing
-  bool plain = true;  // no class weights, nothing ignored, no smoothing
+  int64_t counted = 0;  // targets not ignored
+  double eps = 0;       // label smoothing
+  bool plain = true;    // no class weights, nothing ignored, no smoothing
   Reduction reduction = Reduction::mean;
   Shape bshape;  // the input's shape with the class axis 1 (the per-position gradient's)
 };
@@ -148,6 +149,7 @@ std::shared_ptr<const ClassTargets> read_targets(const Var& input, const Var& ta
     ct->t[k] = v;
     ct->w[k] = ct->class_w.empty() ? 1.0 : ct->class_w[static_cast<size_t>(v)];
     ct->total += ct->w[k];
+    ++ct->counted;
   }
   if (!ct->class_w.empty() || eps != 0.0) ct->plain = false;
   return ct;
@@ -231,10 +233,11 @@ Tensor class_coefficients(const ClassTargets& ct, const Shape& x_shape, Dtype dt
 }
 
 // The output gradient at each position, broadcast over the classes: dy / total weight for
-// mean (0 when nothing counts, as PyTorch's), dy for sum, dy with a class axis of 1 for none.
+// mean (whatever the total's sign, as the forward divides; 0 when every target is ignored,
+// as PyTorch's), dy for sum, dy with a class axis of 1 for none.
 Var class_grad(const Var& dy, const ClassTargets& ct) {
   if (ct.reduction == Reduction::none) return reshape(dy, ct.bshape.to_vector());
-  if (ct.reduction == Reduction::mean) return mul_scalar(dy, ct.total > 0 ? 1.0 / ct.total : 0.0);
+  if (ct.reduction == Reduction::mean) return mul_scalar(dy, ct.counted > 0 ? 1.0 / ct.total : 0.0);
   return dy;
 }
 

@@ -72,6 +72,13 @@ Var matmul_broadcast(const Var& a, const Var& b, bool ta, bool tb, const Shape& 
                    std::to_string(kb));
 }
 
+// The product of every extent but the last (the rows of a [..., K] operand seen as 2-D).
+int64_t leading_rows(const Shape& s) {
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < s.rank(); ++d) rows *= s[d];
+  return rows;
+}
+
 }  // namespace
 
 Var matmul(const Var& a, const Var& b) {
@@ -85,7 +92,8 @@ Var matmul(const Var& a, const Var& b) {
     if (s.back() != b.shape()[0]) throw_inner_mismatch(s, b.shape(), s.back(), b.shape()[0]);
     std::vector<int64_t> out = s.to_vector();
     out.back() = b.shape()[1];
-    return reshape(matmul(reshape(a, {-1, s.back()}), b, false, false), out);
+    // (rows counted, not inferred: with K = 0 a -1 extent cannot be inferred)
+    return reshape(matmul(reshape(a, {leading_rows(s), s.back()}), b, false, false), out);
   }
   if (ra == 0 || rb == 0)
     throw ShapeError("matmul: both operands need rank >= 1, got shapes " + a.shape().str() +
@@ -132,7 +140,8 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
     if (x.dim() < 1) throw ShapeError("linear: input must have rank >= 1, got " + x.shape().str());
     std::vector<int64_t> out = x.shape().to_vector();
     out.back() = weight.shape()[0];
-    return reshape(linear(reshape(x, {-1, x.shape().back()}), weight, bias), out);
+    return reshape(linear(reshape(x, {leading_rows(x.shape()), x.shape().back()}), weight, bias),
+                   out);
   }
   kern::check_same_dtype(x.value(), weight.value(), "linear");
   if (x.shape()[1] != weight.shape()[1])

@@ -106,7 +106,9 @@ ValuesIndices extreme_dim(const Var& x, int64_t dim, bool keepdim, bool largest,
   Tensor idx;
   Tensor y = kern::extreme_axis(xv.value(), ax, keepdim || x.dim() == 0, largest, op, &idx);
   const Shape kshape = kept_shape(xv.shape(), {ax});
-  Var kept_idx = constant(idx.reshape(kshape));
+  // A copy: the indices returned share no buffer with the backward's (an in-place change of
+  // them must not move the gradient).
+  Var kept_idx = constant(idx.clone().reshape(kshape));
   if (x.dim() == 0 || !keepdim) {
     const Shape out = x.dim() == 0 ? Shape{} : kern::reduced_shape(x.shape(), ax, false);
     y = y.reshape(out);
@@ -181,7 +183,7 @@ ValuesIndices sorted_op(const Var& x, int64_t k, int64_t dim, bool descending, c
   kern::sort_axis(x.value().reshape(xshape), ax, descending, k, values, idx);
   // The backward's own copy of the indices: the caller may write into the returned ones.
   const Var kept_idx = is_floating(x.dtype()) ? constant(idx.clone()) : Var();
-  if (x.dim() == 0) {
+  if (x.dim() == 0 && k == 1) {  // (topk(x, 0) of a rank-0 x keeps its [0] shape)
     values = values.reshape(Shape{});
     idx = idx.reshape(Shape{});
   }

@@ -435,6 +435,10 @@ TEST_CASE("in-place ops: what they change, their versions, and where they are re
     CHECK_THROWS_WITH(x.add_(tg::constant(tg::ones({2, 1}, tg::f64))).clamp_(2, 1),
                       Catch::Contains("clamp_: lo"));
     CHECK_THROWS_AS(tg::constant(tg::zeros({2}, tg::i64)).clamp_(0, 1), tg::DtypeError);
+    Var ids = tg::constant(tg::full({2}, 3, tg::i64));
+    CHECK_THROWS_WITH(ids.add_(ids, 0.5), Catch::Contains("add_: alpha 0.5"));
+    CHECK_THROWS_WITH(ids.mul_(0.5), Catch::Contains("mul_: factor 0.5"));
+    CHECK(ids.mul_(2.0).value().to_vector() == std::vector<double>{6, 6});
   }
   SECTION("a leaf that requires grad: only under NoGradGuard") {
     Var w = tg::param(tg::ones({3}, tg::f64));
@@ -448,6 +452,16 @@ TEST_CASE("in-place ops: what they change, their versions, and where they are re
     CHECK(w.value().to_vector() == std::vector<double>{2, 2, 2});
     const Var y = tg::exp(w);
     CHECK_THROWS_WITH(Var(y).fill_(0), Catch::Contains("output of op 'exp' requires grad"));
+    // An operand that wants a gradient would lose it: in-place ops are not recorded.
+    Var z = tg::constant(tg::zeros({3}, tg::f64));
+    CHECK_THROWS_WITH(z.add_(w), Catch::Contains("add_: the operand requires grad"));
+    CHECK_THROWS_AS(z.copy_(w), tg::GraphError);
+    CHECK_THROWS_AS(z.mul_(w), tg::GraphError);
+    {
+      tg::NoGradGuard no_grad;
+      z.add_(w);  // as an optimizer's update reads a parameter
+    }
+    CHECK(z.value().to_vector() == std::vector<double>{2, 2, 2});
   }
   SECTION("an in-place change of a saved value stops backward") {
     Var x = tg::param(tg::tensor({0.5, 1.0}, {2}, tg::f64));

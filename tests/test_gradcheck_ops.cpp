@@ -741,6 +741,13 @@ TEST_CASE("gradcheck: more losses", "[gradcheck]") {
                                   {.weight = w4, .ignore_index = 1, .label_smoothing = 0.2});
        },
        {x}},
+      {"cross_entropy mean whose total target weight is negative (the forward's divisor)",
+       [](auto& v) {
+         static const Var neg_w = tg::constant(tg::tensor({-1, 2, 0.5, 1}, {4}, tg::f64));
+         static const Var t0s = tg::constant(tg::Tensor(std::vector<int64_t>{0, 0, 2}, {3}));
+         return tg::cross_entropy(v[0], t0s, {.weight = neg_w});
+       },
+       {x}},
       {"cross_entropy [2,3,2,2] none with label smoothing",
        [](auto& v) {
          return tg::cross_entropy(v[0], t222,

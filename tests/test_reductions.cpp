@@ -384,6 +384,14 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
   }
 }
 
+TEST_CASE("topk of a rank-0 tensor: k = 1 keeps rank 0, k = 0 gives [0]", "[ops][reduce]") {
+  const Var x = tg::param(tg::scalar_tensor(2.5, tg::f64));
+  CHECK(tg::topk(x, 1).values.shape() == Shape{});
+  CHECK(tg::topk(x, 0).values.shape() == Shape{0});
+  CHECK(tg::topk(x, 0).indices.shape() == Shape{0});
+  CHECK_THROWS_WITH(tg::topk(x, 2), Catch::Contains("topk: k = 2"));
+}
+
 TEST_CASE("topk along the last dim equals the first k of sort, ties and NaN included",
           "[ops][reduce]") {
   // topk's one-pass selection for small k against sort's full order, on rows with many

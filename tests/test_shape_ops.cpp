@@ -335,6 +335,21 @@ TEST_CASE("shape ops give values PyTorch gives (spot checks without torch)", "[o
   CHECK(vals(parts[1]) == std::vector<double>{3, 6});
 }
 
+TEST_CASE("matmul and linear over an empty contraction give zeros", "[ops][shape]") {
+  // [.., M, 0] x [0, N]: zeros, as torch.matmul (a -1 extent cannot be inferred from 0).
+  const Var a = tg::param(tg::zeros({2, 3, 0}, tg::f64));
+  const Var y = tg::matmul(a, tg::constant(tg::zeros({0, 5}, tg::f64)));
+  CHECK(y.shape() == Shape{2, 3, 5});
+  CHECK(tg::equal(y.value(), tg::zeros({2, 3, 5}, tg::f64)));
+  CHECK(tg::matmul(a, tg::constant(tg::zeros({0}, tg::f64))).shape() == Shape{2, 3});
+  const Var l =
+      tg::linear(a, tg::constant(tg::zeros({4, 0}, tg::f64)), tg::constant(tg::ones({4}, tg::f64)));
+  CHECK(l.shape() == Shape{2, 3, 4});
+  CHECK(tg::equal(l.value(), tg::ones({2, 3, 4}, tg::f64)));
+  tg::sum(y).backward();
+  CHECK(a.grad().shape() == Shape{2, 3, 0});
+}
+
 TEST_CASE("matmul reads a broadcast operand in place and sums its gradient directly",
           "[ops][matmul]") {
   // [2, 1, 3, 4] x [5, 4, 2]: the batch [2, 5] is never materialized for either operand,
