@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -310,7 +311,10 @@ void AsyncTask::wait() {
     for (int st = s->status.load(std::memory_order_acquire); st != 2;
          st = s->status.load(std::memory_order_acquire))
       s->status.wait(st, std::memory_order_acquire);
-  if (s->error) std::rethrow_exception(s->error);
+  // The waiting thread takes the exception out of the state, so it also frees it: a worker
+  // dropping the state last then frees no exception another thread has read (the exception's
+  // count lives in libstdc++, which ThreadSanitizer cannot see synchronize).
+  if (s->error) std::rethrow_exception(std::exchange(s->error, nullptr));
 }
 
 AsyncTask run_async(std::function<void()> work, Launch when) {
