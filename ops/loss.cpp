@@ -375,7 +375,7 @@ Var nll_loss(const Var& log_probs, std::initializer_list<int64_t> targets, Reduc
 Var binary_cross_entropy(const Var& input, const Var& target, const Var& weight,
                          Reduction reduction) {
   // l = w ((y - 1) max(log(1 - x), -100) - y max(log x, -100))
-  // dx = w (x - y) / max(x (1 - x), 1e-12) dy',  dy_t = w (log(1 - x) - log x) dy'
+  // dx = w (x - y) / max(x (1 - x), 1e-12f) dy',  dy_t = w (log(1 - x) - log x) dy'
   const char* op = "binary_cross_entropy";
   check_pair(input, target, op);
   check_reduction(reduction, op);
@@ -412,8 +412,9 @@ Var binary_cross_entropy(const Var& input, const Var& target, const Var& weight,
                   const Var& x = c.input(0);
                   Var dx, dt;
                   if (c.needs_grad(0)) {
-                    const Var den =
-                        clamp(mul(x, 1.0 - x), 1e-12, std::numeric_limits<double>::infinity());
+                    // (PyTorch's 1e-12 floor is a float constant: 9.99999996e-13 in f64 too)
+                    const Var den = clamp(mul(x, 1.0 - x), static_cast<double>(1e-12f),
+                                          std::numeric_limits<double>::infinity());
                     dx = mul(div(sub(x, c.input(1)), den), g);
                   }
                   if (c.needs_grad(1)) dt = mul(sub(log(1.0 - x), log(x)), g);

@@ -42,14 +42,6 @@ bool same(const std::vector<double>& got, const std::vector<double>& want) {
   return true;
 }
 // |got - want| <= tol * max(1, |want|) elementwise (Catch's Approx adds a relative 1e-5).
-void check_near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": " << got[i] << " against " << want[i]);
-    if (got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))) continue;  // +-inf
-    CHECK(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
-  }
-}
 // The gradient of sum(y) with respect to x, through one backward.
 std::vector<double> grad_sum(const Var& y, const Var& x) {
   return vals(tg::grad({tg::sum(y)}, {x})[0]);
@@ -221,11 +213,11 @@ TEST_CASE("gelu in both modes, silu, mish, softsign: values and gradients", "[op
   // (F.gelu's values in float64, torch 1.13)
   const std::vector<double> exact{-0.00404969409489031, -0.15865525393145702, 0, 0.841344746068543,
                                   2.4844758366855597};
-  check_near(vals(tg::gelu(x)), exact, 1e-15);
-  check_near(vals(tg::gelu(x, "none")), exact, 1e-15);
+  tgtest::check_close(vals(tg::gelu(x)), exact, 1e-15);
+  tgtest::check_close(vals(tg::gelu(x, "none")), exact, 1e-15);
   const std::vector<double> tanh_mode{-0.0036373920817729943, -0.15880800939172324, 0,
                                       0.8411919906082768, 2.484915733910001};
-  check_near(vals(tg::gelu(x, "tanh")), tanh_mode, 1e-15);
+  tgtest::check_close(vals(tg::gelu(x, "tanh")), tanh_mode, 1e-15);
   // Both modes have slope 1/2 at 0.
   CHECK(grad_sum(tg::gelu(x), x)[2] == Approx(0.5));
   CHECK(grad_sum(tg::gelu(x, "tanh"), x)[2] == Approx(0.5));
@@ -445,15 +437,16 @@ run("expm1_small", torch.expm1(a * 1e-9), a)
     auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
       INFO(name << (single ? " f32" : " f64"));
       REQUIRE(torch.count(name) == 1);
-      check_near(vals(y), torch.at(name), tol);
+      tgtest::check_close(vals(y), torch.at(name), tol);
       const Var w = tg::constant(pattern(y.shape(), 9.0).to(tdt));
       const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
       for (size_t i = 0; i < xs.size(); ++i) {
         INFO("gradient " << i);
         const std::string key = name + "_g" + std::to_string(i);
         REQUIRE(torch.count(key) == 1);
-        check_near(gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
-                   torch.at(key), tol);
+        tgtest::check_close(
+            gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
+            torch.at(key), tol);
       }
     };
     auto run2 = [&](const std::string& name, const Unary& f, const Var& x) {
@@ -464,8 +457,8 @@ run("expm1_small", torch.expm1(a * 1e-9), a)
       const Var g = tg::grad({tg::sum(f(x) * w)}, {x}, {}, {.create_graph = true})[0];
       Var gg;
       if (g.requires_grad()) gg = tg::grad({tg::sum(g * w2)}, {x}, {}, {.allow_unused = true})[0];
-      check_near(gg.defined() ? vals(gg) : std::vector<double>(torch.at(name).size()),
-                 torch.at(name), tol);
+      tgtest::check_close(gg.defined() ? vals(gg) : std::vector<double>(torch.at(name).size()),
+                          torch.at(name), tol);
     };
     Var a = P({3, 4}, 0.0, 2.0), b = P({4}, 1.0, 2.0), c = P({3, 1}, 2.0, 2.0),
         r = P({1, 4}, 3.0, 2.0);

@@ -29,22 +29,6 @@ Var f64(const std::vector<double>& v, const Shape& s) {
 }
 std::vector<double> vals(const Var& v) { return v.value().to_vector(); }
 
-// NaN matches NaN and an infinity itself; anything else within tol (absolute) or Approx's
-// relative margin.
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    if (std::isnan(want[i])) {
-      CHECK(std::isnan(got[i]));
-    } else if (std::isinf(want[i])) {
-      CHECK(got[i] == want[i]);
-    } else {
-      CHECK(got[i] == Approx(want[i]).margin(tol));
-    }
-  }
-}
-
 const char* rname(Reduction r) {
   switch (r) {
     case Reduction::mean:
@@ -348,15 +332,16 @@ TEST_CASE("losses match PyTorch in values and gradients", "[ops][loss][oracle]")
       const Var y = c.fn(v);
       REQUIRE(torch.count(c.name) == 1);
       CHECK(y.dtype() == dt);
-      expect_close(vals(y), torch.at(c.name), tol);
+      tgtest::check_close(vals(y), torch.at(c.name), tol);
       const Var w = tg::constant(pattern(y.shape(), 9.0).to(dt));
       const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
       for (size_t i = 0; i < xs.size(); ++i) {
         INFO("gradient " << i);
         const std::string key = c.name + "_g" + std::to_string(i);
         REQUIRE(torch.count(key) == 1);
-        expect_close(gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
-                     torch.at(key), tol);
+        tgtest::check_close(
+            gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
+            torch.at(key), tol);
       }
     }
   }

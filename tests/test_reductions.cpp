@@ -31,47 +31,36 @@ Var i64(const std::vector<int64_t>& v, const Shape& s) { return tg::constant(Ten
 std::vector<double> vals(const Var& v) { return v.value().to_vector(); }
 
 // Element by element within tol; a NaN is only close to a NaN, an infinity to itself.
-void check_same(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": " << got[i] << " vs " << want[i]);
-    if (std::isnan(want[i]))
-      CHECK(std::isnan(got[i]));
-    else if (std::isinf(want[i]))
-      CHECK(got[i] == want[i]);
-    else
-      CHECK(got[i] == Approx(want[i]).margin(tol));
-  }
-}
 }  // namespace
 
 TEST_CASE("sort, argsort, topk: stable ties, NaN placement, gradients to the indices",
           "[ops][reduce]") {
   Var x = leaf({2, 1, 2, kNaN, 1, 0}, {6});
   auto [v, i] = tg::sort(x);
-  check_same(vals(v), {0, 1, 1, 2, 2, kNaN}, 0);
+  tgtest::check_close(vals(v), {0, 1, 1, 2, 2, kNaN}, 0);
   CHECK(i.dtype() == tg::i64);
   CHECK(vals(i) == std::vector<double>{5, 1, 4, 0, 2, 3});  // equal values keep their order
   auto [vd, id] = tg::sort(x, 0, true);
-  check_same(vals(vd), {kNaN, 2, 2, 1, 1, 0}, 0);
+  tgtest::check_close(vals(vd), {kNaN, 2, 2, 1, 1, 0}, 0);
   CHECK(vals(id) == std::vector<double>{3, 0, 2, 1, 4, 5});
   CHECK(vals(tg::argsort(x, -1, true)) == vals(id));
   tg::sum(v * f64({1, 2, 3, 4, 5, 6}, {6})).backward();
-  check_same(vals(x.grad()), {4, 2, 5, 6, 3, 1}, 0);  // dy lands where each value came from
+  tgtest::check_close(vals(x.grad()), {4, 2, 5, 6, 3, 1},
+                      0);  // dy lands where each value came from
   x.zero_grad();
   auto [v2, i2] = tg::sort(x);
   i2.value().fill_(0);  // the caller's indices are its own: the backward kept a copy
   tg::sum(v2 * f64({1, 2, 3, 4, 5, 6}, {6})).backward();
-  check_same(vals(x.grad()), {4, 2, 5, 6, 3, 1}, 0);
+  tgtest::check_close(vals(x.grad()), {4, 2, 5, 6, 3, 1}, 0);
   x.zero_grad();
   auto [tv, ti] = tg::topk(x, 2);
-  check_same(vals(tv), {kNaN, 2}, 0);  // NaN is the largest
+  tgtest::check_close(vals(tv), {kNaN, 2}, 0);  // NaN is the largest
   CHECK(vals(ti) == std::vector<double>{3, 0});
   auto [sv, si] = tg::topk(x, 3, 0, false);
   CHECK(vals(sv) == std::vector<double>{0, 1, 1});
   CHECK(vals(si) == std::vector<double>{5, 1, 4});
   tg::sum(sv).backward();
-  check_same(vals(x.grad()), {0, 1, 0, 0, 1, 1}, 0);
+  tgtest::check_close(vals(x.grad()), {0, 1, 0, 0, 1, 1}, 0);
   CHECK(tg::topk(x, 0).values.shape() == Shape{0});
   // Rank 0, integers and bools (unrecorded, their own dtype).
   const Var s = tg::param(tg::scalar_tensor(3.0, tg::f64));
@@ -94,10 +83,11 @@ TEST_CASE("sort, argsort, topk: stable ties, NaN placement, gradients to the ind
 
 TEST_CASE("logsumexp, var, std, norm: stability, infinities, subgradients", "[ops][reduce]") {
   // logsumexp: shifted by the max (no overflow), -inf rows -inf, +inf rows +inf.
-  check_same(
+  tgtest::check_close(
       vals(tg::logsumexp(f64({1000, 1000, -kInf, -kInf, kInf, 1, kInf, -kInf}, {4, 2}), {1})),
       {1000 + std::log(2.0), -kInf, kInf, kInf}, 1e-12);
-  check_same(vals(tg::logsumexp(tg::constant(tg::zeros({2, 0}, tg::f64)), {1})), {-kInf, -kInf}, 0);
+  tgtest::check_close(vals(tg::logsumexp(tg::constant(tg::zeros({2, 0}, tg::f64)), {1})),
+                      {-kInf, -kInf}, 0);
   CHECK(tg::logsumexp(f64({1, 2, 3, 4}, {2, 2}), {}).shape() == Shape{});  // {}: every dim
   CHECK(tg::logsumexp(f64({1, 2, 3, 4}, {2, 2}), {0}, true).shape() == Shape{1, 2});
   // var and std: two-pass (a large offset loses nothing), correction >= N gives inf/NaN.
@@ -116,7 +106,7 @@ TEST_CASE("logsumexp, var, std, norm: stability, infinities, subgradients", "[op
   // norm: p = 2 at 0 has gradient 0; p = inf ties share the gradient.
   Var z = leaf({0, 0, 0, 3, -4, 0}, {2, 3});
   tg::sum(tg::norm(z, 2, {1})).backward();
-  check_same(vals(z.grad()), {0, 0, 0, 0.6, -0.8, 0}, 1e-15);
+  tgtest::check_close(vals(z.grad()), {0, 0, 0, 0.6, -0.8, 0}, 1e-15);
   Var t = leaf({1, -3, 3, 2}, {4});
   const Var ninf = tg::norm(t, kInf);
   CHECK(ninf.item() == 3);
@@ -281,13 +271,13 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
     };
     auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
       INFO(name << (single ? " f32" : " f64"));
-      check_same(vals(y), want(name), tol);
+      tgtest::check_close(vals(y), want(name), tol);
       const Var w = tg::constant(pattern(y.shape(), 9.0).to(tdt));
       const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
       for (size_t i = 0; i < xs.size(); ++i) {
         INFO("gradient " << i);
         const auto& g = want(name + "_g" + std::to_string(i));
-        check_same(gs[i].defined() ? vals(gs[i]) : std::vector<double>(g.size()), g, tol);
+        tgtest::check_close(gs[i].defined() ? vals(gs[i]) : std::vector<double>(g.size()), g, tol);
       }
     };
     auto runi = [&](const std::string& name, const tg::ValuesIndices& r,
@@ -299,7 +289,7 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
     };
     auto cmp = [&](const std::string& name, const Var& y) {
       INFO(name << (single ? " f32" : " f64"));
-      check_same(vals(y), want(name), tol);
+      tgtest::check_close(vals(y), want(name), tol);
     };
     Var a = P({3, 4}, 0.0), b = P({2, 3, 4}, 1.0), s1 = P({1, 4}, 2.0), e = P({0, 4}, 5.0);
     std::vector<double> tv = pattern({3, 4}, 0.0).to_vector();
