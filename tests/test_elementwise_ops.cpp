@@ -361,18 +361,12 @@ TEST_CASE("elementwise ops and activations match PyTorch", "[ops][elementwise][o
     const double tol = single ? 2e-5 : 1e-10;
     std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 F = torch.nn.functional
-def P(shape, k, scale=1.0):
-    return pattern(shape, k, scale, D).requires_grad_()
+)PY" + tgtest::kPythonRun +
+                         R"PY(
 def Ppos(shape, k):
     return (pattern(shape, k, 1.0, D).abs() + 0.5).detach().requires_grad_()
 def Phalf(shape, k):
     return (pattern(shape, k, 2.0, D) * 2).round().div(2).detach().requires_grad_()
-def run(name, y, *xs):
-    w = pattern(tuple(y.shape), 9.0, 1.0, D)
-    emit(name, y)
-    gs = torch.autograd.grad((y * w).sum(), xs, allow_unused=True)
-    for i, g in enumerate(gs):
-        emit(name + "_g%d" % i, torch.zeros_like(xs[i]) if g is None else g)
 def run2(name, f, x):
     w = pattern(tuple(x.shape), 9.0, 1.0, D)
     w2 = pattern(tuple(x.shape), 11.0, 1.0, D)
@@ -435,19 +429,7 @@ run("expm1_small", torch.expm1(a * 1e-9), a)
       return tg::param(tg::tensor(v, s, tdt));
     };
     auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
-      INFO(name << (single ? " f32" : " f64"));
-      REQUIRE(torch.count(name) == 1);
-      tgtest::check_close(vals(y), torch.at(name), tol);
-      const Var w = tg::constant(pattern(y.shape(), 9.0).to(tdt));
-      const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
-      for (size_t i = 0; i < xs.size(); ++i) {
-        INFO("gradient " << i);
-        const std::string key = name + "_g" + std::to_string(i);
-        REQUIRE(torch.count(key) == 1);
-        tgtest::check_close(
-            gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
-            torch.at(key), tol);
-      }
+      tgtest::check_run(torch, name, y, xs, tol);
     };
     auto run2 = [&](const std::string& name, const Unary& f, const Var& x) {
       INFO(name << (single ? " f32" : " f64"));

@@ -212,14 +212,8 @@ TEST_CASE("comparison, selection and indexing ops match PyTorch", "[ops][index][
     const double tol = single ? 2e-5 : 1e-10;
     std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 F = torch.nn.functional
-def P(shape, k, scale=1.0):
-    return pattern(shape, k, scale, D).requires_grad_()
-def run(name, y, *xs):
-    w = pattern(tuple(y.shape), 9.0, 1.0, D)
-    emit(name, y)
-    gs = torch.autograd.grad((y * w).sum(), xs, allow_unused=True)
-    for i, g in enumerate(gs):
-        emit(name + "_g%d" % i, torch.zeros_like(xs[i]) if g is None else g)
+)PY" + tgtest::kPythonRun +
+                         R"PY(
 a = P((3, 4), 0.0); b = P((4,), 1.0); c = P((3, 1), 2.0)
 run("where", torch.where(a > 0.2, c, b), a, b, c)
 run("masked_fill", a.masked_fill(b.detach() < 0, -2.5), a)
@@ -246,18 +240,7 @@ run("where_size1", torch.where(torch.tensor([True, False]), one, b[:2]), one, b)
     const auto torch = tgtest::run_python(script);
     auto P = [&](const Shape& s, double k) { return tg::param(pattern(s, k).to(tdt)); };
     auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
-      INFO(name << (single ? " f32" : " f64"));
-      REQUIRE(torch.count(name) == 1);
-      check_close(vals(y), torch.at(name), tol);
-      const Var w = tg::constant(pattern(y.shape(), 9.0).to(tdt));
-      const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
-      for (size_t i = 0; i < xs.size(); ++i) {
-        INFO("gradient " << i);
-        const std::string key = name + "_g" + std::to_string(i);
-        REQUIRE(torch.count(key) == 1);
-        check_close(gs[i].defined() ? vals(gs[i]) : std::vector<double>(torch.at(key).size()),
-                    torch.at(key), tol);
-      }
+      tgtest::check_run(torch, name, y, xs, tol);
     };
     auto cmp = [&](const std::string& name, const Var& y) {
       INFO(name);

@@ -172,16 +172,10 @@ TEST_CASE("sort, topk, logsumexp, var, std, norm, prod, cumsum match PyTorch",
     const double tol = single ? 2e-5 : 1e-10;
     std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 inf, nan = float("inf"), float("nan")
-def P(shape, k, scale=1.0):
-    return pattern(shape, k, scale, D).requires_grad_()
+)PY" + tgtest::kPythonRun +
+                         R"PY(
 def L(values, shape):
     return torch.tensor(values, dtype=torch.float64).reshape(shape).to(D).requires_grad_()
-def run(name, y, *xs):
-    w = pattern(tuple(y.shape), 9.0, 1.0, D)
-    emit(name, y)
-    gs = torch.autograd.grad((y * w).sum(), xs, allow_unused=True)
-    for i, g in enumerate(gs):
-        emit(name + "_g%d" % i, torch.zeros_like(xs[i]) if g is None else g)
 def runi(name, r, *xs):
     run(name, r.values, *xs)
     emit(name + "_i", r.indices)
@@ -270,15 +264,7 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
       return torch.at(name);
     };
     auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
-      INFO(name << (single ? " f32" : " f64"));
-      tgtest::check_close(vals(y), want(name), tol);
-      const Var w = tg::constant(pattern(y.shape(), 9.0).to(tdt));
-      const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
-      for (size_t i = 0; i < xs.size(); ++i) {
-        INFO("gradient " << i);
-        const auto& g = want(name + "_g" + std::to_string(i));
-        tgtest::check_close(gs[i].defined() ? vals(gs[i]) : std::vector<double>(g.size()), g, tol);
-      }
+      tgtest::check_run(torch, name, y, xs, tol);
     };
     auto runi = [&](const std::string& name, const tg::ValuesIndices& r,
                     const std::vector<Var>& xs) {

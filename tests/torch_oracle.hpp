@@ -41,6 +41,21 @@ def emit(name, t):
     print(name, " ".join(repr(float(v)) for v in t.detach().reshape(-1)))
 )PY";
 
+// Python for the usual op test, after kPythonPrelude and a line "D = torch.float64" (or
+// float32): P(shape, k, scale) is a leaf of pattern values wanting a gradient, and
+// run(name, y, *xs) prints y as `name` and the gradients of sum(y * w) (w = pattern(k = 9))
+// with respect to each x as `name_g0`, `name_g1`, ... (zeros where y does not use x).
+inline const char* kPythonRun = R"PY(
+def P(shape, k, scale=1.0):
+    return pattern(shape, k, scale, D).requires_grad_()
+def run(name, y, *xs):
+    w = pattern(tuple(y.shape), 9.0, 1.0, D)
+    emit(name, y)
+    gs = torch.autograd.grad((y * w).sum(), xs, allow_unused=True)
+    for i, g in enumerate(gs):
+        emit(name + "_g%d" % i, torch.zeros_like(xs[i]) if g is None else g)
+)PY";
+
 inline std::map<std::string, std::vector<double>> run_python(const std::string& script) {
   // One file per process and call: CTest runs test cases in parallel processes.
   static int calls = 0;
@@ -78,6 +93,26 @@ inline void check_close(const std::vector<double>& got, const std::vector<double
     INFO("element " << i << ": " << got[i] << " against " << want[i]);
     if (got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))) continue;
     CHECK(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
+  }
+}
+
+// The C++ half of kPythonRun's run(): y against `name`, and the gradients of sum(y * w)
+// against `name_g<i>`, each within tol (check_close).
+inline void check_run(const std::map<std::string, std::vector<double>>& torch,
+                      const std::string& name, const tg::Var& y, const std::vector<tg::Var>& xs,
+                      double tol) {
+  INFO(name << " " << tg::dtype_name(y.dtype()));
+  REQUIRE(torch.count(name) == 1);
+  check_close(y.value().to_vector(), torch.at(name), tol);
+  const tg::Var w = tg::constant(pattern(y.shape(), 9.0).to(y.dtype()));
+  const auto gs = tg::grad({tg::sum(y * w)}, xs, {}, {.allow_unused = true});
+  for (size_t i = 0; i < xs.size(); ++i) {
+    INFO("gradient " << i);
+    const std::string key = name + "_g" + std::to_string(i);
+    REQUIRE(torch.count(key) == 1);
+    check_close(
+        gs[i].defined() ? gs[i].value().to_vector() : std::vector<double>(torch.at(key).size()),
+        torch.at(key), tol);
   }
 }
 
