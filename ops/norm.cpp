@@ -1,5 +1,6 @@
 #include "ops/norm.hpp"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -36,14 +37,155 @@ Var affine(Var y, const Var& w, const Var& b) {
   return y;
 }
 
-// (x - mean) / sqrt(var + eps) over `dims`, with the statistics (keepdim) returned too.
-Var normalize(const Var& x, const std::vector<int64_t>& dims, double eps, Var* mean_out = nullptr,
-              Var* var_out = nullptr) {
-  const Var m = mean(x, dims, true);
-  const Var v = var(x, dims, 0, true);
-  if (mean_out) *mean_out = m;
-  if (var_out) *var_out = v;
-  return (x - m) * rsqrt(v + eps);
+// ---- the fused normalization ----------------------------------------------------------
+//
+// x viewed as [A, C, B]: channel c is normalized over its A * B elements (batch_norm:
+// [N, C, spatial]; layer_norm, group_norm, instance_norm: [1, rows, row length]).
+// Forward: per (a, c) row of B contiguous elements a two-pass mean and sum of squared
+// deviations, merged over a by Chan's formula (stable), then one pass writing
+// xhat = (x - mean) * rstd. Backward (closed form): dx = rstd (g - mean(g) - xhat
+// mean(g xhat)), recorded as normalize_backward, whose own backward is that same op in g
+// and, in x, a formula made of differentiable ops (so every order works).
+
+struct Stats {
+  std::vector<double> mean, var;  // per channel; var biased
+};
+
+Stats channel_stats(const Tensor& x, int64_t A, int64_t C, int64_t B) {
+  Stats st{std::vector<double>(static_cast<size_t>(C), 0.0),
+           std::vector<double>(static_cast<size_t>(C), 0.0)};
+  dispatch(x.dtype(), "normalize", [&]<class T>() {
+    const T* px = x.data<T>();
+    for (int64_t c = 0; c < C; ++c) {
+      double n = 0, mean = 0, m2 = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const T* row = px + (a * C + c) * B;
+        double s = 0;
+        for (int64_t b = 0; b < B; ++b) s += static_cast<double>(row[b]);
+        const double rm = B > 0 ? s / static_cast<double>(B) : 0.0;
+        double q = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          const double d = static_cast<double>(row[b]) - rm;
+          q += d * d;
+        }
+        const double nb = static_cast<double>(B), nt = n + nb;
+        if (nt == 0) continue;
+        const double delta = rm - mean;
+        mean += delta * nb / nt;
+        m2 += q + delta * delta * n * nb / nt;
+        n = nt;
+      }
+      st.mean[static_cast<size_t>(c)] = n > 0 ? mean : std::nan("");
+      st.var[static_cast<size_t>(c)] = n > 0 ? m2 / n : std::nan("");
+    }
+  });
+  return st;
+}
+
+Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = s[2];
+  Tensor y = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "normalize", [&]<class T>() {
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t c = 0; c < C; ++c) {
+        const double m = st.mean[static_cast<size_t>(c)];
+        const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b)
+          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r);
+      }
+  });
+  return y;
+}
+
+// dx = rstd (g - mean(g) - xhat mean(g xhat)) per channel.
+Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& st, double eps) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = s[2];
+  Tensor dx = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "normalize_backward", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pg = g.data<T>();
+    T* pd = dx.data<T>();
+    const double n = static_cast<double>(A * B);
+    for (int64_t c = 0; c < C; ++c) {
+      const double m = st.mean[static_cast<size_t>(c)];
+      const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+      double sg = 0, sgx = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b) {
+          const double gv = static_cast<double>(pg[o + b]);
+          sg += gv;
+          sgx += gv * (static_cast<double>(px[o + b]) - m) * r;
+        }
+      }
+      const double gm = sg / n, gxm = sgx / n;
+      for (int64_t a = 0; a < A; ++a) {
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b) {
+          const double xh = (static_cast<double>(px[o + b]) - m) * r;
+          pd[o + b] = static_cast<T>(r * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
+        }
+      }
+    }
+  });
+  return dx;
+}
+
+Var normalize3(const Var& x, double eps, Stats* stats_out = nullptr);
+
+// normalize3's gradient: g (dxhat) and x both [A, C, B].
+Var normalize_backward(const Var& g, const Var& x, double eps) {
+  kern::check_same_dtype(g.value(), x.value(), "normalize_backward");
+  const Shape& s = x.shape();
+  const Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  Tensor dx = normalize_backward_kernel(g.value(), x.value(), st, eps);
+  return record("normalize_backward", std::move(dx), {g, x},
+                [eps](const BackwardCtx& c, const Var& u) {
+                  const Var& gg = c.input(0);
+                  const Var& xx = c.input(1);
+                  // In g the map is r times a symmetric projection: its adjoint is itself.
+                  Var dg = c.needs_grad(0) ? normalize_backward(u, xx, eps) : Var();
+                  Var dxx;
+                  if (c.needs_grad(1)) {
+                    // d/dx <u, dx> = -r^2 (xhat (C - 3 mg mu) + mu (g - gm) + mg (u - um)),
+                    // means over the channel's elements, C = mean(u g) - um gm.
+                    const std::vector<int64_t> d{0, 2};
+                    const Var xh = normalize3(xx, eps);
+                    const Var r2 = 1.0 / (var(xx, d, 0, true) + eps);
+                    const Var gm = mean(gg, d, true), um = mean(u, d, true);
+                    const Var mg = mean(gg * xh, d, true), mu = mean(u * xh, d, true);
+                    const Var cov = mean(u * gg, d, true) - um * gm;
+                    dxx = -r2 * (xh * (cov - 3.0 * mg * mu) + mu * (gg - gm) + mg * (u - um));
+                  }
+                  return Grads{dg, dxx};
+                });
+}
+
+// (x - mean) / sqrt(var + eps) per channel of x [A, C, B]; the statistics go to stats_out.
+Var normalize3(const Var& x, double eps, Stats* stats_out) {
+  const Shape& s = x.shape();
+  Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  Tensor y = normalize_kernel(x.value(), st, eps);
+  if (stats_out) *stats_out = std::move(st);
+  return record("normalize", std::move(y), {x}, [eps](const BackwardCtx& c, const Var& g) {
+    return Grads{normalize_backward(g, c.input(0), eps)};
+  });
+}
+
+// x normalized per channel over the view [A, C, B] of its elements, in x's shape.
+Var normalize(const Var& x, int64_t A, int64_t C, int64_t B, double eps,
+              Stats* stats_out = nullptr) {
+  const std::vector<int64_t> xs = x.shape().to_vector();
+  return reshape(normalize3(reshape(x, {A, C, B}), eps, stats_out), xs);
+}
+
+Var stats_var(const std::vector<double>& v, Dtype dt) {
+  return constant(tensor(v, Shape{static_cast<int64_t>(v.size())}, dt));
 }
 
 // running = (1 - momentum) running + momentum value, in place, unrecorded.
@@ -70,18 +212,16 @@ Var batch_norm(const Var& x, const Var& running_mean, const Var& running_var, co
   const Var rv = per_channel(running_var, C, r, op, "running_var");
   const Var w = per_channel(weight, C, r, op, "weight");
   const Var b = per_channel(bias, C, r, op, "bias");
-  std::vector<int64_t> dims{0};
-  for (int d = 2; d < r; ++d) dims.push_back(d);
   if (training) {
     const int64_t n = C > 0 ? x.numel() / C : 0;
     if (n <= 1)
       throw Error(std::string(op) + ": expected more than 1 value per channel when training, " +
                   "got input of shape " + x.shape().str());
-    Var m, v;
-    Var y = normalize(x, dims, eps, &m, &v);
-    update_running(running_mean, m, momentum);
-    update_running(running_var, v * (static_cast<double>(n) / static_cast<double>(n - 1)),
-                   momentum);
+    Stats st;
+    Var y = normalize(x, x.shape()[0], C, n / x.shape()[0], eps, &st);
+    for (double& v : st.var) v *= static_cast<double>(n) / static_cast<double>(n - 1);
+    update_running(running_mean, stats_var(st.mean, x.dtype()), momentum);
+    update_running(running_var, stats_var(st.var, x.dtype()), momentum);
     return affine(y, w, b);
   }
   if (!rm.defined() || !rv.defined())
@@ -104,9 +244,9 @@ Var layer_norm(const Var& x, const std::vector<int64_t>& normalized_shape, const
     if (v->defined() && v->shape() != ns)
       throw ShapeError(std::string(op) + ": " + what + " of shape " + v->shape().str() +
                        " for normalized_shape " + ns.str());
-  std::vector<int64_t> dims;
-  for (int d = r - k; d < r; ++d) dims.push_back(d);
-  return affine(normalize(x, dims, eps), weight, bias);
+  int64_t rows = 1;
+  for (int d = 0; d < r - k; ++d) rows *= x.shape()[d];
+  return affine(normalize(x, 1, rows, ns.numel(), eps), weight, bias);
 }
 
 Var group_norm(const Var& x, int64_t num_groups, const Var& weight, const Var& bias, double eps) {
@@ -122,10 +262,9 @@ Var group_norm(const Var& x, int64_t num_groups, const Var& weight, const Var& b
                 " to be divisible by num_groups " + std::to_string(num_groups));
   const Var w = per_channel(weight, C, r, op, "weight");
   const Var b = per_channel(bias, C, r, op, "bias");
-  const int64_t per_group = N * num_groups > 0 ? x.numel() / (N * num_groups) : 0;
-  const Var g = reshape(x, {N, num_groups, per_group});
-  std::vector<int64_t> xs(x.shape().begin(), x.shape().end());
-  return affine(reshape(normalize(g, {2}, eps), xs), w, b);
+  int64_t per_group = C / num_groups;
+  for (int d = 2; d < r; ++d) per_group *= x.shape()[d];
+  return affine(normalize(x, 1, N * num_groups, per_group, eps), w, b);
 }
 
 Var instance_norm(const Var& x, const Var& running_mean, const Var& running_var, const Var& weight,
@@ -141,20 +280,29 @@ Var instance_norm(const Var& x, const Var& running_mean, const Var& running_var,
   const Var rv = per_channel(running_var, C, r, op, "running_var");
   const Var w = per_channel(weight, C, r, op, "weight");
   const Var b = per_channel(bias, C, r, op, "bias");
-  std::vector<int64_t> dims;
-  for (int d = 2; d < r; ++d) dims.push_back(d);
+  const int64_t N = x.shape()[0];
+  int64_t n = 1;
+  for (int d = 2; d < r; ++d) n *= x.shape()[d];
   if (use_input_stats) {
-    const int64_t n = x.shape()[0] * C > 0 ? x.numel() / (x.shape()[0] * C) : 0;
     if (n <= 1)
       throw Error(std::string(op) + ": expected more than 1 spatial element when training, " +
                   "got input of shape " + x.shape().str());
-    Var m, v;
-    Var y = normalize(x, dims, eps, &m, &v);
-    if (running_mean.defined()) update_running(running_mean, mean(m, {0}), momentum);
-    if (running_var.defined())
-      update_running(running_var,
-                     mean(v, {0}) * (static_cast<double>(n) / static_cast<double>(n - 1)),
-                     momentum);
+    Stats st;
+    Var y = normalize(x, 1, N * C, n, eps, &st);
+    // The running statistics take the batch's average of the instances' statistics.
+    std::vector<double> bm(static_cast<size_t>(C), 0.0), bv(static_cast<size_t>(C), 0.0);
+    const double unbias = static_cast<double>(n) / static_cast<double>(n - 1);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t c = 0; c < C; ++c) {
+        bm[static_cast<size_t>(c)] +=
+            st.mean[static_cast<size_t>(i * C + c)] / static_cast<double>(N);
+        bv[static_cast<size_t>(c)] +=
+            st.var[static_cast<size_t>(i * C + c)] * unbias / static_cast<double>(N);
+      }
+    if (N > 0) {
+      update_running(running_mean, stats_var(bm, x.dtype()), momentum);
+      update_running(running_var, stats_var(bv, x.dtype()), momentum);
+    }
     return affine(y, w, b);
   }
   if (!rm.defined() || !rv.defined())

@@ -722,6 +722,17 @@ TEST_CASE("gradcheck: pooling and normalization", "[gradcheck]") {
          return tg::instance_norm(v[0], rm, rv, v[1], v[2]);
        },
        {x234, c3, c3}},
+      {"normalize (the fused normalization of batch_norm [3, 2, 2])",
+       [](auto& v) { return tg::batch_norm(v[0], {}, {}, {}, {}, true); },
+       {In{{3, 2, 2}}}},
+      {"normalize_backward (batch_norm's gradient in x and dy)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::batch_norm(v[0], {}, {}, {}, {}, true) * v[1]), v[0]);
+       },
+       {In{{3, 2, 2}}, In{{3, 2, 2}}}},
+      {"normalize_backward (layer_norm's gradient, rows of 4)",
+       [](auto& v) { return grad_of(tg::sum(tg::layer_norm(v[0], {4}) * v[1]), v[0]) * v[0]; },
+       {x234, x234}},
       {"instance_norm with the running statistics",
        [](auto& v) { return tg::instance_norm(v[0], v[1], v[2], {}, {}, false); },
        {x234, c3, p3}},
