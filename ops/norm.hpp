@@ -8,11 +8,19 @@ namespace tg {
 
 // Normalization (PyTorch's torch.nn.functional.batch_norm, layer_norm, group_norm,
 // instance_norm). Statistics are the mean and the biased variance over the normalized
-// elements, computed in two passes (the mean first); y = (x - mean) / sqrt(var + eps),
-// then times weight and plus bias when given (an undefined Var means none). Floating
-// inputs only (a DtypeError naming the op otherwise); a wrong rank or a channel count that
-// does not match the running statistics, weight or bias is a ShapeError naming the op and
-// the shapes. Composed of differentiable ops, so second derivatives work.
+// elements; y = (x - mean) / sqrt(var + eps), then times weight and plus bias when given
+// (an undefined Var means none). Floating inputs only (a DtypeError naming the op
+// otherwise); a wrong rank or a channel count that does not match the running statistics,
+// weight or bias is a ShapeError naming the op and the shapes.
+//
+// One fused kernel normalizes for all four (recorded as `normalize`): the statistics in
+// double, per contiguous row in two passes (mean, then squared deviations) merged by
+// Chan's formula, so a large offset costs no precision; then one pass writes the result.
+// Its backward is the closed form dx = rstd (g - mean(g) - xhat mean(g xhat)), recorded as
+// `normalize_backward`, whose own backward is made of differentiable ops: derivatives of
+// every order work. The affine part (weight, bias) and eval mode's running statistics are
+// elementwise ops. Deviation: the running statistics may be given as values that require a
+// gradient in eval mode and then get one (PyTorch refuses them).
 
 /// x is [N, C] or [N, C, *]. training: the batch's statistics per channel, and, when
 /// running_mean / running_var are given, they are updated in place without recording

@@ -267,3 +267,15 @@ TEST_CASE("batch_norm updates its running statistics without recording", "[ops][
   const Var ye = tg::batch_norm(x, rm, rv, {}, {}, false);
   CHECK(vals(ye) != vals(y));
 }
+
+TEST_CASE("normalization statistics are stable under a large offset", "[ops][norm]") {
+  // 1e8 + a pattern: a one-pass sum of squares would lose every digit of the variance.
+  const tg::Tensor base = pattern({1000, 2}, 0.0);
+  const Var shifted = tg::constant((tg::constant(base) + 1e8).value());
+  const std::vector<double> want = vals(tg::batch_norm(tg::constant(base), {}, {}, {}, {}, true));
+  check_close(vals(tg::batch_norm(shifted, {}, {}, {}, {}, true)), want, 1e-6);
+  check_close(
+      vals(tg::layer_norm(tg::constant(tg::permute(shifted, {1, 0}).value()), {1000})),
+      vals(tg::layer_norm(tg::constant(tg::permute(tg::constant(base), {1, 0}).value()), {1000})),
+      1e-6);
+}
