@@ -264,9 +264,6 @@ Var avg_pool2d(const Var& x0, Pair2 kernel_size, std::optional<Pair2> stride, Pa
   const Var x = as_batched(x0, "avg_pool2d", unbatched);
   const PoolGeom g =
       check_pool("avg_pool2d", x.shape(), kernel_size, stride, padding, 1, ceil_mode);
-  if (padding.h > kernel_size.h / 2 || padding.w > kernel_size.w / 2)
-    throw Error("avg_pool2d: padding " + pair_str(padding.h, padding.w) +
-                " must be at most half of kernel_size " + pair_str(kernel_size.h, kernel_size.w));
   auto wn = std::make_shared<Windows>();
   wn->h = avg_windows(x.shape()[2], g.oh, g.kh, g.sh, g.ph, count_include_pad);
   wn->w = avg_windows(x.shape()[3], g.ow, g.kw, g.sw, g.pw, count_include_pad);

@@ -60,6 +60,9 @@ n[0, 0, 1, 1] = float("nan"); n[0, 1, 3, 2] = float("nan"); n[0, 1, 3, 3] = floa
 n.requires_grad_()
 y, i = F.max_pool2d(n, 2, return_indices=True)
 run("mp_nan", y, n); emit("mp_nan_idx", i)
+t = torch.round(pattern((2, 3, 5, 6), 0.0, 2.0, D)).requires_grad_()
+y, i = F.max_pool2d(t, 3, stride=2, padding=1, return_indices=True)
+run("mp_ties", y, t); emit("mp_ties_idx", i)
 run("ap_2", F.avg_pool2d(a, 2), a)
 run("ap_3_ceil_nopad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), a)
 run("ap_3_ceil_pad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True), a)
@@ -148,6 +151,15 @@ emit("bn_rm", rm); emit("bn_rv", rv); emit("in_rm", rm2); emit("in_rv", rv2)
       auto rn = tg::max_pool2d_with_indices(nn, 2);
       run("mp_nan", rn.values, {nn});
       same("mp_nan_idx", rn.indices);
+    }
+    {
+      // Ties: the first maximum of each window takes the index and the gradient.
+      std::vector<double> r = pattern({2, 3, 5, 6}, 0.0, 2.0).to_vector();
+      for (double& v : r) v = std::nearbyint(v);  // as torch.round: half to even
+      Var t = tg::param(tg::tensor(r, {2, 3, 5, 6}, tdt));
+      auto rt = tg::max_pool2d_with_indices(t, 3, Pair2(2), 1);
+      run("mp_ties", rt.values, {t});
+      same("mp_ties_idx", rt.indices);
     }
     run("ap_2", tg::avg_pool2d(a, 2), {a});
     run("ap_3_ceil_nopad", tg::avg_pool2d(a, 3, Pair2(2), 1, true, false), {a});
