@@ -649,6 +649,96 @@ TEST_CASE("gradcheck: selection and indexing", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: pooling and normalization", "[gradcheck]") {
+  using tg::Pair2;
+  const In d4{{2, 2, 4, 4}, Domain::distinct}, d5{{1, 2, 5, 5}, Domain::distinct};
+  const In a4{{2, 2, 4, 4}}, a5{{1, 2, 5, 5}}, d1{{2, 2, 7}, Domain::distinct}, a1{{2, 2, 7}};
+  const In x43{{4, 3}}, x3222{{3, 2, 2, 2}}, c3{{3}}, c2{{2}}, p3{{3}, Domain::positive};
+  const In x234{{2, 3, 4}}, w34{{3, 4}}, x243{{2, 4, 3}}, c4{{4}};
+  // Fresh running statistics for each call (training updates them in place).
+  const auto stats = [](int64_t c) {
+    return std::pair{tg::constant(tg::zeros({c}, tg::f64)), tg::constant(tg::ones({c}, tg::f64))};
+  };
+  run_cases({
+      {"max_pool2d 2x2", [](auto& v) { return tg::max_pool2d(v[0], 2); }, {d4}},
+      {"max_pool2d kernel 3 stride 2 padding 1 ceil_mode",
+       [](auto& v) { return tg::max_pool2d(v[0], 3, Pair2(2), 1, 1, true); },
+       {d5}},
+      {"max_pool2d kernel (2, 3) stride 1 dilation 2",
+       [](auto& v) { return tg::max_pool2d(v[0], Pair2(2, 3), Pair2(1), 0, 2); },
+       {d5}},
+      {"max_pool2d unbatched with indices",
+       [](auto& v) {
+         return tg::max_pool2d_with_indices(tg::squeeze(v[0], 0) * 2.0, 2, Pair2(1)).values;
+       },
+       {d5}},
+      {"max_pool2d's gradient (scattered to the indices)",
+       [](auto& v) { return grad_of(tg::sum(tg::max_pool2d(v[0], 2) * v[1]), v[0]) * v[0]; },
+       {d4, In{{2, 2, 2, 2}}}},
+      {"max_pool1d kernel 3 stride 2 padding 1",
+       [](auto& v) { return tg::max_pool1d(v[0], 3, 2, 1); },
+       {d1}},
+      {"avg_pool2d 2x2", [](auto& v) { return tg::avg_pool2d(v[0], 2) * 4.0; }, {a4}},
+      {"avg_pool2d kernel 3 stride 2 padding 1 ceil_mode without the padding",
+       [](auto& v) { return tg::avg_pool2d(v[0] * v[0], 3, Pair2(2), 1, true, false); },
+       {a5}},
+      {"avg_pool2d_backward (avg_pool2d's gradient)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::avg_pool2d(v[0], 3, Pair2(2), 1, true) * v[1]), v[0]) * v[0];
+       },
+       {a5, In{{1, 2, 3, 3}}}},
+      {"adaptive_avg_pool2d 5x5 to (3, 2)",
+       [](auto& v) { return tg::adaptive_avg_pool2d(v[0] * v[0], Pair2(3, 2)); },
+       {a5}},
+      {"avg_pool1d kernel 3 stride 2 padding 1",
+       [](auto& v) { return tg::avg_pool1d(v[0], 3, 2, 1, false, false); },
+       {a1}},
+      {"batch_norm training [4, 3] with weight and bias",
+       [stats](auto& v) {
+         auto [rm, rv] = stats(3);
+         return tg::batch_norm(v[0], rm, rv, v[1], v[2], true);
+       },
+       {x43, c3, c3}},
+      {"batch_norm training [3, 2, 2, 2] without running statistics",
+       [](auto& v) { return tg::batch_norm(v[0], {}, {}, v[1], {}, true) * v[0]; },
+       {x3222, c2}},
+      {"batch_norm eval [4, 3] (running statistics as inputs)",
+       [](auto& v) { return tg::batch_norm(v[0], v[1], v[2], v[3], v[4], false); },
+       {x43, c3, p3, c3, c3}},
+      {"layer_norm over [3, 4] with weight and bias",
+       [](auto& v) {
+         return tg::layer_norm(v[0], {3, 4}, v[1], v[2]);
+       },
+       {x234, w34, w34}},
+      {"layer_norm over the last dim",
+       [](auto& v) { return tg::layer_norm(v[0], {4}) * v[0]; },
+       {x234}},
+      {"group_norm 2 groups of [2, 4, 3]",
+       [](auto& v) { return tg::group_norm(v[0], 2, v[1], v[2]); },
+       {x243, c4, c4}},
+      {"instance_norm [2, 3, 4] with running statistics",
+       [stats](auto& v) {
+         auto [rm, rv] = stats(3);
+         return tg::instance_norm(v[0], rm, rv, v[1], v[2]);
+       },
+       {x234, c3, c3}},
+      {"normalize (the fused normalization of batch_norm [3, 2, 2])",
+       [](auto& v) { return tg::batch_norm(v[0], {}, {}, {}, {}, true); },
+       {In{{3, 2, 2}}}},
+      {"normalize_backward (batch_norm's gradient in x and dy)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::batch_norm(v[0], {}, {}, {}, {}, true) * v[1]), v[0]);
+       },
+       {In{{3, 2, 2}}, In{{3, 2, 2}}}},
+      {"normalize_backward (layer_norm's gradient, rows of 4)",
+       [](auto& v) { return grad_of(tg::sum(tg::layer_norm(v[0], {4}) * v[1]), v[0]) * v[0]; },
+       {x234, x234}},
+      {"instance_norm with the running statistics",
+       [](auto& v) { return tg::instance_norm(v[0], v[1], v[2], {}, {}, false); },
+       {x234, c3, p3}},
+  });
+}
+
 TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
   const In a{{3, 4}}, w{{3, 4}}, z{{3, 4}, Domain::off_zero}, w2{{3, 2}};
   run_cases({

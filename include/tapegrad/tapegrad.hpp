@@ -19,6 +19,8 @@
 #include "ops/loss.hpp"
 #include "ops/math.hpp"
 #include "ops/matmul.hpp"
+#include "ops/norm.hpp"
+#include "ops/pool.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
 #include "optim/optim.hpp"

@@ -1,0 +1,314 @@
+#include "ops/norm.hpp"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
+#include "ops/arith.hpp"
+#include "ops/math.hpp"
+#include "ops/reduce.hpp"
+#include "ops/shape_ops.hpp"
+
+namespace tg {
+
+namespace {
+
+void check_float_arg(const Var& v, const char* op) {
+  if (v.defined()) kern::check_floating(v.value(), op);
+}
+
+// A per-channel tensor ([C]) for x of rank `rank`: checked, and viewed as [1, C, 1, ...].
+Var per_channel(const Var& v, int64_t C, int rank, const char* op, const char* what) {
+  if (!v.defined()) return v;
+  if (v.dim() != 1 || v.shape()[0] != C)
+    throw ShapeError(std::string(op) + ": " + what + " of shape " + v.shape().str() +
+                     " for an input with " + std::to_string(C) + " channels (expected [" +
+                     std::to_string(C) + "])");
+  std::vector<int64_t> s(static_cast<size_t>(rank), 1);
+  s[1] = C;
+  return reshape(v, s);
+}
+
+Var affine(Var y, const Var& w, const Var& b) {
+  if (w.defined()) y = y * w;
+  if (b.defined()) y = y + b;
+  return y;
+}
+
+// ---- the fused normalization ----------------------------------------------------------
+//
+// x viewed as [A, C, B]: channel c is normalized over its A * B elements (batch_norm:
+// [N, C, spatial]; layer_norm, group_norm, instance_norm: [1, rows, row length]).
+// Forward: per (a, c) row of B contiguous elements a two-pass mean and sum of squared
+// deviations, merged over a by Chan's formula (stable), then one pass writing
+// xhat = (x - mean) * rstd. Backward (closed form): dx = rstd (g - mean(g) - xhat
+// mean(g xhat)), recorded as normalize_backward, whose own backward is that same op in g
+// and, in x, a formula made of differentiable ops (so every order works).
+
+struct Stats {
+  std::vector<double> mean, var;  // per channel; var biased
+};
+
+Stats channel_stats(const Tensor& x, int64_t A, int64_t C, int64_t B) {
+  Stats st{std::vector<double>(static_cast<size_t>(C), 0.0),
+           std::vector<double>(static_cast<size_t>(C), 0.0)};
+  dispatch(x.dtype(), "normalize", [&]<class T>() {
+    const T* px = x.data<T>();
+    for (int64_t c = 0; c < C; ++c) {
+      double n = 0, mean = 0, m2 = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const T* row = px + (a * C + c) * B;
+        double s = 0;
+        for (int64_t b = 0; b < B; ++b) s += static_cast<double>(row[b]);
+        const double rm = B > 0 ? s / static_cast<double>(B) : 0.0;
+        double q = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          const double d = static_cast<double>(row[b]) - rm;
+          q += d * d;
+        }
+        const double nb = static_cast<double>(B), nt = n + nb;
+        if (nt == 0) continue;
+        const double delta = rm - mean;
+        mean += delta * nb / nt;
+        m2 += q + delta * delta * n * nb / nt;
+        n = nt;
+      }
+      st.mean[static_cast<size_t>(c)] = n > 0 ? mean : std::nan("");
+      st.var[static_cast<size_t>(c)] = n > 0 ? m2 / n : std::nan("");
+    }
+  });
+  return st;
+}
+
+Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = s[2];
+  Tensor y = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "normalize", [&]<class T>() {
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t c = 0; c < C; ++c) {
+        const double m = st.mean[static_cast<size_t>(c)];
+        const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b)
+          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r);
+      }
+  });
+  return y;
+}
+
+// dx = rstd (g - mean(g) - xhat mean(g xhat)) per channel.
+Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& st, double eps) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = s[2];
+  Tensor dx = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "normalize_backward", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pg = g.data<T>();
+    T* pd = dx.data<T>();
+    const double n = static_cast<double>(A * B);
+    for (int64_t c = 0; c < C; ++c) {
+      const double m = st.mean[static_cast<size_t>(c)];
+      const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+      double sg = 0, sgx = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b) {
+          const double gv = static_cast<double>(pg[o + b]);
+          sg += gv;
+          sgx += gv * (static_cast<double>(px[o + b]) - m) * r;
+        }
+      }
+      const double gm = sg / n, gxm = sgx / n;
+      for (int64_t a = 0; a < A; ++a) {
+        const int64_t o = (a * C + c) * B;
+        for (int64_t b = 0; b < B; ++b) {
+          const double xh = (static_cast<double>(px[o + b]) - m) * r;
+          pd[o + b] = static_cast<T>(r * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
+        }
+      }
+    }
+  });
+  return dx;
+}
+
+Var normalize3(const Var& x, double eps, Stats* stats_out = nullptr);
+
+// normalize3's gradient: g (dxhat) and x both [A, C, B].
+Var normalize_backward(const Var& g, const Var& x, double eps) {
+  kern::check_same_dtype(g.value(), x.value(), "normalize_backward");
+  const Shape& s = x.shape();
+  const Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  Tensor dx = normalize_backward_kernel(g.value(), x.value(), st, eps);
+  return record("normalize_backward", std::move(dx), {g, x},
+                [eps](const BackwardCtx& c, const Var& u) {
+                  const Var& gg = c.input(0);
+                  const Var& xx = c.input(1);
+                  // In g the map is r times a symmetric projection: its adjoint is itself.
+                  Var dg = c.needs_grad(0) ? normalize_backward(u, xx, eps) : Var();
+                  Var dxx;
+                  if (c.needs_grad(1)) {
+                    // d/dx <u, dx> = -r^2 (xhat (C - 3 mg mu) + mu (g - gm) + mg (u - um)),
+                    // means over the channel's elements, C = mean(u g) - um gm.
+                    const std::vector<int64_t> d{0, 2};
+                    const Var xh = normalize3(xx, eps);
+                    const Var r2 = 1.0 / (var(xx, d, 0, true) + eps);
+                    const Var gm = mean(gg, d, true), um = mean(u, d, true);
+                    const Var mg = mean(gg * xh, d, true), mu = mean(u * xh, d, true);
+                    const Var cov = mean(u * gg, d, true) - um * gm;
+                    dxx = -r2 * (xh * (cov - 3.0 * mg * mu) + mu * (gg - gm) + mg * (u - um));
+                  }
+                  return Grads{dg, dxx};
+                });
+}
+
+// (x - mean) / sqrt(var + eps) per channel of x [A, C, B]; the statistics go to stats_out.
+Var normalize3(const Var& x, double eps, Stats* stats_out) {
+  const Shape& s = x.shape();
+  Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  Tensor y = normalize_kernel(x.value(), st, eps);
+  if (stats_out) *stats_out = std::move(st);
+  return record("normalize", std::move(y), {x}, [eps](const BackwardCtx& c, const Var& g) {
+    return Grads{normalize_backward(g, c.input(0), eps)};
+  });
+}
+
+// x normalized per channel over the view [A, C, B] of its elements, in x's shape.
+Var normalize(const Var& x, int64_t A, int64_t C, int64_t B, double eps,
+              Stats* stats_out = nullptr) {
+  const std::vector<int64_t> xs = x.shape().to_vector();
+  return reshape(normalize3(reshape(x, {A, C, B}), eps, stats_out), xs);
+}
+
+Var stats_var(const std::vector<double>& v, Dtype dt) {
+  return constant(tensor(v, Shape{static_cast<int64_t>(v.size())}, dt));
+}
+
+// running = (1 - momentum) running + momentum value, in place, unrecorded.
+void update_running(const Var& running, const Var& value, double momentum) {
+  if (!running.defined()) return;
+  NoGradGuard ng;
+  Var r = running;
+  r.mul_(1.0 - momentum);
+  r.add_(reshape(value.detach(), {running.numel()}), momentum);
+}
+
+}  // namespace
+
+Var batch_norm(const Var& x, const Var& running_mean, const Var& running_var, const Var& weight,
+               const Var& bias, bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  if (x.dim() < 2)
+    throw ShapeError(std::string(op) + ": expected an input of rank 2 or more ([N, C, *]), got " +
+                     "shape " + x.shape().str());
+  for (const Var* v : {&x, &running_mean, &running_var, &weight, &bias}) check_float_arg(*v, op);
+  const int r = x.dim();
+  const int64_t C = x.shape()[1];
+  const Var rm = per_channel(running_mean, C, r, op, "running_mean");
+  const Var rv = per_channel(running_var, C, r, op, "running_var");
+  const Var w = per_channel(weight, C, r, op, "weight");
+  const Var b = per_channel(bias, C, r, op, "bias");
+  if (training) {
+    const int64_t n = C > 0 ? x.numel() / C : 0;
+    if (n <= 1)
+      throw Error(std::string(op) + ": expected more than 1 value per channel when training, " +
+                  "got input of shape " + x.shape().str());
+    Stats st;
+    Var y = normalize(x, x.shape()[0], C, n / x.shape()[0], eps, &st);
+    for (double& v : st.var) v *= static_cast<double>(n) / static_cast<double>(n - 1);
+    update_running(running_mean, stats_var(st.mean, x.dtype()), momentum);
+    update_running(running_var, stats_var(st.var, x.dtype()), momentum);
+    return affine(y, w, b);
+  }
+  if (!rm.defined() || !rv.defined())
+    throw Error(std::string(op) + ": running_mean and running_var must be given when not training");
+  return affine((x - rm) * rsqrt(rv + eps), w, b);
+}
+
+Var layer_norm(const Var& x, const std::vector<int64_t>& normalized_shape, const Var& weight,
+               const Var& bias, double eps) {
+  const char* op = "layer_norm";
+  for (const Var* v : {&x, &weight, &bias}) check_float_arg(*v, op);
+  const Shape ns(normalized_shape);
+  const int k = ns.rank(), r = x.dim();
+  bool ok = k >= 1 && k <= r;
+  for (int i = 0; ok && i < k; ++i) ok = x.shape()[r - k + i] == ns[i];
+  if (!ok)
+    throw ShapeError(std::string(op) + ": normalized_shape " + ns.str() +
+                     " is not the trailing shape of the input " + x.shape().str());
+  for (const auto& [v, what] : {std::pair{&weight, "weight"}, std::pair{&bias, "bias"}})
+    if (v->defined() && v->shape() != ns)
+      throw ShapeError(std::string(op) + ": " + what + " of shape " + v->shape().str() +
+                       " for normalized_shape " + ns.str());
+  int64_t rows = 1;
+  for (int d = 0; d < r - k; ++d) rows *= x.shape()[d];
+  return affine(normalize(x, 1, rows, ns.numel(), eps), weight, bias);
+}
+
+Var group_norm(const Var& x, int64_t num_groups, const Var& weight, const Var& bias, double eps) {
+  const char* op = "group_norm";
+  if (x.dim() < 2)
+    throw ShapeError(std::string(op) + ": expected an input of rank 2 or more ([N, C, *]), got " +
+                     "shape " + x.shape().str());
+  for (const Var* v : {&x, &weight, &bias}) check_float_arg(*v, op);
+  const int r = x.dim();
+  const int64_t N = x.shape()[0], C = x.shape()[1];
+  if (num_groups <= 0 || C % num_groups != 0)
+    throw Error(std::string(op) + ": expected the number of channels " + std::to_string(C) +
+                " to be divisible by num_groups " + std::to_string(num_groups));
+  const Var w = per_channel(weight, C, r, op, "weight");
+  const Var b = per_channel(bias, C, r, op, "bias");
+  int64_t per_group = C / num_groups;
+  for (int d = 2; d < r; ++d) per_group *= x.shape()[d];
+  return affine(normalize(x, 1, N * num_groups, per_group, eps), w, b);
+}
+
+Var instance_norm(const Var& x, const Var& running_mean, const Var& running_var, const Var& weight,
+                  const Var& bias, bool use_input_stats, double momentum, double eps) {
+  const char* op = "instance_norm";
+  if (x.dim() < 3)
+    throw ShapeError(std::string(op) + ": expected an input of rank 3 or more ([N, C, *]), got " +
+                     "shape " + x.shape().str());
+  for (const Var* v : {&x, &running_mean, &running_var, &weight, &bias}) check_float_arg(*v, op);
+  const int r = x.dim();
+  const int64_t C = x.shape()[1];
+  const Var rm = per_channel(running_mean, C, r, op, "running_mean");
+  const Var rv = per_channel(running_var, C, r, op, "running_var");
+  const Var w = per_channel(weight, C, r, op, "weight");
+  const Var b = per_channel(bias, C, r, op, "bias");
+  const int64_t N = x.shape()[0];
+  int64_t n = 1;
+  for (int d = 2; d < r; ++d) n *= x.shape()[d];
+  if (use_input_stats) {
+    if (n <= 1)
+      throw Error(std::string(op) + ": expected more than 1 spatial element when training, " +
+                  "got input of shape " + x.shape().str());
+    Stats st;
+    Var y = normalize(x, 1, N * C, n, eps, &st);
+    // The running statistics take the batch's average of the instances' statistics.
+    std::vector<double> bm(static_cast<size_t>(C), 0.0), bv(static_cast<size_t>(C), 0.0);
+    const double unbias = static_cast<double>(n) / static_cast<double>(n - 1);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t c = 0; c < C; ++c) {
+        bm[static_cast<size_t>(c)] +=
+            st.mean[static_cast<size_t>(i * C + c)] / static_cast<double>(N);
+        bv[static_cast<size_t>(c)] +=
+            st.var[static_cast<size_t>(i * C + c)] * unbias / static_cast<double>(N);
+      }
+    if (N > 0) {
+      update_running(running_mean, stats_var(bm, x.dtype()), momentum);
+      update_running(running_var, stats_var(bv, x.dtype()), momentum);
+    }
+    return affine(y, w, b);
+  }
+  if (!rm.defined() || !rv.defined())
+    throw Error(std::string(op) +
+                ": running_mean and running_var must be given when use_input_stats is false");
+  return affine((x - rm) * rsqrt(rv + eps), w, b);
+}
+
+}  // namespace tg
