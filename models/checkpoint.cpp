@@ -12,6 +12,8 @@ std::string where(const NpzArchive& a) {
 
 void write_parameters(const Module& module, NpzArchive& archive, const std::string& prefix) {
   for (const auto& [name, p] : module.named_parameters()) archive.put(prefix + name, p.value());
+  for (const auto& b : named_buffer_slots(const_cast<Module&>(module)))
+    if (b.persistent) archive.put(prefix + b.name, *b.slot);
 }
 
 void read_parameters(Module& module, const NpzArchive& archive, const std::string& prefix,
@@ -42,19 +44,61 @@ void read_parameters(Module& module, const NpzArchive& archive, const std::strin
     }
     staged.push_back(std::move(t));
   }
+  // Persistent buffers, staged the same way: floating ones as parameters, integer and bool
+  // ones only from an entry of their own dtype.
+  std::vector<NamedBufferSlot> buffers;
+  for (auto& b : named_buffer_slots(module))
+    if (b.persistent) buffers.push_back(b);
+  std::vector<Tensor> staged_buffers;
+  for (const auto& b : buffers) {
+    const std::string key = prefix + b.name;
+    const Tensor& dst = *b.slot;
+    if (!archive.contains(key))
+      throw IoError(where(archive) + ": buffer '" + b.name + "' is missing (no entry '" + key +
+                    ".npy')");
+    const NpyArray& a = archive.array(key);
+    const bool floating_entry = a.type == NpyType::f32 || a.type == NpyType::f64;
+    const bool ok_type = is_floating(dst.dtype()) ? floating_entry
+                                                  : (dst.dtype() == i64 ? a.type == NpyType::i64
+                                                                        : a.type == NpyType::b1);
+    if (!ok_type)
+      throw IoError(where(archive) + ": buffer '" + b.name + "' is stored as an array of " +
+                    npy_descr(a.type) + "; the model's buffer is " +
+                    std::string(dtype_name(dst.dtype())));
+    if (Shape(a.shape) != dst.shape())
+      throw IoError(where(archive) + ": buffer '" + b.name + "' has shape " + Shape(a.shape).str() +
+                    " in the file but " + dst.shape().str() + " in the model");
+    Tensor t = a.to_tensor();
+    if (t.dtype() != dst.dtype()) {
+      if (t.dtype() == f64 && dst.dtype() == f32)
+        throw IoError(where(archive) + ": buffer '" + b.name +
+                      "' is float64 in the file but float32 in the model (a lossy conversion; "
+                      "convert the model with to(tg::f64) or save the array as float32)");
+      t = t.to(dst.dtype());
+    }
+    staged_buffers.push_back(std::move(t));
+  }
   if (strict) {
     for (const auto& key : archive.names()) {
       if (key.compare(0, prefix.size(), prefix) != 0) continue;
       bool known = false;
       for (const auto& [name, p] : params) known = known || prefix + name == key;
+      for (const auto& b : buffers) known = known || prefix + b.name == key;
       if (!known)
-        throw IoError(where(archive) + ": entry '" + key + "' names no parameter of the model");
+        throw IoError(where(archive) + ": entry '" + key +
+                      "' names no parameter or persistent buffer of the model");
     }
   }
   // Commit: same shapes and dtypes now, so nothing below can fail.
   for (size_t i = 0; i < params.size(); ++i) {
     Tensor dst = params[i].second.value();
     if (dst.nbytes() != 0) std::memcpy(dst.raw_data(), staged[i].raw_data(), dst.nbytes());
+  }
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    // The buffer's own storage, written in place (a handle taken before sees the new values).
+    Tensor& dst = *buffers[i].slot;
+    if (dst.nbytes() != 0) std::memcpy(dst.raw_data(), staged_buffers[i].raw_data(), dst.nbytes());
+    dst.bump_version();
   }
 }
 

@@ -8,15 +8,17 @@
 
 namespace tg {
 
-/// Writes every named parameter of `module` as `prefix + name` ("fc1.weight").
+/// Writes every named parameter and persistent buffer of `module` as `prefix + name`
+/// ("fc1.weight", "bn1.running_mean"): PyTorch's state_dict names.
 void write_parameters(const Module& module, NpzArchive& archive, const std::string& prefix = "");
 
-/// Reads every named parameter of `module` from `prefix + name`, all or nothing: every entry
+/// Reads every named parameter and persistent buffer of `module` from `prefix + name` (an
+/// integer or bool buffer only from an entry of its own dtype), all or nothing: every entry
 /// is checked first (present, same shape, dtype equal or losslessly convertible: an f32
 /// entry loads into an f64 parameter, an f64 entry into an f32 parameter is an error), and
 /// only then are the values copied in. With `strict`, entries under `prefix` that name no
-/// parameter are an error too. Throws IoError naming the parameter; the module is then
-/// unchanged.
+/// parameter or persistent buffer are an error too. Throws IoError naming the parameter; the module
+/// is then unchanged.
 void read_parameters(Module& module, const NpzArchive& archive, const std::string& prefix = "",
                      bool strict = true);
 

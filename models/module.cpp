@@ -12,8 +12,66 @@ void Module::check_new_name(const std::string& name, const char* what) const {
                 "' (must be non-empty and contain no '.')");
   for (const auto& [n, p] : params_)
     if (n == name) throw Error(std::string("Module::") + what + ": name '" + name + "' taken");
+  for (const auto& b : buffers_)
+    if (b.name == name) throw Error(std::string("Module::") + what + ": name '" + name + "' taken");
   for (const auto& [n, c] : children_)
     if (n == name) throw Error(std::string("Module::") + what + ": name '" + name + "' taken");
+}
+
+Tensor& Module::register_buffer(std::string name, Tensor value, bool persistent) {
+  check_new_name(name, "register_buffer");
+  buffers_.push_back({std::move(name), std::move(value), persistent});
+  return buffers_.back().value;
+}
+
+Tensor& Module::buffer(std::string_view name) {
+  for (auto& b : buffers_)
+    if (b.name == name) return b.value;
+  throw Error("Module::buffer: no buffer '" + std::string(name) + "' in this " + type_name());
+}
+
+const Tensor& Module::buffer(std::string_view name) const {
+  return const_cast<Module*>(this)->buffer(name);
+}
+
+bool Module::is_persistent_buffer(std::string_view name) const {
+  for (const auto& b : buffers_)
+    if (b.name == name) return b.persistent;
+  throw Error("Module::is_persistent_buffer: no buffer '" + std::string(name) + "' in this " +
+              type_name());
+}
+
+namespace {
+void collect_buffers(Module& m, const std::string& prefix, std::vector<NamedBufferSlot>& out,
+                     std::unordered_set<const Tensor*>& seen,
+                     const std::function<void(Module&, const std::string&)>& own) {
+  own(m, prefix);
+  for (const auto& [name, child] : m.named_children())
+    collect_buffers(*child, prefix + name + ".", out, seen, own);
+}
+}  // namespace
+
+std::vector<NamedBufferSlot> named_buffer_slots(Module& root) {
+  std::vector<NamedBufferSlot> out;
+  std::unordered_set<const Tensor*> seen;
+  collect_buffers(root, "", out, seen, [&](Module& m, const std::string& prefix) {
+    for (auto& b : m.buffers_)
+      if (b.value.defined() && seen.insert(&b.value).second)
+        out.push_back({prefix + b.name, &b.value, b.persistent});
+  });
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& b : named_buffer_slots(const_cast<Module&>(*this))) out.emplace_back(b.name, *b.slot);
+  return out;
+}
+
+std::vector<Tensor> Module::buffers() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_buffers()) out.push_back(t);
+  return out;
 }
 
 Var Module::register_parameter(std::string name, Tensor value) {
@@ -108,6 +166,9 @@ void Module::to(Dtype dtype) {
     p.zero_grad();  // a gradient of the old dtype no longer fits
     p.set_value(p.value().to(dtype));
   }
+  if (!is_floating(dtype)) return;
+  for (auto& b : named_buffer_slots(*this))
+    if (is_floating(b.slot->dtype()) && b.slot->dtype() != dtype) *b.slot = b.slot->to(dtype);
 }
 
 void Module::zero_grad() {
@@ -135,6 +196,52 @@ std::string Module::str() const {
   std::ostringstream os;
   print_tree(*this, os, 0);
   return os.str();
+}
+
+Module& ModuleList::append(std::unique_ptr<Module> module) {
+  if (!module) throw Error("ModuleList::append: null module");
+  register_module(std::to_string(items_.size()), *module);
+  items_.push_back(std::move(module));
+  return *items_.back();
+}
+
+Module& ModuleList::operator[](int64_t i) const {
+  const auto n = static_cast<int64_t>(items_.size());
+  if (i < -n || i >= n)
+    throw IndexError("ModuleList: index " + std::to_string(i) + " is out of range for " +
+                     std::to_string(n) + " modules");
+  return *items_[static_cast<size_t>(i < 0 ? i + n : i)];
+}
+
+Module& ModuleDict::insert(std::string key, std::unique_ptr<Module> module) {
+  if (!module) throw Error("ModuleDict::insert: null module for '" + key + "'");
+  register_module(key, *module);
+  items_.emplace_back(std::move(key), std::move(module));
+  return *items_.back().second;
+}
+
+bool ModuleDict::contains(std::string_view key) const {
+  for (const auto& [k, m] : items_)
+    if (k == key) return true;
+  return false;
+}
+
+Module& ModuleDict::operator[](std::string_view key) const {
+  for (const auto& [k, m] : items_)
+    if (k == key) return *m;
+  throw IndexError("ModuleDict: no module under key '" + std::string(key) + "'");
+}
+
+std::vector<std::string> ModuleDict::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [k, m] : items_) out.push_back(k);
+  return out;
+}
+
+std::vector<std::pair<std::string, Module*>> ModuleDict::items() const {
+  std::vector<std::pair<std::string, Module*>> out;
+  for (const auto& [k, m] : items_) out.emplace_back(k, m.get());
+  return out;
 }
 
 Var Layer::operator()(const Var& x) {

@@ -18,14 +18,22 @@ struct AdagradOptions {
 class Adagrad : public Optimizer {
  public:
   Adagrad(std::vector<Var> params, AdagradOptions options = {});
+  /// Parameter groups with their own options (see ParamGroup): "lr", "lr_decay", "weight_decay",
+  /// "eps". (Not initial_accumulator_value: torch.optim.Adagrad fills every group's state from
+  /// the constructor's value, whatever the group says.)
+  Adagrad(std::vector<ParamGroup> groups, AdagradOptions defaults = {});
   std::string name() const override { return "Adagrad"; }
+  /// The defaults (the options of every group without overrides).
   const AdagradOptions& options() const { return options_; }
+  /// The options of group `g`, overrides applied.
+  const AdagradOptions& group_options(size_t g) const { return groups_.at(g); }
 
  protected:
   void update(size_t i, Tensor& param, const Tensor& grad) override;
 
  private:
   AdagradOptions options_;
+  std::vector<AdagradOptions> groups_;
   std::vector<Tensor> sum_;
 };
 

@@ -59,17 +59,37 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m_t, Tensor& v_t, Te
 }  // namespace detail
 
 Adam::Adam(std::vector<Var> params, AdamOptions o)
-    : Optimizer(std::move(params), o.lr), options_(o) {
-  detail::check_adam_options("Adam", o);
+    : Adam(std::vector<ParamGroup>{{std::move(params), {}}}, o) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults)
+    : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  groups_ = detail::group_options("Adam", defaults, group_overrides(),
+                                  [](AdamOptions& o, const std::string& name, double v) {
+                                    if (name == "beta1")
+                                      o.beta1 = v;
+                                    else if (name == "beta2")
+                                      o.beta2 = v;
+                                    else if (name == "eps")
+                                      o.eps = v;
+                                    else if (name == "weight_decay")
+                                      o.weight_decay = v;
+                                    else
+                                      return false;
+                                    return true;
+                                  });
+  for (const AdamOptions& o : groups_) {
+    detail::check_adam_options("Adam", o);
+  }
   register_state("exp_avg", exp_avg_);
   register_state("exp_avg_sq", exp_avg_sq_);
-  if (o.amsgrad) register_state("max_exp_avg_sq", max_exp_avg_sq_);
+  if (defaults.amsgrad) register_state("max_exp_avg_sq", max_exp_avg_sq_);
 }
 
 void Adam::update(size_t i, Tensor& param, const Tensor& grad) {
-  Tensor* vmax = options_.amsgrad ? &state(max_exp_avg_sq_, i) : nullptr;
-  detail::adam_update(param, grad, state(exp_avg_, i), state(exp_avg_sq_, i), vmax, options_, lr(),
-                      options_.weight_decay, param_steps(i));
+  const AdamOptions& o = groups_[group_of(i)];
+  Tensor* vmax = o.amsgrad ? &state(max_exp_avg_sq_, i) : nullptr;
+  detail::adam_update(param, grad, state(exp_avg_, i), state(exp_avg_sq_, i), vmax, o, param_lr(i),
+                      o.weight_decay, param_steps(i));
 }
 
 }  // namespace tg

@@ -22,14 +22,21 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Var> params, AdamOptions options = {});
+  /// Parameter groups with their own options (see ParamGroup): "lr", "beta1", "beta2", "eps",
+  /// "weight_decay".
+  Adam(std::vector<ParamGroup> groups, AdamOptions defaults = {});
   std::string name() const override { return "Adam"; }
+  /// The defaults (the options of every group without overrides).
   const AdamOptions& options() const { return options_; }
+  /// The options of group `g`, overrides applied.
+  const AdamOptions& group_options(size_t g) const { return groups_.at(g); }
 
  protected:
   void update(size_t i, Tensor& param, const Tensor& grad) override;
 
  private:
   AdamOptions options_;
+  std::vector<AdamOptions> groups_;
   std::vector<Tensor> exp_avg_;
   std::vector<Tensor> exp_avg_sq_;
   std::vector<Tensor> max_exp_avg_sq_;

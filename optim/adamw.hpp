@@ -19,14 +19,21 @@ struct AdamWOptions {
 class AdamW : public Optimizer {
  public:
   AdamW(std::vector<Var> params, AdamWOptions options = {});
+  /// Parameter groups with their own options (see ParamGroup): "lr", "beta1", "beta2", "eps",
+  /// "weight_decay".
+  AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults = {});
   std::string name() const override { return "AdamW"; }
+  /// The defaults (the options of every group without overrides).
   const AdamWOptions& options() const { return options_; }
+  /// The options of group `g`, overrides applied.
+  const AdamWOptions& group_options(size_t g) const { return groups_.at(g); }
 
  protected:
   void update(size_t i, Tensor& param, const Tensor& grad) override;
 
  private:
   AdamWOptions options_;
+  std::vector<AdamWOptions> groups_;
   std::vector<Tensor> exp_avg_;
   std::vector<Tensor> exp_avg_sq_;
   std::vector<Tensor> max_exp_avg_sq_;

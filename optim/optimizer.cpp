@@ -5,8 +5,31 @@
 
 namespace tg {
 
-Optimizer::Optimizer(std::vector<Var> params, double lr) : params_(std::move(params)), lr_(lr) {
-  if (!(lr >= 0.0)) throw Error("Optimizer: invalid learning rate " + std::to_string(lr));
+Optimizer::Optimizer(std::vector<Var> params, double lr) {
+  init({ParamGroup{std::move(params), {}}}, lr);
+}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double default_lr) {
+  if (groups.empty()) throw Error("Optimizer: no parameter groups");
+  init(groups, default_lr);
+}
+
+void Optimizer::init(const std::vector<ParamGroup>& groups, double default_lr) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto it = groups[g].options.find("lr");
+    const double lr = it != groups[g].options.end() ? it->second : default_lr;
+    if (!(lr >= 0.0))
+      throw Error("Optimizer: invalid learning rate " + std::to_string(lr) +
+                  (groups.size() > 1 ? " in parameter group " + std::to_string(g) : ""));
+    group_lr_.push_back(lr);
+    group_begin_.push_back(params_.size());
+    overrides_.push_back(groups[g].options);
+    for (const auto& p : groups[g].params) {
+      params_.push_back(p);
+      group_of_.push_back(g);
+    }
+  }
+  group_begin_.push_back(params_.size());
   std::unordered_set<const Node*> seen;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Var& p = params_[i];
@@ -20,7 +43,23 @@ Optimizer::Optimizer(std::vector<Var> params, double lr) : params_(std::move(par
 
 void Optimizer::set_lr(double lr) {
   if (!(lr >= 0.0)) throw Error("Optimizer::set_lr: invalid learning rate " + std::to_string(lr));
-  lr_ = lr;
+  for (auto& r : group_lr_) r = lr;
+}
+
+void Optimizer::set_lr(size_t group, double lr) {
+  if (group >= group_lr_.size())
+    throw IndexError("Optimizer::set_lr: group " + std::to_string(group) + " of " +
+                     std::to_string(group_lr_.size()));
+  if (!(lr >= 0.0)) throw Error("Optimizer::set_lr: invalid learning rate " + std::to_string(lr));
+  group_lr_[group] = lr;
+}
+
+std::vector<Var> Optimizer::group_params(size_t group) const {
+  if (group >= group_lr_.size())
+    throw IndexError("Optimizer::group_params: group " + std::to_string(group) + " of " +
+                     std::to_string(group_lr_.size()));
+  return {params_.begin() + static_cast<std::ptrdiff_t>(group_begin_[group]),
+          params_.begin() + static_cast<std::ptrdiff_t>(group_begin_[group + 1])};
 }
 
 void Optimizer::zero_grad() {
@@ -65,7 +104,17 @@ void Optimizer::step() {
 }
 
 void Optimizer::state_dict(NpzArchive& a, const std::string& prefix) const {
-  a.put_scalar(prefix + "lr", lr_);
+  a.put_scalar(prefix + "lr", group_lr_[0]);
+  NpyArray lrs;
+  lrs.type = NpyType::f64;
+  lrs.shape = {static_cast<int64_t>(group_lr_.size())};
+  lrs.bytes.resize(group_lr_.size() * sizeof(double));
+  std::memcpy(lrs.bytes.data(), group_lr_.data(), lrs.bytes.size());
+  a.put(prefix + "group_lrs", std::move(lrs));
+  std::vector<int64_t> sizes;
+  for (size_t g = 0; g < group_lr_.size(); ++g)
+    sizes.push_back(static_cast<int64_t>(group_begin_[g + 1] - group_begin_[g]));
+  a.put_i64(prefix + "group_sizes", sizes);
   a.put_int(prefix + "steps", steps_);
   a.put_i64(prefix + "param_steps", param_steps_);
   for (const auto& [name, slots] : states_)
@@ -84,6 +133,27 @@ void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) 
     throw IoError(src + ": state for " + std::to_string(param_steps.size()) + " parameters, the " +
                   name() + " optimizer has " + std::to_string(params_.size()));
   if (!(lr >= 0.0)) throw IoError(src + ": invalid lr");
+  std::vector<double> group_lrs(group_lr_.size(), lr);
+  if (a.contains(prefix + "group_lrs")) {
+    const Tensor t = a.tensor(prefix + "group_lrs").to(f64);
+    if (t.dim() != 1 || static_cast<size_t>(t.numel()) != group_lr_.size())
+      throw IoError(src + ": rates for " + std::to_string(t.numel()) + " parameter groups, the " +
+                    name() + " optimizer has " + std::to_string(group_lr_.size()));
+    for (size_t g = 0; g < group_lrs.size(); ++g) {
+      group_lrs[g] = t.data<double>()[g];
+      if (!(group_lrs[g] >= 0.0))
+        throw IoError(src + ": invalid lr in parameter group " + std::to_string(g));
+    }
+  }
+  if (a.contains(prefix + "group_sizes")) {
+    const auto sizes = a.i64s(prefix + "group_sizes");
+    bool same = sizes.size() == group_lr_.size();
+    for (size_t g = 0; same && g < sizes.size(); ++g)
+      same = sizes[g] == static_cast<int64_t>(group_begin_[g + 1] - group_begin_[g]);
+    if (!same)
+      throw IoError(src + ": the parameter groups in the file have other sizes than the " + name() +
+                    " optimizer's");
+  }
   // Stage every state tensor.
   std::vector<std::vector<Tensor>> staged(states_.size());
   std::unordered_set<std::string> used;
@@ -116,7 +186,7 @@ void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) 
     if (key.compare(0, state_prefix.size(), state_prefix) == 0 && !used.count(key))
       throw IoError(src + ": entry '" + key + "' is not state of the " + name() + " optimizer");
   // Commit.
-  lr_ = lr;
+  group_lr_ = group_lrs;
   steps_ = steps;
   param_steps_ = param_steps;
   for (size_t s = 0; s < states_.size(); ++s) *states_[s].second = std::move(staged[s]);

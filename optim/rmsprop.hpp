@@ -22,14 +22,21 @@ struct RMSpropOptions {
 class RMSprop : public Optimizer {
  public:
   RMSprop(std::vector<Var> params, RMSpropOptions options = {});
+  /// Parameter groups with their own options (see ParamGroup): "lr", "alpha", "eps",
+  /// "weight_decay", "momentum".
+  RMSprop(std::vector<ParamGroup> groups, RMSpropOptions defaults = {});
   std::string name() const override { return "RMSprop"; }
+  /// The defaults (the options of every group without overrides).
   const RMSpropOptions& options() const { return options_; }
+  /// The options of group `g`, overrides applied.
+  const RMSpropOptions& group_options(size_t g) const { return groups_.at(g); }
 
  protected:
   void update(size_t i, Tensor& param, const Tensor& grad) override;
 
  private:
   RMSpropOptions options_;
+  std::vector<RMSpropOptions> groups_;
   std::vector<Tensor> square_avg_;
   std::vector<Tensor> grad_avg_;
   std::vector<Tensor> momentum_buffer_;

@@ -6,17 +6,35 @@
 
 namespace tg {
 
-SGD::SGD(std::vector<Var> params, SGDOptions o) : Optimizer(std::move(params), o.lr), options_(o) {
-  if (!(o.momentum >= 0.0)) throw Error("SGD: invalid momentum " + std::to_string(o.momentum));
-  if (!(o.weight_decay >= 0.0))
-    throw Error("SGD: invalid weight_decay " + std::to_string(o.weight_decay));
-  if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0))
-    throw Error("SGD: Nesterov momentum requires a momentum and zero dampening");
+SGD::SGD(std::vector<Var> params, SGDOptions o)
+    : SGD(std::vector<ParamGroup>{{std::move(params), {}}}, o) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions defaults)
+    : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  groups_ = detail::group_options("SGD", defaults, group_overrides(),
+                                  [](SGDOptions& o, const std::string& name, double v) {
+                                    if (name == "momentum")
+                                      o.momentum = v;
+                                    else if (name == "dampening")
+                                      o.dampening = v;
+                                    else if (name == "weight_decay")
+                                      o.weight_decay = v;
+                                    else
+                                      return false;
+                                    return true;
+                                  });
+  for (const SGDOptions& o : groups_) {
+    if (!(o.momentum >= 0.0)) throw Error("SGD: invalid momentum " + std::to_string(o.momentum));
+    if (!(o.weight_decay >= 0.0))
+      throw Error("SGD: invalid weight_decay " + std::to_string(o.weight_decay));
+    if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0))
+      throw Error("SGD: Nesterov momentum requires a momentum and zero dampening");
+  }
   register_state("momentum_buffer", momentum_buffer_);
 }
 
 void SGD::update(size_t i, Tensor& param, const Tensor& grad) {
-  const SGDOptions& o = options_;
+  const SGDOptions& o = groups_[group_of(i)];
   const bool fresh = !momentum_buffer_[i].defined();
   Tensor* buf = o.momentum != 0.0 ? &state(momentum_buffer_, i) : nullptr;
   with_flags(
@@ -27,7 +45,7 @@ void SGD::update(size_t i, Tensor& param, const Tensor& grad) {
             const T* g = grad.data<T>();
             T* b = kMomentum ? buf->data<T>() : nullptr;
             const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
-            const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(lr());
+            const T damp = static_cast<T>(1.0 - o.dampening), rate = static_cast<T>(param_lr(i));
             for (int64_t k = lo; k < hi; ++k) {
               T d = g[k];
               if constexpr (kDecay) d = d + wd * p[k];

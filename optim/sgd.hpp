@@ -20,14 +20,21 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Var> params, SGDOptions options = {});
+  /// Parameter groups with their own options (see ParamGroup): "lr", "momentum", "dampening",
+  /// "weight_decay".
+  SGD(std::vector<ParamGroup> groups, SGDOptions defaults = {});
   std::string name() const override { return "SGD"; }
+  /// The defaults (the options of every group without overrides).
   const SGDOptions& options() const { return options_; }
+  /// The options of group `g`, overrides applied.
+  const SGDOptions& group_options(size_t g) const { return groups_.at(g); }
 
  protected:
   void update(size_t i, Tensor& param, const Tensor& grad) override;
 
  private:
   SGDOptions options_;
+  std::vector<SGDOptions> groups_;
   std::vector<Tensor> momentum_buffer_;
 };
 

@@ -43,18 +43,22 @@ inline std::string slurp(const std::filesystem::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Deep copies of every parameter value of a module (to check it was left unchanged).
+/// Deep copies of every parameter value and buffer of a module (to check it was left
+/// unchanged).
 inline std::vector<tg::Tensor> snapshot(const tg::Module& m) {
   std::vector<tg::Tensor> out;
   for (const auto& p : m.parameters()) out.push_back(p.value().clone());
+  for (const auto& b : m.buffers()) out.push_back(b.clone());
   return out;
 }
 
 inline bool same_values(const tg::Module& m, const std::vector<tg::Tensor>& snap) {
-  const auto ps = m.parameters();
-  if (ps.size() != snap.size()) return false;
-  for (size_t i = 0; i < ps.size(); ++i)
-    if (!tg::equal(ps[i].value(), snap[i])) return false;
+  std::vector<tg::Tensor> now;
+  for (const auto& p : m.parameters()) now.push_back(p.value());
+  for (const auto& b : m.buffers()) now.push_back(b);
+  if (now.size() != snap.size()) return false;
+  for (size_t i = 0; i < now.size(); ++i)
+    if (now[i].dtype() != snap[i].dtype() || !tg::equal(now[i], snap[i])) return false;
   return true;
 }
 

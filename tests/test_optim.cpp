@@ -449,3 +449,111 @@ TEST_CASE("clip_grad_norm returns the total norm and scales all gradients togeth
   tg::clip_grad_value({a}, 1.0);
   CHECK((values(a.grad()) == std::vector<double>{-1.0, 0.5}));
 }
+
+TEST_CASE("parameter groups: own options, own rates, state_dict per group") {
+  tg::Var w = tg::param(tg::tensor({1, 2, 3}, {3}, tg::f64));
+  tg::Var b = tg::param(tg::tensor({0.5}, {1}, tg::f64));
+  tg::SGD sgd(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {{"lr", 0.5}, {"weight_decay", 0.0}}}},
+              {.lr = 0.1, .weight_decay = 0.1});
+  CHECK(sgd.num_groups() == 2);
+  CHECK(sgd.lr() == 0.1);
+  CHECK(sgd.lr(1) == 0.5);
+  CHECK(sgd.group_of(1) == 1);
+  CHECK(sgd.group_params(1).size() == 1);
+  CHECK(sgd.group_options(0).weight_decay == 0.1);
+  CHECK(sgd.group_options(1).weight_decay == 0.0);
+  CHECK(sgd.group_options(1).lr == 0.5);
+  w.set_grad(tg::constant(tg::tensor({1, 1, 1}, {3}, tg::f64)));
+  b.set_grad(tg::constant(tg::tensor({1}, {1}, tg::f64)));
+  sgd.step();
+  // w: 1 - 0.1 * (1 + 0.1 * 1);  b: 0.5 - 0.5 * 1 (no decay).
+  CHECK(w.value().data<double>()[0] == 1.0 - 0.1 * (1.0 + 0.1 * 1.0));
+  CHECK(b.value().data<double>()[0] == 0.0);
+
+  // Bad groups.
+  CHECK_THROWS_WITH(tg::SGD(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {{"beta1", 0.9}}}}),
+                    Catch::Contains("SGD: parameter group 1 has an unknown option 'beta1'"));
+  CHECK_THROWS_WITH(tg::Adam(std::vector<tg::ParamGroup>{{{w}, {{"beta2", 1.5}}}}),
+                    Catch::Contains("Adam: invalid beta2"));
+  CHECK_THROWS_WITH(tg::SGD(std::vector<tg::ParamGroup>{{{w}, {}}, {{w}, {}}}),
+                    Catch::Contains("appears more than once"));
+  CHECK_THROWS_WITH(tg::SGD(std::vector<tg::ParamGroup>{{{w}, {{"lr", -1.0}}}}),
+                    Catch::Contains("invalid learning rate"));
+  CHECK_THROWS_AS(tg::SGD(std::vector<tg::ParamGroup>{}), tg::Error);
+  CHECK_THROWS_AS(sgd.set_lr(2, 0.1), tg::IndexError);
+
+  // set_lr(lr) sets every group; set_lr(g, lr) one.
+  sgd.set_lr(1, 0.25);
+  tg::NpzArchive state;
+  sgd.state_dict(state);
+  CHECK(state.contains("group_lrs"));
+  tg::SGD again(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {}}}, {.lr = 0.9});
+  again.load_state_dict(state);
+  CHECK(again.lr(0) == 0.1);
+  CHECK(again.lr(1) == 0.25);
+  // A file from before groups (no group_lrs) gives every group its lr.
+  auto legacy = state;
+  legacy.erase("group_lrs");
+  legacy.erase("group_sizes");
+  again.load_state_dict(legacy);
+  CHECK(again.lr(1) == 0.1);
+  // Other group structure: an error, nothing changed.
+  tg::SGD one({w, b}, {.lr = 0.9});
+  CHECK_THROWS_WITH(one.load_state_dict(state), Catch::Contains("rates for 2 parameter groups"));
+  CHECK(one.lr() == 0.9);
+  tg::SGD split(std::vector<tg::ParamGroup>{{{w, b}, {}}, {{}, {}}}, {.lr = 0.9});
+  CHECK_THROWS_WITH(split.load_state_dict(state), Catch::Contains("other sizes"));
+  CHECK(split.lr(0) == 0.9);
+  sgd.set_lr(0.3);
+  CHECK(sgd.lr(0) == 0.3);
+  CHECK(sgd.lr(1) == 0.3);
+}
+
+TEST_CASE("schedulers scale each group from its own initial rate; state keeps every base") {
+  tg::Var w = tg::param(tg::zeros({2}, tg::f64)), b = tg::param(tg::zeros({1}, tg::f64));
+  tg::SGD sgd(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {{"lr", 0.01}}}}, {.lr = 0.1});
+  tg::StepLR step(sgd, 2, 0.5);
+  CHECK(step.base_lrs() == std::vector<double>{0.1, 0.01});
+  step.step();
+  step.step();
+  CHECK(sgd.lr(0) == 0.05);
+  CHECK(sgd.lr(1) == 0.005);
+  CHECK(step.last_lr(1) == 0.005);
+  tg::NpzArchive state;
+  step.state_dict(state);
+  tg::SGD other(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {}}}, {.lr = 0.7});
+  tg::StepLR resumed(other, 2, 0.5);
+  resumed.load_state_dict(state);
+  CHECK(other.lr(0) == 0.05);
+  CHECK(other.lr(1) == 0.005);
+  tg::SGD single({w, b}, {.lr = 0.7});
+  tg::StepLR narrow(single, 2, 0.5);
+  CHECK_THROWS_WITH(narrow.load_state_dict(state), Catch::Contains("for 2 parameter groups"));
+  CHECK(single.lr() == 0.7);
+
+  // OneCycleLR and ReduceLROnPlateau arguments.
+  CHECK_THROWS_AS(tg::OneCycleLR(sgd, 1.0, 0), tg::Error);
+  CHECK_THROWS_AS(tg::OneCycleLR(sgd, std::vector<double>{1.0}, 10), tg::Error);
+  CHECK_THROWS_AS(tg::OneCycleLR(sgd, 1.0, 10, {.pct_start = 1.5}), tg::Error);
+  CHECK_THROWS_AS(tg::ReduceLROnPlateau(sgd, {.mode = "up"}), tg::Error);
+  CHECK_THROWS_AS(tg::ReduceLROnPlateau(sgd, {.factor = 1.0}), tg::Error);
+  CHECK_THROWS_AS(tg::ReduceLROnPlateau(sgd, {.threshold_mode = "x"}), tg::Error);
+  CHECK_THROWS_AS(tg::ReduceLROnPlateau(sgd, {.min_lrs = {0.0}}), tg::Error);
+
+  // ReduceLROnPlateau: a NaN metric is never an improvement; state round-trips.
+  sgd.set_lr(1.0);
+  tg::ReduceLROnPlateau plateau(sgd, {.patience = 1});
+  plateau.step(1.0);
+  plateau.step(std::nan(""));
+  CHECK(sgd.lr() == 1.0);
+  plateau.step(std::nan(""));
+  CHECK(sgd.lr(0) == Approx(0.1));
+  CHECK(sgd.lr(1) == Approx(0.1));
+  CHECK(plateau.best() == 1.0);
+  tg::NpzArchive ps;
+  plateau.state_dict(ps);
+  tg::ReduceLROnPlateau back(sgd, {.patience = 1});
+  back.load_state_dict(ps);
+  CHECK(back.best() == 1.0);
+  CHECK(back.epoch() == 3);
+}
