@@ -144,7 +144,7 @@ struct ReduceLROnPlateauOptions {
   int64_t cooldown = 0;
   double min_lr = 0.0;
   /// One floor per group (overrides min_lr when not empty).
-  std::vector<double> min_lrs;
+  std::vector<double> min_lrs = {};
   /// A reduction smaller than this is not applied.
   double eps = 1e-8;
 };
