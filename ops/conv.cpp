@@ -67,20 +67,45 @@ void im2col(const T* x, const Geom& g, T* col) {
         int64_t hi = g.w - jo <= 0 ? 0 : (g.w - jo - 1) / g.sw + 1;
         lo = std::min(lo, g.ow);
         hi = std::clamp(hi, lo, g.ow);
+        if (g.sw == 1 && g.ow == g.w) {
+          // Stride 1 across, rows as wide as the input's: the valid output rows are one
+          // contiguous run of x shifted by jo, whose wrapped border columns are zeroed after.
+          int64_t oh0 = 0, oh1 = g.oh;  // output rows whose ih lies in [0, h)
+          const int64_t io = ki * g.dh - g.ph;
+          while (oh0 < g.oh && oh0 * g.sh + io < 0) ++oh0;
+          while (oh1 > oh0 && (oh1 - 1) * g.sh + io >= g.h) --oh1;
+          std::fill(row, row + oh0 * g.ow, T(0));
+          std::fill(row + oh1 * g.ow, row + g.oh * g.ow, T(0));
+          if (g.sh == 1 && oh1 > oh0) {
+            // x index of r[oh * ow + c] is (oh + io) * w + c + jo; copy the in-bounds span.
+            const int64_t first = oh0 * g.ow, last = oh1 * g.ow;  // [first, last) of the row
+            const int64_t base = io * g.w + jo;                   // x index = i + base
+            const int64_t a = std::max(first, -base), b = std::min(last, g.h * g.w - base);
+            std::fill(row + first, row + std::max(first, a), T(0));
+            if (b > a) std::memcpy(row + a, xc + a + base, sizeof(T) * static_cast<size_t>(b - a));
+            std::fill(row + std::max(std::max(first, a), b), row + last, T(0));
+            for (int64_t oh = oh0; oh < oh1; ++oh) {
+              T* r = row + oh * g.ow;
+              for (int64_t ow = 0; ow < lo; ++ow) r[ow] = T(0);
+              for (int64_t ow = hi; ow < g.ow; ++ow) r[ow] = T(0);
+            }
+            continue;
+          }
+        }
         for (int64_t oh = 0; oh < g.oh; ++oh) {
-          T* r = row + oh * g.ow;
+          T* __restrict r = row + oh * g.ow;
           const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
           if (ih < 0 || ih >= g.h) {
             std::fill(r, r + g.ow, T(0));
             continue;
           }
-          const T* xr = xc + ih * g.w + jo;
-          std::fill(r, r + lo, T(0));
-          if (g.sw == 1)
-            std::memcpy(r + lo, xr + lo, sizeof(T) * static_cast<size_t>(hi - lo));
+          const T* __restrict xr = xc + ih * g.w + jo;
+          for (int64_t ow = 0; ow < lo; ++ow) r[ow] = T(0);
+          if (g.sw == 1)  // a plain loop: rows are short, a memcpy call costs more
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow];
           else
             for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw];
-          std::fill(r + hi, r + g.ow, T(0));
+          for (int64_t ow = hi; ow < g.ow; ++ow) r[ow] = T(0);
         }
       }
 }
@@ -102,9 +127,12 @@ void col2im(const T* col, const Geom& g, T* x) {
         for (int64_t oh = 0; oh < g.oh; ++oh) {
           const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
           if (ih < 0 || ih >= g.h) continue;
-          const T* r = row + oh * g.ow;
-          T* xr = xc + ih * g.w + jo;
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
+          const T* __restrict r = row + oh * g.ow;
+          T* __restrict xr = xc + ih * g.w + jo;
+          if (g.sw == 1)
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow] += r[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
         }
       }
 }

@@ -112,6 +112,10 @@ x5 = P((0, 3, 4, 4), 1.5); w5 = P((2, 3, 3, 3), 2.5); b5 = P((2,), 3.5)
 run("empty_batch", F.conv2d(x5, w5, b5), x5, w5, b5)
 x6 = P((1, 1, 1, 5), 4.5); w6 = P((2, 1, 1, 3), 5.5)
 run("size1", F.conv2d(x6, w6), x6, w6)
+x9 = P((2, 2, 5, 4), 0.25); w9 = P((3, 2, 3, 3), 0.35)
+run("stride_rows", F.conv2d(x9, w9, None, (2, 1), 1), x9, w9)
+x10 = P((1, 2, 4, 5), 0.45); w10 = P((2, 2, 2, 3), 0.55)
+run("dilated_same_width", F.conv2d(x10, w10, None, 1, (0, 2), (1, 2)), x10, w10)
 x7 = P((2, 3, 4, 4), 6.5); w7 = P((5, 3, 1, 1), 7.5); b7 = P((5,), 8.5)
 run("pointwise", F.conv2d(x7, w7, b7), x7, w7, b7)
 x8 = P((3, 5, 5), 9.5); w8 = P((2, 3, 3, 3), 0.5)
@@ -167,6 +171,10 @@ run("tconv_outpad_dilation", F.conv_transpose2d(t3, u3, None, 1, 1, 1, 1, 2), t3
     run("empty_batch", tg::conv2d(x5, w5, b5), {x5, w5, b5});
     Var x6 = Q({1, 1, 1, 5}, 4.5), w6 = Q({2, 1, 1, 3}, 5.5);
     run("size1", tg::conv2d(x6, w6), {x6, w6});
+    Var x9 = Q({2, 2, 5, 4}, 0.25), w9 = Q({3, 2, 3, 3}, 0.35);
+    run("stride_rows", tg::conv2d(x9, w9, {}, {2, 1}, 1), {x9, w9});
+    Var x10 = Q({1, 2, 4, 5}, 0.45), w10 = Q({2, 2, 2, 3}, 0.55);
+    run("dilated_same_width", tg::conv2d(x10, w10, {}, 1, {0, 2}, {1, 2}), {x10, w10});
     Var x7 = Q({2, 3, 4, 4}, 6.5), w7 = Q({5, 3, 1, 1}, 7.5), b7 = Q({5}, 8.5);
     run("pointwise", tg::conv2d(x7, w7, b7), {x7, w7, b7});
     Var x8 = Q({3, 5, 5}, 9.5), w8 = Q({2, 3, 3, 3}, 0.5);
