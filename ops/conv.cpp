@@ -112,18 +112,37 @@ void im2col(const T* x, const Geom& g, T* col) {
 
 // x [cg, h, w] += the columns' entries at the pixels they were read from (im2col's adjoint).
 template <class T>
-void col2im(const T* col, const Geom& g, T* x) {
+// The columns are scratch: the stride-1 path zeroes the entries that read padding (they
+// have no pixel) and adds each kernel tap's valid rows as one run.
+void col2im(T* col, const Geom& g, T* x) {
   const int64_t L = g.l();
   for (int64_t c = 0; c < g.cg(); ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const T* row = col + ((c * g.kh + ki) * g.kw + kj) * L;
+        T* row = col + ((c * g.kh + ki) * g.kw + kj) * L;
         T* xc = x + c * g.h * g.w;
         const int64_t jo = kj * g.dw - g.pw;
         int64_t lo = jo >= 0 ? 0 : (-jo + g.sw - 1) / g.sw;
         int64_t hi = g.w - jo <= 0 ? 0 : (g.w - jo - 1) / g.sw + 1;
         lo = std::min(lo, g.ow);
         hi = std::clamp(hi, lo, g.ow);
+        if (g.sw == 1 && g.sh == 1 && g.ow == g.w) {
+          const int64_t io = ki * g.dh - g.ph;
+          const int64_t oh0 = std::clamp<int64_t>(-io, 0, g.oh);
+          const int64_t oh1 = std::clamp<int64_t>(g.h - io, oh0, g.oh);
+          if (oh1 <= oh0) continue;
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            T* r = row + oh * g.ow;
+            for (int64_t ow = 0; ow < lo; ++ow) r[ow] = T(0);
+            for (int64_t ow = hi; ow < g.ow; ++ow) r[ow] = T(0);
+          }
+          const int64_t base = io * g.w + jo;  // x index of row entry i is i + base
+          const int64_t a = std::max(oh0 * g.ow, -base), b = std::min(oh1 * g.ow, g.h * g.w - base);
+          const T* __restrict r = row;
+          T* __restrict xb = xc + base;
+          for (int64_t i = a; i < b; ++i) xb[i] += r[i];
+          continue;
+        }
         for (int64_t oh = 0; oh < g.oh; ++oh) {
           const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
           if (ih < 0 || ih >= g.h) continue;
