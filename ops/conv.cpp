@@ -366,7 +366,12 @@ Var conv1d(const Var& input, const Var& weight, const Var& bias, int64_t stride,
   if (input.dim() != 3 || weight.dim() != 3)
     throw ShapeError("conv1d: expected a batched input and weight of rank 3, got input " +
                      input.shape().str() + " and weight " + weight.shape().str());
-  if (padding.mode == Padding2::Mode::explicit_) padding = Padding2(0, padding.size.w);
+  if (padding.mode == Padding2::Mode::explicit_) {
+    if (padding.size.h != padding.size.w)
+      throw Error("conv1d: padding must be one int, got " +
+                  pair_str(padding.size.h, padding.size.w));
+    padding = Padding2(0, padding.size.w);
+  }
   const Var y = conv2d_impl("conv1d", unsqueeze(input, 2), unsqueeze(weight, 2), bias,
                             Size2(1, stride), padding, Size2(1, dilation), groups);
   return squeeze(y, 2);

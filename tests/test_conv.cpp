@@ -64,6 +64,8 @@ TEST_CASE("conv ops reject bad input with typed errors", "[conv]") {
   CHECK_THROWS_WITH(tg::conv2d(x, tg::constant(w.value().to(tg::f32))), Contains("conv2d: "));
   CHECK_THROWS_WITH(tg::conv1d(P({2, 3}, 0.0), P({2, 3, 3}, 0.0)), Contains("conv1d: "));
   CHECK_THROWS_WITH(tg::conv1d(P({1, 3, 2}, 0.0), P({2, 3, 3}, 0.0)), Contains("conv1d: "));
+  CHECK_THROWS_WITH(tg::conv1d(P({1, 3, 4}, 0.0), P({2, 3, 3}, 0.0), {}, 1, {1, 2}),
+                    Contains("conv1d: padding"));
   CHECK_THROWS_WITH(tg::conv_transpose2d(x, P({2, 3, 3, 3}, 0.0)), Contains("conv_transpose2d: "));
   CHECK_THROWS_WITH(tg::conv_transpose2d(P({1, 2, 3, 3}, 0.0), P({2, 3, 3, 3}, 0.0), {}, 2, 0, 2),
                     Contains("conv_transpose2d: output_padding"));
