@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <string>
+#include <type_traits>
 
 #include "ops/kernels.hpp"
 #include "ops/matmul.hpp"
@@ -290,6 +291,36 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
     throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
   out.bump_version();  // an in-place change (Note [Saved versions])
   run_gemm(p, a, b, nullptr, out);
+}
+
+namespace {
+template <class T>
+void gemm_raw_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                   const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {  // no product: C = beta C (beta 0 writes zeros, whatever C held)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  check_blas_extents(m, n, k);
+  const auto ia = [](int64_t v) { return static_cast<int>(v); };
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                ia(m), ia(n), ia(k), 1.0f, a, ia(lda), b, ia(ldb), beta, c, ia(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                ia(m), ia(n), ia(k), 1.0, a, ia(lda), b, ia(ldb), beta, c, ia(ldc));
+}
+}  // namespace
+
+void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_raw_impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+              const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  gemm_raw_impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace tg::kern

@@ -70,5 +70,12 @@ void run_gemm_broadcast(const BroadcastGemmPlan& plan, const Tensor& a, const Te
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
 /// The same product (no bias) into an existing tensor of the result's shape and dtype.
 void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
+/// C = op(A) op(B) + beta C on raw row-major matrices with leading dimensions (OpenBLAS;
+/// the convolutions' column products). Nothing is checked but the extents' 32-bit range;
+/// an empty product (m, n or k of 0) only scales C by beta.
+void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+              const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
 }  // namespace tg::kern

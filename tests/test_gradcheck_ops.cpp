@@ -739,6 +739,66 @@ TEST_CASE("gradcheck: pooling and normalization", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: convolutions", "[gradcheck]") {
+  using tg::conv1d;
+  using tg::conv2d;
+  using tg::conv_transpose2d;
+  run_cases({
+      {"conv2d [2,3,5,5] * [4,3,3,3] with bias",
+       [](auto& v) { return conv2d(v[0], v[1], v[2]); },
+       {In{{2, 3, 5, 5}}, In{{4, 3, 3, 3}}, In{{4}}}},
+      {"conv2d stride 2 padding 1, odd sizes, batch 1",
+       [](auto& v) { return conv2d(v[0], v[1], {}, 2, 1); },
+       {In{{1, 2, 5, 6}}, In{{3, 2, 3, 3}}}},
+      {"conv2d padding same, dilation (2, 1), an even kernel width (padding after)",
+       [](auto& v) {
+         return conv2d(v[0], v[1], v[2], 1, "same", {2, 1});
+       },
+       {In{{1, 2, 5, 4}}, In{{2, 2, 3, 2}}, In{{2}}}},
+      {"conv2d padding valid, stride (2, 1), dilation 2",
+       [](auto& v) {
+         return conv2d(v[0], v[1], {}, {2, 1}, "valid", 2);
+       },
+       {In{{2, 2, 6, 5}}, In{{2, 2, 2, 2}}}},
+      {"conv2d groups 2, padding 1",
+       [](auto& v) { return conv2d(v[0], v[1], v[2], 1, 1, 1, 2); },
+       {In{{2, 4, 4, 3}}, In{{4, 2, 3, 3}}, In{{4}}}},
+      {"conv2d depthwise (groups = C), stride 2",
+       [](auto& v) { return conv2d(v[0], v[1], {}, 2, 1, 1, 3); },
+       {In{{1, 3, 5, 5}}, In{{3, 1, 3, 3}}}},
+      {"conv2d 1x1 (the columns are the input)",
+       [](auto& v) { return conv2d(v[0], v[1], v[2]); },
+       {In{{2, 3, 3, 4}}, In{{2, 3, 1, 1}}, In{{2}}}},
+      {"conv2d unbatched [C, H, W] squared",
+       [](auto& v) {
+         return conv2d(v[0] * v[0], v[1], {}, 1, {1, 0});
+       },
+       {In{{2, 4, 3}}, In{{2, 2, 2, 2}}}},
+      {"conv1d stride 2 padding 1 with bias",
+       [](auto& v) { return conv1d(v[0], v[1], v[2], 2, 1); },
+       {In{{2, 3, 7}}, In{{4, 3, 3}}, In{{4}}}},
+      {"conv1d padding same, dilation 2, groups 2",
+       [](auto& v) { return conv1d(v[0], v[1], {}, 1, "same", 2, 2); },
+       {In{{1, 4, 6}}, In{{2, 2, 3}}}},
+      {"conv_transpose2d stride 2 padding 1 output_padding 1 with bias",
+       [](auto& v) { return conv_transpose2d(v[0], v[1], v[2], 2, 1, 1); },
+       {In{{1, 4, 3, 3}}, In{{4, 3, 3, 3}}, In{{3}}}},
+      {"conv_transpose2d groups 2, dilation 2",
+       [](auto& v) { return conv_transpose2d(v[0], v[1], {}, 1, 0, 0, 2, 2); },
+       {In{{2, 4, 3, 2}}, In{{4, 1, 2, 3}}}},
+      {"conv_transpose2d as conv2d's input gradient (stride 2, groups 2)",
+       [](auto& v) {
+         return grad_of(tg::sum(conv2d(v[0], v[1], {}, 2, 1, 1, 2) * v[2]), v[0]) * v[0];
+       },
+       {In{{1, 4, 5, 4}}, In{{2, 2, 3, 3}}, In{{1, 2, 3, 2}}}},
+      {"conv2d_weight_backward (conv2d's weight gradient, stride 2, dilation 2)",
+       [](auto& v) {
+         return grad_of(tg::sum(conv2d(v[0], v[1], {}, 2, 1, 2) * v[2]), v[1]) * v[1];
+       },
+       {In{{2, 2, 5, 6}}, In{{3, 2, 2, 2}}, In{{2, 3, 3, 3}}}},
+  });
+}
+
 TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
   const In a{{3, 4}}, w{{3, 4}}, z{{3, 4}, Domain::off_zero}, w2{{3, 2}};
   run_cases({

@@ -14,6 +14,7 @@
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
 #include "ops/compare.hpp"
+#include "ops/conv.hpp"
 #include "ops/dropout.hpp"
 #include "ops/index.hpp"
 #include "ops/loss.hpp"
