@@ -799,6 +799,65 @@ TEST_CASE("gradcheck: convolutions", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: resizing and channel dropout", "[gradcheck]") {
+  using V = std::vector<int64_t>;
+  using S = std::vector<double>;
+  const In x4{{2, 2, 3, 4}}, x5{{1, 2, 5, 7}}, x3{{2, 2, 5}}, w4{{2, 2, 7, 9}};
+  run_cases({
+      {"interpolate nearest up to (7, 9)",
+       [](auto& v) {
+         return tg::interpolate(v[0], V{7, 9});
+       },
+       {x4}},
+      {"interpolate nearest down by 0.6",
+       [](auto& v) { return tg::interpolate(v[0], std::nullopt, S{0.6}); },
+       {x5}},
+      {"interpolate nearest 1-d to 8", [](auto& v) { return tg::interpolate(v[0], V{8}); }, {x3}},
+      {"interpolate bilinear up to (7, 9)",
+       [](auto& v) {
+         return tg::interpolate(v[0], V{7, 9}, std::nullopt, "bilinear");
+       },
+       {x4}},
+      {"interpolate bilinear align_corners up to (7, 9)",
+       [](auto& v) {
+         return tg::interpolate(v[0], V{7, 9}, std::nullopt, "bilinear", true);
+       },
+       {x4}},
+      {"interpolate bilinear scale (0.5, 1.7)",
+       [](auto& v) {
+         return tg::interpolate(v[0], std::nullopt, S{0.5, 1.7}, "bilinear");
+       },
+       {x5}},
+      {"interpolate linear align_corners 1-d to 3",
+       [](auto& v) { return tg::interpolate(v[0], V{3}, std::nullopt, "linear", true); },
+       {x3}},
+      {"interpolate_backward (bilinear's gradient)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::interpolate(v[0], V{7, 9}, std::nullopt, "bilinear") * v[1]),
+                        v[0]) *
+                v[0];
+       },
+       {x4, w4}},
+      {"interpolate_backward (nearest's gradient, a sum-scatter)",
+       [](auto& v) {
+         return grad_of(tg::sum(tg::interpolate(v[0], V{7, 9}) * v[1]), v[0]) * v[0];
+       },
+       {x4, w4}},
+      {"dropout2d p = 0.4 (a fixed mask: a new generator each call)",
+       [](auto& v) {
+         tg::Rng rng(5);
+         return tg::dropout2d(v[0] * v[0], 0.4, true, rng);
+       },
+       {In{{3, 4, 2, 2}}}},
+      {"dropout1d p = 0.5 (a fixed mask)",
+       [](auto& v) {
+         tg::Rng rng(6);
+         return tg::dropout1d(v[0] * v[0], 0.5, true, rng);
+       },
+       {In{{3, 4, 3}}}},
+  });
+}
+
 TEST_CASE("gradcheck: ops recorded by backward formulas", "[gradcheck]") {
   const In a{{3, 4}}, w{{3, 4}}, z{{3, 4}, Domain::off_zero}, w2{{3, 2}};
   run_cases({

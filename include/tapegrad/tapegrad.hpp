@@ -23,6 +23,7 @@
 #include "ops/norm.hpp"
 #include "ops/pool.hpp"
 #include "ops/reduce.hpp"
+#include "ops/resize.hpp"
 #include "ops/shape_ops.hpp"
 #include "optim/optim.hpp"
 #include "parallel/parallel.hpp"
