@@ -25,6 +25,8 @@ const std::vector<ActivationInfo>& activations() {
        .make = make_layer<Identity>,
        .value = Activation::identity,
        .aliases = {"none", "linear"}},
+      {.name = "gelu", .make = make_layer<GELU>},
+      {.name = "silu", .make = make_layer<SiLU>},
   };
   return table;
 }

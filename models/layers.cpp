@@ -51,6 +51,14 @@ std::string LeakyReLU::extra_repr() const {
   return os.str();
 }
 
+GELU::GELU(std::string approximate) : approximate_(std::move(approximate)) {
+  if (approximate_ != "none" && approximate_ != "tanh")
+    throw Error("GELU: approximate must be 'none' or 'tanh', got '" + approximate_ + "'");
+}
+
+Var GELU::forward(const Var& x) { return gelu(x, approximate_); }
+Var SiLU::forward(const Var& x) { return silu(x); }
+
 Dropout::Dropout(double p, Rng& rng) : p_(p), rng_(&rng) {
   if (!(p >= 0.0 && p <= 1.0))
     throw Error("Dropout: p must be in [0, 1], got " + std::to_string(p));

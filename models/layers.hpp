@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "graph/rng.hpp"
 #include "models/module.hpp"
@@ -62,6 +63,27 @@ class LeakyReLU : public Layer {
 
  private:
   double slope_;
+};
+
+/// x Phi(x) (torch.nn.GELU); approximate "tanh" uses the tanh form (see ops/activation.hpp).
+class GELU : public Layer {
+ public:
+  /// Throws Error for an `approximate` other than "none" or "tanh".
+  explicit GELU(std::string approximate = "none");
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "GELU"; }
+  std::string extra_repr() const override { return "approximate='" + approximate_ + "'"; }
+  const std::string& approximate() const { return approximate_; }
+
+ private:
+  std::string approximate_;
+};
+
+/// x sigmoid(x) (torch.nn.SiLU).
+class SiLU : public Layer {
+ public:
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "SiLU"; }
 };
 
 class Identity : public Layer {

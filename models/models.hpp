@@ -4,6 +4,7 @@
 
 #include "models/activations.hpp"
 #include "models/checkpoint.hpp"
+#include "models/cnn_layers.hpp"
 #include "models/diagnostics.hpp"
 #include "models/init.hpp"
 #include "models/layers.hpp"

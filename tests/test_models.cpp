@@ -138,8 +138,8 @@ TEST_CASE("the activation registry: one row per activation, found by name or enu
     CHECK(layer->parameters().empty());
     CHECK(a.make().get() != a.make().get());  // a new layer each time
   }
-  CHECK((tg::activation_names() ==
-         std::vector<std::string>{"relu", "leaky_relu", "sigmoid", "tanh", "identity"}));
+  CHECK((tg::activation_names() == std::vector<std::string>{"relu", "leaky_relu", "sigmoid", "tanh",
+                                                            "identity", "gelu", "silu"}));
   // Every enum value has its row, and the name functions are inverses.
   for (auto v : {tg::Activation::identity, tg::Activation::sigmoid, tg::Activation::tanh,
                  tg::Activation::relu}) {
@@ -164,7 +164,7 @@ TEST_CASE("the activation registry: one row per activation, found by name or enu
     CHECK_THROWS_AS(tg::make_activation(bad), tg::Error);
     CHECK_THROWS_WITH(tg::make_activation(bad),
                       "unknown activation '" + std::string(bad) +
-                          "' (known: relu, leaky_relu, sigmoid, tanh, identity)");
+                          "' (known: relu, leaky_relu, sigmoid, tanh, identity, gelu, silu)");
   }
   // A name without an enum value works by name only.
   CHECK_THROWS_WITH(tg::activation_from_name("leaky_relu"),

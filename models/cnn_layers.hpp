@@ -1,0 +1,211 @@
+#pragma once
+
+// The layers of convolutional networks other than the convolutions: pooling, batch / layer /
+// group normalization, Embedding, Flatten and Unflatten, as torch.nn's (names, constructor
+// arguments and defaults, parameter and buffer names, initializations and str() like
+// PyTorch's repr, with C++'s true/false as the other modules print). NCHW layout.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "graph/rng.hpp"
+#include "models/module.hpp"
+#include "ops/pool.hpp"
+
+namespace tg {
+
+/// torch.nn.MaxPool2d: max_pool2d (ops/pool.hpp) over [N, C, H, W] or [C, H, W]; `stride`
+/// defaults to `kernel_size`. str() prints a pair as one number when both extents agree.
+class MaxPool2d : public Layer {
+ public:
+  MaxPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
+            Pair2 dilation = 1, bool ceil_mode = false);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "MaxPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  Pair2 kernel_, stride_, padding_, dilation_;
+  bool ceil_mode_;
+};
+
+/// torch.nn.AvgPool2d: avg_pool2d (ops/pool.hpp); `stride` defaults to `kernel_size`.
+class AvgPool2d : public Layer {
+ public:
+  AvgPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
+            bool ceil_mode = false, bool count_include_pad = true);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "AvgPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  Pair2 kernel_, stride_, padding_;
+  bool ceil_mode_, count_include_pad_;
+};
+
+/// torch.nn.AdaptiveAvgPool2d: adaptive_avg_pool2d to `output_size` (H, W).
+class AdaptiveAvgPool2d : public Layer {
+ public:
+  explicit AdaptiveAvgPool2d(Pair2 output_size);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "AdaptiveAvgPool2d"; }
+  std::string extra_repr() const override;
+
+ private:
+  Pair2 output_size_;
+};
+
+/// What BatchNorm1d and BatchNorm2d share (PyTorch's _BatchNorm). Parameters `weight`
+/// (ones) and `bias` (zeros) of shape [num_features] when `affine`; buffers `running_mean`
+/// (zeros), `running_var` (ones) and `num_batches_tracked` (an i64 scalar 0) when
+/// `track_running_stats`. In training mode (or without running statistics) the batch's
+/// statistics normalize x; training also updates the running statistics in place
+/// (running = (1 - momentum) running + momentum batch, with the unbiased batch variance) and
+/// adds 1 to num_batches_tracked. `momentum` nullopt (PyTorch's None) takes the cumulative
+/// average: momentum 1 / num_batches_tracked. In eval mode the running statistics normalize.
+class BatchNormBase : public Layer {
+ public:
+  Var forward(const Var& x) override;
+  std::string extra_repr() const override;
+  /// running_mean = 0, running_var = 1, num_batches_tracked = 0 (when tracked).
+  void reset_running_stats();
+  /// reset_running_stats(), weight = 1, bias = 0.
+  void reset_parameters();
+
+  int64_t num_features() const { return num_features_; }
+  double eps() const { return eps_; }
+  std::optional<double> momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  bool track_running_stats() const { return track_; }
+
+  Var weight;  // undefined without affine
+  Var bias;    // undefined without affine
+
+ protected:
+  BatchNormBase(int64_t num_features, double eps, std::optional<double> momentum, bool affine,
+                bool track_running_stats, Dtype dtype, const char* name);
+  /// Throws ShapeError naming the layer when x's rank is not one it takes.
+  virtual void check_input_dim(const Var& x) const = 0;
+
+ private:
+  int64_t num_features_;
+  double eps_;
+  std::optional<double> momentum_;
+  bool affine_, track_;
+};
+
+/// torch.nn.BatchNorm1d over [N, C] or [N, C, L].
+class BatchNorm1d : public BatchNormBase {
+ public:
+  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5,
+                       std::optional<double> momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true, Dtype dtype = f32);
+  std::string type_name() const override { return "BatchNorm1d"; }
+
+ protected:
+  void check_input_dim(const Var& x) const override;
+};
+
+/// torch.nn.BatchNorm2d over [N, C, H, W].
+class BatchNorm2d : public BatchNormBase {
+ public:
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5,
+                       std::optional<double> momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true, Dtype dtype = f32);
+  std::string type_name() const override { return "BatchNorm2d"; }
+
+ protected:
+  void check_input_dim(const Var& x) const override;
+};
+
+/// torch.nn.LayerNorm: layer_norm over the last dims, which must equal `normalized_shape`;
+/// with elementwise_affine, `weight` (ones) and `bias` (zeros, unless bias is false) of
+/// that shape.
+class LayerNorm : public Layer {
+ public:
+  explicit LayerNorm(std::vector<int64_t> normalized_shape, double eps = 1e-5,
+                     bool elementwise_affine = true, bool bias = true, Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "LayerNorm"; }
+  std::string extra_repr() const override;
+  const std::vector<int64_t>& normalized_shape() const { return shape_; }
+
+  Var weight;
+  Var bias;
+
+ private:
+  std::vector<int64_t> shape_;
+  double eps_;
+  bool affine_;
+};
+
+/// torch.nn.GroupNorm: group_norm with `num_groups` groups of [N, num_channels, *]; with
+/// affine, per-channel `weight` (ones) and `bias` (zeros). num_channels must divide by
+/// num_groups (an Error otherwise).
+class GroupNorm : public Layer {
+ public:
+  GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true,
+            Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "GroupNorm"; }
+  std::string extra_repr() const override;
+
+  Var weight;
+  Var bias;
+
+ private:
+  int64_t groups_, channels_;
+  double eps_;
+  bool affine_;
+};
+
+/// torch.nn.Embedding: rows of `weight` [num_embeddings, embedding_dim] at the i64 ids
+/// given to forward (any shape; the result is ids.shape + [embedding_dim]). weight ~ N(0, 1)
+/// from `rng` in row-major order, the row at `padding_idx` (negative counts from the end)
+/// then zeroed; that row gets no gradient.
+class Embedding : public Layer {
+ public:
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, Rng& rng,
+            std::optional<int64_t> padding_idx = {}, Dtype dtype = f32);
+  Var forward(const Var& ids) override;
+  void reset_parameters(Rng& rng);
+  std::string type_name() const override { return "Embedding"; }
+  std::string extra_repr() const override;
+  std::optional<int64_t> padding_idx() const { return padding_idx_; }
+
+  Var weight;
+
+ private:
+  int64_t num_, dim_;
+  std::optional<int64_t> padding_idx_;  // non-negative
+};
+
+/// torch.nn.Flatten: dims start_dim..end_dim (negative from the end) merged into one.
+class Flatten : public Layer {
+ public:
+  explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1)
+      : start_(start_dim), end_(end_dim) {}
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Flatten"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t start_, end_;
+};
+
+/// torch.nn.Unflatten: dim `dim` split into `sizes` (one may be -1; their product must be
+/// the extent).
+class Unflatten : public Layer {
+ public:
+  Unflatten(int64_t dim, std::vector<int64_t> sizes) : dim_(dim), sizes_(std::move(sizes)) {}
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Unflatten"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t dim_;
+  std::vector<int64_t> sizes_;
+};
+
+}  // namespace tg

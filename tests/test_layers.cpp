@@ -1,0 +1,363 @@
+// CNN-era modules (models/cnn_layers.hpp, GELU and SiLU): shapes, parameter and buffer names,
+// str(), BatchNorm's train / eval behaviour and running statistics against torch.nn, a
+// checkpoint round trip, and a tapegrad Sequential loaded into torch.
+
+#include <catch2/catch.hpp>
+
+#include "models/activations.hpp"
+#include "models/checkpoint.hpp"
+#include "models/cnn_layers.hpp"
+#include "models/sequential.hpp"
+#include "models_test_util.hpp"
+#include "torch_oracle.hpp"
+
+namespace {
+
+std::vector<double> values_of(const tg::Tensor& t) {
+  const tg::Tensor d = t.to(tg::f64);
+  return {d.data<double>(), d.data<double>() + d.numel()};
+}
+
+tg::Var input(const tg::Shape& s, double k, double scale = 1.0, tg::Dtype dt = tg::f32) {
+  return tg::constant(tgtest::pattern(s, k, scale).to(dt));
+}
+
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, tg::Var>>& v) {
+  std::vector<std::string> out;
+  for (const auto& [n, p] : v) out.push_back(n);
+  return out;
+}
+
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, tg::Tensor>>& v) {
+  std::vector<std::string> out;
+  for (const auto& [n, p] : v) out.push_back(n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pooling modules: shapes, no parameters, str() as PyTorch's repr", "[layers]") {
+  const tg::Var x = input(tg::Shape{2, 3, 7, 6}, 0.2);
+  tg::MaxPool2d mp(2);
+  CHECK(mp(x).shape() == tg::Shape{2, 3, 3, 3});
+  CHECK(mp.parameters().empty());
+  CHECK(mp.str() == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=false)");
+  tg::MaxPool2d mp2({3, 2}, tg::Pair2(1, 2), {1, 0}, 1, true);
+  CHECK(mp2(x).shape() == tg::Shape{2, 3, 7, 3});
+  CHECK(mp2.str() ==
+        "MaxPool2d(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=1, "
+        "ceil_mode=true)");
+  tg::AvgPool2d ap(3, 2, 1);
+  CHECK(ap(x).shape() == tg::Shape{2, 3, 4, 3});
+  CHECK(ap.str() == "AvgPool2d(kernel_size=3, stride=2, padding=1)");
+  tg::AdaptiveAvgPool2d aap({1, 2});
+  CHECK(aap(x).shape() == tg::Shape{2, 3, 1, 2});
+  CHECK(tg::AdaptiveAvgPool2d(1)(x).shape() == tg::Shape{2, 3, 1, 1});
+  CHECK(aap.str() == "AdaptiveAvgPool2d(output_size=(1, 2))");
+  CHECK(tg::AdaptiveAvgPool2d(5).str() == "AdaptiveAvgPool2d(output_size=5)");
+  CHECK_THROWS_AS(tg::MaxPool2d(0)(x), tg::Error);
+}
+
+TEST_CASE("BatchNorm: parameters, buffers, str(), rank checks", "[layers]") {
+  tg::BatchNorm2d bn(3);
+  CHECK(names_of(bn.named_parameters()) == std::vector<std::string>{"weight", "bias"});
+  CHECK(names_of(bn.named_buffers()) ==
+        std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"});
+  CHECK(values_of(bn.weight.value()) == std::vector<double>{1, 1, 1});
+  CHECK(values_of(bn.bias.value()) == std::vector<double>{0, 0, 0});
+  CHECK(values_of(bn.buffer("running_mean")) == std::vector<double>{0, 0, 0});
+  CHECK(values_of(bn.buffer("running_var")) == std::vector<double>{1, 1, 1});
+  CHECK(bn.buffer("num_batches_tracked").dtype() == tg::i64);
+  CHECK(bn.buffer("num_batches_tracked").shape() == tg::Shape{});
+  CHECK(bn.str() ==
+        "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)");
+
+  // Inside a Sequential the names carry the prefix.
+  tg::Sequential seq;
+  seq.emplace_back<tg::BatchNorm2d>(3);
+  CHECK(names_of(seq.named_buffers()) ==
+        std::vector<std::string>{"0.running_mean", "0.running_var", "0.num_batches_tracked"});
+
+  tg::BatchNorm1d plain(4, 1e-3, std::nullopt, false, false);
+  CHECK(plain.parameters().empty());
+  CHECK(plain.named_buffers().empty());
+  CHECK(plain.str() ==
+        "BatchNorm1d(4, eps=0.001, momentum=None, affine=false, track_running_stats=false)");
+  // Without running statistics the batch's statistics normalize, in eval mode too.
+  plain.eval();
+  const tg::Var y = plain(input(tg::Shape{5, 4}, 0.4, 2.0));
+  CHECK(y.shape() == tg::Shape{5, 4});
+  const auto v = values_of(tg::mean(y, {0}).value());
+  for (double m : v) CHECK(std::abs(m) < 1e-5);
+
+  // A training step moves the statistics; to(f64) converts the float buffers, which the next
+  // step updates; reset_running_stats restores them in place.
+  bn(input(tg::Shape{2, 3, 2, 2}, 0.1, 1.0) + 1.0);
+  CHECK(values_of(bn.buffer("running_mean"))[0] != 0.0);
+  bn.to(tg::f64);
+  CHECK(bn.buffer("running_var").dtype() == tg::f64);
+  CHECK(bn.buffer("num_batches_tracked").dtype() == tg::i64);
+  const auto moved = values_of(bn.buffer("running_mean"));
+  bn(input(tg::Shape{2, 3, 2, 2}, 0.1, 1.0, tg::f64) + 1.0);
+  CHECK(values_of(bn.buffer("running_mean")) != moved);
+  CHECK(values_of(bn.buffer("num_batches_tracked")) == std::vector<double>{2});
+  const tg::Tensor handle = bn.buffer("running_mean");
+  bn.reset_running_stats();
+  CHECK(values_of(handle) == std::vector<double>{0, 0, 0});
+  CHECK(values_of(bn.buffer("running_var")) == std::vector<double>{1, 1, 1});
+  CHECK(values_of(bn.buffer("num_batches_tracked")) == std::vector<double>{0});
+  bn.to(tg::f32);
+
+  CHECK_THROWS_AS(bn(input(tg::Shape{2, 3}, 0.1)), tg::ShapeError);
+  CHECK_THROWS_AS(bn(input(tg::Shape{2, 4, 2, 2}, 0.1)), tg::ShapeError);
+  CHECK_THROWS_AS(tg::BatchNorm1d(3)(input(tg::Shape{2, 3, 2, 2}, 0.1)), tg::ShapeError);
+  CHECK(tg::BatchNorm1d(3)(input(tg::Shape{2, 3, 5}, 0.1)).shape() == tg::Shape{2, 3, 5});
+  CHECK_THROWS_AS(tg::BatchNorm2d(0), tg::ShapeError);
+}
+
+TEST_CASE("BatchNorm2d: running statistics after 10 steps and eval outputs equal torch.nn's",
+          "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  for (const bool cumulative : {false, true}) {
+    for (const tg::Dtype dt : {tg::f64, tg::f32}) {
+      INFO("cumulative " << cumulative << ", dtype " << (dt == tg::f64 ? "f64" : "f32"));
+      const double tol = dt == tg::f64 ? 1e-10 : 2e-5;
+      const std::optional<double> momentum = cumulative ? std::nullopt : std::optional<double>(0.3);
+      tg::BatchNorm2d bn(3, 1e-5, momentum, true, true, dt);
+      {
+        tg::NoGradGuard ng;
+        bn.weight.value().copy_(tgtest::pattern(tg::Shape{3}, 2.0, 0.5).to(dt));
+        bn.bias.value().copy_(tgtest::pattern(tg::Shape{3}, 3.0, 0.5).to(dt));
+      }
+      std::vector<double> train_out;
+      for (int step = 0; step < 10; ++step) {
+        // Inputs with an offset per step, so the running statistics move.
+        const tg::Var x = input(tg::Shape{4, 3, 3, 2}, 0.5 * step, 1.0 + 0.1 * step, dt) +
+                          static_cast<double>(step) * 0.2;
+        const tg::Var y = bn(x);
+        if (step == 9) train_out = values_of(y.value());
+      }
+      bn.eval();
+      const tg::Var xe = input(tg::Shape{2, 3, 2, 2}, 7.0, 1.5, dt);
+      const std::vector<double> eval_out = values_of(bn(xe).value());
+      const std::string D = dt == tg::f64 ? "torch.float64" : "torch.float32";
+      auto torch = tgtest::run_python(
+          std::string(tgtest::kPythonPrelude) + "D = " + D +
+          "\nbn = torch.nn.BatchNorm2d(3, eps=1e-5, momentum=" + (cumulative ? "None" : "0.3") +
+          ").to(D)\n"
+          "with torch.no_grad():\n"
+          "    bn.weight.copy_(pattern([3], 2.0, 0.5, D))\n"
+          "    bn.bias.copy_(pattern([3], 3.0, 0.5, D))\n"
+          "for step in range(10):\n"
+          "    x = pattern([4, 3, 3, 2], 0.5 * step, 1.0 + 0.1 * step, D) + step * 0.2\n"
+          "    y = bn(x)\n"
+          "emit('train', y)\n"
+          "emit('mean', bn.running_mean)\n"
+          "emit('var', bn.running_var)\n"
+          "emit('count', bn.num_batches_tracked)\n"
+          "bn.eval()\n"
+          "emit('eval', bn(pattern([2, 3, 2, 2], 7.0, 1.5, D)))\n");
+      tgtest::check_close(train_out, torch["train"], tol);
+      tgtest::check_close(values_of(bn.buffer("running_mean")), torch["mean"], tol);
+      tgtest::check_close(values_of(bn.buffer("running_var")), torch["var"], tol);
+      CHECK(values_of(bn.buffer("num_batches_tracked")) == torch["count"]);
+      CHECK(torch["count"] == std::vector<double>{10});
+      tgtest::check_close(eval_out, torch["eval"], tol);
+      // Eval mode leaves the running statistics alone.
+      const auto before = values_of(bn.buffer("running_mean"));
+      bn(xe);
+      CHECK(values_of(bn.buffer("running_mean")) == before);
+      CHECK(values_of(bn.buffer("num_batches_tracked")) == std::vector<double>{10});
+    }
+  }
+}
+
+TEST_CASE("LayerNorm, GroupNorm: parameters, str(), shapes, bad arguments", "[layers]") {
+  tg::LayerNorm ln({3, 2});
+  CHECK(names_of(ln.named_parameters()) == std::vector<std::string>{"weight", "bias"});
+  CHECK(ln.weight.shape() == tg::Shape{3, 2});
+  CHECK(values_of(ln.weight.value()) == std::vector<double>(6, 1.0));
+  CHECK(values_of(ln.bias.value()) == std::vector<double>(6, 0.0));
+  CHECK(ln.str() == "LayerNorm((3, 2), eps=1e-05, elementwise_affine=true)");
+  CHECK(tg::LayerNorm({4}).str() == "LayerNorm((4,), eps=1e-05, elementwise_affine=true)");
+  CHECK(ln(input(tg::Shape{5, 3, 2}, 0.3)).shape() == tg::Shape{5, 3, 2});
+  CHECK_THROWS_AS(ln(input(tg::Shape{5, 2, 3}, 0.3)), tg::ShapeError);
+  CHECK(tg::LayerNorm({4}, 1e-5, false).parameters().empty());
+  CHECK(names_of(tg::LayerNorm({4}, 1e-5, true, false).named_parameters()) ==
+        std::vector<std::string>{"weight"});
+
+  tg::GroupNorm gn(2, 4);
+  CHECK(names_of(gn.named_parameters()) == std::vector<std::string>{"weight", "bias"});
+  CHECK(gn.weight.shape() == tg::Shape{4});
+  CHECK(gn.str() == "GroupNorm(2, 4, eps=1e-05, affine=true)");
+  CHECK(gn(input(tg::Shape{3, 4, 2, 2}, 0.3)).shape() == tg::Shape{3, 4, 2, 2});
+  CHECK_THROWS_AS(tg::GroupNorm(3, 4), tg::Error);
+  CHECK(tg::GroupNorm(1, 4, 1e-5, false).parameters().empty());
+}
+
+TEST_CASE("LayerNorm and GroupNorm modules compute what torch.nn's do", "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  tg::LayerNorm ln({3, 2});
+  tg::GroupNorm gn(2, 4);
+  {
+    tg::NoGradGuard ng;
+    ln.weight.value().copy_(tgtest::pattern(tg::Shape{3, 2}, 1.0).to(tg::f32));
+    gn.bias.value().copy_(tgtest::pattern(tg::Shape{4}, 2.0).to(tg::f32));
+  }
+  const auto yl = values_of(ln(input(tg::Shape{5, 3, 2}, 0.3, 2.0)).value());
+  const auto yg = values_of(gn(input(tg::Shape{3, 4, 2, 2}, 0.7, 2.0)).value());
+  auto torch = tgtest::run_python(std::string(tgtest::kPythonPrelude) +
+                                  "D = torch.float32\n"
+                                  "ln = torch.nn.LayerNorm((3, 2))\n"
+                                  "gn = torch.nn.GroupNorm(2, 4)\n"
+                                  "with torch.no_grad():\n"
+                                  "    ln.weight.copy_(pattern([3, 2], 1.0, 1.0, D))\n"
+                                  "    gn.bias.copy_(pattern([4], 2.0, 1.0, D))\n"
+                                  "emit('ln', ln(pattern([5, 3, 2], 0.3, 2.0, D)))\n"
+                                  "emit('gn', gn(pattern([3, 4, 2, 2], 0.7, 2.0, D)))\n");
+  tgtest::check_close(yl, torch["ln"], 2e-5);
+  tgtest::check_close(yg, torch["gn"], 2e-5);
+}
+
+TEST_CASE("Embedding: N(0, 1) weight from the Rng, padding row zeroed, i64 ids", "[layers]") {
+  tg::Rng rng(5);
+  tg::Embedding emb(10, 3, rng, -1);
+  CHECK(names_of(emb.named_parameters()) == std::vector<std::string>{"weight"});
+  CHECK(emb.weight.shape() == tg::Shape{10, 3});
+  CHECK(emb.str() == "Embedding(10, 3, padding_idx=9)");
+  const auto w = values_of(emb.weight.value());
+  for (size_t i = 27; i < 30; ++i) CHECK(w[i] == 0.0);
+  double s = 0, s2 = 0;
+  for (size_t i = 0; i < 27; ++i) s += w[i], s2 += w[i] * w[i];
+  CHECK(s2 > 0.0);
+  // The same Rng state gives the same weights.
+  tg::Rng rng2(5);
+  tg::Embedding emb2(10, 3, rng2, -1);
+  CHECK(tg::equal(emb.weight.value(), emb2.weight.value()));
+  tg::Rng rng3(5);
+  CHECK(tg::Embedding(1000, 10, rng3).str() == "Embedding(1000, 10)");
+
+  const tg::Var ids = tg::constant(tg::tensor({1, 9, 4, 1, 0, 9}, tg::Shape{2, 3}, tg::i64));
+  const tg::Var y = emb(ids);
+  CHECK(y.shape() == tg::Shape{2, 3, 3});
+  tg::sum(y).backward();
+  const auto g = values_of(emb.weight.grad().value());
+  CHECK(g[3] == 2.0);   // row 1 used twice
+  CHECK(g[27] == 0.0);  // the padding row gets no gradient
+  CHECK_THROWS_AS(tg::Embedding(10, 3, rng, 10), tg::IndexError);
+  CHECK_THROWS_AS(emb(input(tg::Shape{2}, 0.1)), tg::Error);
+}
+
+TEST_CASE("Flatten, Unflatten, GELU, SiLU", "[layers]") {
+  const tg::Var x = input(tg::Shape{2, 3, 4, 5}, 0.1);
+  tg::Flatten f;
+  CHECK(f(x).shape() == tg::Shape{2, 60});
+  CHECK(f.str() == "Flatten(start_dim=1, end_dim=-1)");
+  CHECK(tg::Flatten(0)(x).shape() == tg::Shape{120});
+  CHECK(tg::Flatten(1, 2)(x).shape() == tg::Shape{2, 12, 5});
+  CHECK(tg::Flatten(-3, -2)(x).shape() == tg::Shape{2, 12, 5});
+  CHECK(tg::Flatten(2, 2)(x).shape() == tg::Shape{2, 3, 4, 5});
+  CHECK_THROWS_AS(tg::Flatten(4)(x), tg::IndexError);
+  CHECK_THROWS_AS(tg::Flatten(2, 1)(x), tg::Error);
+
+  tg::Unflatten u(1, {2, 30});
+  CHECK(u(f(x)).shape() == tg::Shape{2, 2, 30});
+  CHECK(u.str() == "Unflatten(dim=1, unflattened_size=(2, 30))");
+  CHECK(tg::Unflatten(-1, {-1, 5})(f(x)).shape() == tg::Shape{2, 12, 5});
+  CHECK_THROWS_AS(tg::Unflatten(1, {7, -1})(f(x)), tg::ShapeError);
+  CHECK_THROWS_AS(tg::Unflatten(1, {2, 31})(f(x)), tg::ShapeError);
+
+  tg::GELU gelu;
+  CHECK(gelu.str() == "GELU(approximate='none')");
+  CHECK(tg::GELU("tanh").str() == "GELU(approximate='tanh')");
+  CHECK_THROWS_AS(tg::GELU("fast"), tg::Error);
+  CHECK(tg::equal(gelu(x).value(), tg::gelu(x).value()));
+  CHECK(tg::equal(tg::GELU("tanh")(x).value(), tg::gelu(x, "tanh").value()));
+  tg::SiLU silu;
+  CHECK(silu.str() == "SiLU()");
+  CHECK(tg::equal(silu(x).value(), tg::silu(x).value()));
+  CHECK(tg::make_activation("gelu")->str() == "GELU(approximate='none')");
+  CHECK(tg::make_activation("silu")->str() == "SiLU()");
+}
+
+namespace {
+
+// Sequential(BatchNorm2d(3), ReLU, MaxPool2d(2), Flatten, Linear(12, 4)) for [N, 3, 4, 4].
+std::unique_ptr<tg::Sequential> make_net(tg::Rng& rng) {
+  auto net = std::make_unique<tg::Sequential>();
+  net->emplace_back<tg::BatchNorm2d>(3);
+  net->emplace_back<tg::ReLU>();
+  net->emplace_back<tg::MaxPool2d>(2);
+  net->emplace_back<tg::Flatten>();
+  net->emplace_back<tg::Linear>(12, 4, rng);
+  return net;
+}
+
+// A few training-mode forwards so the running statistics are not the initial ones.
+void warm_up(tg::Sequential& net) {
+  for (int step = 0; step < 3; ++step)
+    net(input(tg::Shape{4, 3, 4, 4}, 0.3 * step, 2.0) + 0.5 * step);
+}
+
+}  // namespace
+
+TEST_CASE("a Sequential with BatchNorm2d saves and loads its buffers", "[layers]") {
+  const auto dir = tgtest::temp_dir("layers_ckpt");
+  const auto path = (dir / "net.npz").string();
+  tg::Rng rng(1);
+  auto a = make_net(rng);
+  warm_up(*a);
+  a->save(path);
+  const auto archive = tg::NpzArchive::load(path);
+  CHECK(archive.names() == std::vector<std::string>{"0.bias", "0.num_batches_tracked",
+                                                    "0.running_mean", "0.running_var", "0.weight",
+                                                    "4.bias", "4.weight"});
+  tg::Rng rng2(2);
+  auto b = make_net(rng2);
+  b->load(path);
+  for (const char* name : {"running_mean", "running_var", "num_batches_tracked"})
+    CHECK(tg::equal((*b)[0].buffer(name), (*a)[0].buffer(name)));
+  CHECK(values_of((*b)[0].buffer("num_batches_tracked")) == std::vector<double>{3});
+  a->eval();
+  b->eval();
+  const tg::Var x = input(tg::Shape{2, 3, 4, 4}, 1.3);
+  CHECK(tg::equal((*a)(x).value(), (*b)(x).value()));
+  CHECK(a->str().find("(0): BatchNorm2d(3, eps=1e-05") != std::string::npos);
+}
+
+TEST_CASE("a tapegrad Sequential with BatchNorm2d loads into torch with the same outputs",
+          "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  const auto dir = tgtest::temp_dir("layers_torch");
+  const auto path = (dir / "net.npz").string();
+  tg::Rng rng(3);
+  auto net = make_net(rng);
+  warm_up(*net);
+  net->save(path);
+  net->eval();
+  const tg::Var y = (*net)(input(tg::Shape{2, 3, 4, 4}, 1.3));
+  auto torch = tgtest::run_python(
+      std::string(tgtest::kPythonPrelude) +
+      "import numpy as np\n"
+      "import torch.nn as nn\n"
+      "net = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),\n"
+      "                    nn.Linear(12, 4))\n"
+      "d = np.load('" +
+      path +
+      "')\n"
+      "net.load_state_dict({k: torch.from_numpy(d[k]) for k in d.files})\n"
+      "net.eval()\n"
+      "emit('y', net(pattern([2, 3, 4, 4], 1.3, 1.0, torch.float32)))\n"
+      "emit('count', net[0].num_batches_tracked)\n");
+  tgtest::check_close(values_of(y.value()), torch["y"], 1e-5);
+  CHECK(torch["count"] == std::vector<double>{3});
+}
