@@ -1,5 +1,6 @@
 #include "models/cnn_layers.hpp"
 
+#include <cmath>
 #include <sstream>
 
 #include "models/init.hpp"
@@ -42,7 +43,134 @@ int64_t wrap_dim(int64_t dim, int64_t rank, const char* op, const char* what) {
   return dim < 0 ? dim + r : dim;
 }
 
+// PyTorch's tuple repr: "(3, 3)", "(3,)".
+std::string int_tuple_str(const std::vector<int64_t>& v) { return tuple_str(v); }
+
+bool all_equal(const std::vector<int64_t>& v, int64_t x) {
+  for (int64_t e : v)
+    if (e != x) return false;
+  return true;
+}
+
 }  // namespace
+
+// ---- convolutions ----
+
+ConvBase::ConvBase(int64_t in, int64_t out, std::vector<int64_t> kernel,
+                   std::vector<int64_t> stride, Padding2 padding, std::vector<int64_t> dilation,
+                   std::vector<int64_t> output_padding, int64_t groups, bool bias, bool transposed,
+                   Dtype dtype, Rng& rng, const char* name)
+    : in_(in),
+      out_(out),
+      groups_(groups),
+      kernel_(std::move(kernel)),
+      stride_(std::move(stride)),
+      dilation_(std::move(dilation)),
+      output_padding_(std::move(output_padding)),
+      padding_(padding) {
+  const std::string n = name;
+  if (in <= 0 || out <= 0)
+    throw ShapeError(n + ": in_channels and out_channels must be positive, got " +
+                     std::to_string(in) + " and " + std::to_string(out));
+  if (groups <= 0) throw Error(n + ": groups must be positive, got " + std::to_string(groups));
+  if (in % groups != 0)
+    throw Error(n + ": in_channels must be divisible by groups, got " + std::to_string(in) +
+                " and " + std::to_string(groups));
+  if (out % groups != 0)
+    throw Error(n + ": out_channels must be divisible by groups, got " + std::to_string(out) +
+                " and " + std::to_string(groups));
+  for (int64_t k : kernel_)
+    if (k <= 0)
+      throw ShapeError(n + ": kernel_size must be positive, got " + int_tuple_str(kernel_));
+  for (int64_t st : stride_)
+    if (st <= 0) throw Error(n + ": stride must be positive, got " + int_tuple_str(stride_));
+  for (int64_t d : dilation_)
+    if (d <= 0) throw Error(n + ": dilation must be positive, got " + int_tuple_str(dilation_));
+  if (padding_.mode == Padding2::Mode::explicit_ && (padding_.size.h < 0 || padding_.size.w < 0))
+    throw Error(n + ": padding must be non-negative, got (" + std::to_string(padding_.size.h) +
+                ", " + std::to_string(padding_.size.w) + ")");
+  if (padding_.mode == Padding2::Mode::same && !all_equal(stride_, 1))
+    throw Error(n + ": padding='same' is not supported for strided convolutions, got stride " +
+                int_tuple_str(stride_));
+  std::vector<int64_t> wshape = {transposed ? in : out, (transposed ? out : in) / groups};
+  wshape.insert(wshape.end(), kernel_.begin(), kernel_.end());
+  weight = register_parameter("weight", Tensor::empty(Shape(wshape), dtype));
+  if (bias) this->bias = register_parameter("bias", Tensor::empty(Shape{out}, dtype));
+  reset_parameters(rng);
+}
+
+void ConvBase::reset_parameters(Rng& rng) {
+  // NOTE: as PyTorch's _ConvNd.reset_parameters: kaiming_uniform(a = sqrt(5)) gives
+  // bound sqrt(3) * sqrt(2 / 6) / sqrt(fan_in) = 1/sqrt(fan_in).
+  init::kaiming_uniform(weight, rng, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(init::fan_in(weight.value())));
+    init::uniform(bias, rng, -bound, bound);
+  }
+}
+
+std::string ConvBase::extra_repr() const {
+  std::ostringstream os;
+  os << in_ << ", " << out_ << ", kernel_size=" << int_tuple_str(kernel_)
+     << ", stride=" << int_tuple_str(stride_);
+  if (padding_.mode == Padding2::Mode::same)
+    os << ", padding=same";
+  else if (padding_.mode == Padding2::Mode::valid)
+    os << ", padding=valid";
+  else if (padding_.size.h != 0 || padding_.size.w != 0)
+    os << ", padding="
+       << int_tuple_str(kernel_.size() == 1
+                            ? std::vector<int64_t>{padding_.size.h}
+                            : std::vector<int64_t>{padding_.size.h, padding_.size.w});
+  if (!all_equal(dilation_, 1)) os << ", dilation=" << int_tuple_str(dilation_);
+  if (!all_equal(output_padding_, 0)) os << ", output_padding=" << int_tuple_str(output_padding_);
+  if (groups_ != 1) os << ", groups=" << groups_;
+  if (!bias.defined()) os << ", bias=false";
+  return os.str();
+}
+
+namespace {
+Padding2 conv1d_padding(Padding2 p) {
+  if (p.mode == Padding2::Mode::explicit_ && p.size.h != p.size.w)
+    throw Error("Conv1d: padding must be an int, 'same' or 'valid', got a pair (" +
+                std::to_string(p.size.h) + ", " + std::to_string(p.size.w) + ")");
+  return p;
+}
+}  // namespace
+
+Conv1d::Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
+               int64_t stride, Padding2 padding, int64_t dilation, int64_t groups, bool bias,
+               Dtype dtype)
+    : ConvBase(in_channels, out_channels, {kernel_size}, {stride}, conv1d_padding(padding),
+               {dilation}, {0}, groups, bias, false, dtype, rng, "Conv1d") {}
+
+Var Conv1d::forward(const Var& x) {
+  return conv1d(x, weight, bias, stride_[0], padding_, dilation_[0], groups_);
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Rng& rng, Size2 stride,
+               Padding2 padding, Size2 dilation, int64_t groups, bool bias, Dtype dtype)
+    : ConvBase(in_channels, out_channels, {kernel_size.h, kernel_size.w}, {stride.h, stride.w},
+               padding, {dilation.h, dilation.w}, {0, 0}, groups, bias, false, dtype, rng,
+               "Conv2d") {}
+
+Var Conv2d::forward(const Var& x) {
+  return conv2d(x, weight, bias, Size2(stride_[0], stride_[1]), padding_,
+                Size2(dilation_[0], dilation_[1]), groups_);
+}
+
+ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size,
+                                 Rng& rng, Size2 stride, Size2 padding, Size2 output_padding,
+                                 int64_t groups, bool bias, Size2 dilation, Dtype dtype)
+    : ConvBase(in_channels, out_channels, {kernel_size.h, kernel_size.w}, {stride.h, stride.w},
+               Padding2(padding), {dilation.h, dilation.w}, {output_padding.h, output_padding.w},
+               groups, bias, true, dtype, rng, "ConvTranspose2d") {}
+
+Var ConvTranspose2d::forward(const Var& x) {
+  return conv_transpose2d(x, weight, bias, Size2(stride_[0], stride_[1]), padding_.size,
+                          Size2(output_padding_[0], output_padding_[1]), groups_,
+                          Size2(dilation_[0], dilation_[1]));
+}
 
 // ---- pooling ----
 

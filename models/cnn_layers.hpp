@@ -1,7 +1,7 @@
 #pragma once
 
-// The layers of convolutional networks other than the convolutions: pooling, batch / layer /
-// group normalization, Embedding, Flatten and Unflatten, as torch.nn's (names, constructor
+// The layers of convolutional networks: convolutions, pooling, batch / layer / group
+// normalization, Embedding, Flatten and Unflatten, as torch.nn's (names, constructor
 // arguments and defaults, parameter and buffer names, initializations and str() like
 // PyTorch's repr, with C++'s true/false as the other modules print). NCHW layout.
 
@@ -11,9 +11,75 @@
 
 #include "graph/rng.hpp"
 #include "models/module.hpp"
+#include "ops/conv.hpp"
 #include "ops/pool.hpp"
 
 namespace tg {
+
+/// What Conv1d, Conv2d and ConvTranspose2d share (PyTorch's _ConvNd). Parameters `weight`
+/// ([out, in / groups, *kernel], ConvTranspose2d: [in, out / groups, *kernel]) and `bias`
+/// ([out], unless bias is false), initialized as PyTorch's reset_parameters:
+/// weight ~ kaiming_uniform(a = sqrt(5)) = U(+-1/sqrt(fan_in)) and bias ~ U(+-1/sqrt(fan_in))
+/// with fan_in = weight.size(1) * prod(kernel) (for ConvTranspose2d that is
+/// out / groups * prod(kernel), as PyTorch), weight first, then bias, each in row-major
+/// order. in_channels and out_channels must be positive and divide by groups (an Error
+/// naming the layer otherwise). str() as PyTorch's repr: padding, dilation, output_padding,
+/// groups and bias shown only when not the default, bias as C++'s false.
+class ConvBase : public Layer {
+ public:
+  /// Draws fresh values with the default initializer.
+  void reset_parameters(Rng& rng);
+  std::string extra_repr() const override;
+
+  int64_t in_channels() const { return in_; }
+  int64_t out_channels() const { return out_; }
+  int64_t groups() const { return groups_; }
+
+  Var weight;
+  Var bias;  // undefined without bias
+
+ protected:
+  ConvBase(int64_t in, int64_t out, std::vector<int64_t> kernel, std::vector<int64_t> stride,
+           Padding2 padding, std::vector<int64_t> dilation, std::vector<int64_t> output_padding,
+           int64_t groups, bool bias, bool transposed, Dtype dtype, Rng& rng, const char* name);
+
+  int64_t in_, out_, groups_;
+  std::vector<int64_t> kernel_, stride_, dilation_, output_padding_;
+  Padding2 padding_;
+};
+
+/// torch.nn.Conv1d: conv1d (ops/conv.hpp) over [N, C, L] or [C, L]. `padding` an int,
+/// "same" or "valid".
+class Conv1d : public ConvBase {
+ public:
+  Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
+         int64_t stride = 1, Padding2 padding = 0, int64_t dilation = 1, int64_t groups = 1,
+         bool bias = true, Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Conv1d"; }
+};
+
+/// torch.nn.Conv2d: conv2d (ops/conv.hpp) over [N, C, H, W] or [C, H, W]. `padding` an int,
+/// a pair, "same" (stride 1 only, an Error otherwise, as PyTorch) or "valid".
+class Conv2d : public ConvBase {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Rng& rng, Size2 stride = 1,
+         Padding2 padding = 0, Size2 dilation = 1, int64_t groups = 1, bool bias = true,
+         Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Conv2d"; }
+};
+
+/// torch.nn.ConvTranspose2d: conv_transpose2d (ops/conv.hpp) over [N, C, H, W] or
+/// [C, H, W]; PyTorch's argument order (dilation after bias).
+class ConvTranspose2d : public ConvBase {
+ public:
+  ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Rng& rng,
+                  Size2 stride = 1, Size2 padding = 0, Size2 output_padding = 0, int64_t groups = 1,
+                  bool bias = true, Size2 dilation = 1, Dtype dtype = f32);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "ConvTranspose2d"; }
+};
 
 /// torch.nn.MaxPool2d: max_pool2d (ops/pool.hpp) over [N, C, H, W] or [C, H, W]; `stride`
 /// defaults to `kernel_size`. str() prints a pair as one number when both extents agree.

@@ -361,3 +361,185 @@ TEST_CASE("a tapegrad Sequential with BatchNorm2d loads into torch with the same
   tgtest::check_close(values_of(y.value()), torch["y"], 1e-5);
   CHECK(torch["count"] == std::vector<double>{3});
 }
+
+// ---- convolution modules ----
+
+namespace {
+
+double max_abs(const tg::Tensor& t) {
+  double m = 0;
+  for (double v : values_of(t)) m = std::max(m, std::abs(v));
+  return m;
+}
+
+double stddev(const tg::Tensor& t) {
+  const auto v = values_of(t);
+  double mean = 0, sq = 0;
+  for (double e : v) mean += e;
+  mean /= static_cast<double>(v.size());
+  for (double e : v) sq += (e - mean) * (e - mean);
+  return std::sqrt(sq / static_cast<double>(v.size()));
+}
+
+}  // namespace
+
+TEST_CASE("Conv1d, Conv2d, ConvTranspose2d: shapes, parameters, str() as PyTorch's repr",
+          "[layers]") {
+  tg::Rng rng(4);
+  tg::Conv2d c(1, 32, 3, rng, 1, 1);
+  CHECK(c.str() == "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))");
+  CHECK(names_of(c.named_parameters()) == std::vector<std::string>{"weight", "bias"});
+  CHECK(c.weight.shape() == tg::Shape{32, 1, 3, 3});
+  CHECK(c.bias.shape() == tg::Shape{32});
+  CHECK(c.weight.dtype() == tg::f32);
+  CHECK(c(input(tg::Shape{2, 1, 7, 6}, 0.1)).shape() == tg::Shape{2, 32, 7, 6});
+  CHECK(c(input(tg::Shape{1, 7, 6}, 0.1)).shape() == tg::Shape{32, 7, 6});
+
+  tg::Conv2d g(4, 8, 3, rng, 1, 0, 1, 2);
+  CHECK(g.str() == "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), groups=2)");
+  CHECK(g.weight.shape() == tg::Shape{8, 2, 3, 3});
+  CHECK(g(input(tg::Shape{2, 4, 5, 5}, 0.2)).shape() == tg::Shape{2, 8, 3, 3});
+  tg::Conv2d v(4, 8, {3, 5}, rng, 2, "valid", 2, 1, false, tg::f64);
+  CHECK(v.str() ==
+        "Conv2d(4, 8, kernel_size=(3, 5), stride=(2, 2), padding=valid, dilation=(2, 2), "
+        "bias=false)");
+  CHECK(names_of(v.named_parameters()) == std::vector<std::string>{"weight"});
+  CHECK(v.weight.dtype() == tg::f64);
+  CHECK(v(input(tg::Shape{1, 4, 9, 12}, 0.3, 1.0, tg::f64)).shape() == tg::Shape{1, 8, 3, 2});
+  tg::Conv2d s(4, 8, 3, rng, 1, "same");
+  CHECK(s.str() == "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), padding=same)");
+  CHECK(s(input(tg::Shape{2, 4, 5, 6}, 0.2)).shape() == tg::Shape{2, 8, 5, 6});
+  CHECK(tg::Conv2d(4, 8, 3, rng, 1, {1, 0}).str() ==
+        "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 0))");
+  CHECK_THROWS_AS(tg::Conv2d(4, 8, 3, rng, 2, "same"), tg::Error);
+  CHECK_THROWS_AS(tg::Conv2d(3, 8, 3, rng, 1, 0, 1, 2), tg::Error);
+  CHECK_THROWS_AS(tg::Conv2d(4, 6, 3, rng, 1, 0, 1, 4), tg::Error);
+  CHECK_THROWS_AS(tg::Conv2d(0, 6, 3, rng), tg::ShapeError);
+  CHECK_THROWS_AS(g(input(tg::Shape{2, 3, 5, 5}, 0.2)), tg::Error);
+
+  tg::Conv1d c1(2, 4, 3, rng);
+  CHECK(c1.str() == "Conv1d(2, 4, kernel_size=(3,), stride=(1,))");
+  CHECK(c1.weight.shape() == tg::Shape{4, 2, 3});
+  CHECK(c1(input(tg::Shape{2, 2, 10}, 0.1)).shape() == tg::Shape{2, 4, 8});
+  tg::Conv1d c1b(2, 4, 3, rng, 2, 1, 2, 2, false);
+  CHECK(c1b.str() ==
+        "Conv1d(2, 4, kernel_size=(3,), stride=(2,), padding=(1,), dilation=(2,), groups=2, "
+        "bias=false)");
+  CHECK(c1b.weight.shape() == tg::Shape{4, 1, 3});
+  CHECK(c1b(input(tg::Shape{2, 10}, 0.1)).shape() == tg::Shape{4, 4});
+  CHECK_THROWS_AS(tg::Conv1d(2, 4, 3, rng, 1, tg::Padding2(1, 2)), tg::Error);
+
+  tg::ConvTranspose2d t(4, 6, 3, rng);
+  CHECK(t.str() == "ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(1, 1))");
+  CHECK(t.weight.shape() == tg::Shape{4, 6, 3, 3});
+  CHECK(t.bias.shape() == tg::Shape{6});
+  CHECK(t(input(tg::Shape{2, 4, 5, 5}, 0.1)).shape() == tg::Shape{2, 6, 7, 7});
+  tg::ConvTranspose2d t2(4, 6, 3, rng, 2, 1, 1, 2, false, 2);
+  CHECK(t2.str() ==
+        "ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), "
+        "dilation=(2, 2), output_padding=(1, 1), groups=2, bias=false)");
+  CHECK(t2.weight.shape() == tg::Shape{4, 3, 3, 3});
+  // (5 - 1) * 2 - 2 * 1 + 2 * (3 - 1) + 1 + 1 = 12
+  CHECK(t2(input(tg::Shape{1, 4, 5, 5}, 0.1)).shape() == tg::Shape{1, 6, 12, 12});
+}
+
+TEST_CASE("convolution modules: PyTorch's default initialization bounds", "[layers]") {
+  tg::Rng rng(5);
+  // fan_in = 64 * 9 = 576: bound 1/24.
+  tg::Conv2d c(64, 64, 3, rng);
+  const double b = 1.0 / 24.0;
+  CHECK(max_abs(c.weight.value()) <= b);
+  CHECK(stddev(c.weight.value()) == Approx(b / std::sqrt(3.0)).epsilon(0.02));
+  CHECK(max_abs(c.bias.value()) <= b);
+  CHECK(max_abs(c.bias.value()) > 0.5 * b);
+  // ConvTranspose2d: fan_in = weight.size(1) * 9 = (32 / 2) * 9 = 144: bound 1/12.
+  tg::ConvTranspose2d t(128, 32, 3, rng, 1, 0, 0, 2);
+  CHECK(t.weight.shape() == tg::Shape{128, 16, 3, 3});
+  CHECK(max_abs(t.weight.value()) <= 1.0 / 12.0);
+  CHECK(stddev(t.weight.value()) == Approx(1.0 / 12.0 / std::sqrt(3.0)).epsilon(0.02));
+  CHECK(max_abs(t.bias.value()) <= 1.0 / 12.0);
+  // Conv1d with groups: fan_in = (8 / 4) * 5 = 10.
+  tg::Conv1d c1(8, 512, 5, rng, 1, 0, 1, 4);
+  CHECK(max_abs(c1.weight.value()) <= 1.0 / std::sqrt(10.0));
+  CHECK(stddev(c1.weight.value()) == Approx(1.0 / std::sqrt(10.0) / std::sqrt(3.0)).epsilon(0.03));
+  CHECK(max_abs(c1.bias.value()) <= 1.0 / std::sqrt(10.0));
+  // Same seed, same weights.
+  tg::Rng r1(9), r2(9);
+  CHECK(tg::equal(tg::Conv2d(3, 4, 3, r1).weight.value(), tg::Conv2d(3, 4, 3, r2).weight.value()));
+}
+
+TEST_CASE("a tapegrad CNN Sequential loads into torch with the same eval outputs",
+          "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  const auto dir = tgtest::temp_dir("layers_cnn_torch");
+  const auto path = (dir / "cnn.npz").string();
+  tg::Rng rng(6);
+  tg::Sequential net;
+  net.emplace_back<tg::Conv2d>(1, 4, 3, rng, 1, 1);
+  net.emplace_back<tg::BatchNorm2d>(4);
+  net.emplace_back<tg::ReLU>();
+  net.emplace_back<tg::MaxPool2d>(2);
+  net.emplace_back<tg::Conv2d>(4, 8, 3, rng, 1, 0, 1, 2);
+  net.emplace_back<tg::Flatten>();
+  net.emplace_back<tg::Linear>(32, 5, rng);
+  for (int step = 0; step < 3; ++step) net(input(tg::Shape{4, 1, 8, 8}, 0.3 * step, 2.0));
+  net.save(path);
+  net.eval();
+  const tg::Var y = net(input(tg::Shape{2, 1, 8, 8}, 1.3));
+  CHECK(y.shape() == tg::Shape{2, 5});
+  auto torch = tgtest::run_python(
+      std::string(tgtest::kPythonPrelude) +
+      "import numpy as np\n"
+      "import torch.nn as nn\n"
+      "net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),\n"
+      "                    nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(),\n"
+      "                    nn.Linear(32, 5))\n"
+      "d = np.load('" +
+      path +
+      "')\n"
+      "net.load_state_dict({k: torch.from_numpy(d[k]) for k in d.files})\n"
+      "net.eval()\n"
+      "emit('y', net(pattern([2, 1, 8, 8], 1.3, 1.0, torch.float32)))\n");
+  tgtest::check_close(values_of(y.value()), torch["y"], 1e-5);
+}
+
+TEST_CASE("Conv1d and ConvTranspose2d modules compute what torch.nn's do with the same weights",
+          "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  const auto dir = tgtest::temp_dir("layers_conv_torch");
+  const auto p1 = (dir / "c1.npz").string();
+  const auto p2 = (dir / "t2.npz").string();
+  tg::Rng rng(7);
+  tg::Conv1d c1(4, 6, 3, rng, 2, 1, 2, 2);
+  tg::ConvTranspose2d t2(4, 6, {3, 2}, rng, {2, 1}, {1, 0}, {1, 0}, 2, true, 1);
+  c1.save(p1);
+  t2.save(p2);
+  const tg::Var y1 = c1(input(tg::Shape{2, 4, 11}, 0.7));
+  const tg::Var y2 = t2(input(tg::Shape{2, 4, 5, 4}, 0.9));
+  auto torch = tgtest::run_python(
+      std::string(tgtest::kPythonPrelude) +
+      "import numpy as np\n"
+      "import torch.nn as nn\n"
+      "def load(m, p):\n"
+      "    d = np.load(p)\n"
+      "    m.load_state_dict({k: torch.from_numpy(d[k]) for k in d.files})\n"
+      "    return m\n"
+      "c1 = load(nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2), '" +
+      p1 +
+      "')\n"
+      "t2 = load(nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0),\n"
+      "                             output_padding=(1, 0), groups=2), '" +
+      p2 +
+      "')\n"
+      "emit('y1', c1(pattern([2, 4, 11], 0.7, 1.0, torch.float32)))\n"
+      "emit('y2', t2(pattern([2, 4, 5, 4], 0.9, 1.0, torch.float32)))\n");
+  CHECK(y1.shape() == tg::Shape{2, 6, 5});
+  tgtest::check_close(values_of(y1.value()), torch["y1"], 1e-5);
+  tgtest::check_close(values_of(y2.value()), torch["y2"], 1e-5);
+}
