@@ -1,5 +1,6 @@
 // `tapegrad eval` and `tapegrad inspect`: what a checkpoint's model does and what is in it.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -101,9 +102,13 @@ void run_inspect(const InspectOptions& o) {
   if (!h.test_accuracy.empty())
     std::printf("last epoch: train loss %.4f, test accuracy %.4f\n", h.train_loss.back(),
                 h.test_accuracy.back());
-  std::printf("\nmodel: %s\n\n%-22s %-12s %-5s %12s %12s %12s\n", l.model->net.str().c_str(),
-              "parameter", "shape", "dtype", "L2 norm", "mean", "std");
-  auto row = [](const std::string& name, const Tensor& t) {
+  // The shape column: 12 wide, or wider for a longer shape (a conv weight's 4 dims).
+  int w = 12;
+  for (const auto& [name, p] : l.model->net.named_parameters())
+    w = std::max(w, static_cast<int>(p.shape().str().size()));
+  std::printf("\nmodel: %s\n\n%-22s %-*s %-5s %12s %12s %12s\n", l.model->net.str().c_str(),
+              "parameter", w, "shape", "dtype", "L2 norm", "mean", "std");
+  auto row = [w](const std::string& name, const Tensor& t) {
     const auto v = t.to_vector();
     double sum = 0, sq = 0;
     for (double x : v) {
@@ -112,7 +117,7 @@ void run_inspect(const InspectOptions& o) {
     }
     const double n = static_cast<double>(v.size());
     const double mean = n > 0 ? sum / n : 0;
-    std::printf("%-22s %-12s %-5s %12.5g %12.5g %12.5g\n", name.c_str(), t.shape().str().c_str(),
+    std::printf("%-22s %-*s %-5s %12.5g %12.5g %12.5g\n", name.c_str(), w, t.shape().str().c_str(),
                 std::string(dtype_name(t.dtype())).c_str(), std::sqrt(sq), mean,
                 n > 0 ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0.0);
   };
@@ -120,8 +125,8 @@ void run_inspect(const InspectOptions& o) {
   std::printf("%lld parameters\n\n", static_cast<long long>(l.model->net.num_parameters()));
   const auto buffers = l.model->net.named_buffers();
   if (!buffers.empty()) {
-    std::printf("%-22s %-12s %-5s %12s %12s %12s\n", "buffer", "shape", "dtype", "L2 norm", "mean",
-                "std");
+    std::printf("%-22s %-*s %-5s %12s %12s %12s\n", "buffer", w, "shape", "dtype", "L2 norm",
+                "mean", "std");
     for (const auto& [name, b] : buffers) row(name, b);
     std::printf("\n");
   }
