@@ -1,5 +1,6 @@
 // `tapegrad eval` and `tapegrad inspect`: what a checkpoint's model does and what is in it.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -84,19 +85,31 @@ void run_inspect(const InspectOptions& o) {
   Loaded l = load_model(o.checkpoint);
   const RunConfig& c = l.config;
   std::printf("%s\n", o.checkpoint.c_str());
-  std::printf(
-      "trained %lld of %lld epochs; activation %s, optimizer %s lr %g, batch %lld, seed %llu\n",
-      static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
-      c.activation.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
-      static_cast<unsigned long long>(c.seed));
+  if (c.model == "mlp") {
+    std::printf(
+        "trained %lld of %lld epochs; activation %s, optimizer %s lr %g, batch %lld, seed %llu\n",
+        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        c.activation.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
+        static_cast<unsigned long long>(c.seed));
+  } else {
+    std::printf(
+        "trained %lld of %lld epochs; model %s, optimizer %s lr %g, batch %lld, seed %llu\n",
+        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        c.model.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
+        static_cast<unsigned long long>(c.seed));
+  }
   const History h = read_history(l.archive);
   if (!h.test_accuracy.empty())
     std::printf("last epoch: train loss %.4f, test accuracy %.4f\n", h.train_loss.back(),
                 h.test_accuracy.back());
-  std::printf("\nmodel: %s\n\n%-22s %-12s %-5s %12s %12s %12s\n", l.model->net.str().c_str(),
-              "parameter", "shape", "dtype", "L2 norm", "mean", "std");
-  for (const auto& [name, p] : l.model->net.named_parameters()) {
-    const auto v = p.value().to_vector();
+  // The shape column: 12 wide, or wider for a longer shape (a conv weight's 4 dims).
+  int w = 12;
+  for (const auto& [name, p] : l.model->net.named_parameters())
+    w = std::max(w, static_cast<int>(p.shape().str().size()));
+  std::printf("\nmodel: %s\n\n%-22s %-*s %-5s %12s %12s %12s\n", l.model->net.str().c_str(),
+              "parameter", w, "shape", "dtype", "L2 norm", "mean", "std");
+  auto row = [w](const std::string& name, const Tensor& t) {
+    const auto v = t.to_vector();
     double sum = 0, sq = 0;
     for (double x : v) {
       sum += x;
@@ -104,11 +117,23 @@ void run_inspect(const InspectOptions& o) {
     }
     const double n = static_cast<double>(v.size());
     const double mean = n > 0 ? sum / n : 0;
-    std::printf("%-22s %-12s %-5s %12.5g %12.5g %12.5g\n", name.c_str(), p.shape().str().c_str(),
-                std::string(dtype_name(p.dtype())).c_str(), std::sqrt(sq), mean,
+    std::printf("%-22s %-*s %-5s %12.5g %12.5g %12.5g\n", name.c_str(), w, t.shape().str().c_str(),
+                std::string(dtype_name(t.dtype())).c_str(), std::sqrt(sq), mean,
                 n > 0 ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0.0);
-  }
+  };
+  for (const auto& [name, p] : l.model->net.named_parameters()) row(name, p.value());
   std::printf("%lld parameters\n\n", static_cast<long long>(l.model->net.num_parameters()));
+  const auto buffers = l.model->net.named_buffers();
+  if (!buffers.empty()) {
+    std::printf("%-22s %-*s %-5s %12s %12s %12s\n", "buffer", w, "shape", "dtype", "L2 norm",
+                "mean", "std");
+    for (const auto& [name, b] : buffers) row(name, b);
+    std::printf("\n");
+  }
+  if (c.model != "mlp") {
+    std::printf("(the unit diagnostics are for MLPs: skipped for model %s)\n", c.model.c_str());
+    return;
+  }
   DiagnosticsReport report;
   bool with_batch = false;
   try {

@@ -89,7 +89,7 @@ void append_line(const std::string& path, const std::string& line) {
 int main(int argc, char** argv) {
   CLI::App app{
       "tapegrad: reverse-mode autodiff in C++. Answers why hidden units that see the same input "
-      "end up different (symmetry), trains MLPs on Fashion-MNIST or CSV data (train), and "
+      "end up different (symmetry), trains MLPs or CNNs on Fashion-MNIST or CSV data (train), and "
       "evaluates and inspects checkpoints (eval, inspect).",
       "tapegrad"};
   app.require_subcommand(0, 1);

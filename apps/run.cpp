@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "models/checkpoint.hpp"
+#include "models/cnn_layers.hpp"
 #include "models/layers.hpp"
 #include "ops/activation.hpp"
 #include "optim/adagrad.hpp"
@@ -78,10 +79,44 @@ void put_choice(NpzArchive& a, const std::string& what, const std::vector<std::s
 }
 }  // namespace
 
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names{"mlp", "cnn"};
+  return names;
+}
+
+namespace {
+// The default CNN (see run.hpp) for 28x28 grey images given as 784 features.
+std::unique_ptr<Model> build_cnn(const RunConfig& c, Rng& init_rng) {
+  if (c.inputs != 28 * 28)
+    throw Error("--model cnn takes 28x28 grey images (784 features), the data has " +
+                std::to_string(c.inputs) + " features");
+  auto m = std::make_unique<Model>();
+  m->dropout_rng = Rng(c.seed ^ 0x5eedd0d0ULL);
+  const ActivationInfo& relu = find_activation("relu");
+  Sequential& n = m->net;
+  n.emplace_back<Unflatten>(1, std::vector<int64_t>{1, 28, 28});
+  n.emplace_back<Conv2d>(1, 32, 3, init_rng, 1, 1);
+  n.emplace_back<BatchNorm2d>(32);
+  n.push_back(relu.make());
+  n.emplace_back<MaxPool2d>(2);
+  n.emplace_back<Conv2d>(32, 64, 3, init_rng, 1, 1);
+  n.emplace_back<BatchNorm2d>(64);
+  n.push_back(relu.make());
+  n.emplace_back<MaxPool2d>(2);
+  n.emplace_back<Flatten>();
+  n.emplace_back<Linear>(64 * 7 * 7, 128, init_rng);
+  n.push_back(relu.make());
+  n.emplace_back<Linear>(128, c.classes, init_rng);
+  return m;
+}
+}  // namespace
+
 std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
   if (c.inputs <= 0 || c.classes <= 1)
     throw Error("model: need at least 1 input and 2 classes, got " + std::to_string(c.inputs) +
                 " inputs and " + std::to_string(c.classes) + " classes");
+  if (c.model == "cnn") return build_cnn(c, init_rng);
+  if (c.model != "mlp") throw Error("unknown model '" + c.model + "' (choose from mlp, cnn)");
   if (c.dropout < 0 || c.dropout >= 1)
     throw Error("--dropout must be in [0, 1), got " + std::to_string(c.dropout));
   const ActivationInfo& act = find_activation(c.activation);
@@ -136,6 +171,8 @@ void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
                      const History& h) {
   NpzArchive a;
   write_parameters(model.net, a, "model.");
+  // The architecture by name; an MLP's checkpoint stays as before (no key means "mlp").
+  if (c.model != "mlp") a.put_string("config.model", c.model);
   optimizer.state_dict(a, "optim.");
   a.put_int("epoch", epoch);
   write_rng(shuffle_rng, a, "rng.");
@@ -178,6 +215,12 @@ void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
 RunConfig read_config(const NpzArchive& a) {
   RunConfig c;
   const std::string& src = a.source();
+  if (a.contains("config.model")) {
+    c.model = a.string("config.model");
+    const auto& names = model_names();
+    if (std::find(names.begin(), names.end(), c.model) == names.end())
+      throw IoError(src + ": config.model: unknown model '" + c.model + "'");
+  }
   c.hidden = a.i64s("config.hidden");
   c.activation = read_activation(a);
   c.dropout = a.scalar("config.dropout");

@@ -16,6 +16,9 @@ namespace tg::app {
 
 /// Everything that defines a training run (stored in its checkpoints).
 struct RunConfig {
+  /// The architecture: "mlp" (hidden / activation / dropout below) or "cnn" (the fixed
+  /// default CNN of build_model for 28x28 grey images; hidden, activation and dropout unused).
+  std::string model = "mlp";
   std::vector<int64_t> hidden{256, 128};
   std::string activation = "relu";
   double dropout = 0.0;
@@ -36,13 +39,19 @@ struct RunConfig {
   int64_t classes = 0;
 };
 
-/// The classifier a config describes: Linear / activation [/ Dropout] blocks and a final
-/// Linear producing logits, all generic nodes in one Sequential.
+/// The classifier a config describes, all generic nodes in one Sequential. "mlp": Linear /
+/// activation [/ Dropout] blocks and a final Linear producing logits. "cnn" (784 features
+/// only, each example a 1x28x28 image): Unflatten(1, [1, 28, 28]) -> Conv2d(1, 32, 3,
+/// padding=1) -> BatchNorm2d(32) -> ReLU -> MaxPool2d(2) -> Conv2d(32, 64, 3, padding=1) ->
+/// BatchNorm2d(64) -> ReLU -> MaxPool2d(2) -> Flatten -> Linear(3136, 128) -> ReLU ->
+/// Linear(128, classes), initialized as torch.nn's modules from `init_rng`.
 struct Model {
   Sequential net;
   Rng dropout_rng{0};
 };
 std::unique_ptr<Model> build_model(const RunConfig& config, Rng& init_rng);
+/// The architectures build_model knows: mlp, cnn.
+const std::vector<std::string>& model_names();
 
 /// A new optimizer over `params` as the config says; throws Error for an unknown name.
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& config, const std::vector<Var>& params);

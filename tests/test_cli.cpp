@@ -89,7 +89,7 @@ TEST_CASE("tapegrad --help explains every subcommand", "[cli]") {
   const auto t = run("train --help");
   CHECK(t.status == 0);
   for (const char* s : {"--hidden", "--optimizer", "--lr", "--epochs", "--batch", "--seed",
-                        "--threads", "--resume", "--metrics", "--dropout", "--schedule"})
+                        "--threads", "--resume", "--metrics", "--dropout", "--schedule", "--model"})
     CHECK_THAT(t.out, Catch::Contains(s));
   // --activation lists the registry's names.
   std::string names;
@@ -174,6 +174,88 @@ TEST_CASE("train one epoch on a slice, then eval, inspect and resume", "[cli][tr
   CHECK(compared >= 4);
   const std::string hist = slurp(dir / "r/metrics.jsonl");
   CHECK_THAT(hist, Catch::Contains("\"epoch\": 2"));
+}
+
+TEST_CASE("train --model cnn on a slice, then eval, inspect and resume", "[cli][train][cnn]") {
+  if (!have_fashion_mnist()) {
+    WARN("SKIPPED: Fashion-MNIST is not installed (package dataset-fashion-mnist)");
+    return;
+  }
+  TempDir dir;
+  const std::string common =
+      " --model cnn --limit 600 --test-limit 300 --batch 50 --no-progress --seed 5";
+  const auto a =
+      run("train --epochs 1 --out " + (dir / "a") + " --metrics " + (dir / "m.jsonl") + common);
+  INFO(a.out);
+  REQUIRE(a.status == 0);
+  CHECK_THAT(a.out, Catch::Contains("Conv2d(1, 32, kernel_size=(3, 3)") &&
+                        Catch::Contains("BatchNorm2d(64") &&
+                        Catch::Contains("Linear(in_features=3136, out_features=128"));
+  const std::string metrics = slurp(dir / "m.jsonl");
+  CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 1);
+  CHECK(json_number(metrics, "epoch", "test_accuracy") > 0.4);
+  const std::string ckpt = dir / "a/checkpoint.npz";
+  REQUIRE(fs::exists(ckpt));
+  {
+    const auto archive = tg::NpzArchive::load(ckpt);
+    CHECK(archive.string("config.model") == "cnn");
+    CHECK(archive.contains("model.2.running_mean"));
+    CHECK(archive.contains("model.6.num_batches_tracked"));
+  }
+
+  // eval (BatchNorm in eval mode) gives the accuracy train reported
+  const auto e = run("eval " + ckpt + " --limit 300 --json " + (dir / "e.json"));
+  INFO(e.out);
+  CHECK(e.status == 0);
+  CHECK(json_number(slurp(dir / "e.json"), "examples", "accuracy") ==
+        Approx(json_number(metrics, "epoch", "test_accuracy")));
+
+  const auto i = run("inspect " + ckpt + " --batch 100");
+  INFO(i.out);
+  CHECK(i.status == 0);
+  CHECK_THAT(i.out, Catch::Contains("model cnn") && Catch::Contains("1.weight") &&
+                        Catch::Contains("[32, 1, 3, 3]") && Catch::Contains("2.running_var") &&
+                        Catch::Contains("diagnostics are for MLPs"));
+
+  // 1 epoch + resume 1 epoch == 2 epochs straight, bit for bit (buffers included)
+  const auto r = run("train --epochs 2 --resume " + ckpt + " --out " + (dir / "r") + common);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming"));
+  const auto s = run("train --epochs 2 --out " + (dir / "s") + common);
+  REQUIRE(s.status == 0);
+  const auto resumed = tg::NpzArchive::load(dir / "r/checkpoint.npz");
+  const auto straight = tg::NpzArchive::load(dir / "s/checkpoint.npz");
+  CHECK(resumed.integer("epoch") == 2);
+  CHECK(resumed.string("config.model") == "cnn");
+  int compared = 0;
+  for (const auto& name : straight.names()) {
+    if (name.rfind("model.", 0) != 0 && name.rfind("optim.", 0) != 0) continue;
+    INFO(name);
+    CHECK(resumed.array(name).bytes == straight.array(name).bytes);
+    ++compared;
+  }
+  CHECK(compared >= 20);
+  // the same seed twice: the same first epoch
+  CHECK(json_number(slurp(dir / "s/metrics.jsonl"), "epoch", "test_accuracy") ==
+        json_number(metrics, "epoch", "test_accuracy"));
+  CHECK(json_number(slurp(dir / "s/metrics.jsonl"), "epoch", "train_loss") ==
+        json_number(metrics, "epoch", "train_loss"));
+}
+
+TEST_CASE("train --model cnn needs 784 features", "[cli][errors][cnn]") {
+  TempDir dir;
+  std::ofstream(dir / "small.csv") << "x1,x2,y\n1,2,0\n3,4,1\n5,6,0\n";
+  const auto r = run("train --model cnn --csv " + (dir / "small.csv") + " --label y --out " +
+                     (dir / "o") + " --no-progress");
+  INFO(r.out);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.out, Catch::Contains("tapegrad: error: --model cnn takes 28x28 grey images (784 "
+                                    "features), the data has 2 features"));
+  const auto u = run("train --model resnet --limit 10");
+  INFO(u.out);
+  CHECK(u.status == 2);
+  CHECK_THAT(u.out, Catch::Contains("resnet"));
 }
 
 TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]") {
