@@ -42,8 +42,8 @@ void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides);
 /// po[i] = f(pa[.], pb[.]) over the broadcast `shape` of sa and sb (NumPy broadcasting):
 /// the one loop behind every binary elementwise kernel, whatever the element types.
 template <class A, class B, class O, class F>
-void zip_loop(const A* pa, const Shape& sa, const B* pb, const Shape& sb, O* po,
-              const Shape& shape, F f) {
+void zip_loop(const A* pa, const Shape& sa, const B* pb, const Shape& sb, O* po, const Shape& shape,
+              F f) {
   const int64_t n = shape.numel();
   if (sa == sb) {
     for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);

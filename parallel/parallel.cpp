@@ -7,10 +7,10 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
-#include <utility>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #ifdef __linux__
