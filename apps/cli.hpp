@@ -12,6 +12,7 @@ void add_symmetry(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_inspect(CLI::App& app);
+void add_charlm(CLI::App& app);
 
 // Output paths are checked before any work (loading data, training), so a run never ends
 // in "cannot write" after its work is done.
@@ -22,6 +23,8 @@ void prepare_output_dir(const std::string& dir);
 /// `path` is a folder, a parent is a file, or the folder takes no new files (and, with
 /// `append`, when an existing file takes no writes). Creates nothing at `path` itself.
 void prepare_output_file(const std::string& path, bool append = false);
+/// A new run folder name, runs/<YYYYmmdd-HHMMSS>-<kind> (with -2, -3, ... when it exists).
+std::string default_run_dir(const std::string& kind);
 /// Writes `text` to `path` atomically; throws tg::IoError.
 void write_text(const std::string& path, const std::string& text);
 /// Appends one line to `path`; throws tg::IoError.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "apps/charlm.hpp"
 #include "apps/cli.hpp"
 #include "apps/json.hpp"
 #include "apps/plot.hpp"
@@ -24,6 +25,10 @@ struct Loaded {
 Loaded load_model(const std::string& path) {
   Loaded l;
   l.archive = NpzArchive::load(path);
+  if (is_charlm_checkpoint(l.archive))
+    throw Error(path +
+                ": a language model of `tapegrad charlm`, not a classifier (`tapegrad "
+                "inspect` reads it)");
   l.config = read_config(l.archive);
   Rng rng(0);
   l.model = build_model(l.config, rng);
@@ -75,6 +80,44 @@ void run_eval(const EvalOptions& o) {
   }
 }
 
+}  // namespace
+
+void print_parameter_table(const Module& m) {
+  // The shape column: 12 wide, or wider for a longer shape (a conv weight's 4 dims), and the
+  // name column as wide as the longest name.
+  int w = 12, nw = 22;
+  for (const auto& [name, p] : m.named_parameters()) {
+    w = std::max(w, static_cast<int>(p.shape().str().size()));
+    nw = std::max(nw, static_cast<int>(name.size()));
+  }
+  std::printf("%-*s %-*s %-5s %12s %12s %12s\n", nw, "parameter", w, "shape", "dtype", "L2 norm",
+              "mean", "std");
+  auto row = [w, nw](const std::string& name, const Tensor& t) {
+    const auto v = t.to_vector();
+    double sum = 0, sq = 0;
+    for (double x : v) {
+      sum += x;
+      sq += x * x;
+    }
+    const double n = static_cast<double>(v.size());
+    const double mean = n > 0 ? sum / n : 0;
+    std::printf("%-*s %-*s %-5s %12.5g %12.5g %12.5g\n", nw, name.c_str(), w,
+                t.shape().str().c_str(), std::string(dtype_name(t.dtype())).c_str(), std::sqrt(sq),
+                mean, n > 0 ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0.0);
+  };
+  for (const auto& [name, p] : m.named_parameters()) row(name, p.value());
+  std::printf("%lld parameters\n\n", static_cast<long long>(m.num_parameters()));
+  const auto buffers = m.named_buffers();
+  if (!buffers.empty()) {
+    std::printf("%-*s %-*s %-5s %12s %12s %12s\n", nw, "buffer", w, "shape", "dtype", "L2 norm",
+                "mean", "std");
+    for (const auto& [name, b] : buffers) row(name, b);
+    std::printf("\n");
+  }
+}
+
+namespace {
+
 struct InspectOptions {
   std::string checkpoint;
   DataSource source;
@@ -82,6 +125,10 @@ struct InspectOptions {
 };
 
 void run_inspect(const InspectOptions& o) {
+  {
+    const NpzArchive a = NpzArchive::load(o.checkpoint);
+    if (is_charlm_checkpoint(a)) return inspect_charlm(a, o.checkpoint);
+  }
   Loaded l = load_model(o.checkpoint);
   const RunConfig& c = l.config;
   std::printf("%s\n", o.checkpoint.c_str());
@@ -102,34 +149,8 @@ void run_inspect(const InspectOptions& o) {
   if (!h.test_accuracy.empty())
     std::printf("last epoch: train loss %.4f, test accuracy %.4f\n", h.train_loss.back(),
                 h.test_accuracy.back());
-  // The shape column: 12 wide, or wider for a longer shape (a conv weight's 4 dims).
-  int w = 12;
-  for (const auto& [name, p] : l.model->net.named_parameters())
-    w = std::max(w, static_cast<int>(p.shape().str().size()));
-  std::printf("\nmodel: %s\n\n%-22s %-*s %-5s %12s %12s %12s\n", l.model->net.str().c_str(),
-              "parameter", w, "shape", "dtype", "L2 norm", "mean", "std");
-  auto row = [w](const std::string& name, const Tensor& t) {
-    const auto v = t.to_vector();
-    double sum = 0, sq = 0;
-    for (double x : v) {
-      sum += x;
-      sq += x * x;
-    }
-    const double n = static_cast<double>(v.size());
-    const double mean = n > 0 ? sum / n : 0;
-    std::printf("%-22s %-*s %-5s %12.5g %12.5g %12.5g\n", name.c_str(), w, t.shape().str().c_str(),
-                std::string(dtype_name(t.dtype())).c_str(), std::sqrt(sq), mean,
-                n > 0 ? std::sqrt(std::max(sq / n - mean * mean, 0.0)) : 0.0);
-  };
-  for (const auto& [name, p] : l.model->net.named_parameters()) row(name, p.value());
-  std::printf("%lld parameters\n\n", static_cast<long long>(l.model->net.num_parameters()));
-  const auto buffers = l.model->net.named_buffers();
-  if (!buffers.empty()) {
-    std::printf("%-22s %-*s %-5s %12s %12s %12s\n", "buffer", w, "shape", "dtype", "L2 norm",
-                "mean", "std");
-    for (const auto& [name, b] : buffers) row(name, b);
-    std::printf("\n");
-  }
+  std::printf("\nmodel: %s\n\n", l.model->net.str().c_str());
+  print_parameter_table(l.model->net);
   if (c.model != "mlp") {
     std::printf("(the unit diagnostics are for MLPs: skipped for model %s)\n", c.model.c_str());
     return;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -77,6 +78,16 @@ void prepare_output_file(const std::string& path, bool append) {
   }
 }
 
+std::string default_run_dir(const std::string& kind) {
+  char buf[64];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S-", std::localtime(&now));
+  const std::string base = buf + kind;
+  std::string dir = base;
+  for (int i = 2; fs::exists(dir); ++i) dir = base + "-" + std::to_string(i);
+  return dir;
+}
+
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
 void append_line(const std::string& path, const std::string& line) {
@@ -97,6 +108,7 @@ int main(int argc, char** argv) {
   tg::app::add_train(app);
   tg::app::add_eval(app);
   tg::app::add_inspect(app);
+  tg::app::add_charlm(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -114,7 +126,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (app.get_subcommands().empty()) {
-    std::fprintf(stderr, "tapegrad: error: name a subcommand (symmetry, train, eval, inspect)\n%s",
+    std::fprintf(stderr,
+                 "tapegrad: error: name a subcommand (symmetry, train, eval, inspect, charlm)\n%s",
                  app.help().c_str());
     return 2;
   }

@@ -90,6 +90,9 @@ struct Evaluation {
 };
 Evaluation evaluate(Model& model, const data::Dataset& data, int64_t batch = 1000);
 
+/// Every parameter and buffer of `m` with shape, dtype, L2 norm, mean and std, as a table.
+void print_parameter_table(const Module& m);
+
 /// The confusion matrix and per-class accuracy as text.
 std::string confusion_text(const Evaluation& e, const std::vector<std::string>& class_names);
 /// Names of `n` classes: the dataset's own or "0", "1", ...

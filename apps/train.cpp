@@ -13,6 +13,7 @@
 #include "apps/cli.hpp"
 #include "apps/json.hpp"
 #include "apps/plot.hpp"
+#include "apps/progress.hpp"
 #include "apps/run.hpp"
 #include "models/checkpoint.hpp"
 #include "ops/loss.hpp"
@@ -22,8 +23,6 @@
 namespace tg::app {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct TrainOptions {
   RunConfig config;
@@ -54,72 +53,6 @@ std::unique_ptr<LrScheduler> make_scheduler(const RunConfig& c, Optimizer& opt) 
   return s;
 }
 
-std::string default_out_dir() {
-  char buf[64];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S-train", std::localtime(&now));
-  std::string dir = buf;
-  for (int i = 2; std::filesystem::exists(dir); ++i)
-    dir = std::string(buf) + "-" + std::to_string(i);
-  return dir;
-}
-
-std::string fmt_seconds(double s) {
-  char buf[32];
-  if (s < 60) {
-    std::snprintf(buf, sizeof buf, "%.0fs", s);
-  } else {
-    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
-  }
-  return buf;
-}
-
-// Progress within an epoch: a redrawn bar on a terminal, a few plain lines otherwise.
-class Progress {
- public:
-  Progress(bool enabled, int64_t epoch, int64_t epochs, int64_t batches)
-      : tty_(enabled && isatty(fileno(stdout))),
-        plain_(enabled && !tty_),
-        epoch_(epoch),
-        epochs_(epochs),
-        batches_(batches) {}
-
-  void update(int64_t batch, double loss, int64_t examples) {
-    const double el = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double rate = el > 0 ? static_cast<double>(examples) / el : 0.0;
-    const double eta =
-        batch > 0 ? el * static_cast<double>(batches_ - batch) / static_cast<double>(batch) : 0;
-    if (tty_) {
-      if (batch != batches_ && std::chrono::duration<double>(Clock::now() - last_).count() < 0.1)
-        return;
-      last_ = Clock::now();
-      const int width = 24;
-      const int filled = static_cast<int>(width * batch / std::max<int64_t>(batches_, 1));
-      std::printf("\repoch %lld/%lld [%s%s] %lld/%lld  loss %.4f  %.0f ex/s  ETA %s   ",
-                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
-                  std::string(static_cast<size_t>(filled), '#').c_str(),
-                  std::string(static_cast<size_t>(width - filled), '.').c_str(),
-                  static_cast<long long>(batch), static_cast<long long>(batches_), loss, rate,
-                  fmt_seconds(eta).c_str());
-      std::fflush(stdout);
-    } else if (plain_ && batch < batches_ && batch * 4 / batches_ != (batch - 1) * 4 / batches_) {
-      std::printf("  epoch %lld/%lld batch %lld/%lld  loss %.4f  %.0f ex/s  ETA %s\n",
-                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
-                  static_cast<long long>(batch), static_cast<long long>(batches_), loss, rate,
-                  fmt_seconds(eta).c_str());
-      std::fflush(stdout);
-    }
-  }
-  void finish() {
-    if (tty_) std::printf("\r%*s\r", 110, "");
-  }
-
- private:
-  bool tty_, plain_;
-  int64_t epoch_, epochs_, batches_;
-  Clock::time_point start_ = Clock::now(), last_ = Clock::now();
-};
-
 void write_pictures(const std::string& dir, const History& h, const Evaluation& e,
                     const std::vector<std::string>& names) {
   std::vector<double> ep;
@@ -145,7 +78,7 @@ void run_train(TrainOptions o) {
   // The default folder (runs/<time>-train) is made once the data has loaded, so a run that
   // fails on its input leaves no empty run folder; the folder it goes in (runs/) is made and
   // checked now.
-  const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  const std::string out = o.out.empty() ? default_run_dir("train") : o.out;
   prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
   if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
   RunConfig c = o.config;

@@ -177,12 +177,15 @@ void Module::zero_grad() {
 
 namespace {
 void print_tree(const Module& m, std::ostringstream& os, int indent) {
-  os << m.type_name() << '(' << m.extra_repr();
+  // As PyTorch's repr: the extra representation inline without children, else on its own
+  // line above them.
+  const std::string extra = m.extra_repr();
   if (m.named_children().empty()) {
-    os << ')';
+    os << m.type_name() << '(' << extra << ')';
     return;
   }
-  os << '\n';
+  os << m.type_name() << "(\n";
+  if (!extra.empty()) os << std::string(static_cast<size_t>(indent + 2), ' ') << extra << '\n';
   for (const auto& [name, c] : m.named_children()) {
     os << std::string(static_cast<size_t>(indent + 2), ' ') << '(' << name << "): ";
     print_tree(*c, os, indent + 2);

@@ -15,6 +15,8 @@ packages=(
   python3 python3-numpy python3-torch
   # real data for the main job
   dataset-fashion-mnist
+  # the word list of the character-level language model (tapegrad charlm)
+  wamerican
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -537,3 +537,118 @@ TEST_CASE("a checkpoint naming an unknown activation or optimizer exits 2 naming
     }
   }
 }
+
+namespace {
+
+// A small word list (syllable combinations, with one capital and one apostrophe word the
+// protocol folds or drops), so charlm runs take a second.
+std::string write_word_list(const TempDir& dir) {
+  const char* syl[] = {"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "po", "qu", "an"};
+  std::ostringstream s;
+  s << "Kalo\nit's\n";
+  for (const char* a : syl)
+    for (const char* b : syl)
+      for (const char* c : {"", "n", "s", "ra"}) s << a << b << c << '\n';
+  const std::string path = dir / "words.txt";
+  std::ofstream(path) << s.str();
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("charlm trains, samples, writes its JSON, and resumes bit for bit", "[cli][charlm]") {
+  TempDir dir;
+  const std::string words = write_word_list(dir);
+  const std::string common = " --model mlp --words " + words +
+                             " --embed 8 --hidden 32 --batch 32 --samples 5 --no-progress --seed 4";
+  const auto a = run("charlm --epochs 2 --out " + (dir / "a") + " --json " + (dir / "a.json") +
+                     " --metrics " + (dir / "m.jsonl") + common);
+  INFO(a.out);
+  REQUIRE(a.status == 0);
+  CHECK_THAT(a.out, Catch::Contains("576 words (460 train / 57 dev / 59 test)") &&
+                        Catch::Contains("MlpLM(") && Catch::Contains("samples:"));
+  const std::string j = slurp(dir / "a.json");
+  for (const char* k : {"\"model\": \"mlp\"", "\"train_loss\"", "\"dev_loss\"", "\"test_loss\"",
+                        "\"bigram_test_loss\"", "\"seconds\"", "\"samples\": [\""})
+    CHECK_THAT(j, Catch::Contains(k));
+  std::smatch m;
+  REQUIRE(std::regex_search(j, m, std::regex("\"test_loss\": ([-0-9.eE+]+)")));
+  const double test_loss = std::stod(m[1]);
+  // Random guessing over 16 tokens costs log 16 = 2.77 nats; two epochs must beat it.
+  CHECK(test_loss < 2.6);
+  CHECK(test_loss > 0.1);
+  const std::string metrics = slurp(dir / "m.jsonl");
+  CHECK(std::count(metrics.begin(), metrics.end(), '\n') == 2);
+  CHECK_THAT(metrics, Catch::Contains("\"dev_loss\"") && Catch::Contains("\"epoch\": 2"));
+
+  // The same seed gives the same run; one epoch resumed to two gives the same run.
+  const auto b =
+      run("charlm --epochs 2 --out " + (dir / "b") + " --json " + (dir / "b.json") + common);
+  REQUIRE(b.status == 0);
+  const auto c = run("charlm --epochs 1 --out " + (dir / "c") + common);
+  REQUIRE(c.status == 0);
+  const auto r = run("charlm --epochs 2 --resume " + (dir / "c/checkpoint.npz") + " --out " +
+                     (dir / "c") + " --json " + (dir / "r.json") + common);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming"));
+  const auto straight = tg::NpzArchive::load(dir / "a/checkpoint.npz");
+  int compared = 0;
+  for (const char* other : {"b/checkpoint.npz", "c/checkpoint.npz"}) {
+    const auto o = tg::NpzArchive::load(dir / other);
+    CHECK(o.integer("epoch") == 2);
+    for (const auto& name : straight.names()) {
+      if (name.rfind("model.", 0) != 0 && name.rfind("optim.", 0) != 0) continue;
+      INFO(other << " " << name);
+      CHECK(o.array(name).bytes == straight.array(name).bytes);
+      ++compared;
+    }
+  }
+  CHECK(compared >= 10);
+  auto samples = [&](const std::string& f) {
+    const std::string s = slurp(dir / f);
+    return s.substr(s.find("\"samples\""));
+  };
+  CHECK(samples("b.json") == samples("a.json"));
+  CHECK(samples("r.json") == samples("a.json"));
+
+  const auto i = run("inspect " + (dir / "a/checkpoint.npz"));
+  INFO(i.out);
+  CHECK(i.status == 0);
+  CHECK_THAT(i.out, Catch::Contains("charlm model mlp trained 2 of 2 epochs") &&
+                        Catch::Contains("fc1.weight") && Catch::Contains("[32, 32]"));
+  const auto e = run("eval " + (dir / "a/checkpoint.npz"));
+  CHECK(e.status == 2);
+  CHECK_THAT(e.out, Catch::Contains("tapegrad: error:") && Catch::Contains("charlm"));
+}
+
+TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoint exit 2",
+          "[cli][charlm][errors]") {
+  TempDir dir;
+  const auto missing = run("charlm --words " + (dir / "nope.txt") + " --out " + (dir / "o"));
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.out, Catch::Contains("tapegrad: error:") && Catch::Contains("nope.txt"));
+  CHECK(!fs::exists(dir / "o/checkpoint.npz"));
+  std::ofstream(dir / "empty.txt") << "\n";
+  const auto empty = run("charlm --words " + (dir / "empty.txt") + " --out " + (dir / "o"));
+  CHECK(empty.status == 2);
+  CHECK_THAT(empty.out, Catch::Contains("tapegrad: error:") && Catch::Contains("no words"));
+  std::ofstream(dir / "few.txt") << "ab\ncd\n";
+  const auto few = run("charlm --words " + (dir / "few.txt") + " --out " + (dir / "o"));
+  CHECK(few.status == 2);
+  CHECK_THAT(few.out, Catch::Contains("too few"));
+  const std::string words = write_word_list(dir);
+  for (const char* bad : {"--model rnn", "--epochs 0", "--lr -1", "--dropout 1", "--samples -1"}) {
+    const auto r = run("charlm --words " + words + " --out " + (dir / "o") + " " + bad);
+    INFO(bad << "\n" << r.out);
+    CHECK(r.status == 2);
+  }
+  // A classifier's checkpoint is not a language model's.
+  tg::NpzArchive foreign;
+  foreign.put_int("epoch", 1);
+  foreign.save(dir / "foreign.npz");
+  const auto f = run("charlm --words " + words + " --resume " + (dir / "foreign.npz") + " --out " +
+                     (dir / "o"));
+  CHECK(f.status == 2);
+  CHECK_THAT(f.out, Catch::Contains("not a checkpoint of `tapegrad charlm`"));
+}

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "data/dataset.hpp"
+#include "data/words.hpp"
 
 namespace fs = std::filesystem;
 using tg::data::DataError;
@@ -207,4 +208,81 @@ TEST_CASE("DataLoader::set_order: a caller's sampler for one epoch", "[data]") {
                     "DataLoader::set_order: index 10 at position 1 is outside the dataset's 10 "
                     "examples");
   CHECK_THROWS_WITH(loader.set_order({-1}), Catch::Contains("index -1 at position 0"));
+}
+
+TEST_CASE("word lists: the charlm protocol (trim, lowercase, no apostrophes, unique, sorted)",
+          "[data][words]") {
+  TempDir dir;
+  const std::string path = dir.file("words.txt");
+  std::ofstream(path)
+      << "Apple\napple\nit's\n  Zo\xc3\xab \n\n\xc3\x85ngstr\xc3\xb6m\nl\xe2\x80\x99oeil\nbe\n";
+  const auto words = tg::data::read_words(path);
+  REQUIRE(words.size() == 4);
+  CHECK(tg::data::to_utf8(words[0]) == "apple");
+  CHECK(tg::data::to_utf8(words[1]) == "be");
+  CHECK(tg::data::to_utf8(words[2]) == "zo\xc3\xab");
+  CHECK(tg::data::to_utf8(words[3]) == "\xc3\xa5ngstr\xc3\xb6m");  // U+00C5 lowered to U+00E5
+  const tg::data::CharVocab vocab(words);
+  // boundary + a b e g l m n o p r s t z ë å ö
+  CHECK(vocab.size() == 17);
+  CHECK(vocab.id(U'a') == 1);
+  CHECK(vocab.decode({vocab.id(U'b'), vocab.id(U'e'), 0}) == "be");
+  CHECK_THROWS_AS(vocab.id(U'q'), tg::IndexError);
+
+  // inputs: boundary then the word; targets: the word then the boundary; padding ignored.
+  const auto b = tg::data::make_word_batch({&words[1], &words[0]}, vocab);
+  CHECK(b.inputs.shape() == tg::Shape{2, 6});
+  CHECK(b.predictions == 3 + 6);
+  const auto in = b.inputs.to_vector(), tg_ = b.targets.to_vector();
+  CHECK(in[0] == 0);
+  CHECK(in[1] == vocab.id(U'b'));
+  CHECK(tg_[0] == vocab.id(U'b'));
+  CHECK(tg_[2] == 0);
+  CHECK(tg_[3] == -100);
+  CHECK(in[3] == 0);
+  CHECK(tg_[6 + 5] == 0);
+}
+
+TEST_CASE("word lists: bad files name the file and the problem", "[data][words][errors]") {
+  TempDir dir;
+  CHECK_THROWS_WITH(tg::data::read_words(dir.file("missing.txt")),
+                    Catch::Contains("missing.txt") && Catch::Contains("cannot open"));
+  std::ofstream(dir.file("empty.txt")) << "\n  \nit's\n";
+  CHECK_THROWS_AS(tg::data::read_words(dir.file("empty.txt")), DataError);
+  CHECK_THROWS_WITH(tg::data::read_words(dir.file("empty.txt")), Catch::Contains("no words"));
+  std::ofstream(dir.file("latin1.txt")) << "ok\ncaf\xe9\n";
+  CHECK_THROWS_WITH(tg::data::read_words(dir.file("latin1.txt")),
+                    Catch::Contains("latin1.txt:2") && Catch::Contains("not UTF-8"));
+  std::ofstream(dir.file("cut.txt")) << "ok\nab\xc3";
+  CHECK_THROWS_AS(tg::data::read_words(dir.file("cut.txt")), DataError);
+}
+
+TEST_CASE("word lists: the seeded 80/10/10 split", "[data][words]") {
+  std::vector<tg::data::Word> words;
+  for (char32_t a = U'a'; a <= U'z'; ++a)
+    for (char32_t b = U'a'; b <= U'z'; ++b) words.push_back({a, b});
+  const auto s = tg::data::split_words(words, 7);
+  CHECK(s.train.size() == 540);
+  CHECK(s.dev.size() == 67);
+  CHECK(s.test.size() == 69);
+  std::set<tg::data::Word> all(s.train.begin(), s.train.end());
+  all.insert(s.dev.begin(), s.dev.end());
+  all.insert(s.test.begin(), s.test.end());
+  CHECK(all.size() == words.size());
+  CHECK(tg::data::split_words(words, 7).test == s.test);
+  CHECK(tg::data::split_words(words, 8).test != s.test);
+}
+
+TEST_CASE("wamerican by the protocol: 73,604 words over 41 symbols", "[data][words]") {
+  if (!fs::exists(tg::data::kAmericanEnglish)) {
+    WARN("SKIPPED: " << tg::data::kAmericanEnglish << " is not installed (package wamerican)");
+    return;
+  }
+  const auto words = tg::data::read_words(tg::data::kAmericanEnglish);
+  CHECK(words.size() == 73604);
+  CHECK(tg::data::CharVocab(words).size() == 42);
+  const auto s = tg::data::split_words(words, 0);
+  CHECK(s.train.size() == 58883);
+  CHECK(s.dev.size() == 7360);
+  CHECK(s.test.size() == 7361);
 }

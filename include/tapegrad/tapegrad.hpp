@@ -5,6 +5,7 @@
 /// and nearly doubles its parse time; include "graph/xtensor_interop.hpp" where you use it.
 
 #include "data/dataset.hpp"
+#include "data/words.hpp"
 #include "graph/dot.hpp"
 #include "graph/gradcheck.hpp"
 #include "graph/rng.hpp"

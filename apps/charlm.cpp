@@ -1,0 +1,573 @@
+// `tapegrad charlm`: character-level language models of words (a bigram table, an MLP over
+// the previous characters, an LSTM, a GRU, a causal Transformer) trained on a word list by
+// the fixed protocol of data/words.hpp, with losses in nats per character, sampled words,
+// checkpoints that resume bit for bit, and a JSON summary.
+
+#include "apps/charlm.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/cli.hpp"
+#include "apps/json.hpp"
+#include "apps/progress.hpp"
+#include "apps/run.hpp"
+#include "data/words.hpp"
+#include "models/checkpoint.hpp"
+#include "models/cnn_layers.hpp"
+#include "models/layers.hpp"
+#include "ops/activation.hpp"
+#include "ops/loss.hpp"
+#include "ops/matmul.hpp"
+#include "ops/shape_ops.hpp"
+#include "optim/adamw.hpp"
+#include "parallel/parallel.hpp"
+
+namespace tg::app {
+
+namespace {
+
+// The model and its sizes; 0 means the model's default (resolved before training and stored
+// resolved in checkpoints).
+struct LmConfig {
+  std::string model = "lstm";
+  int64_t embed = 0;    // embedding size (transformer: d_model)
+  int64_t hidden = 0;   // hidden units (mlp, lstm, gru)
+  int64_t layers = 0;   // recurrent or Transformer layers
+  int64_t heads = 0;    // attention heads (transformer)
+  int64_t context = 0;  // previous characters seen (mlp)
+  double dropout = 0.0;
+  double lr = 0.0;
+  double weight_decay = 0.01;
+  int64_t epochs = 0;
+  int64_t batch = 128;
+  uint64_t seed = 0;
+  int64_t positions = 0;  // longest word + 1 of the list (the Transformer's positions)
+};
+
+struct Defaults {
+  const char* name;
+  int64_t embed, hidden, layers, heads, context, epochs;
+  double lr;
+};
+// NOTE: the defaults are chosen to stay within 5 minutes of training on this project's
+// 2-core reference machine (docs/sequence.md has the figures).
+constexpr Defaults kDefaults[] = {
+    {"bigram", 0, 0, 0, 0, 1, 2, 0.05},        {"mlp", 24, 256, 1, 0, 4, 6, 3e-3},
+    {"lstm", 64, 256, 1, 0, 0, 6, 3e-3},       {"gru", 64, 256, 1, 0, 0, 6, 3e-3},
+    {"transformer", 128, 0, 2, 4, 0, 6, 1e-3},
+};
+
+const Defaults& defaults_of(const std::string& model) {
+  for (const auto& d : kDefaults)
+    if (model == d.name) return d;
+  throw Error("charlm: unknown model '" + model +
+              "' (choose from bigram, mlp, lstm, gru, transformer)");
+}
+
+void resolve_defaults(LmConfig& c) {
+  const Defaults& d = defaults_of(c.model);
+  auto pick = [](int64_t& v, int64_t def) {
+    if (v == 0) v = def;
+  };
+  pick(c.embed, d.embed);
+  pick(c.hidden, d.hidden);
+  pick(c.layers, d.layers);
+  pick(c.heads, d.heads);
+  pick(c.context, d.context);
+  pick(c.epochs, d.epochs);
+  if (c.lr == 0) c.lr = d.lr;
+  if (c.epochs < 1 || c.batch < 1) throw Error("charlm: --epochs and --batch must be at least 1");
+  if (c.embed < 0 || c.hidden < 0 || c.layers < 0 || c.heads < 0 || c.context < 0)
+    throw Error("charlm: sizes must be positive");
+  if (!(c.lr > 0)) throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
+  if (!(c.dropout >= 0 && c.dropout < 1))
+    throw Error("charlm: --dropout must be in [0, 1), got " + std::to_string(c.dropout));
+}
+
+// ---- the models: ids [B, T] (i64) -> logits [B, T, V] ----
+
+// A table of next-character logits per character (the neural form of the count bigram).
+class BigramLM : public Layer {
+ public:
+  BigramLM(int64_t vocab, Rng& rng) : table(vocab, vocab, rng) { register_module("table", table); }
+  Var forward(const Var& ids) override { return table(ids); }
+  std::string type_name() const override { return "BigramLM"; }
+  Embedding table;
+};
+
+// Bengio et al. 2003: the embeddings of the previous `context` tokens (the boundary token
+// before the word's start), concatenated, through a tanh hidden layer.
+class MlpLM : public Layer {
+ public:
+  MlpLM(int64_t vocab, const LmConfig& c, Rng& rng)
+      : k_(c.context),
+        emb(vocab, c.embed, rng),
+        fc1(c.context * c.embed, c.hidden, rng),
+        fc2(c.hidden, vocab, rng) {
+    register_module("emb", emb);
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  Var forward(const Var& ids) override {
+    const int64_t b = ids.shape()[0], t = ids.shape()[1];
+    const Var padded = pad(ids, {k_ - 1, 0});
+    std::vector<Var> windows;
+    for (int64_t j = 0; j < k_; ++j) windows.push_back(narrow(padded, 1, j, t));
+    const Var e = emb(stack(windows, 2));  // [B, T, k, E]
+    return fc2(tg::tanh(fc1(reshape(e, {b, t, -1}))));
+  }
+  std::string type_name() const override { return "MlpLM"; }
+  std::string extra_repr() const override { return "context=" + std::to_string(k_); }
+
+ private:
+  int64_t k_;
+
+ public:
+  Embedding emb;
+  Linear fc1, fc2;
+};
+
+std::unique_ptr<Layer> build_lm(const LmConfig& c, int64_t vocab, Rng& rng) {
+  if (c.model == "bigram") return std::make_unique<BigramLM>(vocab, rng);
+  if (c.model == "mlp") return std::make_unique<MlpLM>(vocab, c, rng);
+  throw Error("charlm: unknown model '" + c.model + "'");
+}
+
+// ---- data, loss, samples ----
+
+std::vector<const data::Word*> pointers(const std::vector<data::Word>& words,
+                                        const std::vector<size_t>& order, size_t begin,
+                                        size_t end) {
+  std::vector<const data::Word*> out;
+  for (size_t i = begin; i < end; ++i) out.push_back(&words[order.empty() ? i : order[i]]);
+  return out;
+}
+
+Var lm_loss(Layer& model, const data::WordBatch& b, Reduction reduction) {
+  const Var logits = model(constant(b.inputs));
+  const int64_t v = logits.shape()[2];
+  CrossEntropyOptions o;
+  o.reduction = reduction;
+  return cross_entropy(reshape(logits, {-1, v}), constant(b.targets.reshape({-1})), o);
+}
+
+// Mean negative log-likelihood per predicted character (nats), in eval mode, no recording.
+double evaluate_loss(Layer& model, const std::vector<data::Word>& words,
+                     const data::CharVocab& vocab) {
+  if (words.empty()) return std::nan("");
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double sum = 0;
+  int64_t count = 0;
+  constexpr size_t kBatch = 512;
+  for (size_t i = 0; i < words.size(); i += kBatch) {
+    const auto b =
+        data::make_word_batch(pointers(words, {}, i, std::min(words.size(), i + kBatch)), vocab);
+    sum += lm_loss(model, b, Reduction::sum).item();
+    count += b.predictions;
+  }
+  model.train(was_training);
+  return sum / static_cast<double>(count);
+}
+
+// The count bigram with add-one smoothing, fitted on `train`: nats per character on `test`.
+double bigram_baseline(const std::vector<data::Word>& train, const std::vector<data::Word>& test,
+                       const data::CharVocab& vocab) {
+  const auto v = static_cast<size_t>(vocab.size());
+  std::vector<double> counts(v * v, 1.0), rows(v, static_cast<double>(v));
+  auto each_pair = [&](const data::Word& w, auto&& f) {
+    int64_t prev = 0;
+    for (char32_t ch : w) {
+      const int64_t id = vocab.id(ch);
+      f(prev, id);
+      prev = id;
+    }
+    f(prev, 0);
+  };
+  for (const auto& w : train)
+    each_pair(w, [&](int64_t a, int64_t b) {
+      counts[static_cast<size_t>(a) * v + static_cast<size_t>(b)] += 1;
+      rows[static_cast<size_t>(a)] += 1;
+    });
+  double nll = 0;
+  int64_t n = 0;
+  for (const auto& w : test)
+    each_pair(w, [&](int64_t a, int64_t b) {
+      nll -= std::log(counts[static_cast<size_t>(a) * v + static_cast<size_t>(b)] /
+                      rows[static_cast<size_t>(a)]);
+      ++n;
+    });
+  return nll / static_cast<double>(n);
+}
+
+// `n` new words drawn one character at a time from the model's softmax (eval mode), each at
+// most `max_symbols` long.
+std::vector<std::string> sample_words(Layer& model, const data::CharVocab& vocab, int64_t n,
+                                      int64_t max_symbols, Rng& rng) {
+  std::vector<std::string> out;
+  if (n <= 0) return out;
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(n), std::vector<int64_t>{0});
+  std::vector<bool> done(static_cast<size_t>(n), false);
+  for (int64_t step = 0; step < max_symbols; ++step) {
+    Tensor ids = zeros({n, step + 1}, i64);
+    for (int64_t r = 0; r < n; ++r)
+      std::copy(seqs[static_cast<size_t>(r)].begin(), seqs[static_cast<size_t>(r)].end(),
+                ids.data<int64_t>() + r * (step + 1));
+    const Var logits = model(constant(ids));
+    const int64_t v = logits.shape()[2];
+    const Tensor p = softmax(narrow(logits, 1, step, 1), -1).value().to(f64);
+    const double* pp = p.data<double>();
+    bool all_done = true;
+    for (int64_t r = 0; r < n; ++r) {
+      auto& seq = seqs[static_cast<size_t>(r)];
+      if (done[static_cast<size_t>(r)]) {
+        seq.push_back(0);
+        continue;
+      }
+      double u = rng.uniform(), acc = 0;
+      int64_t pick = v - 1;
+      for (int64_t k = 0; k < v; ++k) {
+        acc += pp[r * v + k];
+        if (u < acc) {
+          pick = k;
+          break;
+        }
+      }
+      seq.push_back(pick);
+      if (pick == 0) done[static_cast<size_t>(r)] = true;
+      all_done = all_done && done[static_cast<size_t>(r)];
+    }
+    if (all_done) break;
+  }
+  model.train(was_training);
+  for (auto& s : seqs) {
+    std::vector<int64_t> ids;
+    for (size_t k = 1; k < s.size() && s[k] != 0; ++k) ids.push_back(s[k]);
+    out.push_back(vocab.decode(ids));
+  }
+  return out;
+}
+
+// ---- checkpoints ----
+
+struct LmHistory {
+  std::vector<double> train_loss, dev_loss, seconds;
+};
+
+void put_config(NpzArchive& a, const LmConfig& c) {
+  a.put_string("charlm.model", c.model);
+  a.put_i64("charlm.sizes", {c.embed, c.hidden, c.layers, c.heads, c.context, c.positions});
+  a.put_scalar("charlm.dropout", c.dropout);
+  a.put_scalar("charlm.lr", c.lr);
+  a.put_scalar("charlm.weight_decay", c.weight_decay);
+  a.put_int("charlm.epochs", c.epochs);
+  a.put_int("charlm.batch", c.batch);
+  a.put_u64("charlm.seed", {c.seed});
+}
+
+LmConfig get_config(const NpzArchive& a) {
+  LmConfig c;
+  c.model = a.string("charlm.model");
+  const auto s = a.i64s("charlm.sizes");
+  if (s.size() != 6)
+    throw IoError(a.source() + ": charlm.sizes has " + std::to_string(s.size()) +
+                  " entries, not 6");
+  c.embed = s[0], c.hidden = s[1], c.layers = s[2], c.heads = s[3], c.context = s[4],
+  c.positions = s[5];
+  c.dropout = a.scalar("charlm.dropout");
+  c.lr = a.scalar("charlm.lr");
+  c.weight_decay = a.scalar("charlm.weight_decay");
+  c.epochs = a.integer("charlm.epochs");
+  c.batch = a.integer("charlm.batch");
+  const auto seed = a.u64s("charlm.seed");
+  if (seed.size() != 1) throw IoError(a.source() + ": charlm.seed must hold one value");
+  c.seed = seed[0];
+  defaults_of(c.model);
+  return c;
+}
+
+std::vector<int64_t> symbol_codes(const data::CharVocab& v) {
+  return {v.symbols().begin(), v.symbols().end()};
+}
+
+LmHistory get_history(const NpzArchive& a) {
+  auto get = [&](const std::string& name) {
+    return a.contains(name) ? a.tensor(name).to_vector() : std::vector<double>{};
+  };
+  return {get("history.train_loss"), get("history.dev_loss"), get("history.seconds")};
+}
+
+void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::CharVocab& vocab,
+                        const Layer& model, const Optimizer& opt, int64_t epoch,
+                        const Rng& shuffle_rng, const Rng& dropout_rng, const LmHistory& h) {
+  NpzArchive a;
+  put_config(a, c);
+  a.put_i64("charlm.symbols", symbol_codes(vocab));
+  write_parameters(model, a, "model.");
+  opt.state_dict(a, "optim.");
+  a.put_int("epoch", epoch);
+  write_rng(shuffle_rng, a, "rng.");
+  write_rng(dropout_rng, a, "dropout_rng.");
+  auto put = [&](const std::string& name, const std::vector<double>& v) {
+    a.put(name, tensor(v, {static_cast<int64_t>(v.size())}, f64));
+  };
+  put("history.train_loss", h.train_loss);
+  put("history.dev_loss", h.dev_loss);
+  put("history.seconds", h.seconds);
+  a.save(path);
+}
+
+// ---- the command ----
+
+struct CharlmOptions {
+  LmConfig config;
+  std::string words = data::kAmericanEnglish;
+  std::string out, json, metrics, resume;
+  int64_t samples = 10;
+  int threads = 0;
+  bool no_progress = false;
+  bool epochs_given = false;
+};
+
+void run_charlm(CharlmOptions o) {
+  const std::string out = o.out.empty() ? default_run_dir("charlm") : o.out;
+  prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
+  if (!o.json.empty()) prepare_output_file(o.json);
+  if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
+  if (o.samples < 0) throw Error("charlm: --samples must be at least 0");
+  LmConfig c = o.config;
+  NpzArchive resumed;
+  if (!o.resume.empty()) {
+    resumed = NpzArchive::load(o.resume);
+    if (!resumed.contains("charlm.model"))
+      throw IoError(o.resume + ": not a checkpoint of `tapegrad charlm`");
+    const int64_t epochs = c.epochs;
+    c = get_config(resumed);
+    if (o.epochs_given) c.epochs = epochs;
+  }
+  resolve_defaults(c);
+  if (o.threads > 0) {
+    set_blas_threads(o.threads);
+    set_num_threads(o.threads);
+  }
+
+  const auto t_data = Clock::now();
+  const std::vector<data::Word> all = data::read_words(o.words);
+  const data::CharVocab vocab(all);
+  size_t longest = 0;
+  for (const auto& w : all) longest = std::max(longest, w.size());
+  const data::WordSplit split = data::split_words(all, c.seed);
+  if (split.train.empty() || split.dev.empty() || split.test.empty())
+    throw Error("charlm: " + o.words + " has " + std::to_string(all.size()) +
+                " words, too few for a train / dev / test split (10 at least)");
+  if (!o.resume.empty()) {
+    if (resumed.i64s("charlm.symbols") != symbol_codes(vocab) ||
+        c.positions != static_cast<int64_t>(longest) + 1)
+      throw Error("charlm: " + o.words + " is not the word list " + o.resume +
+                  " was trained on (its symbols or longest word differ)");
+  }
+  c.positions = static_cast<int64_t>(longest) + 1;
+  const double baseline = bigram_baseline(split.train, split.test, vocab);
+
+  Rng init_rng(c.seed);
+  auto model = build_lm(c, vocab.size(), init_rng);
+  Rng shuffle_rng(c.seed + 1), dropout_rng(c.seed + 2);
+  AdamWOptions ao;
+  ao.lr = c.lr;
+  ao.weight_decay = c.weight_decay;
+  AdamW opt(model->parameters(), ao);
+  int64_t start = 0;
+  LmHistory h;
+  if (!o.resume.empty()) {
+    read_parameters(*model, resumed, "model.");
+    opt.load_state_dict(resumed, "optim.");
+    read_rng(shuffle_rng, resumed, "rng.");
+    read_rng(dropout_rng, resumed, "dropout_rng.");
+    start = resumed.integer("epoch");
+    h = get_history(resumed);
+  }
+  prepare_output_dir(out);
+  const std::string ckpt = out + "/checkpoint.npz";
+  if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
+
+  std::printf(
+      "tapegrad charlm: %s: %zu words (%zu train / %zu dev / %zu test), %lld tokens (%zu "
+      "symbols + the word boundary), read in %.1fs\n",
+      o.words.c_str(), all.size(), split.train.size(), split.dev.size(), split.test.size(),
+      static_cast<long long>(vocab.size()), vocab.symbols().size(),
+      std::chrono::duration<double>(Clock::now() - t_data).count());
+  std::printf("count bigram (add-one smoothing) test loss: %.4f nats/char\n", baseline);
+  std::printf(
+      "model: %s\n%lld parameters; AdamW lr %g weight decay %g, batch %lld words, seed "
+      "%llu, threads: BLAS %d, tapegrad %d\n",
+      model->str().c_str(), static_cast<long long>(model->num_parameters()), c.lr, c.weight_decay,
+      static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed), blas_threads(),
+      num_threads());
+  if (!o.resume.empty())
+    std::printf("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
+  std::printf("output: %s\n", out.c_str());
+
+  const auto params = model->parameters();
+  const size_t n_train = split.train.size();
+  const auto batches = static_cast<int64_t>((n_train + static_cast<size_t>(c.batch) - 1) /
+                                            static_cast<size_t>(c.batch));
+  for (int64_t epoch = start; epoch < c.epochs; ++epoch) {
+    model->train();
+    std::vector<size_t> order(n_train);
+    for (size_t i = 0; i < n_train; ++i) order[i] = i;
+    for (size_t i = n_train; i > 1; --i) std::swap(order[i - 1], order[shuffle_rng.below(i)]);
+    Progress progress(!o.no_progress, epoch + 1, c.epochs, batches);
+    const auto t0 = Clock::now();
+    double loss_sum = 0;
+    int64_t predictions = 0, seen = 0;
+    for (int64_t bi = 0; bi < batches; ++bi) {
+      const size_t begin = static_cast<size_t>(bi * c.batch);
+      const auto b =
+          data::make_word_batch(pointers(split.train, order, begin,
+                                         std::min(n_train, begin + static_cast<size_t>(c.batch))),
+                                vocab);
+      opt.zero_grad();
+      Var loss = lm_loss(*model, b, Reduction::mean);
+      loss.backward();
+      opt.step();
+      const double l = loss.item();
+      if (!std::isfinite(l))
+        throw Error("charlm: the loss became " + std::to_string(l) + " at epoch " +
+                    std::to_string(epoch + 1) + " batch " + std::to_string(bi + 1) +
+                    " (learning rate too high?)");
+      loss_sum += l * static_cast<double>(b.predictions);
+      predictions += b.predictions;
+      seen += b.inputs.shape()[0];
+      progress.update(bi + 1, loss_sum / static_cast<double>(predictions), seen);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    progress.finish();
+    const double dev = evaluate_loss(*model, split.dev, vocab);
+    h.train_loss.push_back(loss_sum / static_cast<double>(predictions));
+    h.dev_loss.push_back(dev);
+    h.seconds.push_back(seconds);
+    std::printf("epoch %lld/%lld  train loss %.4f  dev loss %.4f nats/char  %.1fs\n",
+                static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs),
+                h.train_loss.back(), dev, seconds);
+    std::fflush(stdout);
+    const std::string line = Json::object({{"epoch", Json::integer(epoch + 1)},
+                                           {"train_loss", Json::number(h.train_loss.back())},
+                                           {"dev_loss", Json::number(dev)},
+                                           {"seconds", Json::number(seconds)}})
+                                 .str();
+    append_line(out + "/metrics.jsonl", line);
+    if (!o.metrics.empty()) append_line(o.metrics, line);
+    save_lm_checkpoint(ckpt, c, vocab, *model, opt, epoch + 1, shuffle_rng, dropout_rng, h);
+  }
+  if (start >= c.epochs)
+    std::printf("nothing to do: the checkpoint already has %lld of %lld epochs\n",
+                static_cast<long long>(start), static_cast<long long>(c.epochs));
+
+  const double test = evaluate_loss(*model, split.test, vocab);
+  Rng sample_rng(c.seed + 3);
+  const auto samples = sample_words(*model, vocab, o.samples, c.positions - 1, sample_rng);
+  double total_seconds = 0;
+  for (double s : h.seconds) total_seconds += s;
+  std::printf("\ntest loss %.4f nats/char (count bigram %.4f); %.1fs of training\n", test, baseline,
+              total_seconds);
+  if (!samples.empty()) {
+    std::printf("samples:");
+    for (const auto& s : samples) std::printf(" %s", s.c_str());
+    std::printf("\n");
+  }
+  std::printf("checkpoint: %s\n", ckpt.c_str());
+  if (!o.json.empty()) {
+    std::vector<Json> js;
+    for (const auto& s : samples) js.push_back(Json::string(s));
+    write_text(
+        o.json,
+        Json::object(
+            {{"model", Json::string(c.model)},
+             {"train_loss",
+              Json::number(h.train_loss.empty() ? std::nan("") : h.train_loss.back())},
+             {"dev_loss", Json::number(h.dev_loss.empty() ? std::nan("") : h.dev_loss.back())},
+             {"test_loss", Json::number(test)},
+             {"bigram_test_loss", Json::number(baseline)},
+             {"seconds", Json::number(total_seconds)},
+             {"samples", Json::array(js)}})
+                .str() +
+            "\n");
+  }
+}
+
+}  // namespace
+
+bool is_charlm_checkpoint(const NpzArchive& a) { return a.contains("charlm.model"); }
+
+void inspect_charlm(const NpzArchive& a, const std::string& path) {
+  const LmConfig c = get_config(a);
+  const auto codes = a.i64s("charlm.symbols");
+  std::vector<char32_t> symbols;
+  for (int64_t s : codes) symbols.push_back(static_cast<char32_t>(s));
+  const auto vocab = data::CharVocab::from_symbols(symbols);
+  Rng rng(0);
+  auto model = build_lm(c, vocab.size(), rng);
+  read_parameters(*model, a, "model.");
+  const LmHistory h = get_history(a);
+  std::printf("%s\n", path.c_str());
+  std::printf("charlm model %s trained %lld of %lld epochs; AdamW lr %g, batch %lld, seed %llu\n",
+              c.model.c_str(), static_cast<long long>(a.integer("epoch")),
+              static_cast<long long>(c.epochs), c.lr, static_cast<long long>(c.batch),
+              static_cast<unsigned long long>(c.seed));
+  std::printf("vocabulary: %lld tokens (the word boundary and %s)\n",
+              static_cast<long long>(vocab.size()),
+              data::to_utf8({symbols.begin(), symbols.end()}).c_str());
+  if (!h.dev_loss.empty())
+    std::printf("last epoch: train loss %.4f, dev loss %.4f nats/char\n", h.train_loss.back(),
+                h.dev_loss.back());
+  std::printf("\nmodel: %s\n\n", model->str().c_str());
+  print_parameter_table(*model);
+}
+
+void add_charlm(CLI::App& app) {
+  auto o = std::make_shared<CharlmOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "charlm",
+      "Train a character-level language model of words (bigram, mlp, lstm, gru, transformer) "
+      "on a word list; losses in nats per character, sampled words");
+  LmConfig& c = o->config;
+  cmd->add_option("--model", c.model,
+                  "bigram (a table of next-character logits), mlp (the previous --context "
+                  "characters), lstm, gru, transformer (causal, pre-LN, GELU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bigram", "mlp", "lstm", "gru", "transformer"}));
+  cmd->add_option("--words", o->words, "word list, one word per line (UTF-8)")
+      ->capture_default_str();
+  cmd->add_option("--embed", c.embed, "embedding size (transformer: d_model); default per model");
+  cmd->add_option("--hidden", c.hidden, "hidden units (mlp, lstm, gru); default per model");
+  cmd->add_option("--layers", c.layers, "recurrent / Transformer layers; default per model");
+  cmd->add_option("--heads", c.heads, "attention heads (transformer); default 4");
+  cmd->add_option("--context", c.context, "characters the mlp sees; default 4");
+  cmd->add_option("--dropout", c.dropout,
+                  "dropout (between recurrent layers; in Transformer layers)")
+      ->capture_default_str();
+  cmd->add_option("--lr", c.lr, "AdamW learning rate; default per model");
+  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "epochs (with --resume: the new total); default per model")
+      ->each([o](const std::string&) { o->epochs_given = true; });
+  cmd->add_option("--batch", c.batch, "words per mini-batch")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed of the split, initialization, order and samples")
+      ->capture_default_str();
+  cmd->add_option("--samples", o->samples, "new words to sample at the end")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "threads of OpenBLAS and of tapegrad's pool");
+  cmd->add_option("--out", o->out,
+                  "folder for checkpoint and metrics (default: runs/<time>-charlm)");
+  cmd->add_option("--json", o->json, "write the final figures as JSON to this file");
+  cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
+  cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
+  cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
+  cmd->callback([o] { run_charlm(*o); });
+}
+
+}  // namespace tg::app
