@@ -404,3 +404,227 @@ run_module("enc", enc, lambda m, D, s: m(s, mask=fmask(causal, D), src_key_paddi
     return Outputs{enc.forward(in[0], tg::causal_mask(3, dt), kpm3, true)};
   });
 }
+
+TEST_CASE("MultiheadAttention, TransformerEncoderLayer, TransformerEncoder: names, init, str()",
+          "[attention]") {
+  tg::Rng rng(1);
+  tg::MultiheadAttention mha(8, 2, rng);
+  CHECK(names_of(mha.named_parameters()) ==
+        std::vector<std::string>{"in_proj_weight", "in_proj_bias", "out_proj.weight",
+                                 "out_proj.bias"});
+  CHECK(mha.in_proj_weight.shape() == Shape{24, 8});
+  CHECK(mha.head_dim() == 4);
+  // xavier_uniform on [3E, E]: bound sqrt(6 / (E + 3E)); out_proj's weight 1/sqrt(E); biases 0.
+  const double xb = std::sqrt(6.0 / 32.0), lb = 1.0 / std::sqrt(8.0);
+  double wmax = 0, omax = 0;
+  for (double w : mha.in_proj_weight.value().to_vector()) wmax = std::max(wmax, std::abs(w));
+  for (double w : mha.out_proj.weight.value().to_vector()) omax = std::max(omax, std::abs(w));
+  CHECK(wmax <= xb);
+  CHECK(wmax > 0.8 * xb);
+  CHECK(omax <= lb);
+  CHECK(omax > 0.8 * lb);
+  for (const Var& b : {mha.in_proj_bias, mha.out_proj.bias})
+    for (double v : b.value().to_vector()) CHECK(v == 0.0);
+  CHECK(tg::MultiheadAttention(8, 2, rng, 0.0, false).named_parameters().size() == 2);
+
+  tg::TransformerEncoderLayer layer(8, 2, rng, 16, 0.0, "gelu");
+  CHECK(names_of(layer.named_parameters()) ==
+        std::vector<std::string>{"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                 "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                 "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+                                 "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"});
+  CHECK(tg::TransformerEncoderLayer(8, 2, rng, 16, 0.0, "relu", 1e-5, false, false, false)
+            .named_parameters()
+            .size() == 6);  // bias = false: the weights of attention, linears and norms
+  const std::string s = layer.str();
+  CHECK(s.find("(self_attn): MultiheadAttention(") != std::string::npos);
+  CHECK(s.find("(out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8") !=
+        std::string::npos);
+  CHECK(s.find("(dropout2): Dropout(") != std::string::npos);
+
+  tg::TransformerEncoder enc(
+      [&] { return std::make_unique<tg::TransformerEncoderLayer>(8, 2, rng, 16, 0.0); }, 2,
+      std::make_unique<tg::LayerNorm>(std::vector<int64_t>{8}));
+  const auto names = names_of(enc.named_parameters());
+  CHECK(names.size() == 26);
+  CHECK(names.front() == "layers.0.self_attn.in_proj_weight");
+  CHECK(names[12] == "layers.1.self_attn.in_proj_weight");
+  CHECK(names.back() == "norm.bias");
+  // The factory is called once per layer: the layers start different.
+  CHECK(enc.layer(0).linear1.weight.value().to_vector() !=
+        enc.layer(1).linear1.weight.value().to_vector());
+}
+
+TEST_CASE("attention: bad input throws typed errors naming the op or module and the shapes",
+          "[attention]") {
+  tg::Rng rng(2);
+  auto throws_with = [](auto&& f, auto tag, std::vector<std::string> parts) {
+    using E = std::decay_t<decltype(tag)>;
+    try {
+      f();
+      FAIL("no exception");
+    } catch (const E& e) {
+      const std::string m = e.what();
+      INFO(m);
+      for (const auto& p : parts) CHECK(m.find(p) != std::string::npos);
+    }
+  };
+  const Var q = tg::constant(tg::randn({2, 3, 4}, rng)),
+            k = tg::constant(tg::randn({2, 5, 4}, rng));
+  const Var v = tg::constant(tg::randn({2, 5, 3}, rng));
+  throws_with(
+      [&] {
+        tg::scaled_dot_product_attention(q, tg::constant(tg::randn({2, 5, 3}, rng)), v);
+      },
+      tg::ShapeError(""), {"scaled_dot_product_attention", "[2, 3, 4]", "[2, 5, 3]"});
+  throws_with(
+      [&] {
+        tg::scaled_dot_product_attention(q, k, tg::constant(tg::randn({2, 4, 3}, rng)));
+      },
+      tg::ShapeError(""), {"scaled_dot_product_attention", "[2, 4, 3]"});
+  throws_with(
+      [&] {
+        tg::scaled_dot_product_attention(q, k, v, bool_mask({1, 0}, {2}), 0.0);
+      },
+      tg::ShapeError(""), {"scaled_dot_product_attention", "[2]", "[2, 3, 5]"});
+  throws_with(
+      [&] {
+        tg::scaled_dot_product_attention(q, k, v, bool_mask({1, 1, 1, 1, 1}, {5}), 0.0, true);
+      },
+      tg::Error(""), {"scaled_dot_product_attention", "is_causal"});
+  throws_with(
+      [&] { tg::scaled_dot_product_attention(q, k, v, tg::constant(tg::zeros({5}, tg::i64))); },
+      tg::DtypeError(""), {"scaled_dot_product_attention: ", "attn_mask", "i64"});
+  throws_with(
+      [&] { tg::scaled_dot_product_attention(q, k, v, tg::constant(tg::zeros({5}, tg::f64))); },
+      tg::DtypeError(""), {"scaled_dot_product_attention: ", "f64", "f32"});
+  throws_with([&] { tg::scaled_dot_product_attention(tg::constant(q.value().to(tg::i64)), k, v); },
+              tg::DtypeError(""), {"scaled_dot_product_attention: ", "i64"});
+  throws_with([&] { tg::scaled_dot_product_attention(q, k, v, {}, 0.5); }, tg::Error(""),
+              {"scaled_dot_product_attention", "rng"});
+
+  throws_with([&] { tg::MultiheadAttention(10, 3, rng); }, tg::Error(""),
+              {"MultiheadAttention", "divisible", "10", "3"});
+  throws_with([&] { tg::MultiheadAttention(8, 2, rng, 0.0, true, true); }, tg::Error(""),
+              {"MultiheadAttention", "add_bias_kv"});
+  throws_with([&] { tg::MultiheadAttention(8, 2, rng, 0.0, true, false, false, 5); }, tg::Error(""),
+              {"MultiheadAttention", "kdim"});
+  throws_with([&] { tg::TransformerEncoderLayer(8, 2, rng, 16, 0.1, "tanh"); }, tg::Error(""),
+              {"TransformerEncoderLayer", "tanh"});
+  tg::MultiheadAttention mha(8, 2, rng);
+  const Var x = tg::constant(tg::randn({3, 2, 8}, rng));  // [L, N, E]
+  throws_with(
+      [&] {
+        mha.forward(x, x, tg::constant(tg::randn({3, 2, 6}, rng)));
+      },
+      tg::ShapeError(""), {"MultiheadAttention", "[3, 2, 6]"});
+  throws_with(
+      [&] {
+        mha.forward(x, x, x, {}, true, bool_mask({0, 0, 0, 0}, {2, 2}));
+      },
+      tg::ShapeError(""), {"MultiheadAttention", "attn_mask", "[3, 3]", "[2, 2]"});
+  throws_with(
+      [&] {
+        mha.forward(x, x, x, {}, true, tg::constant(tg::zeros({2, 3, 3})));
+      },
+      tg::ShapeError(""), {"MultiheadAttention", "attn_mask", "[4, 3, 3]", "[2, 3, 3]"});
+  throws_with(
+      [&] {
+        mha.forward(x, x, x, bool_mask({0, 0, 0}, {1, 3}));
+      },
+      tg::ShapeError(""), {"MultiheadAttention", "key_padding_mask", "[2, 3]", "[1, 3]"});
+  throws_with(
+      [&] {
+        mha.forward(x, x, x, tg::constant(tg::zeros({2, 3}, tg::i64)));
+      },
+      tg::DtypeError(""), {"MultiheadAttention", "key_padding_mask", "i64"});
+  throws_with([&] { mha.forward(x, x, x, {}, true, {}, true, true); }, tg::Error(""),
+              {"MultiheadAttention", "is_causal", "attn_mask"});
+  throws_with(
+      [&] {
+        mha.forward(tg::constant(tg::randn({3, 2, 8}, rng, tg::f64)), x, x);
+      },
+      tg::DtypeError(""), {"MultiheadAttention"});
+}
+
+TEST_CASE("attention: NaN in gives NaN out, a NaN gradient reaches every input; dropout",
+          "[attention]") {
+  tg::Rng rng(4);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Var q = tg::param(tg::full({1, 2, 3}, nan, tg::f64)),
+            k = tg::param(tg::randn({1, 4, 3}, rng, tg::f64)),
+            v = tg::param(tg::randn({1, 4, 2}, rng, tg::f64));
+  const Var y = tg::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  for (double e : y.value().to_vector()) CHECK(std::isnan(e));
+  const Var k2 = tg::param(tg::randn({1, 4, 3}, rng, tg::f64)),
+            q2 = tg::param(tg::randn({1, 2, 3}, rng, tg::f64));
+  const Var y2 = tg::scaled_dot_product_attention(q2, k2, v);
+  const auto gs = tg::grad({y2}, {q2, k2, v}, {tg::constant(tg::full(y2.shape(), nan, tg::f64))});
+  for (const Var& g : gs)
+    for (double e : g.value().to_vector()) CHECK(std::isnan(e));
+
+  // Dropout on the weights: p = 1 zeroes the output; MHA drops only in training mode, and
+  // the same seed gives the same result.
+  CHECK(tg::sum(tg::abs(tg::scaled_dot_product_attention(q2, k2, v, {}, 1.0, false, {}, &rng)))
+            .item() == 0.0);
+  tg::Rng drop(9);
+  tg::MultiheadAttention mha(4, 2, drop, 0.5, true, false, false, {}, {}, true, tg::f64);
+  const Var x = tg::constant(tg::randn({2, 3, 4}, rng, tg::f64));
+  drop.seed_with(9);
+  const auto a = std::get<0>(mha.forward(x, x, x)).value().to_vector();
+  drop.seed_with(9);
+  const auto b = std::get<0>(mha.forward(x, x, x)).value().to_vector();
+  CHECK(a == b);
+  mha.eval();
+  const auto c = std::get<0>(mha.forward(x, x, x)).value().to_vector();
+  CHECK(c != a);
+  CHECK(std::get<0>(mha.forward(x, x, x)).value().to_vector() == c);
+}
+
+TEST_CASE(
+    "a decoder-only language model composes and learns: token + position Embedding, 2 "
+    "pre-LN GELU layers, causal and key padding masks, LayerNorm, Linear head",
+    "[attention]") {
+  // The lead's model at its size (d 128, 4 heads), on a tiny batch: the loss must fall.
+  const int64_t vocab = 12, d = 128, len = 8, batch = 4;
+  tg::Rng rng(7);
+  tg::Embedding tok(vocab, d, rng), pos(len, d, rng);
+  tg::TransformerEncoder blocks(
+      [&] {
+        return std::make_unique<tg::TransformerEncoderLayer>(d, 4, rng, 4 * d, 0.0, "gelu", 1e-5,
+                                                             true, true);
+      },
+      2);
+  tg::LayerNorm ln_f({d});
+  tg::Linear head(d, vocab, rng);
+  std::vector<tg::Var> params;
+  for (tg::Module* m : std::initializer_list<tg::Module*>{&tok, &pos, &blocks, &ln_f, &head})
+    for (const Var& p : m->parameters()) params.push_back(p);
+  tg::AdamW opt(params, {.lr = 3e-3});
+  // Sequences i, i+1, ... (mod vocab), the last one padded after 5 tokens.
+  std::vector<double> ids, next;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < len; ++t) {
+      ids.push_back(static_cast<double>((b + t) % vocab));
+      next.push_back(b == batch - 1 && t >= 5 ? -100.0 : static_cast<double>((b + t + 1) % vocab));
+    }
+  const Var x = tg::constant(tg::tensor(ids, {batch, len}, tg::i64));
+  const Var target = tg::constant(tg::tensor(next, {batch * len}, tg::i64));
+  std::vector<int> padded(batch * len, 0);
+  for (int64_t t = 5; t < len; ++t) padded[(batch - 1) * len + t] = 1;
+  const Var kpm = bool_mask(padded, {batch, len});
+  const Var positions = tg::constant(tg::arange(len, tg::i64));
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    const Var h = tok(x) + pos(positions);  // [B, T, d]
+    const Var logits = head(ln_f(blocks.forward(h, tg::causal_mask(len), kpm, true)));
+    const Var loss = tg::cross_entropy(tg::reshape(logits, {batch * len, vocab}), target);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item();
+  }
+  INFO(first << " -> " << last);
+  CHECK(first > 2.0);
+  CHECK(last < 0.5);
+}
