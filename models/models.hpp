@@ -3,6 +3,7 @@
 /// Modules, layers, initializers, checkpoints and diagnostics.
 
 #include "models/activations.hpp"
+#include "models/attention.hpp"
 #include "models/checkpoint.hpp"
 #include "models/cnn_layers.hpp"
 #include "models/diagnostics.hpp"

@@ -14,6 +14,7 @@
 #include "models/models.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
+#include "ops/attention.hpp"
 #include "ops/compare.hpp"
 #include "ops/conv.hpp"
 #include "ops/dropout.hpp"
