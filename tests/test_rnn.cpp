@@ -71,6 +71,13 @@ TEST_CASE("recurrent modules: PyTorch's parameter names, shapes, str() and init 
   CHECK(lc.weight_ih.shape() == tg::Shape{16, 3});
   CHECK(gc.weight_hh.shape() == tg::Shape{12, 4});
 
+  // to(dtype) converts the parameters in place: the layer runs in the new dtype.
+  tg::LSTM small(2, 3, rng, {.num_layers = 2});
+  small.to(tg::f64);
+  auto [y64, hc64] = small(tg::constant(tg::zeros({4, 1, 2}, tg::f64)));
+  CHECK(y64.dtype() == tg::f64);
+  CHECK(std::get<1>(hc64).shape() == tg::Shape{2, 1, 3});
+
   // Drawn in registration order, each U(-1/sqrt(hidden), 1/sqrt(hidden)), row-major.
   tg::Rng a(5), b(5);
   tg::GRUCell cell(2, 4, a);
