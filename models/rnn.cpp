@@ -181,11 +181,13 @@ RNNCell::RNNCell(int64_t input_size, int64_t hidden_size, Rng& rng, bool bias,
     : RNNCellBase(rnn_mode(nonlinearity, "RNNCell"), "RNNCell", input_size, hidden_size, rng, bias,
                   dtype) {}
 
-Var RNNCell::forward(const Var& input, const Var& hx) {
+Var RNNCellBase::forward_h(const Var& input, const Var& hx) {
   const Prepared p = prepare(input, hx, {});
   const Var h = step(mode_, linear(p.x, weight_ih, bias_ih), p.h, {}, weight_hh, bias_hh).first;
   return p.unbatched ? squeeze(h, 0) : h;
 }
+
+Var RNNCell::forward(const Var& input, const Var& hx) { return forward_h(input, hx); }
 
 LSTMCell::LSTMCell(int64_t input_size, int64_t hidden_size, Rng& rng, bool bias, Dtype dtype)
     : RNNCellBase(RnnMode::lstm, "LSTMCell", input_size, hidden_size, rng, bias, dtype) {}
@@ -201,11 +203,7 @@ std::tuple<Var, Var> LSTMCell::forward(const Var& input, std::optional<std::tupl
 GRUCell::GRUCell(int64_t input_size, int64_t hidden_size, Rng& rng, bool bias, Dtype dtype)
     : RNNCellBase(RnnMode::gru, "GRUCell", input_size, hidden_size, rng, bias, dtype) {}
 
-Var GRUCell::forward(const Var& input, const Var& hx) {
-  const Prepared p = prepare(input, hx, {});
-  const Var h = step(mode_, linear(p.x, weight_ih, bias_ih), p.h, {}, weight_hh, bias_hh).first;
-  return p.unbatched ? squeeze(h, 0) : h;
-}
+Var GRUCell::forward(const Var& input, const Var& hx) { return forward_h(input, hx); }
 
 // ---- layers ----
 
@@ -370,13 +368,8 @@ RecurrentOptions common_options(const RNNOptions& o) {
 }  // namespace
 
 RNN::RNN(int64_t input_size, int64_t hidden_size, Rng& rng, const RNNOptions& options, Dtype dtype)
-    : RNNBase(rnn_mode(options.nonlinearity, "RNN"), "RNN", input_size, hidden_size, rng,
-              common_options(options), dtype) {}
-
-std::tuple<Var, Var> RNN::forward(const Var& input, const Var& hx) {
-  auto [out, h, c] = run(input, hx, {});
-  return {out, h};
-}
+    : HiddenStateRNN(rnn_mode(options.nonlinearity, "RNN"), "RNN", input_size, hidden_size, rng,
+                     common_options(options), dtype) {}
 
 LSTM::LSTM(int64_t input_size, int64_t hidden_size, Rng& rng, const LSTMOptions& options,
            Dtype dtype)
@@ -389,9 +382,9 @@ std::tuple<Var, std::tuple<Var, Var>> LSTM::forward(const Var& input,
 }
 
 GRU::GRU(int64_t input_size, int64_t hidden_size, Rng& rng, const GRUOptions& options, Dtype dtype)
-    : RNNBase(RnnMode::gru, "GRU", input_size, hidden_size, rng, options, dtype) {}
+    : HiddenStateRNN(RnnMode::gru, "GRU", input_size, hidden_size, rng, options, dtype) {}
 
-std::tuple<Var, Var> GRU::forward(const Var& input, const Var& hx) {
+std::tuple<Var, Var> HiddenStateRNN::forward(const Var& input, const Var& hx) {
   auto [out, h, c] = run(input, hx, {});
   return {out, h};
 }

@@ -61,6 +61,8 @@ class RNNCellBase : public Module {
     bool unbatched;
   };
   Prepared prepare(const Var& input, const Var& h, const Var& c) const;
+  /// One step of RNNCell / GRUCell: h'.
+  Var forward_h(const Var& input, const Var& hx);
 
   RnnMode mode_;
   int64_t input_size_;
@@ -189,16 +191,24 @@ class RNNBase : public Module {
   Rng dropout_rng_;
 };
 
-/// torch.nn.RNN: a stack of tanh (or relu) RNN layers.
-class RNN : public RNNBase {
+/// RNN and GRU: one state, forward(input, hx) -> (output, h_n).
+class HiddenStateRNN : public RNNBase {
  public:
-  RNN(int64_t input_size, int64_t hidden_size, Rng& rng, const RNNOptions& options = {},
-      Dtype dtype = f32);
   /// (output, h_n); hx is h_0 [layers * directions, B, hidden] (zeros when undefined).
   std::tuple<Var, Var> forward(const Var& input, const Var& hx = {});
   std::tuple<Var, Var> operator()(const Var& input, const Var& hx = {}) {
     return forward(input, hx);
   }
+
+ protected:
+  using RNNBase::RNNBase;
+};
+
+/// torch.nn.RNN: a stack of tanh (or relu) RNN layers.
+class RNN : public HiddenStateRNN {
+ public:
+  RNN(int64_t input_size, int64_t hidden_size, Rng& rng, const RNNOptions& options = {},
+      Dtype dtype = f32);
   std::string type_name() const override { return "RNN"; }
 };
 
@@ -219,15 +229,10 @@ class LSTM : public RNNBase {
 };
 
 /// torch.nn.GRU.
-class GRU : public RNNBase {
+class GRU : public HiddenStateRNN {
  public:
   GRU(int64_t input_size, int64_t hidden_size, Rng& rng, const GRUOptions& options = {},
       Dtype dtype = f32);
-  /// As RNN::forward.
-  std::tuple<Var, Var> forward(const Var& input, const Var& hx = {});
-  std::tuple<Var, Var> operator()(const Var& input, const Var& hx = {}) {
-    return forward(input, hx);
-  }
   std::string type_name() const override { return "GRU"; }
 };
 
