@@ -470,6 +470,55 @@ TEST_CASE("dropout between layers: eval is deterministic and dropout-free, train
   CHECK(warnings[0].rfind("LSTM: dropout", 0) == 0);
 }
 
+// ---- across time steps: masks, detach, clipping, NaN ----
+
+TEST_CASE("recurrent layers across time: masked steps, detached state, clipping, NaN", "[rnn]") {
+  tg::Rng rng(4);
+  tg::LSTM lstm(3, 5, rng, {.num_layers = 2});
+  // Two sequences padded to 6 steps, of lengths 6 and 3: a masked loss gives the padding no
+  // gradient, exactly, and the real steps some.
+  const tg::Var x = tg::param(pat({6, 2, 3}, 0.1, 1.0, tg::f32));
+  std::vector<double> keep(12, 1.0);
+  for (int t = 3; t < 6; ++t) keep[static_cast<size_t>(t * 2 + 1)] = 0.0;
+  const tg::Var mask = tg::constant(tg::tensor(keep, {6, 2, 1}));
+  auto [out, hc] = lstm(x);
+  tg::sum(out * mask).backward();
+  const tg::Tensor g = x.grad().value();
+  for (int64_t t = 0; t < 6; ++t) {
+    double pad = 0, real = 0;
+    for (int64_t i = 0; i < 3; ++i) (t >= 3 ? pad : real) += std::abs(g.at({t, 1, i}));
+    INFO("step " << t);
+    if (t >= 3)
+      CHECK(pad == 0.0);
+    else
+      CHECK(real > 0.0);
+  }
+  // The norm over every step's contribution, clipped to 0.5.
+  const double before = tg::clip_grad_norm(lstm.parameters(), 0.5);
+  CHECK(before > 0.5);
+  double after = 0;
+  for (const auto& p : lstm.parameters())
+    for (double v : p.grad().value().to_vector()) after += v * v;
+  CHECK(std::sqrt(after) == Approx(0.5).epsilon(1e-4));
+
+  // A state carried with detach() cuts the graph: the next chunk's backward stops there.
+  const tg::Var a = tg::param(pat({4, 2, 3}, 0.2, 1.0, tg::f32));
+  const tg::Var b = tg::constant(pat({4, 2, 3}, 0.4, 1.0, tg::f32));
+  auto [ya, sa] = lstm(a);
+  auto [yb, sb] = lstm(b, std::tuple{std::get<0>(sa).detach(), std::get<1>(sa).detach()});
+  tg::sum(yb).backward();
+  CHECK_FALSE(a.grad().defined());
+  auto [yc, sc] = lstm(b, sa);  // without detach the gradient reaches the first chunk
+  tg::sum(yc).backward();
+  REQUIRE(a.grad().defined());
+  CHECK(std::abs(a.grad().value().to_vector()[0]) > 0.0);
+
+  // NaN in the input gives NaN out.
+  tg::GRU gru(2, 3, rng);
+  const tg::Var nan = tg::constant(tg::full({2, 1, 2}, std::nan("")));
+  for (double v : std::get<0>(gru(nan)).value().to_vector()) CHECK(std::isnan(v));
+}
+
 // ---- bad input ----
 
 TEST_CASE("recurrent modules: bad input throws typed errors naming the module", "[rnn]") {
