@@ -11,5 +11,6 @@
 #include "models/layers.hpp"
 #include "models/module.hpp"
 #include "models/npz.hpp"
+#include "models/rnn.hpp"
 #include "models/sequential.hpp"
 #include "models/warning.hpp"
