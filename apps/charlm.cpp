@@ -14,10 +14,14 @@
 #include "apps/progress.hpp"
 #include "apps/run.hpp"
 #include "data/words.hpp"
+#include "models/attention.hpp"
 #include "models/checkpoint.hpp"
 #include "models/cnn_layers.hpp"
 #include "models/layers.hpp"
+#include "models/rnn.hpp"
 #include "ops/activation.hpp"
+#include "ops/arith.hpp"
+#include "ops/attention.hpp"
 #include "ops/loss.hpp"
 #include "ops/matmul.hpp"
 #include "ops/shape_ops.hpp"
@@ -88,8 +92,15 @@ void resolve_defaults(LmConfig& c) {
 
 // ---- the models: ids [B, T] (i64) -> logits [B, T, V] ----
 
+// A language model; `own_rng` is a generator the model keeps inside (a recurrent layer's
+// dropout), saved in checkpoints so a resumed run draws what the uninterrupted one would.
+class CharLM : public Layer {
+ public:
+  virtual Rng* own_rng() { return nullptr; }
+};
+
 // A table of next-character logits per character (the neural form of the count bigram).
-class BigramLM : public Layer {
+class BigramLM : public CharLM {
  public:
   BigramLM(int64_t vocab, Rng& rng) : table(vocab, vocab, rng) { register_module("table", table); }
   Var forward(const Var& ids) override { return table(ids); }
@@ -99,7 +110,7 @@ class BigramLM : public Layer {
 
 // Bengio et al. 2003: the embeddings of the previous `context` tokens (the boundary token
 // before the word's start), concatenated, through a tanh hidden layer.
-class MlpLM : public Layer {
+class MlpLM : public CharLM {
  public:
   MlpLM(int64_t vocab, const LmConfig& c, Rng& rng)
       : k_(c.context),
@@ -129,9 +140,84 @@ class MlpLM : public Layer {
   Linear fc1, fc2;
 };
 
-std::unique_ptr<Layer> build_lm(const LmConfig& c, int64_t vocab, Rng& rng) {
+// A decoder-only Transformer (GPT-style): token and learned position embeddings, pre-LN
+// encoder layers (GELU, feed-forward 4 x d) under the causal mask, a final LayerNorm and a
+// linear head. Padding follows each word, so the causal mask alone keeps it out of every
+// prediction that counts.
+class TransformerLM : public CharLM {
+ public:
+  TransformerLM(int64_t vocab, const LmConfig& c, Rng& rng, Rng& layer_rng)
+      : tok(vocab, c.embed, rng),
+        pos(c.positions, c.embed, rng),
+        encoder(
+            [&c, &layer_rng] {
+              return std::make_unique<TransformerEncoderLayer>(
+                  c.embed, c.heads, layer_rng, 4 * c.embed, c.dropout, "gelu", 1e-5,
+                  /*batch_first=*/true, /*norm_first=*/true);
+            },
+            c.layers),
+        norm({c.embed}),
+        head(c.embed, vocab, rng) {
+    if (c.heads < 1 || c.embed % c.heads != 0)
+      throw Error("charlm: --embed " + std::to_string(c.embed) + " must divide by --heads " +
+                  std::to_string(c.heads));
+    register_module("tok", tok);
+    register_module("pos", pos);
+    register_module("encoder", encoder);
+    register_module("norm", norm);
+    register_module("head", head);
+  }
+  Var forward(const Var& ids) override {
+    const int64_t t = ids.shape()[1];
+    if (t > pos.weight.shape()[0])
+      throw ShapeError("TransformerLM: " + std::to_string(t) + " tokens, more than its " +
+                       std::to_string(pos.weight.shape()[0]) + " positions");
+    const Var x = tok(ids) + pos(constant(arange(t, i64)));
+    return head(norm(encoder.forward(x, causal_mask(t, x.dtype()), {}, /*is_causal=*/true)));
+  }
+  std::string type_name() const override { return "TransformerLM"; }
+  Embedding tok, pos;
+  TransformerEncoder encoder;
+  LayerNorm norm;
+  Linear head;
+};
+
+// Embedding -> LSTM or GRU (batch_first, --layers, dropout between layers) -> Linear.
+class RecurrentLM : public CharLM {
+ public:
+  RecurrentLM(int64_t vocab, const LmConfig& c, Rng& rng)
+      : emb(vocab, c.embed, rng), head(c.hidden, vocab, rng) {
+    register_module("emb", emb);
+    RecurrentOptions o;
+    o.num_layers = c.layers;
+    o.batch_first = true;
+    o.dropout = c.dropout;
+    if (c.model == "lstm") {
+      lstm = std::make_unique<LSTM>(c.embed, c.hidden, rng, o);
+      register_module("rnn", *lstm);
+    } else {
+      gru = std::make_unique<GRU>(c.embed, c.hidden, rng, o);
+      register_module("rnn", *gru);
+    }
+    register_module("head", head);
+  }
+  Var forward(const Var& ids) override {
+    const Var x = emb(ids);
+    return head(lstm ? std::get<0>(lstm->forward(x)) : std::get<0>(gru->forward(x)));
+  }
+  Rng* own_rng() override { return lstm ? &lstm->dropout_rng() : &gru->dropout_rng(); }
+  std::string type_name() const override { return "RecurrentLM"; }
+  Embedding emb;
+  std::unique_ptr<LSTM> lstm;
+  std::unique_ptr<GRU> gru;
+  Linear head;
+};
+
+std::unique_ptr<CharLM> build_lm(const LmConfig& c, int64_t vocab, Rng& rng, Rng& layer_rng) {
+  if (c.model == "lstm" || c.model == "gru") return std::make_unique<RecurrentLM>(vocab, c, rng);
   if (c.model == "bigram") return std::make_unique<BigramLM>(vocab, rng);
   if (c.model == "mlp") return std::make_unique<MlpLM>(vocab, c, rng);
+  if (c.model == "transformer") return std::make_unique<TransformerLM>(vocab, c, rng, layer_rng);
   throw Error("charlm: unknown model '" + c.model + "'");
 }
 
@@ -145,7 +231,7 @@ std::vector<const data::Word*> pointers(const std::vector<data::Word>& words,
   return out;
 }
 
-Var lm_loss(Layer& model, const data::WordBatch& b, Reduction reduction) {
+Var lm_loss(CharLM& model, const data::WordBatch& b, Reduction reduction) {
   const Var logits = model(constant(b.inputs));
   const int64_t v = logits.shape()[2];
   CrossEntropyOptions o;
@@ -154,7 +240,7 @@ Var lm_loss(Layer& model, const data::WordBatch& b, Reduction reduction) {
 }
 
 // Mean negative log-likelihood per predicted character (nats), in eval mode, no recording.
-double evaluate_loss(Layer& model, const std::vector<data::Word>& words,
+double evaluate_loss(CharLM& model, const std::vector<data::Word>& words,
                      const data::CharVocab& vocab) {
   if (words.empty()) return std::nan("");
   NoGradGuard no_grad;
@@ -205,7 +291,7 @@ double bigram_baseline(const std::vector<data::Word>& train, const std::vector<d
 
 // `n` new words drawn one character at a time from the model's softmax (eval mode), each at
 // most `max_symbols` long.
-std::vector<std::string> sample_words(Layer& model, const data::CharVocab& vocab, int64_t n,
+std::vector<std::string> sample_words(CharLM& model, const data::CharVocab& vocab, int64_t n,
                                       int64_t max_symbols, Rng& rng) {
   std::vector<std::string> out;
   if (n <= 0) return out;
@@ -304,8 +390,8 @@ LmHistory get_history(const NpzArchive& a) {
 }
 
 void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::CharVocab& vocab,
-                        const Layer& model, const Optimizer& opt, int64_t epoch,
-                        const Rng& shuffle_rng, const Rng& dropout_rng, const LmHistory& h) {
+                        CharLM& model, const Optimizer& opt, int64_t epoch, const Rng& shuffle_rng,
+                        const Rng& dropout_rng, const LmHistory& h) {
   NpzArchive a;
   put_config(a, c);
   a.put_i64("charlm.symbols", symbol_codes(vocab));
@@ -314,6 +400,7 @@ void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::
   a.put_int("epoch", epoch);
   write_rng(shuffle_rng, a, "rng.");
   write_rng(dropout_rng, a, "dropout_rng.");
+  if (Rng* own = model.own_rng()) write_rng(*own, a, "model_rng.");
   auto put = [&](const std::string& name, const std::vector<double>& v) {
     a.put(name, tensor(v, {static_cast<int64_t>(v.size())}, f64));
   };
@@ -375,9 +462,10 @@ void run_charlm(CharlmOptions o) {
   c.positions = static_cast<int64_t>(longest) + 1;
   const double baseline = bigram_baseline(split.train, split.test, vocab);
 
-  Rng init_rng(c.seed);
-  auto model = build_lm(c, vocab.size(), init_rng);
-  Rng shuffle_rng(c.seed + 1), dropout_rng(c.seed + 2);
+  // Initialization draws from init_rng; the layers that own dropout (recurrent and
+  // Transformer layers) also initialize from dropout_rng, which is saved in checkpoints.
+  Rng init_rng(c.seed), shuffle_rng(c.seed + 1), dropout_rng(c.seed + 2);
+  auto model = build_lm(c, vocab.size(), init_rng, dropout_rng);
   AdamWOptions ao;
   ao.lr = c.lr;
   ao.weight_decay = c.weight_decay;
@@ -389,6 +477,7 @@ void run_charlm(CharlmOptions o) {
     opt.load_state_dict(resumed, "optim.");
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(dropout_rng, resumed, "dropout_rng.");
+    if (Rng* own = model->own_rng()) read_rng(*own, resumed, "model_rng.");
     start = resumed.integer("epoch");
     h = get_history(resumed);
   }
@@ -511,8 +600,8 @@ void inspect_charlm(const NpzArchive& a, const std::string& path) {
   std::vector<char32_t> symbols;
   for (int64_t s : codes) symbols.push_back(static_cast<char32_t>(s));
   const auto vocab = data::CharVocab::from_symbols(symbols);
-  Rng rng(0);
-  auto model = build_lm(c, vocab.size(), rng);
+  Rng rng(0), layer_rng(1);
+  auto model = build_lm(c, vocab.size(), rng, layer_rng);
   read_parameters(*model, a, "model.");
   const LmHistory h = get_history(a);
   std::printf("%s\n", path.c_str());

@@ -68,12 +68,49 @@ Var tanh_backward(const Var& dy, const Var& y) {
   });
 }
 
+// exp, erf, tanh and log1p of a scalar (std::) or of an xsimd batch (xsimd::), for the
+// pointwise gradients' f' (see pointwise_backward).
+template <class T>
+T exp_(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::exp(v);
+  else
+    return xsimd::exp(v);
+}
+template <class T>
+T erf_(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::erf(v);
+  else
+    return xsimd::erf(v);
+}
+template <class T>
+T tanh_(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::tanh(v);
+  else
+    return xsimd::tanh(v);
+}
+template <class T>
+T log1p_(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::log1p(v);
+  else
+    return xsimd::log1p(v);
+}
+
 // The gradient of a pointwise activation f fused into one pass: g = dy * f'(x), with f'
 // (`d1`) a scalar function. Linear in dy, so its own backward is the same op for dy, and
 // ddx * dy * f''(x) for x, with f'' (`d2`) written with ops, so it differentiates again.
+// NOTE: in f32, f' runs on xsimd batches (as the forwards do), so `d1` is written for a
+// scalar and a batch alike (through exp_ / erf_ / tanh_ / log1p_ below); in f64 it runs on
+// scalars with std:: functions (xsimd's f64 erf is up to 68 ulps off).
 template <class D1, class D2>
 Var pointwise_backward(const char* name, const Var& dy, const Var& x, D1 d1, D2 d2) {
-  Tensor g = kern::zip(dy.value(), x.value(), name, [d1](auto d, auto v) { return d * d1(v); });
+  auto f = [d1](auto d, auto v) { return d * d1(v); };
+  Tensor g = dy.dtype() == f32 && x.dtype() == f32 && dy.shape() == x.shape()
+                 ? kern::simd_zip(dy.value(), x.value(), name, f)
+                 : kern::zip(dy.value(), x.value(), name, f);
   return record(name, std::move(g), {dy, x}, [name, d1, d2](const BackwardCtx& c, const Var& ddx) {
     const Var& xv = c.input(1);
     return Grads{c.needs_grad(0) ? pointwise_backward(name, ddx, xv, d1, d2) : Var(),
@@ -174,8 +211,8 @@ Var gelu(const Var& x, std::string_view approximate) {
     return record("gelu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
       auto d1 = [](auto v) {
         using T = decltype(v);
-        const T cdf = T(0.5) * (T(1) + std::erf(v * T(kSqrt1_2)));
-        return cdf + v * T(kInvSqrt2Pi) * std::exp(v * v * T(-0.5));
+        const T cdf = T(0.5) * (T(1) + erf_(v * T(kSqrt1_2)));
+        return cdf + v * T(kInvSqrt2Pi) * exp_(v * v * T(-0.5));
       };
       auto d2 = [](const Var& v) {
         const Var pdf = mul_scalar(exp(mul_scalar(square(v), -0.5)), kInvSqrt2Pi);
@@ -193,7 +230,7 @@ Var gelu(const Var& x, std::string_view approximate) {
     return record("gelu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
       auto d1 = [](auto v) {
         using T = decltype(v);
-        const T t = std::tanh(T(kGeluBeta) * (v + T(kGeluKappa) * v * v * v));
+        const T t = tanh_(T(kGeluBeta) * (v + T(kGeluKappa) * v * v * v));
         return T(0.5) * (T(1) + t) +
                T(0.5) * v * (T(1) - t * t) * T(kGeluBeta) * (T(1) + T(3 * kGeluKappa) * v * v);
       };
@@ -219,7 +256,7 @@ Var silu(const Var& x) {
   return record("silu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     auto d1 = [](auto v) {
       using T = decltype(v);
-      const T s = T(1) / (T(1) + std::exp(-v));
+      const T s = T(1) / (T(1) + exp_(-v));
       return s * (T(1) + v * (T(1) - s));
     };
     auto d2 = [](const Var& v) {
@@ -239,8 +276,8 @@ Var mish(const Var& x) {
   return record("mish", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
     auto d1 = [](auto v) {
       using T = decltype(v);
-      const T s = T(1) / (T(1) + std::exp(-v));
-      const T t = std::tanh(std::log1p(std::exp(v)));
+      const T s = T(1) / (T(1) + exp_(-v));
+      const T t = tanh_(log1p_(exp_(v)));
       return t + v * s * (T(1) - t * t);
     };
     auto d2 = [](const Var& v) {

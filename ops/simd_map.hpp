@@ -44,4 +44,33 @@ Tensor simd_map(const Tensor& x, const char* op, F f) {
   return out;
 }
 
+/// out = f(a, b) elementwise for a and b of the same shape and floating dtype, where f maps
+/// two xsimd::batch<T> to one (the ragged tail through padded batches, as simd_map).
+template <class F>
+Tensor simd_zip(const Tensor& a, const Tensor& b, const char* op, F f) {
+  check_same_dtype(a, b, op);
+  if (a.shape() != b.shape())
+    throw ShapeError(std::string(op) + ": simd_zip needs equal shapes, got " + a.shape().str() +
+                     " and " + b.shape().str());
+  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  dispatch(a.dtype(), op, [&]<class T>() {
+    using B = xsimd::batch<T>;
+    constexpr int64_t w = static_cast<int64_t>(B::size);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* o = out.data<T>();
+    const int64_t n = a.numel();
+    int64_t i = 0;
+    for (; i + w <= n; i += w)
+      f(B::load_unaligned(pa + i), B::load_unaligned(pb + i)).store_unaligned(o + i);
+    if (i < n) {
+      alignas(64) T ba[w] = {}, bb[w] = {};
+      for (int64_t j = i; j < n; ++j) ba[j - i] = pa[j], bb[j - i] = pb[j];
+      f(B::load_aligned(ba), B::load_aligned(bb)).store_aligned(ba);
+      for (int64_t j = i; j < n; ++j) o[j] = ba[j - i];
+    }
+  });
+  return out;
+}
+
 }  // namespace tg::kern
