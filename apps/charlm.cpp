@@ -158,9 +158,6 @@ class TransformerLM : public CharLM {
             c.layers),
         norm({c.embed}),
         head(c.embed, vocab, rng) {
-    if (c.heads < 1 || c.embed % c.heads != 0)
-      throw Error("charlm: --embed " + std::to_string(c.embed) + " must divide by --heads " +
-                  std::to_string(c.heads));
     register_module("tok", tok);
     register_module("pos", pos);
     register_module("encoder", encoder);
@@ -633,17 +630,24 @@ void add_charlm(CLI::App& app) {
       ->check(CLI::IsMember({"bigram", "mlp", "lstm", "gru", "transformer"}));
   cmd->add_option("--words", o->words, "word list, one word per line (UTF-8)")
       ->capture_default_str();
-  cmd->add_option("--embed", c.embed, "embedding size (transformer: d_model); default per model");
-  cmd->add_option("--hidden", c.hidden, "hidden units (mlp, lstm, gru); default per model");
-  cmd->add_option("--layers", c.layers, "recurrent / Transformer layers; default per model");
-  cmd->add_option("--heads", c.heads, "attention heads (transformer); default 4");
-  cmd->add_option("--context", c.context, "characters the mlp sees; default 4");
+  cmd->add_option("--embed", c.embed, "embedding size (transformer: d_model); default per model")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--hidden", c.hidden, "hidden units (mlp, lstm, gru); default per model")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", c.layers, "recurrent / Transformer layers; default per model")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", c.heads, "attention heads (transformer); default 4")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--context", c.context, "characters the mlp sees; default 4")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--dropout", c.dropout,
                   "dropout (between recurrent layers; in Transformer layers)")
       ->capture_default_str();
-  cmd->add_option("--lr", c.lr, "AdamW learning rate; default per model");
+  cmd->add_option("--lr", c.lr, "AdamW learning rate; default per model")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "epochs (with --resume: the new total); default per model")
+      ->check(CLI::PositiveNumber)
       ->each([o](const std::string&) { o->epochs_given = true; });
   cmd->add_option("--batch", c.batch, "words per mini-batch")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed of the split, initialization, order and samples")

@@ -100,8 +100,9 @@ void append_line(const std::string& path, const std::string& line) {
 int main(int argc, char** argv) {
   CLI::App app{
       "tapegrad: reverse-mode autodiff in C++. Answers why hidden units that see the same input "
-      "end up different (symmetry), trains MLPs or CNNs on Fashion-MNIST or CSV data (train), and "
-      "evaluates and inspects checkpoints (eval, inspect).",
+      "end up different (symmetry), trains MLPs or CNNs on Fashion-MNIST or CSV data (train), "
+      "evaluates and inspects checkpoints (eval, inspect), and trains character-level language "
+      "models of words (charlm).",
       "tapegrad"};
   app.require_subcommand(0, 1);
   tg::app::add_symmetry(app);

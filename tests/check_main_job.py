@@ -6,7 +6,11 @@ identical (difference exactly 0) and end at a higher loss than random ones; back
 random search; the three pictures are SVG. The training run (runs/train-defaults/): 5 epochs
 in metrics.jsonl with test accuracy in the range the default MLP reaches on Fashion-MNIST,
 a checkpoint numpy reads that says epoch 5, and the three pictures. The CNN run
-(runs/train-cnn/): the same, with test accuracy >= 0.91 and config.model == "cnn".
+(runs/train-cnn/): the same, with test accuracy >= 0.91 and config.model == "cnn". The
+language models (runs/charlm-lstm/, runs/charlm-transformer/): summary.json with the test
+loss at or below the target (LSTM 1.95, Transformer 2.00 nats/char) after at most 300 s of
+training, below the count bigram's, sampled words, one metrics line per epoch, and a
+checkpoint numpy reads that names the model.
 """
 import json
 import pathlib
@@ -79,8 +83,44 @@ mlp_acc = check_run(tree / "runs/train-defaults", 0.85, 0.90, None)
 # reaches 0.9228 here (0.9083 without the schedule, hence the cosine default).
 cnn_acc = check_run(tree / "runs/train-cnn", 0.91, 1.0, "cnn")
 
+
+
+def check_charlm(folder, model, target):
+    """The summary of `tapegrad charlm --model <model>`; returns its test loss."""
+    summary = folder / "summary.json"
+    if not check(summary.is_file(), f"{summary} is missing"):
+        return float("nan")
+    j = json.loads(summary.read_text())
+    check(j["model"] == model, f"{summary}: model {j['model']!r}, expected {model!r}")
+    check(j["test_loss"] <= target, f"{summary}: test loss {j['test_loss']:.4f} above {target}")
+    check(j["test_loss"] < j["bigram_test_loss"] - 0.3,
+          f"{summary}: test loss {j['test_loss']:.4f} not well below the count bigram's "
+          f"{j['bigram_test_loss']:.4f}")
+    check(2.4 < j["bigram_test_loss"] < 2.6, f"{summary}: bigram test loss {j['bigram_test_loss']}")
+    check(j["seconds"] <= 300, f"{summary}: {j['seconds']:.0f} s of training, more than 300")
+    check(len(j["samples"]) == 10 and all(isinstance(w, str) for w in j["samples"]),
+          f"{summary}: 10 sampled words expected, got {j['samples']!r}")
+    metrics = folder / "metrics.jsonl"
+    if check(metrics.is_file(), f"{metrics} is missing"):
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        check(len(rows) >= 1 and [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)),
+              f"{metrics}: epochs {[r['epoch'] for r in rows]}")
+        check(rows and abs(rows[-1]["dev_loss"] - j["dev_loss"]) < 1e-9,
+              f"{metrics}: the last dev loss is not the summary's")
+    ckpt = folder / "checkpoint.npz"
+    if check(ckpt.is_file() and zipfile.is_zipfile(ckpt), f"{ckpt}: missing or not a zip"):
+        with np.load(ckpt) as z:
+            check(bytes(z["charlm.model"]).decode() == model, f"{ckpt}: charlm.model is not {model}")
+            check(any(k.startswith("model.") for k in z.files), f"{ckpt}: no model parameters")
+    return j["test_loss"]
+
+
+lstm_loss = check_charlm(tree / "runs/charlm-lstm", "lstm", 1.95)
+transformer_loss = check_charlm(tree / "runs/charlm-transformer", "transformer", 2.00)
+
 for e in errors:
     print("main job check: " + e, file=sys.stderr)
 if not errors:
-    print(f"main job: outputs as expected (test accuracy: MLP {mlp_acc:.4f}, CNN {cnn_acc:.4f})")
+    print(f"main job: outputs as expected (test accuracy: MLP {mlp_acc:.4f}, CNN {cnn_acc:.4f}; "
+          f"test loss: LSTM {lstm_loss:.4f}, Transformer {transformer_loss:.4f} nats/char)")
 sys.exit(1 if errors else 0)
