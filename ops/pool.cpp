@@ -1,5 +1,6 @@
 #include "ops/pool.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "graph/kernels.hpp"
 #include "ops/index.hpp"
 #include "ops/shape_ops.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 
@@ -76,32 +78,57 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
   dispatch(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for (int64_t p = 0; p < planes; ++p) {
-      const T* xp = px + p * H * W;
-      for (int64_t oh = 0; oh < g.oh; ++oh) {
-        int64_t h0 = oh * g.sh - g.ph;
-        const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, H);
-        while (h0 < 0) h0 += g.dh;
-        for (int64_t ow = 0; ow < g.ow; ++ow) {
-          int64_t w0 = ow * g.sw - g.pw;
-          const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, W);
-          while (w0 < 0) w0 += g.dw;
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t at = h0 * W + w0;
-          for (int64_t h = h0; h < h1; h += g.dh)
-            for (int64_t w = w0; w < w1; w += g.dw) {
-              const T v = xp[h * W + w];
-              if (v > best || std::isnan(v)) {  // as PyTorch: NaN wins
-                best = v;
-                at = h * W + w;
-              }
+    // Split by plane over the worker pool (a plane's outputs are its own).
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(H * W, 1));
+    const bool pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
+                       g.dh == 1 && g.dw == 1 && 2 * g.oh <= H && 2 * g.ow <= W;
+    detail::parallel_for(planes, grain, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = px + p * H * W;
+        if (pairs) {  // 2x2 windows, stride 2, inside the input: the common case, unrolled
+          for (int64_t oh = 0; oh < g.oh; ++oh) {
+            const T* r0 = xp + 2 * oh * W;
+            const T* r1 = r0 + W;
+            const int64_t o = (p * g.oh + oh) * g.ow;
+            for (int64_t ow = 0; ow < g.ow; ++ow) {
+              // The generic loop's visiting order and rule (a larger value or a NaN wins).
+              const T c[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+              const int64_t at[4] = {2 * oh * W + 2 * ow, 2 * oh * W + 2 * ow + 1,
+                                     (2 * oh + 1) * W + 2 * ow, (2 * oh + 1) * W + 2 * ow + 1};
+              int k = 0;
+              for (int q = 1; q < 4; ++q)
+                if (c[q] > c[k] || c[q] != c[q]) k = q;
+              py[o + ow] = c[k];
+              pi[o + ow] = at[k];
             }
-          const int64_t o = (p * g.oh + oh) * g.ow + ow;
-          py[o] = best;
-          pi[o] = at;
+          }
+          continue;
+        }
+        for (int64_t oh = 0; oh < g.oh; ++oh) {
+          int64_t h0 = oh * g.sh - g.ph;
+          const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, H);
+          while (h0 < 0) h0 += g.dh;
+          for (int64_t ow = 0; ow < g.ow; ++ow) {
+            int64_t w0 = ow * g.sw - g.pw;
+            const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, W);
+            while (w0 < 0) w0 += g.dw;
+            T best = -std::numeric_limits<T>::infinity();
+            int64_t at = h0 * W + w0;
+            for (int64_t h = h0; h < h1; h += g.dh)
+              for (int64_t w = w0; w < w1; w += g.dw) {
+                const T v = xp[h * W + w];
+                if (v > best || std::isnan(v)) {  // as PyTorch: NaN wins
+                  best = v;
+                  at = h * W + w;
+                }
+              }
+            const int64_t o = (p * g.oh + oh) * g.ow + ow;
+            py[o] = best;
+            pi[o] = at;
+          }
         }
       }
-    }
+    });
   });
 }
 
