@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -165,11 +166,13 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
 
 Var normalize3(const Var& x, double eps, Stats* stats_out = nullptr);
 
-// normalize3's gradient: g (dxhat) and x both [A, C, B].
-Var normalize_backward(const Var& g, const Var& x, double eps) {
+// normalize3's gradient: g (dxhat) and x both [A, C, B]. `known`: x's statistics when the
+// caller has them (normalize3 keeps its forward's: x is version-checked, so they are still
+// x's), saving two passes over x.
+Var normalize_backward(const Var& g, const Var& x, double eps, const Stats* known = nullptr) {
   kern::check_same_dtype(g.value(), x.value(), "normalize_backward");
   const Shape& s = x.shape();
-  const Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  const Stats st = known ? *known : channel_stats(x.value(), s[0], s[1], s[2]);
   Tensor dx = normalize_backward_kernel(g.value(), x.value(), st, eps);
   return record("normalize_backward", std::move(dx), {g, x},
                 [eps](const BackwardCtx& c, const Var& u) {
@@ -196,11 +199,11 @@ Var normalize_backward(const Var& g, const Var& x, double eps) {
 // (x - mean) / sqrt(var + eps) per channel of x [A, C, B]; the statistics go to stats_out.
 Var normalize3(const Var& x, double eps, Stats* stats_out) {
   const Shape& s = x.shape();
-  Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
-  Tensor y = normalize_kernel(x.value(), st, eps);
-  if (stats_out) *stats_out = std::move(st);
-  return record("normalize", std::move(y), {x}, [eps](const BackwardCtx& c, const Var& g) {
-    return Grads{normalize_backward(g, c.input(0), eps)};
+  auto st = std::make_shared<const Stats>(channel_stats(x.value(), s[0], s[1], s[2]));
+  Tensor y = normalize_kernel(x.value(), *st, eps);
+  if (stats_out) *stats_out = *st;
+  return record("normalize", std::move(y), {x}, [eps, st](const BackwardCtx& c, const Var& g) {
+    return Grads{normalize_backward(g, c.input(0), eps, st.get())};
   });
 }
 
