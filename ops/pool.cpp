@@ -90,16 +90,25 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
             const T* r0 = xp + 2 * oh * W;
             const T* r1 = r0 + W;
             const int64_t o = (p * g.oh + oh) * g.ow;
+            const int64_t base = 2 * oh * W;
             for (int64_t ow = 0; ow < g.ow; ++ow) {
-              // The generic loop's visiting order and rule (a larger value or a NaN wins).
-              const T c[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
-              const int64_t at[4] = {2 * oh * W + 2 * ow, 2 * oh * W + 2 * ow + 1,
-                                     (2 * oh + 1) * W + 2 * ow, (2 * oh + 1) * W + 2 * ow + 1};
-              int k = 0;
-              for (int q = 1; q < 4; ++q)
-                if (c[q] > c[k] || c[q] != c[q]) k = q;
-              py[o + ow] = c[k];
-              pi[o + ow] = at[k];
+              // The generic loop's visiting order and rule (a larger value or a NaN wins),
+              // with selects instead of branches: which tap wins is data, and mispredicted
+              // branches cost more than the loads.
+              const T a0 = r0[2 * ow], a1 = r0[2 * ow + 1], a2 = r1[2 * ow], a3 = r1[2 * ow + 1];
+              T b = a0;
+              int64_t k = 0;
+              bool t = (a1 > b) | (a1 != a1);
+              b = t ? a1 : b;
+              k = t ? 1 : k;
+              t = (a2 > b) | (a2 != a2);
+              b = t ? a2 : b;
+              k = t ? W : k;
+              t = (a3 > b) | (a3 != a3);
+              b = t ? a3 : b;
+              k = t ? W + 1 : k;
+              py[o + ow] = b;
+              pi[o + ow] = base + 2 * ow + k;
             }
           }
           continue;
@@ -143,7 +152,7 @@ Var max_pool_grad(const Var& dy, const Shape& xs, const Var& idx) {
 }
 
 ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optional<Pair2> stride,
-                            Pair2 pad, Pair2 dil, bool ceil_mode) {
+                            Pair2 pad, Pair2 dil, bool ceil_mode, bool return_indices = true) {
   bool unbatched = false;
   const Var x = as_batched(x0, op, unbatched);
   const PoolGeom g = check_pool(op, x.shape(), k, stride, pad, dil, ceil_mode);
@@ -152,12 +161,13 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   Tensor y = Tensor::empty(os, x.dtype());
   Tensor idx = Tensor::empty(os, i64);
   max_pool_kernel(x.value(), g, y, idx);
-  // The backward keeps its own copy of the indices (writing into the returned ones must
-  // not move the gradient).
-  const Var saved = constant(idx.clone());
+  // The backward keeps its own copy of the indices when they are returned (writing into the
+  // returned ones must not move the gradient).
+  const Var saved = constant(return_indices ? idx.clone() : idx);
   Var v = record("max_pool2d", std::move(y), {x}, [saved](const BackwardCtx& c, const Var& dy) {
     return Grads{max_pool_grad(dy, c.input_shape(0), saved)};
   });
+  if (!return_indices) return {unbatched ? squeeze(v, 0) : v, Var()};
   Var i = constant(std::move(idx));
   if (unbatched) return {squeeze(v, 0), squeeze(i, 0)};
   return {v, i};
@@ -282,7 +292,8 @@ ValuesIndices max_pool2d_with_indices(const Var& x, Pair2 kernel_size, std::opti
 
 Var max_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding,
                Pair2 dilation, bool ceil_mode) {
-  return max_pool_impl("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode).values;
+  return max_pool_impl("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, false)
+      .values;
 }
 
 Var avg_pool2d(const Var& x0, Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding,
