@@ -70,34 +70,17 @@ struct Cnn {
 };
 
 // A fixed batch: features uniform in [0, 1), labels uniform over the classes.
-std::pair<tg::Var, std::vector<int64_t>> random_batch(bench::SharedRng& g, int64_t batch) {
-  std::vector<float> x(static_cast<size_t>(batch * 784));
-  for (float& v : x) v = static_cast<float>(g.uniform(0, 1));
-  std::vector<int64_t> y(static_cast<size_t>(batch));
-  for (int64_t& v : y) v = static_cast<int64_t>(g.next() % kClasses);
+std::pair<tg::Var, std::vector<int64_t>> make_batch(bench::SharedRng& g, int64_t batch) {
+  auto [x, y] = bench::random_batch(g, batch, 784, kClasses);
   return {tg::constant(tg::Tensor(x, {batch, 784})), std::move(y)};
 }
 
 void bm_step(benchmark::State& state, int64_t batch) {
-  bench::SharedRng g(11);
-  Cnn cnn(g);
-  const auto [x, y] = random_batch(g, batch);
-  for (auto _ : state) cnn.step(x, y);
-  state.counters["ms_per_step"] = bench::seconds_per();
+  bench::step_benchmark<Cnn>(state, batch, make_batch);
 }
 
 void bm_memory(benchmark::State& state) {
-  if (!bench::start_benchmark(state, "memory/cnn_128", true)) return;
-  const double start = bench::proc_status_mib("VmHWM");
-  {
-    bench::SharedRng g(11);
-    Cnn cnn(g);
-    const auto [x, y] = random_batch(g, 128);
-    for (auto _ : state) cnn.step(x, y);
-  }
-  const double peak = bench::proc_status_mib("VmHWM");
-  state.counters["peak_MiB"] = peak;
-  state.counters["above_start_MiB"] = peak - start;
+  bench::memory_benchmark<Cnn>(state, "memory/cnn_128", 128, make_batch);
 }
 
 void bm_fashion(benchmark::State& state) {

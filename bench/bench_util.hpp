@@ -128,6 +128,47 @@ inline std::vector<std::vector<float>> layer_init(SharedRng& g,
   return out;
 }
 
+/// A random classification batch: `batch` rows of `features` values uniform in [0, 1) and
+/// labels uniform over `classes` (both frameworks' fixed step batches).
+inline std::pair<std::vector<float>, std::vector<int64_t>> random_batch(SharedRng& g, int64_t batch,
+                                                                        int64_t features,
+                                                                        int64_t classes) {
+  std::vector<float> x(static_cast<size_t>(batch * features));
+  for (float& v : x) v = static_cast<float>(g.uniform(0, 1));
+  std::vector<int64_t> y(static_cast<size_t>(batch));
+  for (int64_t& v : y) v = static_cast<int64_t>(g.next() % static_cast<uint64_t>(classes));
+  return {std::move(x), std::move(y)};
+}
+
+/// Training steps of a `Net` (constructed from SharedRng(11), then `net.step(x, y)`) on one
+/// fixed batch `make_batch(g, batch)` = {x, y}: counter ms_per_step.
+template <class Net, class MakeBatch>
+void step_benchmark(benchmark::State& state, int64_t batch, MakeBatch make_batch) {
+  SharedRng g(11);
+  Net net(g);
+  const auto [x, y] = make_batch(g, batch);
+  for (auto _ : state) net.step(x, y);
+  state.counters["ms_per_step"] = seconds_per();
+}
+
+/// Peak resident memory (peak_MiB, above_start_MiB) of step_benchmark's steps, alone in its
+/// process (`name` identifies it, see start_benchmark).
+template <class Net, class MakeBatch>
+void memory_benchmark(benchmark::State& state, const std::string& name, int64_t batch,
+                      MakeBatch make_batch) {
+  if (!start_benchmark(state, name, true)) return;
+  const double start = proc_status_mib("VmHWM");
+  {
+    SharedRng g(11);
+    Net net(g);
+    const auto [x, y] = make_batch(g, batch);
+    for (auto _ : state) net.step(x, y);
+  }
+  const double peak = proc_status_mib("VmHWM");
+  state.counters["peak_MiB"] = peak;
+  state.counters["above_start_MiB"] = peak - start;
+}
+
 // The median of `v` (the mean of the middle two for an even count); 0 when empty.
 inline double median(std::vector<double> v);
 

@@ -61,35 +61,18 @@ struct Cnn {
   }
 };
 
-std::pair<torch::Tensor, torch::Tensor> random_batch(bench::SharedRng& g, int64_t batch) {
-  std::vector<float> x(static_cast<size_t>(batch * 784));
-  for (float& v : x) v = static_cast<float>(g.uniform(0, 1));
-  std::vector<int64_t> y(static_cast<size_t>(batch));
-  for (int64_t& v : y) v = static_cast<int64_t>(g.next() % kClasses);
+std::pair<torch::Tensor, torch::Tensor> make_batch(bench::SharedRng& g, int64_t batch) {
+  auto [x, y] = bench::random_batch(g, batch, 784, kClasses);
   return {torch::from_blob(x.data(), {batch, 784}, torch::kFloat32).clone(),
           torch::from_blob(y.data(), {batch}, torch::kLong).clone()};
 }
 
 void bm_step(benchmark::State& state, int64_t batch) {
-  bench::SharedRng g(11);
-  Cnn cnn(g);
-  const auto [x, y] = random_batch(g, batch);
-  for (auto _ : state) cnn.step(x, y);
-  state.counters["ms_per_step"] = bench::seconds_per();
+  bench::step_benchmark<Cnn>(state, batch, make_batch);
 }
 
 void bm_memory(benchmark::State& state) {
-  if (!bench::start_benchmark(state, "memory/cnn_128", true)) return;
-  const double start = bench::proc_status_mib("VmHWM");
-  {
-    bench::SharedRng g(11);
-    Cnn cnn(g);
-    const auto [x, y] = random_batch(g, 128);
-    for (auto _ : state) cnn.step(x, y);
-  }
-  const double peak = bench::proc_status_mib("VmHWM");
-  state.counters["peak_MiB"] = peak;
-  state.counters["above_start_MiB"] = peak - start;
+  bench::memory_benchmark<Cnn>(state, "memory/cnn_128", 128, make_batch);
 }
 
 void bm_fashion(benchmark::State& state) {
