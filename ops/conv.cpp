@@ -302,6 +302,34 @@ Tensor conv_weight_kernel(const Tensor& x, const Tensor& dy, const Geom& g) {
   return dw;
 }
 
+// db [o] = dy [n, o, oh, ow] summed over images and pixels: conv2d's bias gradient, split
+// by channel over the worker pool (as sum(dy, {0, 2, 3}) it ran on one thread, ~3% of
+// conv2d's forward + backward). Its backward spreads the bias's gradient back over dy.
+Var conv_bias_grad_op(const Var& dy) {
+  const Shape& s = dy.shape();
+  const int64_t N = s[0], O = s[1], L = s[2] * s[3];
+  Tensor db = Tensor::empty(Shape{O}, dy.dtype());
+  dispatch(dy.dtype(), "conv2d_bias_backward", [&]<class T>() {
+    const T* p = dy.value().data<T>();
+    T* out = db.data<T>();
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(N * L, 1));
+    detail::parallel_for(O, grain, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        double acc = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const T* r = p + (n * O + o) * L;
+          acc += kern::lane_sum(L, [&](int64_t l) { return static_cast<double>(r[l]); });
+        }
+        out[o] = static_cast<T>(acc);
+      }
+    });
+  });
+  return record("conv2d_bias_backward", std::move(db), {dy},
+                [O](const BackwardCtx& c, const Var& gb) {
+                  return Grads{expand(reshape(gb, {1, O, 1, 1}), c.input_shape(0))};
+                });
+}
+
 Var conv_transpose_op(const Var& dy, const Var& w, const Geom& g);
 Var conv_weight_op(const Var& x, const Var& dy, const Geom& g);
 
@@ -313,7 +341,7 @@ Var conv_op(const Var& x, const Var& w, const Var& b, const Geom& g) {
   return record("conv2d", std::move(y), used, [g](const BackwardCtx& c, const Var& dy) {
     Grads r{c.needs_grad(0) ? conv_transpose_op(dy, c.input(1), g) : Var(),
             c.needs_grad(1) ? conv_weight_op(c.input(0), dy, g) : Var()};
-    if (c.num_inputs() == 3) r.push_back(c.needs_grad(2) ? sum(dy, {0, 2, 3}) : Var());
+    if (c.num_inputs() == 3) r.push_back(c.needs_grad(2) ? conv_bias_grad_op(dy) : Var());
     return r;
   });
 }

@@ -9,6 +9,7 @@
 #include "graph/error.hpp"
 #include "graph/kernels.hpp"
 #include "ops/arith.hpp"
+#include "ops/kernels.hpp"
 #include "ops/math.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
@@ -57,20 +58,6 @@ int64_t channel_grain(int64_t per) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(per, 1));
 }
 
-// The sum of f(0), ..., f(n - 1) in eight interleaved accumulators: the compiler
-// vectorizes it (a single running sum is a serial chain of double adds), and the order is
-// fixed, so results do not depend on the thread count.
-template <class F>
-double lane_sum(int64_t n, F f) {
-  double acc[8] = {};
-  int64_t b = 0;
-  for (; b + 8 <= n; b += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += f(b + j);
-  double tail = 0;
-  for (; b < n; ++b) tail += f(b);
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-}
-
 struct Stats {
   std::vector<double> mean, var;  // per channel; var biased
 };
@@ -85,9 +72,10 @@ Stats channel_stats(const Tensor& x, int64_t A, int64_t C, int64_t B) {
         double n = 0, mean = 0, m2 = 0;
         for (int64_t a = 0; a < A; ++a) {
           const T* row = px + (a * C + c) * B;
-          const double s = lane_sum(B, [&](int64_t b) { return static_cast<double>(row[b]); });
+          const double s =
+              kern::lane_sum(B, [&](int64_t b) { return static_cast<double>(row[b]); });
           const double rm = B > 0 ? s / static_cast<double>(B) : 0.0;
-          const double q = lane_sum(B, [&](int64_t b) {
+          const double q = kern::lane_sum(B, [&](int64_t b) {
             const double d = static_cast<double>(row[b]) - rm;
             return d * d;
           });
@@ -145,8 +133,8 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
         for (int64_t a = 0; a < A; ++a) {
           const T* gr = pg + (a * C + c) * B;
           const T* xr = px + (a * C + c) * B;
-          sg += lane_sum(B, [&](int64_t b) { return static_cast<double>(gr[b]); });
-          sgx += lane_sum(B, [&](int64_t b) {
+          sg += kern::lane_sum(B, [&](int64_t b) { return static_cast<double>(gr[b]); });
+          sgx += kern::lane_sum(B, [&](int64_t b) {
             return static_cast<double>(gr[b]) * (static_cast<double>(xr[b]) - m) * r;
           });
         }
