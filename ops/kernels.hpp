@@ -78,4 +78,19 @@ void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
 void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
               const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
+/// The sum of f(0), ..., f(n - 1) in eight interleaved double accumulators: the compiler
+/// vectorizes it (one running sum is a serial chain of double adds), and the order is fixed,
+/// so a result does not depend on how a caller splits its work over threads (the
+/// normalization kernels, conv2d's bias gradient).
+template <class F>
+double lane_sum(int64_t n, F f) {
+  double acc[8] = {};
+  int64_t b = 0;
+  for (; b + 8 <= n; b += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += f(b + j);
+  double tail = 0;
+  for (; b < n; ++b) tail += f(b);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
 }  // namespace tg::kern

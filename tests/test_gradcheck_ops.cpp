@@ -796,6 +796,9 @@ TEST_CASE("gradcheck: convolutions", "[gradcheck]") {
          return grad_of(tg::sum(conv2d(v[0], v[1], {}, 2, 1, 2) * v[2]), v[1]) * v[1];
        },
        {In{{2, 2, 5, 6}}, In{{3, 2, 2, 2}}, In{{2, 3, 3, 3}}}},
+      {"conv2d_bias_backward (conv2d's bias gradient, padding 1)",
+       [](auto& v) { return grad_of(tg::sum(conv2d(v[0], v[1], v[2], 1, 1) * v[3]), v[2]) * v[2]; },
+       {In{{2, 2, 4, 3}}, In{{3, 2, 3, 3}}, In{{3}}, In{{2, 3, 4, 3}}}},
   });
 }
 
