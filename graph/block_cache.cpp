@@ -110,6 +110,14 @@ void* block_allocate(size_t bytes) {
       c.cached_bytes -= bytes;
       return p;
     }
+    // Note [A miss releases stale blocks]: a size the cache does not hold means the work
+    // changed shape (evaluation at another batch size after training steps, the next layer
+    // of a network run without recording). The blocks kept for the old shapes would then
+    // sit on top of the new ones, so peak memory would grow to the sum of every shape's
+    // buffers, up to the cache limit. Releasing as many cached bytes as the new block takes
+    // keeps (live + cached) where it was; a steady training loop hits the cache and never
+    // comes here, and a later return to an old shape costs one miss per buffer.
+    if (c.cached_bytes > 0) c.trim_to(c.cached_bytes > bytes ? c.cached_bytes - bytes : 0);
   }
   return ::operator new(bytes);
 }

@@ -208,3 +208,28 @@ TEST_CASE("large freed buffers are reused, not returned to the kernel", "[tensor
   CHECK(tg::debug::cached_tensor_bytes() == 0);
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
 }
+
+TEST_CASE("a size the cache lacks releases as many cached bytes: memory follows the work",
+          "[tensor][memory]") {
+  tg::debug::set_tensor_cache_limit(0);  // start empty
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  constexpr int64_t kMiB = 1 << 20;
+  { Tensor a = tg::zeros({1 << 20}), b = tg::zeros({1 << 19}); }  // 4 MB + 2 MB kept
+  const int64_t old_shapes = tg::debug::cached_tensor_bytes();
+  CHECK(old_shapes >= 6 * kMiB);
+  CHECK(old_shapes < 6 * kMiB + 4096);  // a block is its data and a small header
+  {
+    // A new shape (3 MB): at least 3 MB of the old blocks go, so live + cached stays 6 MB.
+    Tensor c = tg::zeros({3 << 18});
+    CHECK(tg::debug::cached_tensor_bytes() <= old_shapes - 3 * kMiB);
+  }
+  // The new block is kept; the total never grew past what the first shapes took.
+  const int64_t after = tg::debug::cached_tensor_bytes();
+  CHECK(after <= old_shapes + 4096);
+  CHECK(after >= 3 * kMiB);
+  // A hit keeps everything else.
+  { Tensor d = tg::zeros({3 << 18}); }
+  CHECK(tg::debug::cached_tensor_bytes() == after);
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}
