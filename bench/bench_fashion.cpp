@@ -27,30 +27,12 @@
 
 #include "bench_util.hpp"
 #include "tapegrad/tapegrad.hpp"
+#include "tg_eval.hpp"
 
 namespace {
 
 constexpr int kEpochs = 5;
 constexpr int64_t kBatch = 128;
-
-double accuracy(tg::MLP& net, const tg::data::Dataset& test) {
-  tg::NoGradGuard no_grad;
-  tg::data::DataLoader loader(test, 1000);
-  tg::data::Batch b;
-  int64_t correct = 0;
-  while (loader.next(b)) {
-    const tg::Var logits = net(tg::constant(b.features));
-    const int64_t classes = logits.shape()[1];
-    const float* p = logits.value().data<float>();
-    for (int64_t i = 0; i < b.size(); ++i) {
-      int64_t best = 0;
-      for (int64_t k = 1; k < classes; ++k)
-        if (p[i * classes + k] > p[i * classes + best]) best = k;
-      correct += best == b.labels[static_cast<size_t>(i)];
-    }
-  }
-  return 100.0 * static_cast<double>(correct) / static_cast<double>(test.size());
-}
 
 void bm_fashion(benchmark::State& state) {
   const double start = bench::proc_status_mib("VmHWM");
@@ -91,20 +73,11 @@ void bm_fashion(benchmark::State& state) {
         epoch_seconds.push_back(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-      acc += accuracy(net, test);
+      acc += bench::accuracy(net, test);
     }
   }
-  const double peak = bench::proc_status_mib("VmHWM");
-  const double trained = runs * static_cast<double>(state.iterations());
-  double total = 0;
-  for (double e : epoch_seconds) total += e;
-  state.counters["s_per_epoch"] = bench::median(epoch_seconds);
-  state.counters["s_per_epoch_mean"] = total / static_cast<double>(epoch_seconds.size());
-  state.counters["s_first_epoch"] = epoch_seconds.empty() ? 0 : epoch_seconds.front();
-  state.counters["accuracy_pct"] = acc / trained;
-  state.counters["loaded_MiB"] = loaded;
-  state.counters["peak_MiB"] = peak;
-  state.counters["above_start_MiB"] = peak - start;
+  bench::training_counters(state, epoch_seconds, acc,
+                           runs * static_cast<double>(state.iterations()), start, loaded);
 }
 
 const bool registered = [] {

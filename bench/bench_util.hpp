@@ -106,6 +106,90 @@ inline std::pair<std::vector<float>, std::vector<float>> linear_init(SharedRng& 
   return {std::move(w), std::move(b)};
 }
 
+/// Initial values of a network's parameters, given their shapes in the order both frameworks
+/// list them: a weight of rank >= 2 ([out, ...]) and the rank-1 bias right after it are
+/// uniform in +-1/sqrt(fan_in), fan_in = numel / out (nn.Linear's and nn.Conv2d's default
+/// distribution); any other parameter (BatchNorm's weight and bias) comes back empty: keep
+/// its default.
+inline std::vector<std::vector<float>> layer_init(SharedRng& g,
+                                                  const std::vector<std::vector<int64_t>>& shapes) {
+  std::vector<std::vector<float>> out(shapes.size());
+  double bound = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    int64_t numel = 1;
+    for (int64_t d : shapes[i]) numel *= d;
+    const bool weight = shapes[i].size() >= 2;
+    const bool bias = shapes[i].size() == 1 && i > 0 && shapes[i - 1].size() >= 2;
+    if (weight) bound = 1.0 / std::sqrt(static_cast<double>(numel / shapes[i][0]));
+    if (!weight && !bias) continue;
+    out[i].resize(static_cast<size_t>(numel));
+    for (float& x : out[i]) x = static_cast<float>(g.uniform(-bound, bound));
+  }
+  return out;
+}
+
+/// A random classification batch: `batch` rows of `features` values uniform in [0, 1) and
+/// labels uniform over `classes` (both frameworks' fixed step batches).
+inline std::pair<std::vector<float>, std::vector<int64_t>> random_batch(SharedRng& g, int64_t batch,
+                                                                        int64_t features,
+                                                                        int64_t classes) {
+  std::vector<float> x(static_cast<size_t>(batch * features));
+  for (float& v : x) v = static_cast<float>(g.uniform(0, 1));
+  std::vector<int64_t> y(static_cast<size_t>(batch));
+  for (int64_t& v : y) v = static_cast<int64_t>(g.next() % static_cast<uint64_t>(classes));
+  return {std::move(x), std::move(y)};
+}
+
+/// Training steps of a `Net` (constructed from SharedRng(11), then `net.step(x, y)`) on one
+/// fixed batch `make_batch(g, batch)` = {x, y}: counter ms_per_step.
+template <class Net, class MakeBatch>
+void step_benchmark(benchmark::State& state, int64_t batch, MakeBatch make_batch) {
+  SharedRng g(11);
+  Net net(g);
+  const auto [x, y] = make_batch(g, batch);
+  for (auto _ : state) net.step(x, y);
+  state.counters["ms_per_step"] = seconds_per();
+}
+
+/// Peak resident memory (peak_MiB, above_start_MiB) of step_benchmark's steps, alone in its
+/// process (`name` identifies it, see start_benchmark).
+template <class Net, class MakeBatch>
+void memory_benchmark(benchmark::State& state, const std::string& name, int64_t batch,
+                      MakeBatch make_batch) {
+  if (!start_benchmark(state, name, true)) return;
+  const double start = proc_status_mib("VmHWM");
+  {
+    SharedRng g(11);
+    Net net(g);
+    const auto [x, y] = make_batch(g, batch);
+    for (auto _ : state) net.step(x, y);
+  }
+  const double peak = proc_status_mib("VmHWM");
+  state.counters["peak_MiB"] = peak;
+  state.counters["above_start_MiB"] = peak - start;
+}
+
+// The median of `v` (the mean of the middle two for an even count); 0 when empty.
+inline double median(std::vector<double> v);
+
+/// The counters of a Fashion-MNIST training benchmark (bench_fashion, bench_cnn and their
+/// twins): s_per_epoch (median epoch), s_per_epoch_mean, s_first_epoch, accuracy_pct (the
+/// mean over `trained` models of `acc_sum`), and VmHWM: loaded_MiB (`loaded`, once the data
+/// sets are in), peak_MiB and above_start_MiB (over `start`, the value before loading).
+inline void training_counters(benchmark::State& state, const std::vector<double>& epoch_seconds,
+                              double acc_sum, double trained, double start, double loaded) {
+  const double peak = proc_status_mib("VmHWM");
+  double total = 0;
+  for (double e : epoch_seconds) total += e;
+  state.counters["s_per_epoch"] = median(epoch_seconds);
+  state.counters["s_per_epoch_mean"] = total / static_cast<double>(epoch_seconds.size());
+  state.counters["s_first_epoch"] = epoch_seconds.empty() ? 0 : epoch_seconds.front();
+  state.counters["accuracy_pct"] = acc_sum / trained;
+  state.counters["loaded_MiB"] = loaded;
+  state.counters["peak_MiB"] = peak;
+  state.counters["above_start_MiB"] = peak - start;
+}
+
 // The median of `v` (the mean of the middle two for an even count); 0 when empty.
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;

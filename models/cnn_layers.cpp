@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "models/init.hpp"
+#include "ops/dropout.hpp"
 #include "ops/index.hpp"
 #include "ops/norm.hpp"
 #include "ops/shape_ops.hpp"
@@ -452,6 +453,19 @@ Var Unflatten::forward(const Var& x) {
 
 std::string Unflatten::extra_repr() const {
   return "dim=" + std::to_string(dim_) + ", unflattened_size=" + tuple_str(sizes_);
+}
+
+Dropout2d::Dropout2d(double p, Rng& rng) : p_(p), rng_(&rng) {
+  if (!(p >= 0.0 && p <= 1.0))
+    throw Error("Dropout2d: p must be in [0, 1], got " + std::to_string(p));
+}
+
+Var Dropout2d::forward(const Var& x) { return dropout2d(x, p_, is_training(), *rng_); }
+
+std::string Dropout2d::extra_repr() const {
+  std::ostringstream os;
+  os << "p=" << p_ << ", inplace=false";
+  return os.str();
 }
 
 }  // namespace tg

@@ -274,4 +274,24 @@ class Unflatten : public Layer {
   std::vector<int64_t> sizes_;
 };
 
+/// torch.nn.Dropout2d: in training mode each whole channel of [N, C, H, W] (or unbatched
+/// [C, H, W]) is zeroed with probability p and the others are scaled by 1 / (1 - p)
+/// (dropout2d, ops/dropout.hpp); in eval mode the identity. PyTorch's p = 0.5 by default
+/// (no inplace: tapegrad's ops never overwrite their input). The masks come from `rng`,
+/// which must outlive the layer. p outside [0, 1]: an Error naming the layer. str() as
+/// PyTorch's repr, "Dropout2d(p=0.5, inplace=false)".
+class Dropout2d : public Layer {
+ public:
+  explicit Dropout2d(Rng& rng) : Dropout2d(0.5, rng) {}
+  Dropout2d(double p, Rng& rng);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "Dropout2d"; }
+  std::string extra_repr() const override;
+  double p() const { return p_; }
+
+ private:
+  double p_;
+  Rng* rng_;
+};
+
 }  // namespace tg

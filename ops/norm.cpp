@@ -1,6 +1,8 @@
 #include "ops/norm.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "ops/math.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 
@@ -47,6 +50,27 @@ Var affine(Var y, const Var& w, const Var& b) {
 // mean(g xhat)), recorded as normalize_backward, whose own backward is that same op in g
 // and, in x, a formula made of differentiable ops (so every order works).
 
+// Channels (or rows) of `per` elements each handed to a thread at a time: the kernels split
+// over the worker pool by channel (each channel's sums stay in one thread, in the same order,
+// so the thread count never changes a result), at least ~16k elements per piece.
+int64_t channel_grain(int64_t per) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(per, 1));
+}
+
+// The sum of f(0), ..., f(n - 1) in eight interleaved accumulators: the compiler
+// vectorizes it (a single running sum is a serial chain of double adds), and the order is
+// fixed, so results do not depend on the thread count.
+template <class F>
+double lane_sum(int64_t n, F f) {
+  double acc[8] = {};
+  int64_t b = 0;
+  for (; b + 8 <= n; b += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += f(b + j);
+  double tail = 0;
+  for (; b < n; ++b) tail += f(b);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
 struct Stats {
   std::vector<double> mean, var;  // per channel; var biased
 };
@@ -56,28 +80,28 @@ Stats channel_stats(const Tensor& x, int64_t A, int64_t C, int64_t B) {
            std::vector<double>(static_cast<size_t>(C), 0.0)};
   dispatch(x.dtype(), "normalize", [&]<class T>() {
     const T* px = x.data<T>();
-    for (int64_t c = 0; c < C; ++c) {
-      double n = 0, mean = 0, m2 = 0;
-      for (int64_t a = 0; a < A; ++a) {
-        const T* row = px + (a * C + c) * B;
-        double s = 0;
-        for (int64_t b = 0; b < B; ++b) s += static_cast<double>(row[b]);
-        const double rm = B > 0 ? s / static_cast<double>(B) : 0.0;
-        double q = 0;
-        for (int64_t b = 0; b < B; ++b) {
-          const double d = static_cast<double>(row[b]) - rm;
-          q += d * d;
+    detail::parallel_for(C, channel_grain(A * B), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double n = 0, mean = 0, m2 = 0;
+        for (int64_t a = 0; a < A; ++a) {
+          const T* row = px + (a * C + c) * B;
+          const double s = lane_sum(B, [&](int64_t b) { return static_cast<double>(row[b]); });
+          const double rm = B > 0 ? s / static_cast<double>(B) : 0.0;
+          const double q = lane_sum(B, [&](int64_t b) {
+            const double d = static_cast<double>(row[b]) - rm;
+            return d * d;
+          });
+          const double nb = static_cast<double>(B), nt = n + nb;
+          if (nt == 0) continue;
+          const double delta = rm - mean;
+          mean += delta * nb / nt;
+          m2 += q + delta * delta * n * nb / nt;
+          n = nt;
         }
-        const double nb = static_cast<double>(B), nt = n + nb;
-        if (nt == 0) continue;
-        const double delta = rm - mean;
-        mean += delta * nb / nt;
-        m2 += q + delta * delta * n * nb / nt;
-        n = nt;
+        st.mean[static_cast<size_t>(c)] = n > 0 ? mean : std::nan("");
+        st.var[static_cast<size_t>(c)] = n > 0 ? m2 / n : std::nan("");
       }
-      st.mean[static_cast<size_t>(c)] = n > 0 ? mean : std::nan("");
-      st.var[static_cast<size_t>(c)] = n > 0 ? m2 / n : std::nan("");
-    }
+    });
   });
   return st;
 }
@@ -89,14 +113,16 @@ Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps) {
   dispatch(x.dtype(), "normalize", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for (int64_t a = 0; a < A; ++a)
-      for (int64_t c = 0; c < C; ++c) {
+    detail::parallel_for(A * C, channel_grain(B), [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const int64_t c = row % C;
         const double m = st.mean[static_cast<size_t>(c)];
         const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
-        const int64_t o = (a * C + c) * B;
+        const int64_t o = row * B;
         for (int64_t b = 0; b < B; ++b)
           py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r);
       }
+    });
   });
   return y;
 }
@@ -111,38 +137,42 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
     const T* pg = g.data<T>();
     T* pd = dx.data<T>();
     const double n = static_cast<double>(A * B);
-    for (int64_t c = 0; c < C; ++c) {
-      const double m = st.mean[static_cast<size_t>(c)];
-      const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
-      double sg = 0, sgx = 0;
-      for (int64_t a = 0; a < A; ++a) {
-        const int64_t o = (a * C + c) * B;
-        for (int64_t b = 0; b < B; ++b) {
-          const double gv = static_cast<double>(pg[o + b]);
-          sg += gv;
-          sgx += gv * (static_cast<double>(px[o + b]) - m) * r;
+    detail::parallel_for(C, channel_grain(A * B), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const double m = st.mean[static_cast<size_t>(c)];
+        const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+        double sg = 0, sgx = 0;
+        for (int64_t a = 0; a < A; ++a) {
+          const T* gr = pg + (a * C + c) * B;
+          const T* xr = px + (a * C + c) * B;
+          sg += lane_sum(B, [&](int64_t b) { return static_cast<double>(gr[b]); });
+          sgx += lane_sum(B, [&](int64_t b) {
+            return static_cast<double>(gr[b]) * (static_cast<double>(xr[b]) - m) * r;
+          });
+        }
+        const double gm = sg / n, gxm = sgx / n;
+        for (int64_t a = 0; a < A; ++a) {
+          const int64_t o = (a * C + c) * B;
+          for (int64_t b = 0; b < B; ++b) {
+            const double xh = (static_cast<double>(px[o + b]) - m) * r;
+            pd[o + b] = static_cast<T>(r * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
+          }
         }
       }
-      const double gm = sg / n, gxm = sgx / n;
-      for (int64_t a = 0; a < A; ++a) {
-        const int64_t o = (a * C + c) * B;
-        for (int64_t b = 0; b < B; ++b) {
-          const double xh = (static_cast<double>(px[o + b]) - m) * r;
-          pd[o + b] = static_cast<T>(r * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
-        }
-      }
-    }
+    });
   });
   return dx;
 }
 
 Var normalize3(const Var& x, double eps, Stats* stats_out = nullptr);
 
-// normalize3's gradient: g (dxhat) and x both [A, C, B].
-Var normalize_backward(const Var& g, const Var& x, double eps) {
+// normalize3's gradient: g (dxhat) and x both [A, C, B]. `known`: x's statistics when the
+// caller has them (normalize3 keeps its forward's: x is version-checked, so they are still
+// x's), saving two passes over x.
+Var normalize_backward(const Var& g, const Var& x, double eps, const Stats* known = nullptr) {
   kern::check_same_dtype(g.value(), x.value(), "normalize_backward");
   const Shape& s = x.shape();
-  const Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
+  const Stats st = known ? *known : channel_stats(x.value(), s[0], s[1], s[2]);
   Tensor dx = normalize_backward_kernel(g.value(), x.value(), st, eps);
   return record("normalize_backward", std::move(dx), {g, x},
                 [eps](const BackwardCtx& c, const Var& u) {
@@ -169,11 +199,11 @@ Var normalize_backward(const Var& g, const Var& x, double eps) {
 // (x - mean) / sqrt(var + eps) per channel of x [A, C, B]; the statistics go to stats_out.
 Var normalize3(const Var& x, double eps, Stats* stats_out) {
   const Shape& s = x.shape();
-  Stats st = channel_stats(x.value(), s[0], s[1], s[2]);
-  Tensor y = normalize_kernel(x.value(), st, eps);
-  if (stats_out) *stats_out = std::move(st);
-  return record("normalize", std::move(y), {x}, [eps](const BackwardCtx& c, const Var& g) {
-    return Grads{normalize_backward(g, c.input(0), eps)};
+  auto st = std::make_shared<const Stats>(channel_stats(x.value(), s[0], s[1], s[2]));
+  Tensor y = normalize_kernel(x.value(), *st, eps);
+  if (stats_out) *stats_out = *st;
+  return record("normalize", std::move(y), {x}, [eps, st](const BackwardCtx& c, const Var& g) {
+    return Grads{normalize_backward(g, c.input(0), eps, st.get())};
   });
 }
 

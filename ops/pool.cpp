@@ -1,5 +1,6 @@
 #include "ops/pool.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "graph/kernels.hpp"
 #include "ops/index.hpp"
 #include "ops/shape_ops.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg {
 
@@ -76,32 +78,66 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
   dispatch(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for (int64_t p = 0; p < planes; ++p) {
-      const T* xp = px + p * H * W;
-      for (int64_t oh = 0; oh < g.oh; ++oh) {
-        int64_t h0 = oh * g.sh - g.ph;
-        const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, H);
-        while (h0 < 0) h0 += g.dh;
-        for (int64_t ow = 0; ow < g.ow; ++ow) {
-          int64_t w0 = ow * g.sw - g.pw;
-          const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, W);
-          while (w0 < 0) w0 += g.dw;
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t at = h0 * W + w0;
-          for (int64_t h = h0; h < h1; h += g.dh)
-            for (int64_t w = w0; w < w1; w += g.dw) {
-              const T v = xp[h * W + w];
-              if (v > best || std::isnan(v)) {  // as PyTorch: NaN wins
-                best = v;
-                at = h * W + w;
-              }
+    // Split by plane over the worker pool (a plane's outputs are its own).
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(H * W, 1));
+    const bool pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
+                       g.dh == 1 && g.dw == 1 && 2 * g.oh <= H && 2 * g.ow <= W;
+    detail::parallel_for(planes, grain, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = px + p * H * W;
+        if (pairs) {  // 2x2 windows, stride 2, inside the input: the common case, unrolled
+          for (int64_t oh = 0; oh < g.oh; ++oh) {
+            const T* r0 = xp + 2 * oh * W;
+            const T* r1 = r0 + W;
+            const int64_t o = (p * g.oh + oh) * g.ow;
+            const int64_t base = 2 * oh * W;
+            for (int64_t ow = 0; ow < g.ow; ++ow) {
+              // The generic loop's visiting order and rule (a larger value or a NaN wins),
+              // with selects instead of branches: which tap wins is data, and mispredicted
+              // branches cost more than the loads.
+              const T a0 = r0[2 * ow], a1 = r0[2 * ow + 1], a2 = r1[2 * ow], a3 = r1[2 * ow + 1];
+              T b = a0;
+              int64_t k = 0;
+              bool t = (a1 > b) | (a1 != a1);
+              b = t ? a1 : b;
+              k = t ? 1 : k;
+              t = (a2 > b) | (a2 != a2);
+              b = t ? a2 : b;
+              k = t ? W : k;
+              t = (a3 > b) | (a3 != a3);
+              b = t ? a3 : b;
+              k = t ? W + 1 : k;
+              py[o + ow] = b;
+              pi[o + ow] = base + 2 * ow + k;
             }
-          const int64_t o = (p * g.oh + oh) * g.ow + ow;
-          py[o] = best;
-          pi[o] = at;
+          }
+          continue;
+        }
+        for (int64_t oh = 0; oh < g.oh; ++oh) {
+          int64_t h0 = oh * g.sh - g.ph;
+          const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, H);
+          while (h0 < 0) h0 += g.dh;
+          for (int64_t ow = 0; ow < g.ow; ++ow) {
+            int64_t w0 = ow * g.sw - g.pw;
+            const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, W);
+            while (w0 < 0) w0 += g.dw;
+            T best = -std::numeric_limits<T>::infinity();
+            int64_t at = h0 * W + w0;
+            for (int64_t h = h0; h < h1; h += g.dh)
+              for (int64_t w = w0; w < w1; w += g.dw) {
+                const T v = xp[h * W + w];
+                if (v > best || std::isnan(v)) {  // as PyTorch: NaN wins
+                  best = v;
+                  at = h * W + w;
+                }
+              }
+            const int64_t o = (p * g.oh + oh) * g.ow + ow;
+            py[o] = best;
+            pi[o] = at;
+          }
         }
       }
-    }
+    });
   });
 }
 
@@ -116,7 +152,7 @@ Var max_pool_grad(const Var& dy, const Shape& xs, const Var& idx) {
 }
 
 ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optional<Pair2> stride,
-                            Pair2 pad, Pair2 dil, bool ceil_mode) {
+                            Pair2 pad, Pair2 dil, bool ceil_mode, bool return_indices = true) {
   bool unbatched = false;
   const Var x = as_batched(x0, op, unbatched);
   const PoolGeom g = check_pool(op, x.shape(), k, stride, pad, dil, ceil_mode);
@@ -125,12 +161,13 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   Tensor y = Tensor::empty(os, x.dtype());
   Tensor idx = Tensor::empty(os, i64);
   max_pool_kernel(x.value(), g, y, idx);
-  // The backward keeps its own copy of the indices (writing into the returned ones must
-  // not move the gradient).
-  const Var saved = constant(idx.clone());
+  // The backward keeps its own copy of the indices when they are returned (writing into the
+  // returned ones must not move the gradient).
+  const Var saved = constant(return_indices ? idx.clone() : idx);
   Var v = record("max_pool2d", std::move(y), {x}, [saved](const BackwardCtx& c, const Var& dy) {
     return Grads{max_pool_grad(dy, c.input_shape(0), saved)};
   });
+  if (!return_indices) return {unbatched ? squeeze(v, 0) : v, Var()};
   Var i = constant(std::move(idx));
   if (unbatched) return {squeeze(v, 0), squeeze(i, 0)};
   return {v, i};
@@ -255,7 +292,8 @@ ValuesIndices max_pool2d_with_indices(const Var& x, Pair2 kernel_size, std::opti
 
 Var max_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding,
                Pair2 dilation, bool ceil_mode) {
-  return max_pool_impl("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode).values;
+  return max_pool_impl("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, false)
+      .values;
 }
 
 Var avg_pool2d(const Var& x0, Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding,

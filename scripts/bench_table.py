@@ -3,7 +3,10 @@
 over rounds and prints a table (and optionally writes --json FILE).
 
 Used by scripts/compare_libtorch.sh. Input files are named <round>.<job>.<framework>.json
-with framework "tapegrad" or "libtorch" (one file per job per round). A benchmark's
+with framework "tapegrad", "libtorch" (glibc malloc as shipped) or "libtorch_tuned" (its
+malloc thresholds raised, --libtorch-malloc tuned/both); one file per job per round. When
+tuned files are present the table gets a "LibTorch tuned" column and its speedup; targets
+are judged against LibTorch as shipped whenever that ran. A benchmark's
 workload name is its Google Benchmark name without the "/real_time" and "/iterations:N"
 suffixes; both programs must use the same names. The value compared is taken from a
 counter named after its unit (see METRICS); a benchmark with none falls back to its real
@@ -69,6 +72,14 @@ TARGETS = {
     "index/cross_entropy": ("speedup", 1.0),
     "index/where": ("speedup", 1.0),
     "index/topk": ("speedup", 1.0),
+    # Convolutional networks (the default CNN of train --model cnn).
+    "cnn/step/32": ("speedup", 1.5),
+    "cnn/step/128": ("speedup", 1.2),
+    "cnn_fashion/train|s/epoch": ("speedup", 1.2),
+    "cnn_fashion/train|% test acc": ("paired", 2.0),
+    "cnn_fashion/train|MiB peak": ("speedup", 1.0),
+    "memory/cnn_128|MiB peak": ("speedup", 1.0),
+    "conv/conv2d_fwd_bwd / gemm_same_shapes": ("tapegrad", 0.80),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
@@ -79,6 +90,11 @@ RATIOS = [
      ("mlp_d/cblas_9gemm", "GFLOP/s"), False),
     ("mlp_d/step / cblas_step_gemms", "x cblas time", ("mlp_d/step", "ms/step"),
      ("mlp_d/cblas_step_gemms", "ms/step"), True),
+    # conv2d's rate as a fraction of direct sgemm's on the products it runs (its roofline).
+    ("conv/conv2d_fwd_bwd / gemm_same_shapes", "x cblas time", ("conv/conv2d_fwd_bwd", "ms/step"),
+     ("conv/gemm_same_shapes", "ms/step"), True),
+    ("conv/conv2d_fwd_bwd / gemm_batched_shapes", "x cblas time",
+     ("conv/conv2d_fwd_bwd", "ms/step"), ("conv/gemm_batched_shapes", "ms/step"), True),
 ] + [
     (f"gemm/{n} {path} / cblas", "x cblas GFLOP/s", (f"gemm/{path}/{n}", "GFLOP/s"),
      (f"gemm/cblas/{n}", "GFLOP/s"), False)
@@ -91,7 +107,7 @@ for _n in GEMM_SIZES:
     TARGETS[f"gemm/interleaved/{_n}|matmul_out x cblas"] = ("tapegrad", 0.97)
 
 TIME_SCALE = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-FRAMEWORKS = ("tapegrad", "libtorch")
+FRAMEWORKS = ("tapegrad", "libtorch", "libtorch_tuned")
 
 
 def workload_name(name):
@@ -125,7 +141,8 @@ def fmt(v):
     return f"{v:.3g}"
 
 
-GROUPS = ["overhead", "mlp_", "fashion", "memory/", "index/", "gemm/"]
+GROUPS = ["overhead", "mlp_", "fashion", "cnn/", "cnn_fashion", "conv/", "memory/", "index/",
+          "gemm/"]
 
 
 def sort_key(key):
@@ -164,7 +181,7 @@ def main():
             for name, unit, higher, value in samples_of(doc):
                 key = (name, unit)
                 if key not in data:
-                    data[key] = {"higher": higher, "tapegrad": {}, "libtorch": {}}
+                    data[key] = {"higher": higher, **{fw: {} for fw in FRAMEWORKS}}
                     order.append(key)
                 data[key][framework][rnd] = value
     if not data:
@@ -174,12 +191,14 @@ def main():
         per_fw = {fw: list(v.values()) if isinstance(v, dict) else v
                   for fw, v in per_round.items()}
         med = {fw: statistics.median(per_fw[fw]) if per_fw[fw] else None for fw in FRAMEWORKS}
-        speedup = None
-        if med["tapegrad"] and med["libtorch"]:
-            speedup = (med["tapegrad"] / med["libtorch"] if higher
-                       else med["libtorch"] / med["tapegrad"])
+        def speedup_over(other):
+            if not (med["tapegrad"] and med[other]):
+                return None
+            return med["tapegrad"] / med[other] if higher else med[other] / med["tapegrad"]
         return {"workload": workload, "unit": unit, "tapegrad": med["tapegrad"],
-                "libtorch": med["libtorch"], "speedup": speedup,
+                "libtorch": med["libtorch"], "speedup": speedup_over("libtorch"),
+                "libtorch_tuned": med["libtorch_tuned"],
+                "speedup_tuned": speedup_over("libtorch_tuned"),
                 "_n": tuple(len(per_fw[fw]) for fw in FRAMEWORKS),
                 "_paired": paired_difference(per_round),
                 "_range": {fw: (min(per_fw[fw]), max(per_fw[fw])) if per_fw[fw] else None
@@ -209,7 +228,11 @@ def main():
             per_fw[fw] = [(b[r] / a[r] if invert else a[r] / b[r]) for r in sorted(a) if r in b and a[r] and b[r]]
         rows.append(row(name, unit, True, per_fw))
 
+    tuned = any(r["libtorch_tuned"] is not None for r in rows)
+    shipped = any(r["libtorch"] is not None for r in rows)
     header = ["workload", "unit", "tapegrad", "LibTorch", "speedup", "n", "target"]
+    if tuned:
+        header[5:5] = ["LibTorch tuned", "speedup tuned"]
     if args.ranges:
         header += ["tapegrad min-max", "LibTorch min-max"]
     table = [header]
@@ -218,7 +241,10 @@ def main():
         verdict = ""
         if target is not None:
             kind, x = target
-            v = r["speedup"] if kind == "speedup" else r["tapegrad"]
+            # Judged against LibTorch as shipped; against the tuned malloc only when the
+            # run had no shipped LibTorch.
+            v = ((r["speedup"] if shipped else r["speedup_tuned"]) if kind == "speedup"
+                 else r["tapegrad"])
             if kind == "paired":
                 p = r["_paired"]
                 if p is not None:
@@ -231,13 +257,16 @@ def main():
         line = [r["workload"], r["unit"], fmt(r["tapegrad"]), fmt(r["libtorch"]),
                 "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
                 f"{r['_n'][0]}/{r['_n'][1]}", verdict]
+        if tuned:
+            line[5:5] = [fmt(r["libtorch_tuned"]),
+                         "-" if r["speedup_tuned"] is None else f"{r['speedup_tuned']:.2f}x"]
         if args.ranges:
-            for fw in FRAMEWORKS:
+            for fw in FRAMEWORKS[:2]:
                 rg = r["_range"][fw]
                 line.append("-" if rg is None else f"{fmt(rg[0])}-{fmt(rg[1])}")
         table.append(line)
     widths = [max(len(row_[i]) for row_ in table) for i in range(len(header))]
-    numeric = {2, 3, 4, 5}
+    numeric = {2, 3, 4, 5, 6, 7} if tuned else {2, 3, 4, 5}
     for i, line in enumerate(table):
         cells = [c.rjust(w) if j in numeric else c.ljust(w)
                  for j, (c, w) in enumerate(zip(line, widths))]
@@ -253,8 +282,9 @@ def main():
               f"median {statistics.median(loads):.2f}, max {max(loads):.2f}")
 
     if args.json:
-        out = [{k: r[k] for k in ("workload", "unit", "tapegrad", "libtorch", "speedup")}
-               for r in rows]
+        keys = ("workload", "unit", "tapegrad", "libtorch", "speedup") + (
+            ("libtorch_tuned", "speedup_tuned") if tuned else ())
+        out = [{k: r[k] for k in keys} for r in rows]
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
             f.write("\n")

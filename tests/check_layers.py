@@ -19,7 +19,7 @@ import sys
 ALLOWED = {
     "graph": {"graph"},
     "parallel": {"parallel", "graph"},
-    "ops": {"ops", "graph"},
+    "ops": {"ops", "parallel", "graph"},
     "data": {"data", "graph", "parallel"},
     "models": {"models", "ops", "graph"},
     "optim": {"optim", "models", "ops", "graph", "parallel"},

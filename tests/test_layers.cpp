@@ -9,6 +9,7 @@
 #include "models/cnn_layers.hpp"
 #include "models/sequential.hpp"
 #include "models_test_util.hpp"
+#include "ops/dropout.hpp"
 #include "torch_oracle.hpp"
 
 namespace {
@@ -284,6 +285,42 @@ TEST_CASE("Flatten, Unflatten, GELU, SiLU", "[layers]") {
   CHECK(tg::equal(silu(x).value(), tg::silu(x).value()));
   CHECK(tg::make_activation("gelu")->str() == "GELU(approximate='none')");
   CHECK(tg::make_activation("silu")->str() == "SiLU()");
+}
+
+TEST_CASE("Dropout2d: whole channels zeroed and the rest scaled in training, identity in eval",
+          "[layers]") {
+  tg::Rng r1(3), r2(3), r3(3);
+  tg::Dropout2d d(r1);
+  CHECK(d.p() == 0.5);
+  CHECK(d.str() == "Dropout2d(p=0.5, inplace=false)");
+  CHECK(tg::Dropout2d(0.25, r2).str() == "Dropout2d(p=0.25, inplace=false)");
+  CHECK(d.parameters().empty());
+  const tg::Var x = tg::param(tg::ones({8, 16, 3, 4}));
+  const tg::Var y = d(x);
+  REQUIRE(y.shape() == x.shape());
+  // Same generator state, same masks as the functional op.
+  CHECK(tg::equal(y.value(), tg::dropout2d(x, 0.5, true, r3).value()));
+  const std::vector<double> v = y.value().to_vector();
+  int64_t dropped = 0;
+  for (int64_t plane = 0; plane < 8 * 16; ++plane) {
+    const double first = v[static_cast<size_t>(plane * 12)];
+    CHECK((first == 0.0 || first == 2.0));
+    for (int64_t k = 1; k < 12; ++k) CHECK(v[static_cast<size_t>(plane * 12 + k)] == first);
+    dropped += first == 0.0;
+  }
+  CHECK(dropped > 32);
+  CHECK(dropped < 96);
+  tg::sum(y).backward();
+  CHECK(tg::equal(x.grad().value(), y.value()));  // the mask, scaled, for a gradient of ones
+
+  d.eval();
+  CHECK(tg::equal(d(x).value(), x.value()));
+  const tg::Var unbatched = tg::constant(tg::ones({16, 3, 4}));
+  CHECK(d(unbatched).shape() == tg::Shape{16, 3, 4});
+  d.train();
+  CHECK(d(unbatched).shape() == tg::Shape{16, 3, 4});
+  CHECK_THROWS_AS(tg::Dropout2d(1.5, r2), tg::Error);
+  CHECK_THROWS_AS(tg::Dropout2d(-0.1, r2), tg::Error);
 }
 
 namespace {
