@@ -147,24 +147,11 @@ std::pair<tg::Var, tg::Var> lm_batch(bench::SharedRng&, int64_t batch) {
           tg::constant(tg::tensor(y, {batch * S.len}, tg::i64))};
 }
 
-template <class Net, auto MakeBatch>
-void bm_step(benchmark::State& state, int64_t batch) {
-  bench::step_benchmark<Net>(state, batch, MakeBatch);
-}
-
-template <class Net, auto MakeBatch>
-void bm_memory(benchmark::State& state, const char* name, int64_t batch) {
-  bench::memory_benchmark<Net>(state, name, batch, MakeBatch);
-}
-
 const bool registered = [] {
-  bench::register_seq_benchmarks(
-      bm_step<LstmNet<false>, lstm_batch>, bm_step<LstmNet<true>, lstm_batch>,
-      bm_step<TransformerLM<kTransformerShape>, lm_batch<kTransformerShape>>,
-      bm_memory<LstmNet<false>, lstm_batch>, bm_memory<LstmNet<true>, lstm_batch>,
-      bm_memory<TransformerLM<kTransformerShape>, lm_batch<kTransformerShape>>);
-  benchmark::RegisterBenchmark("charlm/step", bm_step<TransformerLM<kCharLM>, lm_batch<kCharLM>>,
-                               int64_t{128})
+  bench::register_seq_benchmarks<LstmNet<false>, LstmNet<true>, TransformerLM<kTransformerShape>,
+                                 lstm_batch, lm_batch<kTransformerShape>>();
+  benchmark::RegisterBenchmark(
+      "charlm/step", bench::seq_step<TransformerLM<kCharLM>, lm_batch<kCharLM>>, int64_t{128})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::AddCustomContext("openblas_threads", std::to_string(bench::openblas_threads()));

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace bench {
 
 /// The LSTM benchmark: input 32, hidden 128, 35 steps, batch 16, a head over 64 classes.
@@ -37,25 +39,35 @@ inline std::pair<std::vector<int64_t>, std::vector<int64_t>> token_batch(int64_t
   return {std::move(ids), std::move(next)};
 }
 
-using StepFn = void (*)(benchmark::State&, int64_t batch);
-using MemoryFn = void (*)(benchmark::State&, const char* name, int64_t batch);
+/// step_benchmark / memory_benchmark of `Net` on `MakeBatch`'s batch, as registered below.
+template <class Net, auto MakeBatch>
+void seq_step(benchmark::State& state, int64_t batch) {
+  step_benchmark<Net>(state, batch, MakeBatch);
+}
+template <class Net, auto MakeBatch>
+void seq_memory(benchmark::State& state, const char* name, int64_t batch) {
+  memory_benchmark<Net>(state, name, batch, MakeBatch);
+}
 
 /// seq/lstm_layer, seq/lstm_cell, seq/transformer (ms_per_step) and their peak-memory twins
-/// memory/seq_<name> (20 steps, each alone in its process).
-inline void register_seq_benchmarks(StepFn lstm_layer, StepFn lstm_cell, StepFn transformer,
-                                    MemoryFn mem_layer, MemoryFn mem_cell,
-                                    MemoryFn mem_transformer) {
+/// memory/seq_<name> (20 steps, each alone in its process), for a framework's three models
+/// (constructed from a SharedRng, then step(x, y)) and batch makers (SharedRng&, batch).
+template <class LstmLayer, class LstmCell, class Transformer, auto LstmBatch, auto LmBatch>
+void register_seq_benchmarks() {
+  using StepFn = void (*)(benchmark::State&, int64_t);
+  using MemoryFn = void (*)(benchmark::State&, const char*, int64_t);
   struct Row {
     const char *step_name, *memory_name;
     StepFn step;
     MemoryFn memory;
     int64_t batch;
   };
-  const Row rows[] = {
-      {"seq/lstm_layer", "memory/seq_lstm_layer", lstm_layer, mem_layer, kLstm.batch},
-      {"seq/lstm_cell", "memory/seq_lstm_cell", lstm_cell, mem_cell, kLstm.batch},
-      {"seq/transformer", "memory/seq_transformer", transformer, mem_transformer,
-       kTransformer.batch}};
+  const Row rows[] = {{"seq/lstm_layer", "memory/seq_lstm_layer", seq_step<LstmLayer, LstmBatch>,
+                       seq_memory<LstmLayer, LstmBatch>, kLstm.batch},
+                      {"seq/lstm_cell", "memory/seq_lstm_cell", seq_step<LstmCell, LstmBatch>,
+                       seq_memory<LstmCell, LstmBatch>, kLstm.batch},
+                      {"seq/transformer", "memory/seq_transformer", seq_step<Transformer, LmBatch>,
+                       seq_memory<Transformer, LmBatch>, kTransformer.batch}};
   for (const Row& r : rows) {
     benchmark::RegisterBenchmark(r.step_name, r.step, r.batch)
         ->Unit(benchmark::kMillisecond)

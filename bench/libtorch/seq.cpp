@@ -143,23 +143,11 @@ std::pair<torch::Tensor, torch::Tensor> lm_batch(bench::SharedRng&, int64_t batc
           torch::from_blob(next.data(), {batch * kTransformer.len}, torch::kLong).clone()};
 }
 
-template <class Net, auto MakeBatch>
-void bm_step(benchmark::State& state, int64_t batch) {
-  bench::step_benchmark<Net>(state, batch, MakeBatch);
-}
-
-template <class Net, auto MakeBatch>
-void bm_memory(benchmark::State& state, const char* name, int64_t batch) {
-  bench::memory_benchmark<Net>(state, name, batch, MakeBatch);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   return bench::torch_main(argc, argv, [] {
-    bench::register_seq_benchmarks(
-        bm_step<LstmNet<false>, lstm_batch>, bm_step<LstmNet<true>, lstm_batch>,
-        bm_step<TransformerLM, lm_batch>, bm_memory<LstmNet<false>, lstm_batch>,
-        bm_memory<LstmNet<true>, lstm_batch>, bm_memory<TransformerLM, lm_batch>);
+    bench::register_seq_benchmarks<LstmNet<false>, LstmNet<true>, TransformerLM, lstm_batch,
+                                   lm_batch>();
   });
 }
