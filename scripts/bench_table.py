@@ -80,6 +80,10 @@ TARGETS = {
     "cnn_fashion/train|MiB peak": ("speedup", 1.0),
     "memory/cnn_128|MiB peak": ("speedup", 1.0),
     "conv/conv2d_fwd_bwd / gemm_same_shapes": ("tapegrad", 0.80),
+    # Sequence models (issue 16).
+    "seq/lstm_layer": ("speedup", 1.2),
+    "seq/lstm_cell": ("speedup", 2.0),
+    "seq/transformer": ("speedup", 1.3),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
@@ -141,8 +145,8 @@ def fmt(v):
     return f"{v:.3g}"
 
 
-GROUPS = ["overhead", "mlp_", "fashion", "cnn/", "cnn_fashion", "conv/", "memory/", "index/",
-          "gemm/"]
+GROUPS = ["overhead", "mlp_", "fashion", "cnn/", "cnn_fashion", "conv/", "seq/", "charlm/",
+          "memory/", "index/", "gemm/"]
 
 
 def sort_key(key):

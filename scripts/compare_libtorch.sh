@@ -26,6 +26,10 @@
 #   mem_cnn   peak memory of the CNN step at batch 128, alone in its process
 #   cnn_fashion  the CNN on Fashion-MNIST, 2 epochs: s/epoch, test accuracy, peak memory;
 #             seeded with the round number
+#   seq       sequence models' training steps: LSTM layer, LSTMCell loop, Transformer LM
+#             (bench_seq '^seq/')
+#   mem_lstm_layer, mem_lstm_cell, mem_transformer  peak memory of those steps, each alone
+#             in its process (bench_seq '^memory/seq_<name>/')
 # --filter REGEX replaces the benchmark filter of the overhead, mlp and gemm jobs.
 # --quiet PCT[:SECONDS] (default 30:90): before each job, wait (up to SECONDS) until other
 # processes use less than PCT% of one core over one second (/proc/stat), so a shared
@@ -35,7 +39,8 @@
 # given (OPENBLAS_NUM_THREADS). LibTorch runs each job at its best setting on this machine
 # (bench/README.md): the MLP-like jobs with 1 intra-op thread and OpenBLAS's default, the
 # convolution jobs (conv, cnn, mem_cnn, cnn_fashion) with 2 intra-op threads (oneDNN follows
-# that count) and OpenBLAS on 1 (see JOBS). --torch-threads N puts every job's intra-op pool
+# that count) and OpenBLAS on 1, the sequence jobs with 1 intra-op thread and OpenBLAS's
+# default (see JOBS). --torch-threads N puts every job's intra-op pool
 # at N (TG_TORCH_THREADS); --blas-threads N also sets LibTorch's OpenBLAS threads.
 # --libtorch-malloc: LibTorch's processes run with glibc malloc as shipped (default), or
 # "tuned" (MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824: large
@@ -52,16 +57,19 @@
 # <name> in both CMakeLists.txt and in BENCHES and JOBS below.
 set -euo pipefail
 
-BENCHES=(overhead mlp gemm fashion index conv cnn)
+BENCHES=(overhead mlp gemm fashion index conv cnn seq)
 # tag:program:own benchmark filter ("" = all of the program):LibTorch intra-op threads:
 # LibTorch's OpenBLAS threads ("" = OpenBLAS's default). LibTorch's best settings here,
 # measured per workload (bench/README.md, "LibTorch's threads"): 1 intra-op thread for the
 # MLP-like jobs (2 spin against OpenBLAS's pool); for convolutions oneDNN follows the
-# intra-op count, so 2 intra-op threads and OpenBLAS on 1.
+# intra-op count, so 2 intra-op threads and OpenBLAS on 1; the sequence models (small
+# gemms, many ops) as the MLPs: 1 intra-op thread, OpenBLAS's default.
 JOBS=(overhead:overhead::1: mlp:mlp:^mlp_:1: gemm:gemm::1: mem_c:mlp:^memory/mlp_c/:1:
       mem_d:mlp:^memory/mlp_d/:1: fashion:fashion::1: index:index::1:
       conv:conv::2:1 cnn:cnn:^cnn/step/:2:1 mem_cnn:cnn:^memory/cnn_128/:2:1
-      cnn_fashion:cnn:^cnn_fashion/:2:1)
+      cnn_fashion:cnn:^cnn_fashion/:2:1 seq:seq:^seq/:1:
+      mem_lstm_layer:seq:^memory/seq_lstm_layer/:1: mem_lstm_cell:seq:^memory/seq_lstm_cell/:1:
+      mem_transformer:seq:^memory/seq_transformer/:1:)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=3
@@ -92,7 +100,7 @@ while [ $# -gt 0 ]; do
     --torch-threads) torch_threads="$2"; shift 2 ;;
     --quiet) quiet="$2"; shift 2 ;;
     --libtorch-malloc) libtorch_malloc="$2"; shift 2 ;;
-    -h|--help) sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,57p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_libtorch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
