@@ -64,19 +64,7 @@ Adam::Adam(std::vector<Var> params, AdamOptions o)
 Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
   groups_ = detail::group_options("Adam", defaults, group_overrides(),
-                                  [](AdamOptions& o, const std::string& name, double v) {
-                                    if (name == "beta1")
-                                      o.beta1 = v;
-                                    else if (name == "beta2")
-                                      o.beta2 = v;
-                                    else if (name == "eps")
-                                      o.eps = v;
-                                    else if (name == "weight_decay")
-                                      o.weight_decay = v;
-                                    else
-                                      return false;
-                                    return true;
-                                  });
+                                  detail::set_adam_option<AdamOptions>);
   for (const AdamOptions& o : groups_) {
     detail::check_adam_options("Adam", o);
   }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include "optim/optimizer.hpp"
 
 namespace tg {
@@ -47,6 +49,22 @@ namespace detail {
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor* vmax,
                  const AdamOptions& o, double lr, double l2, int64_t step);
 void check_adam_options(const char* who, const AdamOptions& o);
+/// A parameter group's override of Adam's or AdamW's options ("beta1", "beta2", "eps",
+/// "weight_decay"); false for another name.
+template <class Options>
+bool set_adam_option(Options& o, const std::string& name, double v) {
+  if (name == "beta1")
+    o.beta1 = v;
+  else if (name == "beta2")
+    o.beta2 = v;
+  else if (name == "eps")
+    o.eps = v;
+  else if (name == "weight_decay")
+    o.weight_decay = v;
+  else
+    return false;
+  return true;
+}
 }  // namespace detail
 
 }  // namespace tg

@@ -21,19 +21,7 @@ AdamW::AdamW(std::vector<Var> params, AdamWOptions o)
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
   groups_ = detail::group_options("AdamW", defaults, group_overrides(),
-                                  [](AdamWOptions& o, const std::string& name, double v) {
-                                    if (name == "beta1")
-                                      o.beta1 = v;
-                                    else if (name == "beta2")
-                                      o.beta2 = v;
-                                    else if (name == "eps")
-                                      o.eps = v;
-                                    else if (name == "weight_decay")
-                                      o.weight_decay = v;
-                                    else
-                                      return false;
-                                    return true;
-                                  });
+                                  detail::set_adam_option<AdamWOptions>);
   for (const AdamWOptions& o : groups_) {
     detail::check_adam_options("AdamW", as_adam(o));
   }
