@@ -215,21 +215,31 @@ void update_running(const Var& running, const Var& value, double momentum) {
   r.add_(reshape(value.detach(), {running.numel()}), momentum);
 }
 
+// The checked arguments batch_norm and instance_norm share: x of rank `min_rank` or more
+// ([N, C, *]) and the optional per-channel tensors, shaped to broadcast against x.
+struct ChannelArgs {
+  int64_t C;
+  Var rm, rv, w, b;
+};
+ChannelArgs channel_args(const char* op, int min_rank, const Var& x, const Var& running_mean,
+                         const Var& running_var, const Var& weight, const Var& bias) {
+  if (x.dim() < min_rank)
+    throw ShapeError(std::string(op) + ": expected an input of rank " + std::to_string(min_rank) +
+                     " or more ([N, C, *]), got shape " + x.shape().str());
+  for (const Var* v : {&x, &running_mean, &running_var, &weight, &bias}) check_float_arg(*v, op);
+  const int r = x.dim();
+  const int64_t C = x.shape()[1];
+  return {C, per_channel(running_mean, C, r, op, "running_mean"),
+          per_channel(running_var, C, r, op, "running_var"),
+          per_channel(weight, C, r, op, "weight"), per_channel(bias, C, r, op, "bias")};
+}
+
 }  // namespace
 
 Var batch_norm(const Var& x, const Var& running_mean, const Var& running_var, const Var& weight,
                const Var& bias, bool training, double momentum, double eps) {
   const char* op = "batch_norm";
-  if (x.dim() < 2)
-    throw ShapeError(std::string(op) + ": expected an input of rank 2 or more ([N, C, *]), got " +
-                     "shape " + x.shape().str());
-  for (const Var* v : {&x, &running_mean, &running_var, &weight, &bias}) check_float_arg(*v, op);
-  const int r = x.dim();
-  const int64_t C = x.shape()[1];
-  const Var rm = per_channel(running_mean, C, r, op, "running_mean");
-  const Var rv = per_channel(running_var, C, r, op, "running_var");
-  const Var w = per_channel(weight, C, r, op, "weight");
-  const Var b = per_channel(bias, C, r, op, "bias");
+  const auto [C, rm, rv, w, b] = channel_args(op, 2, x, running_mean, running_var, weight, bias);
   if (training) {
     const int64_t n = C > 0 ? x.numel() / C : 0;
     if (n <= 1)
@@ -288,16 +298,8 @@ Var group_norm(const Var& x, int64_t num_groups, const Var& weight, const Var& b
 Var instance_norm(const Var& x, const Var& running_mean, const Var& running_var, const Var& weight,
                   const Var& bias, bool use_input_stats, double momentum, double eps) {
   const char* op = "instance_norm";
-  if (x.dim() < 3)
-    throw ShapeError(std::string(op) + ": expected an input of rank 3 or more ([N, C, *]), got " +
-                     "shape " + x.shape().str());
-  for (const Var* v : {&x, &running_mean, &running_var, &weight, &bias}) check_float_arg(*v, op);
+  const auto [C, rm, rv, w, b] = channel_args(op, 3, x, running_mean, running_var, weight, bias);
   const int r = x.dim();
-  const int64_t C = x.shape()[1];
-  const Var rm = per_channel(running_mean, C, r, op, "running_mean");
-  const Var rv = per_channel(running_var, C, r, op, "running_var");
-  const Var w = per_channel(weight, C, r, op, "weight");
-  const Var b = per_channel(bias, C, r, op, "bias");
   const int64_t N = x.shape()[0];
   int64_t n = 1;
   for (int d = 2; d < r; ++d) n *= x.shape()[d];
