@@ -455,11 +455,6 @@ std::string Unflatten::extra_repr() const {
   return "dim=" + std::to_string(dim_) + ", unflattened_size=" + tuple_str(sizes_);
 }
 
-Dropout2d::Dropout2d(double p, Rng& rng) : p_(p), rng_(&rng) {
-  if (!(p >= 0.0 && p <= 1.0))
-    throw Error("Dropout2d: p must be in [0, 1], got " + std::to_string(p));
-}
-
 Var Dropout2d::forward(const Var& x) { return dropout2d(x, p_, is_training(), *rng_); }
 
 std::string Dropout2d::extra_repr() const {

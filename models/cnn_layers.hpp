@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "graph/rng.hpp"
+#include "models/layers.hpp"
 #include "models/module.hpp"
 #include "ops/conv.hpp"
 #include "ops/pool.hpp"
@@ -280,18 +281,13 @@ class Unflatten : public Layer {
 /// (no inplace: tapegrad's ops never overwrite their input). The masks come from `rng`,
 /// which must outlive the layer. p outside [0, 1]: an Error naming the layer. str() as
 /// PyTorch's repr, "Dropout2d(p=0.5, inplace=false)".
-class Dropout2d : public Layer {
+class Dropout2d : public Dropout {
  public:
   explicit Dropout2d(Rng& rng) : Dropout2d(0.5, rng) {}
-  Dropout2d(double p, Rng& rng);
+  Dropout2d(double p, Rng& rng) : Dropout(p, rng, "Dropout2d") {}
   Var forward(const Var& x) override;
   std::string type_name() const override { return "Dropout2d"; }
   std::string extra_repr() const override;
-  double p() const { return p_; }
-
- private:
-  double p_;
-  Rng* rng_;
 };
 
 }  // namespace tg

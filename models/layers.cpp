@@ -59,9 +59,11 @@ GELU::GELU(std::string approximate) : approximate_(std::move(approximate)) {
 Var GELU::forward(const Var& x) { return gelu(x, approximate_); }
 Var SiLU::forward(const Var& x) { return silu(x); }
 
-Dropout::Dropout(double p, Rng& rng) : p_(p), rng_(&rng) {
+Dropout::Dropout(double p, Rng& rng) : Dropout(p, rng, "Dropout") {}
+
+Dropout::Dropout(double p, Rng& rng, const char* name) : p_(p), rng_(&rng) {
   if (!(p >= 0.0 && p <= 1.0))
-    throw Error("Dropout: p must be in [0, 1], got " + std::to_string(p));
+    throw Error(std::string(name) + ": p must be in [0, 1], got " + std::to_string(p));
 }
 
 Var Dropout::forward(const Var& x) { return dropout(x, p_, is_training(), *rng_); }

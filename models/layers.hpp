@@ -103,7 +103,9 @@ class Dropout : public Layer {
   std::string extra_repr() const override;
   double p() const { return p_; }
 
- private:
+ protected:
+  /// For channel dropout (Dropout2d): `name` heads the error for a p outside [0, 1].
+  Dropout(double p, Rng& rng, const char* name);
   double p_;
   Rng* rng_;
 };
