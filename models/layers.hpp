@@ -102,6 +102,8 @@ class Dropout : public Layer {
   std::string type_name() const override { return "Dropout"; }
   std::string extra_repr() const override;
   double p() const { return p_; }
+  /// The generator the masks are drawn from (tg::checkpoint_sequential restores it).
+  Rng& rng() const { return *rng_; }
 
  protected:
   /// For channel dropout (Dropout2d): `name` heads the error for a p outside [0, 1].

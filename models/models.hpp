@@ -7,6 +7,8 @@
 #include "models/checkpoint.hpp"
 #include "models/cnn_layers.hpp"
 #include "models/diagnostics.hpp"
+#include "models/func.hpp"
+#include "models/grad_checkpoint.hpp"
 #include "models/init.hpp"
 #include "models/layers.hpp"
 #include "models/module.hpp"

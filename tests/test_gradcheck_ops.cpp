@@ -1021,6 +1021,32 @@ TEST_CASE("gradcheck: more losses", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: gradient checkpointing", "[gradcheck]") {
+  const In a{{3, 4}}, b{{4}};
+  // One output; two outputs packed in one node, with the second input read as a param.
+  auto one = [](const std::vector<Var>& in) {
+    return std::vector<Var>{tg::tanh(in[0] * in[1]) * in[0]};
+  };
+  run_cases({
+      {"checkpoint of tanh(a * b) * a",
+       [one](auto& v) {
+         return tg::checkpoint(one, {v[0], v[1]})[0];
+       },
+       {a, b}},
+      {"checkpoint of two outputs and a param",
+       [](auto& v) {
+         const Var w = v[1];
+         auto two = [w](const std::vector<Var>& in) {
+           const Var h = tg::sin(in[0] * w);
+           return std::vector<Var>{h * h, tg::sum(h, {0})};
+         };
+         const auto o = tg::checkpoint(two, {v[0]}, {.params = {w}});
+         return o[0] * o[1];
+       },
+       {a, b}},
+  });
+}
+
 TEST_CASE("gradcheck reports a wrong backward formula", "[gradcheck]") {
   // A user op whose backward is off by a factor 2: gradcheck must fail and say where.
   auto bad_square = [](const std::vector<Var>& v) {

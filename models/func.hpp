@@ -1,0 +1,101 @@
+#pragma once
+
+// Functional transforms after torch.autograd.functional: vjp, jvp, jacobian, hessian, hvp,
+// vhp, and per-sample gradients of a module. All are built on tg::grad (graph/var.hpp);
+// docs/research.md says what each costs and where it differs from PyTorch.
+
+#include <functional>
+#include <vector>
+
+#include "graph/var.hpp"
+#include "models/module.hpp"
+
+namespace tg::func {
+
+/// A function of several inputs and several outputs.
+using Fn = std::function<std::vector<Var>(const std::vector<Var>& inputs)>;
+/// A function of one input and one output.
+using Fn1 = std::function<Var(const Var& input)>;
+
+/// What vjp, jvp, hvp and vhp return, as PyTorch's pair: the function's outputs and the
+/// product (one per input for vjp / hvp / vhp, one per output for jvp).
+struct Product {
+  std::vector<Var> outputs;
+  std::vector<Var> product;
+};
+/// The same for a function of one input and one output.
+struct Product1 {
+  Var output;
+  Var product;
+};
+
+/// How jacobian builds the matrix: by rows (one vjp per output element, PyTorch's
+/// "reverse-mode") or by columns (one jvp per input element, "forward-mode").
+enum class Strategy { reverse, forward };
+
+// Every transform runs f with grad mode on, on copies of the inputs that want gradients
+// (the inputs themselves when create_graph and they already want one, so the results can
+// be differentiated with respect to them, as PyTorch's). Without create_graph the results
+// are plain values (nothing recorded). An output the inputs do not reach gives zeros, or a
+// GraphError naming the transform when `strict`. Inputs and outputs must be floating
+// (DtypeError); v / tangents must match the outputs / inputs in number and shape
+// (ShapeError); each message starts with the transform's name, e.g. "func::vjp: ".
+
+/// v^T J: the vector-Jacobian product, one gradient per input. `v` may be empty when f has
+/// one output of one element (then v = 1).
+Product vjp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& v = {},
+            bool create_graph = false, bool strict = false);
+Product1 vjp(const Fn1& f, const Var& input, const Var& v = {}, bool create_graph = false,
+             bool strict = false);
+
+/// J t: the Jacobian-vector product, one per output. NOTE: computed by the double-vjp trick
+/// (J t = d/du <J^T u, t> for a dummy u), two reverse sweeps, not by forward mode.
+Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
+            bool create_graph = false, bool strict = false);
+Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph = false,
+             bool strict = false);
+
+/// J[i][j] = d outputs[i] / d inputs[j], of shape outputs[i].shape + inputs[j].shape.
+std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inputs,
+                                       bool create_graph = false, bool strict = false,
+                                       Strategy strategy = Strategy::reverse);
+Var jacobian(const Fn1& f, const Var& input, bool create_graph = false, bool strict = false,
+             Strategy strategy = Strategy::reverse);
+
+/// A function of several inputs with one output of one element (a loss).
+using ScalarFn = std::function<Var(const std::vector<Var>& inputs)>;
+
+/// H[i][j] = d^2 f / d inputs[i] d inputs[j], of shape inputs[i].shape + inputs[j].shape;
+/// f's output must have one element (ShapeError).
+std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>& inputs,
+                                      bool create_graph = false, bool strict = false,
+                                      Strategy outer_jacobian_strategy = Strategy::reverse);
+Var hessian(const Fn1& f, const Var& input, bool create_graph = false, bool strict = false,
+            Strategy outer_jacobian_strategy = Strategy::reverse);
+
+/// H v (the Hessian times v, one per input) by the double-vjp trick, exact without assuming
+/// H symmetric; for a twice continuously differentiable f vhp gives the same, cheaper.
+Product hvp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
+            bool create_graph = false, bool strict = false);
+Product1 hvp(const Fn1& f, const Var& input, const Var& v, bool create_graph = false,
+             bool strict = false);
+
+/// v^T H, one per input: one reverse sweep through the gradient.
+Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
+            bool create_graph = false, bool strict = false);
+Product1 vhp(const Fn1& f, const Var& input, const Var& v, bool create_graph = false,
+             bool strict = false);
+
+/// The loss of one sample: `sample` holds the batch tensors' rows for that sample, each
+/// keeping a leading dimension of 1.
+using SampleLoss = std::function<Var(const std::vector<Var>& sample)>;
+
+/// Per-sample gradients of `module`'s parameters (the torch.func recipe
+/// vmap(grad(loss)) over the first dimension of every tensor of `batch`): one Var per
+/// parameter of module.parameters(), of shape [B, *parameter shape], row b the gradient of
+/// loss(sample b). NOTE: a loop over the samples (one forward and backward each), not a
+/// vectorized map: B passes of batch 1. Parameters' .grad are not touched.
+std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
+                                 const std::vector<Var>& batch);
+
+}  // namespace tg::func

@@ -1,0 +1,290 @@
+// Gradient checkpointing: one recorded node per checkpointed call, whose backward replays
+// the call with recording and differentiates the replay with a nested tg::grad.
+#include "models/grad_checkpoint.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_set>
+
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
+#include "ops/shape_ops.hpp"
+
+namespace tg {
+namespace {
+
+struct RngSnapshot {
+  Rng::State state;
+  bool has_spare;
+  double spare;
+};
+
+std::vector<RngSnapshot> snapshot(const std::vector<Rng*>& rngs) {
+  std::vector<RngSnapshot> out;
+  for (const Rng* r : rngs) out.push_back({r->state(), r->has_spare(), r->spare()});
+  return out;
+}
+
+void restore(const std::vector<Rng*>& rngs, const std::vector<RngSnapshot>& s) {
+  for (size_t i = 0; i < rngs.size(); ++i) {
+    rngs[i]->set_state(s[i].state);
+    rngs[i]->set_spare(s[i].has_spare, s[i].spare);
+  }
+}
+
+// What a checkpoint node replays: fn on its `n_in` inputs, reading `params`, with `rngs` set
+// to the states `before` the forward.
+struct Replay {
+  CheckpointFn fn;
+  size_t n_in = 0;
+  std::vector<Var> params;
+  std::vector<Rng*> rngs;
+  std::vector<RngSnapshot> before;
+};
+
+// Note [Nested replay]
+// A checkpoint node's backward runs a second backward (tg::grad over the replayed graph)
+// while the outer one is half done. The replayed graph starts from copies of the inputs cut
+// from the graph, so the nested sweep never reaches a node of the outer graph, except the
+// params: leaves the replay reads as they are. Their pending gradient (a weight shared with
+// a later segment may already hold one) and their hooks (which must see the full gradient,
+// once) are set aside during the nested sweep and put back after it.
+class SetAside {
+ public:
+  explicit SetAside(const std::vector<Var>& params) {
+    for (const Var& p : params) {
+      Node& n = *p.node();
+      saved_.push_back({&n, std::move(n.pending), n.pending_owned, std::move(n.hooks)});
+      n.pending = Var();
+      n.pending_owned = false;
+      n.hooks.clear();
+    }
+  }
+  ~SetAside() {
+    for (Saved& s : saved_) {
+      s.node->pending = std::move(s.pending);
+      s.node->pending_owned = s.owned;
+      s.node->hooks = std::move(s.hooks);
+    }
+  }
+  SetAside(const SetAside&) = delete;
+  SetAside& operator=(const SetAside&) = delete;
+
+ private:
+  struct Saved {
+    Node* node;
+    Var pending;
+    bool owned;
+    std::vector<std::pair<size_t, Hook>> hooks;
+  };
+  std::vector<Saved> saved_;
+};
+
+// Throws when the replayed graph reads a leaf that wants a gradient and is neither an input
+// copy nor a param: its gradient would be dropped without a word.
+void check_reads(const std::vector<Var>& roots, const std::vector<Var>& wrt) {
+  std::unordered_set<const Node*> known, seen;
+  for (const Var& w : wrt) known.insert(w.node());
+  std::vector<const Node*> stack;
+  for (const Var& r : roots) stack.push_back(r.node());
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (known.count(n) || !seen.insert(n).second) continue;
+    if (!n->has_fn)
+      throw GraphError("checkpoint: the function reads a leaf of shape " + n->value.shape().str() +
+                       " that wants a gradient but is neither one of its inputs nor in "
+                       "CheckpointOptions::params; its gradient would be lost");
+    for (const Var& in : n->inputs)
+      if (in.defined() && in.requires_grad()) stack.push_back(in.node());
+  }
+}
+
+// Replays r's function on `args` (its inputs) and returns the gradients of its outputs,
+// weighted by `dys`, with respect to the inputs and then the params (undefined where
+// unused). Recorded (differentiable again) when grad mode is on at the call.
+std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::span<const Var> dys) {
+  // Recorded only when this replay is itself replayed (a checkpoint's backward under
+  // create_graph), whose args are then already copies cut from the outer graph.
+  const bool create_graph = is_grad_enabled();
+  std::vector<Var> xs;
+  for (const Var& a : args)
+    xs.push_back(create_graph || !is_floating(a.dtype()) ? a : a.detach().requires_grad_(true));
+  std::vector<Var> outs;
+  {
+    const std::vector<RngSnapshot> now = snapshot(r.rngs);
+    restore(r.rngs, r.before);
+    GradModeGuard on(true);
+    outs = r.fn(xs);
+    restore(r.rngs, now);
+  }
+  // Gradients go to the floating inputs (which want one) and the params.
+  std::vector<Var> wrt;
+  std::vector<size_t> slot;
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (xs[i].requires_grad()) wrt.push_back(xs[i]), slot.push_back(i);
+  std::vector<Var> roots, gos;
+  for (size_t i = 0; i < outs.size(); ++i)
+    if (outs[i].requires_grad()) roots.push_back(outs[i]), gos.push_back(dys[i]);
+  for (size_t k = 0; k < r.params.size(); ++k)
+    wrt.push_back(r.params[k]), slot.push_back(xs.size() + k);
+  std::vector<Var> out(xs.size() + r.params.size());
+  if (roots.empty() || wrt.empty()) return out;
+  check_reads(roots, wrt);
+  const SetAside aside(r.params);
+  std::vector<Var> gs = grad(roots, wrt, gos, {.create_graph = create_graph, .allow_unused = true});
+  for (size_t k = 0; k < gs.size(); ++k) out[slot[k]] = std::move(gs[k]);
+  return out;
+}
+
+std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args);
+
+// The outputs packed into one value (flattened and joined when there are several), and the
+// way back.
+struct Packing {
+  std::vector<Shape> shapes;
+
+  Tensor pack(const std::vector<Var>& outs) const {
+    if (outs.size() == 1) return outs[0].value();
+    std::vector<Var> flat;
+    for (const Var& o : outs) flat.push_back(reshape(o, {-1}));
+    return concat(flat).value();
+  }
+  std::vector<Var> unpack(const Var& packed) const {
+    if (shapes.size() == 1) return {packed};
+    std::vector<Var> out;
+    int64_t off = 0;
+    for (const Shape& s : shapes) {
+      out.push_back(reshape(narrow(packed, 0, off, s.numel()), s.to_vector()));
+      off += s.numel();
+    }
+    return out;
+  }
+};
+
+std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args) {
+  std::vector<Var> outs;
+  {
+    NoGradGuard off;
+    outs = r->fn(args);
+  }
+  if (outs.empty()) return outs;
+  Packing packing;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i].defined())
+      throw Error("checkpoint: output " + std::to_string(i) + " of the function is undefined");
+    kern::check_floating(outs[i].value(), "checkpoint");
+    if (outs[i].dtype() != outs[0].dtype())
+      throw DtypeError("checkpoint: the outputs must share one dtype, output 0 is " +
+                       std::string(dtype_name(outs[0].dtype())) + " and output " +
+                       std::to_string(i) + " is " + std::string(dtype_name(outs[i].dtype())));
+    packing.shapes.push_back(outs[i].shape());
+  }
+  std::vector<Var> node_inputs = args;
+  node_inputs.insert(node_inputs.end(), r->params.begin(), r->params.end());
+  Tensor value;
+  {
+    NoGradGuard off;
+    value = packing.pack(outs);
+  }
+  outs.clear();
+  const Var packed = record("checkpoint", std::move(value), std::span<const Var>(node_inputs),
+                            [r, packing](const BackwardCtx& c, const Var& dy) {
+                              const std::vector<Var> dys = packing.unpack(dy);
+                              std::vector<Var> args;
+                              for (size_t i = 0; i < r->n_in; ++i) args.push_back(c.input(i));
+                              std::vector<Var> gs;
+                              if (!is_grad_enabled()) {
+                                gs = replay_vjp(*r, args, dys);
+                              } else {
+                                // create_graph: the backward is a checkpoint of the replay, so it
+                                // is recorded as one node too and can be differentiated again (Note
+                                // [Nested replay]).
+                                auto next = std::make_shared<Replay>();
+                                next->fn = [r](const std::vector<Var>& a) {
+                                  const auto all = std::span<const Var>(a);
+                                  std::vector<Var> g =
+                                      replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
+                                  for (size_t k = 0; k < g.size(); ++k) {
+                                    const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
+                                    if (!g[k].defined())
+                                      g[k] = Var(zeros(ref.shape(), ref.dtype()));
+                                  }
+                                  return g;
+                                };
+                                next->n_in = r->n_in + dys.size();
+                                next->params = r->params;
+                                std::vector<Var> next_args = args;
+                                next_args.insert(next_args.end(), dys.begin(), dys.end());
+                                gs = record_checkpoint(next, next_args);
+                              }
+                              Grads out;
+                              for (Var& g : gs) out.push_back(std::move(g));
+                              return out;
+                            });
+  return packing.unpack(packed);
+}
+
+bool wants_grad(const std::vector<Var>& vs) {
+  return std::any_of(vs.begin(), vs.end(), [](const Var& v) { return v.requires_grad(); });
+}
+
+}  // namespace
+
+std::vector<Var> checkpoint(const CheckpointFn& fn, const std::vector<Var>& inputs,
+                            const CheckpointOptions& options) {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!inputs[i].defined())
+      throw Error("checkpoint: input " + std::to_string(i) + " is undefined");
+  if (!is_grad_enabled() || !(wants_grad(inputs) || wants_grad(options.params))) return fn(inputs);
+  auto r = std::make_shared<Replay>();
+  r->fn = fn;
+  r->n_in = inputs.size();
+  for (const Var& p : options.params) {
+    if (!p.defined()) throw Error("checkpoint: a param is undefined");
+    const bool listed = std::any_of(r->params.begin(), r->params.end(),
+                                    [&p](const Var& q) { return q.node() == p.node(); });
+    if (p.requires_grad() && !listed) r->params.push_back(p);
+  }
+  r->rngs = options.rngs;
+  r->before = snapshot(r->rngs);
+  return record_checkpoint(std::move(r), inputs);
+}
+
+Var checkpoint(const std::function<Var(const Var&)>& fn, const Var& input,
+               const CheckpointOptions& options) {
+  auto many = [fn](const std::vector<Var>& xs) { return std::vector<Var>{fn(xs[0])}; };
+  return checkpoint(many, {input}, options)[0];
+}
+
+Var checkpoint_sequential(Sequential& seq, int64_t segments, const Var& x,
+                          const std::vector<Rng*>& rngs) {
+  const auto n = static_cast<int64_t>(seq.size());
+  if (segments < 1 || segments > n)
+    throw Error("checkpoint_sequential: segments must be in [1, " + std::to_string(n) + "] for " +
+                std::to_string(n) + " layers, got " + std::to_string(segments));
+  const int64_t size = n / segments;
+  auto run = [&seq](int64_t first, int64_t last, Var y) {
+    for (int64_t i = first; i < last; ++i) y = seq[static_cast<size_t>(i)](y);
+    return y;
+  };
+  Var y = x;
+  for (int64_t s = 0; s + 1 < segments; ++s) {
+    const int64_t first = s * size, last = first + size;
+    CheckpointOptions options{.params = {}, .rngs = rngs};
+    for (int64_t i = first; i < last; ++i) {
+      Layer& layer = seq[static_cast<size_t>(i)];
+      for (const Var& p : layer.parameters()) options.params.push_back(p);
+      for (const auto& [name, m] : layer.named_modules())
+        if (const auto* d = dynamic_cast<const Dropout*>(m)) options.rngs.push_back(&d->rng());
+    }
+    std::sort(options.rngs.begin(), options.rngs.end());
+    options.rngs.erase(std::unique(options.rngs.begin(), options.rngs.end()), options.rngs.end());
+    y = checkpoint([run, first, last](const Var& in) { return run(first, last, in); }, y, options);
+  }
+  return run((segments - 1) * size, n, y);
+}
+
+}  // namespace tg
