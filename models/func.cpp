@@ -307,6 +307,11 @@ Product1 vjp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bo
   return single(vjp(lift(f), {input}, v.defined() ? std::vector{v} : std::vector<Var>{},
                     create_graph, strict));
 }
+Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v, bool create_graph,
+            bool strict) {
+  const Fn many = [f](const std::vector<Var>& xs) { return std::vector<Var>{f(xs)}; };
+  return vjp(many, inputs, v.defined() ? std::vector{v} : std::vector<Var>{}, create_graph, strict);
+}
 Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph, bool strict) {
   return single(jvp(lift(f), {input}, {tangent}, create_graph, strict));
 }

@@ -16,6 +16,8 @@ namespace tg::func {
 using Fn = std::function<std::vector<Var>(const std::vector<Var>& inputs)>;
 /// A function of one input and one output.
 using Fn1 = std::function<Var(const Var& input)>;
+/// A function of several inputs with one output (a loss: one element for hessian / hvp / vhp).
+using ScalarFn = std::function<Var(const std::vector<Var>& inputs)>;
 
 /// What vjp, jvp, hvp and vhp return, as PyTorch's pair: the function's outputs and the
 /// product (one per input for vjp / hvp / vhp, one per output for jvp).
@@ -47,6 +49,9 @@ Product vjp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
             bool create_graph = false, bool strict = false);
 Product1 vjp(const Fn1& f, const Var& input, const Var& v = {}, bool create_graph = false,
              bool strict = false);
+/// The same for one output of several inputs (with v empty: the gradient of a loss).
+Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v = {},
+            bool create_graph = false, bool strict = false);
 
 /// J t: the Jacobian-vector product, one per output. NOTE: computed by the double-vjp trick
 /// (J t = d/du <J^T u, t> for a dummy u), two reverse sweeps, not by forward mode.
@@ -61,9 +66,6 @@ std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inpu
                                        Strategy strategy = Strategy::reverse);
 Var jacobian(const Fn1& f, const Var& input, bool create_graph = false, bool strict = false,
              Strategy strategy = Strategy::reverse);
-
-/// A function of several inputs with one output of one element (a loss).
-using ScalarFn = std::function<Var(const std::vector<Var>& inputs)>;
 
 /// H[i][j] = d^2 f / d inputs[i] d inputs[j], of shape inputs[i].shape + inputs[j].shape;
 /// f's output must have one element (ShapeError).
