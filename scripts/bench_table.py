@@ -40,6 +40,8 @@ METRICS = {
     "above_start_MiB": ("MiB added", 1.0, False),
     "loaded_MiB": ("MiB data loaded", 1.0, False),
     "accuracy_pct": ("% test acc", 1.0, True),
+    # peak of tg::debug::live_tensor_bytes() (bench_func's checkpointing rows, tapegrad only)
+    "live_peak_MiB": ("MiB live peak", 1.0, False),
     # gemm/interleaved/<n>: speed against direct cblas_sgemm, measured in alternation
     "matmul_vs_cblas": ("matmul x cblas", 1.0, True),
     "matmul_out_vs_cblas": ("matmul_out x cblas", 1.0, True),
@@ -84,6 +86,9 @@ TARGETS = {
     "seq/lstm_layer": ("speedup", 1.2),
     "seq/lstm_cell": ("speedup", 2.0),
     "seq/transformer": ("speedup", 1.3),
+    # Functional transforms (issue 18), against torch.autograd.functional in Python: faster.
+    "func/hessian_seed": ("speedup", 1.0),
+    "func/jacobian_mlp100": ("speedup", 1.0),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
@@ -146,7 +151,7 @@ def fmt(v):
 
 
 GROUPS = ["overhead", "mlp_", "fashion", "cnn/", "cnn_fashion", "conv/", "seq/", "charlm/",
-          "memory/", "index/", "gemm/"]
+          "func/", "memory/", "index/", "gemm/"]
 
 
 def sort_key(key):

@@ -30,6 +30,9 @@
 #             (bench_seq '^seq/')
 #   mem_lstm_layer, mem_lstm_cell, mem_transformer  peak memory of those steps, each alone
 #             in its process (bench_seq '^memory/seq_<name>/')
+#   func      tg::func::hessian of the seed network and jacobian of a 100 -> 100 MLP
+#             (bench_func) against torch.autograd.functional in Python
+#             (bench/torch_func.py, run by /usr/bin/python3: the API users have there)
 # --filter REGEX replaces the benchmark filter of the overhead, mlp and gemm jobs.
 # --quiet PCT[:SECONDS] (default 30:90): before each job, wait (up to SECONDS) until other
 # processes use less than PCT% of one core over one second (/proc/stat), so a shared
@@ -58,6 +61,8 @@
 set -euo pipefail
 
 BENCHES=(overhead mlp gemm fashion index conv cnn seq)
+# tapegrad programs whose twin is a Python script (bench/torch_<name>.py), not a LibTorch one.
+PY_BENCHES=(func)
 # tag:program:own benchmark filter ("" = all of the program):LibTorch intra-op threads:
 # LibTorch's OpenBLAS threads ("" = OpenBLAS's default). LibTorch's best settings here,
 # measured per workload (bench/README.md, "LibTorch's threads"): 1 intra-op thread for the
@@ -69,7 +74,7 @@ JOBS=(overhead:overhead::1: mlp:mlp:^mlp_:1: gemm:gemm::1: mem_c:mlp:^memory/mlp
       conv:conv::2:1 cnn:cnn:^cnn/step/:2:1 mem_cnn:cnn:^memory/cnn_128/:2:1
       cnn_fashion:cnn:^cnn_fashion/:2:1 seq:seq:^seq/:1:
       mem_lstm_layer:seq:^memory/seq_lstm_layer/:1: mem_lstm_cell:seq:^memory/seq_lstm_cell/:1:
-      mem_transformer:seq:^memory/seq_transformer/:1:)
+      mem_transformer:seq:^memory/seq_transformer/:1: "func:func:^(func/|memory/checkpoint_):1:")
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=3
@@ -100,7 +105,7 @@ while [ $# -gt 0 ]; do
     --torch-threads) torch_threads="$2"; shift 2 ;;
     --quiet) quiet="$2"; shift 2 ;;
     --libtorch-malloc) libtorch_malloc="$2"; shift 2 ;;
-    -h|--help) sed -n '2,57p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_libtorch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -138,7 +143,7 @@ if [ "$build" -eq 1 ]; then
   echo "compare_libtorch: building tapegrad benchmarks ($tg_build)"
   cmake -S "$root" -B "$tg_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DTAPEGRAD_BUILD_TESTS=OFF -DTAPEGRAD_BUILD_APPS=OFF -DTAPEGRAD_BUILD_BENCH=ON >/dev/null
-  cmake --build "$tg_build" -j "$jobs" --target "${BENCHES[@]/#/bench_}"
+  cmake --build "$tg_build" -j "$jobs" --target "${BENCHES[@]/#/bench_}" "${PY_BENCHES[@]/#/bench_}"
 
   echo "compare_libtorch: building LibTorch benchmarks ($lt_build)"
   cmake -S "$root/bench/libtorch" -B "$lt_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -219,6 +224,7 @@ for ((r = 1; r <= rounds; r++)); do
     case "$tag" in overhead|mlp|gemm) [ -n "$filter" ] && job_filter="$filter" ;; esac
     tg_bin="$tg_build/bench/bench_$name"
     lt_bin="$lt_build/libtorch_$name"
+    [[ " ${PY_BENCHES[*]} " == *" $name "* ]] && lt_bin="$root/bench/torch_$name.py"
     # Swap the order every round so neither side always runs on a warmer (or busier) machine.
     if ((r % 2 == 1)); then
       run "$r" tapegrad "$tag" "$tg_bin" "$job_filter"
