@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "seed_data.hpp"
+
 namespace {
 
 using Vars = std::vector<tg::Var>;
@@ -28,16 +30,7 @@ Vars axpy(const Vars& a, double s, const Vars& b) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const auto table = tg::data::read_csv(argc > 1 ? argv[1] : "data/seed_regression.csv");
-  std::vector<double> xs, ys;
-  double x_max = 0, y_max = 0;
-  for (const auto& r : table.rows)
-    x_max = std::max({x_max, r[0], r[1]}), y_max = std::max(y_max, r[2]);
-  for (const auto& r : table.rows)
-    xs.insert(xs.end(), {r[0] / x_max, r[1] / x_max}), ys.push_back(r[2] / y_max);
-  const auto n = static_cast<int64_t>(ys.size());
-  const tg::Var X = tg::constant(tg::tensor(xs, {n, 2}, tg::f64));
-  const tg::Var Y = tg::constant(tg::tensor(ys, {n, 1}, tg::f64));
+  const auto [X, Y] = read_seed(argc > 1 ? argv[1] : "data/seed_regression.csv", tg::f64);
 
   // The network as a function of its weights: W1 [3, 2], W2 [1, 3].
   const tg::func::ScalarFn loss = [&](const Vars& w) {

@@ -3,19 +3,12 @@
 // random initial weights on the 7 rows of data/seed_regression.csv (docs/seed.md).
 #include <tapegrad/tapegrad.hpp>
 
-#include <algorithm>
 #include <cstdio>
 
+#include "seed_data.hpp"
+
 int main(int argc, char** argv) {
-  const auto table = tg::data::read_csv(argc > 1 ? argv[1] : "data/seed_regression.csv");
-  std::vector<double> xs, ys;
-  double x_max = 0, y_max = 0;
-  for (const auto& r : table.rows)
-    x_max = std::max({x_max, r[0], r[1]}), y_max = std::max(y_max, r[2]);
-  for (const auto& r : table.rows)
-    xs.insert(xs.end(), {r[0] / x_max, r[1] / x_max}), ys.push_back(r[2] / y_max);
-  const auto n = static_cast<int64_t>(ys.size());
-  const tg::Var X = tg::constant(tg::tensor(xs, {n, 2})), Y = tg::constant(tg::tensor(ys, {n, 1}));
+  const auto [X, Y] = read_seed(argc > 1 ? argv[1] : "data/seed_regression.csv");
 
   double final_loss[2] = {0, 0};
   bool identical[2] = {false, false};

@@ -233,6 +233,17 @@ Gradient gradient(const char* name, const ScalarFn& f, const std::vector<Var>& x
   return {outs[0], std::move(gs)};
 }
 
+// H v (`right`, by the double-vjp trick through the gradient) or v^T H (one more sweep).
+Product hessian_product(const char* name, const ScalarFn& f, const std::vector<Var>& inputs,
+                        const std::vector<Var>& v, bool create_graph, bool strict, bool right) {
+  const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  check_match(name, "v", v, "input", xs);
+  const Gradient g = gradient(name, f, xs, strict);
+  std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict).apply(v, create_graph, false)
+                             : vjp_core(name, g.grads, xs, v, create_graph, strict, false);
+  return {detached({g.output}, create_graph), std::move(p)};
+}
+
 Fn lift(const Fn1& f) {
   return [f](const std::vector<Var>& xs) { return std::vector<Var>{f(xs[0])}; };
 }
@@ -285,22 +296,12 @@ std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>&
 
 Product hvp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
             bool create_graph, bool strict) {
-  const char* name = "func::hvp";
-  const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
-  check_match(name, "v", v, "input", xs);
-  const Gradient g = gradient(name, f, xs, strict);
-  std::vector<Var> hv = DoubleVjp(name, g.grads, xs, strict).apply(v, create_graph, false);
-  return {detached({g.output}, create_graph), std::move(hv)};
+  return hessian_product("func::hvp", f, inputs, v, create_graph, strict, true);
 }
 
 Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
             bool create_graph, bool strict) {
-  const char* name = "func::vhp";
-  const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
-  check_match(name, "v", v, "input", xs);
-  const Gradient g = gradient(name, f, xs, strict);
-  std::vector<Var> vh = vjp_core(name, g.grads, xs, v, create_graph, strict, false);
-  return {detached({g.output}, create_graph), std::move(vh)};
+  return hessian_product("func::vhp", f, inputs, v, create_graph, strict, false);
 }
 
 Product1 vjp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {

@@ -4,7 +4,9 @@
 // the memory checkpointing saves.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "torch_oracle.hpp"
@@ -120,50 +122,48 @@ TEST_CASE("func: analytic results of every transform") {
 
 TEST_CASE("func: bad input throws typed errors naming the transform") {
   const Var x = P({3}, 0.0), y = P({2, 2}, 1.0);
-  throws_starting<tg::ShapeError>(
-      [&] {
-        func::vjp(two_by_two, {x, y}, {P({3}, 1.0), P({3}, 1.0)});
-      },
-      "func::vjp: ");
-  throws_starting<tg::ShapeError>(
-      [&] {
-        func::vjp(two_by_two, {x, y}, {P({3}, 1.0)});
-      },
-      "func::vjp: ");
-  throws_starting<tg::ShapeError>(
-      [&] {
-        func::jvp(two_by_two, {x, y}, {P({3}, 1.0)});
-      },
-      "func::jvp: ");
-  throws_starting<tg::ShapeError>(
-      [&] {
-        func::jvp(two_by_two, {x, y}, {P({3}, 1.0), P({4}, 1.0)});
-      },
-      "func::jvp: ");
-  throws_starting<tg::DtypeError>(
-      [&] {
-        func::jvp(two_by_two, {x, y}, {P({3}, 1.0), tg::constant(tg::zeros({2, 2}, tg::f32))});
-      },
-      "func::jvp: ");
-  throws_starting<tg::ShapeError>(
-      [&] {
-        func::hvp(scalar_of_two, {x, y}, {P({2}, 1.0), y});
-      },
-      "func::hvp: ");
-  throws_starting<tg::ShapeError>([&] { func::vhp(scalar_of_two, {x, y}, {x}); }, "func::vhp: ");
-  // A non-differentiable (integer) output, an integer input.
-  throws_starting<tg::DtypeError>(
-      [&] { func::jacobian([](const Var& z) { return tg::argmax(z); }, x); }, "func::jacobian: ");
-  throws_starting<tg::DtypeError>(
-      [&] {
-        func::jacobian([](const Var& z) { return z; }, tg::constant(tg::zeros({2}, tg::i64)));
-      },
-      "func::jacobian: ");
-  // A Hessian of a function that is not scalar; v omitted for a vector output.
-  throws_starting<tg::ShapeError>([&] { func::hessian([](const Var& z) { return z * z; }, x); },
-                                  "func::hessian: ");
-  throws_starting<tg::ShapeError>([&] { func::vjp([](const Var& z) { return z * z; }, x); },
-                                  "func::vjp: ");
+  const Var f32_v = tg::constant(tg::zeros({2, 2}, tg::f32));
+  auto square = [](const Var& z) { return z * z; };
+  // v / tangents of the wrong number or shape; a function that is not scalar.
+  const std::vector<std::pair<std::function<void()>, std::string>> shape_errors = {
+      {[&] {
+         func::vjp(two_by_two, {x, y}, {P({3}, 1.0), P({3}, 1.0)});
+       },
+       "func::vjp: "},
+      {[&] {
+         func::vjp(two_by_two, {x, y}, {P({3}, 1.0)});
+       },
+       "func::vjp: "},
+      {[&] {
+         func::jvp(two_by_two, {x, y}, {P({3}, 1.0)});
+       },
+       "func::jvp: "},
+      {[&] {
+         func::jvp(two_by_two, {x, y}, {P({3}, 1.0), P({4}, 1.0)});
+       },
+       "func::jvp: "},
+      {[&] {
+         func::hvp(scalar_of_two, {x, y}, {P({2}, 1.0), y});
+       },
+       "func::hvp: "},
+      {[&] {
+         func::vhp(scalar_of_two, {x, y}, {x});
+       },
+       "func::vhp: "},
+      {[&] { func::hessian(square, x); }, "func::hessian: "},
+      {[&] { func::vjp(square, x); }, "func::vjp: "},
+  };
+  for (const auto& [f, prefix] : shape_errors) throws_starting<tg::ShapeError>(f, prefix);
+  // A tangent of another dtype, a non-differentiable (integer) output, an integer input.
+  const std::vector<std::pair<std::function<void()>, std::string>> dtype_errors = {
+      {[&] {
+         func::jvp(two_by_two, {x, y}, {P({3}, 1.0), f32_v});
+       },
+       "func::jvp: "},
+      {[&] { func::jacobian([](const Var& z) { return tg::argmax(z); }, x); }, "func::jacobian: "},
+      {[&] { func::jacobian(square, tg::constant(tg::zeros({2}, tg::i64))); }, "func::jacobian: "},
+  };
+  for (const auto& [f, prefix] : dtype_errors) throws_starting<tg::DtypeError>(f, prefix);
 }
 
 TEST_CASE("func: every transform matches torch.autograd.functional") {
@@ -216,8 +216,9 @@ emit("meta_hessian", AF.hessian(meta, x))
     const auto H = func::hessian(scalar_of_two, {x, y}, false, false, strategy);
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 2; ++j) {
-        cmp("J" + std::to_string(i) + std::to_string(j), J[i][j]);
-        cmp("H" + std::to_string(i) + std::to_string(j), H[i][j]);
+        const std::string ij{static_cast<char>('0' + i), static_cast<char>('0' + j)};
+        cmp(std::string("J").append(ij), J[i][j]);
+        cmp(std::string("H").append(ij), H[i][j]);
       }
   }
   const auto vj = func::vjp(two_by_two, {x, y}, {P({3}, 4.0), P({2}, 5.0)});
@@ -351,7 +352,7 @@ TEST_CASE("checkpoint: several outputs, double backward, and a read it cannot se
     return tg::sum(o[0]) + tg::sum(o[1] * o[1]);
   };
   auto ckpt = [&](const Var& x, const Var& b) {
-    const auto o = tg::checkpoint(block, {x, b}, {.params = {W}});
+    const auto o = tg::checkpoint(block, {x, b}, {.params = {W}, .rngs = {}});
     REQUIRE(o.size() == 2);
     return tg::sum(o[0]) + tg::sum(o[1] * o[1]);
   };
@@ -377,7 +378,7 @@ TEST_CASE("checkpoint: several outputs, double backward, and a read it cannot se
   CHECK_THROWS_AS(lost.backward(), tg::GraphError);
   // No grad mode: the function itself, nothing recorded.
   tg::NoGradGuard off;
-  CHECK(!tg::checkpoint(block, {x, b}, {.params = {W}})[0].requires_grad());
+  CHECK(!tg::checkpoint(block, {x, b}, {.params = {W}, .rngs = {}})[0].requires_grad());
 }
 
 TEST_CASE("checkpoint: a 64-layer MLP's training step keeps O(sqrt n) activations") {

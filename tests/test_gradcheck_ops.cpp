@@ -1040,7 +1040,7 @@ TEST_CASE("gradcheck: gradient checkpointing", "[gradcheck]") {
            const Var h = tg::sin(in[0] * w);
            return std::vector<Var>{h * h, tg::sum(h, {0})};
          };
-         const auto o = tg::checkpoint(two, {v[0]}, {.params = {w}});
+         const auto o = tg::checkpoint(two, {v[0]}, {.params = {w}, .rngs = {}});
          return o[0] * o[1];
        },
        {a, b}},
