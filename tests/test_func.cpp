@@ -342,7 +342,7 @@ TEST_CASE("checkpoint: the same gradients bit for bit as without, dropout includ
 }
 
 TEST_CASE("checkpoint: several outputs, double backward, and a read it cannot see") {
-  const Var W = tg::param(tgtest::pattern({3, 3}, 1.0));
+  Var W = tg::param(tgtest::pattern({3, 3}, 1.0));
   auto block = [&](const std::vector<Var>& in) {
     const Var h = tg::tanh(tg::matmul(W, in[0]) + in[1]);
     return std::vector<Var>{h * h, tg::sin(h)};
@@ -373,6 +373,26 @@ TEST_CASE("checkpoint: several outputs, double backward, and a read it cannot se
   const auto t1 = vals(tg::grad({tg::sum(h1[0])}, {b})[0]);
   const auto t2 = vals(tg::grad({tg::sum(h2[0])}, {b})[0]);
   for (size_t k = 0; k < t1.size(); ++k) CHECK(t2[k] == Approx(t1[k]).epsilon(1e-12));
+  // A weight shared by two checkpoints and the code around them: each consumer's share
+  // reaches it, and its hook sees the full gradient once (Note [Nested replay]).
+  auto layer = [&](const Var& h) { return tg::tanh(tg::matmul(W, h)); };
+  auto tied = [&](bool ckpt) {
+    auto step = [&](const Var& h) {
+      return ckpt ? tg::checkpoint(layer, h, {.params = {W}, .rngs = {}}) : layer(h);
+    };
+    const Var h = step(step(x));
+    return tg::sum(h * tg::matmul(W, h));
+  };
+  int calls = 0;
+  const size_t id = W.register_hook([&](const Var&) {
+    ++calls;
+    return Var();
+  });
+  const auto p1 = tg::grad({tied(false)}, {x, W});
+  const auto p2 = tg::grad({tied(true)}, {x, W});
+  W.remove_hook(id);
+  CHECK(calls == 2);
+  for (int i = 0; i < 2; ++i) CHECK(vals(p1[i]) == vals(p2[i]));
   // W read but not listed: its gradient would be lost, so backward says so.
   const Var lost = tg::sum(tg::checkpoint(block, {x, b})[0]);
   CHECK_THROWS_AS(lost.backward(), tg::GraphError);
