@@ -26,10 +26,6 @@ void spotrf_(const char*, const int*, float*, const int*, int*, size_t);
 void dpotrf_(const char*, const int*, double*, const int*, int*, size_t);
 void sgetrf_(const int*, const int*, float*, const int*, int*, int*);
 void dgetrf_(const int*, const int*, double*, const int*, int*, int*);
-void sgetrs_(const char*, const int*, const int*, const float*, const int*, const int*, float*,
-             const int*, int*, size_t);
-void dgetrs_(const char*, const int*, const int*, const double*, const int*, const int*, double*,
-             const int*, int*, size_t);
 void strsm_(const char*, const char*, const char*, const char*, const int*, const int*,
             const float*, const float*, const int*, float*, const int*, size_t, size_t, size_t,
             size_t);
@@ -66,12 +62,6 @@ struct Lapack {
   }
   static void getrf(int n, float* a, int* piv, int* info) { sgetrf_(&n, &n, a, &n, piv, info); }
   static void getrf(int n, double* a, int* piv, int* info) { dgetrf_(&n, &n, a, &n, piv, info); }
-  static void getrs(char tr, int n, int k, const float* a, const int* piv, float* b, int* info) {
-    sgetrs_(&tr, &n, &k, a, &n, piv, b, &n, info, 1);
-  }
-  static void getrs(char tr, int n, int k, const double* a, const int* piv, double* b, int* info) {
-    dgetrs_(&tr, &n, &k, a, &n, piv, b, &n, info, 1);
-  }
   static void trsm(char side, char uplo, char ta, char diag, int m, int n, const float* a, int lda,
                    float* b, int ldb) {
     const float one = 1;
@@ -366,26 +356,40 @@ std::shared_ptr<const LuFactors> lu_factor(const Tensor& A, const char* op,
   return f;
 }
 
-// X with op(A) X = B, B [b, n, k], from A's factors. LAPACK's factors are of A^T, so A X = B
-// is getrs('T') and A^T X = B getrs('N'), on B^T copied column-major.
+// Swaps rows i and piv[i] - 1 of the row-major rows x n matrix x, for i in [first, last)
+// stepping by `step` (+1 or -1).
+template <class T>
+void swap_rows(T* x, int64_t cols, const int* piv, int64_t first, int64_t last, int64_t step) {
+  for (int64_t i = first; i != last; i += step) {
+    const int64_t p = piv[i] - 1;
+    if (p != i) std::swap_ranges(x + i * cols, x + (i + 1) * cols, x + p * cols);
+  }
+}
+
+// X with op(A) X = B, B [b, n, k], from A's factors. LAPACK's factors are of M = A^T =
+// P L U (the row-major A is the column-major A^T), and the row-major X is the column-major
+// X^T, so both systems are right-side solves on X^T with no transposed copy:
+//   A X = B:   X^T P L U = B^T:  X^T = B^T U^{-1} L^{-1} P^T (rows of X swapped last)
+//   A^T X = B: X^T U^T L^T = B^T P (rows of B swapped first), then L^{-T}, U^{-T}.
 Tensor lu_solve_kernel(const LuFactors& f, const Tensor& B, bool trans) {
-  Tensor X = Tensor::empty(B.shape(), B.dtype());
+  Tensor X = B.clone();
   const int64_t n = f.n, k = B.shape()[B.dim() - 1], batches = batch_count(B.shape());
   if (X.numel() == 0) return X;
   dispatch(B.dtype(), "solve", [&]<class T>() {
-    std::vector<T> col(static_cast<size_t>(n * k));
     for (int64_t b = 0; b < batches; ++b) {
-      const T* bb = B.data<T>() + b * n * k;
-      T* xb = X.data<T>() + b * n * k;
-      T* cb = k == 1 ? xb : col.data();
-      if (k == 1)
-        std::copy(bb, bb + n, xb);
-      else
-        transpose_into(bb, cb, n, k);
-      int info = 0;
-      Lapack::getrs(trans ? 'N' : 'T', as_int(n), as_int(k), f.lu.data<T>() + b * n * n,
-                    f.piv.data() + b * n, cb, &info);
-      if (k != 1) transpose_into(cb, xb, k, n);
+      T* x = X.data<T>() + b * n * k;
+      const T* lu = f.lu.data<T>() + b * n * n;
+      const int* piv = f.piv.data() + b * n;
+      const int ni = as_int(n), ki = as_int(k);
+      if (!trans) {
+        Lapack::trsm('R', 'U', 'N', 'N', ki, ni, lu, ni, x, ki);
+        Lapack::trsm('R', 'L', 'N', 'U', ki, ni, lu, ni, x, ki);
+        swap_rows(x, k, piv, n - 1, -1, -1);
+      } else {
+        swap_rows(x, k, piv, 0, n, 1);
+        Lapack::trsm('R', 'L', 'T', 'U', ki, ni, lu, ni, x, ki);
+        Lapack::trsm('R', 'U', 'T', 'N', ki, ni, lu, ni, x, ki);
+      }
     }
   });
   return X;
