@@ -84,6 +84,11 @@ TARGETS = {
     "seq/lstm_layer": ("speedup", 1.2),
     "seq/lstm_cell": ("speedup", 2.0),
     "seq/transformer": ("speedup", 1.3),
+    # Linear algebra (issue 18): within 1.2x of LibTorch's torch::linalg.
+    "linalg/cholesky/f64": ("speedup", 1 / 1.2),
+    "linalg/cholesky/f32": ("speedup", 1 / 1.2),
+    "linalg/solve/f64": ("speedup", 1 / 1.2),
+    "linalg/solve/f32": ("speedup", 1 / 1.2),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]
