@@ -854,11 +854,15 @@ Lstsq lstsq(const Var& A, const Var& B) {
 }
 
 // Note [pinv backward]
-// With P = pinv(A) (Golub & Pereyra 1973, "The differentiation of pseudo-inverses and
-// nonlinear least squares problems"; PyTorch's pinv_backward), for m <= n:
-//   gA = -(P gP^T P)^T + (gP^T P) P^T - A P (gP^T P) P^T + P^T P (gP^T - (gP^T P) A)... in the
-// grouping below, and the mirrored grouping for m > n. It holds where the rank of A is
-// locally constant, including repeated singular values.
+// With P = pinv(A) and the gradient G of P (Golub & Pereyra 1973, "The differentiation of
+// pseudo-inverses and nonlinear least squares problems"; PyTorch's pinv_backward):
+//   dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P, so
+//   gA = -P^T G P^T + (I - A P) G^T P P^T + P^T P G^T (I - P A),
+// grouped so the products stay smallest: for m <= n with K = G^T P,
+//   gA = -(P K)^T + K P^T - A P K P^T + P^T P (G^T - K A)
+// and the mirrored grouping for m > n. It holds where A's rank is locally constant,
+// repeated singular values included (the SVD's own gradient does not); the forward drops
+// singular values at or below the tolerance, as PyTorch.
 Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol) {
   check_matrix(A, "pinv");
   const int64_t m = A.shape()[A.dim() - 2], n = A.shape()[A.dim() - 1];
