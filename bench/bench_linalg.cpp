@@ -6,6 +6,8 @@
 // torch::linalg_cholesky and torch::linalg_solve on the same values, same names, ms/step.
 #include <benchmark/benchmark.h>
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -44,21 +46,10 @@ void bm_solve(benchmark::State& state, tg::Dtype d) {
   state.counters["ms_per_step"] = bench::seconds_per();
 }
 
-BENCHMARK_CAPTURE(bm_cholesky, f64, tg::f64)
-    ->Name("linalg/cholesky/f64")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_CAPTURE(bm_cholesky, f32, tg::f32)
-    ->Name("linalg/cholesky/f32")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_CAPTURE(bm_solve, f64, tg::f64)
-    ->Name("linalg/solve/f64")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_CAPTURE(bm_solve, f32, tg::f32)
-    ->Name("linalg/solve/f32")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// linalg/<op>/<dtype>, registered before main (benchmark_main) runs.
+const bool registered = [] {
+  bench::register_linalg(bm_cholesky, bm_solve, tg::f64, tg::f32);
+  return true;
+}();
 
 }  // namespace

@@ -2,8 +2,12 @@
 // the same way on both sides (bench::SharedRng, seed 7), in double; each side converts them.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -41,6 +45,20 @@ inline LinalgData linalg_data(int64_t n = kLinalgN) {
   d.dy.resize(nn);
   for (double& v : d.dy) v = g.uniform(-1, 1);
   return d;
+}
+
+// Registers linalg/cholesky/<dtype> and linalg/solve/<dtype> for f64 then f32 (both sides,
+// the same names and order).
+template <class Bench, class Dtype>
+void register_linalg(Bench cholesky, Bench solve, Dtype f64, Dtype f32) {
+  for (const auto& [name, d] : {std::pair{"f64", f64}, std::pair{"f32", f32}}) {
+    benchmark::RegisterBenchmark((std::string("linalg/cholesky/") + name).c_str(), cholesky, d)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("linalg/solve/") + name).c_str(), solve, d)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
 }
 
 }  // namespace bench

@@ -413,13 +413,18 @@ Var lu_solve(const Var& A, const Var& B, std::shared_ptr<const LuFactors> f, boo
                 });
 }
 
-// Sign (-1, 0, 1) and log|det| of each matrix of A [b, n, n] from its LU factors.
-void lu_logdet(const LuFactors& f, const std::vector<int>& infos, Tensor& sign, Tensor& logabs) {
-  const int64_t n = f.n, batches = sign.numel();
-  dispatch(f.lu.dtype(), [&]<class T>() {
+// Sign (-1, 0, 1) and log|det| of each matrix of A [b, n, n], from its LU factors; a
+// singular matrix gives sign 0 and -inf.
+std::pair<Tensor, Tensor> sign_logabsdet(const Tensor& A, const char* op) {
+  std::vector<int> infos;
+  const auto f = lu_factor(A, op, &infos);
+  const Shape bs = batch_of(A.shape());
+  Tensor sign = Tensor::empty(bs, A.dtype()), logabs = Tensor::empty(bs, A.dtype());
+  const int64_t n = f->n, batches = sign.numel();
+  dispatch(A.dtype(), [&]<class T>() {
     for (int64_t b = 0; b < batches; ++b) {
-      const T* a = f.lu.data<T>() + b * n * n;
-      const int* piv = f.piv.data() + b * n;
+      const T* a = f->lu.data<T>() + b * n * n;
+      const int* piv = f->piv.data() + b * n;
       T s = 1, l = 0;
       for (int64_t i = 0; i < n; ++i) {
         const T u = a[i * n + i];
@@ -433,6 +438,7 @@ void lu_logdet(const LuFactors& f, const std::vector<int>& infos, Tensor& sign, 
       logabs.data<T>()[b] = l;
     }
   });
+  return {std::move(sign), std::move(logabs)};
 }
 
 Tensor eye_batch(const Shape& shape, Dtype d) {
@@ -496,12 +502,8 @@ Var inv(const Var& A) {
 // singular A has no gradient here: its backward throws inv's LinalgError.
 Var det(const Var& A) {
   check_square(A, "det");
-  std::vector<int> infos;
-  const auto f = lu_factor(A.value(), "det", &infos);
-  const Shape bs = batch_of(A.shape());
-  Tensor sign = Tensor::empty(bs, A.dtype()), logabs = Tensor::empty(bs, A.dtype());
-  lu_logdet(*f, infos, sign, logabs);
-  Tensor d = Tensor::empty(bs, A.dtype());
+  const auto [sign, logabs] = sign_logabsdet(A.value(), "det");
+  Tensor d = Tensor::empty(sign.shape(), A.dtype());
   dispatch(A.dtype(), [&]<class T>() {
     for (int64_t i = 0; i < d.numel(); ++i)
       d.data<T>()[i] = sign.data<T>()[i] * std::exp(logabs.data<T>()[i]);
@@ -513,11 +515,7 @@ Var det(const Var& A) {
 
 SignLogAbsDet slogdet(const Var& A) {
   check_square(A, "slogdet");
-  std::vector<int> infos;
-  const auto f = lu_factor(A.value(), "slogdet", &infos);
-  const Shape bs = batch_of(A.shape());
-  Tensor sign = Tensor::empty(bs, A.dtype()), logabs = Tensor::empty(bs, A.dtype());
-  lu_logdet(*f, infos, sign, logabs);
+  auto [sign, logabs] = sign_logabsdet(A.value(), "slogdet");
   Var l = record("slogdet", std::move(logabs), {A}, [](const BackwardCtx& ctx, const Var& g) {
     return Grads{per_matrix(g) * mT(inv(ctx.input(0)))};
   });

@@ -49,14 +49,6 @@ void bm_solve(benchmark::State& state, torch::Dtype d) {
 
 int main(int argc, char** argv) {
   return bench::torch_main(argc, argv, [] {
-    for (const auto& [name, d] :
-         {std::pair{"f64", torch::kFloat64}, std::pair{"f32", torch::kFloat32}}) {
-      benchmark::RegisterBenchmark((std::string("linalg/cholesky/") + name).c_str(), bm_cholesky, d)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
-      benchmark::RegisterBenchmark((std::string("linalg/solve/") + name).c_str(), bm_solve, d)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
-    }
+    bench::register_linalg(bm_cholesky, bm_solve, torch::kFloat64, torch::kFloat32);
   });
 }
