@@ -764,9 +764,11 @@ Var svdvals(const Var& A) {
 // (Walter & Lehmann 2018, "Algorithmic differentiation of linear algebra functions with
 // application in optimum experimental design"; Seeger et al. 2017; PyTorch's
 // linalg_qr_backward). R^{-T} is a solve_triangular with R, so the formula differentiates
-// again. As PyTorch, mode "complete" with m > n has no gradient (Q's extra columns are
-// not unique), and neither has mode "r"; unlike PyTorch, neither has m < n (not
-// implemented: PyTorch's wide case).
+// again. For m < n, A = [U | V] with U square: Q R = Q [X | Y] where (Q, X) = qr(U) and
+// Y = Q^T V, so gV = Q gY and U's formula takes gQ + V gY^T with V = Q Y (PyTorch's wide
+// case; Liao et al. 2019, "Differentiable programming tensor networks"). As PyTorch, mode
+// "complete" with m > n has no gradient (Q's extra columns are not unique), and neither has
+// mode "r".
 QR qr(const Var& A, const std::string& mode) {
   check_matrix(A, "qr");
   if (mode != "reduced" && mode != "complete" && mode != "r")
@@ -812,19 +814,27 @@ QR qr(const Var& A, const std::string& mode) {
         transpose_into(buf.data(), qb, qc, m);
       }
     });
-  const bool has_grad = mode != "r" && m >= n && (mode == "reduced" || m == n);
+  const bool has_grad = mode != "r" && (mode == "reduced" || m <= n);
   auto outs = record_packed(
       "qr", {std::move(Q), std::move(R)}, A,
-      [has_grad, mode](const BackwardCtx&, const std::vector<Var>& o, const std::vector<Var>& g) {
+      [has_grad, mode, m, n](const BackwardCtx&, const std::vector<Var>& o,
+                             const std::vector<Var>& g) {
         if (!has_grad)
           throw Error("qr: no gradient for mode \"" + mode +
-                      "\" with this shape (only m >= n in mode \"reduced\", square in "
-                      "\"complete\")");
+                      "\" with this shape (mode \"complete\" needs m <= n)");
+        // The formula for m >= n (R square or tall Q).
+        const auto tall = [](const Var& Q, const Var& R, const Var& gQ, const Var& gR) {
+          const Var M = matmul(gR, R, false, true) - matmul(Q, gQ, true, false);
+          const Var T = triu(M);
+          const Var G = matmul(Q, T + mT(triu(T, 1))) + gQ;
+          return tri_solve(R, G, Tri{true, false, false, true});  // G R^{-T}
+        };
         const Var &Q = o[0], &R = o[1], &gQ = g[0], &gR = g[1];
-        const Var M = matmul(gR, R, false, true) - matmul(Q, gQ, true, false);
-        const Var T = triu(M);
-        const Var G = matmul(Q, T + mT(triu(T, 1))) + gQ;
-        return tri_solve(R, G, Tri{true, false, false, true});  // G R^{-T}
+        if (m >= n) return tall(Q, R, gQ, gR);
+        const Var X = slice(R, -1, 0, m), Y = slice(R, -1, m, n);
+        const Var gX = slice(gR, -1, 0, m), gY = slice(gR, -1, m, n);
+        const Var gU = tall(Q, X, gQ + matmul(matmul(Q, Y), gY, false, true), gX);
+        return concat({gU, matmul(Q, gY)}, R.dim() - 1);
       });
   return {outs[0], outs[1]};
 }

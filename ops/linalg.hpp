@@ -69,7 +69,7 @@ struct QR {
   Var R;
 };
 /// A = Q R. mode "reduced" (Q [m, k], R [k, n]), "complete" (Q [m, m], R [m, n]) or "r" (R
-/// only, Q empty). Gradients for m >= n in "reduced" mode and for square A in "complete".
+/// only, Q empty). Gradients in "reduced" mode, and in "complete" for m <= n (as PyTorch).
 QR qr(const Var& A, const std::string& mode = "reduced");
 
 struct Lstsq {

@@ -1103,6 +1103,12 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
        },
        {m3}},
       {"qr Q of a tall matrix", [](auto& v) { return la::qr(v[0]).Q; }, {t43}},
+      {"qr Q and R of a wide matrix, batched",
+       [](auto& v) {
+         const auto f = la::qr(v[0]);
+         return tg::concat({f.Q, f.R}, 2);
+       },
+       {In{{2, 3, 5}}}},
       {"qr R, batched square", [](auto& v) { return la::qr(v[0], "complete").R; }, {b233}},
       {"qr Q and R together",
        [](auto& v) {

@@ -103,6 +103,8 @@ emit("svd_full_UU", Uf @ Uf.mT)
 run("svdvals", L.svdvals(fr(w)), w)
 run("qr_Q", L.qr(fr(t))[0], t)
 run("qr_R", L.qr(fr(t))[1], t)
+Qw, Rw = L.qr(fr(w))
+run("qr_wide", torch.cat([Qw, Rw], -1), w)
 Qc, Rc = L.qr(ab, mode="complete")
 run("qr_complete", Qc + Rc, ab)
 run("lstsq", L.lstsq(fr(t), P((5, 2), 11.0)).solution, t)
@@ -157,6 +159,8 @@ run("pinv_wide", L.pinv(fr(w)), w)
     run("svdvals", la::svdvals(fr(w)), {w});
     run("qr_Q", la::qr(fr(t)).Q, {t});
     run("qr_R", la::qr(fr(t)).R, {t});
+    const auto qw = la::qr(fr(w));
+    run("qr_wide", tg::concat({qw.Q, qw.R}, 2), {w});
     const auto qc = la::qr(ab, "complete");
     run("qr_complete", qc.Q + qc.R, {ab});
     run("lstsq", la::lstsq(fr(t), P({5, 2}, 11.0)).solution, {t});
