@@ -259,3 +259,21 @@ TEST_CASE("linalg: repeated eigenvalues give a finite eigenvalue gradient", "[li
   tg::sum(la::eigvalsh(x)).backward();
   tgtest::check_close(x.grad().value().to_vector(), {1, 0, 0, 0, 1, 0, 0, 0, 1}, 1e-12);
 }
+
+TEST_CASE("linalg: 0 x 0 matrices and empty batches give empty results", "[linalg]") {
+  for (const Shape& s : {Shape{0, 0}, Shape{2, 0, 0}, Shape{0, 2, 2}}) {
+    INFO(s.str());
+    const Var a = tg::param(tg::zeros(s, tg::f64));
+    CHECK(la::cholesky(a).shape() == s);
+    CHECK(la::inv(a).shape() == s);
+    CHECK(la::eigh(a).eigenvectors.shape() == s);
+    CHECK(la::svd(a, false).U.shape() == s);
+    CHECK(la::qr(a).R.shape() == s);
+    CHECK(la::pinv(a).shape() == s);
+    const Var d = la::det(a);
+    CHECK(d.numel() == (s.rank() == 2 ? 1 : s[0] == 2 ? 2 : 0));
+    for (double v : d.value().to_vector()) CHECK(v == 1.0);  // the det of a 0 x 0 matrix is 1
+    tg::sum(la::cholesky(a)).backward();
+    CHECK(a.grad().shape() == s);
+  }
+}
