@@ -497,9 +497,26 @@ Var inv(const Var& A) {
 
 // Note [det backward]
 // d det(A) = det(A) tr(A^{-1} dA), so gA = g det(A) A^{-T}, and for log|det A| gA = g A^{-T}
-// (Giles 2008, sec. 2.1.4; PyTorch's linalg_det_backward / slogdet_backward for an
-// invertible A). A^{-T} is inv(A) transposed, a differentiable op. Unlike PyTorch, a
-// singular A has no gradient here: its backward throws inv's LinalgError.
+// (Giles 2008, sec. 2.1.4; PyTorch's linalg_det_backward / slogdet_backward). A^{-T} is
+// inv(A) transposed, a differentiable op. When a matrix of the batch is singular (its det
+// exactly 0), det's gradient is the transposed adjugate instead, from the SVD A = U S Vh:
+// adj(A)^T = det(U) det(Vh) U diag(prod_{j != i} S_j) Vh, as PyTorch does; the products of
+// the others are a prod over S with ones on the diagonal, so they hold with zeros too.
+// slogdet's gradient at a singular A is infinite: its backward throws inv's LinalgError.
+namespace {
+Var det_grad_adjugate(const Var& A, const Var& g) {
+  const Svd f = svd(A, false);
+  Var alpha;
+  {
+    NoGradGuard no_grad;  // the signs det(U) det(Vh) are locally constant
+    alpha = constant((det(f.U) * det(f.Vh)).value());
+  }
+  const Var I = eye_like(A.shape()[A.dim() - 1], A.dtype());
+  const Var others = prod(unsqueeze(f.S, -2) * (1.0 - I) + I, -1);
+  return per_matrix(g * alpha) * matmul(f.U * unsqueeze(others, -2), f.Vh);
+}
+}  // namespace
+
 Var det(const Var& A) {
   check_square(A, "det");
   const auto [sign, logabs] = sign_logabsdet(A.value(), "det");
@@ -509,7 +526,11 @@ Var det(const Var& A) {
       d.data<T>()[i] = sign.data<T>()[i] * std::exp(logabs.data<T>()[i]);
   });
   return record("det", std::move(d), {A}, [](const BackwardCtx& ctx, const Var& g) {
-    return Grads{per_matrix(g * ctx.output()) * mT(inv(ctx.input(0)))};
+    const Var& D = ctx.output();
+    const std::vector<double> dv = D.value().to_vector();
+    if (std::find(dv.begin(), dv.end(), 0.0) != dv.end())
+      return Grads{det_grad_adjugate(ctx.input(0), g)};
+    return Grads{per_matrix(g * D) * mT(inv(ctx.input(0)))};
   });
 }
 

@@ -1066,6 +1066,13 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
       {"det of a matrix with a negative determinant",
        [dominant](auto& v) { return la::det(-dominant(v[0])); },
        {m3}},
+      {"det of singular matrices (the adjugate route), batched",
+       [](auto& v) {
+         // The third row repeats the first: LU gives a pivot of exactly 0 (det 0) at every
+         // perturbation.
+         return la::det(tg::concat({v[0], tg::slice(v[0], 1, 0, 1)}, 1));
+       },
+       {In{{2, 2, 3}}}},
       {"slogdet (its logabsdet)",
        [dominant](auto& v) { return la::slogdet(-dominant(v[0])).logabsdet; },
        {b233}},

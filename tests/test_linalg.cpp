@@ -219,6 +219,14 @@ TEST_CASE("linalg errors name the op, the dtype, the shapes and LAPACK's info", 
               Contains("solve: ") && Contains("singular") && Contains("getrf info = 2"));
   CHECK_ERROR(la::inv(singular), tg::LinalgError, Contains("inv: "));
   CHECK(la::det(singular).item() == 0.0);
+  {  // det's gradient at a singular matrix: the transposed adjugate, as PyTorch
+    const Var s = tg::param(singular.value().clone());
+    la::det(s).backward();
+    tgtest::check_close(s.grad().value().to_vector(), {4, -2, -2, 1}, 1e-12);
+    const Var s3 = tg::param(tg::tensor({1.0, 2, 3, 2, 4, 6, 0, 1, 5}, Shape{3, 3}, tg::f64));
+    la::det(s3).backward();  // adj(A)^T: the cofactors (rank 2, so not zero)
+    tgtest::check_close(s3.grad().value().to_vector(), {14, -10, 2, -7, 5, -1, 0, 0, 0}, 1e-12);
+  }
   const auto sl = la::slogdet(singular);
   CHECK(sl.sign.item() == 0.0);
   CHECK(std::isinf(sl.logabsdet.item()));
