@@ -758,15 +758,17 @@ Svd svd(const Var& A, bool full_matrices) {
   check_matrix(A, "svd");
   const int64_t m = A.shape()[A.dim() - 2], n = A.shape()[A.dim() - 1];
   SvdValues r = svd_kernel(A.value(), full_matrices ? 'A' : 'S');
+  const int64_t k = std::min(m, n);
   const bool full_rect = full_matrices && m != n;
   auto outs = record_packed(
       "svd", {std::move(r.U), std::move(r.S), std::move(r.Vh)}, A,
-      [full_rect](const BackwardCtx&, const std::vector<Var>& o, const std::vector<Var>& g) {
-        if (full_rect)
-          throw Error(
-              "svd: the gradient of a non-square matrix's SVD needs full_matrices=false "
-              "(the extra singular vectors are not unique)");
-        return svd_grad(o, g);
+      [full_rect, k](const BackwardCtx&, const std::vector<Var>& o, const std::vector<Var>& g) {
+        if (!full_rect) return svd_grad(o, g);
+        // As PyTorch, the gradients of the full factors' extra columns of U (rows of Vh) are
+        // ignored: those vectors are any basis of the complement, not functions of A.
+        const auto cols = [k](const Var& x) { return slice(x, -1, 0, k); };
+        const auto rows = [k](const Var& x) { return slice(x, -2, 0, k); };
+        return svd_grad({cols(o[0]), o[1], rows(o[2])}, {cols(g[0]), g[1], rows(g[2])});
       });
   return {outs[0], outs[1], outs[2]};
 }

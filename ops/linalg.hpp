@@ -57,9 +57,10 @@ struct Svd {
   Var S;   // [..., k], descending, k = min(m, n)
   Var Vh;  // [..., k, n] (n x n with full_matrices)
 };
-/// A = U diag(S) Vh. Gradients for full_matrices = false (or a square A), as PyTorch; finite
-/// only for distinct non-zero singular values and a loss that does not depend on the signs
-/// of the singular vectors.
+/// A = U diag(S) Vh. With full_matrices, the gradients of U's columns and Vh's rows past k
+/// are ignored, as PyTorch (they are any basis of the complement). Gradients are finite
+/// only for distinct non-zero singular values, and right only for a loss that does not
+/// depend on the signs of the singular vectors.
 Svd svd(const Var& A, bool full_matrices = true);
 /// The singular values alone, descending.
 Var svdvals(const Var& A);
