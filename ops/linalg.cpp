@@ -894,22 +894,31 @@ Lstsq lstsq(const Var& A, const Var& B) {
 // and the mirrored grouping for m > n. It holds where A's rank is locally constant,
 // repeated singular values included (the SVD's own gradient does not); the forward drops
 // singular values at or below the tolerance, as PyTorch.
-Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol) {
+Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol, bool hermitian) {
   check_matrix(A, "pinv");
   const int64_t m = A.shape()[A.dim() - 2], n = A.shape()[A.dim() - 1];
+  if (hermitian && m != n)
+    throw ShapeError("pinv: hermitian = true needs square matrices, got shape " + A.shape().str());
   Tensor value;
   {
     NoGradGuard no_grad;
-    const Svd f = svd(constant(A.value()), false);
+    // A = U diag(S) Vh, or for a symmetric A = Q diag(L) Q^T with |L| as the singular values.
+    Var U, S, Vh, Sabs;
+    if (hermitian) {
+      const Eigh e = eigh(constant(A.value()));
+      U = e.eigenvectors, S = e.eigenvalues, Vh = mT(e.eigenvectors), Sabs = abs(S);
+    } else {
+      const Svd f = svd(constant(A.value()), false);
+      U = f.U, S = f.S, Vh = f.Vh, Sabs = f.S;
+    }
     const double eps = A.dtype() == f32 ? std::numeric_limits<float>::epsilon()
                                         : std::numeric_limits<double>::epsilon();
     const double rt =
         rtol ? *rtol : (atol && *atol > 0 ? 0.0 : eps * static_cast<double>(std::max(m, n)));
-    const int64_t k = std::min(m, n);
     Var tol = constant(full(Shape{}, atol ? *atol : 0.0, A.dtype()));
-    if (k > 0) tol = maximum(tol, slice(f.S, -1, 0, 1) * rt);
-    const Var Sinv = where(le(f.S, tol), 0.0, 1.0 / f.S);  // NaN stays NaN
-    value = matmul(f.Vh * unsqueeze(Sinv, -1), f.U, true, true).value();
+    if (std::min(m, n) > 0) tol = maximum(tol, max(Sabs, -1, true) * rt);
+    const Var Sinv = where(le(Sabs, tol), 0.0, 1.0 / S);  // NaN stays NaN
+    value = matmul(Vh * unsqueeze(Sinv, -1), U, true, true).value();
   }
   return record("pinv", std::move(value), {A}, [m, n](const BackwardCtx& ctx, const Var& g) {
     const Var& A = ctx.input(0);

@@ -80,9 +80,11 @@ struct Lstsq {
 /// QR (the minimum-norm solution when m < n).
 Lstsq lstsq(const Var& A, const Var& B);
 
-/// The Moore-Penrose pseudo-inverse [..., n, m], from the SVD: singular values at or below
+/// The Moore-Penrose pseudo-inverse [..., n, m], from the SVD (from eigh for a symmetric A
+/// with hermitian = true, which reads its lower triangle): singular values at or below
 /// max(atol, rtol * the largest) are dropped. As PyTorch, rtol defaults to max(m, n) * eps
 /// when atol is not given, else to 0.
-Var pinv(const Var& A, std::optional<double> atol = {}, std::optional<double> rtol = {});
+Var pinv(const Var& A, std::optional<double> atol = {}, std::optional<double> rtol = {},
+         bool hermitian = false);
 
 }  // namespace tg::linalg

@@ -1136,6 +1136,9 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
        [](auto& v) { return la::lstsq(v[0], v[1]).solution; },
        {w34, r32}},
       {"pinv of a tall matrix", [](auto& v) { return la::pinv(v[0]); }, {t43}},
+      {"pinv of a symmetric matrix (hermitian = true)",
+       [sym](auto& v) { return la::pinv(sym(v[0]), {}, {}, true); },
+       {m3}},
       {"pinv of a wide matrix, batched", [](auto& v) { return la::pinv(v[0]); }, {In{{2, 3, 4}}}},
   });
 }

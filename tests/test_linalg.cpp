@@ -113,6 +113,8 @@ run("lstsq", L.lstsq(fr(t), P((5, 2), 11.0)).solution, t)
 run("lstsq_wide", L.lstsq(fr(w), P((2, 3, 2), 12.0)).solution, w)
 run("pinv", L.pinv(fr(t)), t)
 run("pinv_wide", L.pinv(fr(w)), w)
+run("pinv_hermitian", L.pinv(sym(ab), hermitian=True), ab)
+run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
 )PY";
     const auto torch = tgtest::run_python(script);
     auto P = [&](const Shape& s, double k) { return tg::param(tgtest::pattern(s, k).to(tdt)); };
@@ -172,6 +174,8 @@ run("pinv_wide", L.pinv(fr(w)), w)
     run("lstsq_wide", la::lstsq(fr(w), P({2, 3, 2}, 12.0)).solution, {w});
     run("pinv", la::pinv(fr(t)), {t});
     run("pinv_wide", la::pinv(fr(w)), {w});
+    run("pinv_hermitian", la::pinv(sym(ab), {}, {}, true), {ab});
+    run("pinv_rank_deficient", la::pinv(t, 1e-3), {t});  // pattern() matrices have rank 2
   }
 }
 
