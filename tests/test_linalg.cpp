@@ -51,14 +51,8 @@ Var fr(const Var& x) {
   } while (false)
 
 TEST_CASE("linalg ops match torch.linalg", "[linalg][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
-  for (const bool single : {false, true}) {
-    const std::string dt = single ? "torch.float32" : "torch.float64";
-    const tg::Dtype tdt = single ? tg::f32 : tg::f64;
-    const double tol = single ? 2e-4 : 1e-10;
+  TGTEST_REQUIRE_TORCH();
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes(2e-4)) {
     const std::string script =
         std::string(tgtest::kPythonPrelude) + "D = " + dt + "\n" + tgtest::kPythonRun + R"PY(
 L = torch.linalg
@@ -180,10 +174,7 @@ run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
 }
 
 TEST_CASE("linalg: second derivatives match torch.linalg", "[linalg][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   // The gradient of sum(cholesky(spd(x)) * w) with create_graph, differentiated again
   // through sum(g * g).
   const std::string script = std::string(tgtest::kPythonPrelude) + R"PY(
