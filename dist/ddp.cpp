@@ -227,7 +227,13 @@ struct DistributedDataParallel::Impl {
       T* dst = b.buffer.data<T>() + s.offset;
       const T* a = first ? first->data<T>() + first_off : nullptr;
       const T* x = g ? g->data<T>() : nullptr;
-      for (int64_t k = 0; k < n; ++k) dst[k] = (a ? a[k] : T(0)) + (x ? x[k] : T(0));
+      if (a && x) {
+        for (int64_t k = 0; k < n; ++k) dst[k] = a[k] + x[k];
+      } else if (a || x) {
+        if (dst != (a ? a : x)) std::memcpy(dst, a ? a : x, static_cast<size_t>(n) * sizeof(T));
+      } else {
+        std::fill(dst, dst + n, T(0));
+      }
     });
   }
 
@@ -334,19 +340,32 @@ struct DistributedDataParallel::Impl {
     }
   }
 
-  // The average: the sum divided by the world size, into each parameter's .grad.
+  // The average: the sum divided by the world size, into each parameter's .grad (into its
+  // buffer when the .grad is a plain tensor nothing else holds, as after the engine
+  // stored this backward's gradient there; else into a new one).
   void write_grads() {
     const int p = get_world_size();
+    if (p > 1)
+      for (Bucket& b : buckets)
+        dispatch(b.dtype, kOp, [&]<class T>() {
+          T* x = b.buffer.data<T>();
+          const T scale = T(1) / T(p);
+          for (int64_t k = 0; k < b.buffer.numel(); ++k) x[k] *= scale;
+        });
     for (Slot& s : slots) {
       const Bucket& b = buckets[s.bucket];
-      Tensor g = Tensor::empty(s.param.shape(), b.dtype);
-      dispatch(b.dtype, kOp, [&]<class T>() {
-        const T* src = b.buffer.data<T>() + s.offset;
-        T* dst = g.data<T>();
-        const T scale = T(1) / T(p);
-        for (int64_t k = 0; k < g.numel(); ++k) dst[k] = p == 1 ? src[k] : src[k] * scale;
-      });
-      s.param.set_grad(Var(std::move(g)));
+      const Var old = s.param.grad();
+      const bool reuse = old.defined() && !old.requires_grad() && old.is_leaf() &&
+                         old.node_ptr().use_count() == 2 && old.value().storage_use_count() == 1;
+      Tensor g = reuse ? old.value() : Tensor::empty(s.param.shape(), b.dtype);
+      std::memcpy(g.raw_data(),
+                  static_cast<const char*>(b.buffer.raw_data()) +
+                      static_cast<size_t>(s.offset) * itemsize(b.dtype),
+                  g.nbytes());
+      if (reuse)
+        g.bump_version();
+      else
+        s.param.set_grad(Var(std::move(g)));
     }
   }
 };
