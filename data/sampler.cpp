@@ -9,6 +9,14 @@
 
 namespace tg::data {
 
+std::vector<int64_t> shuffled_indices(int64_t n, Rng* rng) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (rng)
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng->below(i)]);
+  return order;
+}
+
 DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t num_replicas, int64_t rank,
                                        bool shuffle, uint64_t seed, bool drop_last)
     : n_(dataset_size),
@@ -32,12 +40,8 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t num_replica
 }
 
 std::vector<int64_t> DistributedSampler::indices() const {
-  std::vector<int64_t> order(static_cast<size_t>(n_));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  if (shuffle_) {  // Fisher-Yates from seed + epoch, as DataLoader's shuffle
-    Rng rng(seed_ + static_cast<uint64_t>(epoch_));
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  }
+  Rng rng(seed_ + static_cast<uint64_t>(epoch_));
+  std::vector<int64_t> order = shuffled_indices(n_, shuffle_ ? &rng : nullptr);
   const int64_t total = total_size();
   // Pad by wrapping around (repeatedly when the padding is longer than the data), or cut.
   for (int64_t i = n_; i < total; ++i) order.push_back(order[static_cast<size_t>(i - n_)]);

@@ -3,7 +3,16 @@
 #include <cstdint>
 #include <vector>
 
+namespace tg {
+class Rng;
+}
+
 namespace tg::data {
+
+/// 0, 1, ..., n-1, shuffled by Fisher-Yates from `rng` when it is given: the order a
+/// shuffling DataLoader draws at the start of each epoch (the same calls on `rng`), so code
+/// that needs that order itself (a rank's share of the global batch) can draw it.
+std::vector<int64_t> shuffled_indices(int64_t n, Rng* rng);
 
 /// Each rank's share of a dataset for data-parallel training, as
 /// torch.utils.data.distributed.DistributedSampler: the indices 0..n-1 (shuffled from

@@ -187,27 +187,20 @@ void init_process_group() {
   w.initialized = true;
 }
 
+namespace {
+// The world, joined first.
+const World& joined() {
+  init_process_group();
+  return world();
+}
+}  // namespace
+
 bool is_initialized() { return world().initialized; }
-bool is_launched() {
-  init_process_group();
-  return world().launched;
-}
-int get_rank() {
-  init_process_group();
-  return world().rank;
-}
-int get_world_size() {
-  init_process_group();
-  return world().size;
-}
-int get_local_rank() {
-  init_process_group();
-  return world().local_rank;
-}
-int get_local_world_size() {
-  init_process_group();
-  return world().local_size;
-}
+bool is_launched() { return joined().launched; }
+int get_rank() { return joined().rank; }
+int get_world_size() { return joined().size; }
+int get_local_rank() { return joined().local_rank; }
+int get_local_world_size() { return joined().local_size; }
 
 void set_timeout(double seconds) {
   if (!(seconds > 0))
@@ -322,6 +315,84 @@ void destroy_process_group() {
   if (w.nan_max != MPI_OP_NULL) MPI_Op_free(&w.nan_max);
   MPI_Comm_free(&w.comm);
   MPI_Finalize();
+}
+
+namespace {
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += l + "\n";
+  return s;
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s[i] == '\n') {
+      out.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  return out;
+}
+
+// Every rank's text, indexed by rank.
+std::vector<std::string> gather_strings(const std::string& mine) {
+  Tensor len = Tensor::empty({1}, i64);
+  len.data<int64_t>()[0] = static_cast<int64_t>(mine.size());
+  std::vector<Tensor> lens = all_gather(len);
+  const int p = get_world_size();
+  std::vector<int> counts(p), displs(p);
+  int total = 0;
+  for (int r = 0; r < p; ++r) {
+    counts[r] = static_cast<int>(lens[r].data<int64_t>()[0]);
+    displs[r] = total;
+    total += counts[r];
+  }
+  std::vector<char> all(total + 1);
+  MPI_Request req;
+  detail::check(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
+                                counts.data(), displs.data(), MPI_CHAR, detail::comm(), &req),
+                "check_same_across_ranks");
+  detail::wait(req, "check_same_across_ranks");
+  std::vector<std::string> out;
+  for (int r = 0; r < p; ++r) out.emplace_back(all.data() + displs[r], counts[r]);
+  return out;
+}
+
+}  // namespace
+
+void check_same_across_ranks(const std::string& who, const std::string& what,
+                             const std::vector<std::string>& lines) {
+  if (!is_launched() || get_world_size() == 1) return;
+  const std::string text = join(lines);
+  Tensor h = Tensor::empty({1}, i64);
+  h.data<int64_t>()[0] = static_cast<int64_t>(fnv1a(text));
+  std::vector<Tensor> hashes = all_gather(h);
+  int other = -1;
+  for (int r = 1; r < static_cast<int>(hashes.size()) && other < 0; ++r)
+    if (hashes[r].data<int64_t>()[0] != hashes[0].data<int64_t>()[0]) other = r;
+  if (other < 0) return;
+  // Every rank saw the same hashes, so every rank takes this branch and the same gather.
+  std::vector<std::string> texts = gather_strings(text);
+  const auto a = split_lines(texts[0]);
+  const auto b = split_lines(texts[other]);
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  auto line = [](const std::vector<std::string>& v, size_t k) {
+    return k < v.size() ? "'" + v[k] + "'" : std::string("nothing more");
+  };
+  throw DistError(who + ": the ranks' " + what + " differ (seen on " + detail::where() +
+                  "): entry " + std::to_string(i) + " is " + line(a, i) + " on rank 0 but " +
+                  line(b, i) + " on rank " + std::to_string(other) + " (" +
+                  std::to_string(a.size()) + " entries on rank 0, " + std::to_string(b.size()) +
+                  " on rank " + std::to_string(other) + ")");
 }
 
 }  // namespace tg::dist

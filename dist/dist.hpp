@@ -6,6 +6,7 @@
 /// same program started on its own is a world of one process, where every collective is a
 /// local no-op (or copy), so it runs unchanged with or without a launcher.
 
+#include <string>
 #include <vector>
 
 #include "graph/error.hpp"
@@ -60,6 +61,14 @@ void broadcast(Tensor& t, int src = 0);
 std::vector<Tensor> all_gather(const Tensor& t);
 /// Returns when every rank has called it.
 void barrier();
+
+/// Throws the same DistError on every rank when the ranks' `lines` differ (each rank
+/// describes what must agree: a model, options, a dataset), naming the first difference:
+/// "<who>: the ranks' <what> differ (seen on rank 1 of 2): entry 3 is '...' on rank 0 but
+/// '...' on rank 1 (...)". A hash of each rank's lines is gathered first, the lines
+/// themselves only when the hashes differ. Nothing to check in a world of one.
+void check_same_across_ranks(const std::string& who, const std::string& what,
+                             const std::vector<std::string>& lines);
 
 /// Ends the job on every rank at once with exit status `code` (MPI_Abort); a plain exit
 /// without a launcher.
