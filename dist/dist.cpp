@@ -388,11 +388,11 @@ void check_same_across_ranks(const std::string& who, const std::string& what,
   auto line = [](const std::vector<std::string>& v, size_t k) {
     return k < v.size() ? "'" + v[k] + "'" : std::string("nothing more");
   };
-  throw DistError(who + ": the ranks' " + what + " differ (seen on " + detail::where() +
-                  "): entry " + std::to_string(i) + " is " + line(a, i) + " on rank 0 but " +
-                  line(b, i) + " on rank " + std::to_string(other) + " (" +
-                  std::to_string(a.size()) + " entries on rank 0, " + std::to_string(b.size()) +
-                  " on rank " + std::to_string(other) + ")");
+  throw MismatchError(who + ": the ranks' " + what + " differ (seen on " + detail::where() +
+                      "): entry " + std::to_string(i) + " is " + line(a, i) + " on rank 0 but " +
+                      line(b, i) + " on rank " + std::to_string(other) + " (" +
+                      std::to_string(a.size()) + " entries on rank 0, " + std::to_string(b.size()) +
+                      " on rank " + std::to_string(other) + ")");
 }
 
 }  // namespace tg::dist

@@ -21,6 +21,13 @@ class DistError : public Error {
   using Error::Error;
 };
 
+/// Ranks that disagree (check_same_across_ranks, DistributedDataParallel's model check):
+/// thrown on every rank alike, so a program may end normally rather than abort the job.
+class MismatchError : public DistError {
+ public:
+  using DistError::DistError;
+};
+
 /// torch.distributed.ReduceOp: SUM, AVG (here `mean`), MAX.
 enum class ReduceOp { sum, mean, max };
 
@@ -62,7 +69,7 @@ std::vector<Tensor> all_gather(const Tensor& t);
 /// Returns when every rank has called it.
 void barrier();
 
-/// Throws the same DistError on every rank when the ranks' `lines` differ (each rank
+/// Throws the same MismatchError on every rank when the ranks' `lines` differ (each rank
 /// describes what must agree: a model, options, a dataset), naming the first difference:
 /// "<who>: the ranks' <what> differ (seen on rank 1 of 2): entry 3 is '...' on rank 0 but
 /// '...' on rank 1 (...)". A hash of each rank's lines is gathered first, the lines
