@@ -5,7 +5,9 @@ parameters and optimizer state of 1 process, up to rounding (largest difference 
 1e-6 of the tensor's largest value, in f32); a run of 2 ranks resumed for a second epoch
 with 3 ranks ends there too; only rank 0 writes (one metrics line per epoch), and the
 figures it prints (loss, accuracy) are the whole batch's. Ranks started with different
-options (mpirun's "prog args : prog other-args") stop at the start, each with the error.
+options (mpirun's "prog args : prog other-args") stop at the start, each with the error. A
+rank killed with SIGKILL mid-epoch ends the job (non-zero, within 60 s); the last checkpoint
+is intact and resumes.
 The data: the first 250 Fashion-MNIST images (the last batch of 24 splits unevenly).
 
 Usage: check_dist_train.py TAPEGRAD LAUNCHER WORKDIR. Exit 77 (CTest: skipped) without
@@ -14,8 +16,10 @@ mpirun, numpy or the data set.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 tapegrad, launcher, work = sys.argv[1:4]
 try:
@@ -91,6 +95,65 @@ err = r.stderr.count("tapegrad: error: tapegrad: the ranks' run configurations o
 print(r.stderr.strip().splitlines()[0] if r.stderr.strip() else "(no stderr)")
 if r.returncode == 0 or err != 2:
     bad.append(f"ranks with different options: exit {r.returncode}, the error on {err} of 2 ranks")
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+# kill -9 of rank 1 once the first checkpoint is written (launcher -> timeout -> mpirun -> ranks).
+killed = os.path.join(work, "killed")
+p = subprocess.Popen([launcher, "2", tapegrad] + ["12000" if a == "250" else a for a in common] +
+                     ["--epochs", "50", "--out", killed], stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+ckpt = os.path.join(killed, "checkpoint.npz")
+t0 = time.monotonic()
+while not os.path.exists(ckpt) and time.monotonic() - t0 < 120 and p.poll() is None:
+    time.sleep(0.05)
+def descendants(pid):
+    return [d for c in children(pid) for d in [c] + descendants(c)]
+
+
+def name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+ranks = [d for d in descendants(p.pid) if name(d) == "tapegrad"]
+if len(ranks) < 2:
+    bad.append(f"kill: found {len(ranks)} rank processes, expected 2")
+    p.kill()
+else:
+    t1 = time.monotonic()
+    os.kill(max(ranks), signal.SIGKILL)
+    try:
+        out, _ = p.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out = ""
+        bad.append("kill: the job did not end within 90 s")
+    took = time.monotonic() - t1
+    print(f"kill: exit {p.returncode} {took:.1f} s after the kill")
+    if p.returncode == 0 or took > 60:
+        bad.append(f"kill: exit {p.returncode} after {took:.1f} s (expected non-zero within 60 s)")
+    with np.load(ckpt) as z:
+        epoch = int(z["epoch"])
+    run(1, "killed", "--resume", ckpt, "--epochs", str(epoch + 1))
+    with np.load(ckpt) as z:
+        if int(z["epoch"]) != epoch + 1:
+            bad.append(f"kill: resumed from epoch {epoch}, the checkpoint has {int(z['epoch'])}")
 for b in bad:
     print("check_dist_train:", b)
 print("check_dist_train:", "FAIL" if bad else "ok")
