@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include "apps/cli.hpp"
 #include "apps/json.hpp"
@@ -160,6 +162,11 @@ void run_train(TrainOptions o) {
   if (c.batch < ranks)
     throw Error("--batch " + std::to_string(c.batch) + " (the global batch) is smaller than the " +
                 std::to_string(ranks) + " ranks");
+  // Ranks on one machine share its cores: unless told otherwise, each takes its share.
+  if (o.threads <= 0 && world::local_size() > 1 && !std::getenv("TG_NUM_THREADS") &&
+      !std::getenv("OPENBLAS_NUM_THREADS"))
+    o.threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world::local_size());
   if (o.threads > 0) {
     set_blas_threads(o.threads);
     set_num_threads(o.threads);

@@ -11,6 +11,7 @@ namespace tg::app::world {
 
 int size() { return dist::get_world_size(); }
 int rank() { return dist::get_rank(); }
+int local_size() { return dist::get_local_world_size(); }
 
 void sum(std::vector<double>& v) {
   if (size() == 1) return;
@@ -44,6 +45,7 @@ void DataParallel::sync_buffers() {
 
 int size() { return 1; }
 int rank() { return 0; }
+int local_size() { return 1; }
 void sum(std::vector<double>&) {}
 void check_same(const std::string&, const std::vector<std::string>&) {}
 void end_job(int, const std::exception&) {}

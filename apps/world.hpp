@@ -15,6 +15,8 @@ namespace tg::app::world {
 
 int size();
 int rank();
+/// Ranks on this machine (they share its cores).
+int local_size();
 /// Rank 0: the rank that prints, writes checkpoints, metrics and pictures.
 inline bool is_root() { return rank() == 0; }
 /// Element-wise sums of `v` over the ranks, in place (every rank gets them).
