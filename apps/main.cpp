@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "apps/cli.hpp"
+#include "apps/world.hpp"
 #include "graph/error.hpp"
 #include "models/npz.hpp"
 
@@ -121,9 +122,11 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const tg::Error& e) {
     std::fprintf(stderr, "tapegrad: error: %s\n", e.what());
+    tg::app::world::end_job(2, e);  // under mpirun: the other ranks must not wait for this one
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tapegrad: internal error: %s\n", e.what());
+    tg::app::world::end_job(1, e);
     return 1;
   }
   if (app.get_subcommands().empty()) {

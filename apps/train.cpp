@@ -7,17 +7,23 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include "apps/cli.hpp"
 #include "apps/json.hpp"
 #include "apps/plot.hpp"
 #include "apps/progress.hpp"
 #include "apps/run.hpp"
+#include "apps/world.hpp"
+#include "data/sampler.hpp"
 #include "models/checkpoint.hpp"
+#include "ops/arith.hpp"
 #include "ops/loss.hpp"
 #include "ops/matmul.hpp"
+#include "ops/reduce.hpp"
 #include "optim/scheduler.hpp"
 
 namespace tg::app {
@@ -74,13 +80,72 @@ void write_pictures(const std::string& dir, const History& h, const Evaluation& 
   plot::write_svg(dir + "/confusion_matrix.svg", plot::render_svg(cm));
 }
 
+// What every rank of a data-parallel run must agree on: the run's configuration, the data
+// and where it starts (world::check_same).
+std::vector<std::string> run_description(const RunConfig& c, const data::Dataset& train,
+                                         const data::Dataset& test, int64_t start) {
+  std::string hidden;
+  for (int64_t h : c.hidden) hidden += std::to_string(h) + " ";
+  auto num = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    return std::string(buf);
+  };
+  return {"model " + c.model + " hidden " + hidden + "activation " + c.activation + " dropout " +
+              num(c.dropout),
+          "optimizer " + c.optimizer + " lr " + num(c.lr) + " momentum " + num(c.momentum) +
+              " weight_decay " + num(c.weight_decay) + " nesterov " + std::to_string(c.nesterov),
+          "schedule " + c.schedule + " step_size " + std::to_string(c.step_size) + " gamma " +
+              num(c.gamma) + " warmup " + std::to_string(c.warmup),
+          "epochs " + std::to_string(c.epochs) + " batch " + std::to_string(c.batch) + " seed " +
+              std::to_string(c.seed) + " start " + std::to_string(start),
+          "data: " + std::to_string(train.size()) + " training, " + std::to_string(test.size()) +
+              " test examples, " + std::to_string(c.inputs) + " features, " +
+              std::to_string(c.classes) + " classes"};
+}
+
+// Note [Data-parallel train]
+// With p ranks (mpirun -np p tapegrad train), --batch stays the global batch: each epoch
+// every rank draws the one-process run's order from the same generator, and of each global
+// batch of m examples rank r takes rows [r m / p, (r + 1) m / p). Its loss, the mean over
+// its rows, is scaled by (its rows) p / m, so the average the wrapper takes over the ranks
+// is the mean over the global batch even when m does not split evenly (the last batch); a
+// rank with no rows in the last batch takes a zero loss, and still joins the reduction. So
+// p ranks follow the one-process run up to rounding (without dropout, whose masks are drawn
+// per rank from the seed, the epoch and the rank, and without BatchNorm, whose statistics
+// are each rank's own rows'; rank 0's running statistics are copied to every rank after
+// each epoch). The order does not depend on p, so a run resumes with another world size.
+
+// This rank's rows of each global batch of an epoch's `order`, in order, and each global
+// batch's size and this rank's count.
+struct Shard {
+  std::vector<int64_t> rows;
+  std::vector<int64_t> global, mine;
+};
+Shard shard_of(const std::vector<int64_t>& order, int64_t batch, int p, int r) {
+  Shard s;
+  const auto n = static_cast<int64_t>(order.size());
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t m = std::min(batch, n - start);
+    const int64_t lo = start + r * m / p, hi = start + (r + 1) * m / p;
+    s.rows.insert(s.rows.end(), order.begin() + lo, order.begin() + hi);
+    s.global.push_back(m);
+    s.mine.push_back(hi - lo);
+  }
+  return s;
+}
+
 void run_train(TrainOptions o) {
+  const int ranks = world::size();
+  const bool root = world::is_root();
   // The default folder (runs/<time>-train) is made once the data has loaded, so a run that
   // fails on its input leaves no empty run folder; the folder it goes in (runs/) is made and
   // checked now.
   const std::string out = o.out.empty() ? default_run_dir("train") : o.out;
-  prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
-  if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
+  if (root) {  // rank 0 alone writes (Note [Data-parallel train])
+    prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
+    if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
+  }
   RunConfig c = o.config;
   NpzArchive resumed;
   if (!o.resume.empty()) {
@@ -94,6 +159,14 @@ void run_train(TrainOptions o) {
   // last epochs (0.9164 after epoch 4, 0.9083 after epoch 5 with seed 0).
   if (o.resume.empty() && c.model == "cnn" && !o.schedule_given) c.schedule = "cosine";
   if (c.epochs < 1 || c.batch < 1) throw Error("--epochs and --batch must be at least 1");
+  if (c.batch < ranks)
+    throw Error("--batch " + std::to_string(c.batch) + " (the global batch) is smaller than the " +
+                std::to_string(ranks) + " ranks");
+  // Ranks on one machine share its cores: unless told otherwise, each takes its share.
+  if (o.threads <= 0 && world::local_size() > 1 && !std::getenv("TG_NUM_THREADS") &&
+      !std::getenv("OPENBLAS_NUM_THREADS"))
+    o.threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world::local_size());
   if (o.threads > 0) {
     set_blas_threads(o.threads);
     set_num_threads(o.threads);
@@ -128,25 +201,35 @@ void run_train(TrainOptions o) {
     start = resumed.integer("epoch");
     h = read_history(resumed);
   }
-  prepare_output_dir(out);
+  world::check_same("run configurations or data", run_description(c, train, test, start));
+  world::DataParallel data_parallel(model->net);  // rank 0's weights on every rank
   const std::string ckpt = out + "/checkpoint.npz";
-  // A new run's folder holds its own epochs only (a rerun into the same folder starts over).
-  if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
+  if (root) {
+    prepare_output_dir(out);
+    // A new run's folder holds its own epochs only (a rerun into the same folder starts over).
+    if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
+  }
   const auto names = class_names(test, c.classes);
+  // Only rank 0 prints.
+  auto say = [root](const char* fmt, auto... args) {
+    if (root) std::printf(fmt, args...);
+  };
 
-  std::printf("tapegrad train: %lld training / %lld test examples, %lld features, %lld classes\n",
-              static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-              static_cast<long long>(c.inputs), static_cast<long long>(c.classes));
-  std::printf("model: %s", model->net.str().c_str());
-  std::printf(
-      "\n%lld parameters; optimizer %s lr %g, schedule %s, batch %lld, seed %llu, threads: "
+  say("tapegrad train: %lld training / %lld test examples, %lld features, %lld classes\n",
+      static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+      static_cast<long long>(c.inputs), static_cast<long long>(c.classes));
+  say("model: %s", model->net.str().c_str());
+  say("\n%lld parameters; optimizer %s lr %g, schedule %s, batch %lld, seed %llu, threads: "
       "BLAS %d, tapegrad %d\n",
       static_cast<long long>(model->net.num_parameters()), c.optimizer.c_str(), c.lr,
       c.schedule.c_str(), static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed),
       blas_threads(), num_threads());
+  if (ranks > 1)
+    say("data parallel: %d ranks, %lld examples of each batch of %lld per rank\n", ranks,
+        static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch));
   if (!o.resume.empty())
-    std::printf("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
-  std::printf("output: %s\n", out.c_str());
+    say("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
+  say("output: %s\n", out.c_str());
 
   Evaluation last;
   for (int64_t epoch = start; epoch < c.epochs; ++epoch) {
@@ -155,17 +238,40 @@ void run_train(TrainOptions o) {
     model->net.train();
     // NOTE: one loader per epoch, shuffled once at construction from the run's generator, so
     // a resumed run draws exactly the orders the uninterrupted run would have drawn.
-    data::DataLoader loader(train, c.batch, true, &shuffle_rng);
-    Progress progress(!o.no_progress, epoch + 1, c.epochs, loader.num_batches());
+    data::DataLoader loader(train, ranks == 1 ? c.batch : c.batch / ranks, ranks == 1,
+                            &shuffle_rng);
+    Shard shard;
+    if (ranks > 1) {  // Note [Data-parallel train]
+      shard = shard_of(data::shuffled_indices(train.size(), &shuffle_rng), c.batch, ranks,
+                       world::rank());
+      loader.set_order(shard.rows);
+      model->dropout_rng.seed_with(c.seed * 1000003 + static_cast<uint64_t>(epoch) * 1009 +
+                                   static_cast<uint64_t>(world::rank()));
+    }
+    const int64_t steps =
+        ranks == 1 ? loader.num_batches() : static_cast<int64_t>(shard.global.size());
+    Progress progress(!o.no_progress && root, epoch + 1, c.epochs, steps);
     const auto t0 = Clock::now();
     data::Batch b;
     double loss_sum = 0;
     int64_t seen = 0, correct = 0, batch_i = 0;
-    while (loader.next(b)) {
+    for (; batch_i < steps; ++batch_i) {
+      const auto k = static_cast<size_t>(batch_i);
       opt->zero_grad();
+      if (ranks > 1 && shard.mine[k] == 0) {
+        // No rows for this rank in the last batch: a zero loss, so it still joins the sum.
+        mul_scalar(sum(params[0]), 0.0).backward();
+        opt->step();
+        continue;
+      }
+      if (!loader.next(b)) throw Error("train: the data loader ended early");
       Var logits = model->net(constant(b.features));
       Var loss = cross_entropy(logits, b.labels);
-      loss.backward();
+      // This rank's share of the global batch's mean (Note [Data-parallel train]).
+      const double share = ranks == 1 ? 1.0
+                                      : static_cast<double>(shard.mine[k] * ranks) /
+                                            static_cast<double>(shard.global[k]);
+      (share == 1.0 ? loss : mul_scalar(loss, share)).backward();
       opt->step();
       const double l = loss.item();
       if (!std::isfinite(l))
@@ -181,8 +287,15 @@ void run_train(TrainOptions o) {
         correct += best == b.labels[static_cast<size_t>(i)];
       }
       seen += b.size();
-      progress.update(++batch_i, loss_sum / static_cast<double>(seen), seen);
+      progress.update(batch_i + 1, loss_sum / static_cast<double>(seen), seen);
     }
+    // The epoch's figures over every rank's rows.
+    std::vector<double> totals{loss_sum, static_cast<double>(seen), static_cast<double>(correct)};
+    world::sum(totals);
+    loss_sum = totals[0];
+    seen = static_cast<int64_t>(totals[1]);
+    correct = static_cast<int64_t>(totals[2]);
+    data_parallel.sync_buffers();
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     progress.finish();
     last = evaluate(*model, test);
@@ -191,8 +304,7 @@ void run_train(TrainOptions o) {
     h.test_accuracy.push_back(last.accuracy);
     h.seconds.push_back(seconds);
     h.lr.push_back(lr);
-    std::printf(
-        "epoch %lld/%lld  train loss %.4f  train acc %.4f  test acc %.4f  %.1fs  (%.0f ex/s, lr "
+    say("epoch %lld/%lld  train loss %.4f  train acc %.4f  test acc %.4f  %.1fs  (%.0f ex/s, lr "
         "%g)\n",
         static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs), h.train_loss.back(),
         h.train_accuracy.back(), last.accuracy, seconds, static_cast<double>(seen) / seconds, lr);
@@ -205,15 +317,18 @@ void run_train(TrainOptions o) {
                       {"seconds", Json::number(seconds)},
                       {"lr", Json::number(lr)}})
             .str();
-    append_line(out + "/metrics.jsonl", line);
-    if (!o.metrics.empty()) append_line(o.metrics, line);
-    save_checkpoint(ckpt, c, *model, *opt, epoch + 1, shuffle_rng, h);
+    if (root) {
+      append_line(out + "/metrics.jsonl", line);
+      if (!o.metrics.empty()) append_line(o.metrics, line);
+      save_checkpoint(ckpt, c, *model, *opt, epoch + 1, shuffle_rng, h);
+    }
   }
   if (start >= c.epochs) {
-    std::printf("nothing to do: the checkpoint already has %lld of %lld epochs\n",
-                static_cast<long long>(start), static_cast<long long>(c.epochs));
+    say("nothing to do: the checkpoint already has %lld of %lld epochs\n",
+        static_cast<long long>(start), static_cast<long long>(c.epochs));
     last = evaluate(*model, test);
   }
+  if (!root) return;
   std::printf("\ntest accuracy %.4f\n%s", last.accuracy, confusion_text(last, names).c_str());
   write_pictures(out, h, last, names);
   std::printf("checkpoint: %s\npictures: %s/loss.svg, accuracy.svg, confusion_matrix.svg\n",

@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "data/dataset.hpp"
+#include "data/sampler.hpp"
 #include "parallel/parallel.hpp"
 
 namespace tg::data {
@@ -63,10 +64,8 @@ void DataLoader::set_prefetch(bool on) {
 
 void DataLoader::reset() {
   drop_prefetch();  // it read the old order
-  order_.resize(static_cast<size_t>(data_.size()));
-  std::iota(order_.begin(), order_.end(), 0);
-  if (shuffle_)  // Fisher-Yates with the caller's generator: same seed, same order
-    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_->below(i)]);
+  // Fisher-Yates with the caller's generator: same seed, same order.
+  order_ = shuffled_indices(data_.size(), shuffle_ ? rng_ : nullptr);
   pos_ = 0;
 }
 

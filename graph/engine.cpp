@@ -2,6 +2,7 @@
 // points (tg::backward, tg::grad, Var::backward) and their argument checks are in
 // graph/backward.cpp.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,27 @@ namespace {
 using detail::describe;
 
 std::atomic<uint64_t> g_epoch{0};
+
+thread_local int t_run_depth = 0;  // sweeps running on this thread (Note [Backward callbacks])
+thread_local std::vector<std::function<void()>> t_callbacks;
+
+// Counts a sweep; the outermost one drops callbacks left by a backward that threw.
+struct RunDepth {
+  RunDepth() { ++t_run_depth; }
+  ~RunDepth() {
+    if (--t_run_depth == 0) t_callbacks.clear();
+  }
+};
+
+// The outermost sweep's callbacks, in the order queued (one may queue another).
+void run_callbacks() {
+  if (t_run_depth != 1) return;
+  for (size_t i = 0; i < t_callbacks.size(); ++i) {
+    std::function<void()> fn = std::move(t_callbacks[i]);
+    fn();
+  }
+  t_callbacks.clear();
+}
 
 bool sole_owner(const Var& v) {
   return v.node_ptr().use_count() == 1 && v.value().storage_use_count() == 1;
@@ -165,6 +187,7 @@ namespace detail {
 // pending gradient, runs its hooks, stores the gradient where it is wanted, propagates it.
 void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bool keep_graph,
          bool create_graph, Targets& targets) {
+  RunDepth depth;
   const std::vector<NodePtr> post = topological_order(roots);
   GradModeGuard mode(create_graph);
   try {
@@ -199,8 +222,15 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
     }
     throw;
   }
+  run_callbacks();
 }
 
 }  // namespace detail
+
+void queue_backward_callback(std::function<void()> fn) {
+  if (t_run_depth == 0)
+    throw GraphError("queue_backward_callback: no backward is running on this thread");
+  t_callbacks.push_back(std::move(fn));
+}
 
 }  // namespace tg

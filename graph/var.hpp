@@ -436,6 +436,14 @@ class AnomalyGuard {
   bool prev_;
 };
 
+/// Queues `fn` to run once on this thread when the backward now running on it has finished
+/// its sweep, after every gradient is in place (PyTorch's
+/// `Variable._execution_engine.queue_callback`). A gradient hook uses it to act on the
+/// whole backward: DistributedDataParallel (dist/ddp.hpp) waits there for the all-reduces
+/// its hooks started. Callbacks run in the order queued; one that throws ends the backward
+/// with its exception and the rest are dropped. Outside a backward: GraphError.
+void queue_backward_callback(std::function<void()> fn);
+
 /// Backward from several outputs at once.
 void backward(const std::vector<Var>& outputs, const std::vector<Var>& grad_outputs = {},
               const BackwardOptions& options = {});

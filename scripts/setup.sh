@@ -17,6 +17,8 @@ packages=(
   dataset-fashion-mnist
   # the word list of the character-level language model (tapegrad charlm)
   wamerican
+  # MPI for tg::dist (dist/: data-parallel training) and its mpirun tests
+  openmpi-bin libopenmpi-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,7 @@ The layers, bottom to top (docs/architecture.md shows the diagram):
   data/                  datasets and the DataLoader
   models/                modules, initializers, checkpoints
   optim/                 optimizers (their state is saved in models' .npz format)
+  dist/                  collectives over MPI, DistributedDataParallel (only where MPI is)
   apps/                  the tapegrad program
 Each folder may include from itself and the folders listed for it below, nothing else.
 Usage: tests/check_layers.py [REPO_ROOT]
@@ -23,9 +24,10 @@ ALLOWED = {
     "data": {"data", "graph", "parallel"},
     "models": {"models", "ops", "graph"},
     "optim": {"optim", "models", "ops", "graph", "parallel"},
-    "apps": {"apps", "optim", "models", "data", "ops", "parallel", "graph"},
+    "dist": {"dist", "optim", "models", "data", "ops", "parallel", "graph"},
+    "apps": {"apps", "dist", "optim", "models", "data", "ops", "parallel", "graph"},
     # The public umbrella header and the examples see the library, not the program.
-    "include": {"optim", "models", "data", "ops", "parallel", "graph"},
+    "include": {"dist", "optim", "models", "data", "ops", "parallel", "graph"},
     "examples": {"optim", "models", "data", "ops", "parallel", "graph"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/[^"]+"', re.M)

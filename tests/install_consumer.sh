@@ -11,5 +11,6 @@ cmake -S "$source_dir/tests/consumer" -B "$tmp/build" -G Ninja -DCMAKE_BUILD_TYP
   -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/build" >/dev/null
 "$tmp/build/consumer"
+if [ -x "$tmp/build/consumer_dist" ]; then "$tmp/build/consumer_dist"; fi
 test -f "$tmp/prefix/include/tapegrad/tapegrad.hpp"
 test -f "$tmp/prefix/lib/cmake/tapegrad/tapegradConfig.cmake"

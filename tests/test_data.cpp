@@ -6,7 +6,9 @@
 #include <set>
 
 #include "data/dataset.hpp"
+#include "data/sampler.hpp"
 #include "data/words.hpp"
+#include "torch_oracle.hpp"
 
 namespace fs = std::filesystem;
 using tg::data::DataError;
@@ -285,4 +287,84 @@ TEST_CASE("wamerican by the protocol: 73,604 words over 41 symbols", "[data][wor
   CHECK(s.train.size() == 58883);
   CHECK(s.dev.size() == 7360);
   CHECK(s.test.size() == 7361);
+}
+
+TEST_CASE("DistributedSampler: disjoint equal shares that cover the dataset, per epoch",
+          "[data][sampler]") {
+  using tg::data::DistributedSampler;
+  for (int64_t n : {0, 1, 5, 10, 11, 12}) {
+    for (int64_t replicas : {1, 2, 3, 4}) {
+      for (bool drop_last : {false, true}) {
+        INFO("n " << n << " replicas " << replicas << " drop_last " << drop_last);
+        std::vector<int64_t> seen(static_cast<size_t>(n), 0);
+        int64_t total = 0;
+        for (int64_t r = 0; r < replicas; ++r) {
+          DistributedSampler s(n, replicas, r, true, 7, drop_last);
+          s.set_epoch(3);
+          const auto idx = s.indices();
+          CHECK(static_cast<int64_t>(idx.size()) == s.size());  // same steps on every rank
+          CHECK(s.size() == (drop_last ? n / replicas : (n + replicas - 1) / replicas));
+          for (int64_t i : idx) {
+            REQUIRE(i >= 0);
+            REQUIRE(i < n);
+            ++seen[static_cast<size_t>(i)];
+          }
+          total += static_cast<int64_t>(idx.size());
+        }
+        // Without drop_last every index appears, and only the padding repeats one; with it,
+        // no index appears twice.
+        for (int64_t c : seen) CHECK((drop_last ? c <= 1 : c >= 1));
+        if (!drop_last) CHECK(total - n < replicas);  // the padding is less than one round
+        CHECK(total == (drop_last ? n / replicas : (n + replicas - 1) / replicas) * replicas);
+      }
+    }
+  }
+  // The epoch reseeds the shuffle; the same epoch gives the same order on every call.
+  DistributedSampler a(100, 2, 0, true, 1);
+  const auto e0 = a.indices();
+  CHECK(a.indices() == e0);
+  a.set_epoch(1);
+  CHECK(a.indices() != e0);
+  CHECK(DistributedSampler(100, 2, 0, false).indices()[1] == 2);
+
+  CHECK_THROWS_AS(DistributedSampler(10, 2, 2), tg::IndexError);
+  CHECK_THROWS_WITH(DistributedSampler(10, 2, -1), Catch::Contains("invalid rank -1"));
+  CHECK_THROWS_AS(DistributedSampler(10, 0, 0), tg::Error);
+  CHECK_THROWS_AS(DistributedSampler(-1, 1, 0), tg::Error);
+}
+
+TEST_CASE("DistributedSampler without shuffling gives PyTorch's shares", "[data][sampler]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  using tg::data::DistributedSampler;
+  std::string script = tgtest::kPythonPrelude;
+  script += "from torch.utils.data.distributed import DistributedSampler\n";
+  struct Case {
+    int64_t n, replicas, rank;
+    bool drop_last;
+  };
+  std::vector<Case> cases;
+  for (int64_t n : {0, 1, 2, 7, 10})
+    for (int64_t replicas : {1, 3, 4})
+      for (bool drop : {false, true})
+        for (int64_t r = 0; r < replicas; ++r) cases.push_back({n, replicas, r, drop});
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const Case& c = cases[k];
+    script += "emit('c" + std::to_string(k) + "', torch.tensor(list(DistributedSampler(range(" +
+              std::to_string(c.n) + "), num_replicas=" + std::to_string(c.replicas) +
+              ", rank=" + std::to_string(c.rank) +
+              ", shuffle=False, drop_last=" + (c.drop_last ? "True" : "False") +
+              ")), dtype=torch.float64))\n";
+  }
+  const auto torch = tgtest::run_python(script);
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const Case& c = cases[k];
+    INFO("n " << c.n << " replicas " << c.replicas << " rank " << c.rank << " drop_last "
+              << c.drop_last);
+    const auto idx = DistributedSampler(c.n, c.replicas, c.rank, false, 0, c.drop_last).indices();
+    std::vector<double> got(idx.begin(), idx.end());
+    CHECK(got == torch.at("c" + std::to_string(k)));
+  }
 }

@@ -552,3 +552,37 @@ TEST_CASE("grad mode is per thread", "[engine][threads]") {
   CHECK(other);
   CHECK_FALSE(tg::is_grad_enabled());
 }
+
+TEST_CASE("queue_backward_callback runs once after the sweep, in order", "[engine]") {
+  using namespace tg;
+  Var w = param(tensor({1, 2}, {2}, f64));
+  std::vector<std::string> log;
+  w.register_hook([&](const Var& g) {
+    log.push_back("hook");
+    queue_backward_callback([&] {
+      // Every gradient is in place when the callback runs.
+      log.push_back(w.grad().defined() ? "first: grad set" : "first: no grad");
+      queue_backward_callback([&] { log.push_back("queued by a callback"); });
+    });
+    queue_backward_callback([&] { log.push_back("second"); });
+    return Var();
+  });
+  sum(mul(w, w)).backward();
+  CHECK(log ==
+        std::vector<std::string>{"hook", "first: grad set", "second", "queued by a callback"});
+  log.clear();
+  sum(w).backward();  // the list was emptied: each backward queues its own
+  CHECK(log.size() == 4);
+  CHECK_THROWS_AS(queue_backward_callback([] {}), GraphError);
+
+  // A callback that throws ends the backward with its exception; the next backward starts clean.
+  size_t id = w.register_hook([&](const Var&) {
+    queue_backward_callback([] { throw Error("callback failed"); });
+    return Var();
+  });
+  CHECK_THROWS_WITH(sum(w).backward(), "callback failed");
+  w.remove_hook(id);
+  log.clear();
+  sum(w).backward();
+  CHECK(log.size() == 4);
+}

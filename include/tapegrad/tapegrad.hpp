@@ -5,6 +5,7 @@
 /// and nearly doubles its parse time; include "graph/xtensor_interop.hpp" where you use it.
 
 #include "data/dataset.hpp"
+#include "data/sampler.hpp"
 #include "data/words.hpp"
 #include "graph/dot.hpp"
 #include "graph/gradcheck.hpp"
@@ -30,3 +31,7 @@
 #include "ops/shape_ops.hpp"
 #include "optim/optim.hpp"
 #include "parallel/parallel.hpp"
+// tg::dist is built only where MPI is; linking tapegrad::dist defines TAPEGRAD_HAS_DIST.
+#ifdef TAPEGRAD_HAS_DIST
+#include "tapegrad/dist.hpp"
+#endif

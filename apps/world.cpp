@@ -1,0 +1,61 @@
+#include "apps/world.hpp"
+
+#ifdef TAPEGRAD_HAS_DIST
+#include "dist/ddp.hpp"
+#include "dist/dist.hpp"
+#endif
+
+namespace tg::app::world {
+
+#ifdef TAPEGRAD_HAS_DIST
+
+int size() { return dist::get_world_size(); }
+int rank() { return dist::get_rank(); }
+int local_size() { return dist::get_local_world_size(); }
+
+void sum(std::vector<double>& v) {
+  if (size() == 1) return;
+  Tensor t = tensor(v, {static_cast<int64_t>(v.size())}, f64);
+  dist::all_reduce(t);
+  v.assign(t.data<double>(), t.data<double>() + t.numel());
+}
+
+void check_same(const std::string& what, const std::vector<std::string>& lines) {
+  dist::check_same_across_ranks("tapegrad", what, lines);
+}
+
+void end_job(int code, const std::exception& error) {
+  if (dynamic_cast<const dist::MismatchError*>(&error)) return;
+  if (dist::is_initialized() && dist::is_launched() && size() > 1) dist::abort(code);
+}
+
+struct DataParallel::Impl {
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+};
+
+DataParallel::DataParallel(Module& module) : impl_(std::make_unique<Impl>()) {
+  if (size() > 1) impl_->ddp = std::make_unique<dist::DistributedDataParallel>(module);
+}
+
+void DataParallel::sync_buffers() {
+  if (impl_->ddp) impl_->ddp->sync_buffers();
+}
+
+#else  // built without MPI: a world of one
+
+int size() { return 1; }
+int rank() { return 0; }
+int local_size() { return 1; }
+void sum(std::vector<double>&) {}
+void check_same(const std::string&, const std::vector<std::string>&) {}
+void end_job(int, const std::exception&) {}
+
+struct DataParallel::Impl {};
+DataParallel::DataParallel(Module&) : impl_(std::make_unique<Impl>()) {}
+void DataParallel::sync_buffers() {}
+
+#endif
+
+DataParallel::~DataParallel() = default;
+
+}  // namespace tg::app::world

@@ -1,0 +1,48 @@
+#pragma once
+
+// The `tapegrad` program's view of data-parallel training (docs/distributed.md): the MPI
+// world when the program was built with tg::dist and started by mpirun, else a world of
+// one. Everything here is a no-op (or the identity) in a world of one.
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/module.hpp"
+
+namespace tg::app::world {
+
+int size();
+int rank();
+/// Ranks on this machine (they share its cores).
+int local_size();
+/// Rank 0: the rank that prints, writes checkpoints, metrics and pictures.
+inline bool is_root() { return rank() == 0; }
+/// Element-wise sums of `v` over the ranks, in place (every rank gets them).
+void sum(std::vector<double>& v);
+/// The same error on every rank when the ranks' `lines` differ (dist::check_same_across_ranks).
+void check_same(const std::string& what, const std::vector<std::string>& lines);
+/// After `error` ended this rank's command: ends every rank of a launched job at once with
+/// `code` (MPI_Abort), so none waits for this one. Returns when there is no such job, or
+/// when the error is one every rank raised alike (ranks that disagree): then each rank
+/// reports it and exits normally.
+void end_job(int code, const std::exception& error);
+
+/// Gradient averaging for `module` over the ranks (dist::DistributedDataParallel), or
+/// nothing in a world of one.
+class DataParallel {
+ public:
+  explicit DataParallel(Module& module);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+  /// Copies rank 0's buffers (BatchNorm's running statistics) to every rank.
+  void sync_buffers();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tg::app::world

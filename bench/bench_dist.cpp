@@ -1,0 +1,168 @@
+// Data parallel against threads on one machine (docs/distributed.md, "Measured here"): run
+// once as 1 process x 2 threads and once under `mpirun -np 2` as 2 ranks x 1 thread
+// (scripts/bench_dist.sh does both). Not a Google Benchmark program: it runs under mpirun.
+//   bench_dist c [steps] [bucket_mb]   (c) 784-512-512-10 ReLU, global batch 128,
+//                                      cross-entropy, Adam: ms per step (median)
+//   bench_dist e [epochs] [bucket_mb]  (e) Fashion-MNIST 784-256-128-10 ReLU, global batch
+//                                      128, Adam 1e-3, DistributedSampler shares: s/epoch
+//                                      (median) and test accuracy
+// With more than one rank it also prints the all-reduce time backward hid: 1 - (time the
+// end of backward waited for buckets) / (time of a blocking all-reduce of the same bytes).
+// Rank 0 prints one line per figure: "name value unit".
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tapegrad/tapegrad.hpp"
+#include "tg_eval.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace dist = tg::dist;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// The slowest rank's value (a step ends when every rank has its gradients).
+double max_over_ranks(double x) {
+  tg::Tensor t = tg::full({1}, x, tg::f64);
+  dist::all_reduce(t, dist::ReduceOp::max);
+  return t.data<double>()[0];
+}
+
+void print(const std::string& name, double value, const char* unit) {
+  if (dist::get_rank() == 0) std::printf("%-28s %12.4f %s\n", name.c_str(), value, unit);
+}
+
+// Mean time of a blocking all-reduce of `numel` floats: the communication a step would
+// expose if backward hid none of it.
+double blocking_allreduce_seconds(int64_t numel) {
+  tg::Tensor t = tg::zeros({numel}, tg::f32);
+  dist::all_reduce(t);
+  const int reps = 20;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) dist::all_reduce(t);
+  return max_over_ranks(seconds_since(t0) / reps);
+}
+
+struct Wrapped {
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::vector<double> waits;
+  void record() {
+    if (ddp) waits.push_back(ddp->last_sync_stats().wait_seconds);
+  }
+};
+
+void report_overlap(const Wrapped& w, const tg::Module& net) {
+  if (!w.ddp) return;
+  const double wait = max_over_ranks(median(w.waits));
+  const double blocking = blocking_allreduce_seconds(net.num_parameters());
+  print("buckets", static_cast<double>(w.ddp->buckets().size()), "");
+  print("allreduce_blocking_ms", blocking * 1e3, "ms");
+  print("allreduce_exposed_ms", wait * 1e3, "ms");
+  print("allreduce_hidden_fraction", std::clamp(1.0 - wait / blocking, 0.0, 1.0), "");
+}
+
+Wrapped wrap(tg::Module& net, double bucket_mb) {
+  Wrapped w;
+  if (dist::get_world_size() > 1)
+    w.ddp = std::make_unique<dist::DistributedDataParallel>(net, dist::DDPOptions{bucket_mb});
+  return w;
+}
+
+void workload_c(int steps, double bucket_mb) {
+  const int p = dist::get_world_size();
+  const int64_t local = 128 / p;
+  tg::Rng rng(1);
+  tg::MLP net({784, 512, 512, 10}, tg::Activation::relu, tg::Activation::identity, rng);
+  Wrapped w = wrap(net, bucket_mb);
+  tg::Adam opt(net.parameters(), {.lr = 1e-3});
+  tg::Rng data(10 + static_cast<uint64_t>(dist::get_rank()));
+  const tg::Var x = tg::constant(tg::randn({local, 784}, data));
+  std::vector<int64_t> labels(static_cast<size_t>(local));
+  for (auto& l : labels) l = static_cast<int64_t>(data.below(10));
+  std::vector<double> times;
+  for (int s = 0; s < steps + 5; ++s) {
+    const auto t0 = Clock::now();
+    opt.zero_grad();
+    tg::cross_entropy(net(x), labels).backward();
+    opt.step();
+    if (s >= 5) {  // after a warm-up
+      times.push_back(seconds_since(t0));
+      w.record();
+    }
+  }
+  print("c_ms_per_step", max_over_ranks(median(times)) * 1e3, "ms");
+  report_overlap(w, net);
+}
+
+void workload_e(int epochs, double bucket_mb) {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  const auto train = tg::data::load_mnist_like(tg::data::kFashionMnistDir, true);
+  const auto test = tg::data::load_mnist_like(tg::data::kFashionMnistDir, false);
+  tg::Rng rng(1);
+  tg::MLP net({784, 256, 128, 10}, tg::Activation::relu, tg::Activation::identity, rng);
+  Wrapped w = wrap(net, bucket_mb);
+  tg::Adam opt(net.parameters(), {.lr = 1e-3});
+  // drop_last: every rank takes the same steps; 60000 is a multiple of 2 anyway.
+  tg::data::DistributedSampler sampler(train.size(), p, me, true, 7, true);
+  std::vector<double> times, step_seconds, opt_seconds;
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    const auto t0 = Clock::now();
+    sampler.set_epoch(epoch);
+    tg::data::DataLoader loader(train, 128 / p);
+    loader.set_order(sampler.indices());
+    tg::data::Batch b;
+    while (loader.next(b)) {
+      const auto t1 = Clock::now();
+      opt.zero_grad();
+      tg::cross_entropy(net(tg::constant(b.features)), b.labels).backward();
+      const auto t2 = Clock::now();
+      opt.step();
+      step_seconds.push_back(std::chrono::duration<double>(t2 - t1).count());
+      opt_seconds.push_back(seconds_since(t2));
+      w.record();
+    }
+    times.push_back(max_over_ranks(seconds_since(t0)));
+  }
+  print("e_s_per_epoch", median(times), "s");
+  print("e_accuracy_pct", bench::accuracy(net, test), "%");
+  print("e_fwd_bwd_ms (median)", max_over_ranks(median(step_seconds)) * 1e3, "ms");
+  print("e_optimizer_ms (median)", max_over_ranks(median(opt_seconds)) * 1e3, "ms");
+  report_overlap(w, net);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string which = argc > 1 ? argv[1] : "c";
+  int n = argc > 2 ? std::atoi(argv[2]) : 0;  // "" or 0: the default
+  if (n <= 0) n = which == "c" ? 100 : 3;
+  double bucket_mb = argc > 3 ? std::atof(argv[3]) : 0;
+  if (!(bucket_mb > 0)) bucket_mb = 25.0;
+  if (dist::get_rank() == 0)
+    std::printf("bench_dist %s: %d rank(s) x %d thread(s) (BLAS %d), bucket %g MiB\n",
+                which.c_str(), dist::get_world_size(), tg::num_threads(), tg::blas_threads(),
+                bucket_mb);
+  if (which == "c")
+    workload_c(n, bucket_mb);
+  else if (which == "e")
+    workload_e(n, bucket_mb);
+  else {
+    std::fprintf(stderr, "bench_dist: unknown workload '%s' (c or e)\n", which.c_str());
+    return 2;
+  }
+  return 0;
+}

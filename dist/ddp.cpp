@@ -1,0 +1,365 @@
+// DistributedDataParallel: gradient buckets reduced by MPI_Iallreduce as soon as each is
+// ready, during backward.
+//
+// Note [DDP design]
+// - Buckets. The parameters that want gradients, in reverse registration order (the order
+//   backward usually reaches them, as PyTorch's), are packed into flat buffers of one dtype
+//   of at most `bucket_cap_mb`. Each parameter has a hook (Var::register_hook) that copies
+//   its gradient (plus the `.grad` it already holds, for accumulation after no_sync) into
+//   its slice of the bucket; when a bucket's last gradient arrives its all-reduce (sum) is
+//   started, non-blocking. Buckets are started strictly in index order, so every rank
+//   issues the same collectives in the same order even when its backward reaches the
+//   parameters in another order (MPI requires it; PyTorch's reducer does the same).
+// - End of backward. The first hook of a backward queues `finish_gradient_sync` with
+//   `queue_backward_callback` (PyTorch's reducer queues its finalizer on the engine the
+//   same way): it starts the buckets still waiting (a parameter backward did not reach
+//   contributes its `.grad`, or zeros), waits for all of them with the dist timeout, divides
+//   by the world size (after the sum: a power-of-two world divides exactly) and sets every
+//   parameter's `.grad` to its averaged slice.
+// - Threads. Everything runs on the thread that runs backward: hooks, MPI calls and the
+//   final callback; the hooks also call MPI_Test on the buckets in flight so that Open MPI,
+//   which progresses non-blocking collectives only inside MPI calls, moves them along while
+//   backward computes. With no second thread there is no shared state to race on, so the
+//   ThreadSanitizer stage has nothing of dist/ to check (the engine's own threading tests
+//   stay there); the single thread is also why MPI_THREAD_FUNNELED is enough.
+// - Determinism. The sum's order is MPI's, fixed for a given world size and message size,
+//   and every rank receives the same bytes, so ranks stay bit-identical to each other.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "dist/ddp.hpp"
+#include "dist/mpi_util.hpp"
+#include "graph/var.hpp"
+
+namespace tg::dist {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr const char* kOp = "DistributedDataParallel";
+
+// One line per parameter and buffer (name, shape, dtype), plus the options every rank
+// must share.
+std::vector<std::string> describe(Module& m, const DDPOptions& o) {
+  std::vector<std::string> lines;
+  for (const auto& [name, p] : m.named_parameters())
+    lines.push_back("parameter " + name + " " + p.shape().str() + " " +
+                    std::string(dtype_name(p.dtype())) + (p.requires_grad() ? "" : " no-grad"));
+  for (const auto& b : named_buffer_slots(m))
+    lines.push_back("buffer " + b.name + " " + b.slot->shape().str() + " " +
+                    std::string(dtype_name(b.slot->dtype())));
+  lines.push_back("option bucket_cap_mb=" + std::to_string(o.bucket_cap_mb) +
+                  " broadcast_buffers=" + std::to_string(o.broadcast_buffers));
+  return lines;
+}
+
+}  // namespace
+
+struct DistributedDataParallel::Impl {
+  struct Slot {
+    Var param;
+    std::string name;
+    int bucket = 0;
+    int64_t offset = 0;
+    bool ready = false;
+    size_t hook = 0;
+  };
+  struct Bucket {
+    Dtype dtype = f32;
+    Tensor buffer;
+    std::vector<int> slots;
+    int pending = 0;
+    bool launched = false;
+    bool finished = false;
+    MPI_Request req = MPI_REQUEST_NULL;
+    double t_start = 0, t_end = 0;
+  };
+
+  Module& module;
+  DDPOptions options;
+  std::vector<Slot> slots;
+  std::vector<Bucket> buckets;
+  int next_launch = 0;
+  bool syncing = false;
+  bool no_sync = false;
+  bool failed = false;
+  Clock::time_point t0;
+  std::vector<Event> events;
+  SyncStats stats;
+
+  Impl(Module& m, DDPOptions o) : module(m), options(o) {}
+
+  double now() const { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+  void event(Event::Kind k, int bucket, std::string param = {}) {
+    events.push_back({k, bucket, std::move(param), now()});
+  }
+
+  void build_buckets() {
+    const double cap = options.bucket_cap_mb * 1024.0 * 1024.0;
+    auto named = module.named_parameters();
+    for (auto it = named.rbegin(); it != named.rend(); ++it) {
+      const Var& p = it->second;
+      if (!p.requires_grad()) continue;
+      const size_t bytes = p.value().nbytes();
+      if (buckets.empty() || buckets.back().dtype != p.dtype() ||
+          (buckets.back().buffer.numel() > 0 &&
+           static_cast<double>(buckets.back().buffer.nbytes() + bytes) > cap)) {
+        buckets.emplace_back();
+        buckets.back().dtype = p.dtype();
+        buckets.back().buffer = Tensor::empty({0}, p.dtype());
+      }
+      Bucket& b = buckets.back();
+      Slot s;
+      s.param = p;
+      s.name = it->first;
+      s.bucket = static_cast<int>(buckets.size()) - 1;
+      s.offset = b.buffer.numel();
+      b.slots.push_back(static_cast<int>(slots.size()));
+      b.buffer = Tensor::empty({s.offset + p.numel()}, p.dtype());  // sized; filled per step
+      slots.push_back(std::move(s));
+    }
+  }
+
+  void begin_sync() {
+    if (failed)
+      throw DistError(std::string(kOp) + ": a previous gradient sync failed on " + detail::where() +
+                      "; the ranks are out of step, end the job");
+    syncing = true;
+    next_launch = 0;
+    for (Slot& s : slots) s.ready = false;
+    for (Bucket& b : buckets) {
+      b.pending = static_cast<int>(b.slots.size());
+      b.launched = b.finished = false;
+    }
+    events.clear();
+    stats = {};
+    t0 = Clock::now();
+    queue_backward_callback([this] { finish(); });
+  }
+
+  // Copies `g` (plus the .grad already there, unless the slot was filled this sync) into
+  // the slot's slice of its bucket.
+  void fill(Slot& s, const Tensor* g) {
+    Bucket& b = buckets[s.bucket];
+    const Var acc = s.param.grad();
+    const Tensor* first = s.ready ? &b.buffer : (acc.defined() ? &acc.value() : nullptr);
+    const int64_t first_off = s.ready ? s.offset : 0;
+    const int64_t n = s.param.numel();
+    dispatch(b.dtype, kOp, [&]<class T>() {
+      T* dst = b.buffer.data<T>() + s.offset;
+      const T* a = first ? first->data<T>() + first_off : nullptr;
+      const T* x = g ? g->data<T>() : nullptr;
+      if (a && x) {
+        for (int64_t k = 0; k < n; ++k) dst[k] = a[k] + x[k];
+      } else if (a || x) {
+        if (dst != (a ? a : x)) std::memcpy(dst, a ? a : x, static_cast<size_t>(n) * sizeof(T));
+      } else {
+        std::fill(dst, dst + n, T(0));
+      }
+    });
+  }
+
+  void on_grad(int i, const Var& g) {
+    if (no_sync) return;
+    if (!syncing) begin_sync();
+    try {
+      Slot& s = slots[i];
+      Bucket& b = buckets[s.bucket];
+      if (g.dtype() != b.dtype || g.shape() != s.param.shape())
+        throw DistError(std::string(kOp) + ": the gradient of '" + s.name + "' is " +
+                        std::string(dtype_name(g.dtype())) + " " + g.shape().str() +
+                        " but its bucket was built for " + std::string(dtype_name(b.dtype)) + " " +
+                        s.param.shape().str() +
+                        ": a wrapped module's parameters must keep their dtype and shape");
+      fill(s, &g.value());
+      event(Event::Kind::grad_ready, s.bucket, s.name);
+      if (!s.ready) {
+        s.ready = true;
+        --b.pending;
+      }
+      launch_ready();
+      progress();
+    } catch (...) {
+      failed = true;
+      throw;
+    }
+  }
+
+  void launch(Bucket& b, int k) {
+    b.launched = true;
+    b.t_start = now();
+    event(Event::Kind::bucket_started, k);
+    stats.bytes += static_cast<int64_t>(b.buffer.nbytes());
+    ++stats.buckets;
+    if (get_world_size() == 1) {
+      b.finished = true;
+      b.t_end = b.t_start;
+      event(Event::Kind::bucket_finished, k);
+      return;
+    }
+    detail::check(
+        MPI_Iallreduce(MPI_IN_PLACE, b.buffer.raw_data(), static_cast<int>(b.buffer.numel()),
+                       detail::mpi_type(b.dtype), MPI_SUM, detail::comm(), &b.req),
+        kOp);
+  }
+
+  void launch_ready() {
+    while (next_launch < static_cast<int>(buckets.size()) && buckets[next_launch].pending == 0) {
+      launch(buckets[next_launch], next_launch);
+      ++next_launch;
+    }
+  }
+
+  void mark_finished(Bucket& b, int k) {
+    b.finished = true;
+    b.t_end = now();
+    event(Event::Kind::bucket_finished, k);
+  }
+
+  // Moves the buckets in flight along (Open MPI progresses only inside MPI calls).
+  void progress() {
+    for (size_t k = 0; k < buckets.size(); ++k) {
+      Bucket& b = buckets[k];
+      if (b.launched && !b.finished && detail::test(b.req, kOp))
+        mark_finished(b, static_cast<int>(k));
+    }
+  }
+
+  void finish() {
+    if (!syncing) return;
+    try {
+      // Parameters backward did not reach contribute what their .grad holds (or zeros).
+      for (size_t k = next_launch; k < buckets.size(); ++k) {
+        Bucket& b = buckets[k];
+        for (int i : b.slots)
+          if (!slots[i].ready) {
+            fill(slots[i], nullptr);
+            slots[i].ready = true;
+          }
+        b.pending = 0;
+      }
+      launch_ready();
+      const double wait_start = now();
+      for (size_t k = 0; k < buckets.size(); ++k) {
+        Bucket& b = buckets[k];
+        if (b.finished) continue;
+        detail::wait(b.req, kOp);
+        mark_finished(b, static_cast<int>(k));
+      }
+      stats.wait_seconds = now() - wait_start;
+      double first = 0, last = 0;
+      for (size_t k = 0; k < buckets.size(); ++k) {
+        first = k == 0 ? buckets[k].t_start : std::min(first, buckets[k].t_start);
+        last = std::max(last, buckets[k].t_end);
+      }
+      stats.comm_seconds = last - first;
+      write_grads();
+      event(Event::Kind::sync_finished, -1);
+      syncing = false;
+    } catch (...) {
+      failed = true;
+      throw;
+    }
+  }
+
+  // The average: the sum divided by the world size, into each parameter's .grad (into its
+  // buffer when the .grad is a plain tensor nothing else holds, as after the engine
+  // stored this backward's gradient there; else into a new one).
+  void write_grads() {
+    const int p = get_world_size();
+    if (p > 1)
+      for (Bucket& b : buckets)
+        dispatch(b.dtype, kOp, [&]<class T>() {
+          T* x = b.buffer.data<T>();
+          const T scale = T(1) / T(p);
+          for (int64_t k = 0; k < b.buffer.numel(); ++k) x[k] *= scale;
+        });
+    for (Slot& s : slots) {
+      const Bucket& b = buckets[s.bucket];
+      const Var old = s.param.grad();
+      const bool reuse = old.defined() && !old.requires_grad() && old.is_leaf() &&
+                         old.node_ptr().use_count() == 2 && old.value().storage_use_count() == 1;
+      Tensor g = reuse ? old.value() : Tensor::empty(s.param.shape(), b.dtype);
+      std::memcpy(g.raw_data(),
+                  static_cast<const char*>(b.buffer.raw_data()) +
+                      static_cast<size_t>(s.offset) * itemsize(b.dtype),
+                  g.nbytes());
+      if (reuse)
+        g.bump_version();
+      else
+        s.param.set_grad(Var(std::move(g)));
+    }
+  }
+};
+
+DistributedDataParallel::DistributedDataParallel(Module& module, DDPOptions options)
+    : impl_(std::make_unique<Impl>(module, options)) {
+  if (!(options.bucket_cap_mb > 0))
+    throw Error(std::string(kOp) + ": bucket_cap_mb must be positive, got " +
+                std::to_string(options.bucket_cap_mb));
+  init_process_group();
+  if (get_world_size() > 1) {
+    check_same_across_ranks(kOp, "models or options", describe(module, options));
+    for (const Var& p : module.parameters()) broadcast(p.value(), 0);
+    if (options.broadcast_buffers) sync_buffers();
+  }
+  impl_->build_buckets();
+  Impl* impl = impl_.get();
+  for (size_t i = 0; i < impl->slots.size(); ++i)
+    impl->slots[i].hook = impl->slots[i].param.register_hook([impl, i](const Var& g) {
+      impl->on_grad(static_cast<int>(i), g);
+      return Var();
+    });
+}
+
+DistributedDataParallel::~DistributedDataParallel() {
+  for (auto& s : impl_->slots) s.param.remove_hook(s.hook);
+  // An all-reduce still in flight writes into its bucket: let it end before the buffer goes.
+  for (auto& b : impl_->buckets)
+    if (b.launched && !b.finished && b.req != MPI_REQUEST_NULL) {
+      try {
+        detail::wait(b.req, kOp);
+      } catch (...) {
+      }
+    }
+}
+
+Module& DistributedDataParallel::module() const { return impl_->module; }
+void DistributedDataParallel::finish_gradient_sync() { impl_->finish(); }
+
+void DistributedDataParallel::sync_buffers() {
+  for (auto& b : named_buffer_slots(impl_->module)) broadcast(*b.slot, 0);
+}
+
+DistributedDataParallel::NoSync::NoSync(DistributedDataParallel& ddp)
+    : ddp_(ddp), prev_(ddp.impl_->no_sync) {
+  ddp.impl_->no_sync = true;
+}
+DistributedDataParallel::NoSync::~NoSync() { ddp_.impl_->no_sync = prev_; }
+DistributedDataParallel::NoSync DistributedDataParallel::no_sync() { return NoSync(*this); }
+
+std::vector<DistributedDataParallel::BucketInfo> DistributedDataParallel::buckets() const {
+  std::vector<BucketInfo> out;
+  for (const auto& b : impl_->buckets) {
+    BucketInfo info{{}, b.dtype, b.buffer.numel()};
+    for (int i : b.slots) info.params.push_back(impl_->slots[i].name);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+const std::vector<DistributedDataParallel::Event>& DistributedDataParallel::last_sync_events()
+    const {
+  return impl_->events;
+}
+
+DistributedDataParallel::SyncStats DistributedDataParallel::last_sync_stats() const {
+  return impl_->stats;
+}
+
+}  // namespace tg::dist

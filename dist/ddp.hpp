@@ -1,0 +1,105 @@
+#pragma once
+
+/// DistributedDataParallel (docs/distributed.md): data-parallel training of any Module over
+/// tg::dist, as torch.nn.parallel.DistributedDataParallel. Each rank runs the module on its
+/// own share of the global batch; during `backward` the wrapper averages every parameter's
+/// gradient over the ranks, bucket by bucket, so that after `backward` returns every rank
+/// holds the gradient of the global batch and the optimizer steps stay identical.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/dist.hpp"
+#include "models/module.hpp"
+
+namespace tg::dist {
+
+struct DDPOptions {
+  /// Largest bucket of gradients reduced by one all-reduce, in MiB (PyTorch's
+  /// bucket_cap_mb). A parameter larger than that has a bucket of its own.
+  double bucket_cap_mb = 25.0;
+  /// Broadcast rank 0's buffers (BatchNorm's running statistics) at construction, as the
+  /// parameters. PyTorch also does it before every forward; here call `sync_buffers()`.
+  bool broadcast_buffers = true;
+};
+
+class DistributedDataParallel {
+ public:
+  /// Checks that every rank has the same parameter and buffer names, shapes and dtypes (a
+  /// DistError on every rank naming the first difference otherwise), copies rank 0's
+  /// parameters (and buffers) to every rank, splits the parameters that want gradients into
+  /// buckets in reverse registration order and hooks their gradients. `module` must outlive
+  /// the wrapper; its parameters must not change dtype or shape while it lives.
+  explicit DistributedDataParallel(Module& module, DDPOptions options = {});
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  Module& module() const;
+
+  /// Waits for the bucket all-reduces of the current backward and writes each parameter's
+  /// averaged gradient to its `.grad`. The engine calls it at the end of every backward that
+  /// reached a parameter (queue_backward_callback), so users need not; calling it again, or
+  /// with no backward in progress, does nothing.
+  void finish_gradient_sync();
+
+  /// Copies rank 0's buffers to every rank.
+  void sync_buffers();
+
+  /// While a NoSync guard lives, backward accumulates gradients locally and reduces
+  /// nothing (PyTorch's `with ddp.no_sync():`); the first backward after it reduces the
+  /// accumulated gradients.
+  class NoSync {
+   public:
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    friend class DistributedDataParallel;
+    explicit NoSync(DistributedDataParallel& ddp);
+    DistributedDataParallel& ddp_;
+    bool prev_;
+  };
+  [[nodiscard]] NoSync no_sync();
+
+  /// One bucket: its parameters (dotted names, in the order they sit in the bucket), dtype
+  /// and number of elements.
+  struct BucketInfo {
+    std::vector<std::string> params;
+    Dtype dtype;
+    int64_t numel;
+  };
+  std::vector<BucketInfo> buckets() const;
+
+  /// What happened during the last gradient sync, in order: each parameter's gradient
+  /// arriving (grad_ready), each bucket's all-reduce started and seen finished, and the end
+  /// of the sync (at the end of backward). A bucket_started before the last grad_ready is an
+  /// all-reduce overlapping backward.
+  struct Event {
+    enum class Kind { grad_ready, bucket_started, bucket_finished, sync_finished };
+    Kind kind;
+    int bucket;         // -1 for sync_finished
+    std::string param;  // grad_ready only
+    double seconds;     // since the first event of the sync
+  };
+  const std::vector<Event>& last_sync_events() const;
+
+  /// Timings of the last gradient sync: seconds `finish_gradient_sync` waited for buckets
+  /// still in flight (the communication backward did not hide), seconds from the first
+  /// bucket's start to the last one's end, and bytes all-reduced.
+  struct SyncStats {
+    double wait_seconds = 0;
+    double comm_seconds = 0;
+    int64_t bytes = 0;
+    int buckets = 0;
+  };
+  SyncStats last_sync_stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tg::dist

@@ -1,0 +1,28 @@
+#pragma once
+
+// Internal to dist/ (not installed): what dist.cpp and ddp.cpp share on top of <mpi.h>.
+
+#include <mpi.h>
+
+#include <string>
+
+#include "dist/dist.hpp"
+
+namespace tg::dist::detail {
+
+/// The library's own communicator (a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN);
+/// only meaningful when is_launched().
+MPI_Comm comm();
+/// The MPI type of a tensor element.
+MPI_Datatype mpi_type(Dtype d);
+/// Throws DistError "<op>: MPI error: ..." when `rc` is not MPI_SUCCESS.
+void check(int rc, const char* op);
+/// Progresses `req`; true when it has completed.
+bool test(MPI_Request& req, const char* op);
+/// Waits for `req` by polling MPI_Test until the timeout (get_timeout()), then throws
+/// DistError naming `op`.
+void wait(MPI_Request& req, const char* op);
+/// "rank 1 of 3", for messages.
+std::string where();
+
+}  // namespace tg::dist::detail

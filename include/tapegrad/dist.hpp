@@ -1,0 +1,7 @@
+#pragma once
+
+/// tg::dist (docs/distributed.md): collectives over MPI and DistributedDataParallel. Part of
+/// the library tapegrad::dist, built only where CMake finds MPI.
+
+#include "dist/ddp.hpp"
+#include "dist/dist.hpp"

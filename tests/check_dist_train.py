@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""`tapegrad train` data-parallel (apps/train.cpp, Note [Data-parallel train]): with the same
+seed and global batch, 2 ranks and 3 ranks (mpirun, tests/dist_launch.sh) end with the
+parameters and optimizer state of 1 process, up to rounding (largest difference at most
+1e-6 of the tensor's largest value, in f32); a run of 2 ranks resumed for a second epoch
+with 3 ranks ends there too; only rank 0 writes (one metrics line per epoch), and the
+figures it prints (loss, accuracy) are the whole batch's. Ranks started with different
+options (mpirun's "prog args : prog other-args") stop at the start, each with the error. A
+rank killed with SIGKILL mid-epoch ends the job (non-zero, within 60 s); the last checkpoint
+is intact and resumes.
+The data: the first 250 Fashion-MNIST images (the last batch of 24 splits unevenly).
+
+Usage: check_dist_train.py TAPEGRAD LAUNCHER WORKDIR. Exit 77 (CTest: skipped) without
+mpirun, numpy or the data set.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+tapegrad, launcher, work = sys.argv[1:4]
+try:
+    import numpy as np
+except ImportError:
+    print("SKIPPED: numpy is not installed")
+    sys.exit(77)
+if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+    print("SKIPPED: dataset-fashion-mnist is not installed")
+    sys.exit(77)
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+common = ["train", "--limit", "250", "--test-limit", "100", "--batch", "24", "--optimizer",
+          "sgd", "--lr", "0.05", "--momentum", "0.9", "--seed", "3", "--no-progress"]
+
+
+def run(ranks, out, *extra):
+    cmd = ([tapegrad] if ranks == 1 else [launcher, str(ranks), tapegrad]) + common + \
+        ["--out", os.path.join(work, out)] + list(extra)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode == 77:
+        print(r.stdout)
+        sys.exit(77)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        sys.exit(f"{' '.join(cmd)}: exit {r.returncode}")
+    return r.stdout
+
+
+def state(out):
+    with np.load(os.path.join(work, out, "checkpoint.npz")) as z:
+        return {k: z[k] for k in z.files if k.startswith(("model.", "optim.state"))}
+
+
+def metrics(out):
+    with open(os.path.join(work, out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+bad = []
+run(1, "one", "--epochs", "2")
+ref, ref_metrics = state("one"), metrics("one")
+text = run(2, "two", "--epochs", "2")
+if text.count("epoch 1/2") != 1:
+    bad.append("2 ranks: the epoch line is not printed once (rank 0 alone prints)")
+run(3, "three", "--epochs", "2")
+run(2, "resumed", "--epochs", "1")
+run(3, "resumed", "--epochs", "2", "--resume", os.path.join(work, "resumed", "checkpoint.npz"))
+for out in ("two", "three", "resumed"):
+    got = state(out)
+    if sorted(got) != sorted(ref):
+        bad.append(f"{out}: checkpoint entries differ")
+        continue
+    worst = max(float(np.abs(got[k].astype(np.float64) - ref[k]).max() /
+                      max(float(np.abs(ref[k]).max()), 1e-30)) for k in ref if ref[k].size)
+    print(f"{out}: largest difference {worst:.3g} of the tensor's largest value")
+    if worst > 1e-6:
+        bad.append(f"{out}: parameters differ from 1 process by {worst:.3g} (more than 1e-6)")
+    m = metrics(out)
+    if len(m) != 2:
+        bad.append(f"{out}: {len(m)} metrics lines, expected 2 (rank 0 alone writes)")
+        continue
+    for a, b in zip(m, ref_metrics):
+        for key in ("train_loss", "train_accuracy", "test_accuracy"):
+            if abs(a[key] - b[key]) > 1e-6 * max(1.0, abs(b[key])):
+                bad.append(f"{out}: epoch {a['epoch']} {key} {a[key]} against {b[key]}")
+# Ranks that disagree: rank 1 has another batch size.
+other = ["12" if a == "24" else a for a in common]
+bad_out = ["--epochs", "1", "--out", os.path.join(work, "bad")]
+cmd = [launcher, "1", tapegrad] + common + bad_out + [":", "-np", "1", tapegrad] + other + bad_out
+r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+err = r.stderr.count("tapegrad: error: tapegrad: the ranks' run configurations or data differ")
+print(r.stderr.strip().splitlines()[0] if r.stderr.strip() else "(no stderr)")
+if r.returncode == 0 or err != 2:
+    bad.append(f"ranks with different options: exit {r.returncode}, the error on {err} of 2 ranks")
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+# kill -9 of rank 1 once the first checkpoint is written (launcher -> timeout -> mpirun -> ranks).
+killed = os.path.join(work, "killed")
+p = subprocess.Popen([launcher, "2", tapegrad] + ["12000" if a == "250" else a for a in common] +
+                     ["--epochs", "50", "--out", killed], stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+ckpt = os.path.join(killed, "checkpoint.npz")
+t0 = time.monotonic()
+while not os.path.exists(ckpt) and time.monotonic() - t0 < 120 and p.poll() is None:
+    time.sleep(0.05)
+def descendants(pid):
+    return [d for c in children(pid) for d in [c] + descendants(c)]
+
+
+def name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+ranks = [d for d in descendants(p.pid) if name(d) == "tapegrad"]
+if len(ranks) < 2:
+    bad.append(f"kill: found {len(ranks)} rank processes, expected 2")
+    p.kill()
+else:
+    t1 = time.monotonic()
+    os.kill(max(ranks), signal.SIGKILL)
+    try:
+        out, _ = p.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out = ""
+        bad.append("kill: the job did not end within 90 s")
+    took = time.monotonic() - t1
+    print(f"kill: exit {p.returncode} {took:.1f} s after the kill")
+    if p.returncode == 0 or took > 60:
+        bad.append(f"kill: exit {p.returncode} after {took:.1f} s (expected non-zero within 60 s)")
+    with np.load(ckpt) as z:
+        epoch = int(z["epoch"])
+    run(1, "killed", "--resume", ckpt, "--epochs", str(epoch + 1))
+    with np.load(ckpt) as z:
+        if int(z["epoch"]) != epoch + 1:
+            bad.append(f"kill: resumed from epoch {epoch}, the checkpoint has {int(z['epoch'])}")
+for b in bad:
+    print("check_dist_train:", b)
+print("check_dist_train:", "FAIL" if bad else "ok")
+sys.exit(1 if bad else 0)

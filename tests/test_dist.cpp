@@ -1,0 +1,328 @@
+// tg::dist under mpirun (tests/CMakeLists.txt runs this program with 1 process, and under
+// `mpirun -np 2` and `mpirun --oversubscribe -np 3`): every rank runs every test case in
+// the same order, so their collectives match. Run alone it is a world of one.
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <tapegrad/tapegrad.hpp>
+
+using namespace tg;
+namespace dist = tg::dist;
+
+namespace {
+
+// Rank r's element i for a dtype: distinct per rank, exact in every dtype.
+double value_of(int r, int64_t i, Dtype d) {
+  if (d == boolean) return (r + i) % 3 == 0 ? 1.0 : 0.0;
+  return static_cast<double>((r + 1) * 10 + i % 7) * (i % 2 ? -1.0 : 1.0);
+}
+
+Tensor rank_tensor(int r, const Shape& s, Dtype d) {
+  std::vector<double> v(static_cast<size_t>(s.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = value_of(r, static_cast<int64_t>(i), d);
+  return tensor(v, s, f64).to(d);
+}
+
+std::vector<double> values(const Tensor& t) {
+  Tensor d = t.to(f64);
+  return std::vector<double>(d.data<double>(), d.data<double>() + d.numel());
+}
+
+// A small MLP; `seed` decides its initial parameters.
+std::unique_ptr<Sequential> make_mlp(uint64_t seed, Dtype dtype, int64_t hidden = 8) {
+  Rng rng(seed);
+  auto m = std::make_unique<Sequential>();
+  m->emplace_back<Linear>(6, hidden, rng, true, dtype);
+  m->emplace_back<Tanh>();
+  m->emplace_back<Linear>(hidden, hidden, rng, true, dtype);
+  m->emplace_back<Tanh>();
+  m->emplace_back<Linear>(hidden, 3, rng, true, dtype);
+  return m;
+}
+
+Tensor batch(const Shape& s, double k, Dtype d) {
+  std::vector<double> v(static_cast<size_t>(s.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + k);
+  return tensor(v, s, f64).to(d);
+}
+
+// Largest |a - b| / max(|a|, |b|, 1e-3) over every parameter of two models.
+double max_relative_difference(const Module& a, const Module& b) {
+  auto pa = a.parameters(), pb = b.parameters();
+  REQUIRE(pa.size() == pb.size());
+  double worst = 0;
+  for (size_t k = 0; k < pa.size(); ++k) {
+    auto x = values(pa[k].value()), y = values(pb[k].value());
+    for (size_t i = 0; i < x.size(); ++i)
+      worst =
+          std::max(worst, std::abs(x[i] - y[i]) / std::max({std::abs(x[i]), std::abs(y[i]), 1e-3}));
+  }
+  return worst;
+}
+
+// Whether every rank holds the same bytes in every parameter.
+bool same_on_every_rank(const Module& m) {
+  for (const Var& p : m.parameters()) {
+    auto all = dist::all_gather(p.value());
+    for (const Tensor& t : all)
+      if (values(t) != values(all[0])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("dist: the world comes from the launcher", "[dist]") {
+  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+  CHECK(dist::get_world_size() == (size ? std::atoi(size) : 1));
+  CHECK(dist::is_launched() == (size != nullptr));
+  CHECK(dist::get_rank() >= 0);
+  CHECK(dist::get_rank() < dist::get_world_size());
+  if (const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK"))
+    CHECK(dist::get_local_rank() == std::atoi(local));
+  CHECK(dist::get_local_world_size() >= 1);
+  CHECK(dist::is_initialized());
+  CHECK_THROWS_AS(dist::set_timeout(0), Error);
+}
+
+TEST_CASE("dist: all_reduce, broadcast, all_gather on every dtype and size 0", "[dist]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  for (Dtype d : {f32, f64, i64, boolean}) {
+    for (const Shape& s : {Shape{}, Shape{0}, Shape{5}, Shape{2, 0, 3}, Shape{3, 4}}) {
+      INFO(dtype_name(d) << " " << s.str());
+      // Expected results from every rank's values, computed locally.
+      std::vector<double> sum(static_cast<size_t>(s.numel()), 0.0), mx(sum.size(), -1e300);
+      for (int r = 0; r < p; ++r) {
+        auto v = values(rank_tensor(r, s, d));
+        for (size_t i = 0; i < v.size(); ++i) {
+          sum[i] += v[i];
+          mx[i] = std::max(mx[i], v[i]);
+        }
+      }
+      if (d == boolean)
+        for (double& x : sum) x = x != 0 ? 1.0 : 0.0;  // a bool sum is a logical or
+
+      Tensor t = rank_tensor(me, s, d);
+      dist::all_reduce(t);
+      CHECK(t.dtype() == d);
+      CHECK(t.shape() == s);
+      CHECK(values(t) == sum);
+
+      t = rank_tensor(me, s, d);
+      dist::all_reduce(t, dist::ReduceOp::max);
+      CHECK(values(t) == mx);
+
+      t = rank_tensor(me, s, d);
+      if (is_floating(d)) {
+        dist::all_reduce(t, dist::ReduceOp::mean);
+        auto got = values(t);
+        for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(sum[i] / p).epsilon(1e-6));
+      } else {
+        CHECK_THROWS_WITH(
+            dist::all_reduce(t, dist::ReduceOp::mean),
+            Catch::StartsWith("all_reduce: ") && Catch::Contains(std::string(dtype_name(d))));
+      }
+
+      const int src = p - 1;
+      t = rank_tensor(me, s, d);
+      dist::broadcast(t, src);
+      CHECK(values(t) == values(rank_tensor(src, s, d)));
+
+      auto all = dist::all_gather(rank_tensor(me, s, d));
+      REQUIRE(static_cast<int>(all.size()) == p);
+      for (int r = 0; r < p; ++r) {
+        CHECK(all[r].dtype() == d);
+        CHECK(all[r].shape() == s);
+        CHECK(values(all[r]) == values(rank_tensor(r, s, d)));
+      }
+    }
+  }
+  dist::barrier();
+  Tensor t = zeros({2}, f32);
+  CHECK_THROWS_AS(dist::broadcast(t, p), IndexError);
+  CHECK_THROWS_WITH(dist::broadcast(t, -1), Catch::StartsWith("broadcast: src -1"));
+}
+
+TEST_CASE("dist: NaN on one rank reaches every rank through sum, mean and max", "[dist]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (Dtype d : {f32, f64})
+    for (auto op : {dist::ReduceOp::sum, dist::ReduceOp::mean, dist::ReduceOp::max}) {
+      Tensor t = tensor({1.0, dist::get_rank() == 0 ? nan : 2.0, 3.0}, {3}, f64).to(d);
+      dist::all_reduce(t, op);
+      auto v = values(t);
+      CHECK(std::isnan(v[1]));
+      CHECK(!std::isnan(v[0]));
+    }
+}
+
+TEST_CASE("DistributedSampler: the ranks' shares are disjoint and cover the dataset", "[dist]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  for (int64_t n : {0, 1, 23, 24})
+    for (bool drop_last : {false, true}) {
+      INFO("n " << n << " drop_last " << drop_last);
+      data::DistributedSampler s(n, p, me, true, 42, drop_last);
+      s.set_epoch(2);
+      auto mine = s.indices();
+      Tensor t = Tensor::empty({static_cast<int64_t>(mine.size())}, i64);
+      for (size_t i = 0; i < mine.size(); ++i) t.data<int64_t>()[i] = mine[i];
+      // Same number of steps on every rank, else this gather would not even match.
+      Tensor count = Tensor::empty({1}, i64);
+      count.data<int64_t>()[0] = static_cast<int64_t>(mine.size());
+      for (const Tensor& c : dist::all_gather(count))
+        CHECK(c.data<int64_t>()[0] == static_cast<int64_t>(mine.size()));
+      std::multiset<int64_t> all;
+      for (const Tensor& shard : dist::all_gather(t))
+        for (int64_t i = 0; i < shard.numel(); ++i) all.insert(shard.data<int64_t>()[i]);
+      std::set<int64_t> distinct(all.begin(), all.end());
+      if (drop_last) {
+        CHECK(distinct.size() == all.size());  // disjoint
+        CHECK(static_cast<int64_t>(all.size()) == n / p * p);
+      } else {
+        CHECK(static_cast<int64_t>(distinct.size()) == n);  // covers the dataset
+        CHECK(static_cast<int64_t>(all.size()) - n < p);    // repeats only the padding
+      }
+    }
+}
+
+TEST_CASE("DDP: p ranks with the global batch split hold 1 process's parameters", "[dist][ddp]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  const int64_t global = 12, local = global / p;  // 12: divisible by 1, 2 and 3
+  const int steps = 6;
+  for (Dtype d : {f32, f64}) {
+    INFO(dtype_name(d));
+    // Each rank starts from other parameters: the wrapper copies rank 0's.
+    auto ref = make_mlp(1, d);
+    auto model = make_mlp(1 + static_cast<uint64_t>(me), d);
+    dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = 0.0005});  // a few buckets
+    REQUIRE(ddp.buckets().size() > 1);
+    CHECK(max_relative_difference(*model, *ref) == 0.0);
+    SGD opt_ref(ref->parameters(), {.lr = 0.1, .momentum = 0.9});
+    SGD opt(model->parameters(), {.lr = 0.1, .momentum = 0.9});
+    for (int step = 0; step < steps; ++step) {
+      Var x = constant(batch({global, 6}, step, d));
+      Var y = constant(batch({global, 3}, 100 + step, d));
+      opt_ref.zero_grad();
+      mse_loss((*ref)(x), y).backward();
+      opt_ref.step();
+      opt.zero_grad();
+      Var xs = narrow(x, 0, me * local, local), ys = narrow(y, 0, me * local, local);
+      mse_loss((*model)(xs), ys).backward();  // the gradients are averaged when it returns
+      opt.step();
+    }
+    const double diff = max_relative_difference(*model, *ref);
+    INFO("largest relative difference from 1 process after " << steps << " steps: " << diff);
+    CHECK(diff <= (d == f32 ? 1e-6 : 1e-13));
+    if (me == 0)
+      WARN("DDP " << dtype_name(d) << " with " << p << " rank(s) against 1 process after " << steps
+                  << " steps: " << (diff == 0 ? "bit-identical" : "not bit-identical")
+                  << ", largest relative difference " << diff);
+    CHECK(same_on_every_rank(*model));
+  }
+}
+
+TEST_CASE("DDP: buckets in reverse order, overlap recorded, no_sync accumulation", "[dist][ddp]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  auto model = make_mlp(5, f32, 32);
+  dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = 0.002});
+  const auto buckets = ddp.buckets();
+  REQUIRE(buckets.size() >= 3);
+  CHECK(buckets.front().params.front() == "4.bias");  // the last registered comes first
+  CHECK(buckets.back().params.back() == "0.weight");
+  // A second copy of the same parameters, differentiated without the wrapper.
+  auto plain = make_mlp(5, f32, 32);
+  {
+    NoGradGuard g;
+    auto a = model->parameters(), b = plain->parameters();
+    for (size_t k = 0; k < a.size(); ++k) b[k].value().copy_(a[k].value());
+  }
+  auto expected_average = [&](const std::vector<Var>& grads) {
+    std::vector<std::vector<double>> out;
+    for (const Var& g : grads) {
+      Tensor t = g.value().clone();
+      dist::all_reduce(t, dist::ReduceOp::mean);
+      out.push_back(values(t));
+    }
+    return out;
+  };
+  auto check_grads = [&](const std::vector<std::vector<double>>& want) {
+    auto params = model->parameters();
+    for (size_t k = 0; k < params.size(); ++k) {
+      auto got = values(params[k].grad().value());
+      for (size_t i = 0; i < got.size(); ++i)
+        CHECK(got[i] == Approx(want[k][i]).epsilon(1e-6).margin(1e-7));
+    }
+  };
+  Var x1 = constant(batch({4, 6}, 10 + me, f32)), y1 = constant(batch({4, 3}, 20 + me, f32));
+  Var x2 = constant(batch({4, 6}, 30 + me, f32)), y2 = constant(batch({4, 3}, 40 + me, f32));
+
+  // One synced backward: every rank gets the average of the ranks' gradients.
+  mse_loss((*model)(x1), y1).backward();
+  mse_loss((*plain)(x1), y1).backward();
+  std::vector<Var> g1;
+  for (const Var& q : plain->parameters()) g1.push_back(Var(q.grad().value().clone()));
+  check_grads(expected_average(g1));
+
+  // The events: an all-reduce started while backward still produced gradients.
+  const auto& ev = ddp.last_sync_events();
+  using K = dist::DistributedDataParallel::Event::Kind;
+  size_t first_start = ev.size(), last_ready = 0, finished = 0;
+  for (size_t i = 0; i < ev.size(); ++i) {
+    if (ev[i].kind == K::bucket_started && first_start == ev.size()) first_start = i;
+    if (ev[i].kind == K::grad_ready) last_ready = i;
+    if (ev[i].kind == K::bucket_finished) ++finished;
+  }
+  CHECK(first_start < last_ready);
+  CHECK(finished == buckets.size());
+  CHECK(ev.back().kind == K::sync_finished);
+  const auto stats = ddp.last_sync_stats();
+  CHECK(stats.buckets == static_cast<int>(buckets.size()));
+  CHECK(stats.bytes == model->num_parameters() * 4);
+
+  // no_sync: the first backward accumulates locally, the next one reduces the sum.
+  model->zero_grad();
+  plain->zero_grad();
+  {
+    auto guard = ddp.no_sync();
+    mse_loss((*model)(x1), y1).backward();
+    CHECK(ddp.last_sync_events().back().kind == K::sync_finished);  // nothing new happened
+    auto local = values(model->parameters()[0].grad().value());
+    mse_loss((*plain)(x1), y1).backward();
+    CHECK(local == values(plain->parameters()[0].grad().value()));  // not averaged
+  }
+  mse_loss((*model)(x2), y2).backward();
+  mse_loss((*plain)(x2), y2).backward();
+  std::vector<Var> g12;
+  for (const Var& q : plain->parameters()) g12.push_back(q.grad());
+  check_grads(expected_average(g12));
+  ddp.finish_gradient_sync();  // nothing in progress: does nothing
+  (void)p;
+}
+
+TEST_CASE("DDP: ranks with different models fail on every rank, naming the difference",
+          "[dist][ddp]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  Rng rng(0);
+  Linear model(4, me == p - 1 ? 5 : 3, rng);
+  if (p == 1) {
+    CHECK_NOTHROW(dist::DistributedDataParallel(model));
+    return;
+  }
+  CHECK_THROWS_WITH(
+      dist::DistributedDataParallel(model),
+      Catch::Contains("the ranks' models or options differ") &&
+          Catch::Contains("'parameter weight [3, 4] f32' on rank 0") &&
+          Catch::Contains("'parameter weight [5, 4] f32' on rank " + std::to_string(p - 1)));
+  // Options must agree too.
+  Linear same(4, 3, rng);
+  dist::DDPOptions o;
+  o.bucket_cap_mb = me == 0 ? 25 : 1;
+  CHECK_THROWS_WITH(dist::DistributedDataParallel(same, o), Catch::Contains("bucket_cap_mb"));
+  dist::barrier();
+}
