@@ -90,6 +90,19 @@ void check_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
   }
 }
 
+// The same rule for tangents: with every input's tangent NaN, the output's tangent (when the
+// op gives one) holds a NaN.
+void check_tangent_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
+  tg::fwd::DualLevel level;
+  std::vector<Var> duals;
+  for (const Tensor& t : inputs)
+    duals.push_back(tg::fwd::make_dual(tg::param(t.clone()),
+                                       tg::constant(tg::full(t.shape(), std::nan(""), tg::f64))));
+  const Var t = tg::fwd::unpack_dual(c.fn(duals)).tangent;
+  INFO(c.name << ": NaN tangent in, NaN tangent out");
+  if (t.defined()) CHECK(has_nan(t.value()));
+}
+
 // Gradients live on floating tensors only: an op given an i64 or bool tensor where it needs
 // a float (any one of its inputs) throws a DtypeError that names the op ("exp: ...") and
 // the dtype; it never computes on the integers or reads the bools as floats. Only data
@@ -131,7 +144,11 @@ void run_cases(const std::vector<Case>& cases) {
       const auto r2 = tg::gradgradcheck(c.fn, inputs);
       INFO(c.name << ": " << r2.message);
       CHECK(r2.passed);
+      const auto r3 = tg::fwdcheck(c.fn, inputs);
+      INFO(c.name << ": " << r3.message);
+      CHECK(r3.passed);
       check_nan_rule(c, inputs);
+      check_tangent_nan_rule(c, inputs);
       check_dtype_rule(c, inputs);
     }
   }
