@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -157,6 +158,32 @@ void run_cases(const std::vector<Case>& cases) {
 const std::vector<int64_t> kLabels{2, 0, 3};
 
 }  // namespace
+
+namespace {
+// make_dual and unpack_dual, the identity on values and tangents: inside fwdcheck's level
+// the input's tangent goes through; elsewhere a level of its own, with a zero tangent.
+Var dual_round_trip(const Var& x) {
+  std::optional<tg::fwd::DualLevel> level;
+  if (!tg::fwd::level_active()) level.emplace();
+  const Var t = tg::fwd::unpack_dual(x).tangent;
+  const Var d =
+      t.defined() ? x : tg::fwd::make_dual(x, tg::constant(tg::zeros(x.shape(), x.dtype())));
+  const auto u = tg::fwd::unpack_dual(d);
+  return tg::fwd::make_dual(u.primal, u.tangent) * 1.0;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: forward-mode duals", "[gradcheck][forward_ad]") {
+  const In a{{3, 4}};
+  run_cases({
+      {"make_dual (the identity in reverse mode)",
+       [](auto& v) { return dual_round_trip(v[0]); },
+       {a}},
+      {"unpack_dual (the identity in reverse mode)",
+       [](auto& v) { return dual_round_trip(v[0]); },
+       {a}},
+  });
+}
 
 TEST_CASE("gradcheck: arithmetic with broadcasting", "[gradcheck]") {
   const In a34{{3, 4}}, b4{{4}}, c31{{3, 1}}, s{{}}, a213{{2, 1, 3}}, b41{{4, 1}};
