@@ -42,6 +42,14 @@ class IndexError : public Error {
   using Error::Error;
 };
 
+/// A linear-algebra routine that cannot finish on its input: a singular matrix, one that is
+/// not positive-definite, an eigen or singular value iteration that does not converge. The
+/// message names the op, the batch entry and LAPACK's `info` (tg::linalg, docs/linalg.md).
+class LinalgError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Reading or writing files (checkpoints, data).
 class IoError : public Error {
  public:

@@ -89,6 +89,11 @@ TARGETS = {
     # Functional transforms (issue 18), against torch.autograd.functional in Python: faster.
     "func/hessian_seed": ("speedup", 1.0),
     "func/jacobian_mlp100": ("speedup", 1.0),
+    # Linear algebra (issue 18): within 1.2x of LibTorch's torch::linalg.
+    "linalg/cholesky/f64": ("speedup", 1 / 1.2),
+    "linalg/cholesky/f32": ("speedup", 1 / 1.2),
+    "linalg/solve/f64": ("speedup", 1 / 1.2),
+    "linalg/solve/f32": ("speedup", 1 / 1.2),
 }
 
 GEMM_SIZES = [32, 64, 128, 256, 512, 1024, 2048]

@@ -33,6 +33,8 @@
 #   func      tg::func::hessian of the seed network and jacobian of a 100 -> 100 MLP
 #             (bench_func) against torch.autograd.functional in Python
 #             (bench/torch_func.py, run by /usr/bin/python3: the API users have there)
+#   linalg    cholesky and solve forward + backward on 512 x 512, f64 and f32
+#             (bench_linalg; LibTorch with 1 intra-op thread, LAPACK on OpenBLAS's default)
 # --filter REGEX replaces the benchmark filter of the overhead, mlp and gemm jobs.
 # --quiet PCT[:SECONDS] (default 30:90): before each job, wait (up to SECONDS) until other
 # processes use less than PCT% of one core over one second (/proc/stat), so a shared
@@ -60,7 +62,7 @@
 # <name> in both CMakeLists.txt and in BENCHES and JOBS below.
 set -euo pipefail
 
-BENCHES=(overhead mlp gemm fashion index conv cnn seq)
+BENCHES=(overhead mlp gemm fashion index conv cnn seq linalg)
 # tapegrad programs whose twin is a Python script (bench/torch_<name>.py), not a LibTorch one.
 PY_BENCHES=(func)
 # tag:program:own benchmark filter ("" = all of the program):LibTorch intra-op threads:
@@ -74,7 +76,8 @@ JOBS=(overhead:overhead::1: mlp:mlp:^mlp_:1: gemm:gemm::1: mem_c:mlp:^memory/mlp
       conv:conv::2:1 cnn:cnn:^cnn/step/:2:1 mem_cnn:cnn:^memory/cnn_128/:2:1
       cnn_fashion:cnn:^cnn_fashion/:2:1 seq:seq:^seq/:1:
       mem_lstm_layer:seq:^memory/seq_lstm_layer/:1: mem_lstm_cell:seq:^memory/seq_lstm_cell/:1:
-      mem_transformer:seq:^memory/seq_transformer/:1: "func:func:^(func/|memory/checkpoint_):1:")
+      mem_transformer:seq:^memory/seq_transformer/:1: "func:func:^(func/|memory/checkpoint_):1:"
+      linalg:linalg::1:)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=3
@@ -105,7 +108,7 @@ while [ $# -gt 0 ]; do
     --torch-threads) torch_threads="$2"; shift 2 ;;
     --quiet) quiet="$2"; shift 2 ;;
     --libtorch-malloc) libtorch_malloc="$2"; shift 2 ;;
-    -h|--help) sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_libtorch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -4,8 +4,8 @@
 set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config
-  # xtensor-blas (LAPACK through xtensor) is not used by the library yet: it is installed for
-  # the planned differentiable linear algebra (tg::linalg), which will stand on it.
+  # LAPACK comes with OpenBLAS: tg::linalg (ops/linalg.cpp) calls it on the tensors' buffers;
+  # xtensor-blas (xt::linalg) is there for code that uses the xtensor interop.
   libxtensor-dev libxtensor-blas-dev xtl-dev libxsimd-dev
   libopenblas-dev libopenblas-pthread-dev liblapack-dev
   catch2 libbenchmark-dev zlib1g-dev libcli11-dev

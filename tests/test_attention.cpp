@@ -252,10 +252,7 @@ TEST_CASE(
     "scaled_dot_product_attention, MultiheadAttention, TransformerEncoderLayer and "
     "TransformerEncoder match PyTorch with the same weights",
     "[attention][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   const auto dir = tgtest::temp_dir("attention_torch");
   // Masks shared by both sides (bool as 0/1 patterns; float ones as values).
   const std::string script = std::string(tgtest::kPythonPrelude) + "DIR = '" + dir.string() +

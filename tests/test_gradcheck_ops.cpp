@@ -1091,6 +1091,128 @@ TEST_CASE("gradcheck: gradient checkpointing", "[gradcheck]") {
   });
 }
 
+TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
+  namespace la = tg::linalg;
+  // Well-conditioned inputs built inside each row: an SPD A X X^T + n I, a diagonally
+  // dominant triangle, a symmetrized matrix (distinct eigenvalues), a random matrix
+  // (distinct singular values); eigenvector and singular-vector rows use gauge-invariant
+  // functions (U * U is the same for either sign of a column).
+  const auto eye = [](int64_t n) {
+    Tensor e = tg::zeros(Shape{n, n}, tg::f64);
+    for (int64_t i = 0; i < n; ++i) e.data<double>()[i * n + i] = 1.0;
+    return tg::constant(e);
+  };
+  const auto spd = [eye](const Var& x) {
+    const int64_t n = x.shape()[x.dim() - 1];
+    return tg::matmul(x, tg::transpose(x, -2, -1)) + eye(n) * static_cast<double>(n);
+  };
+  const auto dominant = [eye](const Var& x) { return x + eye(x.shape()[x.dim() - 1]) * 3.0; };
+  const auto sym = [](const Var& x) { return x + tg::transpose(x, -2, -1); };
+  const In m3{{3, 3}}, m4{{4, 4}}, b233{{2, 3, 3}}, r32{{3, 2}}, b232{{2, 3, 2}}, t43{{4, 3}},
+      w34{{3, 4}}, v3{{3}};
+  run_cases({
+      {"cholesky of an SPD matrix", [spd](auto& v) { return la::cholesky(spd(v[0])); }, {m4}},
+      {"cholesky batched, upper", [spd](auto& v) { return la::cholesky(spd(v[0]), true); }, {b233}},
+      {"solve_triangular lower, left",
+       [dominant](auto& v) { return la::solve_triangular(dominant(v[0]), v[1], false); },
+       {m3, r32}},
+      {"solve_triangular upper, right, unitriangular, broadcast batch",
+       [dominant](auto& v) {
+         return la::solve_triangular(dominant(v[0]), v[1], true, false, true);
+       },
+       {m3, In{{2, 2, 3}}}},
+      {"solve_triangular upper, left, batched",
+       [dominant](auto& v) { return la::solve_triangular(dominant(v[0]), v[1], true); },
+       {b233, b232}},
+      {"solve A X = B", [dominant](auto& v) { return la::solve(dominant(v[0]), v[1]); }, {m3, r32}},
+      {"solve with a vector B, broadcast batch",
+       [dominant](auto& v) { return la::solve(dominant(v[0]), v[1]); },
+       {b233, v3}},
+      {"solve X A = B (left = false)",
+       [dominant](auto& v) { return la::solve(dominant(v[0]), v[1], false); },
+       {b233, In{{2, 2, 3}}}},
+      {"solve through inv", [dominant](auto& v) { return la::inv(dominant(v[0])); }, {b233}},
+      {"det", [dominant](auto& v) { return la::det(dominant(v[0])); }, {b233}},
+      {"det of a matrix with a negative determinant",
+       [dominant](auto& v) { return la::det(-dominant(v[0])); },
+       {m3}},
+      {"det of singular matrices (the adjugate route), batched",
+       [](auto& v) {
+         // The third row repeats the first: LU gives a pivot of exactly 0 (det 0) at every
+         // perturbation.
+         return la::det(tg::concat({v[0], tg::slice(v[0], 1, 0, 1)}, 1));
+       },
+       {In{{2, 2, 3}}}},
+      {"slogdet (its logabsdet)",
+       [dominant](auto& v) { return la::slogdet(-dominant(v[0])).logabsdet; },
+       {b233}},
+      {"eigh eigenvalues", [sym](auto& v) { return la::eigh(sym(v[0])).eigenvalues; }, {m4}},
+      {"eigh eigenvectors (squared, gauge-invariant), batched, UPLO U",
+       [sym](auto& v) {
+         const Var q = la::eigh(sym(v[0]), "U").eigenvectors;
+         return q * q;
+       },
+       {b233}},
+      {"eigh eigenvalues and eigenvectors together",
+       [sym](auto& v) {
+         const auto e = la::eigh(sym(v[0]));
+         return tg::matmul(e.eigenvectors * tg::unsqueeze(e.eigenvalues, -2),
+                           e.eigenvectors * e.eigenvectors);
+       },
+       {m3}},
+      {"svd singular values (svdvals)", [](auto& v) { return la::svdvals(v[0]); }, {t43}},
+      {"svd U (squared) of a tall matrix",
+       [](auto& v) {
+         const Var u = la::svd(v[0], false).U;
+         return u * u;
+       },
+       {t43}},
+      {"svd Vh (squared) of a wide matrix, batched",
+       [](auto& v) {
+         const Var vh = la::svd(v[0], false).Vh;
+         return vh * vh;
+       },
+       {In{{2, 3, 4}}}},
+      {"svd U diag(S) Vh of a square matrix (full_matrices)",
+       [](auto& v) {
+         const auto f = la::svd(v[0]);
+         return tg::matmul(f.U * tg::unsqueeze(f.S, -2), f.Vh) + f.U * f.U;
+       },
+       {m3}},
+      {"svd with full_matrices of a tall matrix (U's extra columns get no gradient)",
+       [](auto& v) {
+         const auto f = la::svd(v[0]);
+         return tg::slice(f.U, 1, 0, 3) * tg::slice(f.U, 1, 0, 3) + tg::unsqueeze(f.S, 0);
+       },
+       {t43}},
+      {"qr Q of a tall matrix", [](auto& v) { return la::qr(v[0]).Q; }, {t43}},
+      {"qr Q and R of a wide matrix, batched",
+       [](auto& v) {
+         const auto f = la::qr(v[0]);
+         return tg::concat({f.Q, f.R}, 2);
+       },
+       {In{{2, 3, 5}}}},
+      {"qr R, batched square", [](auto& v) { return la::qr(v[0], "complete").R; }, {b233}},
+      {"qr Q and R together",
+       [](auto& v) {
+         const auto f = la::qr(v[0]);
+         return tg::matmul(f.Q, f.R) + f.Q;
+       },
+       {t43}},
+      {"lstsq (qr, matmul, solve_triangular) of a tall A",
+       [](auto& v) { return la::lstsq(v[0], v[1]).solution; },
+       {t43, In{{4, 2}}}},
+      {"lstsq minimum-norm solution of a wide A",
+       [](auto& v) { return la::lstsq(v[0], v[1]).solution; },
+       {w34, r32}},
+      {"pinv of a tall matrix", [](auto& v) { return la::pinv(v[0]); }, {t43}},
+      {"pinv of a symmetric matrix (hermitian = true)",
+       [sym](auto& v) { return la::pinv(sym(v[0]), {}, {}, true); },
+       {m3}},
+      {"pinv of a wide matrix, batched", [](auto& v) { return la::pinv(v[0]); }, {In{{2, 3, 4}}}},
+  });
+}
+
 TEST_CASE("gradcheck reports a wrong backward formula", "[gradcheck]") {
   // A user op whose backward is off by a factor 2: gradcheck must fail and say where.
   auto bad_square = [](const std::vector<Var>& v) {

@@ -304,10 +304,7 @@ std::vector<Case> oracle_cases() {
 }  // namespace
 
 TEST_CASE("losses match PyTorch in values and gradients", "[ops][loss][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   const std::vector<Case> cases = oracle_cases();
   for (const bool single : {false, true}) {
     const tg::Dtype dt = single ? tg::f32 : tg::f64;

@@ -266,10 +266,7 @@ TEST_CASE("a product over an empty inner extent is zeros on every matmul path", 
 namespace {}  // namespace
 
 TEST_CASE("composite expressions match PyTorch", "[ops][oracle]") {
-  if (!torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   const std::string script = R"PY(
 import math, torch
 torch.set_default_dtype(torch.float64)

@@ -23,15 +23,9 @@ std::vector<double> vals(const Var& v) { return v.value().to(tg::f64).to_vector(
 }  // namespace
 
 TEST_CASE("pooling and normalization match PyTorch", "[ops][pool][norm][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   // Each op at f64 and f32; gradients through sum(y * w) with a fixed weight pattern w.
-  for (const bool single : {false, true}) {
-    const std::string dt = single ? "torch.float32" : "torch.float64";
-    const tg::Dtype tdt = single ? tg::f32 : tg::f64;
-    const double tol = single ? 2e-5 : 1e-10;
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes()) {
     std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 F = torch.nn.functional
 def P(shape, k, scale=1.0):

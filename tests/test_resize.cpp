@@ -87,14 +87,8 @@ Var run_resize(const Resize& r, const Var& x) {
 }  // namespace
 
 TEST_CASE("interpolate matches PyTorch", "[ops][resize][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
-  for (const bool single : {false, true}) {
-    const std::string dt = single ? "torch.float32" : "torch.float64";
-    const tg::Dtype tdt = single ? tg::f32 : tg::f64;
-    const double tol = single ? 2e-5 : 1e-10;
+  TGTEST_REQUIRE_TORCH();
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes()) {
     std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt +
                          "\nF = torch.nn.functional\n" + tgtest::kPythonRun;
     for (size_t i = 0; i < kResizes.size(); ++i) {

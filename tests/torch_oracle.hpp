@@ -24,6 +24,26 @@ inline bool torch_available() {
   return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
 }
 
+// Skips the enclosing test case, saying so, when /usr/bin/python3 cannot import torch.
+#define TGTEST_REQUIRE_TORCH()                                                                    \
+  do {                                                                                            \
+    if (!tgtest::torch_available()) {                                                             \
+      WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run"); \
+      return;                                                                                     \
+    }                                                                                             \
+  } while (false)
+
+// The two passes of an oracle test: f64 to 1e-10, then f32 to `f32_tol`.
+struct OracleDtype {
+  bool single;        // the f32 pass
+  std::string torch;  // the dtype's name in Python
+  tg::Dtype dtype;
+  double tol;
+};
+inline std::vector<OracleDtype> oracle_dtypes(double f32_tol = 2e-5) {
+  return {{false, "torch.float64", tg::f64, 1e-10}, {true, "torch.float32", tg::f32, f32_tol}};
+}
+
 // Deterministic inputs both sides can build: x[i] = sin(0.37 i + k) * scale.
 inline tg::Tensor pattern(const tg::Shape& s, double k, double scale = 1.0) {
   std::vector<double> v(static_cast<size_t>(s.numel()));

@@ -20,6 +20,7 @@
 #include "ops/conv.hpp"
 #include "ops/dropout.hpp"
 #include "ops/index.hpp"
+#include "ops/linalg.hpp"
 #include "ops/loss.hpp"
 #include "ops/math.hpp"
 #include "ops/matmul.hpp"

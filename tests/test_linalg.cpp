@@ -1,0 +1,285 @@
+// tg::linalg against torch.linalg (values and gradients, f64 and f32, batched and empty
+// shapes), and its errors. Gradient checks of every op are rows of test_gradcheck_ops.cpp.
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <tapegrad/tapegrad.hpp>
+
+#include "torch_oracle.hpp"
+
+namespace {
+
+using tg::Shape;
+using tg::Tensor;
+using tg::Var;
+namespace la = tg::linalg;
+
+Var eye(int64_t n, tg::Dtype d) {
+  std::vector<double> v(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i * n + i)] = 1.0;
+  return tg::constant(tg::tensor(v, Shape{n, n}, tg::f64).to(d));
+}
+
+int64_t last(const Var& x) { return x.shape()[x.dim() - 1]; }
+
+Var mT(const Var& x) { return tg::transpose(x, -2, -1); }
+// The same well-conditioned inputs as the Python side builds.
+Var spd(const Var& x) {
+  return tg::matmul(x, mT(x)) + eye(last(x), x.dtype()) * static_cast<double>(last(x));
+}
+Var dominant(const Var& x) { return x + eye(last(x), x.dtype()) * 3.0; }
+Var sym(const Var& x) { return x + mT(x); }
+// pattern() matrices have rank 2 (sin(a + b) = sin a cos b + cos a sin b): adding 2 on the
+// diagonal makes them full-rank with well-separated singular values.
+Var fr(const Var& x) {
+  const int64_t m = x.shape()[x.dim() - 2], n = last(x);
+  std::vector<double> v(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < std::min(m, n); ++i) v[static_cast<size_t>(i * n + i)] = 2.0;
+  return x + tg::constant(tg::tensor(v, Shape{m, n}, tg::f64).to(x.dtype()));
+}
+
+}  // namespace
+
+// The expression throws an exception of type `type` whose message matches `matcher`.
+#define CHECK_ERROR(expr, type, matcher) \
+  do {                                   \
+    CHECK_THROWS_AS(expr, type);         \
+    CHECK_THROWS_WITH(expr, matcher);    \
+  } while (false)
+
+TEST_CASE("linalg ops match torch.linalg", "[linalg][oracle]") {
+  TGTEST_REQUIRE_TORCH();
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes(2e-4)) {
+    const std::string script =
+        std::string(tgtest::kPythonPrelude) + "D = " + dt + "\n" + tgtest::kPythonRun + R"PY(
+L = torch.linalg
+def eye(n): return torch.eye(n, dtype=D)
+def spd(x): return x @ x.mT + eye(x.shape[-1]) * x.shape[-1]
+def dom(x): return x + eye(x.shape[-1]) * 3.0
+def sym(x): return x + x.mT
+def fr(x): return x + 2 * torch.eye(x.shape[-2], x.shape[-1], dtype=D)
+a = P((4, 4), 0.0); ab = P((2, 3, 3), 1.0); b32 = P((3, 2), 2.0); bb = P((2, 3, 2), 3.0)
+e = P((0, 3, 3), 4.0); eb = P((0, 3, 2), 5.0); one = P((1, 1), 6.0); v3 = P((3,), 7.0)
+t = P((5, 3), 8.0); w = P((2, 3, 5), 10.0)
+run("cholesky", L.cholesky(spd(a)), a)
+run("cholesky_upper_batched", L.cholesky(spd(ab), upper=True), ab)
+run("cholesky_empty", L.cholesky(spd(e)), e)
+run("cholesky_1x1", L.cholesky(spd(one)), one)
+run("solve_tri", L.solve_triangular(dom(ab), b32, upper=False), ab, b32)
+run("solve_tri_right_unit", L.solve_triangular(dom(ab[0]), bb.mT, upper=True, left=False, unitriangular=True), ab, bb)
+run("solve", L.solve(dom(ab[1]), bb), ab, bb)
+run("solve_vec", L.solve(dom(ab), v3), ab, v3)
+run("solve_right", L.solve(dom(ab), bb.mT, left=False), ab, bb)
+run("solve_empty", L.solve(dom(e), eb), e, eb)
+run("inv", L.inv(dom(ab)), ab)
+run("det", L.det(dom(ab) * torch.tensor([1.0, -1.0], dtype=D).reshape(2, 1, 1)), ab)
+run("det_empty", L.det(dom(e)), e)
+s, l = L.slogdet(-dom(ab))
+emit("slogdet_sign", s)
+run("slogdet", l, ab)
+run("eigvals", L.eigh(sym(ab))[0], ab)
+q = L.eigh(sym(ab))[1]
+run("eigvecs_sq", (q * q), ab)
+run("eigh_U", L.eigh(sym(ab) + torch.triu(ab, 1), UPLO="U")[0], ab)
+run("svd_S", L.svd(fr(t), full_matrices=False)[1], t)
+U = L.svd(fr(t), full_matrices=False)[0]
+run("svd_U_sq", U * U, t)
+Vh = L.svd(fr(t), full_matrices=False)[2]
+run("svd_Vh_sq", Vh * Vh, t)
+Uw, Sw, Vhw = L.svd(fr(w), full_matrices=False)
+run("svd_wide", Uw * Uw + Sw.unsqueeze(-1) + (Vhw * Vhw)[..., :1], w)
+Uf, Sf, Vhf = L.svd(fr(t))
+emit("svd_full_shapes", torch.tensor(list(Uf.shape) + list(Vhf.shape), dtype=D))
+emit("svd_full_UU", Uf @ Uf.mT)
+Uf2, Sf2, Vhf2 = L.svd(fr(w))
+run("svd_full_grad", Uf2[..., :3] ** 2 + Sf2.unsqueeze(-2), w)
+run("svdvals", L.svdvals(fr(w)), w)
+run("qr_Q", L.qr(fr(t))[0], t)
+run("qr_R", L.qr(fr(t))[1], t)
+Qw, Rw = L.qr(fr(w))
+run("qr_wide", torch.cat([Qw, Rw], -1), w)
+Qc, Rc = L.qr(ab, mode="complete")
+run("qr_complete", Qc + Rc, ab)
+run("lstsq", L.lstsq(fr(t), P((5, 2), 11.0)).solution, t)
+run("lstsq_wide", L.lstsq(fr(w), P((2, 3, 2), 12.0)).solution, w)
+run("pinv", L.pinv(fr(t)), t)
+run("pinv_wide", L.pinv(fr(w)), w)
+run("pinv_hermitian", L.pinv(sym(ab), hermitian=True), ab)
+run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
+)PY";
+    const auto torch = tgtest::run_python(script);
+    auto P = [&](const Shape& s, double k) { return tg::param(tgtest::pattern(s, k).to(tdt)); };
+    auto run = [&](const std::string& name, const Var& y, const std::vector<Var>& xs) {
+      tgtest::check_run(torch, name, y, xs, tol);
+    };
+    Var a = P({4, 4}, 0.0), ab = P({2, 3, 3}, 1.0), b32 = P({3, 2}, 2.0), bb = P({2, 3, 2}, 3.0);
+    Var e = P({0, 3, 3}, 4.0), eb = P({0, 3, 2}, 5.0), one = P({1, 1}, 6.0), v3 = P({3}, 7.0);
+    Var t = P({5, 3}, 8.0), w = P({2, 3, 5}, 10.0);
+    const auto at = [](const Var& x, int64_t i) { return tg::squeeze(tg::narrow(x, 0, i, 1), 0); };
+    run("cholesky", la::cholesky(spd(a)), {a});
+    run("cholesky_upper_batched", la::cholesky(spd(ab), true), {ab});
+    run("cholesky_empty", la::cholesky(spd(e)), {e});
+    run("cholesky_1x1", la::cholesky(spd(one)), {one});
+    run("solve_tri", la::solve_triangular(dominant(ab), b32, false), {ab, b32});
+    run("solve_tri_right_unit",
+        la::solve_triangular(dominant(at(ab, 0)), mT(bb), true, false, true), {ab, bb});
+    run("solve", la::solve(dominant(at(ab, 1)), bb), {ab, bb});
+    run("solve_vec", la::solve(dominant(ab), v3), {ab, v3});
+    run("solve_right", la::solve(dominant(ab), mT(bb), false), {ab, bb});
+    run("solve_empty", la::solve(dominant(e), eb), {e, eb});
+    run("inv", la::inv(dominant(ab)), {ab});
+    const Var signs = tg::constant(tg::tensor({1.0, -1.0}, Shape{2, 1, 1}, tg::f64).to(tdt));
+    run("det", la::det(dominant(ab) * signs), {ab});
+    run("det_empty", la::det(dominant(e)), {e});
+    const auto sl = la::slogdet(-dominant(ab));
+    tgtest::check_close(sl.sign.value().to_vector(), torch.at("slogdet_sign"), 0);
+    run("slogdet", sl.logabsdet, {ab});
+    run("eigvals", la::eigh(sym(ab)).eigenvalues, {ab});
+    const Var q = la::eigh(sym(ab)).eigenvectors;
+    run("eigvecs_sq", q * q, {ab});
+    run("eigh_U", la::eigh(sym(ab) + tg::triu(ab, 1), "U").eigenvalues, {ab});
+    run("svd_S", la::svd(fr(t), false).S, {t});
+    const Var u = la::svd(fr(t), false).U;
+    run("svd_U_sq", u * u, {t});
+    const Var vh = la::svd(fr(t), false).Vh;
+    run("svd_Vh_sq", vh * vh, {t});
+    const auto sw = la::svd(fr(w), false);
+    run("svd_wide", sw.U * sw.U + tg::unsqueeze(sw.S, -1) + tg::slice(sw.Vh * sw.Vh, -1, 0, 1),
+        {w});
+    const auto sf = la::svd(fr(t));
+    CHECK(sf.U.shape() == Shape{5, 5});
+    CHECK(sf.Vh.shape() == Shape{3, 3});
+    tgtest::check_close(tg::matmul(sf.U, mT(sf.U)).value().to_vector(), torch.at("svd_full_UU"),
+                        tol);
+    const auto sf2 = la::svd(fr(w));  // full: the extra rows of Vh get no gradient
+    run("svd_full_grad",
+        tg::slice(sf2.U, -1, 0, 3) * tg::slice(sf2.U, -1, 0, 3) + tg::unsqueeze(sf2.S, -2), {w});
+    run("svdvals", la::svdvals(fr(w)), {w});
+    run("qr_Q", la::qr(fr(t)).Q, {t});
+    run("qr_R", la::qr(fr(t)).R, {t});
+    const auto qw = la::qr(fr(w));
+    run("qr_wide", tg::concat({qw.Q, qw.R}, 2), {w});
+    const auto qc = la::qr(ab, "complete");
+    run("qr_complete", qc.Q + qc.R, {ab});
+    run("lstsq", la::lstsq(fr(t), P({5, 2}, 11.0)).solution, {t});
+    run("lstsq_wide", la::lstsq(fr(w), P({2, 3, 2}, 12.0)).solution, {w});
+    run("pinv", la::pinv(fr(t)), {t});
+    run("pinv_wide", la::pinv(fr(w)), {w});
+    run("pinv_hermitian", la::pinv(sym(ab), {}, {}, true), {ab});
+    run("pinv_rank_deficient", la::pinv(t, 1e-3), {t});  // pattern() matrices have rank 2
+  }
+}
+
+TEST_CASE("linalg: second derivatives match torch.linalg", "[linalg][oracle]") {
+  TGTEST_REQUIRE_TORCH();
+  // The gradient of sum(cholesky(spd(x)) * w) with create_graph, differentiated again
+  // through sum(g * g).
+  const std::string script = std::string(tgtest::kPythonPrelude) + R"PY(
+D = torch.float64
+x = pattern((3, 3), 0.0).requires_grad_()
+w = pattern((3, 3), 9.0)
+A = lambda: x @ x.mT + 3 * torch.eye(3, dtype=D)
+for name, f in [("chol", lambda: torch.linalg.cholesky(A())), ("logdet", lambda: torch.linalg.slogdet(A())[1].reshape(1, 1)),
+                ("eig", lambda: torch.linalg.eigh(A())[0].reshape(1, 3))]:
+    y = f()
+    g, = torch.autograd.grad((y * w[:y.shape[0], :y.shape[1]]).sum(), x, create_graph=True)
+    gg, = torch.autograd.grad((g * g).sum(), x)
+    emit(name, gg)
+)PY";
+  const auto torch = tgtest::run_python(script);
+  const Var x = tg::param(tgtest::pattern({3, 3}, 0.0));
+  const Var w = tg::constant(tgtest::pattern({3, 3}, 9.0));
+  const std::vector<std::pair<std::string, Var>> ys{
+      {"chol", la::cholesky(spd(x))},
+      {"logdet", tg::reshape(la::slogdet(spd(x)).logabsdet, {1, 1})},
+      {"eig", tg::reshape(la::eigh(spd(x)).eigenvalues, {1, 3})}};
+  for (const auto& [name, y] : ys) {
+    INFO(name);
+    const Var wy = tg::slice(tg::slice(w, 0, 0, y.shape()[0]), 1, 0, y.shape()[1]);
+    const Var g = tg::grad({tg::sum(y * wy)}, {x}, {}, {.create_graph = true})[0];
+    const Var gg = tg::grad({tg::sum(g * g)}, {x})[0];
+    tgtest::check_close(gg.value().to_vector(), torch.at(name), 1e-9);
+  }
+}
+
+TEST_CASE("linalg errors name the op, the dtype, the shapes and LAPACK's info", "[linalg]") {
+  using Catch::Contains;
+  const Var nonpd = tg::constant(tg::tensor({1.0, 2.0, 2.0, 1.0}, Shape{2, 2}, tg::f64));
+  CHECK_ERROR(
+      la::cholesky(nonpd), tg::LinalgError,
+      Contains("cholesky: ") && Contains("not positive-definite") && Contains("potrf info = 2"));
+  const Var batch =
+      tg::constant(tg::tensor({1.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 1.0}, Shape{2, 2, 2}, tg::f64));
+  CHECK_ERROR(la::cholesky(batch), tg::LinalgError, Contains("batch entry 1"));
+  const Var singular = tg::constant(tg::tensor({1.0, 2.0, 2.0, 4.0}, Shape{2, 2}, tg::f64));
+  CHECK_ERROR(la::solve(singular, tg::constant(tg::ones({2, 1}, tg::f64))), tg::LinalgError,
+              Contains("solve: ") && Contains("singular") && Contains("getrf info = 2"));
+  CHECK_ERROR(la::inv(singular), tg::LinalgError, Contains("inv: "));
+  CHECK(la::det(singular).item() == 0.0);
+  {  // det's gradient at a singular matrix: the transposed adjugate, as PyTorch
+    const Var s = tg::param(singular.value().clone());
+    la::det(s).backward();
+    tgtest::check_close(s.grad().value().to_vector(), {4, -2, -2, 1}, 1e-12);
+    const Var s3 = tg::param(tg::tensor({1.0, 2, 3, 2, 4, 6, 0, 1, 5}, Shape{3, 3}, tg::f64));
+    la::det(s3).backward();  // adj(A)^T: the cofactors (rank 2, so not zero)
+    tgtest::check_close(s3.grad().value().to_vector(), {14, -10, 2, -7, 5, -1, 0, 0, 0}, 1e-12);
+  }
+  const auto sl = la::slogdet(singular);
+  CHECK(sl.sign.item() == 0.0);
+  CHECK(std::isinf(sl.logabsdet.item()));
+  // Shapes and dtypes.
+  const Var r23 = tg::constant(tg::ones({2, 3}, tg::f64));
+  CHECK_ERROR(la::cholesky(r23), tg::ShapeError,
+              Contains("cholesky: ") && Contains("square") && Contains("[2, 3]"));
+  CHECK_ERROR(la::det(tg::constant(tg::ones({3}, tg::f64))), tg::ShapeError, Contains("det: "));
+  const Var i3 = tg::constant(tg::ones({3, 3}, tg::f64));
+  CHECK_ERROR(la::solve(i3, r23), tg::ShapeError, Contains("solve: "));
+  CHECK_ERROR(la::solve(tg::constant(tg::ones({2, 3, 3}, tg::f64)),
+                        tg::constant(tg::ones({4, 3, 1}, tg::f64))),
+              tg::ShapeError, Contains("solve"));
+  CHECK_ERROR(la::solve_triangular(i3, r23, true), tg::ShapeError, Contains("solve_triangular: "));
+  CHECK_ERROR(la::eigh(tg::constant(tg::ones({3, 3}, tg::i64))), tg::DtypeError,
+              Contains("eigh: ") && Contains("i64"));
+  CHECK_ERROR(la::solve(i3, tg::constant(tg::ones({3, 1}, tg::f32))), tg::DtypeError,
+              Contains("solve"));
+  CHECK_ERROR(la::eigh(i3, "X"), tg::Error, Contains("UPLO"));
+  CHECK_ERROR(la::qr(i3, "full"), tg::Error, Contains("qr: "));
+  // No gradient where PyTorch has none: qr mode "r".
+  const Var x = tg::param(tgtest::pattern({3, 2}, 1.0));
+  CHECK_ERROR(tg::sum(la::qr(x, "r").R).backward(), tg::Error, Contains("qr: "));
+  // NaN in, NaN out, without an error.
+  const Var nan = tg::constant(tg::full({3, 3}, std::nan(""), tg::f64));
+  CHECK(std::isnan(la::cholesky(nan).value().to_vector()[0]));
+  CHECK(std::isnan(la::eigh(nan).eigenvalues.value().to_vector()[0]));
+  CHECK(std::isnan(la::det(nan).item()));
+}
+
+TEST_CASE("linalg: repeated eigenvalues give a finite eigenvalue gradient", "[linalg]") {
+  // The identity's eigenvalues are all 1: the eigenvalues alone still have the gradient
+  // Q diag(gL) Q^T (here the identity), as PyTorch.
+  const Var x =
+      tg::param(tg::tensor({1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0}, Shape{3, 3}, tg::f64));
+  tg::sum(la::eigvalsh(x)).backward();
+  tgtest::check_close(x.grad().value().to_vector(), {1, 0, 0, 0, 1, 0, 0, 0, 1}, 1e-12);
+}
+
+TEST_CASE("linalg: 0 x 0 matrices and empty batches give empty results", "[linalg]") {
+  for (const Shape& s : {Shape{0, 0}, Shape{2, 0, 0}, Shape{0, 2, 2}}) {
+    INFO(s.str());
+    const Var a = tg::param(tg::zeros(s, tg::f64));
+    CHECK(la::cholesky(a).shape() == s);
+    CHECK(la::inv(a).shape() == s);
+    CHECK(la::eigh(a).eigenvectors.shape() == s);
+    CHECK(la::svd(a, false).U.shape() == s);
+    CHECK(la::qr(a).R.shape() == s);
+    CHECK(la::pinv(a).shape() == s);
+    const Var d = la::det(a);
+    CHECK(d.numel() == (s.rank() == 2 ? 1 : s[0] == 2 ? 2 : 0));
+    for (double v : d.value().to_vector()) CHECK(v == 1.0);  // the det of a 0 x 0 matrix is 1
+    tg::sum(la::cholesky(a)).backward();
+    CHECK(a.grad().shape() == s);
+  }
+}
