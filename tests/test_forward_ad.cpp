@@ -199,16 +199,10 @@ TEST_CASE("forward mode: checkpoint's JVP re-runs its function with the tangents
 }
 
 TEST_CASE("forward mode matches torch.autograd.forward_ad", "[forward_ad][oracle]") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import torch; the PyTorch oracle test did not run");
-    return;
-  }
+  TGTEST_REQUIRE_TORCH();
   // Each function at f64 and f32: the output, its tangent (tangents pattern(k + 20, 0.5)),
   // and the gradients of sum(tangent * w) with respect to the primals (reverse-over-forward).
-  for (const bool single : {false, true}) {
-    const std::string dt = single ? "torch.float32" : "torch.float64";
-    const tg::Dtype tdt = single ? tg::f32 : tg::f64;
-    const double tol = single ? 2e-5 : 1e-10;
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes()) {
     const std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 import torch.autograd.forward_ad as fwAD
 F = torch.nn.functional
