@@ -374,8 +374,10 @@ class FwSuspend : public FwModeGuard {
   FwSuspend() : FwModeGuard(false) {}
 };
 
+// (Out of line and cold: the recording path stays as small as it was without forward mode.)
 template <class J, class It>
-void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp);
+[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
+                                                  J& jvp);
 
 template <class F, class J, class It>
 Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward, J&& jvp) {
@@ -410,7 +412,8 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward,
 }
 
 template <class J, class It>
-void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp) {
+[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
+                                                  J& jvp) {
   SmallVector<const Var*, 3> ins;
   bool any = false;
   for (It it = first; it != last; ++it) {
