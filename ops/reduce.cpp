@@ -381,6 +381,16 @@ Tensor sign_of(const Tensor& x) {
     return v > T(0) ? T(1) : v < T(0) ? T(-1) : v;  // 0 stays 0, NaN stays NaN
   });
 }
+
+// The derivative of the p = inf norm: shared evenly by the entries reaching the max |x| (or
+// NaN), times their sign, as PyTorch's amax-based norm (yk: the norm with the axes kept).
+Tensor inf_norm_share(const Tensor& x, const Tensor& yk, const Reduction& r) {
+  NoGradGuard no_grad;
+  const Var xc = constant(x);
+  const Var hit = logical_or(eq(abs(xc), constant(yk)), isnan(xc));
+  const Var h = constant(hit.value().to(x.dtype()));
+  return mul(div(h, sum(h, r.axes64, true)), constant(sign_of(x))).value();
+}
 }  // namespace
 
 Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim) {
@@ -415,17 +425,7 @@ Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim)
           const Var zero = eq(yk, 0.0);
           return Grads{mul(xin, where(zero, 0.0, div(dyk, where(zero, 1.0, yk))))};
         }
-        // p = inf: dy shared evenly by the entries reaching the max |x| (or NaN), times their
-        // sign, as PyTorch's amax-based norm.
-        Tensor share;
-        {
-          NoGradGuard no_grad;
-          const Var xc = constant(xin.value());
-          const Var hit = logical_or(eq(abs(xc), constant(yk.value())), isnan(xc));
-          const Var h = constant(hit.value().to(xin.dtype()));
-          share = mul(div(h, sum(h, r.axes64, true)), constant(sign_of(xin.value()))).value();
-        }
-        return Grads{mul(dyk, constant(std::move(share)))};
+        return Grads{mul(dyk, constant(inf_norm_share(xin.value(), yk.value(), r)))};
       },
       [p, r](const JvpCtx& c) {
         const Var& xin = c.input(0);
@@ -438,15 +438,7 @@ Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim)
           const Var zero = eq(yk, 0.0);
           g = where(zero, 0.0, div(sum(mul(xin, t), r.axes64, true), where(zero, 1.0, yk)));
         } else {
-          Tensor share;
-          {
-            NoGradGuard no_grad;
-            const Var xc = constant(xin.value());
-            const Var hit = logical_or(eq(abs(xc), constant(yk.value())), isnan(xc));
-            const Var h = constant(hit.value().to(xin.dtype()));
-            share = mul(div(h, sum(h, r.axes64, true)), constant(sign_of(xin.value()))).value();
-          }
-          g = sum(mul(t, constant(std::move(share))), r.axes64, true);
+          g = sum(mul(t, constant(inf_norm_share(xin.value(), yk.value(), r))), r.axes64, true);
         }
         return reshape(g, r.out.to_vector());
       });
