@@ -4,7 +4,7 @@
 //                           docs/seed.md) with respect to its 9 weights, f32
 //   func/jacobian_mlp100    tg::func::jacobian of a 100 -> 100 MLP (Linear, tanh, Linear) at
 //                           one input, f32, by rows (100 reverse sweeps)
-//   func/jacobian_mlp100_forward  the same by columns (forward strategy: double vjp)
+//   func/jacobian_mlp100_forward  the same by columns (forward strategy: forward mode)
 //   memory/checkpoint_mlp64/<segments>  a training step of a 64-layer MLP (Linear 64 -> 64 +
 //                           tanh, batch 1024, f32) plainly (0) and with checkpoint_sequential
 //                           over 8 segments: live_peak_MiB, the peak of

@@ -8,6 +8,9 @@
 //   mlp_d/cblas_9gemm       direct cblas_sgemm on (d)'s 9 gemm shapes (3 per layer, the
 //                           same flop count): the BLAS limit for mlp_d's GFLOP/s
 //   mlp_d/cblas_step_gemms  the 8 gemms a step really runs (no dX for the input layer)
+//   mlp_c/forward, mlp_c/jvp  (c)'s network alone, under NoGradGuard: a forward pass, and
+//               the forward-mode JVP along a tangent of the input (fwd::DualLevel; the
+//               value and J t in one pass, func::jvp's work; tapegrad only)
 //   memory/mlp_c, memory/mlp_d  peak resident memory (VmHWM) over a few steps; each must
 //                           run alone in its process (--benchmark_filter='^memory/mlp_c$')
 // Identical names and counters in bench/libtorch/mlp.cpp. Every layer has a bias (as
@@ -106,6 +109,25 @@ void bm_step(benchmark::State& state, const Workload* w, bool gflops) {
   if (gflops) state.counters["GFLOPS"] = bench::flop_rate(step_flops(*w));
 }
 
+/// (c)'s forward pass alone, or with the tangent of its input (forward mode).
+void bm_forward(benchmark::State& state, const Workload* w, bool jvp) {
+  if (!bench::start_benchmark(state, jvp ? "jvp" : "forward")) return;
+  Trainer t(*w);
+  tg::NoGradGuard no_grad;
+  const tg::Var tx = tg::constant(tg::rand(t.x.shape(), t.rng));
+  for (auto _ : state) {
+    if (jvp) {
+      tg::fwd::DualLevel level;
+      const tg::Var ty = tg::fwd::unpack_dual(t.net(tg::fwd::make_dual(t.x, tx))).tangent;
+      benchmark::DoNotOptimize(ty.value().data<float>());
+    } else {
+      const tg::Var y = t.net(t.x);
+      benchmark::DoNotOptimize(y.value().data<float>());
+    }
+  }
+  state.counters["us_per_pass"] = bench::seconds_per();
+}
+
 /// Peak resident memory of a few steps, in a process of its own.
 void bm_memory(benchmark::State& state, const Workload* w) {
   if (!bench::start_benchmark(state, w == &kC ? "memory/mlp_c" : "memory/mlp_d", true)) return;
@@ -172,6 +194,8 @@ const bool registered = [] {
   reg("mlp_b/step", bm_step, &kB, false)->Unit(benchmark::kMicrosecond);
   reg("mlp_c/step", bm_step, &kC, false)->Unit(benchmark::kMicrosecond);
   reg("mlp_d/step", bm_step, &kD, true)->Unit(benchmark::kMillisecond);
+  reg("mlp_c/forward", bm_forward, &kC, false)->Unit(benchmark::kMicrosecond);
+  reg("mlp_c/jvp", bm_forward, &kC, true)->Unit(benchmark::kMicrosecond);
   reg("mlp_d/cblas_9gemm", bm_cblas_gemms, &kD, true)->Unit(benchmark::kMillisecond);
   reg("mlp_d/cblas_step_gemms", bm_cblas_gemms, &kD, false)->Unit(benchmark::kMillisecond);
   reg("memory/mlp_c", bm_memory, &kC)->Iterations(20)->Unit(benchmark::kMillisecond);

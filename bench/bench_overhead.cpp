@@ -12,6 +12,10 @@
 //                 element, of sum(y) for 64x64), graph freed by backward
 // `ns_per_op` is the whole iteration's time divided by the 1000 chain ops: the final sum,
 // zero_grad and the backward sweep are charged to them.
+// Forward mode (tapegrad only, no LibTorch counterpart here):
+//   jvp           the chain inside a fwd::DualLevel under NoGradGuard, from a dual of the
+//                 start value (tangent 1): the value and its tangent d y / d y0 in one pass
+//                 (func::jvp's work); compare with fwd_nograd.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -24,7 +28,7 @@ constexpr int kBlocks = 200;
 constexpr int kOpsPerBlock = 5;  // *, +, *, +, sigmoid
 constexpr int kOps = kBlocks * kOpsPerBlock;
 
-enum class Mode { fwd_nograd, fwd_recorded, fwd_bwd };
+enum class Mode { fwd_nograd, fwd_recorded, fwd_bwd, jvp };
 
 tg::Var chain(tg::Var y, const tg::Var& w, const tg::Var& b) {
   for (int i = 0; i < kBlocks; ++i) {
@@ -54,6 +58,15 @@ void bm_overhead(benchmark::State& state, tg::Shape shape, Mode mode) {
       tg::Var y = chain(x, w, b);
       benchmark::DoNotOptimize(y.value().data<float>());
     }
+  } else if (mode == Mode::jvp) {
+    tg::NoGradGuard no_grad;
+    const tg::Var t = tg::constant(tg::full(shape, 1.0));
+    for (auto _ : state) {
+      tg::fwd::DualLevel level;
+      const tg::Var y = chain(tg::fwd::make_dual(x, t), w, b);
+      const tg::Var ty = tg::fwd::unpack_dual(y).tangent;
+      benchmark::DoNotOptimize(ty.value().data<float>());
+    }
   } else if (mode == Mode::fwd_recorded) {
     for (auto _ : state) {
       tg::Var y = chain(x, w, b);
@@ -77,7 +90,8 @@ const bool registered = [] {
                                                       {"64x64", tg::Shape{64, 64}}};
   const std::pair<const char*, Mode> modes[] = {{"fwd_nograd", Mode::fwd_nograd},
                                                 {"fwd_recorded", Mode::fwd_recorded},
-                                                {"fwd_bwd", Mode::fwd_bwd}};
+                                                {"fwd_bwd", Mode::fwd_bwd},
+                                                {"jvp", Mode::jvp}};
   for (const auto& [shape_name, shape] : shapes) {
     for (const auto& [mode_name, mode] : modes) {
       const std::string name = std::string("overhead_") + shape_name + "/" + mode_name;

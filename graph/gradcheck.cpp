@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "graph/forward_ad.hpp"
 #include "graph/rng.hpp"
 
 namespace tg {
@@ -140,6 +141,93 @@ GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor>& 
     return parts;
   };
   return check(first_grads, inputs, opt, "gradgradcheck");
+}
+
+GradcheckReport fwdcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
+                         const GradcheckOptions& opt) {
+  std::vector<Var> leaves;
+  std::vector<Tensor> tangents;
+  Rng rng(opt.seed + 1);
+  for (const Tensor& t : inputs) {
+    leaves.push_back(param(t.to(f64).clone()));
+    tangents.push_back(randn(t.shape(), rng, f64));
+  }
+  auto value = [&](const std::vector<Var>& xs) {
+    return evaluate([&fn](const std::vector<Var>& v) { return Outputs{fn(v)}; }, xs, "fwdcheck")[0];
+  };
+  // Forward mode.
+  Tensor forward;
+  {
+    fwd::DualLevel level;
+    std::vector<Var> duals;
+    for (size_t i = 0; i < leaves.size(); ++i)
+      duals.push_back(fwd::make_dual(leaves[i], constant(tangents[i])));
+    const Var out = value(duals);
+    const Var t = fwd::unpack_dual(out).tangent;
+    forward = t.defined() ? t.value().clone() : zeros(out.shape(), f64);
+  }
+  const Var out = value(leaves);
+  const int64_t m = out.numel();
+  // Backprop: (J t)[k] = sum_i <d out[k] / d in_i, t_i>.
+  std::vector<double> reverse(static_cast<size_t>(m), 0.0);
+  for (int64_t k = 0; out.requires_grad() && k < m; ++k) {
+    Tensor seed = zeros(out.shape(), f64);
+    seed.data<double>()[k] = 1.0;
+    const std::vector<Var> g =
+        grad({out}, leaves, {constant(seed)}, {.retain_graph = true, .allow_unused = true});
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      if (!g[i].defined()) continue;
+      const double* gp = g[i].value().data<double>();
+      const double* tp = tangents[i].data<double>();
+      for (int64_t j = 0; j < leaves[i].numel(); ++j)
+        reverse[static_cast<size_t>(k)] += gp[j] * tp[j];
+    }
+  }
+  // Central differences along t.
+  auto shifted = [&](double h) {
+    std::vector<Var> xs;
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      Tensor x = leaves[i].value().clone();
+      double* xp = x.data<double>();
+      const double* tp = tangents[i].data<double>();
+      for (int64_t j = 0; j < x.numel(); ++j) xp[j] += h * tp[j];
+      xs.push_back(param(x));  // (the function may differentiate itself)
+    }
+    return flat_values({value(xs)});
+  };
+  const std::vector<double> plus = shifted(opt.eps), minus = shifted(-opt.eps);
+
+  GradcheckReport r;
+  double worst_ratio = -1.0;
+  const double* fw = forward.data<double>();
+  for (int64_t k = 0; k < m; ++k) {
+    const auto ks = static_cast<size_t>(k);
+    const double num = (plus[ks] - minus[ks]) / (2.0 * opt.eps);
+    for (const double want : {num, reverse[ks]}) {
+      const double abs_err = std::abs(fw[k] - want);
+      const double allowed = opt.atol + opt.rtol * std::abs(want);
+      const double ratio = std::isfinite(abs_err) ? abs_err / allowed : INFINITY;
+      r.max_abs_error = std::max(r.max_abs_error, std::isfinite(abs_err) ? abs_err : INFINITY);
+      if (abs_err > opt.atol)
+        r.max_rel_error = std::max(r.max_rel_error, abs_err / std::max(std::abs(want), 1e-12));
+      if (!(abs_err <= allowed)) r.passed = false;
+      if (ratio > worst_ratio) {
+        worst_ratio = ratio;
+        r.worst_input = 0;
+        r.worst_element = k;
+        r.analytic = fw[k];
+        r.numeric = want;
+      }
+    }
+  }
+  std::ostringstream msg;
+  msg << "fwdcheck" << (r.passed ? " passed" : " FAILED") << ": max abs error " << r.max_abs_error
+      << ", max rel error " << r.max_rel_error;
+  if (r.worst_element >= 0)
+    msg << "; worst at output element " << r.worst_element << " (forward " << r.analytic
+        << ", expected " << r.numeric << "; finite differences and backprop are compared)";
+  r.message = msg.str();
+  return r;
 }
 
 }  // namespace tg

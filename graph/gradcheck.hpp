@@ -45,4 +45,12 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
 GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
                               const GradcheckOptions& options = {});
 
+/// The forward-mode check (PyTorch's gradcheck(check_forward_ad=True)): runs `fn` inside a
+/// fwd::DualLevel on duals of the inputs with random tangents t (fixed by `options.seed`)
+/// and compares the output's tangent J t with central finite differences along t and with
+/// J t from backprop (the Jacobian row by row, as gradcheck). An output without a tangent
+/// counts as zeros.
+GradcheckReport fwdcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs,
+                         const GradcheckOptions& options = {});
+
 }  // namespace tg

@@ -42,7 +42,7 @@ NodePtr output_node(const Shape& shape, Dtype dtype) {
 namespace {
 
 // Note [Node blocks]: every recorded op and every op result allocates one graph node
-// (sizeof(Node), 312 bytes on x86-64, plus its backward closure; tests/test_allocators.cpp
+// (sizeof(Node), 320 bytes on x86-64, plus its backward closure; tests/test_allocators.cpp
 // pins the size). glibc keeps only 7 freed blocks per size in its per-thread cache, so a
 // graph of thousands of nodes freed after backward and rebuilt by the next forward goes
 // through the arena's shared lists, and even a cache hit (malloc + free) costs more than

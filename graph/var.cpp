@@ -38,6 +38,7 @@ void Node::reset_for_reuse() noexcept {
   released = false;
   pending_owned = false;
   saved_versions.clear();
+  tangent_slot = 0;
   mark.store(0, std::memory_order_relaxed);
 }
 
@@ -49,6 +50,8 @@ void Node::reset_for_reuse() noexcept {
 // destructor below this one returns at once.
 Node::~Node() {
   detail::g_live_nodes_counter.add(-1);
+  if (tangent.defined()) [[unlikely]]
+    detail::forget_tangent(*this);
   if (inputs.empty() && !grad.defined() && !pending.defined()) return;
   std::vector<NodePtr> stack;
   auto take = [&stack](Node& n) {

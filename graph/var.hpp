@@ -19,6 +19,7 @@ namespace tg {
 class Node;
 class Var;
 class BackwardCtx;
+class JvpCtx;
 
 namespace detail {
 struct NodePool;
@@ -202,6 +203,10 @@ class Node {
   bool has_fn = false;        // made by record: apply() is the op's backward formula
   bool retains_grad = false;  // a non-leaf that also keeps its gradient in `grad`
   bool released = false;      // a backward without retain_graph freed its inputs and hooks
+  // Forward mode (graph/forward_ad.hpp): the tangent of `value` while a DualLevel is open,
+  // and its slot in the level's list (Note [Tangent storage] in graph/forward_ad.cpp).
+  uint32_t tangent_slot = 0;
+  Var tangent;
   // The buffer versions of the inputs and, last, of the output when the op was recorded
   // (Note [Saved versions] in graph/var.cpp).
   SmallVector<uint32_t, 4> saved_versions;
@@ -217,7 +222,8 @@ class Node {
   // Note [Node recycling] (graph/node_pool.cpp): whether a dying node may be recycled, and
   // the reset that makes a recycled node a fresh leaf again (its value is the pool's call).
   bool recyclable() const noexcept {
-    return plain_ && !grad.defined() && inputs.empty() && hooks.empty() && !pending.defined();
+    return plain_ && !grad.defined() && inputs.empty() && hooks.empty() && !pending.defined() &&
+           !tangent.defined();
   }
   void reset_for_reuse() noexcept;
 
@@ -292,6 +298,31 @@ class BackwardCtx {
   const NodePtr& node_;
 };
 
+/// What a JVP rule can see: the op's inputs, their tangents and its output. Inside the rule
+/// tangents do not propagate (its ops compute the tangent, they carry none of their own);
+/// written with tapegrad's ops, it is recorded when grad mode is on, so reverse mode can
+/// differentiate the tangent (reverse-over-forward).
+class JvpCtx {
+ public:
+  JvpCtx(const Var* const* inputs, size_t n, const Var& output)
+      : inputs_(inputs), n_(n), output_(output) {}
+  const Var& input(size_t i) const { return *inputs_[i]; }
+  const Shape& input_shape(size_t i) const { return inputs_[i]->shape(); }
+  size_t num_inputs() const { return n_; }
+  /// The tangent of input `i`; undefined means zero.
+  const Var& tangent(size_t i) const;
+  bool has_tangent(size_t i) const { return tangent(i).defined(); }
+  /// The tangent of input `i`, zeros of its shape when it has none (for a rule that needs
+  /// every operand, as concat's).
+  Var tangent_or_zeros(size_t i) const;
+  const Var& output() const { return output_; }
+
+ private:
+  const Var* const* inputs_;
+  size_t n_;
+  const Var& output_;
+};
+
 namespace detail {
 /// A node holding `value` and nothing else (a leaf, or an op result nothing records): a
 /// recycled one when this thread has one (Note [Node recycling]).
@@ -302,6 +333,9 @@ NodePtr output_node(const Shape& shape, Dtype dtype);
 
 inline thread_local bool grad_enabled = true;
 inline thread_local bool anomaly_enabled = false;
+/// Whether ops propagate tangents on this thread: a DualLevel is open and no JVP rule is
+/// running (graph/forward_ad.hpp). Outside a level this one flag is all an op pays.
+inline thread_local bool fw_enabled = false;
 void finish_record(Node& node);
 void check_forward_anomaly(const char* op, const Tensor& value, const Var* const* inputs, size_t n);
 
@@ -315,16 +349,50 @@ bool records(It first, It last) {
   return false;
 }
 
-template <class F, class It>
-Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward) {
+/// The JVP rule of an op recorded without one: reaching it with a tangent throws.
+struct NoJvp {};
+
+/// Runs an op's JVP rule when one of its inputs has a tangent (graph/forward_ad.cpp).
+[[noreturn]] void throw_no_jvp(const char* op);
+void forget_tangent(Node& n) noexcept;  // a dying node leaves the level's list
+void set_op_tangent(const char* op, const Var& out, Var tangent);
+bool has_tangent(const Var& v);
+/// Sets tangent propagation on this thread for its lifetime: off while a JVP rule runs; on
+/// again for a rule that runs a function forward (checkpoint's), only inside a DualLevel.
+class FwModeGuard {
+ public:
+  explicit FwModeGuard(bool on) : prev_(fw_enabled) { fw_enabled = on; }
+  ~FwModeGuard() { fw_enabled = prev_; }
+  FwModeGuard(const FwModeGuard&) = delete;
+  FwModeGuard& operator=(const FwModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+class FwSuspend : public FwModeGuard {
+ public:
+  FwSuspend() : FwModeGuard(false) {}
+};
+
+// (Out of line and cold: the recording path stays as small as it was without forward mode.)
+template <class J, class It>
+[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
+                                                  J& jvp);
+
+template <class F, class J, class It>
+Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward, J&& jvp) {
   if (anomaly_enabled) {
     SmallVector<const Var*, 3> ptrs;
     for (It it = first; it != last; ++it) ptrs.push_back(&static_cast<const Var&>(*it));
     check_forward_anomaly(op, value, ptrs.data(), ptrs.size());
   }
   // An int or bool output (a comparison, an index) carries no gradient: nothing to record.
-  if (!records(first, last) || !is_floating(value.dtype()))
-    return Var(value_node(std::move(value)));
+  if (!records(first, last) || !is_floating(value.dtype())) {
+    Var out(value_node(std::move(value)));
+    if (fw_enabled) [[unlikely]]
+      forward_tangent(op, out, first, last, jvp);
+    return out;
+  }
   NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
   node->value = std::move(value);
   for (It it = first; it != last; ++it) {
@@ -337,7 +405,34 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward)
   node->requires_grad = true;
   node->has_fn = true;
   finish_record(*node);
-  return Var(std::move(node));
+  Var out(std::move(node));
+  if (fw_enabled) [[unlikely]]
+    forward_tangent(op, out, first, last, jvp);
+  return out;
+}
+
+template <class J, class It>
+[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
+                                                  J& jvp) {
+  SmallVector<const Var*, 3> ins;
+  bool any = false;
+  for (It it = first; it != last; ++it) {
+    const Var& v = static_cast<const Var&>(*it);
+    ins.push_back(&v);
+    any = any || has_tangent(v);
+  }
+  // An int or bool output (an index, a comparison) has no tangent.
+  if (!any || !is_floating(out.dtype())) return;
+  if constexpr (std::is_same_v<std::decay_t<J>, NoJvp>) {
+    throw_no_jvp(op);
+  } else {
+    Var t;
+    {
+      FwSuspend off;
+      t = jvp(JvpCtx(ins.data(), ins.size(), out));
+    }
+    set_op_tangent(op, out, std::move(t));
+  }
 }
 }  // namespace detail
 
@@ -368,28 +463,50 @@ class VarRef {
 /// Nothing is recorded when grad mode is off or no input wants a gradient. The engine,
 /// not the op, sums broadcast gradients back to each input's shape and accumulates them.
 /// `op` must be a string with static storage (a literal).
-template <class F>
-Var record(const char* op, Tensor value, std::initializer_list<VarRef> inputs, F&& backward) {
+///
+/// `jvp`, optional, is the op's forward-mode rule: a callable `Var(const JvpCtx&)` returning
+/// the output's tangent (J t, written with tapegrad's ops so it can be differentiated in
+/// reverse mode; an undefined Var means zero; a shape that broadcasts to the output's is
+/// expanded). It runs only inside a `fwd::DualLevel`, when an input has a tangent; an op
+/// recorded without one throws there ("forward-mode AD is not implemented for <op>").
+template <class F, class J = detail::NoJvp>
+Var record(const char* op, Tensor value, std::initializer_list<VarRef> inputs, F&& backward,
+           J&& jvp = {}) {
   return detail::record_impl(op, std::move(value), inputs.begin(), inputs.end(),
-                             std::forward<F>(backward));
+                             std::forward<F>(backward), std::forward<J>(jvp));
 }
 
 /// The same for a list of inputs known only at run time (e.g. concat's).
-template <class F>
-Var record(const char* op, Tensor value, std::span<const Var> inputs, F&& backward) {
+template <class F, class J = detail::NoJvp>
+Var record(const char* op, Tensor value, std::span<const Var> inputs, F&& backward, J&& jvp = {}) {
   return detail::record_impl(op, std::move(value), inputs.begin(), inputs.end(),
-                             std::forward<F>(backward));
+                             std::forward<F>(backward), std::forward<J>(jvp));
 }
+
+namespace detail {
+/// Records an op of one input whose Jacobian is symmetric (an elementwise op, whose Jacobian
+/// is diagonal; softmax): `apply(ctx, d)` multiplies d by that Jacobian, reading
+/// ctx.input(0) / ctx.output() (ctx is a BackwardCtx or a JvpCtx). Being its own transpose,
+/// the one formula is the backward (d = dy) and the JVP rule (d = the tangent).
+template <class A>
+Var record_symmetric(const char* op, Tensor value, const Var& x, A apply) {
+  return record(
+      op, std::move(value), {x},
+      [apply](const BackwardCtx& c, const Var& dy) { return Grads{apply(c, dy)}; },
+      [apply](const JvpCtx& c) { return apply(c, c.tangent(0)); });
+}
+}  // namespace detail
 
 /// Records an op whose kernel writes its result into a tensor it is given, as matrix
 /// products do: `fill(Tensor& out)` writes the value into `out`, a new tensor of `shape`
 /// and `dtype`. When nothing records the op (and no AnomalyGuard checks it), `out` is the
 /// value of a recycled node whose block has exactly that size (Note [Node recycling]), so
 /// an unrecorded product allocates nothing. Otherwise the same as `record`.
-template <class Fill, class F>
+template <class Fill, class F, class J = detail::NoJvp>
 Var record_into(const char* op, const Shape& shape, Dtype dtype,
-                std::initializer_list<VarRef> inputs, Fill&& fill, F&& backward) {
-  if (!detail::anomaly_enabled && !detail::records(inputs.begin(), inputs.end())) {
+                std::initializer_list<VarRef> inputs, Fill&& fill, F&& backward, J&& jvp = {}) {
+  if (!detail::anomaly_enabled && !detail::fw_enabled &&
+      !detail::records(inputs.begin(), inputs.end())) {
     NodePtr node = detail::output_node(shape, dtype);
     fill(node->value);
     return Var(std::move(node));
@@ -397,7 +514,7 @@ Var record_into(const char* op, const Shape& shape, Dtype dtype,
   Tensor out = Tensor::empty(shape, dtype);
   fill(out);
   return detail::record_impl(op, std::move(out), inputs.begin(), inputs.end(),
-                             std::forward<F>(backward));
+                             std::forward<F>(backward), std::forward<J>(jvp));
 }
 
 /// Whether ops record (thread-local; on by default).

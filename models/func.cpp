@@ -1,13 +1,15 @@
-// Functional transforms on top of tg::grad. Each one runs the user's function once with
-// grad mode on and then sweeps its graph backwards as often as the transform needs:
-// vjp once, jvp twice (the double-vjp trick), jacobian once per output element (reverse) or
-// once per input element plus once (forward), hessian = jacobian of the gradient.
+// Functional transforms on top of tg::grad and forward mode (graph/forward_ad.hpp). vjp runs
+// the user's function once with grad mode on and sweeps its graph backwards once; jvp runs
+// it once in forward mode (tangents alongside the values, no sweep); jacobian sweeps once
+// per output element (reverse) or runs forward once per input element plus once (forward);
+// hessian = jacobian of the gradient, whose forward strategy keeps the double-vjp trick.
 #include "models/func.hpp"
 
 #include <string>
 
 #include "graph/dtype.hpp"
 #include "graph/error.hpp"
+#include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
 #include "ops/shape_ops.hpp"
 
@@ -163,6 +165,38 @@ class DoubleVjp {
   std::vector<Var> gs_;  // J^T u, one per input (undefined where unused)
 };
 
+// One forward-mode pass: f on duals of xs with tangents ts (undefined: none), inside its own
+// DualLevel; returns the outputs (without tangents) and their tangents (zeros where an output
+// has none, or a GraphError under `strict`). Recorded only when create_graph (else grad mode
+// is off: one pass, no graph).
+Product forward_pass(const char* name, const Fn& f, const std::vector<Var>& xs,
+                     const std::vector<Var>& ts, bool create_graph, bool strict) {
+  if (fwd::level_active())
+    throw Error(
+        std::string(name) +
+        ": a fwd::DualLevel is already open (nested forward-mode levels are not supported)");
+  const fwd::DualLevel level;
+  const GradModeGuard mode(create_graph);
+  std::vector<Var> duals;
+  for (size_t i = 0; i < xs.size(); ++i)
+    duals.push_back(ts[i].defined() ? fwd::make_dual(xs[i], ts[i]) : xs[i]);
+  const std::vector<Var> outs = f(duals);
+  Product r;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i].defined())
+      throw Error(std::string(name) + ": " + at("output", i) + " of the function is undefined");
+    kern::check_floating(outs[i].value(), name);
+    fwd::UnpackedDual u = fwd::unpack_dual(outs[i]);
+    if (strict && !u.tangent.defined())
+      throw GraphError(std::string(name) + ": " + at("output", i) +
+                       " does not depend on the inputs (strict)");
+    r.outputs.push_back(std::move(u.primal));
+    r.product.push_back(u.tangent.defined() ? std::move(u.tangent)
+                                            : zeros_var(outs[i].shape(), outs[i].dtype()));
+  }
+  return r;
+}
+
 Shape joined(const char* name, const Shape& a, const Shape& b) {
   if (a.rank() + b.rank() > Shape::kMaxRank)
     throw ShapeError(std::string(name) + ": a Jacobian block of shape " + a.str() + " + " +
@@ -270,11 +304,11 @@ Product vjp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
 Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
             bool create_graph, bool strict) {
   const char* name = "func::jvp";
-  const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   check_match(name, "tangents", tangents, "input", xs);
-  std::vector<Var> outs = run(name, f, xs);
-  std::vector<Var> jt = DoubleVjp(name, outs, xs, strict).apply(tangents, create_graph, false);
-  return {detached(std::move(outs), create_graph), std::move(jt)};
+  if (!create_graph)
+    for (Var& x : xs) x = x.detach();  // nothing to record
+  return forward_pass(name, f, xs, tangents, create_graph, strict);
 }
 
 std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inputs,
@@ -282,7 +316,28 @@ std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inpu
   const char* name = "func::jacobian";
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   const std::vector<Var> outs = run(name, f, xs);
-  return jacobian_core(name, outs, xs, create_graph, strict, strategy);
+  if (strategy == Strategy::reverse)
+    return jacobian_core(name, outs, xs, create_graph, strict, strategy);
+  // Forward mode, by columns: one pass per input element with that one-hot tangent.
+  const size_t no = outs.size(), ni = xs.size();
+  for (size_t i = 0; i < no; ++i) reached(name, outs, i, strict);
+  std::vector<std::vector<Var>> J(no, std::vector<Var>(ni));
+  for (size_t j = 0; j < ni; ++j) {
+    std::vector<std::vector<Var>> cols(no);
+    std::vector<Var> ts(ni);
+    std::vector<Var> args = xs;
+    if (!create_graph)
+      for (Var& a : args) a = a.detach();
+    for (int64_t k = 0; k < xs[j].numel(); ++k) {
+      ts[j] = Var(one_hot(xs[j].shape(), xs[j].dtype(), k));
+      std::vector<Var> c = forward_pass(name, f, args, ts, create_graph, false).product;
+      for (size_t i = 0; i < no; ++i) cols[i].push_back(std::move(c[i]));
+    }
+    for (size_t i = 0; i < no; ++i)
+      J[i][j] = block(cols[i], outs[i].dim(), joined(name, outs[i].shape(), xs[j].shape()),
+                      outs[i].dtype());
+  }
+  return J;
 }
 
 std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>& inputs,

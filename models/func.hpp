@@ -32,7 +32,9 @@ struct Product1 {
 };
 
 /// How jacobian builds the matrix: by rows (one vjp per output element, PyTorch's
-/// "reverse-mode") or by columns (one jvp per input element, "forward-mode").
+/// "reverse-mode") or by columns (one forward-mode pass per input element, "forward-mode").
+/// hessian's forward outer strategy differentiates the recorded gradient by the double-vjp
+/// trick (J t = d/du <J^T u, t>), not by forward mode over the backward.
 enum class Strategy { reverse, forward };
 
 // Every transform runs f with grad mode on, on copies of the inputs that want gradients
@@ -53,8 +55,11 @@ Product1 vjp(const Fn1& f, const Var& input, const Var& v = {}, bool create_grap
 Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v = {},
             bool create_graph = false, bool strict = false);
 
-/// J t: the Jacobian-vector product, one per output. NOTE: computed by the double-vjp trick
-/// (J t = d/du <J^T u, t> for a dummy u), two reverse sweeps, not by forward mode.
+/// J t: the Jacobian-vector product, one per output, by forward mode (graph/forward_ad.hpp):
+/// f runs once on duals of the inputs inside its own fwd::DualLevel (so not inside one
+/// already: tg::Error). Without create_graph f runs with grad mode off (one pass, nothing
+/// recorded; a function that calls tg::grad itself needs create_graph); with it the outputs
+/// and products are differentiable with respect to the inputs and the tangents.
 Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
             bool create_graph = false, bool strict = false);
 Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph = false,

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "graph/error.hpp"
+#include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
 #include "ops/shape_ops.hpp"
 
@@ -164,10 +165,36 @@ struct Packing {
   }
 };
 
+// The checkpoint node's JVP rule: fn re-run on its inputs with their tangents (forward mode
+// on again, the RNGs as in the forward), its outputs' tangents packed as the node's value.
+// The replay is recorded when grad mode is on, so reverse-over-forward works (and keeps
+// the replay's graph: checkpointing saves no memory for the tangent's graph).
+Var replay_jvp(const Replay& r, const Packing& packing, const JvpCtx& c) {
+  std::vector<Var> args;
+  for (size_t i = 0; i < r.n_in; ++i) args.push_back(c.input(i));
+  std::vector<Var> outs;
+  {
+    const std::vector<RngSnapshot> now = snapshot(r.rngs);
+    restore(r.rngs, r.before);
+    detail::FwModeGuard on(true);
+    outs = r.fn(args);
+    restore(r.rngs, now);
+  }
+  std::vector<Var> ts;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    Var t = fwd::unpack_dual(outs[i]).tangent;
+    ts.push_back(t.defined() ? t : Var(zeros(packing.shapes[i], outs[i].dtype())));
+  }
+  if (ts.size() == 1) return ts[0];
+  for (Var& t : ts) t = reshape(t, {-1});
+  return concat(ts);
+}
+
 std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args) {
   std::vector<Var> outs;
   {
     NoGradGuard off;
+    detail::FwSuspend no_tangents;  // the JVP rule below computes them
     outs = r->fn(args);
   }
   if (outs.empty()) return outs;
@@ -187,43 +214,44 @@ std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::v
   Tensor value;
   {
     NoGradGuard off;
+    detail::FwSuspend no_tangents;
     value = packing.pack(outs);
   }
   outs.clear();
-  const Var packed = record("checkpoint", std::move(value), std::span<const Var>(node_inputs),
-                            [r, packing](const BackwardCtx& c, const Var& dy) {
-                              const std::vector<Var> dys = packing.unpack(dy);
-                              std::vector<Var> args;
-                              for (size_t i = 0; i < r->n_in; ++i) args.push_back(c.input(i));
-                              std::vector<Var> gs;
-                              if (!is_grad_enabled()) {
-                                gs = replay_vjp(*r, args, dys);
-                              } else {
-                                // create_graph: the backward is a checkpoint of the replay, so it
-                                // is recorded as one node too and can be differentiated again (Note
-                                // [Nested replay]).
-                                auto next = std::make_shared<Replay>();
-                                next->fn = [r](const std::vector<Var>& a) {
-                                  const auto all = std::span<const Var>(a);
-                                  std::vector<Var> g =
-                                      replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
-                                  for (size_t k = 0; k < g.size(); ++k) {
-                                    const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
-                                    if (!g[k].defined())
-                                      g[k] = Var(zeros(ref.shape(), ref.dtype()));
-                                  }
-                                  return g;
-                                };
-                                next->n_in = r->n_in + dys.size();
-                                next->params = r->params;
-                                std::vector<Var> next_args = args;
-                                next_args.insert(next_args.end(), dys.begin(), dys.end());
-                                gs = record_checkpoint(next, next_args);
-                              }
-                              Grads out;
-                              for (Var& g : gs) out.push_back(std::move(g));
-                              return out;
-                            });
+  const Var packed = record(
+      "checkpoint", std::move(value), std::span<const Var>(node_inputs),
+      [r, packing](const BackwardCtx& c, const Var& dy) {
+        const std::vector<Var> dys = packing.unpack(dy);
+        std::vector<Var> args;
+        for (size_t i = 0; i < r->n_in; ++i) args.push_back(c.input(i));
+        std::vector<Var> gs;
+        if (!is_grad_enabled()) {
+          gs = replay_vjp(*r, args, dys);
+        } else {
+          // create_graph: the backward is a checkpoint of the replay, so it
+          // is recorded as one node too and can be differentiated again (Note
+          // [Nested replay]).
+          auto next = std::make_shared<Replay>();
+          next->fn = [r](const std::vector<Var>& a) {
+            const auto all = std::span<const Var>(a);
+            std::vector<Var> g = replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
+            for (size_t k = 0; k < g.size(); ++k) {
+              const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
+              if (!g[k].defined()) g[k] = Var(zeros(ref.shape(), ref.dtype()));
+            }
+            return g;
+          };
+          next->n_in = r->n_in + dys.size();
+          next->params = r->params;
+          std::vector<Var> next_args = args;
+          next_args.insert(next_args.end(), dys.begin(), dys.end());
+          gs = record_checkpoint(next, next_args);
+        }
+        Grads out;
+        for (Var& g : gs) out.push_back(std::move(g));
+        return out;
+      },
+      [r, packing](const JvpCtx& c) { return replay_jvp(*r, packing, c); });
   return packing.unpack(packed);
 }
 

@@ -30,9 +30,9 @@ Var relu_backward(const Var& dy, const Var& x, double slope) {
     return kern::zip(dy.value(), x.value(), "relu_backward",
                      [s](T d, T v) { return v > T(0) ? d : d * s; });
   });
-  return record(
-      "relu_backward", std::move(g), {dy, x}, [slope](const BackwardCtx& c, const Var& ddx) {
-        return Grads{c.needs_grad(0) ? relu_backward(ddx, c.input(1), slope) : Var(), Var()};
+  return detail::record_elementwise(
+      "relu_backward", std::move(g), {dy, x}, [slope](const auto& c, size_t i, const Var& d) {
+        return i == 0 ? relu_backward(d, c.input(1), slope) : Var();  // piecewise constant in x
       });
 }
 
@@ -42,14 +42,12 @@ Var sigmoid_backward(const Var& dy, const Var& y) {
     using T = decltype(v);
     return d * v * (T(1) - v);
   });
-  return record(
-      "sigmoid_backward", std::move(g), {dy, y}, [](const BackwardCtx& c, const Var& ddx) {
+  return detail::record_elementwise(
+      "sigmoid_backward", std::move(g), {dy, y}, [](const auto& c, size_t i, const Var& ddx) {
         // d/d(dy) = ddx * y(1-y);  d/dy = ddx * dy * (1 - 2y)
-        const Var& d = c.input(0);
         const Var& yv = c.input(1);
-        return Grads{
-            c.needs_grad(0) ? sigmoid_backward(ddx, yv) : Var(),
-            c.needs_grad(1) ? mul(mul(ddx, d), add_scalar(mul_scalar(yv, -2.0), 1.0)) : Var()};
+        return i == 0 ? sigmoid_backward(ddx, yv)
+                      : mul(mul(ddx, c.input(0)), add_scalar(mul_scalar(yv, -2.0), 1.0));
       });
 }
 
@@ -59,13 +57,12 @@ Var tanh_backward(const Var& dy, const Var& y) {
     using T = decltype(v);
     return d * (T(1) - v * v);
   });
-  return record("tanh_backward", std::move(g), {dy, y}, [](const BackwardCtx& c, const Var& ddx) {
-    // d/d(dy) = ddx * (1 - y^2);  d/dy = -2 * ddx * dy * y
-    const Var& d = c.input(0);
-    const Var& yv = c.input(1);
-    return Grads{c.needs_grad(0) ? tanh_backward(ddx, yv) : Var(),
-                 c.needs_grad(1) ? mul_scalar(mul(mul(ddx, d), yv), -2.0) : Var()};
-  });
+  return detail::record_elementwise(
+      "tanh_backward", std::move(g), {dy, y}, [](const auto& c, size_t i, const Var& ddx) {
+        // d/d(dy) = ddx * (1 - y^2);  d/dy = -2 * ddx * dy * y
+        const Var& yv = c.input(1);
+        return i == 0 ? tanh_backward(ddx, yv) : mul_scalar(mul(mul(ddx, c.input(0)), yv), -2.0);
+      });
 }
 
 // exp, erf, tanh and log1p of a scalar (std::) or of an xsimd batch (xsimd::), for the
@@ -111,11 +108,12 @@ Var pointwise_backward(const char* name, const Var& dy, const Var& x, D1 d1, D2 
   Tensor g = dy.dtype() == f32 && x.dtype() == f32 && dy.shape() == x.shape()
                  ? kern::simd_zip(dy.value(), x.value(), name, f)
                  : kern::zip(dy.value(), x.value(), name, f);
-  return record(name, std::move(g), {dy, x}, [name, d1, d2](const BackwardCtx& c, const Var& ddx) {
-    const Var& xv = c.input(1);
-    return Grads{c.needs_grad(0) ? pointwise_backward(name, ddx, xv, d1, d2) : Var(),
-                 c.needs_grad(1) ? mul(mul(ddx, c.input(0)), d2(xv)) : Var()};
-  });
+  return detail::record_elementwise(name, std::move(g), {dy, x},
+                                    [name, d1, d2](const auto& c, size_t i, const Var& ddx) {
+                                      const Var& xv = c.input(1);
+                                      return i == 0 ? pointwise_backward(name, ddx, xv, d1, d2)
+                                                    : mul(mul(ddx, c.input(0)), d2(xv));
+                                    });
 }
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;                           // 1/sqrt(2)
@@ -134,16 +132,16 @@ Var sigmoid(const Var& x) {
     using T = typename decltype(b)::value_type;
     return T(1) / (T(1) + xsimd::exp(-b));
   });
-  return record("sigmoid", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{sigmoid_backward(dy, c.output())};
+  return detail::record_symmetric("sigmoid", std::move(y), x, [](const auto& c, const Var& dy) {
+    return sigmoid_backward(dy, c.output());
   });
 }
 
 Var tanh(const Var& x) {
   // dx = dy * (1 - y^2)
   Tensor y = kern::simd_map(x.value(), "tanh", [](auto b) { return xsimd::tanh(b); });
-  return record("tanh", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{tanh_backward(dy, c.output())};
+  return detail::record_symmetric("tanh", std::move(y), x, [](const auto& c, const Var& dy) {
+    return tanh_backward(dy, c.output());
   });
 }
 
@@ -154,8 +152,8 @@ Var relu(const Var& x) {
     using T = decltype(v);
     return v > T(0) || v != v ? v : T(0);
   });
-  return record("relu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{relu_backward(dy, c.input(0), 0.0)};
+  return detail::record_symmetric("relu", std::move(y), x, [](const auto& c, const Var& dy) {
+    return relu_backward(dy, c.input(0), 0.0);
   });
 }
 
@@ -165,30 +163,36 @@ Var leaky_relu(const Var& x, double negative_slope) {
     const T s = static_cast<T>(negative_slope);
     return kern::map(x.value(), "leaky_relu", [s](T v) { return v > T(0) ? v : v * s; });
   });
-  return record("leaky_relu", std::move(y), {x},
-                [negative_slope](const BackwardCtx& c, const Var& dy) {
-                  return Grads{relu_backward(dy, c.input(0), negative_slope)};
-                });
+  return detail::record_symmetric("leaky_relu", std::move(y), x,
+                                  [negative_slope](const auto& c, const Var& dy) {
+                                    return relu_backward(dy, c.input(0), negative_slope);
+                                  });
 }
 
 Var softmax(const Var& x, int64_t axis) {
   // y = exp(x - max) / sum(exp(x - max));  dx = y * (dy - sum(dy * y, axis))
   const int ax = normalize_axis(axis, x.dim(), "softmax");
-  return record("softmax", kern::softmax(x.value(), ax, false), {x},
-                [ax](const BackwardCtx& c, const Var& dy) {
-                  const Var y = c.output();
-                  return Grads{mul(y, sub(dy, sum(mul(dy, y), {ax}, true)))};
-                });
+  // The Jacobian diag(y) - y y^T is symmetric: the JVP is the same formula on the tangent.
+  return detail::record_symmetric("softmax", kern::softmax(x.value(), ax, false), x,
+                                  [ax](const auto& c, const Var& dy) {
+                                    const Var y = c.output();
+                                    return mul(y, sub(dy, sum(mul(dy, y), {ax}, true)));
+                                  });
 }
 
 Var log_softmax(const Var& x, int64_t axis) {
   // NOTE: y = x - max - log(sum(exp(x - max))): finite for any finite x.
   // dx = dy - exp(y) * sum(dy, axis)
   const int ax = normalize_axis(axis, x.dim(), "log_softmax");
-  return record("log_softmax", kern::softmax(x.value(), ax, true), {x},
-                [ax](const BackwardCtx& c, const Var& dy) {
-                  return Grads{sub(dy, mul(exp(c.output()), sum(dy, {ax}, true)))};
-                });
+  return record(
+      "log_softmax", kern::softmax(x.value(), ax, true), {x},
+      [ax](const BackwardCtx& c, const Var& dy) {
+        return Grads{sub(dy, mul(exp(c.output()), sum(dy, {ax}, true)))};
+      },
+      [ax](const JvpCtx& c) {  // J = I - 1 softmax^T: t - sum(t * exp(y), axis)
+        const Var& t = c.tangent(0);
+        return sub(t, sum(mul(t, exp(c.output())), {ax}, true));
+      });
 }
 
 Var gelu(const Var& x, std::string_view approximate) {
@@ -208,7 +212,7 @@ Var gelu(const Var& x, std::string_view approximate) {
                        using T = typename decltype(b)::value_type;
                        return b * T(0.5) * (T(1) + xsimd::erf(b * T(kSqrt1_2)));
                      });
-    return record("gelu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
+    return detail::record_symmetric("gelu", std::move(y), x, [](const auto& c, const Var& dy) {
       auto d1 = [](auto v) {
         using T = decltype(v);
         const T cdf = T(0.5) * (T(1) + erf_(v * T(kSqrt1_2)));
@@ -218,7 +222,7 @@ Var gelu(const Var& x, std::string_view approximate) {
         const Var pdf = mul_scalar(exp(mul_scalar(square(v), -0.5)), kInvSqrt2Pi);
         return mul(pdf, add_scalar(neg(square(v)), 2.0));
       };
-      return Grads{pointwise_backward("gelu_backward", dy, c.input(0), d1, d2)};
+      return pointwise_backward("gelu_backward", dy, c.input(0), d1, d2);
     });
   }
   if (approximate == "tanh") {
@@ -227,7 +231,7 @@ Var gelu(const Var& x, std::string_view approximate) {
       const auto inner = T(kGeluBeta) * (b + T(kGeluKappa) * b * b * b);
       return T(0.5) * b * (T(1) + xsimd::tanh(inner));
     });
-    return record("gelu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
+    return detail::record_symmetric("gelu", std::move(y), x, [](const auto& c, const Var& dy) {
       auto d1 = [](auto v) {
         using T = decltype(v);
         const T t = tanh_(T(kGeluBeta) * (v + T(kGeluKappa) * v * v * v));
@@ -241,7 +245,7 @@ Var gelu(const Var& x, std::string_view approximate) {
         const Var inner = sub(u2, mul_scalar(mul(t, square(u1)), 2.0));
         return mul(one_minus_square(t), add(u1, mul(mul_scalar(v, 0.5), inner)));
       };
-      return Grads{pointwise_backward("gelu_backward", dy, c.input(0), d1, d2)};
+      return pointwise_backward("gelu_backward", dy, c.input(0), d1, d2);
     });
   }
   throw Error("gelu: approximate must be 'none' or 'tanh', got '" + std::string(approximate) + "'");
@@ -253,7 +257,7 @@ Var silu(const Var& x) {
     using T = typename decltype(b)::value_type;
     return b / (T(1) + xsimd::exp(-b));
   });
-  return record("silu", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
+  return detail::record_symmetric("silu", std::move(y), x, [](const auto& c, const Var& dy) {
     auto d1 = [](auto v) {
       using T = decltype(v);
       const T s = T(1) / (T(1) + exp_(-v));
@@ -264,7 +268,7 @@ Var silu(const Var& x) {
       return mul(mul(s, add_scalar(neg(s), 1.0)),
                  add_scalar(mul(v, add_scalar(mul_scalar(s, -2.0), 1.0)), 2.0));
     };
-    return Grads{pointwise_backward("silu_backward", dy, c.input(0), d1, d2)};
+    return pointwise_backward("silu_backward", dy, c.input(0), d1, d2);
   });
 }
 
@@ -273,7 +277,7 @@ Var mish(const Var& x) {
   // y'' = (1 - t^2) s (2 + x (1 - s - 2 t s))
   Tensor y = kern::simd_map(x.value(), "mish",
                             [](auto b) { return b * xsimd::tanh(xsimd::log1p(xsimd::exp(b))); });
-  return record("mish", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
+  return detail::record_symmetric("mish", std::move(y), x, [](const auto& c, const Var& dy) {
     auto d1 = [](auto v) {
       using T = decltype(v);
       const T s = T(1) / (T(1) + exp_(-v));
@@ -286,7 +290,7 @@ Var mish(const Var& x) {
       const Var inner = sub(add_scalar(neg(s), 1.0), mul_scalar(mul(t, s), 2.0));
       return mul(mul(one_minus_square(t), s), add_scalar(mul(v, inner), 2.0));
     };
-    return Grads{pointwise_backward("mish_backward", dy, c.input(0), d1, d2)};
+    return pointwise_backward("mish_backward", dy, c.input(0), d1, d2);
   });
 }
 
@@ -296,7 +300,7 @@ Var elu(const Var& x, double alpha) {
     const T a = static_cast<T>(alpha);
     return kern::map(x.value(), "elu", [a](T v) { return v <= T(0) ? a * std::expm1(v) : v; });
   });
-  return record("elu", std::move(y), {x}, [alpha](const BackwardCtx& c, const Var& dy) {
+  return detail::record_symmetric("elu", std::move(y), x, [alpha](const auto& c, const Var& dy) {
     const Var& xv = c.input(0);
     Tensor le = Tensor::empty(xv.shape(), boolean), lt = le.clone();
     dispatch(xv.dtype(), "elu", [&]<class T>() {
@@ -311,7 +315,7 @@ Var elu(const Var& x, double alpha) {
     // value at x = 0), so the second derivative is 0 at x = 0 as PyTorch's
     // elu_double_backward (mask x < 0), and no Inf from a large x meets a zero there.
     const Var e = mul_scalar(exp(where(constant(std::move(lt)), xv, 0.0)), alpha);
-    return Grads{where(constant(std::move(le)), mul(dy, e), dy)};
+    return where(constant(std::move(le)), mul(dy, e), dy);
   });
 }
 
@@ -329,15 +333,15 @@ Var hardtanh(const Var& x, double min_val, double max_val) {
     const T l = static_cast<T>(min_val), h = static_cast<T>(max_val);
     return kern::map(x.value(), "hardtanh", [l, h](T v) { return v < l ? l : (v > h ? h : v); });
   });
-  return record("hardtanh", std::move(y), {x},
-                [min_val, max_val](const BackwardCtx& c, const Var& dy) {
-                  Tensor keep = dispatch(dy.dtype(), "hardtanh", [&]<class T>() {
-                    const T l = static_cast<T>(min_val), h = static_cast<T>(max_val);
-                    return kern::map(c.input(0).value(), "hardtanh",
-                                     [l, h](T v) { return T(!(v <= l || v >= h)); });
-                  });
-                  return Grads{detail::keep_where(dy, keep, 0.0)};
-                });
+  return detail::record_symmetric(
+      "hardtanh", std::move(y), x, [min_val, max_val](const auto& c, const Var& dy) {
+        Tensor keep = dispatch(dy.dtype(), "hardtanh", [&]<class T>() {
+          const T l = static_cast<T>(min_val), h = static_cast<T>(max_val);
+          return kern::map(c.input(0).value(), "hardtanh",
+                           [l, h](T v) { return T(!(v <= l || v >= h)); });
+        });
+        return detail::keep_where(dy, keep, 0.0);
+      });
 }
 
 }  // namespace tg

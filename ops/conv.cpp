@@ -324,10 +324,12 @@ Var conv_bias_grad_op(const Var& dy) {
       }
     });
   });
-  return record("conv2d_bias_backward", std::move(db), {dy},
-                [O](const BackwardCtx& c, const Var& gb) {
-                  return Grads{expand(reshape(gb, {1, O, 1, 1}), c.input_shape(0))};
-                });
+  return record(
+      "conv2d_bias_backward", std::move(db), {dy},
+      [O](const BackwardCtx& c, const Var& gb) {
+        return Grads{expand(reshape(gb, {1, O, 1, 1}), c.input_shape(0))};
+      },
+      [](const JvpCtx& c) { return conv_bias_grad_op(c.tangent(0)); });
 }
 
 Var conv_transpose_op(const Var& dy, const Var& w, const Geom& g);
@@ -338,30 +340,48 @@ Var conv_op(const Var& x, const Var& w, const Var& b, const Geom& g) {
   Tensor y = conv_forward(x.value(), w.value(), b.defined() ? &b.value() : nullptr, g);
   const Var inputs[3] = {x, w, b};
   const std::span<const Var> used(inputs, b.defined() ? 3 : 2);
-  return record("conv2d", std::move(y), used, [g](const BackwardCtx& c, const Var& dy) {
-    Grads r{c.needs_grad(0) ? conv_transpose_op(dy, c.input(1), g) : Var(),
-            c.needs_grad(1) ? conv_weight_op(c.input(0), dy, g) : Var()};
-    if (c.num_inputs() == 3) r.push_back(c.needs_grad(2) ? conv_bias_grad_op(dy) : Var());
-    return r;
-  });
+  return record(
+      "conv2d", std::move(y), used,
+      [g](const BackwardCtx& c, const Var& dy) {
+        Grads r{c.needs_grad(0) ? conv_transpose_op(dy, c.input(1), g) : Var(),
+                c.needs_grad(1) ? conv_weight_op(c.input(0), dy, g) : Var()};
+        if (c.num_inputs() == 3) r.push_back(c.needs_grad(2) ? conv_bias_grad_op(dy) : Var());
+        return r;
+      },
+      [g](const JvpCtx& c) {  // conv(tx, w) + conv(x, tw) + tb
+        const Var t = detail::bilinear_jvp(
+            c, [&g](const Var& x, const Var& w) { return conv_op(x, w, Var(), g); });
+        if (c.num_inputs() < 3 || !c.has_tangent(2)) return t;
+        return detail::add_defined(t, reshape(c.tangent(2), {1, c.input_shape(2)[0], 1, 1}));
+      });
 }
 
 Var conv_transpose_op(const Var& dy, const Var& w, const Geom& g) {
   // <G, conv^T(dy, w)> = B(G, w, dy): its gradients are conv(G, w) and the weight op.
-  return record("conv_transpose2d", conv_transpose_kernel(dy.value(), w.value(), g), {dy, w},
-                [g](const BackwardCtx& c, const Var& gx) {
-                  return Grads{c.needs_grad(0) ? conv_op(gx, c.input(1), Var(), g) : Var(),
-                               c.needs_grad(1) ? conv_weight_op(gx, c.input(0), g) : Var()};
-                });
+  return record(
+      "conv_transpose2d", conv_transpose_kernel(dy.value(), w.value(), g), {dy, w},
+      [g](const BackwardCtx& c, const Var& gx) {
+        return Grads{c.needs_grad(0) ? conv_op(gx, c.input(1), Var(), g) : Var(),
+                     c.needs_grad(1) ? conv_weight_op(gx, c.input(0), g) : Var()};
+      },
+      [g](const JvpCtx& c) {
+        return detail::bilinear_jvp(
+            c, [&g](const Var& d, const Var& w) { return conv_transpose_op(d, w, g); });
+      });
 }
 
 Var conv_weight_op(const Var& x, const Var& dy, const Geom& g) {
   // <G, dw(x, dy)> = B(x, G, dy): its gradients are conv^T(dy, G) and conv(x, G).
-  return record("conv2d_weight_backward", conv_weight_kernel(x.value(), dy.value(), g), {x, dy},
-                [g](const BackwardCtx& c, const Var& gw) {
-                  return Grads{c.needs_grad(0) ? conv_transpose_op(c.input(1), gw, g) : Var(),
-                               c.needs_grad(1) ? conv_op(c.input(0), gw, Var(), g) : Var()};
-                });
+  return record(
+      "conv2d_weight_backward", conv_weight_kernel(x.value(), dy.value(), g), {x, dy},
+      [g](const BackwardCtx& c, const Var& gw) {
+        return Grads{c.needs_grad(0) ? conv_transpose_op(c.input(1), gw, g) : Var(),
+                     c.needs_grad(1) ? conv_op(c.input(0), gw, Var(), g) : Var()};
+      },
+      [g](const JvpCtx& c) {
+        return detail::bilinear_jvp(
+            c, [&g](const Var& x, const Var& d) { return conv_weight_op(x, d, g); });
+      });
 }
 
 void check_dtypes(const Var& x, const Var& w, const Var& b, const char* op) {

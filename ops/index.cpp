@@ -165,11 +165,19 @@ int checked_dim(const Var& x, int64_t dim, const char* op) {
 Var where(const Var& cond, const Var& a, const Var& b) {
   // d/da = dy where cond, else 0; d/db = dy where not cond (each summed back to its shape)
   Tensor y = where_kernel(cond.value(), a.value(), b.value());
-  return record("where", std::move(y), {cond, a, b}, [](const BackwardCtx& c, const Var& dy) {
-    const Var& m = c.input(0);
-    return Grads{Var(), c.needs_grad(1) ? where(m, dy, 0.0) : Var(),
-                 c.needs_grad(2) ? where(m, 0.0, dy) : Var()};
-  });
+  return record(
+      "where", std::move(y), {cond, a, b},
+      [](const BackwardCtx& c, const Var& dy) {
+        const Var& m = c.input(0);
+        return Grads{Var(), c.needs_grad(1) ? where(m, dy, 0.0) : Var(),
+                     c.needs_grad(2) ? where(m, 0.0, dy) : Var()};
+      },
+      [](const JvpCtx& c) {  // ta where cond, tb elsewhere
+        const Var& m = c.input(0);
+        if (!c.has_tangent(2)) return where(m, c.tangent(1), 0.0);
+        if (!c.has_tangent(1)) return where(m, 0.0, c.tangent(2));
+        return where(m, c.tangent(1), c.tangent(2));
+      });
 }
 
 Var where(const Var& cond, const Var& a, double b) { return where(cond, a, scalar_like(b, a)); }
@@ -188,9 +196,12 @@ Var gather(const Var& x, int64_t dim, const Var& index) {
   check_index_dtype(index.value(), "gather");
   const int d = checked_dim(x, dim, "gather");
   Tensor y = gather_kernel(x.value(), d, index.value());
-  return record("gather", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
-    return Grads{detail::gather_backward(dy, c.input_shape(0), d, c.input(1)), Var()};
-  });
+  return record(
+      "gather", std::move(y), {x, index},
+      [d](const BackwardCtx& c, const Var& dy) {
+        return Grads{detail::gather_backward(dy, c.input_shape(0), d, c.input(1)), Var()};
+      },
+      [d](const JvpCtx& c) { return gather(c.tangent(0), d, c.input(1)); });
 }
 
 Var detail::gather_backward(const Var& dy, const Shape& shape, int64_t dim, const Var& index) {
@@ -198,10 +209,14 @@ Var detail::gather_backward(const Var& dy, const Shape& shape, int64_t dim, cons
   // d(dy) = gather(ddx, dim, index)
   Tensor y = scatter_kernel(zeros(shape, dy.dtype()), static_cast<int>(dim), index.value(),
                             &dy.value(), 0.0, true, "gather_backward");
-  return record("gather_backward", std::move(y), {dy, index},
-                [dim](const BackwardCtx& c, const Var& ddx) {
-                  return Grads{gather(ddx, dim, c.input(1)), Var()};
-                });
+  return record(
+      "gather_backward", std::move(y), {dy, index},
+      [dim](const BackwardCtx& c, const Var& ddx) {
+        return Grads{gather(ddx, dim, c.input(1)), Var()};
+      },
+      [dim](const JvpCtx& c) {
+        return gather_backward(c.tangent(0), c.output().shape(), dim, c.input(1));
+      });
 }
 
 Var scatter_add(const Var& x, int64_t dim, const Var& index, const Var& src) {
@@ -210,10 +225,14 @@ Var scatter_add(const Var& x, int64_t dim, const Var& index, const Var& src) {
   const int d = checked_dim(x, dim, "scatter_add");
   Tensor y =
       scatter_kernel(x.value().clone(), d, index.value(), &src.value(), 0.0, true, "scatter_add");
-  return record("scatter_add", std::move(y), {x, index, src},
-                [d](const BackwardCtx& c, const Var& dy) {
-                  return Grads{dy, Var(), c.needs_grad(2) ? gather(dy, d, c.input(1)) : Var()};
-                });
+  return record(
+      "scatter_add", std::move(y), {x, index, src},
+      [d](const BackwardCtx& c, const Var& dy) {
+        return Grads{dy, Var(), c.needs_grad(2) ? gather(dy, d, c.input(1)) : Var()};
+      },
+      [d](const JvpCtx& c) {  // linear in x and src
+        return scatter_add(c.tangent_or_zeros(0), d, c.input(1), c.tangent_or_zeros(2));
+      });
 }
 
 Var scatter(const Var& x, int64_t dim, const Var& index, const Var& src) {
@@ -222,11 +241,16 @@ Var scatter(const Var& x, int64_t dim, const Var& index, const Var& src) {
   const int d = checked_dim(x, dim, "scatter");
   Tensor y =
       scatter_kernel(x.value().clone(), d, index.value(), &src.value(), 0.0, false, "scatter");
-  return record("scatter", std::move(y), {x, index, src}, [d](const BackwardCtx& c, const Var& dy) {
-    const Var& idx = c.input(1);
-    return Grads{c.needs_grad(0) ? scatter(dy, d, idx, 0.0) : Var(), Var(),
-                 c.needs_grad(2) ? gather(dy, d, idx) : Var()};
-  });
+  return record(
+      "scatter", std::move(y), {x, index, src},
+      [d](const BackwardCtx& c, const Var& dy) {
+        const Var& idx = c.input(1);
+        return Grads{c.needs_grad(0) ? scatter(dy, d, idx, 0.0) : Var(), Var(),
+                     c.needs_grad(2) ? gather(dy, d, idx) : Var()};
+      },
+      [d](const JvpCtx& c) {  // linear in x and src
+        return scatter(c.tangent_or_zeros(0), d, c.input(1), c.tangent_or_zeros(2));
+      });
 }
 
 Var scatter(const Var& x, int64_t dim, const Var& index, double value) {
@@ -234,9 +258,12 @@ Var scatter(const Var& x, int64_t dim, const Var& index, double value) {
   check_index_dtype(index.value(), "scatter");
   const int d = checked_dim(x, dim, "scatter");
   Tensor y = scatter_kernel(x.value().clone(), d, index.value(), nullptr, value, false, "scatter");
-  return record("scatter", std::move(y), {x, index}, [d](const BackwardCtx& c, const Var& dy) {
-    return Grads{scatter(dy, d, c.input(1), 0.0), Var()};
-  });
+  return record(
+      "scatter", std::move(y), {x, index},
+      [d](const BackwardCtx& c, const Var& dy) {
+        return Grads{scatter(dy, d, c.input(1), 0.0), Var()};
+      },
+      [d](const JvpCtx& c) { return scatter(c.tangent(0), d, c.input(1), 0.0); });
 }
 
 namespace {
@@ -306,6 +333,9 @@ Var embedding(const Var& ids, const Var& weight, std::optional<int64_t> padding_
           rows_dy = where(constant(std::move(keep)), rows_dy, 0.0);
         }
         return Grads{detail::index_select_backward(rows_dy, c.input_shape(0), 0, idx), Var()};
+      },
+      [idx](const JvpCtx& c) {  // the tangent's rows at ids
+        return reshape(index_select(c.tangent(0), 0, idx), c.output().shape().to_vector());
       });
 }
 

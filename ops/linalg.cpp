@@ -229,9 +229,53 @@ std::vector<Var> unpack(const Var& packed, const std::vector<Shape>& shapes) {
   return out;
 }
 
+// Note [linalg JVP rules]
+// The JVP rule of every tg::linalg op is its backward formula transposed: the formula is
+// linear in its output gradient u and written with ops, so for a dummy u (zeros that want a
+// gradient) J t = d<J^T u, t> / du, one reverse sweep over the formula's few ops (the
+// double-vjp trick, local to the op), recorded when grad mode is on so reverse mode can
+// differentiate the tangent. It costs about one backward of the op per JVP; the formulas
+// themselves (their sources in each op's Note) are checked by gradcheck, gradgradcheck and
+// against torch.linalg, and the rules by fwdcheck on every linalg row.
+struct TransposeCtx {  // what a backward formula reads, inside a JVP rule
+  const JvpCtx& c;
+  const Var& input(size_t i) const { return c.input(i); }
+  const Shape& input_shape(size_t i) const { return c.input_shape(i); }
+  const Var& output() const { return c.output(); }
+  size_t num_inputs() const { return c.num_inputs(); }
+  bool needs_grad(size_t i) const { return c.has_tangent(i); }
+};
+
+template <class Bw>
+Var jvp_by_transpose(const JvpCtx& c, const Bw& backward) {
+  const bool create_graph = is_grad_enabled();
+  const GradModeGuard on(true);
+  const Var& y = c.output();
+  const Var u(zeros(y.shape(), y.dtype()), true);
+  const Grads g = backward(TransposeCtx{c}, u);
+  std::vector<Var> gs, ts;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (!c.has_tangent(i) || !g[i].defined() || !g[i].requires_grad()) continue;
+    const Var& t = c.tangent(i);
+    gs.push_back(g[i]);
+    ts.push_back(t.shape() == g[i].shape() ? t : expand(t, g[i].shape()));
+  }
+  if (gs.empty()) return Var();
+  return grad(gs, {u}, ts, {.create_graph = create_graph, .allow_unused = true})[0];
+}
+
+// record with the backward formula `backward` (generic in its context) and its transpose as
+// the JVP rule (Note [linalg JVP rules]).
+template <class Bw>
+Var record_linalg(const char* op, Tensor value, std::initializer_list<VarRef> inputs, Bw backward) {
+  return record(op, std::move(value), inputs, backward,
+                [backward](const JvpCtx& c) { return jvp_by_transpose(c, backward); });
+}
+
 template <class F>
 std::vector<Var> record_packed(const char* op, std::vector<Tensor> outs, const Var& A, F formula) {
-  if (!detail::grad_enabled || !A.requires_grad()) {
+  if ((!detail::grad_enabled || !A.requires_grad()) &&
+      !(detail::fw_enabled && detail::has_tangent(A))) {
     std::vector<Var> vs;
     for (Tensor& t : outs) vs.push_back(constant(std::move(t)));
     return vs;
@@ -250,7 +294,7 @@ std::vector<Var> record_packed(const char* op, std::vector<Tensor> outs, const V
     off += t.nbytes();
   }
   const Var p =
-      record(op, std::move(packed), {A}, [shapes, formula](const BackwardCtx& ctx, const Var& g) {
+      record_linalg(op, std::move(packed), {A}, [shapes, formula](const auto& ctx, const Var& g) {
         return Grads{formula(ctx, unpack(ctx.output(), shapes), unpack(g, shapes))};
       });
   return unpack(p, shapes);
@@ -296,20 +340,20 @@ Tensor tri_solve_kernel(const Tensor& A, const Tensor& B, Tri o) {
 // linalg_solve_triangular_backward). gA is the transpose when op transposes, restricted
 // to the triangle A's values came from (strictly, when unitriangular).
 Var tri_solve(const Var& A, const Var& B, Tri o) {
-  return record("solve_triangular", tri_solve_kernel(A.value(), B.value(), o), {A, B},
-                [o](const BackwardCtx& ctx, const Var& g) {
-                  const Var& X = ctx.output();
-                  const Var gB = tri_solve(ctx.input(0), g, Tri{o.upper, o.left, o.unit, !o.trans});
-                  Var gA;
-                  if (ctx.needs_grad(0)) {
-                    const Var G =
-                        o.left
+  return record_linalg(
+      "solve_triangular", tri_solve_kernel(A.value(), B.value(), o), {A, B},
+      [o](const auto& ctx, const Var& g) {
+        const Var& X = ctx.output();
+        const Var gB = tri_solve(ctx.input(0), g, Tri{o.upper, o.left, o.unit, !o.trans});
+        Var gA;
+        if (ctx.needs_grad(0)) {
+          const Var G = o.left
                             ? (o.trans ? matmul(X, gB, false, true) : matmul(gB, X, false, true))
                             : (o.trans ? matmul(gB, X, true, false) : matmul(X, gB, true, false));
-                    gA = o.upper ? triu(-G, o.unit ? 1 : 0) : tril(-G, o.unit ? -1 : 0);
-                  }
-                  return Grads{gA, ctx.needs_grad(1) ? gB : Var()};
-                });
+          gA = o.upper ? triu(-G, o.unit ? 1 : 0) : tril(-G, o.unit ? -1 : 0);
+        }
+        return Grads{gA, ctx.needs_grad(1) ? gB : Var()};
+      });
 }
 
 // ---- LU: solve, inv, det ---------------------------------------------------------------
@@ -401,16 +445,16 @@ Tensor lu_solve_kernel(const LuFactors& f, const Tensor& B, bool trans) {
 // op again (op transposed), so every derivative order is a solve with the same factors.
 Var lu_solve(const Var& A, const Var& B, std::shared_ptr<const LuFactors> f, bool trans) {
   Tensor X = lu_solve_kernel(*f, B.value(), trans);
-  return record("solve", std::move(X), {A, B},
-                [f = std::move(f), trans](const BackwardCtx& ctx, const Var& g) {
-                  const Var gB = lu_solve(ctx.input(0), g, f, !trans);
-                  Var gA;
-                  if (ctx.needs_grad(0)) {
-                    const Var& X = ctx.output();
-                    gA = -(trans ? matmul(X, gB, false, true) : matmul(gB, X, false, true));
-                  }
-                  return Grads{gA, ctx.needs_grad(1) ? gB : Var()};
-                });
+  return record_linalg("solve", std::move(X), {A, B},
+                       [f = std::move(f), trans](const auto& ctx, const Var& g) {
+                         const Var gB = lu_solve(ctx.input(0), g, f, !trans);
+                         Var gA;
+                         if (ctx.needs_grad(0)) {
+                           const Var& X = ctx.output();
+                           gA = -(trans ? matmul(X, gB, false, true) : matmul(gB, X, false, true));
+                         }
+                         return Grads{gA, ctx.needs_grad(1) ? gB : Var()};
+                       });
 }
 
 // Sign (-1, 0, 1) and log|det| of each matrix of A [b, n, n], from its LU factors; a
@@ -525,7 +569,7 @@ Var det(const Var& A) {
     for (int64_t i = 0; i < d.numel(); ++i)
       d.data<T>()[i] = sign.data<T>()[i] * std::exp(logabs.data<T>()[i]);
   });
-  return record("det", std::move(d), {A}, [](const BackwardCtx& ctx, const Var& g) {
+  return record_linalg("det", std::move(d), {A}, [](const auto& ctx, const Var& g) {
     const Var& D = ctx.output();
     const std::vector<double> dv = D.value().to_vector();
     if (std::find(dv.begin(), dv.end(), 0.0) != dv.end())
@@ -537,7 +581,7 @@ Var det(const Var& A) {
 SignLogAbsDet slogdet(const Var& A) {
   check_square(A, "slogdet");
   auto [sign, logabs] = sign_logabsdet(A.value(), "slogdet");
-  Var l = record("slogdet", std::move(logabs), {A}, [](const BackwardCtx& ctx, const Var& g) {
+  Var l = record_linalg("slogdet", std::move(logabs), {A}, [](const auto& ctx, const Var& g) {
     return Grads{per_matrix(g) * mT(inv(ctx.input(0)))};
   });
   return {constant(std::move(sign)), std::move(l)};
@@ -578,7 +622,7 @@ Var cholesky(const Var& A, bool upper) {
             if (upper ? j < i : j > i) m[i * n + j] = T(0);
       }
     });
-  return record("cholesky", std::move(out), {A}, [upper](const BackwardCtx& ctx, const Var& g) {
+  return record_linalg("cholesky", std::move(out), {A}, [upper](const auto& ctx, const Var& g) {
     const Var& L = ctx.output();  // U when upper
     const Var T = tril(upper ? matmul(L, g, false, true) : matmul(L, g, true, false));
     const Var P = (T + mT(tril(T, -1))) * 0.5;
@@ -634,22 +678,22 @@ Eigh eigh(const Var& A, const std::string& UPLO) {
         transpose_into(m.data(), qb, n, n);  // column-major eigenvectors: the columns of Q
       }
     });
-  auto outs =
-      record_packed("eigh", {std::move(w), std::move(Q)}, A,
-                    [](const BackwardCtx&, const std::vector<Var>& o, const std::vector<Var>& g) {
-                      const Var &L = o[0], &V = o[1];
-                      const Var& gw = g[0];
-                      const Var& gV = g[1];
-                      Var inner = diag_embed(gw);
-                      if (!is_zero_constant(gV)) {
-                        const Var VhgV = matmul(V, gV, true, false);
-                        const Var skew = (VhgV - mT(VhgV)) * 0.5;
-                        const int64_t n = L.shape()[L.dim() - 1];
-                        const Var E = unsqueeze(L, -2) - unsqueeze(L, -1) + eye_like(n, L.dtype());
-                        inner = inner + skew / E;
-                      }
-                      return matmul(matmul(V, inner), V, false, true);
-                    });
+  auto outs = record_packed("eigh", {std::move(w), std::move(Q)}, A,
+                            [](const auto&, const std::vector<Var>& o, const std::vector<Var>& g) {
+                              const Var &L = o[0], &V = o[1];
+                              const Var& gw = g[0];
+                              const Var& gV = g[1];
+                              Var inner = diag_embed(gw);
+                              if (!is_zero_constant(gV)) {
+                                const Var VhgV = matmul(V, gV, true, false);
+                                const Var skew = (VhgV - mT(VhgV)) * 0.5;
+                                const int64_t n = L.shape()[L.dim() - 1];
+                                const Var E =
+                                    unsqueeze(L, -2) - unsqueeze(L, -1) + eye_like(n, L.dtype());
+                                inner = inner + skew / E;
+                              }
+                              return matmul(matmul(V, inner), V, false, true);
+                            });
   return {outs[0], outs[1]};
 }
 
@@ -762,7 +806,7 @@ Svd svd(const Var& A, bool full_matrices) {
   const bool full_rect = full_matrices && m != n;
   auto outs = record_packed(
       "svd", {std::move(r.U), std::move(r.S), std::move(r.Vh)}, A,
-      [full_rect, k](const BackwardCtx&, const std::vector<Var>& o, const std::vector<Var>& g) {
+      [full_rect, k](const auto&, const std::vector<Var>& o, const std::vector<Var>& g) {
         if (!full_rect) return svd_grad(o, g);
         // As PyTorch, the gradients of the full factors' extra columns of U (rows of Vh) are
         // ignored: those vectors are any basis of the complement, not functions of A.
@@ -840,8 +884,7 @@ QR qr(const Var& A, const std::string& mode) {
   const bool has_grad = mode != "r" && (mode == "reduced" || m <= n);
   auto outs = record_packed(
       "qr", {std::move(Q), std::move(R)}, A,
-      [has_grad, mode, m, n](const BackwardCtx&, const std::vector<Var>& o,
-                             const std::vector<Var>& g) {
+      [has_grad, mode, m, n](const auto&, const std::vector<Var>& o, const std::vector<Var>& g) {
         if (!has_grad)
           throw Error("qr: no gradient for mode \"" + mode +
                       "\" with this shape (mode \"complete\" needs m <= n)");
@@ -920,7 +963,7 @@ Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol, b
     const Var Sinv = where(le(Sabs, tol), 0.0, 1.0 / S);  // NaN stays NaN
     value = matmul(Vh * unsqueeze(Sinv, -1), U, true, true).value();
   }
-  return record("pinv", std::move(value), {A}, [m, n](const BackwardCtx& ctx, const Var& g) {
+  return record_linalg("pinv", std::move(value), {A}, [m, n](const auto& ctx, const Var& g) {
     const Var& A = ctx.input(0);
     const Var& P = ctx.output();
     const Var Ph = mT(P), gh = mT(g);

@@ -241,6 +241,31 @@ Var class_grad(const Var& dy, const ClassTargets& ct) {
   return dy;
 }
 
+// The adjoint of class_grad: per-position values [.., 1, ..] (bshape) reduced as the loss
+// is (the JVP of a class loss), of the loss's shape `out`.
+Var class_reduce(const Var& v, const ClassTargets& ct, const Shape& out) {
+  if (ct.reduction == Reduction::none) return reshape(v, out.to_vector());
+  if (ct.reduction == Reduction::mean)
+    return mul_scalar(sum(v), ct.counted > 0 ? 1.0 / ct.total : 0.0);
+  return sum(v);
+}
+
+// The JVP of a class loss whose gradient in x is D * class_grad(dy): the tangent weighted by
+// D, summed over the classes and reduced as the loss.
+Var class_loss_jvp(const JvpCtx& c, const Var& D, const ClassTargets& ct) {
+  return class_reduce(sum(mul(D, c.tangent(0)), {ct.axis}, true), ct, c.output().shape());
+}
+
+// The JVP of an elementwise loss reduce(l): the tangents weighted by l's derivatives
+// (`partial(c, i)`, elementwise in input i), summed and reduced as the loss.
+template <class P>
+Var elementwise_loss_jvp(const JvpCtx& c, Reduction r, P partial) {
+  Var s;
+  for (size_t i = 0; i < c.num_inputs(); ++i)
+    if (c.has_tangent(i)) s = detail::add_defined(s, mul(c.tangent(i), partial(c, i)));
+  return reduce_var(s, r);
+}
+
 // Cross-entropy against class probabilities, from differentiable ops (so differentiable in
 // the target and the weight too), as PyTorch's.
 Var soft_cross_entropy(const Var& input, const Var& target, const CrossEntropyOptions& o) {
@@ -272,12 +297,18 @@ Var mse_loss(const Var& input, const Var& target, Reduction reduction) {
   Tensor d2 = kern::zip(input.value(), target.value(), "mse_loss",
                         [](auto a, auto b) { return (a - b) * (a - b); });
   const int64_t n = input.numel();
-  return record("mse_loss", reduce(d2, reduction), {input, target},
-                [reduction, n](const BackwardCtx& c, const Var& dy) {
-                  Var dx = mul(mul_scalar(sub(c.input(0), c.input(1)), 2.0),
-                               per_element_grad(dy, reduction, n));
-                  return Grads{c.needs_grad(0) ? dx : Var(), c.needs_grad(1) ? neg(dx) : Var()};
-                });
+  return record(
+      "mse_loss", reduce(d2, reduction), {input, target},
+      [reduction, n](const BackwardCtx& c, const Var& dy) {
+        Var dx =
+            mul(mul_scalar(sub(c.input(0), c.input(1)), 2.0), per_element_grad(dy, reduction, n));
+        return Grads{c.needs_grad(0) ? dx : Var(), c.needs_grad(1) ? neg(dx) : Var()};
+      },
+      [reduction](const JvpCtx& c) {  // reduce(2 (x - t) (tx - tt))
+        return elementwise_loss_jvp(c, reduction, [](const JvpCtx& k, size_t i) {
+          return mul_scalar(sub(k.input(0), k.input(1)), i == 0 ? 2.0 : -2.0);
+        });
+      });
 }
 
 Var nll_loss(const Var& input, const Var& target, const NllLossOptions& options) {
@@ -293,11 +324,23 @@ Var nll_loss(const Var& input, const Var& target, const NllLossOptions& options)
       read_targets(input, target, options.weight, options.ignore_index, 0.0, options.reduction, op);
   // -Q written directly: its zeros stay +0, as the old one-hot's (bit-equal gradients).
   const Tensor neg_q = class_coefficients(*ct, input.shape(), input.dtype(), false, -1.0);
-  return record("nll_loss", class_loss(input.value(), *ct, target.shape(), op), {input},
-                [ct, neg_q](const BackwardCtx&, const Var& dy) {
-                  return Grads{mul(constant(neg_q), class_grad(dy, *ct))};
-                });
+  return record(
+      "nll_loss", class_loss(input.value(), *ct, target.shape(), op), {input},
+      [ct, neg_q](const BackwardCtx&, const Var& dy) {
+        return Grads{mul(constant(neg_q), class_grad(dy, *ct))};
+      },
+      [ct, neg_q](const JvpCtx& c) { return class_loss_jvp(c, constant(neg_q), *ct); });
 }
+
+namespace {
+// cross_entropy's gradient in x per unit of dy': softmax(x) sum_c Q - Q.
+Var cross_entropy_coefficients(const Var& x, const ClassTargets& ct) {
+  const Var p = softmax(x, ct.axis);
+  const Var q = constant(class_coefficients(ct, x.shape(), x.dtype(), false));
+  return ct.plain ? sub(p, q)
+                  : sub(mul(p, constant(class_coefficients(ct, x.shape(), x.dtype(), true))), q);
+}
+}  // namespace
 
 Var cross_entropy(const Var& input, const Var& target, const CrossEntropyOptions& options) {
   // Class indices: l = -sum_c Q log_softmax(x) with Q = (1 - e) w_t onehot(t) + e/C w (0
@@ -339,14 +382,10 @@ Var cross_entropy(const Var& input, const Var& target, const CrossEntropyOptions
   return record(
       "cross_entropy", class_loss(logp, *ct, target.shape(), op), {input},
       [ct](const BackwardCtx& c, const Var& dy) {
-        const Var& x = c.input(0);
-        const Var p = softmax(x, ct->axis);
-        const Var q = constant(class_coefficients(*ct, x.shape(), x.dtype(), false));
-        const Var d =
-            ct->plain
-                ? sub(p, q)
-                : sub(mul(p, constant(class_coefficients(*ct, x.shape(), x.dtype(), true))), q);
-        return Grads{mul(d, class_grad(dy, *ct))};
+        return Grads{mul(cross_entropy_coefficients(c.input(0), *ct), class_grad(dy, *ct))};
+      },
+      [ct](const JvpCtx& c) {
+        return class_loss_jvp(c, cross_entropy_coefficients(c.input(0), *ct), *ct);
       });
 }
 
@@ -405,21 +444,32 @@ Var binary_cross_entropy(const Var& input, const Var& target, const Var& weight,
   });
   if (weight.defined()) l = kern::zip(l, w, op, [](auto a, auto b) { return a * b; });
   const int64_t n = input.numel();
-  return record("binary_cross_entropy", reduce(l, reduction), {input, target},
-                [reduction, n, w](const BackwardCtx& c, const Var& dy) {
-                  Var g = per_element_grad(dy, reduction, n);
-                  if (w.defined()) g = mul(g, constant(w));
-                  const Var& x = c.input(0);
-                  Var dx, dt;
-                  if (c.needs_grad(0)) {
-                    // (PyTorch's 1e-12 floor is a float constant: 9.99999996e-13 in f64 too)
-                    const Var den = clamp(mul(x, 1.0 - x), static_cast<double>(1e-12f),
-                                          std::numeric_limits<double>::infinity());
-                    dx = mul(div(sub(x, c.input(1)), den), g);
-                  }
-                  if (c.needs_grad(1)) dt = mul(sub(log(1.0 - x), log(x)), g);
-                  return Grads{dx, dt};
-                });
+  return record(
+      "binary_cross_entropy", reduce(l, reduction), {input, target},
+      [reduction, n, w](const BackwardCtx& c, const Var& dy) {
+        Var g = per_element_grad(dy, reduction, n);
+        if (w.defined()) g = mul(g, constant(w));
+        const Var& x = c.input(0);
+        Var dx, dt;
+        if (c.needs_grad(0)) {
+          // (PyTorch's 1e-12 floor is a float constant: 9.99999996e-13 in f64 too)
+          const Var den = clamp(mul(x, 1.0 - x), static_cast<double>(1e-12f),
+                                std::numeric_limits<double>::infinity());
+          dx = mul(div(sub(x, c.input(1)), den), g);
+        }
+        if (c.needs_grad(1)) dt = mul(sub(log(1.0 - x), log(x)), g);
+        return Grads{dx, dt};
+      },
+      [reduction, w](const JvpCtx& c) {
+        const Var l = elementwise_loss_jvp(c, Reduction::none, [](const JvpCtx& k, size_t i) {
+          const Var& x = k.input(0);
+          if (i == 1) return sub(log(1.0 - x), log(x));
+          const Var den = clamp(mul(x, 1.0 - x), static_cast<double>(1e-12f),
+                                std::numeric_limits<double>::infinity());
+          return div(sub(x, k.input(1)), den);
+        });
+        return reduce_var(w.defined() ? mul(l, constant(w)) : l, reduction);
+      });
 }
 
 Var l1_loss(const Var& input, const Var& target, Reduction reduction) {
@@ -483,13 +533,18 @@ Var binary_cross_entropy_with_logits(const Var& logits, const Var& target, Reduc
                          return std::max(x, T(0)) - x * y + std::log1p(std::exp(-std::abs(x)));
                        });
   const int64_t n = logits.numel();
-  return record("binary_cross_entropy_with_logits", reduce(l, reduction), {logits, target},
-                [reduction, n](const BackwardCtx& c, const Var& dy) {
-                  Var g = per_element_grad(dy, reduction, n);
-                  return Grads{
-                      c.needs_grad(0) ? mul(sub(sigmoid(c.input(0)), c.input(1)), g) : Var(),
-                      c.needs_grad(1) ? mul(neg(c.input(0)), g) : Var()};
-                });
+  return record(
+      "binary_cross_entropy_with_logits", reduce(l, reduction), {logits, target},
+      [reduction, n](const BackwardCtx& c, const Var& dy) {
+        Var g = per_element_grad(dy, reduction, n);
+        return Grads{c.needs_grad(0) ? mul(sub(sigmoid(c.input(0)), c.input(1)), g) : Var(),
+                     c.needs_grad(1) ? mul(neg(c.input(0)), g) : Var()};
+      },
+      [reduction](const JvpCtx& c) {
+        return elementwise_loss_jvp(c, reduction, [](const JvpCtx& k, size_t i) {
+          return i == 0 ? sub(sigmoid(k.input(0)), k.input(1)) : neg(k.input(0));
+        });
+      });
 }
 
 }  // namespace tg

@@ -17,35 +17,36 @@ namespace tg {
 Var exp(const Var& x) {
   // d exp(x) = dy * y
   Tensor y = kern::simd_map(x.value(), "exp", [](auto b) { return xsimd::exp(b); });
-  return record("exp", std::move(y), {x},
-                [](const BackwardCtx& c, const Var& dy) { return Grads{mul(dy, c.output())}; });
+  return detail::record_symmetric("exp", std::move(y), x,
+                                  [](const auto& c, const Var& dy) { return mul(dy, c.output()); });
 }
 
 Var log(const Var& x) {
   // d log(x) = dy / x
   Tensor y = kern::simd_map(x.value(), "log", [](auto b) { return xsimd::log(b); });
-  return record("log", std::move(y), {x},
-                [](const BackwardCtx& c, const Var& dy) { return Grads{div(dy, c.input(0))}; });
+  return detail::record_symmetric("log", std::move(y), x,
+                                  [](const auto& c, const Var& dy) { return div(dy, c.input(0)); });
 }
 
 Var sqrt(const Var& x) {
   // d sqrt(x) = dy / (2 y)
   Tensor y = kern::simd_map(x.value(), "sqrt", [](auto b) { return xsimd::sqrt(b); });
-  return record("sqrt", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{div(dy, mul_scalar(c.output(), 2.0))};
+  return detail::record_symmetric("sqrt", std::move(y), x, [](const auto& c, const Var& dy) {
+    return div(dy, mul_scalar(c.output(), 2.0));
   });
 }
 
 Var abs(const Var& x) {
   // d|x| = dy * sign(x)   NOTE: sign(0) = 0.
-  return record("abs", kern::map(x.value(), "abs", [](auto v) { return std::abs(v); }), {x},
-                [](const BackwardCtx& c, const Var& dy) {
-                  Tensor sign = kern::map(c.input(0).value(), "abs", [](auto v) {
-                    using T = decltype(v);
-                    return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
-                  });
-                  return Grads{mul(dy, constant(std::move(sign)))};
-                });
+  return detail::record_symmetric("abs",
+                                  kern::map(x.value(), "abs", [](auto v) { return std::abs(v); }),
+                                  x, [](const auto& c, const Var& dy) {
+                                    Tensor sign = kern::map(c.input(0).value(), "abs", [](auto v) {
+                                      using T = decltype(v);
+                                      return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+                                    });
+                                    return mul(dy, constant(std::move(sign)));
+                                  });
 }
 
 Var clamp(const Var& x, double lo, double hi) {
@@ -56,13 +57,13 @@ Var clamp(const Var& x, double lo, double hi) {
     const T l = static_cast<T>(lo), h = static_cast<T>(hi);
     return kern::map(x.value(), "clamp", [l, h](T v) { return v < l ? l : (v > h ? h : v); });
   });
-  return record("clamp", std::move(y), {x}, [lo, hi](const BackwardCtx& c, const Var& dy) {
+  return detail::record_symmetric("clamp", std::move(y), x, [lo, hi](const auto& c, const Var& dy) {
     Tensor mask = dispatch(dy.dtype(), "clamp", [&]<class T>() {
       const T l = static_cast<T>(lo), h = static_cast<T>(hi);
       return kern::map(c.input(0).value(), "clamp",
                        [l, h](T v) { return v >= l && v <= h ? T(1) : T(0); });
     });
-    return Grads{mul(dy, constant(std::move(mask)))};
+    return mul(dy, constant(std::move(mask)));
   });
 }
 
@@ -72,8 +73,8 @@ Var softplus(const Var& x) {
     using T = decltype(v);
     return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
   });
-  return record("softplus", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, sigmoid(c.input(0)))};
+  return detail::record_symmetric("softplus", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, sigmoid(c.input(0)));
   });
 }
 
@@ -135,12 +136,10 @@ Var extreme_pair(const Var& a, const Var& b, bool largest, const char* op) {
   Tensor y = largest
                  ? zip_any(a.value(), b.value(), op, [](auto x, auto z) { return max_nan(x, z); })
                  : zip_any(a.value(), b.value(), op, [](auto x, auto z) { return min_nan(x, z); });
-  return record(op, std::move(y), {a, b}, [largest, op](const BackwardCtx& c, const Var& dy) {
-    const Tensor& av = c.input(0).value();
-    const Tensor& bv = c.input(1).value();
-    return Grads{c.needs_grad(0) ? extreme_grad(dy, av, bv, largest, true, op) : Var(),
-                 c.needs_grad(1) ? extreme_grad(dy, av, bv, largest, false, op) : Var()};
-  });
+  return detail::record_elementwise(
+      op, std::move(y), {a, b}, [largest, op](const auto& c, size_t i, const Var& d) {
+        return extreme_grad(d, c.input(0).value(), c.input(1).value(), largest, i == 0, op);
+      });
 }
 
 }  // namespace
@@ -153,16 +152,16 @@ Var minimum(const Var& a, const Var& b) { return extreme_pair(a, b, false, "mini
 Var sin(const Var& x) {
   // d sin(x) = dy * cos(x)
   Tensor y = kern::simd_map(x.value(), "sin", [](auto b) { return xsimd::sin(b); });
-  return record("sin", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, cos(c.input(0)))};
+  return detail::record_symmetric("sin", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, cos(c.input(0)));
   });
 }
 
 Var cos(const Var& x) {
   // d cos(x) = -dy * sin(x)
   Tensor y = kern::simd_map(x.value(), "cos", [](auto b) { return xsimd::cos(b); });
-  return record("cos", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, neg(sin(c.input(0))))};
+  return detail::record_symmetric("cos", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, neg(sin(c.input(0))));
   });
 }
 
@@ -174,9 +173,9 @@ Var erf(const Var& x) {
   Tensor y = x.dtype() == f64
                  ? kern::map(x.value(), "erf", [](auto v) { return std::erf(v); })
                  : kern::simd_map(x.value(), "erf", [](auto b) { return xsimd::erf(b); });
-  return record("erf", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
+  return detail::record_symmetric("erf", std::move(y), x, [](const auto& c, const Var& dy) {
     const double k = 2.0 * std::numbers::inv_sqrtpi;
-    return Grads{mul(dy, mul_scalar(exp(neg(square(c.input(0)))), k))};
+    return mul(dy, mul_scalar(exp(neg(square(c.input(0)))), k));
   });
 }
 
@@ -186,40 +185,40 @@ Var rsqrt(const Var& x) {
     using T = typename decltype(b)::value_type;
     return T(1) / xsimd::sqrt(b);
   });
-  return record("rsqrt", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, mul_scalar(pow(c.output(), 3.0), -0.5))};
+  return detail::record_symmetric("rsqrt", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, mul_scalar(pow(c.output(), 3.0), -0.5));
   });
 }
 
 Var reciprocal(const Var& x) {
   // y = 1 / x;  d = -dy * y^2
   Tensor y = kern::map(x.value(), "reciprocal", [](auto v) { return decltype(v)(1) / v; });
-  return record("reciprocal", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{neg(mul(dy, square(c.output())))};
+  return detail::record_symmetric("reciprocal", std::move(y), x, [](const auto& c, const Var& dy) {
+    return neg(mul(dy, square(c.output())));
   });
 }
 
 Var square(const Var& x) {
   // d x^2 = 2 x dy
   Tensor y = kern::map(x.value(), "square", [](auto v) { return v * v; });
-  return record("square", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, mul_scalar(c.input(0), 2.0))};
+  return detail::record_symmetric("square", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, mul_scalar(c.input(0), 2.0));
   });
 }
 
 Var log1p(const Var& x) {
   // d log(1 + x) = dy / (1 + x)
   Tensor y = kern::simd_map(x.value(), "log1p", [](auto b) { return xsimd::log1p(b); });
-  return record("log1p", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{div(dy, add_scalar(c.input(0), 1.0))};
+  return detail::record_symmetric("log1p", std::move(y), x, [](const auto& c, const Var& dy) {
+    return div(dy, add_scalar(c.input(0), 1.0));
   });
 }
 
 Var expm1(const Var& x) {
   // d (exp(x) - 1) = dy * (y + 1)
   Tensor y = kern::simd_map(x.value(), "expm1", [](auto b) { return xsimd::expm1(b); });
-  return record("expm1", std::move(y), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{mul(dy, add_scalar(c.output(), 1.0))};
+  return detail::record_symmetric("expm1", std::move(y), x, [](const auto& c, const Var& dy) {
+    return mul(dy, add_scalar(c.output(), 1.0));
   });
 }
 
@@ -240,8 +239,8 @@ Var piecewise_constant(const char* op, const Var& x, bool bool_ok, F f) {
     const int64_t n = xv.numel();
     for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
   });
-  return record(op, std::move(y), {x},
-                [](const BackwardCtx&, const Var& dy) { return Grads{mul_scalar(dy, 0.0)}; });
+  return detail::record_symmetric(op, std::move(y), x,
+                                  [](const auto&, const Var& dy) { return mul_scalar(dy, 0.0); });
 }
 
 }  // namespace
@@ -297,50 +296,62 @@ Var clamp(const Var& x, const Var& min, const Var& max) {
   std::vector<Var> inputs{x};
   if (has_lo) inputs.push_back(min);
   if (has_hi) inputs.push_back(max);
-  return record("clamp", std::move(y), std::span<const Var>(inputs),
-                [has_lo, has_hi](const BackwardCtx& c, const Var& dy) {
-                  const Shape& shape = dy.shape();
-                  const int ilo = 1, ihi = has_lo ? 2 : 1;
-                  auto full = [&](int i) {
-                    const Tensor& t = c.input(i).value();
-                    return t.shape() == shape ? t : kern::expand(t, shape, "clamp");
-                  };
-                  const Tensor xv = full(0);
-                  const Tensor lo = has_lo ? full(ilo) : Tensor();
-                  const Tensor hi = has_hi ? full(ihi) : Tensor();
-                  // 1 where each operand gets dy, else 0 (only the bounds there are)
-                  Tensor kx = Tensor::empty(shape, dy.dtype());
-                  Tensor klo = has_lo ? Tensor::empty(shape, dy.dtype()) : Tensor();
-                  Tensor khi = has_hi ? Tensor::empty(shape, dy.dtype()) : Tensor();
-                  dispatch(dy.dtype(), "clamp", [&]<class T>() {
-                    const T* px = xv.data<T>();
-                    const T* pl = has_lo ? lo.data<T>() : nullptr;
-                    const T* ph = has_hi ? hi.data<T>() : nullptr;
-                    T* ox = kx.data<T>();
-                    T* ol = has_lo ? klo.data<T>() : nullptr;
-                    T* oh = has_hi ? khi.data<T>() : nullptr;
-                    for (int64_t i = 0, n = shape.numel(); i < n; ++i) {
-                      const T v = px[i];
-                      if (pl && ph) {
-                        ox[i] = v >= pl[i] && v <= ph[i];
-                        ol[i] = v < pl[i] && pl[i] < ph[i];
-                        oh[i] = v > ph[i] || ph[i] < pl[i];
-                      } else if (pl) {
-                        ox[i] = v >= pl[i];
-                        ol[i] = v < pl[i];
-                      } else {
-                        ox[i] = v <= ph[i];
-                        oh[i] = v > ph[i];
-                      }
-                    }
-                  });
-                  Grads g{c.needs_grad(0) ? detail::keep_where(dy, kx, 0.0) : Var()};
-                  if (has_lo)
-                    g.push_back(c.needs_grad(ilo) ? detail::keep_where(dy, klo, 0.0) : Var());
-                  if (has_hi)
-                    g.push_back(c.needs_grad(ihi) ? detail::keep_where(dy, khi, 0.0) : Var());
-                  return g;
-                });
+  // The masks: 1 where each operand gets dy (or its tangent), else 0.
+  auto masks = [has_lo, has_hi](const auto& c, const Shape& shape, Dtype dtype) {
+    const int ilo = 1, ihi = has_lo ? 2 : 1;
+    auto full = [&](int i) {
+      const Tensor& t = c.input(i).value();
+      return t.shape() == shape ? t : kern::expand(t, shape, "clamp");
+    };
+    const Tensor xv = full(0);
+    const Tensor lo = has_lo ? full(ilo) : Tensor();
+    const Tensor hi = has_hi ? full(ihi) : Tensor();
+    std::vector<Tensor> k{Tensor::empty(shape, dtype)};
+    if (has_lo) k.push_back(Tensor::empty(shape, dtype));
+    if (has_hi) k.push_back(Tensor::empty(shape, dtype));
+    dispatch(dtype, "clamp", [&]<class T>() {
+      const T* px = xv.data<T>();
+      const T* pl = has_lo ? lo.data<T>() : nullptr;
+      const T* ph = has_hi ? hi.data<T>() : nullptr;
+      T* ox = k[0].data<T>();
+      T* ol = has_lo ? k[ilo].data<T>() : nullptr;
+      T* oh = has_hi ? k[ihi].data<T>() : nullptr;
+      for (int64_t i = 0, n = shape.numel(); i < n; ++i) {
+        const T v = px[i];
+        if (pl && ph) {
+          ox[i] = v >= pl[i] && v <= ph[i];
+          ol[i] = v < pl[i] && pl[i] < ph[i];
+          oh[i] = v > ph[i] || ph[i] < pl[i];
+        } else if (pl) {
+          ox[i] = v >= pl[i];
+          ol[i] = v < pl[i];
+        } else {
+          ox[i] = v <= ph[i];
+          oh[i] = v > ph[i];
+        }
+      }
+    });
+    return k;
+  };
+  return record(
+      "clamp", std::move(y), std::span<const Var>(inputs),
+      [masks](const BackwardCtx& c, const Var& dy) {
+        const std::vector<Tensor> k = masks(c, dy.shape(), dy.dtype());
+        Grads g;
+        for (size_t i = 0; i < k.size(); ++i)
+          g.push_back(c.needs_grad(i) ? detail::keep_where(dy, k[i], 0.0) : Var());
+        return g;
+      },
+      [masks](const JvpCtx& c) {  // the sum of each operand's tangent where it is selected
+        const Var& y = c.output();
+        const std::vector<Tensor> k = masks(c, y.shape(), y.dtype());
+        Var sum;
+        for (size_t i = 0; i < k.size(); ++i)
+          if (c.has_tangent(i))
+            sum = detail::add_defined(
+                sum, detail::keep_where(expand(c.tangent(i), y.shape()), k[i], 0.0));
+        return sum;
+      });
 }
 
 }  // namespace tg

@@ -29,6 +29,10 @@ Var matmul(const Var& a, const Var& b, bool transpose_a, bool transpose_b) {
           db = tb ? matmul(dc, A, true, ta) : matmul(A, dc, !ta, false);
         }
         return Grads{da, db};
+      },
+      [ta = transpose_a, tb = transpose_b](const JvpCtx& c) {
+        return detail::bilinear_jvp(
+            c, [&](const Var& x, const Var& y) { return matmul(x, y, ta, tb); });
       });
 }
 
@@ -63,6 +67,11 @@ Var matmul_broadcast(const Var& a, const Var& b, bool ta, bool tb, const Shape& 
           db = tb ? matmul_broadcast(dc, A, true, ta, bb) : matmul_broadcast(A, dc, !ta, false, bb);
         }
         return Grads{da, db};
+      },
+      [ta, tb](const JvpCtx& c) {
+        const Shape batch = batch_of(c.output().shape());
+        return detail::bilinear_jvp(
+            c, [&](const Var& x, const Var& y) { return matmul_broadcast(x, y, ta, tb, batch); });
       });
 }
 
@@ -152,12 +161,19 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
       kern::gemm(x.value(), false, weight.value(), true, bias.defined() ? &bias.value() : nullptr);
   const Var inputs[3] = {x, weight, bias};
   const std::span<const Var> used(inputs, bias.defined() ? 3 : 2);
-  return record("linear", std::move(y), used, [](const BackwardCtx& c, const Var& dy) {
-    Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),        // [N, in]
-            c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};        // [out, in]
-    if (c.num_inputs() == 3) g.push_back(c.needs_grad(2) ? sum(dy, {0}) : Var());  // [out]
-    return g;
-  });
+  return record(
+      "linear", std::move(y), used,
+      [](const BackwardCtx& c, const Var& dy) {
+        Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),        // [N, in]
+                c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};        // [out, in]
+        if (c.num_inputs() == 3) g.push_back(c.needs_grad(2) ? sum(dy, {0}) : Var());  // [out]
+        return g;
+      },
+      [](const JvpCtx& c) {  // tx W^T + x tW^T + tb
+        const Var t =
+            detail::bilinear_jvp(c, [](const Var& x, const Var& w) { return linear(x, w); });
+        return c.num_inputs() == 3 ? detail::add_defined(t, c.tangent(2)) : t;
+      });
 }
 
 }  // namespace tg

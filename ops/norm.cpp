@@ -154,6 +154,18 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
 
 Var normalize3(const Var& x, double eps, Stats* stats_out = nullptr);
 
+// d/dx <u, normalize_backward(g, x)> = -r^2 (xhat (C - 3 mg mu) + mu (g - gm) + mg (u - um)),
+// means over the channel's elements, C = mean(u g) - um gm.
+Var normalize_backward_dx(const Var& u, const Var& gg, const Var& xx, double eps) {
+  const std::vector<int64_t> d{0, 2};
+  const Var xh = normalize3(xx, eps);
+  const Var r2 = 1.0 / (var(xx, d, 0, true) + eps);
+  const Var gm = mean(gg, d, true), um = mean(u, d, true);
+  const Var mg = mean(gg * xh, d, true), mu = mean(u * xh, d, true);
+  const Var cov = mean(u * gg, d, true) - um * gm;
+  return -r2 * (xh * (cov - 3.0 * mg * mu) + mu * (gg - gm) + mg * (u - um));
+}
+
 // normalize3's gradient: g (dxhat) and x both [A, C, B]. `known`: x's statistics when the
 // caller has them (normalize3 keeps its forward's: x is version-checked, so they are still
 // x's), saving two passes over x.
@@ -162,26 +174,22 @@ Var normalize_backward(const Var& g, const Var& x, double eps, const Stats* know
   const Shape& s = x.shape();
   const Stats st = known ? *known : channel_stats(x.value(), s[0], s[1], s[2]);
   Tensor dx = normalize_backward_kernel(g.value(), x.value(), st, eps);
-  return record("normalize_backward", std::move(dx), {g, x},
-                [eps](const BackwardCtx& c, const Var& u) {
-                  const Var& gg = c.input(0);
-                  const Var& xx = c.input(1);
-                  // In g the map is r times a symmetric projection: its adjoint is itself.
-                  Var dg = c.needs_grad(0) ? normalize_backward(u, xx, eps) : Var();
-                  Var dxx;
-                  if (c.needs_grad(1)) {
-                    // d/dx <u, dx> = -r^2 (xhat (C - 3 mg mu) + mu (g - gm) + mg (u - um)),
-                    // means over the channel's elements, C = mean(u g) - um gm.
-                    const std::vector<int64_t> d{0, 2};
-                    const Var xh = normalize3(xx, eps);
-                    const Var r2 = 1.0 / (var(xx, d, 0, true) + eps);
-                    const Var gm = mean(gg, d, true), um = mean(u, d, true);
-                    const Var mg = mean(gg * xh, d, true), mu = mean(u * xh, d, true);
-                    const Var cov = mean(u * gg, d, true) - um * gm;
-                    dxx = -r2 * (xh * (cov - 3.0 * mg * mu) + mu * (gg - gm) + mg * (u - um));
-                  }
-                  return Grads{dg, dxx};
-                });
+  // In g the map is r times a symmetric projection: its adjoint is itself. In x it is the
+  // Hessian of <g, normalize3(x)>, symmetric too. So each part of the JVP rule is the same
+  // formula as that part of the backward, applied to the tangent.
+  return record(
+      "normalize_backward", std::move(dx), {g, x},
+      [eps](const BackwardCtx& c, const Var& u) {
+        return Grads{
+            c.needs_grad(0) ? normalize_backward(u, c.input(1), eps) : Var(),
+            c.needs_grad(1) ? normalize_backward_dx(u, c.input(0), c.input(1), eps) : Var()};
+      },
+      [eps](const JvpCtx& c) {
+        return detail::add_defined(
+            c.has_tangent(0) ? normalize_backward(c.tangent(0), c.input(1), eps) : Var(),
+            c.has_tangent(1) ? normalize_backward_dx(c.tangent(1), c.input(0), c.input(1), eps)
+                             : Var());
+      });
 }
 
 // (x - mean) / sqrt(var + eps) per channel of x [A, C, B]; the statistics go to stats_out.
@@ -190,9 +198,11 @@ Var normalize3(const Var& x, double eps, Stats* stats_out) {
   auto st = std::make_shared<const Stats>(channel_stats(x.value(), s[0], s[1], s[2]));
   Tensor y = normalize_kernel(x.value(), *st, eps);
   if (stats_out) *stats_out = *st;
-  return record("normalize", std::move(y), {x}, [eps, st](const BackwardCtx& c, const Var& g) {
-    return Grads{normalize_backward(g, c.input(0), eps, st.get())};
-  });
+  // Its Jacobian is r times a symmetric projection: the backward is also the JVP rule.
+  return detail::record_symmetric("normalize", std::move(y), x,
+                                  [eps, st](const auto& c, const Var& g) {
+                                    return normalize_backward(g, c.input(0), eps, st.get());
+                                  });
 }
 
 // x normalized per channel over the view [A, C, B] of its elements, in x's shape.

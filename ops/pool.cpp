@@ -151,6 +151,14 @@ Var max_pool_grad(const Var& dy, const Shape& xs, const Var& idx) {
   return reshape(g, {N, C, xs[2], xs[3]});
 }
 
+// Its tangent: the input's tangent at the indices of each plane.
+Var max_pool_jvp(const Var& t, const Shape& ys, const Var& idx) {
+  const Shape& xs = t.shape();
+  const int64_t N = xs[0], C = xs[1], L = ys[2] * ys[3];
+  const Var v = gather(reshape(t, {N, C, xs[2] * xs[3]}), 2, reshape(idx, {N, C, L}));
+  return reshape(v, ys.to_vector());
+}
+
 ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optional<Pair2> stride,
                             Pair2 pad, Pair2 dil, bool ceil_mode, bool return_indices = true) {
   bool unbatched = false;
@@ -164,9 +172,12 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   // The backward keeps its own copy of the indices when they are returned (writing into the
   // returned ones must not move the gradient).
   const Var saved = constant(return_indices ? idx.clone() : idx);
-  Var v = record("max_pool2d", std::move(y), {x}, [saved](const BackwardCtx& c, const Var& dy) {
-    return Grads{max_pool_grad(dy, c.input_shape(0), saved)};
-  });
+  Var v = record(
+      "max_pool2d", std::move(y), {x},
+      [saved](const BackwardCtx& c, const Var& dy) {
+        return Grads{max_pool_grad(dy, c.input_shape(0), saved)};
+      },
+      [saved](const JvpCtx& c) { return max_pool_jvp(c.tangent(0), c.output().shape(), saved); });
   if (!return_indices) return {unbatched ? squeeze(v, 0) : v, Var()};
   Var i = constant(std::move(idx));
   if (unbatched) return {squeeze(v, 0), squeeze(i, 0)};
@@ -270,17 +281,20 @@ Var window_mean(const char* op, const Var& x, const WindowsPtr& wn);
 Var avg_pool2d_backward(const Var& dy, const WindowsPtr& wn) {
   kern::check_floating(dy.value(), "avg_pool2d_backward");
   Tensor dx = window_mean_adjoint_kernel(dy.value(), *wn);
-  return record("avg_pool2d_backward", std::move(dx), {dy},
-                [wn](const BackwardCtx&, const Var& ddx) {
-                  return Grads{window_mean("avg_pool2d", ddx, wn)};
-                });
+  return record(
+      "avg_pool2d_backward", std::move(dx), {dy},
+      [wn](const BackwardCtx&, const Var& ddx) {
+        return Grads{window_mean("avg_pool2d", ddx, wn)};
+      },
+      [wn](const JvpCtx& c) { return avg_pool2d_backward(c.tangent(0), wn); });
 }
 
 Var window_mean(const char* op, const Var& x, const WindowsPtr& wn) {
   Tensor y = window_mean_kernel(x.value(), *wn);
-  return record(op, std::move(y), {x}, [wn](const BackwardCtx&, const Var& dy) {
-    return Grads{avg_pool2d_backward(dy, wn)};
-  });
+  return record(
+      op, std::move(y), {x},
+      [wn](const BackwardCtx&, const Var& dy) { return Grads{avg_pool2d_backward(dy, wn)}; },
+      [op, wn](const JvpCtx& c) { return window_mean(op, c.tangent(0), wn); });
 }
 
 }  // namespace

@@ -38,9 +38,10 @@ Shape kept_shape(const Shape& s, const std::vector<int>& axes) {
 
 Var sum(const Var& x) {
   // d sum(x) = dy broadcast to x's shape
-  return record("sum", kern::sum_all(x.value()), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{expand(dy, c.input_shape(0))};
-  });
+  return record(
+      "sum", kern::sum_all(x.value()), {x},
+      [](const BackwardCtx& c, const Var& dy) { return Grads{expand(dy, c.input_shape(0))}; },
+      [](const JvpCtx& c) { return sum(c.tangent(0)); });
 }
 
 Var sum(const Var& x, const std::vector<int64_t>& axes, bool keepdims) {
@@ -55,9 +56,12 @@ Var sum(const Var& x, const std::vector<int64_t>& axes, bool keepdims) {
       if (!std::binary_search(ax.begin(), ax.end(), d)) s.push_back(x.shape()[d]);
     y = y.reshape(s);
   }
-  return record("sum", std::move(y), {x}, [kshape](const BackwardCtx& c, const Var& dy) {
-    return Grads{expand(reshape(dy, kshape.to_vector()), c.input_shape(0))};
-  });
+  return record(
+      "sum", std::move(y), {x},
+      [kshape](const BackwardCtx& c, const Var& dy) {
+        return Grads{expand(reshape(dy, kshape.to_vector()), c.input_shape(0))};
+      },
+      [axes, keepdims](const JvpCtx& c) { return sum(c.tangent(0), axes, keepdims); });
 }
 
 Var mean(const Var& x) { return mul_scalar(sum(x), 1.0 / static_cast<double>(x.numel())); }
@@ -92,10 +96,10 @@ Var extreme_all(const Var& x, bool largest, const char* op) {
     for (int64_t i = 0; i < x.numel(); ++i) pm[i] /= static_cast<T>(count);
     return m;
   });
-  return record(op, std::move(y), {x},
-                [share = std::move(share)](const BackwardCtx&, const Var& dy) {
-                  return Grads{mul(dy, constant(share))};
-                });
+  return record(
+      op, std::move(y), {x},
+      [share](const BackwardCtx&, const Var& dy) { return Grads{mul(dy, constant(share))}; },
+      [share](const JvpCtx& c) { return sum(mul(c.tangent(0), constant(share))); });
 }
 
 // Along a dim: values and the index of each (the first extreme, or the first NaN); dx = dy
@@ -115,13 +119,17 @@ ValuesIndices extreme_dim(const Var& x, int64_t dim, bool keepdim, bool largest,
     idx = idx.reshape(out);
   }
   if (!is_floating(x.dtype())) return {constant(std::move(y)), constant(std::move(idx))};
-  Var values =
-      record(op, std::move(y), {x},
-             [ax, kshape, kept_idx, xshape = xv.shape()](const BackwardCtx& c, const Var& dy) {
-               const Var zero = constant(zeros(xshape, dy.dtype()));
-               const Var g = scatter(zero, ax, kept_idx, reshape(dy, kshape.to_vector()));
-               return Grads{reshape(g, c.input_shape(0).to_vector())};
-             });
+  Var values = record(
+      op, std::move(y), {x},
+      [ax, kshape, kept_idx, xshape = xv.shape()](const BackwardCtx& c, const Var& dy) {
+        const Var zero = constant(zeros(xshape, dy.dtype()));
+        const Var g = scatter(zero, ax, kept_idx, reshape(dy, kshape.to_vector()));
+        return Grads{reshape(g, c.input_shape(0).to_vector())};
+      },
+      [ax, kept_idx, xshape = xv.shape()](const JvpCtx& c) {  // t at the indices
+        const Var t = gather(reshape(c.tangent(0), xshape.to_vector()), ax, kept_idx);
+        return reshape(t, c.output().shape().to_vector());
+      });
   return {std::move(values), constant(std::move(idx))};
 }
 
@@ -189,11 +197,16 @@ ValuesIndices sorted_op(const Var& x, int64_t k, int64_t dim, bool descending, c
   }
   if (!is_floating(x.dtype())) return {constant(std::move(values)), constant(std::move(idx))};
   Var v = record(
-      op, std::move(values), {x}, [ax, kept_idx, xshape](const BackwardCtx& c, const Var& dy) {
+      op, std::move(values), {x},
+      [ax, kept_idx, xshape](const BackwardCtx& c, const Var& dy) {
         // dx = dy at the positions the values came from, 0 elsewhere
         const Var zero = constant(zeros(xshape, dy.dtype()));
         const Var g = scatter(zero, ax, kept_idx, reshape(dy, kept_idx.shape().to_vector()));
         return Grads{reshape(g, c.input_shape(0).to_vector())};
+      },
+      [ax, kept_idx, xshape](const JvpCtx& c) {  // t at the positions the values came from
+        const Var t = gather(reshape(c.tangent(0), xshape.to_vector()), ax, kept_idx);
+        return reshape(t, c.output().shape().to_vector());
       });
   return {std::move(v), constant(std::move(idx))};
 }
@@ -285,11 +298,18 @@ Var logsumexp(const Var& x, const std::vector<int64_t>& dims, bool keepdim) {
     }
   }
   const Shape kept = r.kept;
-  return record("logsumexp", y.reshape(r.out), {x}, [kept](const BackwardCtx& c, const Var& dy) {
-    // d logsumexp(x) = dy * exp(x - y)  (softmax of x)
-    const Var yk = reshape(c.output(), kept.to_vector());
-    return Grads{mul(reshape(dy, kept.to_vector()), exp(sub(c.input(0), yk)))};
-  });
+  return record(
+      "logsumexp", y.reshape(r.out), {x},
+      [kept](const BackwardCtx& c, const Var& dy) {
+        // d logsumexp(x) = dy * exp(x - y)  (softmax of x)
+        const Var yk = reshape(c.output(), kept.to_vector());
+        return Grads{mul(reshape(dy, kept.to_vector()), exp(sub(c.input(0), yk)))};
+      },
+      [r](const JvpCtx& c) {  // sum(t * softmax(x))
+        const Var yk = reshape(c.output(), r.kept.to_vector());
+        const Var t = sum(mul(c.tangent(0), exp(sub(c.input(0), yk))), r.axes64, true);
+        return reshape(t, r.out.to_vector());
+      });
 }
 Var logsumexp(const Var& x, std::initializer_list<int64_t> dims, bool keepdim) {
   return logsumexp(x, std::vector<int64_t>(dims), keepdim);
@@ -326,16 +346,27 @@ Var std(const Var& x, const std::vector<int64_t>& dims, int64_t correction, bool
     y = sqrt(var(constant(x.value()), dims, correction, keepdim)).value();
   }
   const double scale = 2.0 / var_divisor(r, correction);
-  return record("std", std::move(y), {x}, [r, scale](const BackwardCtx& c, const Var& dy) {
-    // d std = dy / (2 std) * d var, d var = 2 (x - mean) / (N - correction).
-    // NOTE: 0 where std = 0 (a constant slice), not NaN, as PyTorch; the division is by a
-    // safe 1 there, so a second derivative stays finite too.
-    const Var yk = reshape(c.output(), r.kept.to_vector());
-    const Var zero = eq(yk, 0.0);
-    const Var dv = where(zero, 0.0, div(reshape(dy, r.kept.to_vector()), where(zero, 1.0, yk)));
-    const Var& xin = c.input(0);
-    return Grads{mul(mul_scalar(sub(xin, mean(xin, r.axes64, true)), scale / 2.0), dv)};
-  });
+  return record(
+      "std", std::move(y), {x},
+      [r, scale](const BackwardCtx& c, const Var& dy) {
+        // d std = dy / (2 std) * d var, d var = 2 (x - mean) / (N - correction).
+        // NOTE: 0 where std = 0 (a constant slice), not NaN, as PyTorch; the division is by a
+        // safe 1 there, so a second derivative stays finite too.
+        const Var yk = reshape(c.output(), r.kept.to_vector());
+        const Var zero = eq(yk, 0.0);
+        const Var dv = where(zero, 0.0, div(reshape(dy, r.kept.to_vector()), where(zero, 1.0, yk)));
+        const Var& xin = c.input(0);
+        return Grads{mul(mul_scalar(sub(xin, mean(xin, r.axes64, true)), scale / 2.0), dv)};
+      },
+      [r, scale](const JvpCtx& c) {  // sum(t (x - mean)) (scale / 2) / std, 0 where std = 0
+        const Var yk = reshape(c.output(), r.kept.to_vector());
+        const Var zero = eq(yk, 0.0);
+        const Var& xin = c.input(0);
+        const Var g =
+            sum(mul(c.tangent(0), mul_scalar(sub(xin, mean(xin, r.axes64, true)), scale / 2.0)),
+                r.axes64, true);
+        return reshape(where(zero, 0.0, div(g, where(zero, 1.0, yk))), r.out.to_vector());
+      });
 }
 Var std(const Var& x, std::initializer_list<int64_t> dims, int64_t correction, bool keepdim) {
   return std(x, std::vector<int64_t>(dims), correction, keepdim);
@@ -349,6 +380,16 @@ Tensor sign_of(const Tensor& x) {
     using T = decltype(v);
     return v > T(0) ? T(1) : v < T(0) ? T(-1) : v;  // 0 stays 0, NaN stays NaN
   });
+}
+
+// The derivative of the p = inf norm: shared evenly by the entries reaching the max |x| (or
+// NaN), times their sign, as PyTorch's amax-based norm (yk: the norm with the axes kept).
+Tensor inf_norm_share(const Tensor& x, const Tensor& yk, const Reduction& r) {
+  NoGradGuard no_grad;
+  const Var xc = constant(x);
+  const Var hit = logical_or(eq(abs(xc), constant(yk)), isnan(xc));
+  const Var h = constant(hit.value().to(x.dtype()));
+  return mul(div(h, sum(h, r.axes64, true)), constant(sign_of(x))).value();
 }
 }  // namespace
 
@@ -372,28 +413,35 @@ Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim)
     else
       y = amax_kept(abs(xc).value(), r, "norm").reshape(r.out);
   }
-  return record("norm", std::move(y), {x}, [p, r](const BackwardCtx& c, const Var& dy) {
-    const Var dyk = reshape(dy, r.kept.to_vector());
-    const Var& xin = c.input(0);
-    if (p == 1) return Grads{mul(dyk, constant(sign_of(xin.value())))};  // d|x| = sign(x)
-    const Var yk = reshape(c.output(), r.kept.to_vector());
-    if (p == 2) {
-      // d ||x|| = x / ||x||; NOTE: 0 where the norm is 0 (a subgradient), as PyTorch.
-      const Var zero = eq(yk, 0.0);
-      return Grads{mul(xin, where(zero, 0.0, div(dyk, where(zero, 1.0, yk))))};
-    }
-    // p = inf: dy shared evenly by the entries reaching the max |x| (or NaN), times their
-    // sign, as PyTorch's amax-based norm.
-    Tensor share;
-    {
-      NoGradGuard no_grad;
-      const Var xc = constant(xin.value());
-      const Var hit = logical_or(eq(abs(xc), constant(yk.value())), isnan(xc));
-      const Var h = constant(hit.value().to(xin.dtype()));
-      share = mul(div(h, sum(h, r.axes64, true)), constant(sign_of(xin.value()))).value();
-    }
-    return Grads{mul(dyk, constant(std::move(share)))};
-  });
+  return record(
+      "norm", std::move(y), {x},
+      [p, r](const BackwardCtx& c, const Var& dy) {
+        const Var dyk = reshape(dy, r.kept.to_vector());
+        const Var& xin = c.input(0);
+        if (p == 1) return Grads{mul(dyk, constant(sign_of(xin.value())))};  // d|x| = sign(x)
+        const Var yk = reshape(c.output(), r.kept.to_vector());
+        if (p == 2) {
+          // d ||x|| = x / ||x||; NOTE: 0 where the norm is 0 (a subgradient), as PyTorch.
+          const Var zero = eq(yk, 0.0);
+          return Grads{mul(xin, where(zero, 0.0, div(dyk, where(zero, 1.0, yk))))};
+        }
+        return Grads{mul(dyk, constant(inf_norm_share(xin.value(), yk.value(), r)))};
+      },
+      [p, r](const JvpCtx& c) {
+        const Var& xin = c.input(0);
+        const Var& t = c.tangent(0);
+        const Var yk = reshape(c.output(), r.kept.to_vector());
+        Var g;
+        if (p == 1) {
+          g = sum(mul(t, constant(sign_of(xin.value()))), r.axes64, true);
+        } else if (p == 2) {  // <x, t> / ||x||, 0 where the norm is 0
+          const Var zero = eq(yk, 0.0);
+          g = where(zero, 0.0, div(sum(mul(xin, t), r.axes64, true), where(zero, 1.0, yk)));
+        } else {
+          g = sum(mul(t, constant(inf_norm_share(xin.value(), yk.value(), r))), r.axes64, true);
+        }
+        return reshape(g, r.out.to_vector());
+      });
 }
 Var norm(const Var& x, double p, std::initializer_list<int64_t> dims, bool keepdim) {
   return norm(x, p, std::vector<int64_t>(dims), keepdim);
@@ -405,26 +453,28 @@ namespace {
 // out_i = the product of the other entries of x along `ax` (floating x), recorded so that
 // prod's gradient can be differentiated again.
 Var prod_others(const Var& x, int ax) {
-  return record("prod_others", kern::prod_others_axis(x.value(), ax), {x},
-                [ax](const BackwardCtx& c, const Var& g) {
-                  // d out_i / d x_k = prod_{j != i, k} x_j (i != k), 0 for i = k: the
-                  // products of the others of E_k (x with x_k set to 1), summed against g
-                  // with g_k left out. E has a new axis k before `ax`: O(N^2) per slice,
-                  // paid by second derivatives only.
-                  const Shape& s = c.input_shape(0);
-                  const int64_t n = s[ax];
-                  Shape eshape(std::vector<int64_t>(static_cast<size_t>(s.rank() + 1), 1));
-                  eshape[ax] = n;
-                  eshape[ax + 1] = n;
-                  Tensor eye = zeros(eshape, boolean);
-                  for (int64_t i = 0; i < n; ++i) eye.data<bool>()[i * n + i] = true;
-                  const Var e = constant(std::move(eye));
-                  Shape u = s;
-                  u.insert(ax, 1);
-                  const Var big = where(e, 1.0, reshape(c.input(0), u.to_vector()));
-                  const Var gk = where(e, 0.0, reshape(g, u.to_vector()));
-                  return Grads{sum(mul(gk, prod_others(big, ax + 1)), {ax + 1})};
-                });
+  // Its Jacobian is symmetric (d out_i / d x_k = d out_k / d x_i): the backward is also the
+  // JVP rule.
+  return detail::record_symmetric(
+      "prod_others", kern::prod_others_axis(x.value(), ax), x, [ax](const auto& c, const Var& g) {
+        // d out_i / d x_k = prod_{j != i, k} x_j (i != k), 0 for i = k: the
+        // products of the others of E_k (x with x_k set to 1), summed against g
+        // with g_k left out. E has a new axis k before `ax`: O(N^2) per slice,
+        // paid by second derivatives only.
+        const Shape& s = c.input_shape(0);
+        const int64_t n = s[ax];
+        Shape eshape(std::vector<int64_t>(static_cast<size_t>(s.rank() + 1), 1));
+        eshape[ax] = n;
+        eshape[ax + 1] = n;
+        Tensor eye = zeros(eshape, boolean);
+        for (int64_t i = 0; i < n; ++i) eye.data<bool>()[i * n + i] = true;
+        const Var e = constant(std::move(eye));
+        Shape u = s;
+        u.insert(ax, 1);
+        const Var big = where(e, 1.0, reshape(c.input(0), u.to_vector()));
+        const Var gk = where(e, 0.0, reshape(g, u.to_vector()));
+        return sum(mul(gk, prod_others(big, ax + 1)), {ax + 1});
+      });
 }
 
 }  // namespace
@@ -436,23 +486,33 @@ Var prod(const Var& x, int64_t dim, bool keepdim) {
   if (x.dim() == 0) y = y.reshape(Shape{});
   if (!is_floating(x.dtype())) return constant(std::move(y));
   const Shape kept = kept_shape(xshape, {ax});
-  return record("prod", std::move(y), {x}, [ax, kept, xshape](const BackwardCtx& c, const Var& dy) {
-    // d prod(x) / d x_i = the product of the other entries. NOTE: no division by x_i, so
-    // one or several zeros give PyTorch's gradient (and the second derivative is exact).
-    const Var others = prod_others(reshape(c.input(0), xshape.to_vector()), ax);
-    return Grads{reshape(mul(reshape(dy, kept.to_vector()), others), c.input_shape(0).to_vector())};
-  });
+  return record(
+      "prod", std::move(y), {x},
+      [ax, kept, xshape](const BackwardCtx& c, const Var& dy) {
+        // d prod(x) / d x_i = the product of the other entries. NOTE: no division by x_i, so
+        // one or several zeros give PyTorch's gradient (and the second derivative is exact).
+        const Var others = prod_others(reshape(c.input(0), xshape.to_vector()), ax);
+        return Grads{
+            reshape(mul(reshape(dy, kept.to_vector()), others), c.input_shape(0).to_vector())};
+      },
+      [ax, xshape](const JvpCtx& c) {  // sum(t * the products of the others)
+        const Var others = prod_others(reshape(c.input(0), xshape.to_vector()), ax);
+        const Var t = sum(mul(reshape(c.tangent(0), xshape.to_vector()), others), {ax}, true);
+        return reshape(t, c.output().shape().to_vector());
+      });
 }
 
 Var prod(const Var& x) { return prod(reshape(x, {-1}), 0); }
 
 namespace {
 Var cumsum_along(const Var& x, int ax, bool reverse) {
-  return record("cumsum", kern::cumsum_axis(x.value(), ax, reverse, "cumsum"), {x},
-                [ax, reverse](const BackwardCtx&, const Var& dy) {
-                  // d cumsum = the cumsum of dy in the other direction (sums from the end)
-                  return Grads{cumsum_along(dy, ax, !reverse)};
-                });
+  return record(
+      "cumsum", kern::cumsum_axis(x.value(), ax, reverse, "cumsum"), {x},
+      [ax, reverse](const BackwardCtx&, const Var& dy) {
+        // d cumsum = the cumsum of dy in the other direction (sums from the end)
+        return Grads{cumsum_along(dy, ax, !reverse)};
+      },
+      [ax, reverse](const JvpCtx& c) { return cumsum_along(c.tangent(0), ax, reverse); });
 }
 }  // namespace
 

@@ -141,15 +141,18 @@ Var resample(const Var& x, const PlanPtr& pl);
 Var resample_adjoint(const Var& dy, const PlanPtr& pl) {
   kern::check_floating(dy.value(), "interpolate_backward");
   Tensor dx = resample_adjoint_kernel(dy.value(), *pl);
-  return record("interpolate_backward", std::move(dx), {dy},
-                [pl](const BackwardCtx&, const Var& ddx) { return Grads{resample(ddx, pl)}; });
+  return record(
+      "interpolate_backward", std::move(dx), {dy},
+      [pl](const BackwardCtx&, const Var& ddx) { return Grads{resample(ddx, pl)}; },
+      [pl](const JvpCtx& c) { return resample_adjoint(c.tangent(0), pl); });
 }
 
 Var resample(const Var& x, const PlanPtr& pl) {
   Tensor y = resample_kernel(x.value(), *pl);
-  return record("interpolate", std::move(y), {x}, [pl](const BackwardCtx&, const Var& dy) {
-    return Grads{resample_adjoint(dy, pl)};
-  });
+  return record(
+      "interpolate", std::move(y), {x},
+      [pl](const BackwardCtx&, const Var& dy) { return Grads{resample_adjoint(dy, pl)}; },
+      [pl](const JvpCtx& c) { return resample(c.tangent(0), pl); });
 }
 
 std::string shape_list(const std::vector<int64_t>& v) {

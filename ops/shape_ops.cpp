@@ -55,18 +55,24 @@ Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx
 // Adjoint of gather_op, itself differentiable (its adjoint is gather_op again).
 Var scatter_op(const Var& dy, const Shape& shape, int axis, std::vector<int64_t> idx) {
   Tensor g = scatter_add(dy.value(), shape, axis, idx);
-  return record("index_select_backward", std::move(g), {dy},
-                [axis, idx = std::move(idx)](const BackwardCtx&, const Var& ddx) {
-                  return Grads{gather_op("index_select", ddx, axis, idx)};
-                });
+  return record(
+      "index_select_backward", std::move(g), {dy},
+      [axis, idx](const BackwardCtx&, const Var& ddx) {
+        return Grads{gather_op("index_select", ddx, axis, idx)};
+      },
+      [axis, idx](const JvpCtx& c) {
+        return scatter_op(c.tangent(0), c.output().shape(), axis, idx);
+      });
 }
 
 Var gather_op(const char* name, const Var& x, int axis, std::vector<int64_t> idx) {
   Tensor y = gather(x.value(), axis, idx);
-  return record(name, std::move(y), {x},
-                [axis, idx = std::move(idx)](const BackwardCtx& c, const Var& dy) {
-                  return Grads{scatter_op(dy, c.input_shape(0), axis, idx)};
-                });
+  return record(
+      name, std::move(y), {x},
+      [axis, idx](const BackwardCtx& c, const Var& dy) {
+        return Grads{scatter_op(dy, c.input_shape(0), axis, idx)};
+      },
+      [name, axis, idx](const JvpCtx& c) { return gather_op(name, c.tangent(0), axis, idx); });
 }
 
 }  // namespace
@@ -78,9 +84,12 @@ Var detail::index_select_backward(const Var& dy, const Shape& shape, int axis,
 
 Var reshape(const Var& x, const std::vector<int64_t>& shape) {
   // the same elements; dx = dy reshaped back
-  return record("reshape", x.value().reshape(shape), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{reshape(dy, c.input_shape(0).to_vector())};
-  });
+  return record(
+      "reshape", x.value().reshape(shape), {x},
+      [](const BackwardCtx& c, const Var& dy) {
+        return Grads{reshape(dy, c.input_shape(0).to_vector())};
+      },
+      [](const JvpCtx& c) { return reshape(c.tangent(0), c.output().shape().to_vector()); });
 }
 
 Var flatten(const Var& x, int64_t start_axis) {
@@ -109,8 +118,10 @@ Var permute(const Var& x, const std::vector<int64_t>& order) {
     ord.push_back(a);
   }
   std::vector<int64_t> inv64(inv.begin(), inv.end());
-  return record("permute", kern::permute(x.value(), ord), {x},
-                [inv64](const BackwardCtx&, const Var& dy) { return Grads{permute(dy, inv64)}; });
+  return record(
+      "permute", kern::permute(x.value(), ord), {x},
+      [inv64](const BackwardCtx&, const Var& dy) { return Grads{permute(dy, inv64)}; },
+      [order](const JvpCtx& c) { return permute(c.tangent(0), order); });
 }
 
 Var transpose(const Var& x, int64_t axis0, int64_t axis1) {
@@ -187,13 +198,19 @@ Var concat(const std::vector<Var>& xs, int64_t axis) {
     offset += m;
     bounds.push_back(offset);
   }
-  return record("concat", std::move(out), std::span<const Var>(xs),
-                [ax, bounds](const BackwardCtx& c, const Var& dy) {
-                  Grads g;
-                  for (size_t i = 0; i < c.num_inputs(); ++i)
-                    g.push_back(c.needs_grad(i) ? slice(dy, ax, bounds[i], bounds[i + 1]) : Var());
-                  return g;
-                });
+  return record(
+      "concat", std::move(out), std::span<const Var>(xs),
+      [ax, bounds](const BackwardCtx& c, const Var& dy) {
+        Grads g;
+        for (size_t i = 0; i < c.num_inputs(); ++i)
+          g.push_back(c.needs_grad(i) ? slice(dy, ax, bounds[i], bounds[i + 1]) : Var());
+        return g;
+      },
+      [ax](const JvpCtx& c) {  // the tangents side by side (zeros for none)
+        std::vector<Var> ts;
+        for (size_t i = 0; i < c.num_inputs(); ++i) ts.push_back(c.tangent_or_zeros(i));
+        return concat(ts, ax);
+      });
 }
 
 // ---- PyTorch's shape ops ----
@@ -217,11 +234,20 @@ int wrap_dim(int64_t dim, int rank, const char* op, int extra = 0) {
   return static_cast<int>(dim < 0 ? dim + r : dim);
 }
 
+// A copy of x recorded as `name` (an op that moves nothing): dx = dy, its tangent x's.
+Var copy_op(const char* name, const Var& x) {
+  return detail::record_symmetric(name, x.value().clone(), x,
+                                  [](const auto&, const Var& d) { return d; });
+}
+
 // The same elements under a new shape, shared (a view, as reshape), recorded as `name`.
 Var view_op(const char* name, const Var& x, const Shape& shape) {
-  return record(name, x.value().reshape(shape), {x}, [](const BackwardCtx& c, const Var& dy) {
-    return Grads{reshape(dy, c.input_shape(0).to_vector())};
-  });
+  return record(
+      name, x.value().reshape(shape), {x},
+      [](const BackwardCtx& c, const Var& dy) {
+        return Grads{reshape(dy, c.input_shape(0).to_vector())};
+      },
+      [](const JvpCtx& c) { return reshape(c.tangent(0), c.output().shape().to_vector()); });
 }
 
 // Output extent of dim d is n + lo[d] + hi[d]: x's entries shifted by lo[d], `value` where
@@ -292,15 +318,17 @@ Var pad_const_op(const char* name, const Var& x, std::vector<int64_t> lo, std::v
     shape[d] = e;
   }
   Tensor y = pad_constant(x.value(), lo, hi, shape, value);
-  return record(name, std::move(y), {x},
-                [lo = std::move(lo), hi = std::move(hi)](const BackwardCtx&, const Var& dy) {
-                  std::vector<int64_t> nlo(lo.size()), nhi(hi.size());
-                  for (size_t i = 0; i < lo.size(); ++i) {
-                    nlo[i] = -lo[i];
-                    nhi[i] = -hi[i];
-                  }
-                  return Grads{pad_const_op("pad", dy, std::move(nlo), std::move(nhi), 0.0)};
-                });
+  return record(
+      name, std::move(y), {x},
+      [lo, hi](const BackwardCtx&, const Var& dy) {
+        std::vector<int64_t> nlo(lo.size()), nhi(hi.size());
+        for (size_t i = 0; i < lo.size(); ++i) {
+          nlo[i] = -lo[i];
+          nhi[i] = -hi[i];
+        }
+        return Grads{pad_const_op("pad", dy, std::move(nlo), std::move(nhi), 0.0)};
+      },
+      [name, lo, hi](const JvpCtx& c) { return pad_const_op(name, c.tangent(0), lo, hi, 0.0); });
 }
 
 // The lower (j - i <= diagonal) or upper (j - i >= diagonal) triangle of the last two dims,
@@ -325,10 +353,10 @@ Var tri_op(const char* name, const Var& x, int64_t diagonal, bool lower) {
         }
       }
   });
-  return record(name, std::move(y), {x},
-                [name, diagonal, lower](const BackwardCtx&, const Var& dy) {
-                  return Grads{tri_op(name, dy, diagonal, lower)};
-                });
+  return detail::record_symmetric(name, std::move(y), x,
+                                  [name, diagonal, lower](const auto&, const Var& dy) {
+                                    return tri_op(name, dy, diagonal, lower);
+                                  });
 }
 
 }  // namespace
@@ -499,8 +527,7 @@ Var pad(const Var& x, const std::vector<int64_t>& pad, const std::string& mode, 
     y = gather_op("pad", y, d, std::move(idx));
   }
   if (y.value().shares_storage_with(x.value()))  // all pads 0: a copy
-    return record("pad", x.value().clone(), {x},
-                  [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+    return copy_op("pad", x);
   return y;
 }
 
@@ -517,8 +544,7 @@ Var flip(const Var& x, const std::vector<int64_t>& dims) {
     if (x.dim() > 0 && x.shape()[d] > 1) ds.push_back(d);
   }
   if (ds.empty())  // nothing moves: a copy
-    return record("flip", x.value().clone(), {x},
-                  [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+    return copy_op("flip", x);
   Var y = x;
   for (int d : ds) {
     const int64_t n = x.shape()[d];
@@ -564,8 +590,7 @@ Var repeat(const Var& x, const std::vector<int64_t>& repeats) {
       expanded.push_back(n);
     }
     if (tiled == 0)  // nothing tiled: a copy
-      return record("repeat", xp.value().clone(), {xp},
-                    [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
+      return copy_op("repeat", xp);
     return reshape(expand(reshape(xp, view), expanded), out_shape);
   }
   // too many dims to interleave: tile one dim at a time

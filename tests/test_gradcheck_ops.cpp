@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,19 @@ void check_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
   }
 }
 
+// The same rule for tangents: with every input's tangent NaN, the output's tangent (when the
+// op gives one) holds a NaN.
+void check_tangent_nan_rule(const Case& c, const std::vector<Tensor>& inputs) {
+  tg::fwd::DualLevel level;
+  std::vector<Var> duals;
+  for (const Tensor& t : inputs)
+    duals.push_back(tg::fwd::make_dual(tg::param(t.clone()),
+                                       tg::constant(tg::full(t.shape(), std::nan(""), tg::f64))));
+  const Var t = tg::fwd::unpack_dual(c.fn(duals)).tangent;
+  INFO(c.name << ": NaN tangent in, NaN tangent out");
+  if (t.defined()) CHECK(has_nan(t.value()));
+}
+
 // Gradients live on floating tensors only: an op given an i64 or bool tensor where it needs
 // a float (any one of its inputs) throws a DtypeError that names the op ("exp: ...") and
 // the dtype; it never computes on the integers or reads the bools as floats. Only data
@@ -131,7 +145,11 @@ void run_cases(const std::vector<Case>& cases) {
       const auto r2 = tg::gradgradcheck(c.fn, inputs);
       INFO(c.name << ": " << r2.message);
       CHECK(r2.passed);
+      const auto r3 = tg::fwdcheck(c.fn, inputs);
+      INFO(c.name << ": " << r3.message);
+      CHECK(r3.passed);
       check_nan_rule(c, inputs);
+      check_tangent_nan_rule(c, inputs);
       check_dtype_rule(c, inputs);
     }
   }
@@ -140,6 +158,32 @@ void run_cases(const std::vector<Case>& cases) {
 const std::vector<int64_t> kLabels{2, 0, 3};
 
 }  // namespace
+
+namespace {
+// make_dual and unpack_dual, the identity on values and tangents: inside fwdcheck's level
+// the input's tangent goes through; elsewhere a level of its own, with a zero tangent.
+Var dual_round_trip(const Var& x) {
+  std::optional<tg::fwd::DualLevel> level;
+  if (!tg::fwd::level_active()) level.emplace();
+  const Var t = tg::fwd::unpack_dual(x).tangent;
+  const Var d =
+      t.defined() ? x : tg::fwd::make_dual(x, tg::constant(tg::zeros(x.shape(), x.dtype())));
+  const auto u = tg::fwd::unpack_dual(d);
+  return tg::fwd::make_dual(u.primal, u.tangent) * 1.0;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: forward-mode duals", "[gradcheck][forward_ad]") {
+  const In a{{3, 4}};
+  run_cases({
+      {"make_dual (the identity in reverse mode)",
+       [](auto& v) { return dual_round_trip(v[0]); },
+       {a}},
+      {"unpack_dual (the identity in reverse mode)",
+       [](auto& v) { return dual_round_trip(v[0]); },
+       {a}},
+  });
+}
 
 TEST_CASE("gradcheck: arithmetic with broadcasting", "[gradcheck]") {
   const In a34{{3, 4}}, b4{{4}}, c31{{3, 1}}, s{{}}, a213{{2, 1, 3}}, b41{{4, 1}};

@@ -8,6 +8,7 @@
 #include "data/sampler.hpp"
 #include "data/words.hpp"
 #include "graph/dot.hpp"
+#include "graph/forward_ad.hpp"
 #include "graph/gradcheck.hpp"
 #include "graph/rng.hpp"
 #include "graph/tensor.hpp"
