@@ -293,6 +293,19 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
   run_gemm(p, a, b, nullptr, out);
 }
 
+void gemm_accumulate(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  const GemmPlan p = plan_gemm(a, ta, b, tb, nullptr, "matmul");
+  if (!p.plain || out.shape() != p.shape || out.dtype() != a.dtype() || overlaps(out, a) ||
+      overlaps(out, b)) [[unlikely]]
+    throw ShapeError("matmul: cannot add a " + p.shape.str() + " product into a " +
+                     std::string(dtype_name(out.dtype())) + " " + out.shape().str() + " tensor");
+  out.bump_version();
+  dispatch(a.dtype(), "matmul", [&]<class T>() {
+    gemm_raw(ta, tb, p.m, p.n, p.k, a.data<T>(), ta ? p.m : p.k, b.data<T>(), tb ? p.k : p.n, T(1),
+             out.data<T>(), p.n);
+  });
+}
+
 namespace {
 template <class T>
 void gemm_raw_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
