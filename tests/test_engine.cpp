@@ -118,6 +118,24 @@ TEST_CASE("a weight used by several linears gets its gradient summed in place", 
   check(dw.value(), want, 1.0);
 }
 
+TEST_CASE("crops of one tensor add their gradients into its sum in place", "[engine]") {
+  // narrow's backward adds dy into the input's pending sum when the engine allows it; the
+  // result is the padded gradients' sum, overlapping crops included.
+  const Var x = tg::param(tg::arange(12, tg::f64).reshape({2, 6}));
+  const auto pieces = tg::chunk(x, 3, 1);
+  Var loss = tg::sum(tg::narrow(x, 1, 1, 3) * 10.0);
+  for (int k = 0; k < 3; ++k) loss = loss + tg::sum(pieces[size_t(k)] * double(k + 1));
+  loss.backward();
+  // chunk k gives k + 1 on columns 2k, 2k + 1; the narrow adds 10 on columns 1-3
+  const std::vector<double> row{1, 11, 12, 12, 3, 3};
+  std::vector<double> want = row;
+  want.insert(want.end(), row.begin(), row.end());
+  CHECK(x.grad().value().to_vector() == want);
+  const Var g = tg::grad({tg::sum(tg::narrow(x, 0, 1, 1)) + tg::sum(tg::narrow(x, 1, 5, 1))}, {x},
+                         {}, {.create_graph = true})[0];
+  CHECK(g.value().to_vector() == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2});
+}
+
 TEST_CASE("retain_graph allows a second backward; without it the second one throws", "[engine]") {
   Var x = scalar_param(3.0);
   Var y = tg::exp(x) * x;
