@@ -26,6 +26,9 @@ namespace tg {
 // inputs). A second one is added out of place into a fresh buffer, which the node then owns
 // (`pending_owned`), so later ones are added in place. With create_graph every sum is a
 // recorded `add`, so it can be differentiated.
+// An op may also add its part into that owned buffer itself (BackwardCtx::accumulating_grad):
+// linear's weight gradient is then one gemm with beta = 1 into the sum, not a fresh product
+// added afterwards (a weight used at every step of a recurrence, an LSTMCell loop's W_hh).
 
 namespace {
 
@@ -77,6 +80,22 @@ void accumulate_pending(Node& n, Var g, bool create_graph) {
   }
   n.pending_owned = true;
 }
+
+}  // namespace
+
+Tensor BackwardCtx::accumulating_grad(size_t i) const {
+  const Var& in = node_->inputs[i];
+  if (detail::grad_enabled || detail::anomaly_enabled || !in.defined() || !in.node()->requires_grad)
+    return {};
+  Node& n = *in.node();
+  if (!n.pending.defined() || !(n.pending_owned || sole_owner(n.pending))) return {};
+  const Tensor& g = n.pending.value();
+  if (g.dtype() != in.dtype() || g.shape() != in.shape()) return {};
+  n.pending_owned = true;
+  return g;
+}
+
+namespace {
 
 // Adds a finished gradient into a leaf's (or retained non-leaf's) `.grad`.
 void accumulate_grad_field(Node& n, Var g, bool create_graph) {

@@ -292,6 +292,11 @@ class BackwardCtx {
       throw_modified(k);
     return Var(node_);
   }
+  /// Input `i`'s gradient summed so far in this backward, when the op may add its own part
+  /// into it in place: no create_graph, no anomaly mode, and a buffer the engine owns of the
+  /// input's shape and dtype (Note [Gradient accumulation]); otherwise an undefined tensor.
+  /// An op that adds its part into it returns Var() for that input.
+  Tensor accumulating_grad(size_t i) const;
 
  private:
   [[noreturn]] void throw_modified(size_t i) const;  // i == num_inputs(): the output

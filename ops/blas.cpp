@@ -3,11 +3,13 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 
 #include "ops/kernels.hpp"
 #include "ops/matmul.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg::kern {
 
@@ -54,6 +56,12 @@ void loop_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, co
 }
 
 constexpr int64_t kLoopGemmMaxFlops = 4096;
+
+// OpenBLAS 0.3's threshold below which a product runs on the calling thread alone (65536
+// times GEMM_MULTITHREAD_THRESHOLD, 4 by default), and the least work per chunk when a
+// batch of such products is split over tapegrad's pool (Note [Small batched products]).
+constexpr double kBlasOneThreadMaxMnk = 65536.0 * 4;
+constexpr double kBatchChunkMnk = 65536.0;
 
 // m n k <= kLoopGemmMaxFlops, without overflowing for huge extents.
 bool tiny_product(int64_t m, int64_t n, int64_t k) {
@@ -119,16 +127,30 @@ void gemm_run(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* 
       return;
     }
     const bool tiny = tiny_product(m, n, k);
-    for (int64_t s = 0; s < batch; ++s) {
-      const T* as = pa + s * m * k;
-      const T* bs = pb + s * k * n;
-      T* cs = pc + s * m * n;
-      if (tiny) {
-        loop_gemm(ta, tb, m, n, k, as, bs, bias != nullptr, cs);
-      } else {
-        blas_gemm(ta, tb, m, n, k, as, ta ? m : k, bs, tb ? k : n, bias ? T(1) : T(0), cs);
+    auto products = [&](int64_t first, int64_t last) {
+      for (int64_t s = first; s < last; ++s) {
+        const T* as = pa + s * m * k;
+        const T* bs = pb + s * k * n;
+        T* cs = pc + s * m * n;
+        if (tiny) {
+          loop_gemm(ta, tb, m, n, k, as, bs, bias != nullptr, cs);
+        } else {
+          blas_gemm(ta, tb, m, n, k, as, ta ? m : k, bs, tb ? k : n, bias ? T(1) : T(0), cs);
+        }
       }
-    }
+    };
+    // Note [Small batched products]: OpenBLAS runs a product of at most
+    // kBlasOneThreadMaxMnk multiply-adds on the calling thread alone (its
+    // GEMM_MULTITHREAD_THRESHOLD), so a batch of them (attention's per-head scores and
+    // weighted sums: 64 x 64 x 32) would leave the other cores idle. The batch is split over
+    // tapegrad's pool instead, each matrix on one thread (a result does not depend on the
+    // split). Larger products keep OpenBLAS's own threads, one product at a time.
+    const double mnk = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    if (batch > 1 && mnk <= kBlasOneThreadMaxMnk)
+      detail::parallel_for(batch, std::max<int64_t>(1, static_cast<int64_t>(kBatchChunkMnk / mnk)),
+                           products);
+    else
+      products(0, batch);
   });
 }
 
@@ -291,6 +313,19 @@ void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) 
     throw ShapeError("matmul_out: out shares memory with an operand (BLAS cannot write in place)");
   out.bump_version();  // an in-place change (Note [Saved versions])
   run_gemm(p, a, b, nullptr, out);
+}
+
+void gemm_accumulate(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  const GemmPlan p = plan_gemm(a, ta, b, tb, nullptr, "matmul");
+  if (!p.plain || out.shape() != p.shape || out.dtype() != a.dtype() || overlaps(out, a) ||
+      overlaps(out, b)) [[unlikely]]
+    throw ShapeError("matmul: cannot add a " + p.shape.str() + " product into a " +
+                     std::string(dtype_name(out.dtype())) + " " + out.shape().str() + " tensor");
+  out.bump_version();
+  dispatch(a.dtype(), "matmul", [&]<class T>() {
+    gemm_raw(ta, tb, p.m, p.n, p.k, a.data<T>(), ta ? p.m : p.k, b.data<T>(), tb ? p.k : p.n, T(1),
+             out.data<T>(), p.n);
+  });
 }
 
 namespace {

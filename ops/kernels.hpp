@@ -70,6 +70,8 @@ void run_gemm_broadcast(const BroadcastGemmPlan& plan, const Tensor& a, const Te
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor* bias);
 /// The same product (no bias) into an existing tensor of the result's shape and dtype.
 void gemm_into(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
+/// out += op(a) op(b) for rank-2 operands of out's dtype (a gradient added into its sum).
+void gemm_accumulate(Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb);
 /// C = op(A) op(B) + beta C on raw row-major matrices with leading dimensions (OpenBLAS;
 /// the convolutions' column products). Nothing is checked but the extents' 32-bit range;
 /// an empty product (m, n or k of 0) only scales C by beta.

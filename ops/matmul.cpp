@@ -164,8 +164,18 @@ Var linear(const Var& x, const Var& weight, const Var& bias) {
   return record(
       "linear", std::move(y), used,
       [](const BackwardCtx& c, const Var& dy) {
-        Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),        // [N, in]
-                c.needs_grad(1) ? matmul(dy, c.input(0), true, false) : Var()};        // [out, in]
+        // dW is added straight into W's gradient summed so far when the engine allows it (a
+        // weight applied at every step of a loop): one gemm with beta = 1, no fresh [out, in]
+        // product to add afterwards.
+        Var dw;
+        if (c.needs_grad(1)) {
+          if (Tensor sum = c.accumulating_grad(1); sum.defined())
+            kern::gemm_accumulate(sum, dy.value(), true, c.input(0).value(), false);
+          else
+            dw = matmul(dy, c.input(0), true, false);  // [out, in]
+        }
+        Grads g{c.needs_grad(0) ? matmul(dy, c.input(1), false, false) : Var(),  // [N, in]
+                std::move(dw)};
         if (c.num_inputs() == 3) g.push_back(c.needs_grad(2) ? sum(dy, {0}) : Var());  // [out]
         return g;
       },

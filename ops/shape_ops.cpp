@@ -250,56 +250,87 @@ Var view_op(const char* name, const Var& x, const Shape& shape) {
       [](const JvpCtx& c) { return reshape(c.tangent(0), c.output().shape().to_vector()); });
 }
 
+// The box of x (shape `xs`) that lands in a tensor of `shape` when x's entries are shifted by
+// lo[d] along each dim: its rows of contiguous entries, as (offset in x, offset in the
+// output, length) in elements.
+struct LandingBox {
+  int r = 0;
+  int64_t begin[Shape::kMaxRank] = {}, count[Shape::kMaxRank] = {};
+  int64_t in_stride[Shape::kMaxRank] = {}, out_stride[Shape::kMaxRank] = {};
+  int64_t landed = 1;  // entries of x that land
+
+  LandingBox(const Shape& xs, const std::vector<int64_t>& lo, const Shape& shape) : r(xs.rank()) {
+    for (int d = r - 1, si = 1, so = 1; d >= 0; --d) {
+      in_stride[d] = si;
+      out_stride[d] = so;
+      si *= xs[d];
+      so *= shape[d];
+      const size_t u = static_cast<size_t>(d);
+      begin[d] = std::max<int64_t>(0, -lo[u]);
+      const int64_t end = std::min<int64_t>(xs[d], shape[d] - lo[u]);
+      count[d] = std::max<int64_t>(0, end - begin[d]);
+      landed *= count[d];
+    }
+  }
+
+  template <class F>
+  void for_each_run(const std::vector<int64_t>& lo, F&& run) const {
+    if (landed == 0) return;
+    int64_t idx[Shape::kMaxRank] = {};
+    const int64_t runs = landed / count[r - 1];
+    for (int64_t k = 0; k < runs; ++k) {
+      int64_t io = 0, oo = 0;
+      for (int d = 0; d < r; ++d) {
+        const int64_t i = begin[d] + idx[d];
+        io += i * in_stride[d];
+        oo += (i + lo[static_cast<size_t>(d)]) * out_stride[d];
+      }
+      run(io, oo, count[r - 1]);
+      for (int d = r - 2; d >= 0; --d) {  // odometer over the box's outer dims
+        if (++idx[d] < count[d]) break;
+        idx[d] = 0;
+      }
+    }
+  }
+};
+
 // Output extent of dim d is n + lo[d] + hi[d]: x's entries shifted by lo[d], `value` where
 // no entry lands (a negative lo or hi crops). Any dtype.
-Tensor pad_constant(const Tensor& x, const std::vector<int64_t>& lo, const std::vector<int64_t>& hi,
-                    const Shape& shape, double value) {
+Tensor pad_constant(const Tensor& x, const std::vector<int64_t>& lo, const Shape& shape,
+                    double value) {
   Tensor out = Tensor::empty(shape, x.dtype());
-  const int r = x.dim();
   if (out.numel() == 0) return out;
-  if (r == 0) return x.clone();
-  // the box of x that lands in the output
-  int64_t begin[Shape::kMaxRank], count[Shape::kMaxRank];
-  int64_t in_stride[Shape::kMaxRank], out_stride[Shape::kMaxRank];
-  int64_t copied = 1;
-  for (int d = r - 1, si = 1, so = 1; d >= 0; --d) {
-    in_stride[d] = si;
-    out_stride[d] = so;
-    si *= x.shape()[d];
-    so *= shape[d];
-    const size_t u = static_cast<size_t>(d);
-    begin[d] = std::max<int64_t>(0, -lo[u]);
-    const int64_t end = std::min<int64_t>(x.shape()[d], shape[d] - lo[u]);
-    count[d] = std::max<int64_t>(0, end - begin[d]);
-    copied *= count[d];
-  }
-  if (copied < out.numel())
+  if (x.dim() == 0) return x.clone();
+  const LandingBox box(x.shape(), lo, shape);
+  if (box.landed < out.numel())
     dispatch_all(x.dtype(), [&]<class T>() {
       const T v = detail::convert<T>(value);
       T* po = out.data<T>();
       for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = v;
     });
-  if (copied == 0) return out;
   const size_t esz = itemsize(x.dtype());
   const auto* src = static_cast<const std::byte*>(x.raw_data());
   auto* dst = static_cast<std::byte*>(out.raw_data());
-  int64_t idx[Shape::kMaxRank] = {};
-  const int64_t runs = copied / count[r - 1];
-  for (int64_t run = 0; run < runs; ++run) {
-    int64_t io = 0, oo = 0;
-    for (int d = 0; d < r; ++d) {
-      const int64_t i = begin[d] + idx[d];
-      io += i * in_stride[d];
-      oo += (i + lo[static_cast<size_t>(d)]) * out_stride[d];
-    }
+  box.for_each_run(lo, [&](int64_t io, int64_t oo, int64_t len) {
     std::memcpy(dst + static_cast<size_t>(oo) * esz, src + static_cast<size_t>(io) * esz,
-                static_cast<size_t>(count[r - 1]) * esz);
-    for (int d = r - 2; d >= 0; --d) {  // odometer over the box's outer dims
-      if (++idx[d] < count[d]) break;
-      idx[d] = 0;
-    }
-  }
+                static_cast<size_t>(len) * esz);
+  });
   return out;
+}
+
+// sum += x padded by lo (floating x of sum's dtype): pad_constant's zeros are not written.
+void add_padded_into(Tensor& sum, const Tensor& x, const std::vector<int64_t>& lo) {
+  if (x.dim() == 0) return kern::add_(sum, x);
+  if (sum.numel() == 0) return;
+  const LandingBox box(x.shape(), lo, sum.shape());
+  sum.bump_version();
+  dispatch(x.dtype(), "pad", [&]<class T>() {
+    const T* px = x.data<T>();
+    T* ps = sum.data<T>();
+    box.for_each_run(lo, [&](int64_t io, int64_t oo, int64_t len) {
+      for (int64_t i = 0; i < len; ++i) ps[oo + i] += px[io + i];
+    });
+  });
 }
 
 // Constant padding (or cropping) by lo / hi per dim, recorded as `name`. Its adjoint is the
@@ -317,14 +348,21 @@ Var pad_const_op(const char* name, const Var& x, std::vector<int64_t> lo, std::v
                        x.shape().str() + " gives a negative extent " + std::to_string(e));
     shape[d] = e;
   }
-  Tensor y = pad_constant(x.value(), lo, hi, shape, value);
+  Tensor y = pad_constant(x.value(), lo, shape, value);
   return record(
       name, std::move(y), {x},
-      [lo, hi](const BackwardCtx&, const Var& dy) {
+      [lo, hi](const BackwardCtx& c, const Var& dy) {
         std::vector<int64_t> nlo(lo.size()), nhi(hi.size());
         for (size_t i = 0; i < lo.size(); ++i) {
           nlo[i] = -lo[i];
           nhi[i] = -hi[i];
+        }
+        // Several crops of one tensor (chunk's pieces, an unrolled loop's steps) add their
+        // parts into its gradient summed so far in place when the engine allows it, instead
+        // of each padding back to the full size.
+        if (Tensor sum = c.accumulating_grad(0); sum.defined()) {
+          add_padded_into(sum, dy.value(), nlo);
+          return Grads{Var()};
         }
         return Grads{pad_const_op("pad", dy, std::move(nlo), std::move(nhi), 0.0)};
       },

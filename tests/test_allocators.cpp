@@ -236,3 +236,27 @@ TEST_CASE("a size the cache lacks releases as many cached bytes: memory follows 
   tg::debug::set_tensor_cache_limit(0);
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
 }
+
+TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[tensor][memory]") {
+  // A training step's backward holds the forward's activations; a size it lacks there is a
+  // new mix of the step's own sizes, and the cached blocks are wanted again next step.
+  tg::debug::set_tensor_cache_limit(0);  // start empty
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  constexpr int64_t kMiB = 1 << 20;
+  Tensor held = tg::zeros({1 << 21});   // 8 MB in use
+  { Tensor b = tg::zeros({1 << 19}); }  // 2 MB kept
+  const int64_t kept = tg::debug::cached_tensor_bytes();
+  CHECK(kept >= 2 * kMiB);
+  {
+    Tensor c = tg::zeros({3 << 18});  // 3 MB, a size the cache lacks
+    CHECK(tg::debug::cached_tensor_bytes() == kept);
+  }
+  // Once little is in use, a miss releases stale blocks again (down to the bytes in use).
+  held = Tensor();
+  {
+    Tensor d = tg::zeros({5 << 18});  // 5 MB: 5 MB of the 8 + 2 + 3 MB cached go
+    CHECK(tg::debug::cached_tensor_bytes() <= kept + 11 * kMiB - 5 * kMiB + 8192);
+  }
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}

@@ -66,6 +66,76 @@ TEST_CASE("the accumulated gradient never aliases another tensor", "[engine]") {
   CHECK(dy.value().to_vector() == std::vector<double>{1, 2});
 }
 
+TEST_CASE("a weight used by several linears gets its gradient summed in place", "[engine]") {
+  // linear's backward adds dW into the weight's pending sum (BackwardCtx::accumulating_grad);
+  // the result, hooks, .grad accumulation, tg::grad and create_graph see the plain sum.
+  const Tensor w0 = tg::tensor({0.5, -1, 2, 0.25, 1.5, -0.75}, {2, 3}, tg::f64);
+  const Tensor b0 = tg::tensor({0.1, -0.2}, {2}, tg::f64);
+  std::vector<Tensor> xs, ws;
+  for (int t = 0; t < 4; ++t) {
+    std::vector<double> x, wt;
+    for (int i = 0; i < 6; ++i) x.push_back(0.3 * i - 0.7 * t + 0.1);
+    for (int i = 0; i < 4; ++i) wt.push_back(1.0 + 0.5 * i - 0.25 * t);
+    xs.push_back(tg::tensor(x, {2, 3}, tg::f64));
+    ws.push_back(tg::tensor(wt, {2, 2}, tg::f64));
+  }
+  // dW = sum_t ws[t]^T xs[t]; db = sum_t sum_rows(ws[t])
+  std::vector<double> want(6, 0.0), want_b(2, 0.0);
+  for (int t = 0; t < 4; ++t)
+    for (int o = 0; o < 2; ++o)
+      for (int i = 0; i < 3; ++i) {
+        for (int r = 0; r < 2; ++r) want[o * 3 + i] += ws[t].at({r, o}) * xs[t].at({r, i});
+        if (i == 0) want_b[o] += ws[t].at({0, o}) + ws[t].at({1, o});
+      }
+  auto loss = [&](const Var& w, const Var& b) {
+    Var total = tg::sum(tg::linear(tg::constant(xs[0]), w, b) * tg::constant(ws[0]));
+    for (int t = 1; t < 4; ++t)
+      total = total + tg::sum(tg::linear(tg::constant(xs[t]), w, b) * tg::constant(ws[t]));
+    return total;
+  };
+  auto check = [&](const Tensor& got, const std::vector<double>& expect, double times) {
+    const std::vector<double> v = got.to_vector();
+    REQUIRE(v.size() == expect.size());
+    for (size_t i = 0; i < v.size(); ++i) CHECK(v[i] == Approx(times * expect[i]));
+  };
+  Var w = tg::param(w0.clone()), b = tg::param(b0.clone());
+  int hook_calls = 0;
+  w.register_hook([&](const Var& grad) {
+    ++hook_calls;
+    check(grad.value(), want, 1.0);
+    return Var();
+  });
+  loss(w, b).backward();
+  CHECK(hook_calls == 1);
+  check(w.grad().value(), want, 1.0);
+  check(b.grad().value(), want_b, 1.0);
+  loss(w, b).backward();  // .grad accumulates across calls
+  check(w.grad().value(), want, 2.0);
+  const Var w2 = tg::param(w0.clone());
+  check(tg::grad({loss(w2, b)}, {w2})[0].value(), want, 1.0);
+  const Var w3 = tg::param(w0.clone());
+  const Var dw = tg::grad({loss(w3, b)}, {w3}, {}, {.create_graph = true})[0];
+  check(dw.value(), want, 1.0);
+}
+
+TEST_CASE("crops of one tensor add their gradients into its sum in place", "[engine]") {
+  // narrow's backward adds dy into the input's pending sum when the engine allows it; the
+  // result is the padded gradients' sum, overlapping crops included.
+  const Var x = tg::param(tg::arange(12, tg::f64).reshape({2, 6}));
+  const auto pieces = tg::chunk(x, 3, 1);
+  Var loss = tg::sum(tg::narrow(x, 1, 1, 3) * 10.0);
+  for (int k = 0; k < 3; ++k) loss = loss + tg::sum(pieces[size_t(k)] * double(k + 1));
+  loss.backward();
+  // chunk k gives k + 1 on columns 2k, 2k + 1; the narrow adds 10 on columns 1-3
+  const std::vector<double> row{1, 11, 12, 12, 3, 3};
+  std::vector<double> want = row;
+  want.insert(want.end(), row.begin(), row.end());
+  CHECK(x.grad().value().to_vector() == want);
+  const Var g = tg::grad({tg::sum(tg::narrow(x, 0, 1, 1)) + tg::sum(tg::narrow(x, 1, 5, 1))}, {x},
+                         {}, {.create_graph = true})[0];
+  CHECK(g.value().to_vector() == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2});
+}
+
 TEST_CASE("retain_graph allows a second backward; without it the second one throws", "[engine]") {
   Var x = scalar_param(3.0);
   Var y = tg::exp(x) * x;

@@ -284,6 +284,25 @@ TEST_CASE("optimizer updates give the same bits on 1, 2 and 3 threads", "[parall
   }
 }
 
+TEST_CASE("a batch of small products gives the same bits on 1, 2 and 3 threads",
+          "[parallel][threads]") {
+  // Products below OpenBLAS's one-thread threshold are split over the pool by batch entry
+  // (Note [Small batched products]), forward and backward.
+  tg::Rng rng(5);
+  const tg::Tensor a0 = tg::rand({12, 40, 24}, rng, -1, 1), b0 = tg::rand({12, 24, 32}, rng, -1, 1);
+  auto run = [&](int threads) {
+    const ThreadCount count(threads);
+    const Var a = tg::param(a0.clone()), b = tg::param(b0.clone());
+    const Var c = tg::matmul(a, b);
+    tg::sum(c * c).backward();
+    return std::vector<std::vector<double>>{c.value().to_vector(), a.grad().value().to_vector(),
+                                            b.grad().value().to_vector()};
+  };
+  const auto one = run(1);
+  CHECK(run(2) == one);
+  CHECK(run(3) == one);
+}
+
 TEST_CASE("DataLoader batches are the same on 1 and 2 threads", "[parallel][threads]") {
   tg::Rng rng(9);
   tg::data::Dataset d;
