@@ -71,10 +71,11 @@ PoolGeom check_pool(const char* op, const Shape& s, Pair2 k, std::optional<Pair2
 
 // ---- max pooling ----------------------------------------------------------------------
 
-void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx) {
+// idx null: the values alone (nothing will read the indices).
+void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor* idx) {
   const Shape& s = x.shape();
   const int64_t planes = s[0] * s[1], H = s[2], W = s[3];
-  int64_t* pi = idx.data<int64_t>();
+  int64_t* pi = idx ? idx->data<int64_t>() : nullptr;
   dispatch(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -108,7 +109,7 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
               b = t ? a3 : b;
               k = t ? W + 1 : k;
               py[o + ow] = b;
-              pi[o + ow] = base + 2 * ow + k;
+              if (pi) pi[o + ow] = base + 2 * ow + k;
             }
           }
           continue;
@@ -133,7 +134,7 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
               }
             const int64_t o = (p * g.oh + oh) * g.ow + ow;
             py[o] = best;
-            pi[o] = at;
+            if (pi) pi[o] = at;
           }
         }
       }
@@ -159,8 +160,15 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   const Shape& s = x.shape();
   const Shape os{s[0], s[1], g.oh, g.ow};
   Tensor y = Tensor::empty(os, x.dtype());
+  // Without a gradient to route and no indices to return (inference), no indices at all:
+  // they would be twice the output's bytes in f32.
+  if (!return_indices && !(is_grad_enabled() && x.requires_grad())) {
+    max_pool_kernel(x.value(), g, y, nullptr);
+    Var v = constant(std::move(y));
+    return {unbatched ? squeeze(v, 0) : v, Var()};
+  }
   Tensor idx = Tensor::empty(os, i64);
-  max_pool_kernel(x.value(), g, y, idx);
+  max_pool_kernel(x.value(), g, y, &idx);
   // The backward keeps its own copy of the indices when they are returned (writing into the
   // returned ones must not move the gradient).
   const Var saved = constant(return_indices ? idx.clone() : idx);
