@@ -41,6 +41,16 @@ Var affine(Var y, const Var& w, const Var& b) {
   return y;
 }
 
+// Normalization by given (running) statistics, computed as PyTorch does: y = x alpha + beta,
+// alpha = w / sqrt(rv + eps) and beta = b - rm alpha per channel, two passes over x instead
+// of four.
+Var running_affine(const Var& x, const Var& rm, const Var& rv, const Var& w, const Var& b,
+                   double eps) {
+  const Var alpha = w.defined() ? rsqrt(rv + eps) * w : rsqrt(rv + eps);
+  const Var beta = b.defined() ? b - rm * alpha : -(rm * alpha);
+  return x * alpha + beta;
+}
+
 // ---- the fused normalization ----------------------------------------------------------
 //
 // x viewed as [A, C, B]: channel c is normalized over its A * B elements (batch_norm:
@@ -94,7 +104,27 @@ Stats channel_stats(const Tensor& x, int64_t A, int64_t C, int64_t B) {
   return st;
 }
 
-Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps) {
+// A per-channel affine map folded into the normalization (batch_norm's weight and bias):
+// y = xhat * scale[c] + shift[c]; none: scale 1, shift 0.
+struct ChannelAffine {
+  std::vector<double> scale, shift;
+};
+
+std::vector<double> channel_values(const Var& v) {
+  std::vector<double> out;
+  const Tensor& t = v.value();
+  dispatch(t.dtype(), "normalize_affine",
+           [&]<class T>() { out.assign(t.data<T>(), t.data<T>() + t.numel()); });
+  return out;
+}
+
+// Per-channel sums of the gradient g and of g xhat.
+struct ChannelSums {
+  std::vector<double> g, gx;
+};
+
+Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps,
+                        const ChannelAffine* af = nullptr) {
   const Shape& s = x.shape();
   const int64_t A = s[0], C = s[1], B = s[2];
   Tensor y = Tensor::empty(s, x.dtype());
@@ -103,20 +133,23 @@ Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps) {
     T* py = y.data<T>();
     detail::parallel_for(A * C, channel_grain(B), [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
-        const int64_t c = row % C;
-        const double m = st.mean[static_cast<size_t>(c)];
-        const double r = 1.0 / std::sqrt(st.var[static_cast<size_t>(c)] + eps);
+        const auto c = static_cast<size_t>(row % C);
+        const double m = st.mean[c];
+        const double r = (af ? af->scale[c] : 1.0) / std::sqrt(st.var[c] + eps);
+        const double t = af ? af->shift[c] : 0.0;
         const int64_t o = row * B;
         for (int64_t b = 0; b < B; ++b)
-          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r);
+          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r + t);
       }
     });
   });
   return y;
 }
 
-// dx = rstd (g - mean(g) - xhat mean(g xhat)) per channel.
-Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& st, double eps) {
+// dx = rstd scale (g - mean(g) - xhat mean(g xhat)) per channel (scale: af's, else 1); the
+// channel sums of g and g xhat (the affine's bias and weight gradients) go to `sums`.
+Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& st, double eps,
+                                 const ChannelAffine* af = nullptr, ChannelSums* sums = nullptr) {
   const Shape& s = x.shape();
   const int64_t A = s[0], C = s[1], B = s[2];
   Tensor dx = Tensor::empty(s, x.dtype());
@@ -138,12 +171,17 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
             return static_cast<double>(gr[b]) * (static_cast<double>(xr[b]) - m) * r;
           });
         }
+        if (sums) {
+          sums->g[static_cast<size_t>(c)] = sg;
+          sums->gx[static_cast<size_t>(c)] = sgx;
+        }
         const double gm = sg / n, gxm = sgx / n;
+        const double rs = af ? r * af->scale[static_cast<size_t>(c)] : r;
         for (int64_t a = 0; a < A; ++a) {
           const int64_t o = (a * C + c) * B;
           for (int64_t b = 0; b < B; ++b) {
             const double xh = (static_cast<double>(px[o + b]) - m) * r;
-            pd[o + b] = static_cast<T>(r * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
+            pd[o + b] = static_cast<T>(rs * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
           }
         }
       }
@@ -205,15 +243,70 @@ Var normalize3(const Var& x, double eps, Stats* stats_out) {
                                   });
 }
 
-// x normalized per channel over the view [A, C, B] of its elements, in x's shape.
-Var normalize(const Var& x, int64_t A, int64_t C, int64_t B, double eps,
-              Stats* stats_out = nullptr) {
-  const std::vector<int64_t> xs = x.shape().to_vector();
-  return reshape(normalize3(reshape(x, {A, C, B}), eps, stats_out), xs);
-}
-
 Var stats_var(const std::vector<double>& v, Dtype dt) {
   return constant(tensor(v, Shape{static_cast<int64_t>(v.size())}, dt));
+}
+
+// normalize3 with batch_norm's per-channel weight w and bias b ([C]) folded in:
+// y = xhat w + b in the normalizing pass. Its backward, when no graph is being recorded
+// (create_graph off: grad mode is off inside the engine), takes dx, dw = sum(g xhat) and
+// db = sum(g) from one kernel (two passes over g and x) instead of the passes of
+// normalize_backward, mul's and add's gradients and their sums; with a graph, the same
+// gradients composed of differentiable ops (normalize_backward, normalize, sum), so every
+// order of derivative works.
+Var normalize_affine(const Var& x, const Var& w, const Var& b, double eps, Stats* stats_out) {
+  kern::check_same_dtype(x.value(), w.value(), "normalize_affine");
+  kern::check_same_dtype(x.value(), b.value(), "normalize_affine");
+  const Shape& s = x.shape();
+  auto st = std::make_shared<const Stats>(channel_stats(x.value(), s[0], s[1], s[2]));
+  const ChannelAffine af{channel_values(w), channel_values(b)};
+  Tensor y = normalize_kernel(x.value(), *st, eps, &af);
+  if (stats_out) *stats_out = *st;
+  return record(
+      "normalize_affine", std::move(y), {x, w, b},
+      [eps, st](const BackwardCtx& c, const Var& g) {
+        const Var& xx = c.input(0);
+        const Var& ww = c.input(1);
+        const int64_t C = xx.shape()[1];
+        if (!is_grad_enabled()) {
+          const ChannelAffine scale{channel_values(ww), {}};
+          ChannelSums sums{std::vector<double>(static_cast<size_t>(C)),
+                           std::vector<double>(static_cast<size_t>(C))};
+          Tensor dx = normalize_backward_kernel(g.value(), xx.value(), *st, eps, &scale, &sums);
+          const Dtype dt = xx.value().dtype();
+          return Grads{c.needs_grad(0) ? constant(std::move(dx)) : Var(),
+                       c.needs_grad(1) ? stats_var(sums.gx, dt) : Var(),
+                       c.needs_grad(2) ? stats_var(sums.g, dt) : Var()};
+        }
+        const std::vector<int64_t> d{0, 2};
+        return Grads{c.needs_grad(0)
+                         ? normalize_backward(g * reshape(ww, {1, C, 1}), xx, eps, st.get())
+                         : Var(),
+                     c.needs_grad(1) ? sum(g * normalize3(xx, eps), d) : Var(),
+                     c.needs_grad(2) ? sum(g, d) : Var()};
+      },
+      [eps, st](const JvpCtx& c) {  // normalize's JVP (its backward) times w, + xhat tw + tb
+        const Var& xx = c.input(0);
+        const auto chan = [C = xx.shape()[1]](const Var& v) { return reshape(v, {1, C, 1}); };
+        Var t = c.has_tangent(0)
+                    ? normalize_backward(c.tangent(0), xx, eps, st.get()) * chan(c.input(1))
+                    : Var();
+        if (c.has_tangent(1)) t = detail::add_defined(t, normalize3(xx, eps) * chan(c.tangent(1)));
+        if (c.has_tangent(2))
+          t = t.defined() ? t + chan(c.tangent(2)) : expand(chan(c.tangent(2)), xx.shape());
+        return t;
+      });
+}
+
+// x normalized per channel over the view [A, C, B] of its elements, in x's shape; with w and
+// b ([C], both given) the fused affine of normalize_affine.
+Var normalize(const Var& x, int64_t A, int64_t C, int64_t B, double eps, Stats* stats_out = nullptr,
+              const Var& w = Var(), const Var& b = Var()) {
+  const std::vector<int64_t> xs = x.shape().to_vector();
+  const Var x3 = reshape(x, {A, C, B});
+  return reshape(w.defined() && b.defined() ? normalize_affine(x3, w, b, eps, stats_out)
+                                            : normalize3(x3, eps, stats_out),
+                 xs);
 }
 
 // running = (1 - momentum) running + momentum value, in place, unrecorded.
@@ -256,15 +349,17 @@ Var batch_norm(const Var& x, const Var& running_mean, const Var& running_var, co
       throw Error(std::string(op) + ": expected more than 1 value per channel when training, " +
                   "got input of shape " + x.shape().str());
     Stats st;
-    Var y = normalize(x, x.shape()[0], C, n / x.shape()[0], eps, &st);
+    const bool fused = weight.defined() && bias.defined();
+    Var y = normalize(x, x.shape()[0], C, n / x.shape()[0], eps, &st, fused ? weight : Var(),
+                      fused ? bias : Var());
     for (double& v : st.var) v *= static_cast<double>(n) / static_cast<double>(n - 1);
     update_running(running_mean, stats_var(st.mean, x.dtype()), momentum);
     update_running(running_var, stats_var(st.var, x.dtype()), momentum);
-    return affine(y, w, b);
+    return fused ? y : affine(y, w, b);
   }
   if (!rm.defined() || !rv.defined())
     throw Error(std::string(op) + ": running_mean and running_var must be given when not training");
-  return affine((x - rm) * rsqrt(rv + eps), w, b);
+  return running_affine(x, rm, rv, w, b, eps);
 }
 
 Var layer_norm(const Var& x, const std::vector<int64_t>& normalized_shape, const Var& weight,
@@ -338,7 +433,7 @@ Var instance_norm(const Var& x, const Var& running_mean, const Var& running_var,
   if (!rm.defined() || !rv.defined())
     throw Error(std::string(op) +
                 ": running_mean and running_var must be given when use_input_stats is false");
-  return affine((x - rm) * rsqrt(rv + eps), w, b);
+  return running_affine(x, rm, rv, w, b, eps);
 }
 
 }  // namespace tg

@@ -71,10 +71,57 @@ PoolGeom check_pool(const char* op, const Shape& s, Pair2 k, std::optional<Pair2
 
 // ---- max pooling ----------------------------------------------------------------------
 
-void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx) {
+// Max pooling's 2x2 windows at stride 2 over one plane (oh x ow outputs inside the input,
+// row length W): the generic loop's rule (in row-major order a larger value wins, a NaN wins
+// over anything; so the first of equal maxima, the last NaN) taken as a tree, every input
+// row's pairs first (m, k: the larger of each pair and which one), then the two rows of each
+// window, which picks the same tap. Every step is a select in loops the compiler vectorizes
+// (branches on which tap wins are data, and mispredict); the pairs of the plane's rows are
+// one flat loop when the windows cover each row (W = 2 ow), not one short loop per row.
+template <class T>
+void max_pool_pairs(const T* xp, int64_t W, int64_t oh, int64_t ow, T* y, int64_t* idx,
+                    std::vector<T>& m, std::vector<int32_t>& k) {
+  const auto n = static_cast<size_t>(2 * oh * ow);
+  if (m.size() < n) {
+    m.resize(n);
+    k.resize(n);
+  }
+  const auto pairs = [](const T* r, int64_t count, T* mo, int32_t* ko) {
+    for (int64_t j = 0; j < count; ++j) {
+      const T e = r[2 * j], od = r[2 * j + 1];
+      const bool t = (od > e) | (od != od);
+      mo[j] = t ? od : e;
+      ko[j] = t ? 1 : 0;
+    }
+  };
+  if (W == 2 * ow)
+    pairs(xp, 2 * oh * ow, m.data(), k.data());
+  else
+    for (int64_t r = 0; r < 2 * oh; ++r)
+      pairs(xp + r * W, ow, m.data() + r * ow, k.data() + r * ow);
+  for (int64_t i = 0; i < oh; ++i) {
+    const T* top = m.data() + 2 * i * ow;
+    const T* bottom = top + ow;
+    const int32_t* kt = k.data() + 2 * i * ow;
+    const int32_t* kb = kt + ow;
+    T* yo = y + i * ow;
+    for (int64_t j = 0; j < ow; ++j) {
+      const bool lower = (bottom[j] > top[j]) | (bottom[j] != bottom[j]);
+      yo[j] = lower ? bottom[j] : top[j];
+    }
+    if (idx)
+      for (int64_t j = 0; j < ow; ++j) {
+        const bool lower = (bottom[j] > top[j]) | (bottom[j] != bottom[j]);
+        idx[i * ow + j] = 2 * i * W + 2 * j + (lower ? W + kb[j] : kt[j]);
+      }
+  }
+}
+
+// idx null: the values alone (nothing will read the indices).
+void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor* idx) {
   const Shape& s = x.shape();
   const int64_t planes = s[0] * s[1], H = s[2], W = s[3];
-  int64_t* pi = idx.data<int64_t>();
+  int64_t* pi = idx ? idx->data<int64_t>() : nullptr;
   dispatch(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -83,34 +130,13 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
     const bool pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
                        g.dh == 1 && g.dw == 1 && 2 * g.oh <= H && 2 * g.ow <= W;
     detail::parallel_for(planes, grain, [&](int64_t p0, int64_t p1) {
+      std::vector<T> m;
+      std::vector<int32_t> k;
       for (int64_t p = p0; p < p1; ++p) {
         const T* xp = px + p * H * W;
-        if (pairs) {  // 2x2 windows, stride 2, inside the input: the common case, unrolled
-          for (int64_t oh = 0; oh < g.oh; ++oh) {
-            const T* r0 = xp + 2 * oh * W;
-            const T* r1 = r0 + W;
-            const int64_t o = (p * g.oh + oh) * g.ow;
-            const int64_t base = 2 * oh * W;
-            for (int64_t ow = 0; ow < g.ow; ++ow) {
-              // The generic loop's visiting order and rule (a larger value or a NaN wins),
-              // with selects instead of branches: which tap wins is data, and mispredicted
-              // branches cost more than the loads.
-              const T a0 = r0[2 * ow], a1 = r0[2 * ow + 1], a2 = r1[2 * ow], a3 = r1[2 * ow + 1];
-              T b = a0;
-              int64_t k = 0;
-              bool t = (a1 > b) | (a1 != a1);
-              b = t ? a1 : b;
-              k = t ? 1 : k;
-              t = (a2 > b) | (a2 != a2);
-              b = t ? a2 : b;
-              k = t ? W : k;
-              t = (a3 > b) | (a3 != a3);
-              b = t ? a3 : b;
-              k = t ? W + 1 : k;
-              py[o + ow] = b;
-              pi[o + ow] = base + 2 * ow + k;
-            }
-          }
+        if (pairs) {  // 2x2 windows, stride 2, inside the input: the common case
+          const int64_t o = p * g.oh * g.ow;
+          max_pool_pairs(xp, W, g.oh, g.ow, py + o, pi ? pi + o : nullptr, m, k);
           continue;
         }
         for (int64_t oh = 0; oh < g.oh; ++oh) {
@@ -133,7 +159,7 @@ void max_pool_kernel(const Tensor& x, const PoolGeom& g, Tensor& y, Tensor& idx)
               }
             const int64_t o = (p * g.oh + oh) * g.ow + ow;
             py[o] = best;
-            pi[o] = at;
+            if (pi) pi[o] = at;
           }
         }
       }
@@ -167,8 +193,15 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   const Shape& s = x.shape();
   const Shape os{s[0], s[1], g.oh, g.ow};
   Tensor y = Tensor::empty(os, x.dtype());
+  // Without a gradient to route and no indices to return (inference), no indices at all:
+  // they would be twice the output's bytes in f32.
+  if (!return_indices && !(is_grad_enabled() && x.requires_grad())) {
+    max_pool_kernel(x.value(), g, y, nullptr);
+    Var v = constant(std::move(y));
+    return {unbatched ? squeeze(v, 0) : v, Var()};
+  }
   Tensor idx = Tensor::empty(os, i64);
-  max_pool_kernel(x.value(), g, y, idx);
+  max_pool_kernel(x.value(), g, y, &idx);
   // The backward keeps its own copy of the indices when they are returned (writing into the
   // returned ones must not move the gradient).
   const Var saved = constant(return_indices ? idx.clone() : idx);

@@ -57,6 +57,10 @@ run("mp_nan", y, n); emit("mp_nan_idx", i)
 t = torch.round(pattern((2, 3, 5, 6), 0.0, 2.0, D)).requires_grad_()
 y, i = F.max_pool2d(t, 3, stride=2, padding=1, return_indices=True)
 run("mp_ties", y, t); emit("mp_ties_idx", i)
+for tag, shp in (("mp_ties2_odd", (2, 3, 5, 7)), ("mp_ties2_even", (2, 3, 6, 8))):
+    t2 = torch.round(pattern(shp, 0.0, 2.0, D)).requires_grad_()
+    y, i = F.max_pool2d(t2, 2, return_indices=True)
+    run(tag, y, t2); emit(tag + "_idx", i)
 run("ap_2", F.avg_pool2d(a, 2), a)
 run("ap_3_ceil_nopad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), a)
 run("ap_3_ceil_pad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True), a)
@@ -154,6 +158,16 @@ emit("bn_rm", rm); emit("bn_rv", rv); emit("in_rm", rm2); emit("in_rv", rv2)
       auto rt = tg::max_pool2d_with_indices(t, 3, Pair2(2), 1);
       run("mp_ties", rt.values, {t});
       same("mp_ties_idx", rt.indices);
+    }
+    // The same for 2x2 windows (their own path), rows covered or not by the windows.
+    for (const auto& [tag, shp] : {std::pair{"mp_ties2_odd", Shape{2, 3, 5, 7}},
+                                   std::pair{"mp_ties2_even", Shape{2, 3, 6, 8}}}) {
+      std::vector<double> r = pattern(shp, 0.0, 2.0).to_vector();
+      for (double& v : r) v = std::nearbyint(v);
+      Var t = tg::param(tg::tensor(r, shp, tdt));
+      auto rt = tg::max_pool2d_with_indices(t, 2);
+      run(tag, rt.values, {t});
+      same(std::string(tag) + "_idx", rt.indices);
     }
     run("ap_2", tg::avg_pool2d(a, 2), {a});
     run("ap_3_ceil_nopad", tg::avg_pool2d(a, 3, Pair2(2), 1, true, false), {a});
