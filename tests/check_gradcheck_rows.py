@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Fails when an op the library records has no row in the gradcheck table.
 
-Every name the library passes to `record` / `record_into` (graph/, ops/, models/, optim/)
+Every name the library passes to `record` / `record_into` or to the recording helpers
+(`record_elementwise`, `record_symmetric`, `record_linalg`, `record_packed`) in graph/, ops/,
+models/ and optim/
 must be the first word of a row of tests/test_gradcheck_ops.cpp, whose rows run gradcheck
 and gradgradcheck in float64: no op ships without its gradient check. A name passed on by a
 helper (`Var gather_op(const char* name, ...)` calling `record(name, ...)`) is taken from the
@@ -17,8 +19,8 @@ sources = {p: p.read_text(encoding="utf-8")
            for layer in ("graph", "ops", "models", "optim")
            for p in sorted((root / layer).rglob("*.cpp"))}
 
-LITERAL = re.compile(r'\brecord(?:_into)?\(\s*"(\w+)"')
-FORWARDED = re.compile(r'\brecord(?:_into)?\(\s*([a-z_]\w*)\s*,')
+LITERAL = re.compile(r'\brecord(?:_into|_elementwise|_symmetric|_linalg|_packed)?\(\s*"(\w+)"')
+FORWARDED = re.compile(r'\brecord(?:_into|_elementwise|_symmetric|_linalg|_packed)?\(\s*([a-z_]\w*)\s*,')
 recorded = {}  # name -> where
 for path, text in sources.items():
     for m in LITERAL.finditer(text):
