@@ -21,12 +21,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 
 tapegrad, launcher, work = sys.argv[1:4]
 try:
-    import numpy as np
+    import dist_cli
 except ImportError:
     print("SKIPPED: numpy is not installed")
     sys.exit(77)
@@ -44,23 +43,14 @@ common = ["charlm", "--words", words_file, "--embed", "8", "--hidden", "16", "--
 
 
 def run(ranks, out, *extra, model="lstm"):
-    cmd = ([tapegrad] if ranks == 1 else [launcher, str(ranks), tapegrad]) + common + \
-        ["--model", model, "--out", os.path.join(work, out),
-         "--json", os.path.join(work, out + ".json")] + list(extra)
-    env = dict(os.environ, TG_NUM_THREADS="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    if r.returncode == 77:
-        print(r.stdout)
-        sys.exit(77)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        sys.exit(f"{' '.join(cmd)}: exit {r.returncode}")
-    return r.stdout
+    args = common + ["--model", model, "--out", os.path.join(work, out),
+                     "--json", os.path.join(work, out + ".json")] + list(extra)
+    return dist_cli.run(tapegrad, launcher, ranks, args, timeout=120,
+                        env=dict(os.environ, TG_NUM_THREADS="1"))
 
 
 def state(out):
-    with np.load(os.path.join(work, out, "checkpoint.npz")) as z:
-        return {k: z[k] for k in z.files if k.startswith(("model.", "optim.state"))}
+    return dist_cli.state(os.path.join(work, out, "checkpoint.npz"))
 
 
 def losses(out):
@@ -75,15 +65,8 @@ bad = []
 
 
 def compare(out, ref):
-    got, want = state(out), state(ref)
-    if sorted(got) != sorted(want):
-        bad.append(f"{out}: checkpoint entries differ from {ref}'s")
+    if not dist_cli.check_state(out, state(out), state(ref), 1e-5, bad):
         return
-    worst = max(float(np.abs(got[k].astype(np.float64) - want[k]).max() /
-                      max(float(np.abs(want[k]).max()), 1e-30)) for k in want if want[k].size)
-    print(f"{out}: largest difference {worst:.3g} of the tensor's largest value")
-    if worst > 1e-5:
-        bad.append(f"{out}: parameters differ from {ref} by {worst:.3g} (more than 1e-5)")
     (m, test, _), (m_ref, test_ref, _) = losses(out), losses(ref)
     if len(m) != len(m_ref):
         bad.append(f"{out}: {len(m)} metrics lines, expected {len(m_ref)} (rank 0 alone writes)")
@@ -109,12 +92,7 @@ compare("bigram_two", "bigram_one")
 # Ranks that disagree: rank 1 has another batch size.
 other = ["12" if a == "25" else a for a in common]
 bad_out = ["--epochs", "1", "--out", os.path.join(work, "bad")]
-cmd = [launcher, "1", tapegrad] + common + bad_out + [":", "-np", "1", tapegrad] + other + bad_out
-r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-err = r.stderr.count("tapegrad: error: tapegrad: the ranks' run configurations or data differ")
-print(r.stderr.strip().splitlines()[0] if r.stderr.strip() else "(no stderr)")
-if r.returncode == 0 or err != 2:
-    bad.append(f"ranks with different options: exit {r.returncode}, the error on {err} of 2 ranks")
+dist_cli.check_mismatch(tapegrad, launcher, common + bad_out, other + bad_out, bad)
 for b in bad:
     print("check_dist_charlm:", b)
 print("check_dist_charlm:", "FAIL" if bad else "ok")
