@@ -13,6 +13,7 @@
 #include "apps/json.hpp"
 #include "apps/progress.hpp"
 #include "apps/run.hpp"
+#include "apps/world.hpp"
 #include "data/words.hpp"
 #include "models/attention.hpp"
 #include "models/checkpoint.hpp"
@@ -24,6 +25,7 @@
 #include "ops/attention.hpp"
 #include "ops/loss.hpp"
 #include "ops/matmul.hpp"
+#include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
 #include "optim/adamw.hpp"
 #include "parallel/parallel.hpp"
@@ -237,23 +239,26 @@ Var lm_loss(CharLM& model, const data::WordBatch& b, Reduction reduction) {
 }
 
 // Mean negative log-likelihood per predicted character (nats), in eval mode, no recording.
+// Every rank of a data-parallel run calls it: each takes every p-th batch of 512 words and
+// the sums are added over the ranks (Note [Data-parallel charlm]).
 double evaluate_loss(CharLM& model, const std::vector<data::Word>& words,
                      const data::CharVocab& vocab) {
   if (words.empty()) return std::nan("");
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  double sum = 0;
-  int64_t count = 0;
+  std::vector<double> totals{0, 0};  // loss sum, predictions
   constexpr size_t kBatch = 512;
-  for (size_t i = 0; i < words.size(); i += kBatch) {
+  const auto step = kBatch * static_cast<size_t>(world::size());
+  for (size_t i = kBatch * static_cast<size_t>(world::rank()); i < words.size(); i += step) {
     const auto b =
         data::make_word_batch(pointers(words, {}, i, std::min(words.size(), i + kBatch)), vocab);
-    sum += lm_loss(model, b, Reduction::sum).item();
-    count += b.predictions;
+    totals[0] += lm_loss(model, b, Reduction::sum).item();
+    totals[1] += static_cast<double>(b.predictions);
   }
   model.train(was_training);
-  return sum / static_cast<double>(count);
+  world::sum(totals);
+  return totals[0] / totals[1];
 }
 
 // The count bigram with add-one smoothing, fitted on `train`: nats per character on `test`.
@@ -419,11 +424,58 @@ struct CharlmOptions {
   bool epochs_given = false;
 };
 
+// Note [Data-parallel charlm]
+// As `tapegrad train` (Note [Data-parallel train] in apps/train.cpp): with p ranks --batch
+// stays the global batch; every rank draws the one-process run's order of the epoch from the
+// same generator and of each global batch of m words takes words [r m / p, (r + 1) m / p)
+// (world::rows_of). The loss is the mean over predicted characters, so a rank's mean over its
+// own N_r predictions is scaled by N_r p / N, N the global batch's predictions (every rank
+// has every word, so it counts N itself): the wrapper's average over the ranks is then the
+// global batch's mean, also when the words or the batch split unevenly. A rank with no words
+// in the last batch takes a zero loss and still joins the reduction. Dropout masks are drawn
+// per rank (the generators are reseeded from the seed, the epoch and the rank each epoch), so
+// runs with dropout do not follow the one-process run. Dev and test losses are sums over
+// every rank's share of the batches; the order does not depend on p, so a run resumes with
+// another world size. Rank 0 alone prints, samples and writes.
+
+// What every rank of a data-parallel run must agree on (world::check_same).
+std::vector<std::string> run_description(const LmConfig& c, const data::WordSplit& split,
+                                         const data::CharVocab& vocab, int64_t start) {
+  auto num = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    return std::string(buf);
+  };
+  return {"model " + c.model + " embed " + std::to_string(c.embed) + " hidden " +
+              std::to_string(c.hidden) + " layers " + std::to_string(c.layers) + " heads " +
+              std::to_string(c.heads) + " context " + std::to_string(c.context) + " dropout " +
+              num(c.dropout),
+          "lr " + num(c.lr) + " weight_decay " + num(c.weight_decay) + " epochs " +
+              std::to_string(c.epochs) + " batch " + std::to_string(c.batch) + " seed " +
+              std::to_string(c.seed) + " start " + std::to_string(start),
+          "words: " + std::to_string(split.train.size()) + " train, " +
+              std::to_string(split.dev.size()) + " dev, " + std::to_string(split.test.size()) +
+              " test, " + std::to_string(vocab.size()) + " tokens, " + std::to_string(c.positions) +
+              " positions"};
+}
+
+// The number of characters the words order[begin, end) of `words` predict (n + 1 each).
+int64_t predictions_of(const std::vector<data::Word>& words, const std::vector<size_t>& order,
+                       size_t begin, size_t end) {
+  int64_t n = 0;
+  for (size_t i = begin; i < end; ++i) n += static_cast<int64_t>(words[order[i]].size()) + 1;
+  return n;
+}
+
 void run_charlm(CharlmOptions o) {
+  const int ranks = world::size();
+  const bool root = world::is_root();
   const std::string out = o.out.empty() ? default_run_dir("charlm") : o.out;
-  prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
-  if (!o.json.empty()) prepare_output_file(o.json);
-  if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
+  if (root) {  // rank 0 alone writes (Note [Data-parallel charlm])
+    prepare_output_dir(o.out.empty() ? std::filesystem::path(out).parent_path().string() : out);
+    if (!o.json.empty()) prepare_output_file(o.json);
+    if (!o.metrics.empty()) prepare_output_file(o.metrics, /*append=*/true);
+  }
   if (o.samples < 0) throw Error("charlm: --samples must be at least 0");
   LmConfig c = o.config;
   NpzArchive resumed;
@@ -436,6 +488,11 @@ void run_charlm(CharlmOptions o) {
     if (o.epochs_given) c.epochs = epochs;
   }
   resolve_defaults(c);
+  if (c.batch < ranks)
+    throw Error("charlm: --batch " + std::to_string(c.batch) +
+                " (the global batch) is smaller than the " + std::to_string(ranks) + " ranks");
+  // Ranks on one machine share its cores: unless told otherwise, each takes its share.
+  o.threads = world::threads_per_rank(o.threads);
   if (o.threads > 0) {
     set_blas_threads(o.threads);
     set_num_threads(o.threads);
@@ -457,7 +514,8 @@ void run_charlm(CharlmOptions o) {
                   " was trained on (its symbols or longest word differ)");
   }
   c.positions = static_cast<int64_t>(longest) + 1;
-  const double baseline = bigram_baseline(split.train, split.test, vocab);
+  // Only rank 0 prints or writes the count bigram's loss.
+  const double baseline = root ? bigram_baseline(split.train, split.test, vocab) : std::nan("");
 
   // Initialization draws from init_rng; the layers that own dropout (recurrent and
   // Transformer layers) also initialize from dropout_rng, which is saved in checkpoints.
@@ -478,26 +536,35 @@ void run_charlm(CharlmOptions o) {
     start = resumed.integer("epoch");
     h = get_history(resumed);
   }
-  prepare_output_dir(out);
+  world::check_same("run configurations or data", run_description(c, split, vocab, start));
+  world::DataParallel data_parallel(*model);  // rank 0's weights on every rank
   const std::string ckpt = out + "/checkpoint.npz";
-  if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
+  if (root) {
+    prepare_output_dir(out);
+    if (o.resume.empty()) write_text(out + "/metrics.jsonl", "");
+  }
+  // Only rank 0 prints.
+  auto say = [root](const char* fmt, auto... args) {
+    if (root) std::printf(fmt, args...);
+  };
 
-  std::printf(
-      "tapegrad charlm: %s: %zu words (%zu train / %zu dev / %zu test), %lld tokens (%zu "
+  say("tapegrad charlm: %s: %zu words (%zu train / %zu dev / %zu test), %lld tokens (%zu "
       "symbols + the word boundary), read in %.1fs\n",
       o.words.c_str(), all.size(), split.train.size(), split.dev.size(), split.test.size(),
       static_cast<long long>(vocab.size()), vocab.symbols().size(),
       std::chrono::duration<double>(Clock::now() - t_data).count());
-  std::printf("count bigram (add-one smoothing) test loss: %.4f nats/char\n", baseline);
-  std::printf(
-      "model: %s\n%lld parameters; AdamW lr %g weight decay %g, batch %lld words, seed "
+  say("count bigram (add-one smoothing) test loss: %.4f nats/char\n", baseline);
+  say("model: %s\n%lld parameters; AdamW lr %g weight decay %g, batch %lld words, seed "
       "%llu, threads: BLAS %d, tapegrad %d\n",
       model->str().c_str(), static_cast<long long>(model->num_parameters()), c.lr, c.weight_decay,
       static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed), blas_threads(),
       num_threads());
+  if (ranks > 1)
+    say("data parallel: %d ranks, %lld words of each batch of %lld per rank\n", ranks,
+        static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch));
   if (!o.resume.empty())
-    std::printf("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
-  std::printf("output: %s\n", out.c_str());
+    say("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
+  say("output: %s\n", out.c_str());
 
   const auto params = model->parameters();
   const size_t n_train = split.train.size();
@@ -508,19 +575,38 @@ void run_charlm(CharlmOptions o) {
     std::vector<size_t> order(n_train);
     for (size_t i = 0; i < n_train; ++i) order[i] = i;
     for (size_t i = n_train; i > 1; --i) std::swap(order[i - 1], order[shuffle_rng.below(i)]);
-    Progress progress(!o.no_progress, epoch + 1, c.epochs, batches);
+    if (ranks > 1) {  // per-rank dropout masks (Note [Data-parallel charlm])
+      const uint64_t s = c.seed * 1000003 + static_cast<uint64_t>(epoch) * 1009 +
+                         static_cast<uint64_t>(world::rank());
+      dropout_rng.seed_with(s);
+      if (Rng* own = model->own_rng()) own->seed_with(s + 7919);
+    }
+    Progress progress(!o.no_progress && root, epoch + 1, c.epochs, batches);
     const auto t0 = Clock::now();
     double loss_sum = 0;
     int64_t predictions = 0, seen = 0;
     for (int64_t bi = 0; bi < batches; ++bi) {
       const size_t begin = static_cast<size_t>(bi * c.batch);
-      const auto b =
-          data::make_word_batch(pointers(split.train, order, begin,
-                                         std::min(n_train, begin + static_cast<size_t>(c.batch))),
-                                vocab);
+      const size_t end = std::min(n_train, begin + static_cast<size_t>(c.batch));
+      const auto [lo, hi] = world::rows_of(static_cast<int64_t>(end - begin));
       opt.zero_grad();
+      if (lo == hi) {
+        // No words for this rank in the last batch: a zero loss, so it still joins the sum.
+        mul_scalar(sum(params[0]), 0.0).backward();
+        opt.step();
+        continue;
+      }
+      const auto b =
+          data::make_word_batch(pointers(split.train, order, begin + static_cast<size_t>(lo),
+                                         begin + static_cast<size_t>(hi)),
+                                vocab);
       Var loss = lm_loss(*model, b, Reduction::mean);
-      loss.backward();
+      // This rank's share of the global batch's mean (Note [Data-parallel charlm]).
+      const double share =
+          ranks == 1 ? 1.0
+                     : static_cast<double>(b.predictions * ranks) /
+                           static_cast<double>(predictions_of(split.train, order, begin, end));
+      (share == 1.0 ? loss : mul_scalar(loss, share)).backward();
       opt.step();
       const double l = loss.item();
       if (!std::isfinite(l))
@@ -532,30 +618,38 @@ void run_charlm(CharlmOptions o) {
       seen += b.inputs.shape()[0];
       progress.update(bi + 1, loss_sum / static_cast<double>(predictions), seen);
     }
+    // The epoch's figures over every rank's words.
+    std::vector<double> totals{loss_sum, static_cast<double>(predictions)};
+    world::sum(totals);
+    loss_sum = totals[0];
+    predictions = static_cast<int64_t>(totals[1]);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     progress.finish();
     const double dev = evaluate_loss(*model, split.dev, vocab);
     h.train_loss.push_back(loss_sum / static_cast<double>(predictions));
     h.dev_loss.push_back(dev);
     h.seconds.push_back(seconds);
-    std::printf("epoch %lld/%lld  train loss %.4f  dev loss %.4f nats/char  %.1fs\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs),
-                h.train_loss.back(), dev, seconds);
+    say("epoch %lld/%lld  train loss %.4f  dev loss %.4f nats/char  %.1fs\n",
+        static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs), h.train_loss.back(),
+        dev, seconds);
     std::fflush(stdout);
     const std::string line = Json::object({{"epoch", Json::integer(epoch + 1)},
                                            {"train_loss", Json::number(h.train_loss.back())},
                                            {"dev_loss", Json::number(dev)},
                                            {"seconds", Json::number(seconds)}})
                                  .str();
-    append_line(out + "/metrics.jsonl", line);
-    if (!o.metrics.empty()) append_line(o.metrics, line);
-    save_lm_checkpoint(ckpt, c, vocab, *model, opt, epoch + 1, shuffle_rng, dropout_rng, h);
+    if (root) {
+      append_line(out + "/metrics.jsonl", line);
+      if (!o.metrics.empty()) append_line(o.metrics, line);
+      save_lm_checkpoint(ckpt, c, vocab, *model, opt, epoch + 1, shuffle_rng, dropout_rng, h);
+    }
   }
   if (start >= c.epochs)
-    std::printf("nothing to do: the checkpoint already has %lld of %lld epochs\n",
-                static_cast<long long>(start), static_cast<long long>(c.epochs));
+    say("nothing to do: the checkpoint already has %lld of %lld epochs\n",
+        static_cast<long long>(start), static_cast<long long>(c.epochs));
 
   const double test = evaluate_loss(*model, split.test, vocab);
+  if (!root) return;
   Rng sample_rng(c.seed + 3);
   const auto samples = sample_words(*model, vocab, o.samples, c.positions - 1, sample_rng);
   double total_seconds = 0;

@@ -7,10 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <thread>
 
 #include "apps/cli.hpp"
 #include "apps/json.hpp"
@@ -122,12 +120,13 @@ struct Shard {
   std::vector<int64_t> rows;
   std::vector<int64_t> global, mine;
 };
-Shard shard_of(const std::vector<int64_t>& order, int64_t batch, int p, int r) {
+Shard shard_of(const std::vector<int64_t>& order, int64_t batch) {
   Shard s;
   const auto n = static_cast<int64_t>(order.size());
   for (int64_t start = 0; start < n; start += batch) {
     const int64_t m = std::min(batch, n - start);
-    const int64_t lo = start + r * m / p, hi = start + (r + 1) * m / p;
+    const auto [first, last] = world::rows_of(m);
+    const int64_t lo = start + first, hi = start + last;
     s.rows.insert(s.rows.end(), order.begin() + lo, order.begin() + hi);
     s.global.push_back(m);
     s.mine.push_back(hi - lo);
@@ -163,10 +162,7 @@ void run_train(TrainOptions o) {
     throw Error("--batch " + std::to_string(c.batch) + " (the global batch) is smaller than the " +
                 std::to_string(ranks) + " ranks");
   // Ranks on one machine share its cores: unless told otherwise, each takes its share.
-  if (o.threads <= 0 && world::local_size() > 1 && !std::getenv("TG_NUM_THREADS") &&
-      !std::getenv("OPENBLAS_NUM_THREADS"))
-    o.threads =
-        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world::local_size());
+  o.threads = world::threads_per_rank(o.threads);
   if (o.threads > 0) {
     set_blas_threads(o.threads);
     set_num_threads(o.threads);
@@ -242,8 +238,7 @@ void run_train(TrainOptions o) {
                             &shuffle_rng);
     Shard shard;
     if (ranks > 1) {  // Note [Data-parallel train]
-      shard = shard_of(data::shuffled_indices(train.size(), &shuffle_rng), c.batch, ranks,
-                       world::rank());
+      shard = shard_of(data::shuffled_indices(train.size(), &shuffle_rng), c.batch);
       loader.set_order(shard.rows);
       model->dropout_rng.seed_with(c.seed * 1000003 + static_cast<uint64_t>(epoch) * 1009 +
                                    static_cast<uint64_t>(world::rank()));

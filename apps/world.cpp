@@ -1,5 +1,9 @@
 #include "apps/world.hpp"
 
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #ifdef TAPEGRAD_HAS_DIST
 #include "dist/ddp.hpp"
 #include "dist/dist.hpp"
@@ -57,5 +61,17 @@ void DataParallel::sync_buffers() {}
 #endif
 
 DataParallel::~DataParallel() = default;
+
+std::pair<int64_t, int64_t> rows_of(int64_t m) {
+  const int64_t p = size(), r = rank();
+  return {r * m / p, (r + 1) * m / p};
+}
+
+int threads_per_rank(int threads) {
+  if (threads <= 0 && local_size() > 1 && !std::getenv("TG_NUM_THREADS") &&
+      !std::getenv("OPENBLAS_NUM_THREADS"))
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size());
+  return threads;
+}
 
 }  // namespace tg::app::world

@@ -7,6 +7,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/module.hpp"
@@ -19,6 +20,13 @@ int rank();
 int local_size();
 /// Rank 0: the rank that prints, writes checkpoints, metrics and pictures.
 inline bool is_root() { return rank() == 0; }
+/// This rank's rows [first, second) of a global batch of `m` rows: rank r of p takes
+/// [r m / p, (r + 1) m / p), so a batch that does not split evenly splits as evenly as it goes.
+std::pair<int64_t, int64_t> rows_of(int64_t m);
+/// `threads` when positive; else, when several ranks share this machine and neither
+/// TG_NUM_THREADS nor OPENBLAS_NUM_THREADS is set, this rank's share of its hardware
+/// threads; else 0 (the defaults).
+int threads_per_rank(int threads);
 /// Element-wise sums of `v` over the ranks, in place (every rank gets them).
 void sum(std::vector<double>& v);
 /// The same error on every rank when the ranks' `lines` differ (dist::check_same_across_ranks).

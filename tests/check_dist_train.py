@@ -24,6 +24,7 @@ import time
 tapegrad, launcher, work = sys.argv[1:4]
 try:
     import numpy as np
+    import dist_cli
 except ImportError:
     print("SKIPPED: numpy is not installed")
     sys.exit(77)
@@ -37,21 +38,12 @@ common = ["train", "--limit", "250", "--test-limit", "100", "--batch", "24", "--
 
 
 def run(ranks, out, *extra):
-    cmd = ([tapegrad] if ranks == 1 else [launcher, str(ranks), tapegrad]) + common + \
-        ["--out", os.path.join(work, out)] + list(extra)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if r.returncode == 77:
-        print(r.stdout)
-        sys.exit(77)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        sys.exit(f"{' '.join(cmd)}: exit {r.returncode}")
-    return r.stdout
+    return dist_cli.run(tapegrad, launcher, ranks,
+                        common + ["--out", os.path.join(work, out)] + list(extra))
 
 
 def state(out):
-    with np.load(os.path.join(work, out, "checkpoint.npz")) as z:
-        return {k: z[k] for k in z.files if k.startswith(("model.", "optim.state"))}
+    return dist_cli.state(os.path.join(work, out, "checkpoint.npz"))
 
 
 def metrics(out):
@@ -69,15 +61,8 @@ run(3, "three", "--epochs", "2")
 run(2, "resumed", "--epochs", "1")
 run(3, "resumed", "--epochs", "2", "--resume", os.path.join(work, "resumed", "checkpoint.npz"))
 for out in ("two", "three", "resumed"):
-    got = state(out)
-    if sorted(got) != sorted(ref):
-        bad.append(f"{out}: checkpoint entries differ")
+    if not dist_cli.check_state(out, state(out), ref, 1e-6, bad):
         continue
-    worst = max(float(np.abs(got[k].astype(np.float64) - ref[k]).max() /
-                      max(float(np.abs(ref[k]).max()), 1e-30)) for k in ref if ref[k].size)
-    print(f"{out}: largest difference {worst:.3g} of the tensor's largest value")
-    if worst > 1e-6:
-        bad.append(f"{out}: parameters differ from 1 process by {worst:.3g} (more than 1e-6)")
     m = metrics(out)
     if len(m) != 2:
         bad.append(f"{out}: {len(m)} metrics lines, expected 2 (rank 0 alone writes)")
@@ -89,12 +74,7 @@ for out in ("two", "three", "resumed"):
 # Ranks that disagree: rank 1 has another batch size.
 other = ["12" if a == "24" else a for a in common]
 bad_out = ["--epochs", "1", "--out", os.path.join(work, "bad")]
-cmd = [launcher, "1", tapegrad] + common + bad_out + [":", "-np", "1", tapegrad] + other + bad_out
-r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-err = r.stderr.count("tapegrad: error: tapegrad: the ranks' run configurations or data differ")
-print(r.stderr.strip().splitlines()[0] if r.stderr.strip() else "(no stderr)")
-if r.returncode == 0 or err != 2:
-    bad.append(f"ranks with different options: exit {r.returncode}, the error on {err} of 2 ranks")
+dist_cli.check_mismatch(tapegrad, launcher, common + bad_out, other + bad_out, bad)
 
 
 def children(pid):
