@@ -101,7 +101,7 @@ run("qr_Q", L.qr(fr(t))[0], t)
 run("qr_R", L.qr(fr(t))[1], t)
 Qw, Rw = L.qr(fr(w))
 run("qr_wide", torch.cat([Qw, Rw], -1), w)
-Qc, Rc = L.qr(ab, mode="complete")
+Qc, Rc = L.qr(fr(ab), mode="complete")  # fr: the pattern alone is rank 2 (R singular)
 run("qr_complete", Qc + Rc, ab)
 run("lstsq", L.lstsq(fr(t), P((5, 2), 11.0)).solution, t)
 run("lstsq_wide", L.lstsq(fr(w), P((2, 3, 2), 12.0)).solution, w)
@@ -162,7 +162,7 @@ run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
     run("qr_R", la::qr(fr(t)).R, {t});
     const auto qw = la::qr(fr(w));
     run("qr_wide", tg::concat({qw.Q, qw.R}, 2), {w});
-    const auto qc = la::qr(ab, "complete");
+    const auto qc = la::qr(fr(ab), "complete");
     run("qr_complete", qc.Q + qc.R, {ab});
     run("lstsq", la::lstsq(fr(t), P({5, 2}, 11.0)).solution, {t});
     run("lstsq_wide", la::lstsq(fr(w), P({2, 3, 2}, 12.0)).solution, {w});
