@@ -563,7 +563,10 @@ Var det_grad_adjugate(const Var& A, const Var& g) {
 
 Var det(const Var& A) {
   check_square(A, "det");
-  const auto [sign, logabs] = sign_logabsdet(A.value(), "det");
+  // Not a structured binding: the lambda below captures them, which clang 14 (the fuzz
+  // targets' compiler) rejects.
+  const std::pair<Tensor, Tensor> sl = sign_logabsdet(A.value(), "det");
+  const Tensor &sign = sl.first, &logabs = sl.second;
   Tensor d = Tensor::empty(sign.shape(), A.dtype());
   dispatch(A.dtype(), [&]<class T>() {
     for (int64_t i = 0; i < d.numel(); ++i)
