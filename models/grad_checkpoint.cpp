@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "graph/engine.hpp"
 #include "graph/error.hpp"
 #include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
@@ -48,10 +49,13 @@ struct Replay {
 // Note [Nested replay]
 // A checkpoint node's backward runs a second backward (tg::grad over the replayed graph)
 // while the outer one is half done. The replayed graph starts from copies of the inputs cut
-// from the graph, so the nested sweep never reaches a node of the outer graph, except the
-// params: leaves the replay reads as they are. Their pending gradient (a weight shared with
-// a later segment may already hold one) and their hooks (which must see the full gradient,
-// once) are set aside during the nested sweep and put back after it.
+// from the graph, so the nested sweep reaches a node of the outer graph only where the
+// function reads one: the params, leaves the replay reads as they are, and values computed
+// from them outside it (a weight times a scale). The params' pending gradient (a weight
+// shared with a later segment may already hold one) and their hooks (which must see the
+// full gradient, once) are set aside during the nested sweep and put back after it. The
+// sweep through such a value keeps its graph (the outer backward goes through it later)
+// and carries what it has summed so far to the params, so every part still reaches them.
 class SetAside {
  public:
   explicit SetAside(const std::vector<Var>& params) {
@@ -94,6 +98,11 @@ void check_reads(const std::vector<Var>& roots, const std::vector<Var>& wrt) {
     const Node* n = stack.back();
     stack.pop_back();
     if (known.count(n) || !seen.insert(n).second) continue;
+    if (n->released)
+      throw GraphError("checkpoint: the function reads a value computed outside it (" +
+                       detail::describe(*n) +
+                       ") whose graph the outer backward has already freed; pass that value "
+                       "as one of the checkpoint's inputs");
     if (!n->has_fn)
       throw GraphError("checkpoint: the function reads a leaf of shape " + n->value.shape().str() +
                        " that wants a gradient but is neither one of its inputs nor in "
@@ -135,7 +144,11 @@ std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::spa
   if (roots.empty() || wrt.empty()) return out;
   check_reads(roots, wrt);
   const SetAside aside(r.params);
-  std::vector<Var> gs = grad(roots, wrt, gos, {.create_graph = create_graph, .allow_unused = true});
+  // retain_graph: the sweep may pass through a value of the outer graph the function reads
+  // (Note [Nested replay]), which the outer backward still has to go through; the replay's
+  // own graph is freed when this function returns.
+  std::vector<Var> gs = grad(
+      roots, wrt, gos, {.retain_graph = true, .create_graph = create_graph, .allow_unused = true});
   for (size_t k = 0; k < gs.size(); ++k) out[slot[k]] = std::move(gs[k]);
   return out;
 }

@@ -441,3 +441,33 @@ TEST_CASE("checkpoint: a 64-layer MLP's training step keeps O(sqrt n) activation
   // the sweep ends) and one recomputed segment, 16 each: 40 of the 128, plus the gradients.
   CHECK(ckpt * 5 < plain * 2);
 }
+
+TEST_CASE("checkpoint: a value of the outer graph read by the function") {
+  // W2 = 2 W is computed outside the checkpoint and read inside it; W is listed. The
+  // replay's backward goes through the outer graph's W2 node: it must not free it (the
+  // outer backward may go through it later), and where the outer backward went through it
+  // and freed it first, the error must say what to do.
+  Var W = tg::param(tgtest::pattern({3, 3}, 1.0));
+  const Var x = tg::param(tgtest::pattern({3}, 0.0));
+  auto run = [&](bool ckpt, bool ckpt_first) {
+    const Var W2 = W * 2.0;
+    auto layer = [W2](const Var& h) { return tg::tanh(tg::matmul(W2, h)); };
+    const Var h = ckpt ? tg::checkpoint(layer, x, {.params = {W}, .rngs = {}}) : layer(x);
+    // The outer backward reaches the checkpoint node before W2 (ckpt_first) or after it.
+    return ckpt_first ? tg::sum(tg::matmul(W2, tg::constant(tg::ones({3}, tg::f64)))) + tg::sum(h)
+                      : tg::sum(h * tg::matmul(W2, h));
+  };
+  for (bool ckpt_first : {true, false}) {
+    INFO("ckpt_first " << ckpt_first);
+    const auto want = tg::grad({run(false, ckpt_first)}, {x, W});
+    auto check = [&](const std::vector<Var>& got) {
+      for (int i = 0; i < 2; ++i) CHECK(vals(got[i]) == vals(want[i]));
+    };
+    check(tg::grad({run(true, ckpt_first)}, {x, W}, {}, {.retain_graph = true}));
+    if (ckpt_first)
+      check(tg::grad({run(true, ckpt_first)}, {x, W}));
+    else
+      CHECK_THROWS_WITH(tg::grad({run(true, ckpt_first)}, {x, W}),
+                        Catch::Matchers::Contains("pass that value as one of the checkpoint's"));
+  }
+}
