@@ -366,3 +366,15 @@ TEST_CASE("DDP: a backward that throws after some hooks leaves the next backward
     }
   }
 }
+
+TEST_CASE("DDP: tg::grad for the inputs leaves the parameters' .grad alone", "[dist][ddp]") {
+  // The parameters are not tg::grad's inputs: their hooks do not run, nothing is synced.
+  const int me = dist::get_rank();
+  auto model = make_mlp(3, f64);
+  dist::DistributedDataParallel ddp(*model);
+  const Var x = param(batch({4, 6}, 70 + me, f64));
+  const Var y = constant(batch({4, 3}, 80 + me, f64));
+  const auto g = grad({mse_loss((*model)(x), y)}, {x});
+  CHECK(g[0].shape() == x.shape());
+  for (const Var& p : model->parameters()) CHECK_FALSE(p.grad().defined());
+}
