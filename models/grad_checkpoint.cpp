@@ -244,21 +244,30 @@ std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::v
           // create_graph: the backward is a checkpoint of the replay, so it
           // is recorded as one node too and can be differentiated again (Note
           // [Nested replay]).
+          // Its outputs are the gradients of the floating inputs and of the params: an
+          // index input has none (and a checkpoint's outputs must be floating).
+          std::vector<size_t> slots;
+          for (size_t k = 0; k < r->n_in; ++k)
+            if (is_floating(args[k].dtype())) slots.push_back(k);
+          for (size_t k = 0; k < r->params.size(); ++k) slots.push_back(r->n_in + k);
           auto next = std::make_shared<Replay>();
-          next->fn = [r](const std::vector<Var>& a) {
+          next->fn = [r, slots](const std::vector<Var>& a) {
             const auto all = std::span<const Var>(a);
             std::vector<Var> g = replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
-            for (size_t k = 0; k < g.size(); ++k) {
+            std::vector<Var> out;
+            for (size_t k : slots) {
               const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
-              if (!g[k].defined()) g[k] = Var(zeros(ref.shape(), ref.dtype()));
+              out.push_back(g[k].defined() ? g[k] : Var(zeros(ref.shape(), ref.dtype())));
             }
-            return g;
+            return out;
           };
           next->n_in = r->n_in + dys.size();
           next->params = r->params;
           std::vector<Var> next_args = args;
           next_args.insert(next_args.end(), dys.begin(), dys.end());
-          gs = record_checkpoint(next, next_args);
+          const std::vector<Var> g = record_checkpoint(next, next_args);
+          gs.assign(r->n_in + r->params.size(), Var());
+          for (size_t k = 0; k < g.size(); ++k) gs[slots[k]] = g[k];
         }
         Grads out;
         for (Var& g : gs) out.push_back(std::move(g));
