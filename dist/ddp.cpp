@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -126,9 +127,6 @@ struct DistributedDataParallel::Impl {
   }
 
   void begin_sync() {
-    if (failed)
-      throw DistError(std::string(kOp) + ": a previous gradient sync failed on " + detail::where() +
-                      "; the ranks are out of step, end the job");
     syncing = true;
     next_launch = 0;
     for (Slot& s : slots) s.ready = false;
@@ -139,7 +137,35 @@ struct DistributedDataParallel::Impl {
     events.clear();
     stats = {};
     t0 = Clock::now();
-    queue_backward_callback([this] { finish(); });
+    // The engine drops the callback unrun when the backward throws: the token's destructor
+    // then ends the sync (abandon).
+    auto token = std::make_shared<FinishToken>(this);
+    queue_backward_callback([token] {
+      token->ran = true;
+      token->impl->finish();
+    });
+  }
+
+  struct FinishToken {
+    explicit FinishToken(Impl* i) : impl(i) {}
+    ~FinishToken() {
+      if (!ran) impl->abandon();
+    }
+    FinishToken(const FinishToken&) = delete;
+    FinishToken& operator=(const FinishToken&) = delete;
+    Impl* impl;
+    bool ran = false;
+  };
+
+  // A backward that threw after its first hook: its finish never runs. With nothing
+  // started on other ranks' behalf the next backward starts afresh; once this rank started
+  // an all-reduce the ranks' collectives can no longer be matched (failed).
+  void abandon() noexcept {
+    if (!syncing) return;
+    if (next_launch > 0 && get_world_size() > 1)
+      failed = true;
+    else
+      syncing = false;
   }
 
   // Copies `g` (plus the .grad already there, unless the slot was filled this sync) into
@@ -166,6 +192,9 @@ struct DistributedDataParallel::Impl {
 
   void on_grad(int i, const Var& g) {
     if (no_sync) return;
+    if (failed)
+      throw DistError(std::string(kOp) + ": a previous gradient sync failed on " + detail::where() +
+                      "; the ranks are out of step, end the job");
     if (!syncing) begin_sync();
     try {
       Slot& s = slots[i];

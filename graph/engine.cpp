@@ -2,6 +2,7 @@
 // points (tg::backward, tg::grad, Var::backward) and their argument checks are in
 // graph/backward.cpp.
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -220,6 +221,11 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
       Var g = std::move(n.pending);
       n.pending = Var();
       n.pending_owned = false;
+      // As torch.autograd.grad: a leaf tg::grad was not asked for takes nothing, and its
+      // hooks do not run (a DistributedDataParallel's would start a sync and write .grad).
+      if (g.defined() && targets.capture && !n.has_fn &&
+          std::find(targets.nodes.begin(), targets.nodes.end(), &n) == targets.nodes.end())
+        continue;
       if (g.defined()) {
         g = run_hooks(n, std::move(g));
         if (targets.capture) {

@@ -362,17 +362,24 @@ struct NoJvp {};
 void forget_tangent(Node& n) noexcept;  // a dying node leaves the level's list
 void set_op_tangent(const char* op, const Var& out, Var tangent);
 bool has_tangent(const Var& v);
-/// Sets tangent propagation on this thread for its lifetime: off while a JVP rule runs; on
-/// again for a rule that runs a function forward (checkpoint's), only inside a DualLevel.
-class FwModeGuard {
+/// Sets one of this thread's mode flags for its lifetime and restores it after (the base of
+/// GradModeGuard, AnomalyGuard and FwModeGuard).
+class FlagGuard {
  public:
-  explicit FwModeGuard(bool on) : prev_(fw_enabled) { fw_enabled = on; }
-  ~FwModeGuard() { fw_enabled = prev_; }
-  FwModeGuard(const FwModeGuard&) = delete;
-  FwModeGuard& operator=(const FwModeGuard&) = delete;
+  FlagGuard(bool& flag, bool value) : flag_(flag), prev_(flag) { flag = value; }
+  ~FlagGuard() { flag_ = prev_; }
+  FlagGuard(const FlagGuard&) = delete;
+  FlagGuard& operator=(const FlagGuard&) = delete;
 
  private:
+  bool& flag_;
   bool prev_;
+};
+/// Sets tangent propagation on this thread for its lifetime: off while a JVP rule runs; on
+/// again for a rule that runs a function forward (checkpoint's), only inside a DualLevel.
+class FwModeGuard : public FlagGuard {
+ public:
+  explicit FwModeGuard(bool on) : FlagGuard(fw_enabled, on) {}
 };
 class FwSuspend : public FwModeGuard {
  public:
@@ -526,17 +533,9 @@ Var record_into(const char* op, const Shape& shape, Dtype dtype,
 inline bool is_grad_enabled() { return detail::grad_enabled; }
 
 /// Sets grad mode for the current thread for its lifetime.
-class GradModeGuard {
+class GradModeGuard : public detail::FlagGuard {
  public:
-  explicit GradModeGuard(bool enabled) : prev_(detail::grad_enabled) {
-    detail::grad_enabled = enabled;
-  }
-  ~GradModeGuard() { detail::grad_enabled = prev_; }
-  GradModeGuard(const GradModeGuard&) = delete;
-  GradModeGuard& operator=(const GradModeGuard&) = delete;
-
- private:
-  bool prev_;
+  explicit GradModeGuard(bool enabled) : FlagGuard(detail::grad_enabled, enabled) {}
 };
 
 /// Nothing is recorded on this thread while it lives.
@@ -547,15 +546,9 @@ class NoGradGuard : public GradModeGuard {
 
 /// While it lives, every forward value and every gradient on this thread is checked for
 /// NaN/Inf; the first one found throws AnomalyError naming the op.
-class AnomalyGuard {
+class AnomalyGuard : public detail::FlagGuard {
  public:
-  AnomalyGuard() : prev_(detail::anomaly_enabled) { detail::anomaly_enabled = true; }
-  ~AnomalyGuard() { detail::anomaly_enabled = prev_; }
-  AnomalyGuard(const AnomalyGuard&) = delete;
-  AnomalyGuard& operator=(const AnomalyGuard&) = delete;
-
- private:
-  bool prev_;
+  AnomalyGuard() : FlagGuard(detail::anomaly_enabled, true) {}
 };
 
 /// Queues `fn` to run once on this thread when the backward now running on it has finished

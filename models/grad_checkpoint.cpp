@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "graph/engine.hpp"
 #include "graph/error.hpp"
 #include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
@@ -48,10 +49,13 @@ struct Replay {
 // Note [Nested replay]
 // A checkpoint node's backward runs a second backward (tg::grad over the replayed graph)
 // while the outer one is half done. The replayed graph starts from copies of the inputs cut
-// from the graph, so the nested sweep never reaches a node of the outer graph, except the
-// params: leaves the replay reads as they are. Their pending gradient (a weight shared with
-// a later segment may already hold one) and their hooks (which must see the full gradient,
-// once) are set aside during the nested sweep and put back after it.
+// from the graph, so the nested sweep reaches a node of the outer graph only where the
+// function reads one: the params, leaves the replay reads as they are, and values computed
+// from them outside it (a weight times a scale). The params' pending gradient (a weight
+// shared with a later segment may already hold one) and their hooks (which must see the
+// full gradient, once) are set aside during the nested sweep and put back after it. The
+// sweep through such a value keeps its graph (the outer backward goes through it later)
+// and carries what it has summed so far to the params, so every part still reaches them.
 class SetAside {
  public:
   explicit SetAside(const std::vector<Var>& params) {
@@ -94,6 +98,11 @@ void check_reads(const std::vector<Var>& roots, const std::vector<Var>& wrt) {
     const Node* n = stack.back();
     stack.pop_back();
     if (known.count(n) || !seen.insert(n).second) continue;
+    if (n->released)
+      throw GraphError("checkpoint: the function reads a value computed outside it (" +
+                       detail::describe(*n) +
+                       ") whose graph the outer backward has already freed; pass that value "
+                       "as one of the checkpoint's inputs");
     if (!n->has_fn)
       throw GraphError("checkpoint: the function reads a leaf of shape " + n->value.shape().str() +
                        " that wants a gradient but is neither one of its inputs nor in "
@@ -135,7 +144,11 @@ std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::spa
   if (roots.empty() || wrt.empty()) return out;
   check_reads(roots, wrt);
   const SetAside aside(r.params);
-  std::vector<Var> gs = grad(roots, wrt, gos, {.create_graph = create_graph, .allow_unused = true});
+  // retain_graph: the sweep may pass through a value of the outer graph the function reads
+  // (Note [Nested replay]), which the outer backward still has to go through; the replay's
+  // own graph is freed when this function returns.
+  std::vector<Var> gs = grad(
+      roots, wrt, gos, {.retain_graph = true, .create_graph = create_graph, .allow_unused = true});
   for (size_t k = 0; k < gs.size(); ++k) out[slot[k]] = std::move(gs[k]);
   return out;
 }
@@ -231,21 +244,30 @@ std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::v
           // create_graph: the backward is a checkpoint of the replay, so it
           // is recorded as one node too and can be differentiated again (Note
           // [Nested replay]).
+          // Its outputs are the gradients of the floating inputs and of the params: an
+          // index input has none (and a checkpoint's outputs must be floating).
+          std::vector<size_t> slots;
+          for (size_t k = 0; k < r->n_in; ++k)
+            if (is_floating(args[k].dtype())) slots.push_back(k);
+          for (size_t k = 0; k < r->params.size(); ++k) slots.push_back(r->n_in + k);
           auto next = std::make_shared<Replay>();
-          next->fn = [r](const std::vector<Var>& a) {
+          next->fn = [r, slots](const std::vector<Var>& a) {
             const auto all = std::span<const Var>(a);
             std::vector<Var> g = replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
-            for (size_t k = 0; k < g.size(); ++k) {
+            std::vector<Var> out;
+            for (size_t k : slots) {
               const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
-              if (!g[k].defined()) g[k] = Var(zeros(ref.shape(), ref.dtype()));
+              out.push_back(g[k].defined() ? g[k] : Var(zeros(ref.shape(), ref.dtype())));
             }
-            return g;
+            return out;
           };
           next->n_in = r->n_in + dys.size();
           next->params = r->params;
           std::vector<Var> next_args = args;
           next_args.insert(next_args.end(), dys.begin(), dys.end());
-          gs = record_checkpoint(next, next_args);
+          const std::vector<Var> g = record_checkpoint(next, next_args);
+          gs.assign(r->n_in + r->params.size(), Var());
+          for (size_t k = 0; k < g.size(); ++k) gs[slots[k]] = g[k];
         }
         Grads out;
         for (Var& g : gs) out.push_back(std::move(g));

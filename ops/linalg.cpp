@@ -237,11 +237,22 @@ std::vector<Var> unpack(const Var& packed, const std::vector<Shape>& shapes) {
 // differentiate the tangent. It costs about one backward of the op per JVP; the formulas
 // themselves (their sources in each op's Note) are checked by gradcheck, gradgradcheck and
 // against torch.linalg, and the rules by fwdcheck on every linalg row.
+// When nothing differentiates the tangent (grad mode off), the formula reads the inputs and
+// the output cut from their graph, so the sweep stays inside the formula (no pass over the
+// graph the inputs came from, none of its hooks); otherwise the tangent must depend on
+// them, and the sweep keeps their graph (retain_graph) for the backward still to come.
 struct TransposeCtx {  // what a backward formula reads, inside a JVP rule
   const JvpCtx& c;
-  const Var& input(size_t i) const { return c.input(i); }
+  std::vector<Var> ins;
+  Var out;
+  TransposeCtx(const JvpCtx& ctx, bool cut) : c(ctx) {
+    for (size_t i = 0; i < c.num_inputs(); ++i)
+      ins.push_back(cut ? c.input(i).detach() : c.input(i));
+    out = cut ? c.output().detach() : c.output();
+  }
+  const Var& input(size_t i) const { return ins[i]; }
   const Shape& input_shape(size_t i) const { return c.input_shape(i); }
-  const Var& output() const { return c.output(); }
+  const Var& output() const { return out; }
   size_t num_inputs() const { return c.num_inputs(); }
   bool needs_grad(size_t i) const { return c.has_tangent(i); }
 };
@@ -252,7 +263,7 @@ Var jvp_by_transpose(const JvpCtx& c, const Bw& backward) {
   const GradModeGuard on(true);
   const Var& y = c.output();
   const Var u(zeros(y.shape(), y.dtype()), true);
-  const Grads g = backward(TransposeCtx{c}, u);
+  const Grads g = backward(TransposeCtx(c, !create_graph), u);
   std::vector<Var> gs, ts;
   for (size_t i = 0; i < g.size(); ++i) {
     if (!c.has_tangent(i) || !g[i].defined() || !g[i].requires_grad()) continue;
@@ -261,7 +272,8 @@ Var jvp_by_transpose(const JvpCtx& c, const Bw& backward) {
     ts.push_back(t.shape() == g[i].shape() ? t : expand(t, g[i].shape()));
   }
   if (gs.empty()) return Var();
-  return grad(gs, {u}, ts, {.create_graph = create_graph, .allow_unused = true})[0];
+  return grad(gs, {u}, ts,
+              {.retain_graph = true, .create_graph = create_graph, .allow_unused = true})[0];
 }
 
 // record with the backward formula `backward` (generic in its context) and its transpose as
@@ -822,7 +834,8 @@ Svd svd(const Var& A, bool full_matrices) {
 
 Var svdvals(const Var& A) {
   check_matrix(A, "svdvals");
-  if (detail::grad_enabled && A.requires_grad()) return svd(A, false).S;
+  if ((detail::grad_enabled && A.requires_grad()) || (detail::fw_enabled && detail::has_tangent(A)))
+    return svd(A, false).S;
   return constant(svd_kernel(A.value(), 'N').S);
 }
 

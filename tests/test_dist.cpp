@@ -326,3 +326,55 @@ TEST_CASE("DDP: ranks with different models fail on every rank, naming the diffe
   CHECK_THROWS_WITH(dist::DistributedDataParallel(same, o), Catch::Contains("bucket_cap_mb"));
   dist::barrier();
 }
+
+TEST_CASE("DDP: a backward that throws after some hooks leaves the next backward synced",
+          "[dist][ddp]") {
+  // The engine drops the sync's queued finish when the backward throws; the wrapper must not
+  // stay half-synced (no finish queued by the next backward, stale bucket contents).
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  using K = dist::DistributedDataParallel::Event::Kind;
+  // 1 MB: one bucket, not started when the backward throws; 100 bytes: the last layer's bias
+  // is a bucket of its own, started before it throws.
+  for (double cap : {1.0, 0.0001}) {
+    INFO("bucket_cap_mb " << cap);
+    auto model = make_mlp(7, f64);
+    dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = cap});
+    Var x = constant(batch({4, 6}, 50 + me, f64)), y = constant(batch({4, 3}, 60 + me, f64));
+    auto& seq = *model;
+    // An identity between the layers whose backward throws: the last layer's hooks have run.
+    auto thrower = [](const Var& v) {
+      return record(
+          "identity_that_throws", v.value().clone(), {v},
+          [](const BackwardCtx&, const Var&) -> Grads { throw Error("backward failed"); });
+    };
+    Var h = seq[3](seq[2](seq[1](seq[0](x))));
+    CHECK_THROWS_WITH(mse_loss(seq[4](thrower(h)), y).backward(), "backward failed");
+    bool started = false;
+    for (const auto& e : ddp.last_sync_events()) started = started || e.kind == K::bucket_started;
+    CHECK(started == (cap < 1));
+    model->zero_grad();
+    if (p == 1 || !started) {
+      // Nothing in flight on the ranks' behalf: the next backward is a clean sync.
+      mse_loss((*model)(x), y).backward();
+      REQUIRE_FALSE(ddp.last_sync_events().empty());
+      CHECK(ddp.last_sync_events().back().kind == K::sync_finished);
+      CHECK(ddp.last_sync_stats().buckets == static_cast<int>(ddp.buckets().size()));
+    } else {
+      // An all-reduce was started for a backward that never finished: the ranks'
+      // collectives can no longer be matched, so the next backward says so.
+      CHECK_THROWS_AS(mse_loss((*model)(x), y).backward(), dist::DistError);
+    }
+  }
+}
+
+TEST_CASE("DDP: tg::grad for the inputs leaves the parameters' .grad alone", "[dist][ddp]") {
+  // The parameters are not tg::grad's inputs: their hooks do not run, nothing is synced.
+  const int me = dist::get_rank();
+  auto model = make_mlp(3, f64);
+  dist::DistributedDataParallel ddp(*model);
+  const Var x = param(batch({4, 6}, 70 + me, f64));
+  const Var y = constant(batch({4, 3}, 80 + me, f64));
+  const auto g = grad({mse_loss((*model)(x), y)}, {x});
+  CHECK(g[0].shape() == x.shape());
+  for (const Var& p : model->parameters()) CHECK_FALSE(p.grad().defined());
+}

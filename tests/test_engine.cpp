@@ -656,3 +656,28 @@ TEST_CASE("queue_backward_callback runs once after the sweep, in order", "[engin
   sum(w).backward();
   CHECK(log.size() == 4);
 }
+
+TEST_CASE("tg::grad runs no hook of a leaf it was not asked for", "[engine]") {
+  // As torch.autograd.grad: a leaf outside `inputs` takes no gradient, so its hooks (a
+  // DistributedDataParallel's, which would start a sync and write .grad) do not run; an
+  // intermediate value's hooks do.
+  using namespace tg;
+  Var w = param(tensor({1, 2}, {2}, f64)), x = param(tensor({3, 4}, {2}, f64));
+  std::vector<std::string> calls;
+  w.register_hook([&](const Var&) {
+    calls.push_back("w");
+    return Var();
+  });
+  Var h = w * x;
+  h.register_hook([&](const Var&) {
+    calls.push_back("h");
+    return Var();
+  });
+  const auto g = grad({sum(h * 2.0)}, {x}, {}, {.retain_graph = true});
+  CHECK(g[0].value().to_vector() == std::vector<double>{2, 4});
+  CHECK(calls == std::vector<std::string>{"h"});
+  calls.clear();
+  grad({sum(h * 2.0)}, {w, x});  // asked for: its hooks run
+  CHECK(calls == std::vector<std::string>{"h", "w"});
+  CHECK_FALSE(w.grad().defined());
+}

@@ -441,3 +441,55 @@ TEST_CASE("checkpoint: a 64-layer MLP's training step keeps O(sqrt n) activation
   // the sweep ends) and one recomputed segment, 16 each: 40 of the 128, plus the gradients.
   CHECK(ckpt * 5 < plain * 2);
 }
+
+TEST_CASE("checkpoint: a value of the outer graph read by the function") {
+  // W2 = 2 W is computed outside the checkpoint and read inside it; W is listed. The
+  // replay's backward goes through the outer graph's W2 node: it must not free it (the
+  // outer backward may go through it later), and where the outer backward went through it
+  // and freed it first, the error must say what to do.
+  Var W = tg::param(tgtest::pattern({3, 3}, 1.0));
+  const Var x = tg::param(tgtest::pattern({3}, 0.0));
+  auto run = [&](bool ckpt, bool ckpt_first) {
+    const Var W2 = W * 2.0;
+    auto layer = [W2](const Var& h) { return tg::tanh(tg::matmul(W2, h)); };
+    const Var h = ckpt ? tg::checkpoint(layer, x, {.params = {W}, .rngs = {}}) : layer(x);
+    // The outer backward reaches the checkpoint node before W2 (ckpt_first) or after it.
+    return ckpt_first ? tg::sum(tg::matmul(W2, tg::constant(tg::ones({3}, tg::f64)))) + tg::sum(h)
+                      : tg::sum(h * tg::matmul(W2, h));
+  };
+  for (bool ckpt_first : {true, false}) {
+    INFO("ckpt_first " << ckpt_first);
+    const auto want = tg::grad({run(false, ckpt_first)}, {x, W});
+    auto check = [&](const std::vector<Var>& got) {
+      for (int i = 0; i < 2; ++i) CHECK(vals(got[i]) == vals(want[i]));
+    };
+    check(tg::grad({run(true, ckpt_first)}, {x, W}, {}, {.retain_graph = true}));
+    if (ckpt_first)
+      check(tg::grad({run(true, ckpt_first)}, {x, W}));
+    else
+      CHECK_THROWS_WITH(tg::grad({run(true, ckpt_first)}, {x, W}),
+                        Catch::Matchers::Contains("pass that value as one of the checkpoint's"));
+  }
+}
+
+TEST_CASE("checkpoint: an index input, differentiated twice") {
+  // Token ids are an input of the checkpointed function; under create_graph the backward's
+  // own checkpoint returned a gradient (zeros of i64) for them, which a checkpoint refuses.
+  Var W = tg::param(tgtest::pattern({5, 3}, 1.0));
+  const Var ids = tg::constant(tg::tensor({0, 2, 4}, {3}, tg::f64).to(tg::i64));
+  const Var x = tg::param(tgtest::pattern({3, 3}, 0.5));
+  auto fn = [&](const std::vector<Var>& in) {
+    return std::vector<Var>{tg::tanh(tg::index_select(W, 0, in[1]) * in[0])};
+  };
+  auto plain = [&] { return tg::sum(fn({x, ids})[0]); };
+  auto ckpt = [&] { return tg::sum(tg::checkpoint(fn, {x, ids}, {.params = {W}, .rngs = {}})[0]); };
+  const auto g1 = tg::grad({plain()}, {x}, {}, {.create_graph = true});
+  const auto g2 = tg::grad({ckpt()}, {x}, {}, {.create_graph = true});
+  CHECK(vals(g2[0]) == vals(g1[0]));
+  const auto h1 = tg::grad({tg::sum(g1[0] * g1[0])}, {x, W});
+  const auto h2 = tg::grad({tg::sum(g2[0] * g2[0])}, {x, W});
+  for (int i = 0; i < 2; ++i) {
+    const auto a = vals(h1[i]), c = vals(h2[i]);
+    for (size_t k = 0; k < a.size(); ++k) CHECK(c[k] == Approx(a[k]).epsilon(1e-12));
+  }
+}

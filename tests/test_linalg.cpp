@@ -283,3 +283,35 @@ TEST_CASE("linalg: 0 x 0 matrices and empty batches give empty results", "[linal
     CHECK(a.grad().shape() == s);
   }
 }
+
+TEST_CASE("linalg: a JVP rule leaves the recorded graph of its input alone", "[linalg]") {
+  // The rules run a small reverse sweep over the op's backward formula (Note [linalg JVP
+  // rules]); it must not free the graph the input came from, nor run its hooks when nothing
+  // differentiates the tangent.
+  for (bool recording : {false, true}) {
+    INFO("grad mode " << recording);
+    Var x =
+        tg::param(tg::tensor({2.0, 0.5, 0.1, 0.3, 3.0, 0.2, 0.1, 0.4, 4.0}, Shape{3, 3}, tg::f64));
+    int hook_calls = 0;
+    x.register_hook([&](const Var&) {
+      ++hook_calls;
+      return Var();
+    });
+    const Var t = tg::constant(tg::tensor({1, 0, 0, 0, 1, 0, 0, 0, 1}, Shape{3, 3}, tg::f64));
+    tg::fwd::DualLevel level;
+    const Var a = tg::fwd::make_dual(x * 2.0, t);  // recorded: x -> mul -> make_dual
+    {
+      tg::GradModeGuard mode(recording);
+      const Var d = la::det(a);
+      // d det = det(A) tr(A^{-1} t) = det(A) tr(A^{-1}) for t = I
+      tg::NoGradGuard off;
+      const Var want = d * tg::sum(tg::linalg::inv(a) * t);
+      const Var dt = tg::fwd::unpack_dual(d).tangent;
+      REQUIRE(dt.defined());
+      CHECK(dt.item() == Approx(want.item()).epsilon(1e-12));
+    }
+    if (!recording) CHECK(hook_calls == 0);
+    tg::sum(a).backward();
+    tgtest::check_close(x.grad().value().to_vector(), std::vector<double>(9, 2.0), 0.0);
+  }
+}

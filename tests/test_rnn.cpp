@@ -371,7 +371,12 @@ TEST_CASE("recurrent modules with torch's exported weights compute what torch.nn
       auto m = c.make(rng, dt);
       m->load((dir / (key + ".npz")).string());  // torch's state dict, by name
       const tg::Var x = tg::param(pat(c.x_shape, 0.3, 1.0, dt));
-      std::vector<tg::Var> leaves{x};
+      // Built by push_back after a reserve: `leaves{x}` then push_back made g++ 12 warn
+      // (-Warray-bounds) on the copy into the full one-element buffer, a path it cannot rule
+      // out after inlining although push_back reallocates there.
+      std::vector<tg::Var> leaves;
+      leaves.reserve(3);
+      leaves.push_back(x);
       tg::Var h, cs;
       if (!c.h_shape.empty()) {
         h = tg::param(pat(c.h_shape, 1.1, 0.5, dt));
