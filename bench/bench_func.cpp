@@ -5,13 +5,19 @@
 //   func/jacobian_mlp100    tg::func::jacobian of a 100 -> 100 MLP (Linear, tanh, Linear) at
 //                           one input, f32, by rows (100 reverse sweeps)
 //   func/jacobian_mlp100_forward  the same by columns (forward strategy: forward mode)
+//   func/per_sample_grad_mlp/<B>  tg::func::per_sample_grad, vectorized (one batched forward
+//                           and backward, then Linear's per-sample rule), of the (b)-size MLP
+//                           (784-128-10 ReLU, f32) under per-sample softmax cross-entropy,
+//                           batch B = 32 and 128
+//   func/per_sample_grad_mlp_loop/<B>  the same by the loop (B passes of batch 1)
 //   memory/checkpoint_mlp64/<segments>  a training step of a 64-layer MLP (Linear 64 -> 64 +
 //                           tanh, batch 1024, f32) plainly (0) and with checkpoint_sequential
 //                           over 8 segments: live_peak_MiB, the peak of
 //                           tg::debug::live_tensor_bytes() above the weights
-// Their twin is bench/torch_func.py (torch.autograd.functional in Python, the API users of
-// these transforms have), run by scripts/compare_libtorch.sh as the job `func`; same names,
-// same weights (bench::SharedRng, seed 7).
+// Their twin is bench/torch_func.py (torch.autograd.functional, and functorch's
+// vmap(grad(...)) for the per-sample rows, in Python: the API users of these transforms have), run
+// by scripts/compare_libtorch.sh as the job `func`; same names, same weights (bench::SharedRng,
+// seed 7).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -66,6 +72,26 @@ void bm_jacobian_mlp(benchmark::State& state, tg::func::Strategy strategy) {
   finish(state);
 }
 
+void bm_per_sample_grad(benchmark::State& state, tg::func::PerSampleStrategy strategy) {
+  const int64_t n = state.range(0);
+  tg::Rng rng(1);
+  tg::MLP net({784, 128, 10}, "relu", "identity", rng);
+  bench::SharedRng g(7);
+  for (tg::Var& p : net.parameters()) p.value().copy_(uniform(p.shape(), 0.05, g).value());
+  const tg::Var X = uniform({n, 784}, 1.0, g);
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) labels[static_cast<size_t>(i)] = i % 10;
+  const tg::Var Y = tg::constant(tg::Tensor(labels, {n}));
+  const tg::func::BatchLoss loss = [&](const Vars& b) {
+    return tg::cross_entropy(net(b[0]), b[1], {.reduction = tg::Reduction::none});
+  };
+  for (auto _ : state) {
+    auto r = tg::func::per_sample_grad(net, loss, {X, Y}, {.strategy = strategy});
+    benchmark::DoNotOptimize(r.grads[0].value().raw_data());
+  }
+  finish(state);
+}
+
 void bm_checkpoint_memory(benchmark::State& state) {
   const auto segments = state.range(0);
   tg::Rng rng(2);
@@ -110,6 +136,18 @@ BENCHMARK_CAPTURE(bm_jacobian_mlp, reverse, tg::func::Strategy::reverse)
     ->UseRealTime();
 BENCHMARK_CAPTURE(bm_jacobian_mlp, forward, tg::func::Strategy::forward)
     ->Name("func/jacobian_mlp100_forward")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(bm_per_sample_grad, vectorized, tg::func::PerSampleStrategy::vectorized)
+    ->Name("func/per_sample_grad_mlp")
+    ->Arg(32)
+    ->Arg(128)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(bm_per_sample_grad, loop, tg::func::PerSampleStrategy::loop)
+    ->Name("func/per_sample_grad_mlp_loop")
+    ->Arg(32)
+    ->Arg(128)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(bm_checkpoint_memory)
