@@ -150,7 +150,9 @@ struct PerSampleGrads {
 /// custom module's own parameter), when a BatchNorm is in training mode (its batch
 /// statistics mix the samples; Opacus refuses it too), when such a layer saw an input whose
 /// first dim is not B, or when a parameter reached the loss without its layer's hook.
-/// The loop calls `loss` on each sample (a batch of 1), which must give 1 element.
+/// The last two show while the batched forward runs, so it has run once before the loop
+/// (a Dropout's generator has moved on). The loop calls `loss` on each sample (a batch of
+/// 1), which must give shape [1]; an empty batch takes the loop (gradients [0, *shape]).
 /// Errors: a batch tensor of another first dim, or losses not of shape [B]: ShapeError
 /// starting "func::per_sample_grad: ".
 PerSampleGrads per_sample_grad(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,
