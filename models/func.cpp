@@ -5,6 +5,7 @@
 // hessian = jacobian of the gradient, whose forward strategy keeps the double-vjp trick.
 #include "models/func.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -24,6 +25,7 @@
 #include "ops/norm.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
+#include "parallel/parallel.hpp"
 
 namespace tg::func {
 namespace {
@@ -521,6 +523,22 @@ class Recorder {
   std::vector<std::pair<Layer*, size_t>> ids_;
 };
 
+// Leaves that want no gradient while it lives (they want one again after).
+class Unwanted {
+ public:
+  explicit Unwanted(std::vector<Var> leaves) : leaves_(std::move(leaves)) {
+    for (Var& v : leaves_) v.requires_grad_(false);
+  }
+  ~Unwanted() {
+    for (Var& v : leaves_) v.requires_grad_(true);
+  }
+  Unwanted(const Unwanted&) = delete;
+  Unwanted& operator=(const Unwanted&) = delete;
+
+ private:
+  std::vector<Var> leaves_;
+};
+
 std::vector<int64_t> axes_between(int64_t first, int64_t last) {
   std::vector<int64_t> a;
   for (int64_t d = first; d < last; ++d) a.push_back(d);
@@ -530,33 +548,56 @@ Var sum_over(const Var& x, const std::vector<int64_t>& axes) {
   return axes.empty() ? x : sum(x, axes);
 }
 
-// Per-sample gradients of a convolution's weight: the weight gradient of the same
-// convolution over the batch folded into the channels ([1, B * C, *]) with B * groups
-// groups, so each sample meets its own copy of the weight.
-Var conv_weight_rows(const ConvBase& c, bool one_d, const Var& x, const Var& g, int64_t n) {
-  std::vector<int64_t> ws = c.weight.shape().to_vector();
-  const int64_t out = ws[0];
-  ws[0] *= n;
-  const Var w = Var(zeros(Shape(ws), g.dtype())).requires_grad_(true);
-  auto folded = [n](const Var& t) {
-    std::vector<int64_t> s = t.shape().to_vector();
-    s[1] *= n;
-    s[0] = 1;
-    return reshape(t, s);
-  };
-  const auto& st = c.stride();
-  const auto& dl = c.dilation();
-  Var y;
-  {
-    GradModeGuard on(true);
-    y = one_d ? conv1d(folded(x), w, {}, st[0], c.padding(), dl[0], n * c.groups())
-              : conv2d(folded(x), w, {}, Size2(st[0], st[1]), c.padding(), Size2(dl[0], dl[1]),
-                       n * c.groups());
-  }
-  const Var dw = grad({y}, {w}, {folded(g)})[0];
-  ws[0] = out;
-  ws.insert(ws.begin(), n);
-  return reshape(dw, ws);
+// The padding a convolution puts before a spatial dim (Padding2's rules, ops/conv.hpp).
+int64_t pad_before(const Padding2& p, int64_t explicit_size, int64_t k, int64_t d) {
+  if (p.mode == Padding2::Mode::same) return d * (k - 1) / 2;
+  return p.mode == Padding2::Mode::valid ? 0 : explicit_size;
+}
+
+// Per-sample gradients of a convolution's weight (Conv1d as a height of 1): sample b's
+// output gradient times its input's columns (im2col: the pixel each kernel tap reads at
+// each output position, 0 in the padding), one batched gemm per sample and group:
+// [B, G, O / G, L] x [B, G, C / G * taps, L]^T.
+Var conv_weight_rows(const ConvBase& c, const Var& x, const Var& g, int64_t n) {
+  const bool one_d = x.dim() == 3;
+  const auto &ks = c.kernel_size(), &st = c.stride(), &dl = c.dilation();
+  const int64_t ch = x.shape()[1], h = one_d ? 1 : x.shape()[2], w = x.shape()[x.dim() - 1];
+  const int64_t kh = one_d ? 1 : ks[0], kw = ks.back(), sh = one_d ? 1 : st[0], sw = st.back();
+  const int64_t dh = one_d ? 1 : dl[0], dw = dl.back();
+  const int64_t ph = one_d ? 0 : pad_before(c.padding(), c.padding().size.h, kh, dh);
+  const int64_t pw = pad_before(c.padding(), c.padding().size.w, kw, dw);
+  const int64_t oh = one_d ? 1 : g.shape()[2], ow = g.shape()[g.dim() - 1];
+  const int64_t taps = kh * kw, L = oh * ow, groups = c.groups(), o = g.shape()[1];
+  Tensor cols = Tensor::empty({n, ch * taps, L}, x.dtype());
+  const Tensor& xv = x.value();
+  dispatch(x.dtype(), kPsg, [&]<class T>() {
+    const T* xp = xv.data<T>();
+    T* cp = cols.data<T>();
+    auto body = [&](int64_t lo, int64_t hi) {
+      for (int64_t bc = lo; bc < hi; ++bc) {  // one (sample, channel) image
+        const T* img = xp + bc * h * w;
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t i0 = (t / kw) * dh - ph, j0 = (t % kw) * dw - pw;
+          T* r = cp + (bc * taps + t) * L;
+          for (int64_t oi = 0; oi < oh; ++oi) {
+            const int64_t ii = oi * sh + i0;
+            const bool row_in = ii >= 0 && ii < h;
+            for (int64_t oj = 0; oj < ow; ++oj) {
+              const int64_t jj = oj * sw + j0;
+              r[oi * ow + oj] = row_in && jj >= 0 && jj < w ? img[ii * w + jj] : T(0);
+            }
+          }
+        }
+      }
+    };
+    detail::parallel_for(n * ch, std::max<int64_t>(1, 32768 / std::max<int64_t>(taps * L, 1)),
+                         body);
+  });
+  const Var dwt = matmul(reshape(g, {n, groups, o / groups, L}),
+                         reshape(Var(cols), {n, groups, ch / groups * taps, L}), false, true);
+  std::vector<int64_t> s = c.weight.shape().to_vector();
+  s.insert(s.begin(), n);
+  return reshape(dwt, s);
 }
 
 // Sample b's output gradient rows added at its ids (none at padding_idx).
@@ -611,7 +652,7 @@ std::vector<std::pair<Var, Var>> rule(const Call& c, const Var& g, int64_t n, st
     add(lin->weight, [&] { return matmul(g3, x3, true, false); });
     add(lin->bias, [&] { return sum(g3, {1}); });
   } else if (const auto* cv = dynamic_cast<const ConvBase*>(&l)) {
-    add(cv->weight, [&] { return conv_weight_rows(*cv, typeid(l) == typeid(Conv1d), x, g, n); });
+    add(cv->weight, [&] { return conv_weight_rows(*cv, x, g, n); });
     add(cv->bias, [&] { return sum(g, axes_between(2, g.dim())); });
   } else if (const auto* e = dynamic_cast<const Embedding*>(&l)) {
     add(e->weight, [&] { return embedding_rows(*e, x, g, n); });
@@ -675,9 +716,20 @@ bool vectorized_grads(Module& module, const BatchLoss& loss, const std::vector<V
         unhooked.push_back(paths[l].empty() ? pname : paths[l] + "." + pname);
       }
   }
+  // The summed gradients of the called layers' parameters are not needed: their leaves
+  // stop wanting one for the sweep, so the ops' backwards skip them (the graph is recorded).
+  std::vector<Var> frozen;
+  for (Layer* l : layers)
+    for (const auto& [pname, p] : l->own_parameters()) {
+      bool queried = false;
+      for (const Var& v : wrt) queried = queried || v.node() == p.node();
+      if (p.requires_grad() && !queried) frozen.push_back(p);
+    }
   std::vector<Var> gs(wrt.size());
-  if (losses.requires_grad() && !wrt.empty())
+  if (losses.requires_grad() && !wrt.empty()) {
+    Unwanted off(frozen);
     gs = grad({losses}, wrt, {Var(ones(losses.shape(), losses.dtype()))}, {.allow_unused = true});
+  }
   for (size_t i = n_out; i < gs.size(); ++i)
     if (gs[i].defined()) {
       why = "parameter '" + unhooked[i - n_out] +
