@@ -135,10 +135,11 @@ struct PerSampleGrads {
 /// Per-sample gradients from one batched forward and one backward (torch.func's
 /// vmap(grad(...)), Opacus's GradSampleModule): `loss(batch)` runs once with forward hooks
 /// on the module's layers, one backward of sum(losses) gives the gradient g of each hooked
-/// layer's output, and each layer's rule turns its saved input x and g into per-sample
-/// gradients: Linear (g_b^T x_b, summed over the sample's extra leading dims; bias: sum of
-/// g_b), Conv1d / Conv2d (the weight gradient of a convolution with B * groups groups: any
-/// stride, padding, dilation, groups), Embedding (g_b's rows added at sample b's ids, none
+/// layer's output (the called layers' parameters want no gradient during that sweep, and
+/// want one again after), and each layer's rule turns its saved input x and g into
+/// per-sample gradients: Linear (g_b^T x_b, summed over the sample's extra leading dims;
+/// bias: sum of g_b), Conv1d / Conv2d (g_b times x_b's im2col columns: any stride, padding,
+/// dilation, groups), Embedding (g_b's rows added at sample b's ids, none
 /// at padding_idx), LayerNorm / GroupNorm (sum of g * xhat and of g over the sample's dims).
 /// A layer called several times adds its calls up. The result is the loop's (same values
 /// up to rounding) when the samples do not interact through the model: loss entry b must

@@ -149,25 +149,30 @@ TEST_CASE("per_sample_grad vectorized: CNNs match the loop") {
   auto cnn = small_cnn(rng);
   for (int64_t n : {1, 3, 5})
     check_against_loop(*cnn, ce_loss(*cnn), {P({n, 2, 8, 8}, 0.5), labels(n, 3)});
-  // conv1d (stride 2, padding 1, dilation 2), GroupNorm, average pooling over a 2-d map,
-  // and a conv1d without bias with "valid" padding.
+  // conv1d (stride 2, padding 1, dilation 2), GroupNorm, a grouped conv1d without bias with
+  // "valid" padding, and one with "same".
   tg::Sequential c1;
   c1.emplace_back<tg::Conv1d>(3, 4, 3, rng, 2, 1, 2, 1, true, tg::f64);
   c1.emplace_back<tg::GroupNorm>(2, 4, 1e-5, true, tg::f64);
   c1.emplace_back<tg::Tanh>();
   c1.emplace_back<tg::Conv1d>(4, 4, 2, rng, 1, "valid", 1, 4, false, tg::f64);
+  // "same" with an odd total padding (the extra column at the end).
+  c1.emplace_back<tg::Conv1d>(4, 2, 2, rng, 1, "same", 1, 2, true, tg::f64);
   c1.emplace_back<tg::Flatten>();
-  c1.emplace_back<tg::Linear>(12, 2, rng, true, tg::f64);
+  c1.emplace_back<tg::Linear>(6, 2, rng, true, tg::f64);
   set_params(c1);
   for (int64_t n : {1, 5}) check_against_loop(c1, ce_loss(c1), {P({n, 3, 9}, 1.5), labels(n, 2)});
-  // GroupNorm over [B, C, H, W] after conv2d, with average pooling.
+  // conv2d (a 3x2 kernel, strides (1, 2), padding (1, 0)), GroupNorm over [B, C, H, W], a
+  // depthwise conv2d, average pooling.
   tg::Sequential c2;
   c2.emplace_back<tg::Conv2d>(1, 4, tg::Size2(3, 2), rng, tg::Size2(1, 2), tg::Size2(1, 0), 1, 1,
                               true, tg::f64);
   c2.emplace_back<tg::GroupNorm>(2, 4, 1e-5, true, tg::f64);
-  c2.emplace_back<tg::AvgPool2d>(2);
+  // Stride 2 with dilation 2, padding 2, depthwise (groups = channels).
+  c2.emplace_back<tg::Conv2d>(4, 4, 3, rng, 2, 2, 2, 4, true, tg::f64);
+  c2.emplace_back<tg::AvgPool2d>(tg::Pair2(1, 2));
   c2.emplace_back<tg::Flatten>();
-  c2.emplace_back<tg::Linear>(24, 3, rng, true, tg::f64);
+  c2.emplace_back<tg::Linear>(12, 3, rng, true, tg::f64);
   set_params(c2);
   check_against_loop(c2, ce_loss(c2), {P({3, 1, 6, 8}, 2.5), labels(3, 3)});
 }
