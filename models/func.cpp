@@ -25,7 +25,6 @@
 #include "ops/norm.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
-#include "parallel/parallel.hpp"
 
 namespace tg::func {
 namespace {
@@ -573,25 +572,27 @@ Var conv_weight_rows(const ConvBase& c, const Var& x, const Var& g, int64_t n) {
   dispatch(x.dtype(), kPsg, [&]<class T>() {
     const T* xp = xv.data<T>();
     T* cp = cols.data<T>();
-    auto body = [&](int64_t lo, int64_t hi) {
-      for (int64_t bc = lo; bc < hi; ++bc) {  // one (sample, channel) image
-        const T* img = xp + bc * h * w;
-        for (int64_t t = 0; t < taps; ++t) {
-          const int64_t i0 = (t / kw) * dh - ph, j0 = (t % kw) * dw - pw;
-          T* r = cp + (bc * taps + t) * L;
-          for (int64_t oi = 0; oi < oh; ++oi) {
-            const int64_t ii = oi * sh + i0;
-            const bool row_in = ii >= 0 && ii < h;
-            for (int64_t oj = 0; oj < ow; ++oj) {
-              const int64_t jj = oj * sw + j0;
-              r[oi * ow + oj] = row_in && jj >= 0 && jj < w ? img[ii * w + jj] : T(0);
-            }
+    for (int64_t bc = 0; bc < n * ch; ++bc) {  // one (sample, channel) image
+      const T* img = xp + bc * h * w;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t i0 = (t / kw) * dh - ph, j0 = (t % kw) * dw - pw;
+        // the output columns whose input column oj * sw + j0 lies in [0, w)
+        const int64_t lo = std::min(ow, j0 >= 0 ? 0 : (-j0 + sw - 1) / sw);
+        const int64_t hi = std::clamp(w - j0 <= 0 ? 0 : (w - j0 - 1) / sw + 1, lo, ow);
+        T* r = cp + (bc * taps + t) * L;
+        for (int64_t oi = 0; oi < oh; ++oi, r += ow) {
+          const int64_t ii = oi * sh + i0;
+          if (ii < 0 || ii >= h) {
+            std::fill(r, r + ow, T(0));
+            continue;
           }
+          const T* row = img + ii * w;
+          std::fill(r, r + lo, T(0));
+          for (int64_t oj = lo; oj < hi; ++oj) r[oj] = row[oj * sw + j0];
+          std::fill(r + hi, r + ow, T(0));
         }
       }
-    };
-    detail::parallel_for(n * ch, std::max<int64_t>(1, 32768 / std::max<int64_t>(taps * L, 1)),
-                         body);
+    }
   });
   const Var dwt = matmul(reshape(g, {n, groups, o / groups, L}),
                          reshape(Var(cols), {n, groups, ch / groups * taps, L}), false, true);
