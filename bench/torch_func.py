@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""The twin of bench/bench_func.cpp: torch.autograd.functional.hessian / jacobian in Python
-(the API users of functional transforms have), on the same functions and weights.
+"""The twin of bench/bench_func.cpp: torch.autograd.functional.hessian / jacobian and
+functorch's vmap(grad(...)) per-sample gradients in Python (the APIs users of functional
+transforms have), on the same functions and weights.
 
 Run by scripts/compare_libtorch.sh as the LibTorch side of the job `func`; takes the Google
 Benchmark flags it passes (--benchmark_out=FILE, --benchmark_filter=REGEX,
@@ -70,10 +71,56 @@ def jacobian_mlp(strategy):
     return lambda: AF.jacobian(mlp, x, strategy=strategy)
 
 
+def per_sample_grad(n, vectorized, cnn=False):
+    """Per-sample gradients of the (b)-size MLP (784-128-10 ReLU), or of the small CNN of
+    bench_func.cpp, under per-sample softmax cross-entropy: functorch's vmap(grad(...))
+    (torch.func in torch >= 2), or a loop of batch-1 torch.autograd.grad calls."""
+    try:
+        from torch.func import functional_call, grad, vmap
+    except ImportError:
+        from functorch import grad, vmap
+        from torch.nn.utils.stateless import functional_call
+    F = torch.nn.functional
+    nn = torch.nn
+    if cnn:
+        net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    else:
+        net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    g = SharedRng(7)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(uniform(tuple(p.shape), 0.05, g))
+    X = uniform((n, 1, 28, 28) if cnn else (n, 784), 1.0, g)
+    Y = torch.tensor([i % 10 for i in range(n)])
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def one(params, x, y):
+        return F.cross_entropy(functional_call(net, params, (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    per_sample = vmap(grad(one), in_dims=(None, 0, 0))
+    if vectorized:
+        return lambda: per_sample(params, X, Y)
+    ps = list(net.parameters())
+
+    def loop():
+        rows = [torch.autograd.grad(F.cross_entropy(net(X[b:b + 1]), Y[b:b + 1]), ps) for b in range(n)]
+        return [torch.stack(r) for r in zip(*rows)]
+
+    return loop
+
+
 BENCHMARKS = [
     ("func/hessian_seed", hessian_seed),
     ("func/jacobian_mlp100", lambda: jacobian_mlp("reverse-mode")),
     # forward-mode jacobian in torch needs vectorize=True; reverse is its Python default.
+    ("func/per_sample_grad_mlp/32", lambda: per_sample_grad(32, True)),
+    ("func/per_sample_grad_mlp/128", lambda: per_sample_grad(128, True)),
+    ("func/per_sample_grad_mlp_loop/32", lambda: per_sample_grad(32, False)),
+    ("func/per_sample_grad_mlp_loop/128", lambda: per_sample_grad(128, False)),
+    ("func/per_sample_grad_cnn/32", lambda: per_sample_grad(32, True, cnn=True)),
+    ("func/per_sample_grad_cnn_loop/32", lambda: per_sample_grad(32, False, cnn=True)),
 ]
 
 

@@ -35,6 +35,10 @@ class ConvBase : public Layer {
   int64_t in_channels() const { return in_; }
   int64_t out_channels() const { return out_; }
   int64_t groups() const { return groups_; }
+  const std::vector<int64_t>& kernel_size() const { return kernel_; }
+  const std::vector<int64_t>& stride() const { return stride_; }
+  const std::vector<int64_t>& dilation() const { return dilation_; }
+  const Padding2& padding() const { return padding_; }
 
   Var weight;
   Var bias;  // undefined without bias
@@ -197,6 +201,7 @@ class LayerNorm : public Layer {
   std::string type_name() const override { return "LayerNorm"; }
   std::string extra_repr() const override;
   const std::vector<int64_t>& normalized_shape() const { return shape_; }
+  double eps() const { return eps_; }
 
   Var weight;
   Var bias;
@@ -217,6 +222,8 @@ class GroupNorm : public Layer {
   Var forward(const Var& x) override;
   std::string type_name() const override { return "GroupNorm"; }
   std::string extra_repr() const override;
+  int64_t num_groups() const { return groups_; }
+  double eps() const { return eps_; }
 
   Var weight;
   Var bias;

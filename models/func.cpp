@@ -5,12 +5,25 @@
 // hessian = jacobian of the gradient, whose forward strategy keeps the double-vjp trick.
 #include "models/func.hpp"
 
+#include <algorithm>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <typeinfo>
+#include <unordered_map>
+#include <utility>
 
 #include "graph/dtype.hpp"
 #include "graph/error.hpp"
 #include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
+#include "models/cnn_layers.hpp"
+#include "models/layers.hpp"
+#include "ops/arith.hpp"
+#include "ops/conv.hpp"
+#include "ops/matmul.hpp"
+#include "ops/norm.hpp"
+#include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
 
 namespace tg::func {
@@ -385,24 +398,48 @@ Product1 vhp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bo
   return single(vhp(lift_scalar(f), {input}, {v}, create_graph, strict));
 }
 
-std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
-                                 const std::vector<Var>& batch) {
-  const char* name = "func::per_sample_grad";
-  if (batch.empty()) throw Error(std::string(name) + ": the batch holds no tensor");
+namespace {
+
+constexpr const char* kPsg = "func::per_sample_grad";
+
+// Checks the batch tensors and returns the batch size B (every first dim).
+int64_t batch_size(const std::vector<Var>& batch) {
+  const std::string name = kPsg;
+  if (batch.empty()) throw Error(name + ": the batch holds no tensor");
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (!batch[i].defined())
-      throw Error(std::string(name) + ": batch tensor " + std::to_string(i) + " is undefined");
+    if (!batch[i].defined()) throw Error(name + ": " + at("batch tensor", i) + " is undefined");
     if (batch[i].dim() == 0 || batch[i].shape()[0] != batch[0].shape()[0])
-      throw ShapeError(std::string(name) + ": batch tensor " + std::to_string(i) + " has shape " +
+      throw ShapeError(name + ": " + at("batch tensor", i) + " has shape " +
                        batch[i].shape().str() + ", expected a first dim of " +
                        (batch[0].dim() ? std::to_string(batch[0].shape()[0]) : "the batch size"));
   }
-  const int64_t n = batch[0].shape()[0];
+  return batch[0].shape()[0];
+}
+
+std::vector<Var> detached(const std::vector<Var>& batch) {
+  std::vector<Var> out;
+  for (const Var& t : batch) out.push_back(t.detach());
+  return out;
+}
+
+// `rows` (one [*shape] gradient per sample, or empty) stacked as [B, *shape].
+Var stacked(const std::vector<Var>& rows, int64_t n, const Var& param) {
+  Shape s = param.shape();
+  s.insert(0, n);
+  return block(rows, 0, s, param.dtype());
+}
+
+// The loop: one forward and backward of batch 1 per sample. Returns the gradients and the
+// losses [B]. A batch loss must give shape [1] for a sample, a sample loss one element.
+std::pair<std::vector<Var>, Var> loop_grads(Module& module, const SampleLoss& loss,
+                                            const std::vector<Var>& batch, int64_t n,
+                                            bool batch_loss) {
   const std::vector<Var> params = module.parameters();
   std::vector<Var> wanted;  // the parameters that want a gradient
   for (const Var& p : params)
     if (p.requires_grad()) wanted.push_back(p);
   std::vector<std::vector<Var>> rows(params.size());
+  std::vector<Var> losses;
   for (int64_t b = 0; b < n; ++b) {
     std::vector<Var> sample;
     for (const Var& t : batch) sample.push_back(narrow(t.detach(), 0, b, 1));
@@ -411,9 +448,12 @@ std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
       GradModeGuard on(true);
       l = loss(sample);
     }
-    if (!l.defined() || l.numel() != 1)
-      throw ShapeError(std::string(name) + ": the loss must have one element, got " +
+    if (!l.defined() || (batch_loss ? l.shape() != Shape{1} : l.numel() != 1))
+      throw ShapeError(std::string(kPsg) +
+                       (batch_loss ? ": the batch loss of one sample must have shape [1], got "
+                                   : ": the loss must have one element, got ") +
                        (l.defined() ? l.shape().str() : std::string("undefined")));
+    losses.push_back(reshape(l.detach(), {}));
     std::vector<Var> gs(wanted.size());
     if (l.requires_grad() && !wanted.empty()) gs = grad({l}, wanted, {}, {.allow_unused = true});
     for (size_t p = 0, w = 0; p < params.size(); ++p) {
@@ -422,12 +462,327 @@ std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
     }
   }
   std::vector<Var> out;
-  for (size_t p = 0; p < params.size(); ++p) {
-    Shape s = params[p].shape();
-    s.insert(0, n);
-    out.push_back(block(rows[p], 0, s, params[p].dtype()));
+  for (size_t p = 0; p < params.size(); ++p) out.push_back(stacked(rows[p], n, params[p]));
+  const Dtype dt = losses.empty() ? (params.empty() ? f32 : params[0].dtype()) : losses[0].dtype();
+  return {out, block(losses, 0, Shape{n}, dt)};
+}
+
+// ---- the vectorized path (Opacus's per-layer rules) ----
+
+// The layers with a per-sample rule: exactly these types (a subclass may compute otherwise).
+bool has_rule(const Module& m) {
+  const std::type_info& t = typeid(m);
+  return t == typeid(Linear) || t == typeid(Conv1d) || t == typeid(Conv2d) ||
+         t == typeid(Embedding) || t == typeid(LayerNorm) || t == typeid(GroupNorm);
+}
+
+std::string described(const Module& m, const std::string& path) {
+  return m.type_name() + " " +
+         (path.empty() ? std::string("(the module itself)") : "'" + path + "'");
+}
+
+// Why the module cannot be vectorized before running it ("" when it can).
+std::string static_obstacle(Module& module) {
+  for (auto& [path, m] : module.named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNormBase*>(m); bn && bn->is_training())
+      return described(*m, path) + " is in training mode: its batch statistics mix the samples";
+    if (has_rule(*m)) continue;
+    for (const auto& [pname, p] : m->own_parameters())
+      if (p.requires_grad())
+        return "parameter '" + (path.empty() ? pname : path + "." + pname) + "' belongs to " +
+               described(*m, path) + ", which has no per-sample rule";
+  }
+  return "";
+}
+
+// One call of a hooked layer.
+struct Call {
+  Layer* layer;
+  Var input, output;
+};
+
+// Forward hooks that record every call of the given layers; removed on destruction.
+class Recorder {
+ public:
+  explicit Recorder(const std::vector<Layer*>& layers) {
+    for (Layer* l : layers)
+      ids_.emplace_back(l,
+                        l->register_forward_hook([this](Layer& layer, const Var& x, const Var& y) {
+                          calls.push_back({&layer, x, y});
+                        }));
+  }
+  ~Recorder() {
+    for (auto& [l, id] : ids_) l->remove_forward_hook(id);
+  }
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+  std::vector<Call> calls;
+
+ private:
+  std::vector<std::pair<Layer*, size_t>> ids_;
+};
+
+// Leaves that want no gradient while it lives (they want one again after).
+class Unwanted {
+ public:
+  explicit Unwanted(std::vector<Var> leaves) : leaves_(std::move(leaves)) {
+    for (Var& v : leaves_) v.requires_grad_(false);
+  }
+  ~Unwanted() {
+    for (Var& v : leaves_) v.requires_grad_(true);
+  }
+  Unwanted(const Unwanted&) = delete;
+  Unwanted& operator=(const Unwanted&) = delete;
+
+ private:
+  std::vector<Var> leaves_;
+};
+
+std::vector<int64_t> axes_between(int64_t first, int64_t last) {
+  std::vector<int64_t> a;
+  for (int64_t d = first; d < last; ++d) a.push_back(d);
+  return a;
+}
+Var sum_over(const Var& x, const std::vector<int64_t>& axes) {
+  return axes.empty() ? x : sum(x, axes);
+}
+
+// The padding a convolution puts before a spatial dim (Padding2's rules, ops/conv.hpp).
+int64_t pad_before(const Padding2& p, int64_t explicit_size, int64_t k, int64_t d) {
+  if (p.mode == Padding2::Mode::same) return d * (k - 1) / 2;
+  return p.mode == Padding2::Mode::valid ? 0 : explicit_size;
+}
+
+// Per-sample gradients of a convolution's weight (Conv1d as a height of 1): sample b's
+// output gradient times its input's columns (im2col: the pixel each kernel tap reads at
+// each output position, 0 in the padding), one batched gemm per sample and group:
+// [B, G, O / G, L] x [B, G, C / G * taps, L]^T.
+Var conv_weight_rows(const ConvBase& c, const Var& x, const Var& g, int64_t n) {
+  const bool one_d = x.dim() == 3;
+  const auto &ks = c.kernel_size(), &st = c.stride(), &dl = c.dilation();
+  const int64_t ch = x.shape()[1], h = one_d ? 1 : x.shape()[2], w = x.shape()[x.dim() - 1];
+  const int64_t kh = one_d ? 1 : ks[0], kw = ks.back(), sh = one_d ? 1 : st[0], sw = st.back();
+  const int64_t dh = one_d ? 1 : dl[0], dw = dl.back();
+  const int64_t ph = one_d ? 0 : pad_before(c.padding(), c.padding().size.h, kh, dh);
+  const int64_t pw = pad_before(c.padding(), c.padding().size.w, kw, dw);
+  const int64_t oh = one_d ? 1 : g.shape()[2], ow = g.shape()[g.dim() - 1];
+  const int64_t taps = kh * kw, L = oh * ow, groups = c.groups(), o = g.shape()[1];
+  Tensor cols = Tensor::empty({n, ch * taps, L}, x.dtype());
+  const Tensor& xv = x.value();
+  dispatch(x.dtype(), kPsg, [&]<class T>() {
+    const T* xp = xv.data<T>();
+    T* cp = cols.data<T>();
+    for (int64_t bc = 0; bc < n * ch; ++bc) {  // one (sample, channel) image
+      const T* img = xp + bc * h * w;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t i0 = (t / kw) * dh - ph, j0 = (t % kw) * dw - pw;
+        // the output columns whose input column oj * sw + j0 lies in [0, w)
+        const int64_t lo = std::min(ow, j0 >= 0 ? 0 : (-j0 + sw - 1) / sw);
+        const int64_t hi = std::clamp(w - j0 <= 0 ? 0 : (w - j0 - 1) / sw + 1, lo, ow);
+        T* r = cp + (bc * taps + t) * L;
+        for (int64_t oi = 0; oi < oh; ++oi, r += ow) {
+          const int64_t ii = oi * sh + i0;
+          if (ii < 0 || ii >= h) {
+            std::fill(r, r + ow, T(0));
+            continue;
+          }
+          const T* row = img + ii * w;
+          std::fill(r, r + lo, T(0));
+          for (int64_t oj = lo; oj < hi; ++oj) r[oj] = row[oj * sw + j0];
+          std::fill(r + hi, r + ow, T(0));
+        }
+      }
+    }
+  });
+  const Var dwt = matmul(reshape(g, {n, groups, o / groups, L}),
+                         reshape(Var(cols), {n, groups, ch / groups * taps, L}), false, true);
+  std::vector<int64_t> s = c.weight.shape().to_vector();
+  s.insert(s.begin(), n);
+  return reshape(dwt, s);
+}
+
+// Sample b's output gradient rows added at its ids (none at padding_idx).
+Var embedding_rows(const Embedding& e, const Var& ids, const Var& g, int64_t n) {
+  const int64_t num = e.weight.shape()[0], dim = e.weight.shape()[1];
+  Tensor out = zeros({n, num, dim}, g.dtype());
+  const Tensor& id = ids.value();
+  const Tensor& gv = g.value();
+  const int64_t per = id.numel() / n;
+  const std::optional<int64_t> pad = e.padding_idx();
+  dispatch(g.dtype(), kPsg, [&]<class T>() {
+    const int64_t* ip = id.data<int64_t>();
+    const T* gp = gv.data<T>();
+    T* op = out.data<T>();
+    for (int64_t r = 0; r < id.numel(); ++r) {
+      const int64_t k = ip[r];
+      if (pad && k == *pad) continue;
+      T* dst = op + ((r / per) * num + k) * dim;
+      const T* src = gp + r * dim;
+      for (int64_t d = 0; d < dim; ++d) dst[d] += src[d];
+    }
+  });
+  return Var(out);
+}
+
+// The per-sample gradients one call contributes, by parameter; an empty list and `why` set
+// when the call's input is not batched as the rule needs.
+std::vector<std::pair<Var, Var>> rule(const Call& c, const Var& g, int64_t n, std::string& why) {
+  const Var x = c.input.detach();
+  const Layer& l = *c.layer;
+  std::vector<std::pair<Var, Var>> out;
+  auto add = [&](const Var& p, auto&& make) {
+    if (p.defined() && p.requires_grad()) out.emplace_back(p, make());
+  };
+  int64_t min_rank = 2;
+  if (const auto* e = dynamic_cast<const LayerNorm*>(&l))
+    min_rank = static_cast<int64_t>(e->normalized_shape().size()) + 1;
+  else if (const auto* cv = dynamic_cast<const ConvBase*>(&l))
+    min_rank = cv->weight.dim();
+  else if (dynamic_cast<const Embedding*>(&l))
+    min_rank = 1;
+  const bool conv = dynamic_cast<const ConvBase*>(&l) != nullptr;
+  if (x.dim() < min_rank || (conv && x.dim() != min_rank) || x.shape()[0] != n) {
+    why = "its input has shape " + x.shape().str() + ", not a batch of " + std::to_string(n) +
+          " samples along the first dim";
+    return out;
+  }
+  if (const auto* lin = dynamic_cast<const Linear*>(&l)) {
+    const int64_t in = lin->in_features(), o = lin->out_features();
+    const int64_t m = x.numel() / (n * in);
+    const Var x3 = reshape(x, {n, m, in}), g3 = reshape(g, {n, m, o});
+    add(lin->weight, [&] { return matmul(g3, x3, true, false); });
+    add(lin->bias, [&] { return sum(g3, {1}); });
+  } else if (const auto* cv = dynamic_cast<const ConvBase*>(&l)) {
+    add(cv->weight, [&] { return conv_weight_rows(*cv, x, g, n); });
+    add(cv->bias, [&] { return sum(g, axes_between(2, g.dim())); });
+  } else if (const auto* e = dynamic_cast<const Embedding*>(&l)) {
+    add(e->weight, [&] { return embedding_rows(*e, x, g, n); });
+  } else if (const auto* ln = dynamic_cast<const LayerNorm*>(&l)) {
+    const auto axes =
+        axes_between(1, x.dim() - static_cast<int64_t>(ln->normalized_shape().size()));
+    add(ln->weight, [&] {
+      return sum_over(g * layer_norm(x, ln->normalized_shape(), {}, {}, ln->eps()), axes);
+    });
+    add(ln->bias, [&] { return sum_over(g, axes); });
+  } else if (const auto* gn = dynamic_cast<const GroupNorm*>(&l)) {
+    const auto axes = axes_between(2, x.dim());
+    add(gn->weight,
+        [&] { return sum_over(g * group_norm(x, gn->num_groups(), {}, {}, gn->eps()), axes); });
+    add(gn->bias, [&] { return sum_over(g, axes); });
   }
   return out;
+}
+
+// The vectorized path; fills `why` and returns false when it cannot be taken.
+bool vectorized_grads(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,
+                      int64_t n, PerSampleGrads& r, std::string& why) {
+  why = static_obstacle(module);
+  if (!why.empty()) return false;
+  std::vector<Layer*> layers;
+  std::unordered_map<const Module*, std::string> paths;
+  for (auto& [path, m] : module.named_modules())
+    if (has_rule(*m)) {
+      layers.push_back(static_cast<Layer*>(m));
+      paths[m] = path;
+    }
+  Recorder rec(layers);
+  Var losses;
+  {
+    GradModeGuard on(true);
+    losses = loss(detached(batch));
+  }
+  if (!losses.defined() || losses.shape() != Shape{n})
+    throw ShapeError(std::string(kPsg) + ": the batch loss must have shape [" + std::to_string(n) +
+                     "] (one loss per sample), got " +
+                     (losses.defined() ? losses.shape().str() : std::string("undefined")));
+  kern::check_floating(losses.value(), kPsg);
+  // The outputs to differentiate, and the parameters of layers whose hook never ran (they
+  // must not reach the loss: else they were used outside their layer's operator()).
+  std::vector<Var> wrt;
+  std::vector<size_t> call_of;
+  for (size_t i = 0; i < rec.calls.size(); ++i)
+    if (rec.calls[i].output.requires_grad()) {
+      wrt.push_back(rec.calls[i].output);
+      call_of.push_back(i);
+    }
+  const size_t n_out = wrt.size();
+  std::vector<std::string> unhooked;
+  for (Layer* l : layers) {
+    bool called = false;
+    for (const Call& c : rec.calls) called = called || c.layer == l;
+    if (called) continue;
+    for (const auto& [pname, p] : l->own_parameters())
+      if (p.requires_grad()) {
+        wrt.push_back(p);
+        unhooked.push_back(paths[l].empty() ? pname : paths[l] + "." + pname);
+      }
+  }
+  // The summed gradients of the called layers' parameters are not needed: their leaves
+  // stop wanting one for the sweep, so the ops' backwards skip them (the graph is recorded).
+  std::vector<Var> frozen;
+  for (Layer* l : layers)
+    for (const auto& [pname, p] : l->own_parameters()) {
+      bool queried = false;
+      for (const Var& v : wrt) queried = queried || v.node() == p.node();
+      if (p.requires_grad() && !queried) frozen.push_back(p);
+    }
+  std::vector<Var> gs(wrt.size());
+  if (losses.requires_grad() && !wrt.empty()) {
+    Unwanted off(frozen);
+    gs = grad({losses}, wrt, {Var(ones(losses.shape(), losses.dtype()))}, {.allow_unused = true});
+  }
+  for (size_t i = n_out; i < gs.size(); ++i)
+    if (gs[i].defined()) {
+      why = "parameter '" + unhooked[i - n_out] +
+            "' reached the loss without a call of its layer's operator()";
+      return false;
+    }
+  GradModeGuard off(false);
+  std::unordered_map<const Node*, Var> acc;
+  for (size_t k = 0; k < n_out; ++k) {
+    if (!gs[k].defined()) continue;
+    const Call& c = rec.calls[call_of[k]];
+    for (auto& [p, rows] : rule(c, gs[k].detach(), n, why)) {
+      Var& a = acc[p.node()];
+      a = a.defined() ? a + rows : rows;
+    }
+    if (!why.empty()) {
+      why = described(*c.layer, paths[c.layer]) + ": " + why;
+      return false;
+    }
+  }
+  for (const Var& p : module.parameters()) {
+    auto it = acc.find(p.node());
+    r.grads.push_back(it != acc.end() ? it->second : stacked({}, n, p));
+  }
+  r.losses = losses.detach();
+  return true;
+}
+
+}  // namespace
+
+std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
+                                 const std::vector<Var>& batch) {
+  const int64_t n = batch_size(batch);
+  return loop_grads(module, loss, batch, n, false).first;
+}
+
+PerSampleGrads per_sample_grad(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,
+                               const PerSampleGradOptions& options) {
+  const int64_t n = batch_size(batch);
+  PerSampleGrads r;
+  if (options.strategy != PerSampleStrategy::loop && n > 0) {
+    std::string why;
+    if (vectorized_grads(module, loss, batch, n, r, why)) {
+      r.vectorized = true;
+      return r;
+    }
+    if (options.strategy == PerSampleStrategy::vectorized)
+      throw Error(std::string(kPsg) + ": cannot vectorize: " + why);
+    r.fallback_reason = why;
+  }
+  std::tie(r.grads, r.losses) = loop_grads(module, loss, batch, n, true);
+  return r;
 }
 
 }  // namespace tg::func

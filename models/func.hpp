@@ -5,6 +5,7 @@
 // docs/research.md says what each costs and where it differs from PyTorch.
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "graph/var.hpp"
@@ -100,9 +101,62 @@ using SampleLoss = std::function<Var(const std::vector<Var>& sample)>;
 /// Per-sample gradients of `module`'s parameters (the torch.func recipe
 /// vmap(grad(loss)) over the first dimension of every tensor of `batch`): one Var per
 /// parameter of module.parameters(), of shape [B, *parameter shape], row b the gradient of
-/// loss(sample b). NOTE: a loop over the samples (one forward and backward each), not a
-/// vectorized map: B passes of batch 1. Parameters' .grad are not touched.
+/// loss(sample b). A loop over the samples (one forward and backward of batch 1 each); the
+/// BatchLoss overload below vectorizes. Parameters' .grad are not touched.
 std::vector<Var> per_sample_grad(Module& module, const SampleLoss& loss,
                                  const std::vector<Var>& batch);
+
+/// The losses of a whole batch, one per sample (PyTorch's reduction='none'): given the batch
+/// tensors (first dim B), a Var of shape [B] whose entry b depends on sample b only.
+using BatchLoss = std::function<Var(const std::vector<Var>& batch)>;
+
+/// How per_sample_grad(module, BatchLoss, ...) computes: `vectorized` (one batched forward
+/// and one backward, then Opacus's per-layer rules; a tg::Error naming what prevents it),
+/// `loop` (B passes of batch 1) or `automatic` (vectorized when possible, else the loop).
+enum class PerSampleStrategy { automatic, vectorized, loop };
+
+struct PerSampleGradOptions {
+  PerSampleStrategy strategy = PerSampleStrategy::automatic;
+};
+
+/// What per_sample_grad(module, BatchLoss, ...) returns.
+struct PerSampleGrads {
+  /// One per parameter of module.parameters(), [B, *parameter shape]; zeros for a parameter
+  /// that wants no gradient or that the loss does not reach.
+  std::vector<Var> grads;
+  /// The per-sample losses [B] (plain values).
+  Var losses;
+  /// Whether the vectorized path ran.
+  bool vectorized = false;
+  /// Why the automatic strategy looped ("" when vectorized or when asked to loop).
+  std::string fallback_reason;
+};
+
+/// Per-sample gradients from one batched forward and one backward (torch.func's
+/// vmap(grad(...)), Opacus's GradSampleModule): `loss(batch)` runs once with forward hooks
+/// on the module's layers, one backward of sum(losses) gives the gradient g of each hooked
+/// layer's output (the called layers' parameters want no gradient during that sweep, and
+/// want one again after), and each layer's rule turns its saved input x and g into
+/// per-sample gradients: Linear (g_b^T x_b, summed over the sample's extra leading dims;
+/// bias: sum of g_b), Conv1d / Conv2d (g_b times x_b's im2col columns: any stride, padding,
+/// dilation, groups), Embedding (g_b's rows added at sample b's ids, none
+/// at padding_idx), LayerNorm / GroupNorm (sum of g * xhat and of g over the sample's dims).
+/// A layer called several times adds its calls up. The result is the loop's (same values
+/// up to rounding) when the samples do not interact through the model: loss entry b must
+/// depend on sample b only, and every parameter must reach the loss through calls of its
+/// layer (operator(), not forward()) on inputs whose first dim is the sample.
+/// The vectorized path is not taken (automatic: the loop runs and `fallback_reason` says
+/// why; vectorized: tg::Error) when a parameter that wants a gradient belongs to a module
+/// without a rule (ConvTranspose2d, BatchNorm's affine, attention, recurrent layers, a
+/// custom module's own parameter), when a BatchNorm is in training mode (its batch
+/// statistics mix the samples; Opacus refuses it too), when such a layer saw an input whose
+/// first dim is not B, or when a parameter reached the loss without its layer's hook.
+/// The last two show while the batched forward runs, so it has run once before the loop
+/// (a Dropout's generator has moved on). The loop calls `loss` on each sample (a batch of
+/// 1), which must give shape [1]; an empty batch takes the loop (gradients [0, *shape]).
+/// Errors: a batch tensor of another first dim, or losses not of shape [B]: ShapeError
+/// starting "func::per_sample_grad: ".
+PerSampleGrads per_sample_grad(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,
+                               const PerSampleGradOptions& options);
 
 }  // namespace tg::func

@@ -30,8 +30,9 @@
 #             (bench_seq '^seq/')
 #   mem_lstm_layer, mem_lstm_cell, mem_transformer  peak memory of those steps, each alone
 #             in its process (bench_seq '^memory/seq_<name>/')
-#   func      tg::func::hessian of the seed network and jacobian of a 100 -> 100 MLP
-#             (bench_func) against torch.autograd.functional in Python
+#   func      tg::func::hessian of the seed network and jacobian of a 100 -> 100 MLP, and
+#             per-sample gradients of the (b)-size MLP (bench_func) against
+#             torch.autograd.functional and functorch's vmap(grad) in Python
 #             (bench/torch_func.py, run by /usr/bin/python3: the API users have there)
 #   linalg    cholesky and solve forward + backward on 512 x 512, f64 and f32
 #             (bench_linalg; LibTorch with 1 intra-op thread, LAPACK on OpenBLAS's default)
@@ -108,7 +109,7 @@ while [ $# -gt 0 ]; do
     --torch-threads) torch_threads="$2"; shift 2 ;;
     --quiet) quiet="$2"; shift 2 ;;
     --libtorch-malloc) libtorch_malloc="$2"; shift 2 ;;
-    -h|--help) sed -n '2,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,63p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_libtorch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
