@@ -547,55 +547,36 @@ Var sum_over(const Var& x, const std::vector<int64_t>& axes) {
   return axes.empty() ? x : sum(x, axes);
 }
 
-// The padding a convolution puts before a spatial dim (Padding2's rules, ops/conv.hpp).
-int64_t pad_before(const Padding2& p, int64_t explicit_size, int64_t k, int64_t d) {
-  if (p.mode == Padding2::Mode::same) return d * (k - 1) / 2;
-  return p.mode == Padding2::Mode::valid ? 0 : explicit_size;
+// The padding a convolution puts before and after a spatial dim (Padding2's rules,
+// ops/conv.hpp: "same" puts an odd total's extra row or column after).
+std::pair<int64_t, int64_t> pads(const Padding2& p, int64_t explicit_size, int64_t k, int64_t d) {
+  if (p.mode == Padding2::Mode::same) return {d * (k - 1) / 2, d * (k - 1) - d * (k - 1) / 2};
+  const int64_t e = p.mode == Padding2::Mode::valid ? 0 : explicit_size;
+  return {e, e};
 }
 
 // Per-sample gradients of a convolution's weight (Conv1d as a height of 1): sample b's
-// output gradient times its input's columns (im2col: the pixel each kernel tap reads at
-// each output position, 0 in the padding), one batched gemm per sample and group:
+// output gradient times its input's columns (unfold: the pixel each kernel tap reads at each
+// output position), one batched gemm per sample and group:
 // [B, G, O / G, L] x [B, G, C / G * taps, L]^T.
 Var conv_weight_rows(const ConvBase& c, const Var& x, const Var& g, int64_t n) {
   const bool one_d = x.dim() == 3;
   const auto &ks = c.kernel_size(), &st = c.stride(), &dl = c.dilation();
-  const int64_t ch = x.shape()[1], h = one_d ? 1 : x.shape()[2], w = x.shape()[x.dim() - 1];
   const int64_t kh = one_d ? 1 : ks[0], kw = ks.back(), sh = one_d ? 1 : st[0], sw = st.back();
   const int64_t dh = one_d ? 1 : dl[0], dw = dl.back();
-  const int64_t ph = one_d ? 0 : pad_before(c.padding(), c.padding().size.h, kh, dh);
-  const int64_t pw = pad_before(c.padding(), c.padding().size.w, kw, dw);
-  const int64_t oh = one_d ? 1 : g.shape()[2], ow = g.shape()[g.dim() - 1];
-  const int64_t taps = kh * kw, L = oh * ow, groups = c.groups(), o = g.shape()[1];
-  Tensor cols = Tensor::empty({n, ch * taps, L}, x.dtype());
-  const Tensor& xv = x.value();
-  dispatch(x.dtype(), kPsg, [&]<class T>() {
-    const T* xp = xv.data<T>();
-    T* cp = cols.data<T>();
-    for (int64_t bc = 0; bc < n * ch; ++bc) {  // one (sample, channel) image
-      const T* img = xp + bc * h * w;
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t i0 = (t / kw) * dh - ph, j0 = (t % kw) * dw - pw;
-        // the output columns whose input column oj * sw + j0 lies in [0, w)
-        const int64_t lo = std::min(ow, j0 >= 0 ? 0 : (-j0 + sw - 1) / sw);
-        const int64_t hi = std::clamp(w - j0 <= 0 ? 0 : (w - j0 - 1) / sw + 1, lo, ow);
-        T* r = cp + (bc * taps + t) * L;
-        for (int64_t oi = 0; oi < oh; ++oi, r += ow) {
-          const int64_t ii = oi * sh + i0;
-          if (ii < 0 || ii >= h) {
-            std::fill(r, r + ow, T(0));
-            continue;
-          }
-          const T* row = img + ii * w;
-          std::fill(r, r + lo, T(0));
-          for (int64_t oj = lo; oj < hi; ++oj) r[oj] = row[oj * sw + j0];
-          std::fill(r + hi, r + ow, T(0));
-        }
-      }
-    }
-  });
+  const auto [ph, pah] =
+      one_d ? std::pair<int64_t, int64_t>{0, 0} : pads(c.padding(), c.padding().size.h, kh, dh);
+  const auto [pw, paw] = pads(c.padding(), c.padding().size.w, kw, dw);
+  Var x4 = one_d ? unsqueeze(x, 2) : x;
+  Size2 padding(ph, pw);
+  if (pah != ph || paw != pw) {  // unfold pads both sides alike
+    x4 = pad(x4, {pw, paw, ph, pah});
+    padding = 0;
+  }
+  const Var cols = unfold(x4, {kh, kw}, {dh, dw}, padding, {sh, sw});
+  const int64_t ch = x.shape()[1], L = cols.shape()[2], groups = c.groups(), o = g.shape()[1];
   const Var dwt = matmul(reshape(g, {n, groups, o / groups, L}),
-                         reshape(Var(cols), {n, groups, ch / groups * taps, L}), false, true);
+                         reshape(cols, {n, groups, ch / groups * kh * kw, L}), false, true);
   std::vector<int64_t> s = c.weight.shape().to_vector();
   s.insert(s.begin(), n);
   return reshape(dwt, s);

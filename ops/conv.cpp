@@ -548,4 +548,122 @@ Var conv_transpose2d(const Var& input, const Var& weight, const Var& bias, Size2
   return bias.defined() ? y + reshape(bias, {1, g.c, 1, 1}) : y;
 }
 
+// unfold (im2col) and fold (col2im) as ops of their own: torch.nn.functional.unfold / fold,
+// the conv kernels' column copies with one group. Each is the other's adjoint, so each op's
+// backward (and its JVP, both being linear) is the other op or itself.
+namespace {
+
+Geom fold_geom(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, Size2 kernel_size,
+               Size2 dilation, Size2 padding, Size2 stride) {
+  check_positive(kernel_size, "kernel_size", op);
+  check_positive(dilation, "dilation", op);
+  check_positive(stride, "stride", op);
+  if (padding.h < 0 || padding.w < 0)
+    throw Error(std::string(op) + ": padding must be non-negative, got " +
+                pair_str(padding.h, padding.w));
+  Geom g{};
+  g.n = n;
+  g.c = c;
+  g.h = h;
+  g.w = w;
+  g.o = 1;
+  g.groups = 1;
+  g.kh = kernel_size.h;
+  g.kw = kernel_size.w;
+  g.dh = dilation.h;
+  g.dw = dilation.w;
+  g.ph = padding.h;
+  g.pw = padding.w;
+  g.sh = stride.h;
+  g.sw = stride.w;
+  const int64_t th = g.dh * (g.kh - 1), tw = g.dw * (g.kw - 1);
+  const int64_t hp = h + 2 * g.ph, wp = w + 2 * g.pw;
+  if (hp < th + 1 || wp < tw + 1)
+    throw ShapeError(std::string(op) + ": padded size per channel " + pair_str(hp, wp) +
+                     " is smaller than the dilated kernel " + pair_str(th + 1, tw + 1));
+  g.oh = (hp - th - 1) / g.sh + 1;
+  g.ow = (wp - tw - 1) / g.sw + 1;
+  return g;
+}
+
+Var fold_op(const Var& cols, const Geom& g);
+
+// x [n, c, h, w] -> [n, c kh kw, oh ow].
+Var unfold_op(const Var& x, const Geom& g) {
+  Tensor out = Tensor::empty(Shape{g.n, g.k(), g.l()}, x.dtype());
+  dispatch(x.dtype(), "unfold", [&]<class T>() {
+    const T* xp = x.value().data<T>();
+    T* op = out.data<T>();
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(g.k() * g.l(), 1));
+    detail::parallel_for(g.n, grain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        im2col(xp + i * g.c * g.h * g.w, g, op + i * g.k() * g.l(), g.l());
+    });
+  });
+  return record(
+      "unfold", std::move(out), {x},
+      [g](const BackwardCtx&, const Var& gy) { return Grads{fold_op(gy, g)}; },
+      [g](const JvpCtx& c) { return unfold_op(c.tangent(0), g); });
+}
+
+// cols [n, c kh kw, oh ow] -> [n, c, h, w], overlapping entries summed.
+Var fold_op(const Var& cols, const Geom& g) {
+  Tensor out = zeros(Shape{g.n, g.c, g.h, g.w}, cols.dtype());
+  Tensor scratch = cols.value().clone();  // col2im writes into its columns
+  dispatch(cols.dtype(), "fold", [&]<class T>() {
+    T* sp = scratch.data<T>();
+    T* op = out.data<T>();
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(g.k() * g.l(), 1));
+    detail::parallel_for(g.n, grain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        col2im(sp + i * g.k() * g.l(), g, op + i * g.c * g.h * g.w, g.l());
+    });
+  });
+  return record(
+      "fold", std::move(out), {cols},
+      [g](const BackwardCtx&, const Var& gx) { return Grads{unfold_op(gx, g)}; },
+      [g](const JvpCtx& c) { return fold_op(c.tangent(0), g); });
+}
+
+}  // namespace
+
+Var unfold(const Var& input, Size2 kernel_size, Size2 dilation, Size2 padding, Size2 stride) {
+  if (input.dim() == 3)  // unbatched [C, H, W]
+    return squeeze(unfold(unsqueeze(input, 0), kernel_size, dilation, padding, stride), 0);
+  if (input.dim() != 4)
+    throw ShapeError("unfold: expected an input of rank 3 or 4, got " + input.shape().str());
+  kern::check_floating(input.value(), "unfold");
+  const Shape& s = input.shape();
+  const Geom g =
+      fold_geom("unfold", s[0], s[1], s[2], s[3], kernel_size, dilation, padding, stride);
+  return unfold_op(input, g);
+}
+
+Var fold(const Var& input, Size2 output_size, Size2 kernel_size, Size2 dilation, Size2 padding,
+         Size2 stride) {
+  if (input.dim() == 2)  // unbatched [C kh kw, L]
+    return squeeze(fold(unsqueeze(input, 0), output_size, kernel_size, dilation, padding, stride),
+                   0);
+  if (input.dim() != 3)
+    throw ShapeError("fold: expected an input of rank 2 or 3, got " + input.shape().str());
+  kern::check_floating(input.value(), "fold");
+  check_positive(kernel_size, "kernel_size", "fold");
+  check_positive(output_size, "output_size", "fold");
+  const Shape& s = input.shape();
+  const int64_t taps = kernel_size.h * kernel_size.w;
+  if (s[1] % taps != 0)
+    throw ShapeError("fold: the input's size " + std::to_string(s[1]) +
+                     " at dim 1 must be divisible by the kernel's " + std::to_string(taps) +
+                     " positions (kernel_size " + pair_str(kernel_size.h, kernel_size.w) +
+                     ", input " + s.str() + ")");
+  const Geom g = fold_geom("fold", s[0], s[1] / taps, output_size.h, output_size.w, kernel_size,
+                           dilation, padding, stride);
+  if (s[2] != g.l())
+    throw ShapeError("fold: output_size " + pair_str(output_size.h, output_size.w) +
+                     " with kernel_size " + pair_str(kernel_size.h, kernel_size.w) + " has " +
+                     std::to_string(g.l()) + " blocks (" + pair_str(g.oh, g.ow) +
+                     "), but the input " + s.str() + " has " + std::to_string(s[2]));
+  return fold_op(input, g);
+}
+
 }  // namespace tg

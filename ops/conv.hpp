@@ -1,8 +1,8 @@
 #pragma once
 
 // Convolutions in NCHW layout with PyTorch's names, argument order, defaults and semantics
-// (torch.nn.functional.conv1d, conv2d, conv_transpose2d). Kernels: im2col + OpenBLAS gemm,
-// col2im for the input gradient (ops/conv.cpp).
+// (torch.nn.functional.conv1d, conv2d, conv_transpose2d, unfold, fold). Kernels: im2col + OpenBLAS
+// gemm, col2im for the input gradient (ops/conv.cpp).
 
 #include <concepts>
 #include <cstdint>
@@ -58,5 +58,18 @@ Var conv1d(const Var& input, const Var& weight, const Var& bias = {}, int64_t st
 Var conv_transpose2d(const Var& input, const Var& weight, const Var& bias = {}, Size2 stride = 1,
                      Size2 padding = 0, Size2 output_padding = 0, int64_t groups = 1,
                      Size2 dilation = 1);
+
+/// torch.nn.functional.unfold (im2col): input [N, C, H, W] (or [C, H, W]) -> [N, C kH kW, L]
+/// (or [C kH kW, L]), column l the pixels the kernel reads at the l-th output position (row
+/// (c kH + i) kW + j, zeros where it reads padding); L = OH OW as conv2d's output.
+Var unfold(const Var& input, Size2 kernel_size, Size2 dilation = 1, Size2 padding = 0,
+           Size2 stride = 1);
+
+/// torch.nn.functional.fold (col2im), unfold's adjoint: input [N, C kH kW, L] (or
+/// [C kH kW, L]) -> [N, C, output_size] (or [C, output_size]), each column's entries added at
+/// the pixels unfold reads them from; entries that fall in the padding are dropped. L must be
+/// the number of blocks output_size gives.
+Var fold(const Var& input, Size2 output_size, Size2 kernel_size, Size2 dilation = 1,
+         Size2 padding = 0, Size2 stride = 1);
 
 }  // namespace tg

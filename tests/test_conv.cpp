@@ -1,5 +1,5 @@
-// Convolutions (conv1d, conv2d, conv_transpose2d): PyTorch as an oracle for values and
-// gradients (f64 and f32, skipped when torch is not installed), typed errors, and the
+// Convolutions (conv1d, conv2d, conv_transpose2d) and unfold / fold: PyTorch as an oracle for
+// values and gradients (f64 and f32, skipped when torch is not installed), typed errors, and the
 // second derivative of the recorded gradient ops.
 
 #include <catch2/catch.hpp>
@@ -71,6 +71,34 @@ TEST_CASE("conv ops reject bad input with typed errors", "[conv]") {
                     Contains("conv_transpose2d: output_padding"));
   CHECK_THROWS_AS(tg::conv_transpose2d(P({1, 2, 1, 1}, 0.0), P({2, 3, 1, 1}, 0.0), {}, 1, 1),
                   tg::ShapeError);
+  // unfold / fold
+  CHECK_THROWS_WITH(tg::unfold(P({3, 5}, 0.0), 2), Contains("unfold: ") && Contains("[3, 5]"));
+  CHECK_THROWS_WITH(tg::unfold(x, 7), Contains("unfold: ") && Contains("kernel"));
+  CHECK_THROWS_AS(tg::unfold(x, 7), tg::ShapeError);
+  CHECK_THROWS_WITH(tg::unfold(x, 2, 1, 0, 0), Contains("unfold: stride"));
+  CHECK_THROWS_WITH(tg::unfold(x, 2, 1, -1), Contains("unfold: padding"));
+  CHECK_THROWS_AS(tg::unfold(tg::constant(x.value().to(tg::i64)), 2), tg::DtypeError);
+  CHECK_THROWS_WITH(tg::fold(P({1, 7, 4}, 0.0), {3, 3}, 2),
+                    Contains("fold: ") && Contains("divisible") && Contains("[1, 7, 4]"));
+  CHECK_THROWS_WITH(tg::fold(P({1, 8, 5}, 0.0), {3, 3}, 2),
+                    Contains("fold: ") && Contains("4 blocks") && Contains("[1, 8, 5]"));
+  CHECK_THROWS_AS(tg::fold(P({8, 4, 1, 1}, 0.0), {3, 3}, 2), tg::ShapeError);
+  CHECK_THROWS_WITH(tg::fold(P({1, 8, 4}, 0.0), {0, 3}, 2), Contains("fold: output_size"));
+}
+
+TEST_CASE("unfold is conv2d's column matrix and fold its adjoint", "[conv]") {
+  // conv2d(x, w) = w [O, C k] @ unfold(x): the same columns the conv kernels multiply.
+  const Var x = P({2, 3, 6, 5}, 0.3), w = P({4, 3, 2, 3}, 1.3);
+  const Var cols = tg::unfold(x, {2, 3}, {2, 1}, 1, {1, 2});
+  const Var y = tg::conv2d(x, w, {}, {1, 2}, 1, {2, 1});
+  const Var viamm = tg::matmul(tg::reshape(w, {4, 18}), cols);
+  CHECK(cols.shape() == Shape({2, 18, y.shape()[2] * y.shape()[3]}));
+  check_close(vals(tg::reshape(y, {2, 4, -1})), vals(viamm), 1e-12);
+  // <unfold(x), c> = <x, fold(c)>
+  const Var c = P(cols.shape(), 2.3);
+  const double lhs = tg::sum(cols * c).value().item();
+  const double rhs = tg::sum(x * tg::fold(c, {6, 5}, {2, 3}, {2, 1}, 1, {1, 2})).value().item();
+  CHECK(lhs == Approx(rhs).epsilon(1e-12));
 }
 
 TEST_CASE("conv ops match PyTorch", "[conv][oracle]") {
@@ -126,6 +154,18 @@ t2 = P((1, 4, 3, 4), 9.25); u2 = P((4, 2, 2, 3), 0.75)
 run("tconv_groups", F.conv_transpose2d(t2, u2, None, (1, 2), 0, 0, 2, 2), t2, u2)
 t3 = P((1, 2, 4, 3), 1.75); u3 = P((2, 2, 3, 3), 2.75)
 run("tconv_outpad_dilation", F.conv_transpose2d(t3, u3, None, 1, 1, 1, 1, 2), t3, u3)
+a1 = P((2, 3, 5, 6), 1.1)
+run("unfold", F.unfold(a1 * a1, (2, 3), (1, 2), 1, (2, 1)), a1)
+a2 = P((2, 4, 4), 1.2)
+run("unfold_unbatched", F.unfold(a2, 2, 1, 0, 2), a2)
+a3 = P((0, 2, 3, 3), 1.3)
+run("unfold_empty_batch", F.unfold(a3, 2), a3)
+f1 = P((2, 18, 12), 1.4)
+run("fold", F.fold(f1 * f1, (5, 6), (2, 3), (1, 2), 1, (2, 1)), f1)
+f2 = P((8, 4), 1.5)
+run("fold_unbatched", F.fold(f2, (3, 3), 2), f2)
+f3 = P((1, 4, 4), 1.6)
+run("fold_stride_gaps", F.fold(f3, (5, 5), 2, 1, 0, 3), f3)
 )PY";
     const auto torch = tgtest::run_python(script);
     auto Q = [&](const Shape& s, double k) { return tg::param(pattern(s, k).to(tdt)); };
@@ -185,5 +225,17 @@ run("tconv_outpad_dilation", F.conv_transpose2d(t3, u3, None, 1, 1, 1, 1, 2), t3
     run("tconv_groups", tg::conv_transpose2d(t2, u2, {}, {1, 2}, 0, 0, 2, 2), {t2, u2});
     Var t3 = Q({1, 2, 4, 3}, 1.75), u3 = Q({2, 2, 3, 3}, 2.75);
     run("tconv_outpad_dilation", tg::conv_transpose2d(t3, u3, {}, 1, 1, 1, 1, 2), {t3, u3});
+    Var a1 = Q({2, 3, 5, 6}, 1.1);
+    run("unfold", tg::unfold(a1 * a1, {2, 3}, {1, 2}, 1, {2, 1}), {a1});
+    Var a2 = Q({2, 4, 4}, 1.2);
+    run("unfold_unbatched", tg::unfold(a2, 2, 1, 0, 2), {a2});
+    Var a3 = Q({0, 2, 3, 3}, 1.3);
+    run("unfold_empty_batch", tg::unfold(a3, 2), {a3});
+    Var f1 = Q({2, 18, 12}, 1.4);
+    run("fold", tg::fold(f1 * f1, {5, 6}, {2, 3}, {1, 2}, 1, {2, 1}), {f1});
+    Var f2 = Q({8, 4}, 1.5);
+    run("fold_unbatched", tg::fold(f2, {3, 3}, 2), {f2});
+    Var f3 = Q({1, 4, 4}, 1.6);
+    run("fold_stride_gaps", tg::fold(f3, {5, 5}, 2, 1, 0, 3), {f3});
   }
 }

@@ -846,6 +846,24 @@ TEST_CASE("gradcheck: convolutions", "[gradcheck]") {
       {"conv2d_bias_backward (conv2d's bias gradient, padding 1)",
        [](auto& v) { return grad_of(tg::sum(conv2d(v[0], v[1], v[2], 1, 1) * v[3]), v[2]) * v[2]; },
        {In{{2, 2, 4, 3}}, In{{3, 2, 3, 3}}, In{{3}}, In{{2, 3, 4, 3}}}},
+      {"unfold kernel (2, 3), dilation (1, 2), padding 1, stride (2, 1), of x squared",
+       [](auto& v) {
+         return tg::unfold(v[0] * v[0], {2, 3}, {1, 2}, 1, {2, 1});
+       },
+       {In{{2, 3, 5, 6}}}},
+      {"unfold unbatched, kernel 2, stride 2",
+       [](auto& v) { return tg::unfold(v[0], 2, 1, 0, 2); },
+       {In{{2, 4, 4}}}},
+      {"fold (unfold's adjoint) of x squared, the same geometry",
+       [](auto& v) {
+         return tg::fold(v[0] * v[0], {5, 6}, {2, 3}, {1, 2}, 1, {2, 1});
+       },
+       {In{{2, 18, 12}}}},
+      {"fold unbatched, overlapping blocks",
+       [](auto& v) {
+         return tg::fold(v[0], {3, 3}, 2);
+       },
+       {In{{8, 4}}}},
   });
 }
 
