@@ -132,7 +132,18 @@ void* block_allocate(size_t bytes) {
     }
   }
   try {
-    return ::operator new(bytes);
+    try {
+      return ::operator new(bytes);
+    } catch (const std::bad_alloc&) {
+      // Out of memory: the cached blocks are memory nobody uses. Release them all and try
+      // once more before giving up (PyTorch's caching allocator does the same).
+      {
+        BlockCache& c = cache();
+        std::lock_guard lock(c.mutex);
+        c.trim_to(0);
+      }
+      return ::operator new(bytes);
+    }
   } catch (...) {
     if (bytes >= kCachedBlockMin) {
       BlockCache& c = cache();

@@ -106,6 +106,16 @@ struct Lapack {
   }
 };
 
+// The size a LAPACK workspace query reports (in T), rounded up: f32 holds integers exactly
+// only up to 2^24, and a LAPACK before 3.11 (which rounds up on its side, sroundup_lwork)
+// may report a size rounded down, too small a buffer.
+template <class T>
+size_t workspace_size(T reported) {
+  return static_cast<size_t>(
+             std::ceil(static_cast<double>(reported) * (1.0 + std::numeric_limits<T>::epsilon()))) +
+         1;
+}
+
 // ---- shapes, checks, errors -------------------------------------------------------------
 
 Shape batch_of(const Shape& s) { return Shape(s.begin(), s.end() - 2); }
@@ -672,7 +682,7 @@ Eigh eigh(const Var& A, const std::string& UPLO) {
       T wq;
       int iwq, info = 0;
       Lapack::syevd(UPLO == "L" ? 'U' : 'L', as_int(n), m.data(), &wq, &wq, -1, &iwq, -1, &info);
-      std::vector<T> work(static_cast<size_t>(wq) + 1);
+      std::vector<T> work(workspace_size(wq));
       std::vector<int> iwork(static_cast<size_t>(std::max(iwq, 1)));
       for (int64_t b = 0; b < batches; ++b) {
         const T* ab = a.data<T>() + b * n * n;
@@ -753,7 +763,7 @@ SvdValues svd_kernel(const Tensor& a, char job) {
     const int ldu = as_int(n), ldvt = as_int(job == 'A' ? m : k);
     Lapack::gesdd(job, as_int(n), as_int(m), m_.data(), &dummy, &dummy, ldu, &dummy, ldvt, &wq, -1,
                   iwork.data(), &info);
-    std::vector<T> work(static_cast<size_t>(wq) + 1);
+    std::vector<T> work(workspace_size(wq));
     for (int64_t b = 0; b < batches; ++b) {
       const T* ab = a.data<T>() + b * m * n;
       T* sb = r.S.data<T>() + b * k;
@@ -874,7 +884,7 @@ QR qr(const Var& A, const std::string& mode) {
       if (n > 0) Lapack::geqrf(as_int(m), as_int(n), buf.data(), tau.data(), &wq, -1, &info);
       if (qc > 0)
         Lapack::orgqr(as_int(m), as_int(qc), as_int(k), buf.data(), tau.data(), &wq2, -1, &info);
-      std::vector<T> work(static_cast<size_t>(std::max(wq, wq2)) + 1);
+      std::vector<T> work(workspace_size(std::max(wq, wq2)));
       const int lwork = as_int(static_cast<int64_t>(work.size()));
       for (int64_t b = 0; b < batches; ++b) {
         const T* ab = a.data<T>() + b * m * n;

@@ -237,6 +237,26 @@ TEST_CASE("a size the cache lacks releases as many cached bytes: memory follows 
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// (The sanitizers' allocators end the process on an impossible size instead of throwing.)
+TEST_CASE("an allocation that fails releases the cached blocks and leaves the counts right",
+          "[tensor][memory]") {
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  { Tensor a = tg::zeros({1 << 20}); }  // 4 MB kept
+  CHECK(tg::debug::cached_tensor_bytes() >= (4 << 20));
+  const int64_t live = tg::debug::live_tensor_bytes();
+  // 2^44 floats (64 TiB): no machine here has it, so operator new throws after the retry.
+  CHECK_THROWS_AS(tg::zeros({int64_t{1} << 44}), std::bad_alloc);
+  CHECK(tg::debug::cached_tensor_bytes() == 0);  // released before the retry
+  CHECK(tg::debug::live_tensor_bytes() == live);
+  { Tensor b = tg::ones({1 << 20}); }  // the cache still works afterwards
+  CHECK(tg::debug::cached_tensor_bytes() >= (4 << 20));
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}
+#endif
+
 TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[tensor][memory]") {
   // A training step's backward holds the forward's activations; a size it lacks there is a
   // new mix of the step's own sizes, and the cached blocks are wanted again next step.
