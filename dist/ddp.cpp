@@ -202,10 +202,7 @@ struct DistributedDataParallel::Impl {
       event(Event::Kind::bucket_finished, k);
       return;
     }
-    detail::check(
-        MPI_Iallreduce(MPI_IN_PLACE, b.buffer.raw_data(), static_cast<int>(b.buffer.numel()),
-                       detail::mpi_type(b.dtype), MPI_SUM, detail::comm(), &b.req),
-        kOp);
+    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.req, kOp);
   }
 
   void launch_ready() {
