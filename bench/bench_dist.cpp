@@ -5,7 +5,8 @@
 //                                      cross-entropy, Adam: ms per step (median)
 //   bench_dist e [epochs] [bucket_mb]  (e) Fashion-MNIST 784-256-128-10 ReLU, global batch
 //                                      128, Adam 1e-3, DistributedSampler shares: s/epoch
-//                                      (median) and test accuracy
+//                                      (median), test accuracy, and per-phase medians
+//                                      of a step (batch, forward, backward, optimizer)
 // With more than one rank it also prints the all-reduce time backward hid: 1 - (time the
 // end of backward waited for buckets) / (time of a blocking all-reduce of the same bytes).
 // Rank 0 prints one line per figure: "name value unit".
