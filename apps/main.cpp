@@ -99,6 +99,7 @@ void append_line(const std::string& path, const std::string& line) {
 }  // namespace tg::app
 
 int main(int argc, char** argv) {
+  tg::app::world::configure_transport();  // before MPI starts (Note [Open MPI transport])
   CLI::App app{
       "tapegrad: reverse-mode autodiff in C++. Answers why hidden units that see the same input "
       "end up different (symmetry), trains MLPs or CNNs on Fashion-MNIST or CSV data (train), "

@@ -14,6 +14,11 @@
 
 namespace tg::app::world {
 
+/// Call first thing in main, before any other call here: sets the MPI transport options
+/// the program wants (Note [Open MPI transport] in world.cpp) unless the user or the
+/// launcher chose them (`mpirun --mca ...` reaches the program as OMPI_MCA_* variables).
+void configure_transport();
+
 int size();
 int rank();
 /// Ranks on this machine (they share its cores).

@@ -4,18 +4,21 @@
 // Note [DDP design]
 // - Buckets. The parameters that want gradients, in reverse registration order (the order
 //   backward usually reaches them, as PyTorch's), are packed into flat buffers of one dtype
-//   of at most `bucket_cap_mb`. Each parameter has a hook (Var::register_hook) that copies
-//   its gradient (plus the `.grad` it already holds, for accumulation after no_sync) into
-//   its slice of the bucket; when a bucket's last gradient arrives its all-reduce (sum) is
-//   started, non-blocking. Buckets are started strictly in index order, so every rank
-//   issues the same collectives in the same order even when its backward reaches the
-//   parameters in another order (MPI requires it; PyTorch's reducer does the same).
+//   of at most `bucket_cap_mb`, the first of at most `first_bucket_cap_mb` (1 MiB, PyTorch's
+//   rule: the first bucket's all-reduce starts early in backward). Each parameter has a hook
+//   (Var::register_hook) that copies its gradient (plus the `.grad` it already holds, for
+//   accumulation after no_sync), divided by the world size, into its slice of the bucket
+//   (PyTorch's reducer divides while copying too: no pass over the sum afterwards); when a bucket's
+//   last gradient arrives its all-reduce (sum) is started, non-blocking. Buckets are started
+//   strictly in index order, so every rank issues the same collectives in the same order even when
+//   its backward reaches the parameters in another order (MPI requires it; PyTorch's reducer does
+//   the same).
 // - End of backward. The first hook of a backward queues `finish_gradient_sync` with
 //   `queue_backward_callback` (PyTorch's reducer queues its finalizer on the engine the
 //   same way): it starts the buckets still waiting (a parameter backward did not reach
-//   contributes its `.grad`, or zeros), waits for all of them with the dist timeout, divides
-//   by the world size (after the sum: a power-of-two world divides exactly) and sets every
-//   parameter's `.grad` to its averaged slice.
+//   contributes its `.grad`, or zeros), waits for all of them with the dist timeout and
+//   sets every parameter's `.grad` to its averaged slice (a power-of-two world divides
+//   exactly, so there the average is the rounded sum divided, as if divided after it).
 // - Threads. Everything runs on the thread that runs backward: hooks, MPI calls and the
 //   final callback; the hooks also call MPI_Test on the buckets in flight so that Open MPI,
 //   which progresses non-blocking collectives only inside MPI calls, moves them along while
@@ -55,6 +58,7 @@ std::vector<std::string> describe(Module& m, const DDPOptions& o) {
     lines.push_back("buffer " + b.name + " " + b.slot->shape().str() + " " +
                     std::string(dtype_name(b.slot->dtype())));
   lines.push_back("option bucket_cap_mb=" + std::to_string(o.bucket_cap_mb) +
+                  " first_bucket_cap_mb=" + std::to_string(o.first_bucket_cap_mb) +
                   " broadcast_buffers=" + std::to_string(o.broadcast_buffers));
   return lines;
 }
@@ -101,7 +105,9 @@ struct DistributedDataParallel::Impl {
   }
 
   void build_buckets() {
-    const double cap = options.bucket_cap_mb * 1024.0 * 1024.0;
+    const double mib = 1024.0 * 1024.0;
+    const double cap = options.bucket_cap_mb * mib;
+    const double first_cap = std::min(options.first_bucket_cap_mb, options.bucket_cap_mb) * mib;
     auto named = module.named_parameters();
     for (auto it = named.rbegin(); it != named.rend(); ++it) {
       const Var& p = it->second;
@@ -109,7 +115,8 @@ struct DistributedDataParallel::Impl {
       const size_t bytes = p.value().nbytes();
       if (buckets.empty() || buckets.back().dtype != p.dtype() ||
           (buckets.back().buffer.numel() > 0 &&
-           static_cast<double>(buckets.back().buffer.nbytes() + bytes) > cap)) {
+           static_cast<double>(buckets.back().buffer.nbytes() + bytes) >
+               (buckets.size() == 1 ? first_cap : cap))) {
         buckets.emplace_back();
         buckets.back().dtype = p.dtype();
         buckets.back().buffer = Tensor::empty({0}, p.dtype());
@@ -168,22 +175,33 @@ struct DistributedDataParallel::Impl {
       syncing = false;
   }
 
-  // Copies `g` (plus the .grad already there, unless the slot was filled this sync) into
-  // the slot's slice of its bucket.
+  // Writes `g` (plus the .grad already there, unless the slot was filled this sync) into
+  // the slot's slice of its bucket, divided by the world size on the way (PyTorch's
+  // reducer divides while copying into the bucket too: it saves a pass over the gradients
+  // after the sum). A slot filled earlier in this sync already holds its share.
   void fill(Slot& s, const Tensor* g) {
     Bucket& b = buckets[s.bucket];
     const Var acc = s.param.grad();
     const Tensor* first = s.ready ? &b.buffer : (acc.defined() ? &acc.value() : nullptr);
     const int64_t first_off = s.ready ? s.offset : 0;
     const int64_t n = s.param.numel();
+    const int p = get_world_size();
     dispatch(b.dtype, kOp, [&]<class T>() {
       T* dst = b.buffer.data<T>() + s.offset;
       const T* a = first ? first->data<T>() + first_off : nullptr;
       const T* x = g ? g->data<T>() : nullptr;
+      const T scale = T(1) / T(p);
+      const T scale_a = s.ready ? T(1) : scale;
       if (a && x) {
-        for (int64_t k = 0; k < n; ++k) dst[k] = a[k] + x[k];
+        for (int64_t k = 0; k < n; ++k) dst[k] = a[k] * scale_a + x[k] * scale;
       } else if (a || x) {
-        if (dst != (a ? a : x)) std::memcpy(dst, a ? a : x, static_cast<size_t>(n) * sizeof(T));
+        const T* src = a ? a : x;
+        const T f = a ? scale_a : scale;
+        if (f == T(1)) {
+          if (dst != src) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+        } else {
+          for (int64_t k = 0; k < n; ++k) dst[k] = src[k] * f;
+        }
       } else {
         std::fill(dst, dst + n, T(0));
       }
@@ -231,10 +249,7 @@ struct DistributedDataParallel::Impl {
       event(Event::Kind::bucket_finished, k);
       return;
     }
-    detail::check(
-        MPI_Iallreduce(MPI_IN_PLACE, b.buffer.raw_data(), static_cast<int>(b.buffer.numel()),
-                       detail::mpi_type(b.dtype), MPI_SUM, detail::comm(), &b.req),
-        kOp);
+    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.req, kOp);
   }
 
   void launch_ready() {
@@ -296,18 +311,10 @@ struct DistributedDataParallel::Impl {
     }
   }
 
-  // The average: the sum divided by the world size, into each parameter's .grad (into its
-  // buffer when the .grad is a plain tensor nothing else holds, as after the engine
+  // The average (the sum of the shares `fill` divided), into each parameter's .grad (into
+  // its buffer when the .grad is a plain tensor nothing else holds, as after the engine
   // stored this backward's gradient there; else into a new one).
   void write_grads() {
-    const int p = get_world_size();
-    if (p > 1)
-      for (Bucket& b : buckets)
-        dispatch(b.dtype, kOp, [&]<class T>() {
-          T* x = b.buffer.data<T>();
-          const T scale = T(1) / T(p);
-          for (int64_t k = 0; k < b.buffer.numel(); ++k) x[k] *= scale;
-        });
     for (Slot& s : slots) {
       const Bucket& b = buckets[s.bucket];
       const Var old = s.param.grad();
@@ -328,9 +335,11 @@ struct DistributedDataParallel::Impl {
 
 DistributedDataParallel::DistributedDataParallel(Module& module, DDPOptions options)
     : impl_(std::make_unique<Impl>(module, options)) {
-  if (!(options.bucket_cap_mb > 0))
-    throw Error(std::string(kOp) + ": bucket_cap_mb must be positive, got " +
-                std::to_string(options.bucket_cap_mb));
+  if (!(options.bucket_cap_mb > 0) || !(options.first_bucket_cap_mb > 0))
+    throw Error(std::string(kOp) +
+                ": bucket_cap_mb and first_bucket_cap_mb must be positive, got " +
+                std::to_string(options.bucket_cap_mb) + " and " +
+                std::to_string(options.first_bucket_cap_mb));
   init_process_group();
   if (get_world_size() > 1) {
     check_same_across_ranks(kOp, "models or options", describe(module, options));

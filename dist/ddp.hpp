@@ -19,6 +19,11 @@ struct DDPOptions {
   /// Largest bucket of gradients reduced by one all-reduce, in MiB (PyTorch's
   /// bucket_cap_mb). A parameter larger than that has a bucket of its own.
   double bucket_cap_mb = 25.0;
+  /// Cap of the first bucket (the last layers' gradients, ready first in backward), in MiB,
+  /// when smaller than bucket_cap_mb: its all-reduce starts early in backward instead of
+  /// waiting for a whole bucket_cap_mb of gradients (PyTorch's 1 MiB first bucket,
+  /// torch.distributed._DEFAULT_FIRST_BUCKET_BYTES).
+  double first_bucket_cap_mb = 1.0;
   /// Broadcast rank 0's buffers (BatchNorm's running statistics) at construction, as the
   /// parameters. PyTorch also does it before every forward; here call `sync_buffers()`.
   bool broadcast_buffers = true;

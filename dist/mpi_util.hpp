@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <string>
 
 #include "dist/dist.hpp"
@@ -17,6 +18,11 @@ MPI_Comm comm();
 MPI_Datatype mpi_type(Dtype d);
 /// Throws DistError "<op>: MPI error: ..." when `rc` is not MPI_SUCCESS.
 void check(int rc, const char* op);
+/// Starts the in-place MPI_Iallreduce of `numel` elements of dtype `d` at `data` on comm(),
+/// with the algorithm Note [All-reduce algorithm] in dist.cpp picks; `name` names the
+/// caller in errors.
+void start_all_reduce(void* data, int64_t numel, Dtype d, MPI_Op op, MPI_Request& req,
+                      const char* name);
 /// Progresses `req`; true when it has completed.
 bool test(MPI_Request& req, const char* op);
 /// Waits for `req` by polling MPI_Test until the timeout (get_timeout()), then throws

@@ -2,6 +2,7 @@
 // `mpirun -np 2` and `mpirun --oversubscribe -np 3`): every rank runs every test case in
 // the same order, so their collectives match. Run alone it is a world of one.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
@@ -95,7 +96,11 @@ TEST_CASE("dist: the world comes from the launcher", "[dist]") {
 TEST_CASE("dist: all_reduce, broadcast, all_gather on every dtype and size 0", "[dist]") {
   const int p = dist::get_world_size(), me = dist::get_rank();
   for (Dtype d : {f32, f64, i64, boolean}) {
-    for (const Shape& s : {Shape{}, Shape{0}, Shape{5}, Shape{2, 0, 3}, Shape{3, 4}}) {
+    // [70001]: at least 64 KiB in every dtype, an all-reduce that takes the ring or
+    // Rabenseifner's algorithm (Note [All-reduce algorithm] in dist/dist.cpp); odd, so its
+    // shares are uneven.
+    for (const Shape& s :
+         {Shape{}, Shape{0}, Shape{5}, Shape{2, 0, 3}, Shape{3, 4}, Shape{70001}}) {
       INFO(dtype_name(d) << " " << s.str());
       // Expected results from every rank's values, computed locally.
       std::vector<double> sum(static_cast<size_t>(s.numel()), 0.0), mx(sum.size(), -1e300);
@@ -159,6 +164,14 @@ TEST_CASE("dist: NaN on one rank reaches every rank through sum, mean and max", 
       auto v = values(t);
       CHECK(std::isnan(v[1]));
       CHECK(!std::isnan(v[0]));
+      // The same through a large all-reduce (the ring or Rabenseifner's algorithm).
+      std::vector<double> big(70001, 1.0);
+      if (dist::get_rank() == 0) big[54321] = nan;
+      t = tensor(big, {70001}, f64).to(d);
+      dist::all_reduce(t, op);
+      v = values(t);
+      CHECK(std::isnan(v[54321]));
+      CHECK(std::count_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }) == 1);
     }
 }
 
