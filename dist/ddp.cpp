@@ -24,7 +24,9 @@
 //   which progresses non-blocking collectives only inside MPI calls, moves them along while
 //   backward computes. With no second thread there is no shared state to race on, so the
 //   ThreadSanitizer stage has nothing of dist/ to check (the engine's own threading tests
-//   stay there); the single thread is also why MPI_THREAD_FUNNELED is enough.
+//   stay there); one thread at a time is why MPI_THREAD_SERIALIZED
+//   is enough (not FUNNELED: backward may run on a thread other than the one that initialized
+//   MPI).
 // - Determinism. The sum's order is MPI's, fixed for a given world size and message size,
 //   and every rank receives the same bytes, so ranks stay bit-identical to each other.
 

@@ -244,11 +244,20 @@ void init_process_group() {
   if (w.launched) {
     int already = 0;
     MPI_Initialized(&already);
+    int provided = 0;
     if (!already) {
-      int provided = 0;
-      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      // SERIALIZED, not FUNNELED: the MPI calls run on whichever thread runs backward (its
+      // hooks), one thread at a time, which need not be the thread that initialized MPI.
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
       std::atexit(finalize_at_exit);
+    } else {
+      MPI_Query_thread(&provided);
     }
+    if (provided < MPI_THREAD_SERIALIZED)
+      throw DistError("init_process_group: MPI provides thread level " + std::to_string(provided) +
+                      ", below MPI_THREAD_SERIALIZED (" + std::to_string(MPI_THREAD_SERIALIZED) +
+                      "), which tapegrad needs: MPI is called from the thread that runs "
+                      "backward, one thread at a time");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     detail::check(MPI_Comm_dup(MPI_COMM_WORLD, &w.comm), "init_process_group");
     MPI_Comm_set_errhandler(w.comm, MPI_ERRORS_RETURN);

@@ -31,11 +31,11 @@ class MismatchError : public DistError {
 /// torch.distributed.ReduceOp: SUM, AVG (here `mean`), MAX.
 enum class ReduceOp { sum, mean, max };
 
-/// Joins the launcher's world (MPI_Init_thread with MPI_THREAD_FUNNELED when nobody has
-/// initialized MPI yet) or, when not launched by an MPI launcher, becomes a world of one
-/// without touching MPI. Idempotent; every function below calls it first. Under a launcher
-/// it also sets MPI_ERRORS_RETURN (MPI errors become DistError), installs a terminate
-/// handler that prints the uncaught exception with the rank and aborts the whole job
+/// Joins the launcher's world (MPI_Init_thread with MPI_THREAD_SERIALIZED when nobody has
+/// initialized MPI yet; DistError when MPI provides less) or, when not launched by an MPI launcher,
+/// becomes a world of one without touching MPI. Idempotent; every function below calls it first.
+/// Under a launcher it also sets MPI_ERRORS_RETURN (MPI errors become DistError), installs a
+/// terminate handler that prints the uncaught exception with the rank and aborts the whole job
 /// (MPI_Abort), and finalizes MPI at exit. The wait timeout is read from TG_DIST_TIMEOUT
 /// (seconds) when set.
 void init_process_group();

@@ -10,6 +10,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
@@ -390,4 +391,32 @@ TEST_CASE("DDP: tg::grad for the inputs leaves the parameters' .grad alone", "[d
   const auto g = grad({mse_loss((*model)(x), y)}, {x});
   CHECK(g[0].shape() == x.shape());
   for (const Var& p : model->parameters()) CHECK_FALSE(p.grad().defined());
+}
+
+TEST_CASE("DDP: a backward run on another thread averages the gradients", "[dist][ddp]") {
+  // MPI is initialized with MPI_THREAD_SERIALIZED: the hooks' MPI calls run on whichever
+  // thread runs backward, here not the one that initialized MPI.
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  const int64_t global = 12, local = global / p;
+  auto ref = make_mlp(3, f64);
+  auto model = make_mlp(3, f64);
+  dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = 0.0005});
+  Var x = constant(batch({global, 6}, 0.5, f64)), y = constant(batch({global, 3}, 7.5, f64));
+  mse_loss((*ref)(x), y).backward();
+  std::string error;
+  std::thread worker([&] {
+    try {
+      Var xs = narrow(x, 0, me * local, local), ys = narrow(y, 0, me * local, local);
+      mse_loss((*model)(xs), ys).backward();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  worker.join();
+  REQUIRE(error.empty());
+  auto pr = ref->parameters(), pm = model->parameters();
+  for (size_t k = 0; k < pr.size(); ++k) {
+    auto a = values(pr[k].grad().value()), b = values(pm[k].grad().value());
+    for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-12).margin(1e-15));
+  }
 }
