@@ -561,21 +561,22 @@ Geom fold_geom(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, Size2
   if (padding.h < 0 || padding.w < 0)
     throw Error(std::string(op) + ": padding must be non-negative, got " +
                 pair_str(padding.h, padding.w));
-  Geom g{};
-  g.n = n;
-  g.c = c;
-  g.h = h;
-  g.w = w;
-  g.o = 1;
-  g.groups = 1;
-  g.kh = kernel_size.h;
-  g.kw = kernel_size.w;
-  g.dh = dilation.h;
-  g.dw = dilation.w;
-  g.ph = padding.h;
-  g.pw = padding.w;
-  g.sh = stride.h;
-  g.sw = stride.w;
+  Geom g{.n = n,
+         .c = c,
+         .h = h,
+         .w = w,
+         .o = 1,
+         .kh = kernel_size.h,
+         .kw = kernel_size.w,
+         .oh = 0,
+         .ow = 0,
+         .sh = stride.h,
+         .sw = stride.w,
+         .ph = padding.h,
+         .pw = padding.w,
+         .dh = dilation.h,
+         .dw = dilation.w,
+         .groups = 1};
   const int64_t th = g.dh * (g.kh - 1), tw = g.dw * (g.kw - 1);
   const int64_t hp = h + 2 * g.ph, wp = w + 2 * g.pw;
   if (hp < th + 1 || wp < tw + 1)
