@@ -195,7 +195,9 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   Tensor y = Tensor::empty(os, x.dtype());
   // Without a gradient to route and no indices to return (inference), no indices at all:
   // they would be twice the output's bytes in f32.
-  if (!return_indices && !(is_grad_enabled() && x.requires_grad())) {
+  // (A tangent needs the indices too.)
+  if (!return_indices && !(is_grad_enabled() && x.requires_grad()) &&
+      !(detail::fw_enabled && detail::has_tangent(x))) {
     max_pool_kernel(x.value(), g, y, nullptr);
     Var v = constant(std::move(y));
     return {unbatched ? squeeze(v, 0) : v, Var()};
