@@ -10,7 +10,7 @@ Var add(const Var& a, const Var& b) {
   auto value = [&] {
     return kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; });
   };
-  if (detail::fuse_binary(a, b)) return detail::sum_dual(a, b, value(), 1.0);
+  if (Var y = detail::sum_fused(a, b, value, 1.0); y.defined()) return y;
   return record(
       "add", value(), {a, b},
       [](const BackwardCtx&, const Var& dy) {

@@ -8,6 +8,7 @@
 
 #include "graph/engine_ops.hpp"
 #include "graph/error.hpp"
+#include "graph/fused_tangent.hpp"
 
 namespace tg {
 
@@ -122,10 +123,11 @@ void set_op_tangent(const char* op, const Var& out, Var t) {
 // tangent through. The rule with ops stays for the recorded case, so reverse mode can still
 // differentiate a tangent (reverse-over-forward); tests/test_gradcheck_ops.cpp compares the
 // two on every row of the gradcheck table.
-bool fuse_tangent_ok(const Var* const* inputs, size_t n) {
+bool fuse_tangent_ok(const VarRef* inputs, size_t n) {
+  if (anomaly_enabled) return false;
   bool any = false;
   for (size_t i = 0; i < n; ++i) {
-    const Var& v = *inputs[i];
+    const Var& v = inputs[i];
     if (!v.defined()) continue;
     const Var& t = v.node()->tangent;
     if (grad_enabled && (v.requires_grad() || t.requires_grad())) return false;
@@ -138,6 +140,21 @@ Var fused_dual(Tensor&& value, Var tangent) {
   Var out(value_node(std::move(value)));
   if (tangent.defined()) attach(*out.node(), std::move(tangent));
   return out;
+}
+
+Var sum_dual(const Var& a, const Var& b, Tensor&& y, double s) {
+  const Var &ta = a.node()->tangent, &tb = b.node()->tangent;
+  if (!tb.defined()) return fused_dual(std::move(y), ta);
+  if (!ta.defined() && s == 1.0) return fused_dual(std::move(y), tb);
+  Tensor t = ta.defined() ? kern::zip(ta.value(), tb.value(), "add",
+                                      [s](auto p, auto q) { return p + decltype(p)(s) * q; })
+                          : kern::map(tb.value(), "neg", [](auto q) { return -q; });
+  return fused_dual(std::move(y), Var(std::move(t)));
+}
+
+Var pass_fused_slow(const Var& x, Tensor& y) {
+  if (!fuse_tangent({x})) return Var();
+  return fused_dual(std::move(y), x.node()->tangent);
 }
 
 }  // namespace detail

@@ -466,19 +466,16 @@ class VarRef {
 };
 
 namespace detail {
-bool fuse_tangent_ok(const Var* const* inputs, size_t n);
+bool fuse_tangent_ok(const VarRef* inputs, size_t n);
 /// Whether an op on `inputs` may compute its value and its output's tangent together with
 /// raw kernels, instead of recording and running its JVP rule (Note [Fused tangents] in
 /// graph/forward_ad.cpp): one input has a tangent, and nothing would be recorded (grad mode
 /// is off, or no input and no tangent wants a gradient) or checked (AnomalyGuard). Outside a
-/// level it costs one thread-local flag test. Up to 4 inputs.
+/// level it costs one thread-local flag test.
 inline bool fuse_tangent(std::initializer_list<VarRef> inputs) {
-  if (!fw_enabled || anomaly_enabled || inputs.size() > 4) [[likely]]
+  if (!fw_enabled) [[likely]]
     return false;
-  const Var* p[4];
-  size_t n = 0;
-  for (const VarRef& r : inputs) p[n++] = &static_cast<const Var&>(r);
-  return fuse_tangent_ok(p, n);
+  return fuse_tangent_ok(inputs.begin(), inputs.size());
 }
 /// The result of a fused op: `value` (nothing recorded) with its tangent, of its shape and
 /// dtype.

@@ -13,7 +13,7 @@ Var sub(const Var& a, const Var& b) {
   auto value = [&] {
     return kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; });
   };
-  if (detail::fuse_binary(a, b)) return detail::sum_dual(a, b, value(), -1.0);
+  if (Var y = detail::sum_fused(a, b, value, -1.0); y.defined()) return y;
   return record(
       "sub", value(), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
@@ -27,10 +27,11 @@ Var sub(const Var& a, const Var& b) {
 
 Var mul(const Var& a, const Var& b) {
   // d(a * b) = (dy * b, dy * a)
-  if (detail::fuse_binary(a, b))
-    return detail::binary_dual(
-        a, b, "mul", [](auto x, auto y) { return x * y; },
-        [](auto t, auto, auto y) { return t * y; }, [](auto t, auto x, auto) { return x * t; });
+  if (Var y = detail::binary_fused(
+          a, b, "mul", [](auto x, auto y) { return x * y; },
+          [](auto t, auto, auto y) { return t * y; }, [](auto t, auto x, auto) { return x * t; });
+      y.defined())
+    return y;
   return record(
       "mul", kern::zip(a.value(), b.value(), "mul", [](auto x, auto y) { return x * y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
@@ -46,11 +47,12 @@ Var mul(const Var& a, const Var& b) {
 
 Var div(const Var& a, const Var& b) {
   // y = a / b: (dy / b, -dy * y / b)
-  if (detail::fuse_binary(a, b))
-    return detail::binary_dual(
-        a, b, "div", [](auto x, auto y) { return x / y; },
-        [](auto t, auto, auto y) { return t / y; },
-        [](auto t, auto x, auto y) { return -(x / y) * t / y; });
+  if (Var y = detail::binary_fused(
+          a, b, "div", [](auto x, auto y) { return x / y; },
+          [](auto t, auto, auto y) { return t / y; },
+          [](auto t, auto x, auto y) { return -(x / y) * t / y; });
+      y.defined())
+    return y;
   return record(
       "div", kern::zip(a.value(), b.value(), "div", [](auto x, auto y) { return x / y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
@@ -66,11 +68,11 @@ Var div(const Var& a, const Var& b) {
 
 Var neg(const Var& x) {
   // d(-x) = -dy
-  auto value = [&] { return kern::map(x.value(), "neg", [](auto v) { return -v; }); };
-  if (detail::fuse_tangent({x}))
-    return detail::unary_dual(x, value(), "neg", [](auto t, auto, auto) { return -t; });
+  Tensor y = kern::map(x.value(), "neg", [](auto v) { return -v; });
+  if (Var r = detail::unary_fused(x, y, "neg", [](auto t, auto, auto) { return -t; }); r.defined())
+    return r;
   return record(
-      "neg", value(), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; },
+      "neg", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; },
       [](const JvpCtx& c) { return neg(c.tangent(0)); });
 }
 
@@ -164,7 +166,7 @@ Var add_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "add_scalar", [ts](T v) { return v + ts; });
   });
-  if (detail::fuse_tangent({x})) return detail::fused_dual(std::move(y), x.node()->tangent);
+  if (Var r = detail::pass_fused(x, y); r.defined()) return r;
   return record(
       "add_scalar", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{dy}; },
       [](const JvpCtx& c) { return c.tangent(0); });
@@ -176,9 +178,10 @@ Var mul_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "mul_scalar", [ts](T v) { return v * ts; });
   });
-  if (detail::fuse_tangent({x}))
-    return detail::unary_dual(x, std::move(y), "mul_scalar",
-                              [s](auto t, auto, auto) { return t * decltype(t)(s); });
+  if (Var r = detail::unary_fused(x, y, "mul_scalar",
+                                  [s](auto t, auto, auto) { return t * decltype(t)(s); });
+      r.defined())
+    return r;
   return record(
       "mul_scalar", std::move(y), {x},
       [s](const BackwardCtx&, const Var& dy) { return Grads{mul_scalar(dy, s)}; },
