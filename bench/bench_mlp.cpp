@@ -11,6 +11,9 @@
 //   mlp_c/forward, mlp_c/jvp  (c)'s network alone, under NoGradGuard: a forward pass, and
 //               the forward-mode JVP along a tangent of the input (fwd::DualLevel; the
 //               value and J t in one pass, func::jvp's work; tapegrad only)
+//   mlp_c/tangent_gemms  the products a tangent of (c)'s input adds, alone: t W^T per layer
+//               on a tangent of the layer input's shape (no bias, no activation); forward +
+//               tangent_gemms is forward mode's floor on (c) (tapegrad only)
 //   memory/mlp_c, memory/mlp_d  peak resident memory (VmHWM) over a few steps; each must
 //                           run alone in its process (--benchmark_filter='^memory/mlp_c$')
 // Identical names and counters in bench/libtorch/mlp.cpp. Every layer has a bias (as
@@ -129,6 +132,23 @@ void bm_forward(benchmark::State& state, const Workload* w, bool jvp) {
 }
 
 /// Peak resident memory of a few steps, in a process of its own.
+/// The gemms a tangent of (c)'s input adds to a forward pass, alone (see the header).
+void bm_tangent_gemms(benchmark::State& state, const Workload* w) {
+  if (!bench::start_benchmark(state, "tangent_gemms")) return;
+  Trainer t(*w);
+  tg::NoGradGuard no_grad;
+  std::vector<tg::Var> tangents;
+  for (size_t i = 0; i + 1 < w->sizes.size(); ++i)
+    tangents.push_back(tg::constant(tg::rand({w->batch, w->sizes[i]}, t.rng)));
+  for (auto _ : state) {
+    for (size_t i = 0; i < tangents.size(); ++i) {
+      const tg::Var p = tg::matmul(tangents[i], t.net.linear(i).weight, false, true);
+      benchmark::DoNotOptimize(p.value().data<float>());
+    }
+  }
+  state.counters["us_per_pass"] = bench::seconds_per();
+}
+
 void bm_memory(benchmark::State& state, const Workload* w) {
   if (!bench::start_benchmark(state, w == &kC ? "memory/mlp_c" : "memory/mlp_d", true)) return;
   const double start = bench::proc_status_mib("VmHWM");
@@ -196,6 +216,7 @@ const bool registered = [] {
   reg("mlp_d/step", bm_step, &kD, true)->Unit(benchmark::kMillisecond);
   reg("mlp_c/forward", bm_forward, &kC, false)->Unit(benchmark::kMicrosecond);
   reg("mlp_c/jvp", bm_forward, &kC, true)->Unit(benchmark::kMicrosecond);
+  reg("mlp_c/tangent_gemms", bm_tangent_gemms, &kC)->Unit(benchmark::kMicrosecond);
   reg("mlp_d/cblas_9gemm", bm_cblas_gemms, &kD, true)->Unit(benchmark::kMillisecond);
   reg("mlp_d/cblas_step_gemms", bm_cblas_gemms, &kD, false)->Unit(benchmark::kMillisecond);
   reg("memory/mlp_c", bm_memory, &kC)->Iterations(20)->Unit(benchmark::kMillisecond);

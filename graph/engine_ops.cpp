@@ -1,13 +1,18 @@
 #include "graph/engine_ops.hpp"
 
+#include "graph/fused_tangent.hpp"
 #include "graph/kernels.hpp"
 
 namespace tg {
 
 Var add(const Var& a, const Var& b) {
   // d(a + b) = (dy, dy); the engine sums each back to its input's shape.
+  auto value = [&] {
+    return kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; });
+  };
+  if (Var y = detail::sum_fused(a, b, value, 1.0); y.defined()) return y;
   return record(
-      "add", kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; }), {a, b},
+      "add", value(), {a, b},
       [](const BackwardCtx&, const Var& dy) {
         return Grads{dy, dy};
       },

@@ -91,8 +91,10 @@ int node_class(size_t bytes) { return static_cast<int>((bytes - 1) / kNodeClass)
 // value node this thread makes reuses it, with no node allocation, construction or
 // destruction. When the dying node was the only holder of its value's block (of the sizes
 // the per-thread block slots take), the block stays with it, and an op that writes its
-// result in place (record_into) takes node and block in one pop. Node::reset_for_reuse
-// makes a recycled node a fresh leaf. Recycled nodes and their blocks do not count as live
+// result in place (record_into) takes node and block in one pop. A node holding a
+// forward-mode tangent is recycled too: it leaves the level's list and drops the tangent
+// first (Note [Tangent storage] in graph/forward_ad.cpp). Node::reset_for_reuse makes a
+// recycled node a fresh leaf. Recycled nodes and their blocks do not count as live
 // (debug::live_nodes, live_tensor_bytes); a reaper frees them when the thread ends. (What
 // recycling saves on an unrecorded product: bench/README.md, "Measurements behind the
 // Notes".)
@@ -125,6 +127,8 @@ struct NodePool {
   }
 
   static void recycle(RecycledNodes& r, Node* n) noexcept {
+    if (n->tangent.defined()) [[unlikely]]
+      return recycle_dual(r, n);
     size_t kept = n->value.sole_block_bytes();
     if (kept < kLocalBlockMin || kept >= kCachedBlockMin || r.total + kept > kRecycledBytes)
       kept = 0;
@@ -137,6 +141,14 @@ struct NodePool {
     n->reset_for_reuse();
     r.push(n, kept);
     add_live(-1, -static_cast<int64_t>(kept));
+  }
+
+  // A node holding a tangent leaves the level's list; its tangent is dropped once the node
+  // is recycled (it may recycle nodes of its own).
+  [[gnu::noinline]] static void recycle_dual(RecycledNodes& r, Node* n) noexcept {
+    forget_tangent(*n);
+    const Var tangent = std::move(n->tangent);
+    recycle(r, n);
   }
 
   // Takes slot i out (the others keep their order); it counts as live again, with its block.

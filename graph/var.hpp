@@ -222,8 +222,7 @@ class Node {
   // Note [Node recycling] (graph/node_pool.cpp): whether a dying node may be recycled, and
   // the reset that makes a recycled node a fresh leaf again (its value is the pool's call).
   bool recyclable() const noexcept {
-    return plain_ && !grad.defined() && inputs.empty() && hooks.empty() && !pending.defined() &&
-           !tangent.defined();
+    return plain_ && !grad.defined() && inputs.empty() && hooks.empty() && !pending.defined();
   }
   void reset_for_reuse() noexcept;
 
@@ -315,7 +314,10 @@ class JvpCtx {
   const Shape& input_shape(size_t i) const { return inputs_[i]->shape(); }
   size_t num_inputs() const { return n_; }
   /// The tangent of input `i`; undefined means zero.
-  const Var& tangent(size_t i) const;
+  const Var& tangent(size_t i) const {
+    const Var& v = *inputs_[i];
+    return v.defined() ? v.node()->tangent : none_;
+  }
   bool has_tangent(size_t i) const { return tangent(i).defined(); }
   /// The tangent of input `i`, zeros of its shape when it has none (for a rule that needs
   /// every operand, as concat's).
@@ -326,6 +328,7 @@ class JvpCtx {
   const Var* const* inputs_;
   size_t n_;
   const Var& output_;
+  static inline const Var none_{};
 };
 
 namespace detail {
@@ -361,7 +364,7 @@ struct NoJvp {};
 [[noreturn]] void throw_no_jvp(const char* op);
 void forget_tangent(Node& n) noexcept;  // a dying node leaves the level's list
 void set_op_tangent(const char* op, const Var& out, Var tangent);
-bool has_tangent(const Var& v);
+inline bool has_tangent(const Var& v) { return v.defined() && v.node()->tangent.defined(); }
 /// Sets one of this thread's mode flags for its lifetime and restores it after (the base of
 /// GradModeGuard, AnomalyGuard and FwModeGuard).
 class FlagGuard {
@@ -468,6 +471,23 @@ class VarRef {
  private:
   const Var* v_;
 };
+
+namespace detail {
+bool fuse_tangent_ok(const VarRef* inputs, size_t n);
+/// Whether an op on `inputs` may compute its value and its output's tangent together with
+/// raw kernels, instead of recording and running its JVP rule (Note [Fused tangents] in
+/// graph/forward_ad.cpp): one input has a tangent, and nothing would be recorded (grad mode
+/// is off, or no input and no tangent wants a gradient) or checked (AnomalyGuard). Outside a
+/// level it costs one thread-local flag test.
+inline bool fuse_tangent(std::initializer_list<VarRef> inputs) {
+  if (!fw_enabled) [[likely]]
+    return false;
+  return fuse_tangent_ok(inputs.begin(), inputs.size());
+}
+/// The result of a fused op: `value` (nothing recorded) with its tangent, of its shape and
+/// dtype.
+Var fused_dual(Tensor&& value, Var tangent);
+}  // namespace detail
 
 /// Records an op: its output value, its inputs and its backward formula (a callable
 /// `Grads(const BackwardCtx&, const Var& grad_output)` returning one gradient per

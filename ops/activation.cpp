@@ -4,6 +4,7 @@
 #include <numbers>
 #include <string>
 
+#include "graph/fused_tangent.hpp"
 #include "ops/arith.hpp"
 #include "ops/index.hpp"
 #include "ops/math.hpp"
@@ -132,6 +133,10 @@ Var sigmoid(const Var& x) {
     using T = typename decltype(b)::value_type;
     return T(1) / (T(1) + xsimd::exp(-b));
   });
+  if (Var r = detail::unary_fused(
+          x, y, "sigmoid", [](auto t, auto v, auto) { return t * v * (decltype(v)(1) - v); });
+      r.defined())
+    return r;
   return detail::record_symmetric("sigmoid", std::move(y), x, [](const auto& c, const Var& dy) {
     return sigmoid_backward(dy, c.output());
   });
@@ -140,6 +145,10 @@ Var sigmoid(const Var& x) {
 Var tanh(const Var& x) {
   // dx = dy * (1 - y^2)
   Tensor y = kern::simd_map(x.value(), "tanh", [](auto b) { return xsimd::tanh(b); });
+  if (Var r = detail::unary_fused(
+          x, y, "tanh", [](auto t, auto v, auto) { return t * (decltype(v)(1) - v * v); });
+      r.defined())
+    return r;
   return detail::record_symmetric("tanh", std::move(y), x, [](const auto& c, const Var& dy) {
     return tanh_backward(dy, c.output());
   });
@@ -152,6 +161,12 @@ Var relu(const Var& x) {
     using T = decltype(v);
     return v > T(0) || v != v ? v : T(0);
   });
+  // (relu_backward's rule: the tangent passes where x > 0 or is NaN)
+  if (Var r = detail::unary_fused(
+          x, y, "relu",
+          [](auto t, auto, auto u) { return u <= decltype(u)(0) ? decltype(u)(0) : t; });
+      r.defined())
+    return r;
   return detail::record_symmetric("relu", std::move(y), x, [](const auto& c, const Var& dy) {
     return relu_backward(dy, c.input(0), 0.0);
   });

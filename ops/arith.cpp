@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "graph/fused_tangent.hpp"
 #include "ops/kernels.hpp"
 #include "ops/math.hpp"
 
@@ -9,8 +10,12 @@ namespace tg {
 
 Var sub(const Var& a, const Var& b) {
   // d(a - b) = (dy, -dy)
+  auto value = [&] {
+    return kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; });
+  };
+  if (Var y = detail::sum_fused(a, b, value, -1.0); y.defined()) return y;
   return record(
-      "sub", kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; }), {a, b},
+      "sub", value(), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
         return Grads{dy, c.needs_grad(1) ? neg(dy) : Var()};
       },
@@ -22,6 +27,11 @@ Var sub(const Var& a, const Var& b) {
 
 Var mul(const Var& a, const Var& b) {
   // d(a * b) = (dy * b, dy * a)
+  if (Var y = detail::binary_fused(
+          a, b, "mul", [](auto x, auto y) { return x * y; },
+          [](auto t, auto, auto y) { return t * y; }, [](auto t, auto x, auto) { return x * t; });
+      y.defined())
+    return y;
   return record(
       "mul", kern::zip(a.value(), b.value(), "mul", [](auto x, auto y) { return x * y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
@@ -37,6 +47,12 @@ Var mul(const Var& a, const Var& b) {
 
 Var div(const Var& a, const Var& b) {
   // y = a / b: (dy / b, -dy * y / b)
+  if (Var y = detail::binary_fused(
+          a, b, "div", [](auto x, auto y) { return x / y; },
+          [](auto t, auto, auto y) { return t / y; },
+          [](auto t, auto x, auto y) { return -(x / y) * t / y; });
+      y.defined())
+    return y;
   return record(
       "div", kern::zip(a.value(), b.value(), "div", [](auto x, auto y) { return x / y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
@@ -52,9 +68,11 @@ Var div(const Var& a, const Var& b) {
 
 Var neg(const Var& x) {
   // d(-x) = -dy
+  Tensor y = kern::map(x.value(), "neg", [](auto v) { return -v; });
+  if (Var r = detail::unary_fused(x, y, "neg", [](auto t, auto, auto) { return -t; }); r.defined())
+    return r;
   return record(
-      "neg", kern::map(x.value(), "neg", [](auto v) { return -v; }), {x},
-      [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; },
+      "neg", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; },
       [](const JvpCtx& c) { return neg(c.tangent(0)); });
 }
 
@@ -148,6 +166,7 @@ Var add_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "add_scalar", [ts](T v) { return v + ts; });
   });
+  if (Var r = detail::pass_fused(x, y); r.defined()) return r;
   return record(
       "add_scalar", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{dy}; },
       [](const JvpCtx& c) { return c.tangent(0); });
@@ -159,6 +178,10 @@ Var mul_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "mul_scalar", [ts](T v) { return v * ts; });
   });
+  if (Var r = detail::unary_fused(x, y, "mul_scalar",
+                                  [s](auto t, auto, auto) { return t * decltype(t)(s); });
+      r.defined())
+    return r;
   return record(
       "mul_scalar", std::move(y), {x},
       [s](const BackwardCtx&, const Var& dy) { return Grads{mul_scalar(dy, s)}; },

@@ -845,7 +845,7 @@ Svd svd(const Var& A, bool full_matrices) {
 Var svdvals(const Var& A) {
   check_matrix(A, "svdvals");
   if ((detail::grad_enabled && A.requires_grad()) || (detail::fw_enabled && detail::has_tangent(A)))
-    return svd(A, false).S;
+    return svd(A, false).S;  // (a tangent goes through svd's rule)
   return constant(svd_kernel(A.value(), 'N').S);
 }
 

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "graph/fused_tangent.hpp"
 #include "ops/activation.hpp"
 #include "ops/arith.hpp"
 #include "ops/simd_map.hpp"
@@ -17,6 +18,9 @@ namespace tg {
 Var exp(const Var& x) {
   // d exp(x) = dy * y
   Tensor y = kern::simd_map(x.value(), "exp", [](auto b) { return xsimd::exp(b); });
+  if (Var r = detail::unary_fused(x, y, "exp", [](auto t, auto v, auto) { return t * v; });
+      r.defined())
+    return r;
   return detail::record_symmetric("exp", std::move(y), x,
                                   [](const auto& c, const Var& dy) { return mul(dy, c.output()); });
 }
@@ -24,6 +28,9 @@ Var exp(const Var& x) {
 Var log(const Var& x) {
   // d log(x) = dy / x
   Tensor y = kern::simd_map(x.value(), "log", [](auto b) { return xsimd::log(b); });
+  if (Var r = detail::unary_fused(x, y, "log", [](auto t, auto, auto u) { return t / u; });
+      r.defined())
+    return r;
   return detail::record_symmetric("log", std::move(y), x,
                                   [](const auto& c, const Var& dy) { return div(dy, c.input(0)); });
 }

@@ -195,6 +195,7 @@ ValuesIndices max_pool_impl(const char* op, const Var& x0, Pair2 k, std::optiona
   Tensor y = Tensor::empty(os, x.dtype());
   // Without a gradient or tangent to route and no indices to return (inference), no indices:
   // they would be twice the output's bytes in f32.
+  // (A tangent needs the indices too.)
   if (!return_indices && !(is_grad_enabled() && x.requires_grad()) &&
       !(detail::fw_enabled && detail::has_tangent(x))) {
     max_pool_kernel(x.value(), g, y, nullptr);

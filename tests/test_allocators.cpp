@@ -39,7 +39,7 @@ TEST_CASE("a recycled node is a fresh leaf again: every field is reset", "[alloc
     n.pending_owned = true;
     n.saved_versions.push_back(3);
     n.mark.store(7);
-    n.tangent_slot = 5;  // a node with a tangent is never recycled; the slot alone may be set
+    n.tangent_slot = 5;  // a tangent itself is dropped before the reset (Note [Tangent storage])
     reused = v.node();
   }
   Var w = tg::constant(tg::ones({2}));
