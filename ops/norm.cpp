@@ -137,9 +137,11 @@ Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps,
         const double m = st.mean[c];
         const double r = (af ? af->scale[c] : 1.0) / std::sqrt(st.var[c] + eps);
         const double t = af ? af->shift[c] : 0.0;
-        const int64_t o = row * B;
-        for (int64_t b = 0; b < B; ++b)
-          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r + t);
+        // The elementwise pass in T (the statistics are in double), as in the backward.
+        const T mt = static_cast<T>(m), rt = static_cast<T>(r), tt = static_cast<T>(t);
+        const T* __restrict xr = px + row * B;
+        T* __restrict yr = py + row * B;
+        for (int64_t b = 0; b < B; ++b) yr[b] = (xr[b] - mt) * rt + tt;
       }
     });
   });
@@ -177,12 +179,16 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
         }
         const double gm = sg / n, gxm = sgx / n;
         const double rs = af ? r * af->scale[static_cast<size_t>(c)] : r;
+        // The elementwise pass in T, as PyTorch's (the sums above are in double): in f32 a
+        // vector holds twice the lanes of a double pass, and no conversions.
+        const T mt = static_cast<T>(m), rt = static_cast<T>(r), st_ = static_cast<T>(rs),
+                gmt = static_cast<T>(gm), kt = static_cast<T>(rs * gxm);
         for (int64_t a = 0; a < A; ++a) {
           const int64_t o = (a * C + c) * B;
-          for (int64_t b = 0; b < B; ++b) {
-            const double xh = (static_cast<double>(px[o + b]) - m) * r;
-            pd[o + b] = static_cast<T>(rs * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
-          }
+          const T* __restrict xr = px + o;
+          const T* __restrict gr = pg + o;
+          T* __restrict dr = pd + o;
+          for (int64_t b = 0; b < B; ++b) dr[b] = st_ * (gr[b] - gmt) - kt * ((xr[b] - mt) * rt);
         }
       }
     });
