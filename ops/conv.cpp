@@ -108,14 +108,32 @@ void im2col(const T* x, const Geom& g, T* col, int64_t ld) {
       }
 }
 
-// x [cg, h, w] += the columns' entries (rows `ld` apart) at the pixels they were read from
-// (im2col's adjoint). The columns are scratch: the stride-1 path zeroes the entries that read
-// padding (they have no pixel) and adds each kernel tap's valid rows as one run.
+// The kernel tap (ki * kw + kj) whose column row holds every pixel of the input once, in
+// order (stride 1, output as large as the input, the tap at the padding's offset: the centre
+// of an odd kernel with 'same' padding), or -1.
+int64_t covering_tap(const Geom& g) {
+  if (g.sh != 1 || g.sw != 1 || g.oh != g.h || g.ow != g.w || g.ph % g.dh != 0 || g.pw % g.dw != 0)
+    return -1;
+  const int64_t ki = g.ph / g.dh, kj = g.pw / g.dw;
+  return ki < g.kh && kj < g.kw ? ki * g.kw + kj : -1;
+}
+
+// x [cg, h, w] = the columns' entries (rows `ld` apart) summed at the pixels they were read
+// from (im2col's adjoint). With a covering tap its row is copied first and the other taps
+// added; otherwise x is zeroed first. The columns are scratch: the stride-1 path zeroes the
+// entries that read padding (they have no pixel) and adds each kernel tap's valid rows as
+// one run.
 template <class T>
 void col2im(T* col, const Geom& g, T* x, int64_t ld) {
-  for (int64_t c = 0; c < g.cg(); ++c)
+  const int64_t cover = covering_tap(g);
+  if (cover < 0) std::fill(x, x + g.cg() * g.h * g.w, T(0));
+  for (int64_t c = 0; c < g.cg(); ++c) {
+    if (cover >= 0)
+      std::memcpy(x + c * g.h * g.w, col + (c * g.kh * g.kw + cover) * ld,
+                  sizeof(T) * static_cast<size_t>(g.h * g.w));
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
+        if (ki * g.kw + kj == cover) continue;
         T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
         T* xc = x + c * g.h * g.w;
         const int64_t jo = kj * g.dw - g.pw;
@@ -151,6 +169,7 @@ void col2im(T* col, const Geom& g, T* x, int64_t ld) {
             for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
         }
       }
+  }
 }
 
 // Note [Batched columns]: the kernels take the batch in chunks of images whose columns sit
@@ -306,11 +325,7 @@ Tensor conv_transpose_kernel(const Tensor& dy, const Tensor& w, const Geom& g) {
         T* xg = dxp + (n0 * g.c + gr * g.cg()) * hw;
         per_image(m, [&](int64_t i) { gather_rows(dyg, g.o * L, og, L, i, m, dp); });
         kern::gemm_raw(true, false, K, m * L, og, wp + gr * og * K, K, dp, m * L, T(0), cp, m * L);
-        per_image(m, [&](int64_t i) {
-          T* xi = xg + i * g.c * hw;
-          std::fill(xi, xi + g.cg() * hw, T(0));
-          col2im(cp + i * L, g, xi, m * L);
-        });
+        per_image(m, [&](int64_t i) { col2im(cp + i * L, g, xg + i * g.c * hw, m * L); });
       }
     });
   });
