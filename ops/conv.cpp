@@ -208,7 +208,8 @@ Chunking chunking(const Geom& g) {
 }
 
 // OpenBLAS on one thread for the scope, when tapegrad's pool runs the chunks in parallel
-// (Note [Chunk lanes]); restores the previous count.
+// (Note [Chunk lanes]); restores the previous count. OpenBLAS's thread count is one
+// process-wide setting: a gemm another user thread runs meanwhile runs on one thread too.
 class BlasOnOneThread {
  public:
   explicit BlasOnOneThread(bool on) : before_(on ? blas_threads() : 1) {
