@@ -240,7 +240,8 @@ TEST_CASE("a size the cache lacks releases as many cached bytes: memory follows 
 TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[tensor][memory]") {
   // A training step's backward holds the forward's activations; a size it lacks there is a
   // new mix of the step's own sizes, and the cached blocks are wanted again next step.
-  tg::debug::set_tensor_cache_limit(0);  // start empty
+  tg::debug::set_tensor_cache_limit(0);    // start empty
+  { Tensor seen = tg::zeros({3 << 18}); }  // a size handed out before (not kept: limit 0)
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
   constexpr int64_t kMiB = 1 << 20;
   Tensor held = tg::zeros({1 << 21});   // 8 MB in use
@@ -256,6 +257,25 @@ TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[t
   {
     Tensor d = tg::zeros({5 << 18});  // 5 MB: 5 MB of the 8 + 2 + 3 MB cached go
     CHECK(tg::debug::cached_tensor_bytes() <= kept + 11 * kMiB - 5 * kMiB + 8192);
+  }
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}
+
+TEST_CASE("a size never handed out releases cached blocks even while more is in use",
+          "[tensor][memory]") {
+  // The evaluation after training: the training set stays in use, the steps' blocks are
+  // cached, and the evaluation's larger sizes are new; they must not stack on the old ones.
+  tg::debug::set_tensor_cache_limit(0);  // start empty
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+  constexpr int64_t kMiB = 1 << 20;
+  Tensor data = tg::zeros({1 << 21});   // 8 MB in use
+  { Tensor b = tg::zeros({1 << 19}); }  // 2 MB kept
+  const int64_t kept = tg::debug::cached_tensor_bytes();
+  CHECK(kept >= 2 * kMiB);
+  {
+    Tensor c = tg::zeros({(1 << 19) + 4096});  // a little over 2 MB, never seen before
+    CHECK(tg::debug::cached_tensor_bytes() < 2 * kMiB);
   }
   tg::debug::set_tensor_cache_limit(0);
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
