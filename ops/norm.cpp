@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "graph/error.hpp"
+#include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
 #include "ops/arith.hpp"
 #include "ops/kernels.hpp"
@@ -41,14 +42,47 @@ Var affine(Var y, const Var& w, const Var& b) {
   return y;
 }
 
+int64_t channel_grain(int64_t per);
+
+// y = x alpha[c] + beta[c] over x [A, C, ...] in one pass (alpha, beta: C values).
+Tensor channel_affine_kernel(const Tensor& x, const Tensor& alpha, const Tensor& beta) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = A * C > 0 ? x.numel() / (A * C) : 0;
+  Tensor y = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "batch_norm", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pa = alpha.data<T>();
+    const T* pb = beta.data<T>();
+    T* py = y.data<T>();
+    detail::parallel_for(A * C, channel_grain(B), [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const T a = pa[row % C], b = pb[row % C];
+        const T* __restrict xr = px + row * B;
+        T* __restrict yr = py + row * B;
+        for (int64_t i = 0; i < B; ++i) yr[i] = xr[i] * a + b;
+      }
+    });
+  });
+  return y;
+}
+
 // Normalization by given (running) statistics, computed as PyTorch does: y = x alpha + beta,
 // alpha = w / sqrt(rv + eps) and beta = b - rm alpha per channel, two passes over x instead
-// of four.
+// of four. With nothing to record (inference: no gradient, no forward-mode level), one pass
+// and no x alpha temporary (at the evaluation's batch of 1000, BN1's is 100 MB at the
+// process's peak).
 Var running_affine(const Var& x, const Var& rm, const Var& rv, const Var& w, const Var& b,
                    double eps) {
   const Var alpha = w.defined() ? rsqrt(rv + eps) * w : rsqrt(rv + eps);
   const Var beta = b.defined() ? b - rm * alpha : -(rm * alpha);
-  return x * alpha + beta;
+  const bool recorded =
+      fwd::level_active() ||
+      (is_grad_enabled() && (x.requires_grad() || alpha.requires_grad() || beta.requires_grad()));
+  const Tensor& xv = x.value();
+  if (recorded || x.dim() < 2 || alpha.numel() != x.shape()[1] || beta.numel() != x.shape()[1] ||
+      alpha.dtype() != xv.dtype() || beta.dtype() != xv.dtype() || !is_floating(xv.dtype()))
+    return x * alpha + beta;
+  return constant(channel_affine_kernel(xv, alpha.value(), beta.value()));
 }
 
 // ---- the fused normalization ----------------------------------------------------------
