@@ -4,6 +4,7 @@
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "graph/node_pool.hpp"
@@ -18,6 +19,7 @@ struct BlockCache {
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // by exact size
   size_t cached_bytes = 0;
   size_t live_bytes = 0;  // handed out and not freed yet (Note [A miss releases stale blocks])
+  std::unordered_set<size_t> seen;  // sizes handed out before (the same Note)
   size_t limit = size_t{1} << 30;
 
   void trim_to(size_t target) {  // caller holds the mutex
@@ -124,8 +126,14 @@ void* block_allocate(size_t bytes) {
     // sizes, which the next step asks for again. Released there, they came back as fresh
     // pages every step (about 2,400 page faults per Transformer step of bench_seq, ~10% of
     // its time). A steady training loop then hits the cache and never comes here; a return
-    // to an old shape costs one miss per buffer.
-    const size_t floor = c.live_bytes;
+    // to an old shape costs one miss per buffer. The floor holds for sizes handed out before
+    // only: a size never seen is new work (the evaluation at batch 1000 after training at
+    // 128), and what is in use then may be long-lived data (a training set loaded as
+    // tensors), which must not keep the old shapes' blocks under the new ones. The set of
+    // sizes is bounded: past kSeenSizesMax it starts over.
+    constexpr size_t kSeenSizesMax = 4096;
+    if (c.seen.size() >= kSeenSizesMax) c.seen.clear();
+    const size_t floor = c.seen.insert(bytes).second ? 0 : c.live_bytes;
     if (c.cached_bytes > floor) {
       const size_t target = c.cached_bytes > bytes ? c.cached_bytes - bytes : 0;
       c.trim_to(target > floor ? target : floor);

@@ -4,8 +4,8 @@
 // blocks from 1 KB up are kept when freed and handed out again for the same size: below
 // kCachedBlockMin a few per thread (Note [Per-thread small blocks] in block_cache.cpp),
 // from kCachedBlockMin up in one shared cache of up to 1 GiB, which gives back as many
-// cached bytes as a block of a size it lacks takes, never below the bytes in use (Note [A
-// miss releases stale blocks]).
+// cached bytes as a block of a size it lacks takes, never below the bytes in use unless the
+// size was never handed out before (Note [A miss releases stale blocks]).
 //
 // NOTE: a training step frees and reallocates the same large sizes every step. glibc serves
 // such blocks (past its mmap threshold, up to 32 MB and beyond) with fresh mmap'ed pages,

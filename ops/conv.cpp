@@ -17,6 +17,7 @@
 
 #include "ops/arith.hpp"
 #include "ops/kernels.hpp"
+#include "ops/matmul.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape_ops.hpp"
 #include "parallel/parallel.hpp"
@@ -107,14 +108,32 @@ void im2col(const T* x, const Geom& g, T* col, int64_t ld) {
       }
 }
 
-// x [cg, h, w] += the columns' entries (rows `ld` apart) at the pixels they were read from
-// (im2col's adjoint). The columns are scratch: the stride-1 path zeroes the entries that read
-// padding (they have no pixel) and adds each kernel tap's valid rows as one run.
+// The kernel tap (ki * kw + kj) whose column row holds every pixel of the input once, in
+// order (stride 1, output as large as the input, the tap at the padding's offset: the centre
+// of an odd kernel with 'same' padding), or -1.
+int64_t covering_tap(const Geom& g) {
+  if (g.sh != 1 || g.sw != 1 || g.oh != g.h || g.ow != g.w || g.ph % g.dh != 0 || g.pw % g.dw != 0)
+    return -1;
+  const int64_t ki = g.ph / g.dh, kj = g.pw / g.dw;
+  return ki < g.kh && kj < g.kw ? ki * g.kw + kj : -1;
+}
+
+// x [cg, h, w] = the columns' entries (rows `ld` apart) summed at the pixels they were read
+// from (im2col's adjoint). With a covering tap its row is copied first and the other taps
+// added; otherwise x is zeroed first. The columns are scratch: the stride-1 path zeroes the
+// entries that read padding (they have no pixel) and adds each kernel tap's valid rows as
+// one run.
 template <class T>
 void col2im(T* col, const Geom& g, T* x, int64_t ld) {
-  for (int64_t c = 0; c < g.cg(); ++c)
+  const int64_t cover = covering_tap(g);
+  if (cover < 0) std::fill(x, x + g.cg() * g.h * g.w, T(0));
+  for (int64_t c = 0; c < g.cg(); ++c) {
+    if (cover >= 0)
+      std::memcpy(x + c * g.h * g.w, col + (c * g.kh * g.kw + cover) * ld,
+                  sizeof(T) * static_cast<size_t>(g.h * g.w));
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
+        if (ki * g.kw + kj == cover) continue;
         T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
         T* xc = x + c * g.h * g.w;
         const int64_t jo = kj * g.dw - g.pw;
@@ -150,36 +169,89 @@ void col2im(T* col, const Geom& g, T* x, int64_t ld) {
             for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
         }
       }
+  }
 }
 
 // Note [Batched columns]: the kernels take the batch in chunks of images whose columns sit
 // side by side in one [K, images * L] matrix, so each group of a chunk is one wide gemm
 // instead of one small gemm per image (OpenBLAS on 2 threads: ~195-230 GFLOP/s on
-// [64, 288] x [288, 16 * 196] against ~125 on [288, 196]; bench/README.md, "conv2d"). The
-// copies around the gemm (im2col, col2im, the output's [O, images, L] -> [images, O, L]
-// scatter with the bias, dy's gather) are split by image over the worker pool; each image's
-// work writes only its own block, so the thread count never changes a result. A chunk's
-// scratch stays near the caches (kChunkCols columns).
+// [64, 288] x [288, 16 * 196] against ~125 on [288, 196]; bench/README.md, "conv2d"). A
+// chunk's scratch stays near the caches (kChunkCols columns).
+//
+// Note [Chunk lanes]: with two chunks or more, the chunks run in parallel over the worker
+// pool, each chunk's copies and gemm on one thread, with OpenBLAS on one thread meanwhile.
+// OpenBLAS's own threads, split inside each gemm, spin (sched_yield) between products and
+// took a core from tapegrad's copies (~20% of a CNN step's samples); this way one pool
+// holds the cores. There is one lane per thread (at most one per chunk), lane l doing
+// chunks l, l + lanes, ... with its own scratch. Each chunk writes its own images' outputs,
+// and the weight gradient's chunks each write their own partial, summed in chunk order
+// afterwards, so the thread count never changes a result. A batch that is one chunk keeps
+// OpenBLAS's threads for its gemm and splits the copies by image over the pool.
 constexpr int64_t kChunkCols = 3136;
 
 struct Chunking {
   int64_t images;  // images per chunk
-  int64_t grain;   // images per parallel_for chunk
+  int64_t chunks;  // chunks in the batch
+  int64_t lanes;   // chunk lanes: min(chunks, threads), at least 1
+  int64_t grain;   // images per parallel_for chunk of the one-chunk path
 };
 
 Chunking chunking(const Geom& g) {
-  const int64_t L = std::max<int64_t>(g.l(), 1);
-  const int64_t images =
-      std::clamp<int64_t>((kChunkCols + L - 1) / L, 1, std::max<int64_t>(g.n, 1));
+  const int64_t L = std::max<int64_t>(g.l(), 1), n = std::max<int64_t>(g.n, 1);
+  // At least two chunks when the batch has two images, so two lanes have work.
+  const int64_t images = std::clamp<int64_t>((kChunkCols + L - 1) / L, 1, (n + 1) / 2);
+  const int64_t chunks = (g.n + images - 1) / images;  // 0 for an empty batch
   // Hand out at least ~16k elements of copying at a time (a pool wake-up costs a few us).
   const int64_t per_image = std::max<int64_t>(g.k() * L, 1);
-  return {images, std::max<int64_t>(1, 16384 / per_image)};
+  return {images, chunks, std::clamp<int64_t>(chunks, 1, num_threads()),
+          std::max<int64_t>(1, 16384 / per_image)};
 }
 
-// Runs body(n0, m) for each chunk [n0, n0 + m) of the batch.
+// OpenBLAS on one thread for the scope, when tapegrad's pool runs the chunks in parallel
+// (Note [Chunk lanes]); restores the previous count. OpenBLAS's thread count is one
+// process-wide setting: a gemm another user thread runs meanwhile runs on one thread too.
+class BlasOnOneThread {
+ public:
+  explicit BlasOnOneThread(bool on) : before_(on ? blas_threads() : 1) {
+    if (before_ > 1) set_blas_threads(1);
+  }
+  ~BlasOnOneThread() {
+    if (before_ > 1) set_blas_threads(before_);
+  }
+  BlasOnOneThread(const BlasOnOneThread&) = delete;
+  BlasOnOneThread& operator=(const BlasOnOneThread&) = delete;
+
+ private:
+  int before_;
+};
+
+// Runs body(lane, c, n0, m, per_image) for each chunk c, [n0, n0 + m) of the batch: with one
+// lane, the chunks in order on the caller and per_image(f) runs f(i) for i in [0, m) split
+// over the pool; with several, the lanes over the pool (Note [Chunk lanes]) and per_image
+// runs the images in order on the lane's thread.
 template <class F>
-void for_each_chunk(const Geom& g, int64_t images, F&& body) {
-  for (int64_t n0 = 0; n0 < g.n; n0 += images) body(n0, std::min(images, g.n - n0));
+void for_each_chunk(const Geom& g, const Chunking& ch, F&& body) {
+  const auto chunk = [&](int64_t lane, int64_t c, auto&& per_image) {
+    const int64_t n0 = c * ch.images;
+    body(lane, c, n0, std::min(ch.images, g.n - n0), per_image);
+  };
+  if (ch.lanes == 1) {
+    for (int64_t c = 0; c < ch.chunks; ++c)
+      chunk(0, c, [&](int64_t m, auto&& f) {
+        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) f(i);
+        });
+      });
+    return;
+  }
+  const BlasOnOneThread blas_one(true);
+  detail::parallel_for(ch.lanes, 1, [&](int64_t b, int64_t e) {
+    for (int64_t lane = b; lane < e; ++lane)
+      for (int64_t c = lane; c < ch.chunks; c += ch.lanes)
+        chunk(lane, c, [](int64_t m, auto&& f) {
+          for (int64_t i = 0; i < m; ++i) f(i);
+        });
+  });
 }
 
 // rows [rows, m * L] <-> m images' blocks [rows, L] (image i's block at src + i * stride):
@@ -216,21 +288,18 @@ Tensor conv_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     const T* bp = bias ? bias->data<T>() : nullptr;
     const int64_t L = g.l(), K = g.k(), og = g.og();
     const Chunking ch = chunking(g);
-    Tensor col = Tensor::empty(Shape{K, ch.images * L}, x.dtype());
-    Tensor out = Tensor::empty(Shape{og, ch.images * L}, x.dtype());
-    for_each_chunk(g, ch.images, [&](int64_t n0, int64_t m) {
+    Tensor col = Tensor::empty(Shape{ch.lanes, K, ch.images * L}, x.dtype());
+    Tensor out = Tensor::empty(Shape{ch.lanes, og, ch.images * L}, x.dtype());
+    for_each_chunk(g, ch, [&](int64_t lane, int64_t, int64_t n0, int64_t m, auto&& per_image) {
+      T* cp = col.data<T>() + lane * K * ch.images * L;
+      T* op = out.data<T>() + lane * og * ch.images * L;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         const T* xg = xp + (n0 * g.c + gr * g.cg()) * g.h * g.w;
-        T* cp = col.data<T>();
-        T* op = out.data<T>();
-        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) im2col(xg + i * g.c * g.h * g.w, g, cp + i * L, m * L);
-        });
+        per_image(m, [&](int64_t i) { im2col(xg + i * g.c * g.h * g.w, g, cp + i * L, m * L); });
         kern::gemm_raw(false, false, og, m * L, K, wp + gr * og * K, K, cp, m * L, T(0), op, m * L);
-        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i)
-            scatter_rows(op, og, L, i, m, bp ? bp + gr * og : nullptr,
-                         yp + (n0 * g.o + gr * og) * L, g.o * L);
+        per_image(m, [&](int64_t i) {
+          scatter_rows(op, og, L, i, m, bp ? bp + gr * og : nullptr, yp + (n0 * g.o + gr * og) * L,
+                       g.o * L);
         });
       }
     });
@@ -247,57 +316,56 @@ Tensor conv_transpose_kernel(const Tensor& dy, const Tensor& w, const Geom& g) {
     T* dxp = dx.data<T>();
     const int64_t L = g.l(), K = g.k(), og = g.og(), hw = g.h * g.w;
     const Chunking ch = chunking(g);
-    Tensor col = Tensor::empty(Shape{K, ch.images * L}, dy.dtype());
-    Tensor dyw = Tensor::empty(Shape{og, ch.images * L}, dy.dtype());
-    for_each_chunk(g, ch.images, [&](int64_t n0, int64_t m) {
+    Tensor col = Tensor::empty(Shape{ch.lanes, K, ch.images * L}, dy.dtype());
+    Tensor dyw = Tensor::empty(Shape{ch.lanes, og, ch.images * L}, dy.dtype());
+    for_each_chunk(g, ch, [&](int64_t lane, int64_t, int64_t n0, int64_t m, auto&& per_image) {
+      T* cp = col.data<T>() + lane * K * ch.images * L;
+      T* dp = dyw.data<T>() + lane * og * ch.images * L;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         const T* dyg = dyp + (n0 * g.o + gr * og) * L;
         T* xg = dxp + (n0 * g.c + gr * g.cg()) * hw;
-        T* cp = col.data<T>();
-        T* dp = dyw.data<T>();
-        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) gather_rows(dyg, g.o * L, og, L, i, m, dp);
-        });
+        per_image(m, [&](int64_t i) { gather_rows(dyg, g.o * L, og, L, i, m, dp); });
         kern::gemm_raw(true, false, K, m * L, og, wp + gr * og * K, K, dp, m * L, T(0), cp, m * L);
-        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) {
-            T* xi = xg + i * g.c * hw;
-            std::fill(xi, xi + g.cg() * hw, T(0));
-            col2im(cp + i * L, g, xi, m * L);
-          }
-        });
+        per_image(m, [&](int64_t i) { col2im(cp + i * L, g, xg + i * g.c * hw, m * L); });
       }
     });
   });
   return dx;
 }
 
-// dw [o, c / groups, kh, kw] = sum over images of dy_g cols(x_g)^T.
+// dw [o, c / groups, kh, kw] = sum over images of dy_g cols(x_g)^T: each chunk's product
+// in its own partial, the partials summed in chunk order (Note [Chunk lanes]).
 Tensor conv_weight_kernel(const Tensor& x, const Tensor& dy, const Geom& g) {
-  Tensor dw = zeros(Shape{g.o, g.cg(), g.kh, g.kw}, x.dtype());
+  const Chunking ch = chunking(g);
+  const int64_t size = g.o * g.k();
+  if (ch.chunks == 0) return zeros(Shape{g.o, g.cg(), g.kh, g.kw}, x.dtype());
+  // Chunk 0's product goes straight into dw, chunk c's into rest[c - 1].
+  Tensor dw = Tensor::empty(Shape{g.o, g.cg(), g.kh, g.kw}, x.dtype());
+  Tensor rest = Tensor::empty(Shape{ch.chunks - 1, size}, x.dtype());
   dispatch(x.dtype(), "conv2d_weight_backward", [&]<class T>() {
     const T* xp = x.data<T>();
     const T* dyp = dy.data<T>();
-    T* dwp = dw.data<T>();
     const int64_t L = g.l(), K = g.k(), og = g.og();
-    const Chunking ch = chunking(g);
-    Tensor col = Tensor::empty(Shape{K, ch.images * L}, x.dtype());
-    Tensor dyw = Tensor::empty(Shape{og, ch.images * L}, x.dtype());
-    for_each_chunk(g, ch.images, [&](int64_t n0, int64_t m) {
+    Tensor col = Tensor::empty(Shape{ch.lanes, K, ch.images * L}, x.dtype());
+    Tensor dyw = Tensor::empty(Shape{ch.lanes, og, ch.images * L}, x.dtype());
+    for_each_chunk(g, ch, [&](int64_t lane, int64_t c, int64_t n0, int64_t m, auto&& per_image) {
+      T* cp = col.data<T>() + lane * K * ch.images * L;
+      T* dp = dyw.data<T>() + lane * og * ch.images * L;
+      T* dwp = c == 0 ? dw.data<T>() : rest.data<T>() + (c - 1) * size;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         const T* xg = xp + (n0 * g.c + gr * g.cg()) * g.h * g.w;
         const T* dyg = dyp + (n0 * g.o + gr * og) * L;
-        T* cp = col.data<T>();
-        T* dp = dyw.data<T>();
-        detail::parallel_for(m, ch.grain, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) {
-            im2col(xg + i * g.c * g.h * g.w, g, cp + i * L, m * L);
-            gather_rows(dyg, g.o * L, og, L, i, m, dp);
-          }
+        per_image(m, [&](int64_t i) {
+          im2col(xg + i * g.c * g.h * g.w, g, cp + i * L, m * L);
+          gather_rows(dyg, g.o * L, og, L, i, m, dp);
         });
-        kern::gemm_raw(false, true, og, K, m * L, dp, m * L, cp, m * L, T(1), dwp + gr * og * K, K);
+        kern::gemm_raw(false, true, og, K, m * L, dp, m * L, cp, m * L, T(0), dwp + gr * og * K, K);
       }
     });
+    T* out = dw.data<T>();
+    const T* rp = rest.data<T>();
+    for (int64_t c = 1; c < ch.chunks; ++c)
+      for (int64_t j = 0; j < size; ++j) out[j] += rp[(c - 1) * size + j];
   });
   return dw;
 }

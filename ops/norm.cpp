@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "graph/error.hpp"
+#include "graph/forward_ad.hpp"
 #include "graph/kernels.hpp"
 #include "ops/arith.hpp"
 #include "ops/kernels.hpp"
@@ -41,14 +42,47 @@ Var affine(Var y, const Var& w, const Var& b) {
   return y;
 }
 
+int64_t channel_grain(int64_t per);
+
+// y = x alpha[c] + beta[c] over x [A, C, ...] in one pass (alpha, beta: C values).
+Tensor channel_affine_kernel(const Tensor& x, const Tensor& alpha, const Tensor& beta) {
+  const Shape& s = x.shape();
+  const int64_t A = s[0], C = s[1], B = A * C > 0 ? x.numel() / (A * C) : 0;
+  Tensor y = Tensor::empty(s, x.dtype());
+  dispatch(x.dtype(), "batch_norm", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pa = alpha.data<T>();
+    const T* pb = beta.data<T>();
+    T* py = y.data<T>();
+    detail::parallel_for(A * C, channel_grain(B), [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const T a = pa[row % C], b = pb[row % C];
+        const T* __restrict xr = px + row * B;
+        T* __restrict yr = py + row * B;
+        for (int64_t i = 0; i < B; ++i) yr[i] = xr[i] * a + b;
+      }
+    });
+  });
+  return y;
+}
+
 // Normalization by given (running) statistics, computed as PyTorch does: y = x alpha + beta,
 // alpha = w / sqrt(rv + eps) and beta = b - rm alpha per channel, two passes over x instead
-// of four.
+// of four. With nothing to record (inference: no gradient, no forward-mode level), one pass
+// and no x alpha temporary (at the evaluation's batch of 1000, BN1's is 100 MB at the
+// process's peak).
 Var running_affine(const Var& x, const Var& rm, const Var& rv, const Var& w, const Var& b,
                    double eps) {
   const Var alpha = w.defined() ? rsqrt(rv + eps) * w : rsqrt(rv + eps);
   const Var beta = b.defined() ? b - rm * alpha : -(rm * alpha);
-  return x * alpha + beta;
+  const bool recorded =
+      fwd::level_active() ||
+      (is_grad_enabled() && (x.requires_grad() || alpha.requires_grad() || beta.requires_grad()));
+  const Tensor& xv = x.value();
+  if (recorded || x.dim() < 2 || alpha.numel() != x.shape()[1] || beta.numel() != x.shape()[1] ||
+      alpha.dtype() != xv.dtype() || beta.dtype() != xv.dtype() || !is_floating(xv.dtype()))
+    return x * alpha + beta;
+  return constant(channel_affine_kernel(xv, alpha.value(), beta.value()));
 }
 
 // ---- the fused normalization ----------------------------------------------------------
@@ -137,9 +171,11 @@ Tensor normalize_kernel(const Tensor& x, const Stats& st, double eps,
         const double m = st.mean[c];
         const double r = (af ? af->scale[c] : 1.0) / std::sqrt(st.var[c] + eps);
         const double t = af ? af->shift[c] : 0.0;
-        const int64_t o = row * B;
-        for (int64_t b = 0; b < B; ++b)
-          py[o + b] = static_cast<T>((static_cast<double>(px[o + b]) - m) * r + t);
+        // The elementwise pass in T (the statistics are in double), as in the backward.
+        const T mt = static_cast<T>(m), rt = static_cast<T>(r), tt = static_cast<T>(t);
+        const T* __restrict xr = px + row * B;
+        T* __restrict yr = py + row * B;
+        for (int64_t b = 0; b < B; ++b) yr[b] = (xr[b] - mt) * rt + tt;
       }
     });
   });
@@ -177,12 +213,16 @@ Tensor normalize_backward_kernel(const Tensor& g, const Tensor& x, const Stats& 
         }
         const double gm = sg / n, gxm = sgx / n;
         const double rs = af ? r * af->scale[static_cast<size_t>(c)] : r;
+        // The elementwise pass in T, as PyTorch's (the sums above are in double): in f32 a
+        // vector holds twice the lanes of a double pass, and no conversions.
+        const T mt = static_cast<T>(m), rt = static_cast<T>(r), st_ = static_cast<T>(rs),
+                gmt = static_cast<T>(gm), kt = static_cast<T>(rs * gxm);
         for (int64_t a = 0; a < A; ++a) {
           const int64_t o = (a * C + c) * B;
-          for (int64_t b = 0; b < B; ++b) {
-            const double xh = (static_cast<double>(px[o + b]) - m) * r;
-            pd[o + b] = static_cast<T>(rs * (static_cast<double>(pg[o + b]) - gm - xh * gxm));
-          }
+          const T* __restrict xr = px + o;
+          const T* __restrict gr = pg + o;
+          T* __restrict dr = pd + o;
+          for (int64_t b = 0; b < B; ++b) dr[b] = st_ * (gr[b] - gmt) - kt * ((xr[b] - mt) * rt);
         }
       }
     });

@@ -3,6 +3,8 @@
 // that the library's behaviour does not promise, so they live apart from the behaviour tests.
 
 #include <catch2/catch.hpp>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
@@ -257,16 +259,26 @@ TEST_CASE("an allocation that fails releases the cached blocks and leaves the co
 }
 #endif
 
-TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[tensor][memory]") {
-  // A training step's backward holds the forward's activations; a size it lacks there is a
-  // new mix of the step's own sizes, and the cached blocks are wanted again next step.
-  tg::debug::set_tensor_cache_limit(0);  // start empty
+namespace {
+// An empty cache (the sizes in `seen` handed out before, none kept), then 8 MB in use and
+// 2 MB cached: returns the held tensor and the cached bytes.
+std::pair<Tensor, int64_t> hold_8_keep_2(std::initializer_list<int64_t> seen) {
+  tg::debug::set_tensor_cache_limit(0);
+  for (const int64_t n : seen) Tensor once = tg::zeros({n});  // not kept: limit 0
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
-  constexpr int64_t kMiB = 1 << 20;
   Tensor held = tg::zeros({1 << 21});   // 8 MB in use
   { Tensor b = tg::zeros({1 << 19}); }  // 2 MB kept
   const int64_t kept = tg::debug::cached_tensor_bytes();
-  CHECK(kept >= 2 * kMiB);
+  CHECK(kept >= 2 << 20);
+  return {std::move(held), kept};
+}
+}  // namespace
+
+TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[tensor][memory]") {
+  // A training step's backward holds the forward's activations; a size it lacks there is a
+  // new mix of the step's own sizes, and the cached blocks are wanted again next step.
+  constexpr int64_t kMiB = 1 << 20;
+  auto [held, kept] = hold_8_keep_2({3 << 18});
   {
     Tensor c = tg::zeros({3 << 18});  // 3 MB, a size the cache lacks
     CHECK(tg::debug::cached_tensor_bytes() == kept);
@@ -276,6 +288,20 @@ TEST_CASE("a miss while more bytes are in use than cached releases nothing", "[t
   {
     Tensor d = tg::zeros({5 << 18});  // 5 MB: 5 MB of the 8 + 2 + 3 MB cached go
     CHECK(tg::debug::cached_tensor_bytes() <= kept + 11 * kMiB - 5 * kMiB + 8192);
+  }
+  tg::debug::set_tensor_cache_limit(0);
+  tg::debug::set_tensor_cache_limit(int64_t{1} << 30);
+}
+
+TEST_CASE("a size never handed out releases cached blocks even while more is in use",
+          "[tensor][memory]") {
+  // The evaluation after training: the training set stays in use, the steps' blocks are
+  // cached, and the evaluation's larger sizes are new; they must not stack on the old ones.
+  const auto [data, kept] = hold_8_keep_2({});
+  {
+    Tensor c = tg::zeros({(1 << 19) + 4096});  // a little over 2 MB, never seen before
+    CHECK(tg::debug::cached_tensor_bytes() < kept);
+    CHECK(tg::debug::cached_tensor_bytes() < 2 << 20);
   }
   tg::debug::set_tensor_cache_limit(0);
   tg::debug::set_tensor_cache_limit(int64_t{1} << 30);

@@ -101,6 +101,34 @@ TEST_CASE("unfold is conv2d's column matrix and fold its adjoint", "[conv]") {
   CHECK(lhs == Approx(rhs).epsilon(1e-12));
 }
 
+TEST_CASE("conv2d's chunk lanes: results do not depend on the thread count", "[conv]") {
+  // Batch 40 at 14x14 is three chunks of up to 16 images (Note [Chunk lanes]): two lanes on
+  // two threads or more, one lane's chunks in order on one thread; f32 as the CNN runs it.
+  // Each setting must give the same bits, and leave OpenBLAS's thread count as it was.
+  const int threads = tg::num_threads(), blas = tg::blas_threads();
+  const auto run = [](int n) {
+    tg::set_num_threads(n);
+    const Var x = tg::param(pattern({40, 4, 14, 14}, 0.3).to(tg::f32));
+    const Var w = tg::param(pattern({6, 2, 3, 3}, 0.7).to(tg::f32));
+    const Var b = tg::param(pattern({6}, 1.1).to(tg::f32));
+    const Var y = tg::conv2d(x, w, b, 1, 1, 1, 2);
+    tg::sum(y * tg::constant(pattern(y.shape(), 2.0).to(tg::f32))).backward();
+    return std::vector<std::vector<double>>{vals(y), vals(x.grad()), vals(w.grad()),
+                                            vals(b.grad())};
+  };
+  const auto one = run(1);
+  const int blas_after_one = tg::blas_threads();
+  const auto two = run(2);
+  const int blas_after_two = tg::blas_threads();
+  const auto three = run(3);
+  tg::set_num_threads(threads);
+  CHECK(one == two);
+  CHECK(one == three);
+  CHECK(blas_after_one == blas);
+  CHECK(blas_after_two == blas);
+  CHECK(tg::blas_threads() == blas);
+}
+
 TEST_CASE("conv ops match PyTorch", "[conv][oracle]") {
   TGTEST_REQUIRE_TORCH();
   // Each op at f64 and f32; gradients through sum(y * w) with a fixed weight pattern w, and

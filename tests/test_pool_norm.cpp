@@ -299,3 +299,27 @@ TEST_CASE("normalization statistics are stable under a large offset", "[ops][nor
       vals(tg::layer_norm(tg::constant(tg::permute(tg::constant(base), {1, 0}).value()), {1000})),
       1e-6);
 }
+
+TEST_CASE("batch_norm with running statistics: the one-pass inference path equals the recorded one",
+          "[ops][norm]") {
+  // Without a gradient to record, x alpha + beta is one kernel (no temporary); with one, it
+  // is the ops mul and add. Both must give the same values, f64 and f32, 2-D and 4-D.
+  for (const tg::Dtype d : {tg::f64, tg::f32}) {
+    for (const Shape& s : {Shape{5, 3}, Shape{4, 3, 5, 2}, Shape{0, 3, 2, 2}}) {
+      const Var x = tg::param(pattern(s, 0.4).to(d));
+      const Var rm = tg::constant(pattern({3}, 1.3).to(d));
+      const Var rv = tg::constant(tg::tensor({1.5, 0.7, 2.2}, {3}, tg::f64).to(d));
+      const Var w = tg::param(pattern({3}, 2.1).to(d)), b = tg::param(pattern({3}, 0.7).to(d));
+      const Var recorded = tg::batch_norm(x, rm, rv, w, b, false);
+      CHECK(recorded.requires_grad());
+      Var inferred;
+      {
+        tg::NoGradGuard no_grad;
+        inferred = tg::batch_norm(x, rm, rv, w, b, false);
+      }
+      CHECK_FALSE(inferred.requires_grad());
+      CHECK(inferred.dtype() == d);
+      check_close(vals(inferred), vals(recorded), d == tg::f64 ? 1e-15 : 1e-6);
+    }
+  }
+}
