@@ -37,26 +37,37 @@ using detail::describe;
 
 std::atomic<uint64_t> g_epoch{0};
 
-thread_local int t_run_depth = 0;  // sweeps running on this thread (Note [Backward callbacks])
-thread_local std::vector<std::function<void()>> t_callbacks;
+// Note [Backward callbacks]
+// queue_backward_callback appends to the sweep that is running on this thread, the
+// innermost one when a backward is started inside another (from a hook, from an op's
+// backward, from a checkpoint's replay): each sweep has its own list, run when that sweep
+// ends, as PyTorch's queue_callback appends to the current graph task. A callback queued by
+// a hook of a nested sweep therefore runs when the nested sweep ends, before the outer one
+// resumes; the outer sweep's list is not touched. A sweep that throws drops its own list
+// (unrun) and no other, so an outer sweep that catches a nested failure still runs its own.
+// A callback may queue another (it runs in the same pass) or start a backward (with a list
+// of its own). The lists are per thread: a backward on another thread started from a hook
+// is a sweep of that thread.
+thread_local std::vector<std::vector<std::function<void()>>> t_callbacks;  // one per sweep
 
-// Counts a sweep; the outermost one drops callbacks left by a backward that threw.
-struct RunDepth {
-  RunDepth() { ++t_run_depth; }
-  ~RunDepth() {
-    if (--t_run_depth == 0) t_callbacks.clear();
+// The running sweep's callback list, from its start to its end (dropped unrun on a throw).
+struct CallbackFrame {
+  CallbackFrame() { t_callbacks.emplace_back(); }
+  ~CallbackFrame() { t_callbacks.pop_back(); }
+  CallbackFrame(const CallbackFrame&) = delete;
+  CallbackFrame& operator=(const CallbackFrame&) = delete;
+
+  // This sweep's callbacks, in the order queued (one may queue another). By index: a
+  // callback that starts a backward pushes a list while this one runs.
+  void run() const {
+    const size_t level = t_callbacks.size() - 1;
+    for (size_t i = 0; i < t_callbacks[level].size(); ++i) {
+      std::function<void()> fn = std::move(t_callbacks[level][i]);
+      fn();
+    }
+    t_callbacks[level].clear();
   }
 };
-
-// The outermost sweep's callbacks, in the order queued (one may queue another).
-void run_callbacks() {
-  if (t_run_depth != 1) return;
-  for (size_t i = 0; i < t_callbacks.size(); ++i) {
-    std::function<void()> fn = std::move(t_callbacks[i]);
-    fn();
-  }
-  t_callbacks.clear();
-}
 
 bool sole_owner(const Var& v) {
   return v.node_ptr().use_count() == 1 && v.value().storage_use_count() == 1;
@@ -207,7 +218,7 @@ namespace detail {
 // pending gradient, runs its hooks, stores the gradient where it is wanted, propagates it.
 void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bool keep_graph,
          bool create_graph, Targets& targets) {
-  RunDepth depth;
+  const CallbackFrame callbacks;
   const std::vector<NodePtr> post = topological_order(roots);
   GradModeGuard mode(create_graph);
   try {
@@ -247,15 +258,15 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
     }
     throw;
   }
-  run_callbacks();
+  callbacks.run();
 }
 
 }  // namespace detail
 
 void queue_backward_callback(std::function<void()> fn) {
-  if (t_run_depth == 0)
+  if (t_callbacks.empty())
     throw GraphError("queue_backward_callback: no backward is running on this thread");
-  t_callbacks.push_back(std::move(fn));
+  t_callbacks.back().push_back(std::move(fn));
 }
 
 }  // namespace tg

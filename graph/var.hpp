@@ -576,7 +576,10 @@ class AnomalyGuard : public detail::FlagGuard {
 /// `Variable._execution_engine.queue_callback`). A gradient hook uses it to act on the
 /// whole backward: DistributedDataParallel (dist/ddp.hpp) waits there for the all-reduces
 /// its hooks started. Callbacks run in the order queued; one that throws ends the backward
-/// with its exception and the rest are dropped. Outside a backward: GraphError.
+/// with its exception and the rest are dropped. The backward is the innermost one running:
+/// a callback queued during a backward started inside another (from a hook or an op's
+/// backward) runs when that nested backward ends (Note [Backward callbacks] in
+/// graph/engine.cpp). Outside a backward: GraphError.
 void queue_backward_callback(std::function<void()> fn);
 
 /// Backward from several outputs at once.

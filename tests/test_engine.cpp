@@ -657,6 +657,74 @@ TEST_CASE("queue_backward_callback runs once after the sweep, in order", "[engin
   CHECK(log.size() == 4);
 }
 
+TEST_CASE("a callback queued in a nested backward runs when that backward ends", "[engine]") {
+  // As PyTorch's queue_callback, which appends to the current graph task (checked with
+  // torch 2: the same logs).
+  using namespace tg;
+  std::vector<std::string> log;
+  Var v = param(tensor({3, 4}, {2}, f64));
+  v.register_hook([&](const Var&) {
+    log.push_back("inner hook");
+    queue_backward_callback([&] { log.push_back("inner callback"); });
+    return Var();
+  });
+  Var w = param(tensor({1, 2}, {2}, f64));
+  size_t id = w.register_hook([&](const Var&) {
+    log.push_back("outer hook");
+    queue_backward_callback([&] { log.push_back("outer callback"); });
+    GradModeGuard on(true);
+    sum(v * v).backward();  // a backward inside a backward
+    log.push_back("outer hook end");
+    return Var();
+  });
+  sum(w * w).backward();
+  CHECK(log == std::vector<std::string>{"outer hook", "inner hook", "inner callback",
+                                        "outer hook end", "outer callback"});
+  w.remove_hook(id);
+
+  // From an op's backward, through tg::grad.
+  log.clear();
+  auto twice = [&](const Var& x) {
+    return record("twice", (x * 2.0).value(), {x}, [&](const BackwardCtx&, const Var& dy) {
+      log.push_back("twice backward");
+      GradModeGuard on(true);
+      grad({sum(v * v)}, {v});
+      log.push_back("twice backward end");
+      return Grads{dy * 2.0};
+    });
+  };
+  Var x = param(tensor({1, 1}, {2}, f64));
+  x.register_hook([&](const Var&) {
+    queue_backward_callback([&] { log.push_back("outer callback"); });
+    return Var();
+  });
+  sum(twice(x)).backward();
+  CHECK(log == std::vector<std::string>{"twice backward", "inner hook", "inner callback",
+                                        "twice backward end", "outer callback"});
+  CHECK(x.grad().value().to_vector() == std::vector<double>{2, 2});
+
+  // A nested backward that throws drops its own callbacks only.
+  log.clear();
+  Var u = param(tensor({1}, {1}, f64));
+  u.register_hook([&](const Var&) -> Var {
+    queue_backward_callback([&] { log.push_back("failed nested callback"); });
+    throw Error("boom");
+  });
+  Var z = param(tensor({1}, {1}, f64));
+  z.register_hook([&](const Var&) {
+    queue_backward_callback([&] { log.push_back("outer callback"); });
+    try {
+      GradModeGuard on(true);
+      sum(u * 2.0).backward();
+    } catch (const Error& e) {
+      log.push_back(std::string("caught ") + e.what());
+    }
+    return Var();
+  });
+  sum(z * 2.0).backward();
+  CHECK(log == std::vector<std::string>{"caught boom", "outer callback"});
+}
+
 TEST_CASE("tg::grad runs no hook of a leaf it was not asked for", "[engine]") {
   // As torch.autograd.grad: a leaf outside `inputs` takes no gradient, so its hooks (a
   // DistributedDataParallel's, which would start a sync and write .grad) do not run; an
