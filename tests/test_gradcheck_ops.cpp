@@ -1199,6 +1199,12 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
       {"det of a matrix with a negative determinant",
        [dominant](auto& v) { return la::det(-dominant(v[0])); },
        {m3}},
+      {"det of ill-scaled matrices (columns scaled by 1e-4, 1, 1e4: the LU pivots' product)",
+       [dominant](auto& v) {
+         const Var cols = tg::constant(tg::tensor({1e-4, 1.0, 1e4}, {3}, tg::f64));
+         return la::det(dominant(v[0]) * cols);
+       },
+       {b233}},
       {"det of singular matrices (the adjugate route), batched",
        [](auto& v) {
          // The third row repeats the first: LU gives a pivot of exactly 0 (det 0) at every
