@@ -112,10 +112,12 @@ void check_reads(const std::vector<Var>& roots, const std::vector<Var>& wrt) {
   }
 }
 
-// Replays r's function on `args` (its inputs) and returns the gradients of its outputs,
-// weighted by `dys`, with respect to the inputs and then the params (undefined where
-// unused). Recorded (differentiable again) when grad mode is on at the call.
-std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::span<const Var> dys) {
+// Replays r's function on `args` (its inputs) and returns the gradients of its outputs
+// number `which` (one node's, Note [Mixed dtypes]), weighted by `dys`, with respect to the
+// inputs and then the params (undefined where unused). Recorded (differentiable again) when
+// grad mode is on at the call.
+std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args,
+                            const std::vector<size_t>& which, std::span<const Var> dys) {
   // Recorded only when this replay is itself replayed (a checkpoint's backward under
   // create_graph), whose args are then already copies cut from the outer graph.
   const bool create_graph = is_grad_enabled();
@@ -136,8 +138,8 @@ std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::spa
   for (size_t i = 0; i < xs.size(); ++i)
     if (xs[i].requires_grad()) wrt.push_back(xs[i]), slot.push_back(i);
   std::vector<Var> roots, gos;
-  for (size_t i = 0; i < outs.size(); ++i)
-    if (outs[i].requires_grad()) roots.push_back(outs[i]), gos.push_back(dys[i]);
+  for (size_t k = 0; k < which.size(); ++k)
+    if (outs[which[k]].requires_grad()) roots.push_back(outs[which[k]]), gos.push_back(dys[k]);
   for (size_t k = 0; k < r.params.size(); ++k)
     wrt.push_back(r.params[k]), slot.push_back(xs.size() + k);
   std::vector<Var> out(xs.size() + r.params.size());
@@ -155,15 +157,27 @@ std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args, std::spa
 
 std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args);
 
-// The outputs packed into one value (flattened and joined when there are several), and the
-// way back.
-struct Packing {
+// Note [Mixed dtypes]
+// A recorded node has one value, of one dtype, while torch.utils.checkpoint's node has an
+// output per tensor. So a checkpoint records one node per floating dtype among its outputs,
+// each holding those outputs (flattened and joined when there are several) and replaying
+// the function to differentiate them alone; an integer or bool output has no gradient and
+// is returned as computed, recording nothing. Under create_graph the backward is a
+// checkpoint whose outputs are the inputs' and params' gradients, f32 and f64 alike when
+// they are, so it is the same rule one level down. No op turns one floating dtype into
+// another, so an output depends only on the inputs and params of its dtype, and each input
+// gets its whole gradient from one node's replay: the gradients are bit for bit those of
+// the function run plainly. The price: when outputs of both dtypes get a gradient the
+// function is replayed twice (each node's backward runs alone, without the other's output
+// gradient).
+struct Group {
+  std::vector<size_t> outs;  // which of the function's outputs, in order
   std::vector<Shape> shapes;
 
-  Tensor pack(const std::vector<Var>& outs) const {
-    if (outs.size() == 1) return outs[0].value();
+  Tensor pack(const std::vector<Var>& all) const {
+    if (outs.size() == 1) return all[outs[0]].value();
     std::vector<Var> flat;
-    for (const Var& o : outs) flat.push_back(reshape(o, {-1}));
+    for (size_t i : outs) flat.push_back(reshape(all[i], {-1}));
     return concat(flat).value();
   }
   std::vector<Var> unpack(const Var& packed) const {
@@ -178,11 +192,11 @@ struct Packing {
   }
 };
 
-// The checkpoint node's JVP rule: fn re-run on its inputs with their tangents (forward mode
-// on again, the RNGs as in the forward), its outputs' tangents packed as the node's value.
-// The replay is recorded when grad mode is on, so reverse-over-forward works (and keeps
-// the replay's graph: checkpointing saves no memory for the tangent's graph).
-Var replay_jvp(const Replay& r, const Packing& packing, const JvpCtx& c) {
+// A checkpoint node's JVP rule: fn re-run on its inputs with their tangents (forward mode
+// on again, the RNGs as in the forward), the tangents of the node's outputs packed as its
+// value. The replay is recorded when grad mode is on, so reverse-over-forward works (and
+// keeps the replay's graph: checkpointing saves no memory for the tangent's graph).
+Var replay_jvp(const Replay& r, const Group& group, const JvpCtx& c) {
   std::vector<Var> args;
   for (size_t i = 0; i < r.n_in; ++i) args.push_back(c.input(i));
   std::vector<Var> outs;
@@ -194,66 +208,43 @@ Var replay_jvp(const Replay& r, const Packing& packing, const JvpCtx& c) {
     restore(r.rngs, now);
   }
   std::vector<Var> ts;
-  for (size_t i = 0; i < outs.size(); ++i) {
-    Var t = fwd::unpack_dual(outs[i]).tangent;
-    ts.push_back(t.defined() ? t : Var(zeros(packing.shapes[i], outs[i].dtype())));
+  for (size_t k = 0; k < group.outs.size(); ++k) {
+    const Var& o = outs[group.outs[k]];
+    Var t = fwd::unpack_dual(o).tangent;
+    ts.push_back(t.defined() ? t : Var(zeros(group.shapes[k], o.dtype())));
   }
   if (ts.size() == 1) return ts[0];
   for (Var& t : ts) t = reshape(t, {-1});
   return concat(ts);
 }
 
-std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args) {
-  std::vector<Var> outs;
-  {
-    NoGradGuard off;
-    detail::FwSuspend no_tangents;  // the JVP rule below computes them
-    outs = r->fn(args);
-  }
-  if (outs.empty()) return outs;
-  Packing packing;
-  for (size_t i = 0; i < outs.size(); ++i) {
-    if (!outs[i].defined())
-      throw Error("checkpoint: output " + std::to_string(i) + " of the function is undefined");
-    kern::check_floating(outs[i].value(), "checkpoint");
-    if (outs[i].dtype() != outs[0].dtype())
-      throw DtypeError("checkpoint: the outputs must share one dtype, output 0 is " +
-                       std::string(dtype_name(outs[0].dtype())) + " and output " +
-                       std::to_string(i) + " is " + std::string(dtype_name(outs[i].dtype())));
-    packing.shapes.push_back(outs[i].shape());
-  }
+// The node of one group: its backward replays the function for the group's outputs.
+Var record_group(const std::shared_ptr<const Replay>& r, const std::vector<Var>& args,
+                 const Group& group, Tensor value) {
   std::vector<Var> node_inputs = args;
   node_inputs.insert(node_inputs.end(), r->params.begin(), r->params.end());
-  Tensor value;
-  {
-    NoGradGuard off;
-    detail::FwSuspend no_tangents;
-    value = packing.pack(outs);
-  }
-  outs.clear();
-  const Var packed = record(
+  return record(
       "checkpoint", std::move(value), std::span<const Var>(node_inputs),
-      [r, packing](const BackwardCtx& c, const Var& dy) {
-        const std::vector<Var> dys = packing.unpack(dy);
+      [r, group](const BackwardCtx& c, const Var& dy) {
+        const std::vector<Var> dys = group.unpack(dy);
         std::vector<Var> args;
         for (size_t i = 0; i < r->n_in; ++i) args.push_back(c.input(i));
         std::vector<Var> gs;
         if (!is_grad_enabled()) {
-          gs = replay_vjp(*r, args, dys);
+          gs = replay_vjp(*r, args, group.outs, dys);
         } else {
-          // create_graph: the backward is a checkpoint of the replay, so it
-          // is recorded as one node too and can be differentiated again (Note
-          // [Nested replay]).
-          // Its outputs are the gradients of the floating inputs and of the params: an
-          // index input has none (and a checkpoint's outputs must be floating).
+          // create_graph: the backward is a checkpoint of the replay, so it is recorded as
+          // nodes too and can be differentiated again (Notes [Nested replay], [Mixed
+          // dtypes]). Its outputs are the gradients of the floating inputs and of the
+          // params: an index input has none.
           std::vector<size_t> slots;
           for (size_t k = 0; k < r->n_in; ++k)
             if (is_floating(args[k].dtype())) slots.push_back(k);
           for (size_t k = 0; k < r->params.size(); ++k) slots.push_back(r->n_in + k);
           auto next = std::make_shared<Replay>();
-          next->fn = [r, slots](const std::vector<Var>& a) {
+          next->fn = [r, which = group.outs, slots](const std::vector<Var>& a) {
             const auto all = std::span<const Var>(a);
-            std::vector<Var> g = replay_vjp(*r, all.first(r->n_in), all.subspan(r->n_in));
+            std::vector<Var> g = replay_vjp(*r, all.first(r->n_in), which, all.subspan(r->n_in));
             std::vector<Var> out;
             for (size_t k : slots) {
               const Var& ref = k < r->n_in ? a[k] : r->params[k - r->n_in];
@@ -273,8 +264,46 @@ std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::v
         for (Var& g : gs) out.push_back(std::move(g));
         return out;
       },
-      [r, packing](const JvpCtx& c) { return replay_jvp(*r, packing, c); });
-  return packing.unpack(packed);
+      [r, group](const JvpCtx& c) { return replay_jvp(*r, group, c); });
+}
+
+std::vector<Var> record_checkpoint(std::shared_ptr<const Replay> r, const std::vector<Var>& args) {
+  std::vector<Var> outs;
+  {
+    NoGradGuard off;
+    detail::FwSuspend no_tangents;  // the JVP rule below computes them
+    outs = r->fn(args);
+  }
+  std::vector<Var> result(outs.size());
+  std::vector<Group> groups;  // one per floating dtype, in the order of their first output
+  std::vector<Dtype> dtypes;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i].defined())
+      throw Error("checkpoint: output " + std::to_string(i) + " of the function is undefined");
+    if (!is_floating(outs[i].dtype())) {
+      result[i] = outs[i];  // no gradient: as computed
+      continue;
+    }
+    const auto k = static_cast<size_t>(std::find(dtypes.begin(), dtypes.end(), outs[i].dtype()) -
+                                       dtypes.begin());
+    if (k == dtypes.size()) dtypes.push_back(outs[i].dtype()), groups.emplace_back();
+    Group& g = groups[k];
+    g.outs.push_back(i);
+    g.shapes.push_back(outs[i].shape());
+  }
+  std::vector<Tensor> values;
+  {
+    NoGradGuard off;
+    detail::FwSuspend no_tangents;
+    for (const Group& g : groups) values.push_back(g.pack(outs));
+  }
+  outs.clear();
+  for (size_t k = 0; k < groups.size(); ++k) {
+    const std::vector<Var> part =
+        groups[k].unpack(record_group(r, args, groups[k], std::move(values[k])));
+    for (size_t j = 0; j < part.size(); ++j) result[groups[k].outs[j]] = part[j];
+  }
+  return result;
 }
 
 bool wants_grad(const std::vector<Var>& vs) {

@@ -29,12 +29,13 @@ struct CheckpointOptions {
 /// A checkpointed function of several inputs and outputs.
 using CheckpointFn = std::function<std::vector<Var>(const std::vector<Var>& inputs)>;
 
-/// Runs fn(inputs) without recording and records ONE node "checkpoint" for all its outputs;
-/// its backward runs fn again with recording (on copies of the inputs cut from the graph)
-/// and differentiates it. Gradients are bit for bit those of fn run plainly. Under
-/// create_graph the backward is itself a checkpoint, so derivatives of any order work.
-/// Outputs must be floating and of one dtype (DtypeError). Without grad mode, or when
-/// nothing wants a gradient, fn(inputs) itself. NOTE: buffers fn changes (BatchNorm's
+/// Runs fn(inputs) without recording and records one node "checkpoint" for all its outputs
+/// of each floating dtype (Note [Mixed dtypes] in the .cpp); its backward runs fn again with
+/// recording (on copies of the inputs cut from the graph) and differentiates it. Gradients
+/// are bit for bit those of fn run plainly. Under create_graph the backward is itself a
+/// checkpoint, so derivatives of any order work. Inputs and outputs may mix f32, f64 and
+/// integer or bool tensors (an integer or bool output is returned as computed, without a
+/// gradient). Without grad mode, or when nothing wants a gradient, fn(inputs) itself. NOTE: buffers fn changes (BatchNorm's
 /// running statistics) are changed again by the recomputation, as in PyTorch.
 std::vector<Var> checkpoint(const CheckpointFn& fn, const std::vector<Var>& inputs,
                             const CheckpointOptions& options = {});

@@ -493,3 +493,69 @@ TEST_CASE("checkpoint: an index input, differentiated twice") {
     for (size_t k = 0; k < a.size(); ++k) CHECK(c[k] == Approx(a[k]).epsilon(1e-12));
   }
 }
+
+TEST_CASE(
+    "checkpoint: mixed f32 / f64 inputs and outputs, an index input and output, "
+    "differentiated twice") {
+  // As torch.utils.checkpoint, which takes any mix of tensors. A function of an f32 and an
+  // f64 input, token ids and params of both dtypes, returning outputs of both dtypes and an
+  // integer one (no gradient). Under create_graph the checkpoint's backward is a checkpoint
+  // whose outputs are the inputs' gradients, of both dtypes too. The values and first
+  // derivatives (create_graph or not) equal those without checkpointing bit for bit; the
+  // second derivatives sum the same terms in another order (nested sweeps), so to the last
+  // bits of their dtype, as for one dtype above.
+  Var W32 = tg::param(tgtest::pattern({3, 3}, 1.0).to(tg::f32));
+  Var W64 = tg::param(tgtest::pattern({3, 3}, 2.0));
+  const Var x32 = tg::param(tgtest::pattern({3}, 0.5).to(tg::f32));
+  const Var x64 = tg::param(tgtest::pattern({3}, 1.5));
+  const Var ids = tg::constant(tg::tensor({2, 0, 1}, {3}, tg::f64).to(tg::i64));
+  auto fn = [&](const std::vector<Var>& in) {
+    const Var h32 = tg::tanh(tg::matmul(W32, in[0]));
+    const Var h64 = tg::sin(tg::index_select(tg::matmul(W64, in[1]), 0, in[2])) * in[1];
+    return std::vector<Var>{h32, h64, tg::argmax(h64), h32 * h32};
+  };
+  const std::vector<Var> wrt = {x32, x64, W32, W64};
+  auto derivatives = [&](bool ckpt) {
+    const std::vector<Var> o =
+        ckpt ? tg::checkpoint(fn, {x32, x64, ids}, {.params = {W32, W64}, .rngs = {}})
+             : fn({x32, x64, ids});
+    REQUIRE(o.size() == 4);
+    CHECK(o[2].dtype() == tg::i64);
+    CHECK_FALSE(o[2].requires_grad());
+    std::vector<std::vector<double>> out;
+    for (const Var& v : o) out.push_back(vals(v));
+    const auto g = tg::grad({tg::sum(o[0] * o[0]) + tg::sum(o[3]), tg::sum(o[1] * o[1])}, wrt, {},
+                            {.create_graph = true});
+    for (const Var& v : g) out.push_back(vals(v));
+    const auto h =
+        tg::grad({tg::sum(g[0] * g[0]) + tg::sum(g[2] * g[2]), tg::sum(g[1] * g[1] * g[3])}, wrt);
+    for (const Var& v : h) out.push_back(vals(v));
+    return out;
+  };
+  const auto plain = derivatives(false), ckpt = derivatives(true);
+  REQUIRE(plain.size() == ckpt.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO("result " << i);
+    if (i < 8) {  // the 4 outputs and the 4 first derivatives
+      CHECK(ckpt[i] == plain[i]);
+      continue;
+    }
+    const double eps = i % 2 == 0 ? 1e-6 : 1e-14;  // x32, x64, W32, W64
+    double top = 0;
+    for (double v : plain[i]) top = std::max(top, std::abs(v));
+    for (size_t k = 0; k < plain[i].size(); ++k)
+      CHECK(std::abs(ckpt[i][k] - plain[i][k]) <= 4 * eps * top);
+  }
+  // Into .grad, through backward() on both dtypes' outputs.
+  auto into_grad = [&](bool ckpt) {
+    for (Var v : wrt) v.zero_grad();
+    const std::vector<Var> o =
+        ckpt ? tg::checkpoint(fn, {x32, x64, ids}, {.params = {W32, W64}, .rngs = {}})
+             : fn({x32, x64, ids});
+    tg::backward({tg::sum(o[3]), tg::sum(o[1])});
+    std::vector<std::vector<double>> out;
+    for (const Var& v : wrt) out.push_back(vals(v.grad()));
+    return out;
+  };
+  CHECK(into_grad(true) == into_grad(false));
+}

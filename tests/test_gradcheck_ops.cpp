@@ -1151,6 +1151,16 @@ TEST_CASE("gradcheck: gradient checkpointing", "[gradcheck]") {
          return o[0] * o[1];
        },
        {a, b}},
+      {"checkpoint with an index input and an integer output (returned unrecorded)",
+       [](auto& v) {
+         const Var ids = tg::constant(tg::tensor({2, 0, 2}, {3}, tg::f64).to(tg::i64));
+         auto f = [](const std::vector<Var>& in) {
+           const Var h = tg::tanh(tg::index_select(in[0], 0, in[1])) * in[0];
+           return std::vector<Var>{tg::argmax(h, 1), h};
+         };
+         return tg::checkpoint(f, {v[0], ids})[1];
+       },
+       {a}},
   });
 }
 
