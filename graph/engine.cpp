@@ -127,6 +127,12 @@ void accumulate_grad_field(Node& n, Var g, bool create_graph) {
   }
 }
 
+GraphError freed_error(const Node& n) {
+  return GraphError("backward: trying to go backward through " + describe(n) +
+                    " a second time, but its graph was freed by the first backward; pass "
+                    "retain_graph = true to the first one");
+}
+
 // Every node the roots depend on through inputs that want gradients, in post-order (an
 // iterative depth-first search): walked backwards, each node comes after all its consumers.
 std::vector<NodePtr> topological_order(const std::vector<Var>& roots) {
@@ -135,10 +141,7 @@ std::vector<NodePtr> topological_order(const std::vector<Var>& roots) {
   std::vector<std::pair<NodePtr, size_t>> stack;  // node, next input to visit
   auto visit = [&](const NodePtr& n) {
     if (n->mark.load(std::memory_order_relaxed) == epoch) return;
-    if (n->released)
-      throw GraphError("backward: trying to go backward through " + describe(*n) +
-                       " a second time, but its graph was freed by the first backward; pass "
-                       "retain_graph = true to the first one");
+    if (n->released) throw freed_error(*n);
     n->mark.store(epoch, std::memory_order_relaxed);
     stack.emplace_back(n, 0);
   };
@@ -158,6 +161,43 @@ std::vector<NodePtr> topological_order(const std::vector<Var>& roots) {
   }
   return post;
 }
+
+// Note [Nested sweeps]
+// A backward may start inside another on the same graph: from a hook, from an op's backward
+// (a checkpoint's replay), from another thread a hook waits for. Each node holds one
+// pending gradient, so the nested sweep first sets aside what the outer sweep has already
+// sent to the nodes it will visit, and puts it back when it ends, normally or by an
+// exception: the nested sweep neither takes the outer one's partial sums nor drops them,
+// as PyTorch's graph tasks each keep their own input buffers. A node the nested sweep frees
+// (no retain_graph) is one the outer sweep cannot go through any more: it throws as for a
+// second backward.
+class OuterPending {
+ public:
+  explicit OuterPending(const std::vector<NodePtr>& post) {
+    for (const NodePtr& n : post)
+      if (n->pending.defined()) {
+        saved_.push_back({n.get(), std::move(n->pending), n->pending_owned});
+        n->pending = Var();
+        n->pending_owned = false;
+      }
+  }
+  ~OuterPending() {
+    for (Saved& s : saved_) {
+      s.node->pending = std::move(s.pending);
+      s.node->pending_owned = s.owned;
+    }
+  }
+  OuterPending(const OuterPending&) = delete;
+  OuterPending& operator=(const OuterPending&) = delete;
+
+ private:
+  struct Saved {
+    Node* node;  // kept alive by the sweep's `post`, which outlives this
+    Var pending;
+    bool owned;
+  };
+  std::vector<Saved> saved_;
+};
 
 // The node's hooks, in registration order; each may replace the gradient.
 Var run_hooks(Node& n, Var g) {
@@ -220,6 +260,7 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
          bool create_graph, Targets& targets) {
   const CallbackFrame callbacks;
   const std::vector<NodePtr> post = topological_order(roots);
+  const OuterPending outer(post);  // Note [Nested sweeps]
   GradModeGuard mode(create_graph);
   try {
     for (size_t k = 0; k < roots.size(); ++k) {
@@ -247,7 +288,10 @@ void run(const std::vector<Var>& roots, const std::vector<Var>& grad_outputs, bo
         } else if (n.retains_grad) {
           accumulate_grad_field(n, g, create_graph);
         }
-        if (n.has_fn) propagate(*it, g, create_graph);
+        if (n.has_fn) {
+          if (n.released) throw freed_error(n);  // by a nested sweep (Note [Nested sweeps])
+          propagate(*it, g, create_graph);
+        }
       }
       if (!keep_graph && n.has_fn) release(n);
     }

@@ -51,40 +51,28 @@ struct Replay {
 // while the outer one is half done. The replayed graph starts from copies of the inputs cut
 // from the graph, so the nested sweep reaches a node of the outer graph only where the
 // function reads one: the params, leaves the replay reads as they are, and values computed
-// from them outside it (a weight times a scale). The params' pending gradient (a weight
-// shared with a later segment may already hold one) and their hooks (which must see the
-// full gradient, once) are set aside during the nested sweep and put back after it. The
-// sweep through such a value keeps its graph (the outer backward goes through it later)
-// and carries what it has summed so far to the params, so every part still reaches them.
-class SetAside {
+// from them outside it (a weight times a scale). The engine keeps the outer sweep's partial
+// gradients on those nodes out of the nested sweep (Note [Nested sweeps] in
+// graph/engine.cpp); the params' hooks, which must see the full gradient once, are set
+// aside here during the nested sweep and put back after it. The sweep through such a value
+// keeps its graph: the outer backward may go through it later.
+class HooksAside {
  public:
-  explicit SetAside(const std::vector<Var>& params) {
+  explicit HooksAside(const std::vector<Var>& params) {
     for (const Var& p : params) {
       Node& n = *p.node();
-      saved_.push_back({&n, std::move(n.pending), n.pending_owned, std::move(n.hooks)});
-      n.pending = Var();
-      n.pending_owned = false;
+      saved_.emplace_back(&n, std::move(n.hooks));
       n.hooks.clear();
     }
   }
-  ~SetAside() {
-    for (Saved& s : saved_) {
-      s.node->pending = std::move(s.pending);
-      s.node->pending_owned = s.owned;
-      s.node->hooks = std::move(s.hooks);
-    }
+  ~HooksAside() {
+    for (auto& [node, hooks] : saved_) node->hooks = std::move(hooks);
   }
-  SetAside(const SetAside&) = delete;
-  SetAside& operator=(const SetAside&) = delete;
+  HooksAside(const HooksAside&) = delete;
+  HooksAside& operator=(const HooksAside&) = delete;
 
  private:
-  struct Saved {
-    Node* node;
-    Var pending;
-    bool owned;
-    std::vector<std::pair<size_t, Hook>> hooks;
-  };
-  std::vector<Saved> saved_;
+  std::vector<std::pair<Node*, std::vector<std::pair<size_t, Hook>>>> saved_;
 };
 
 // Throws when the replayed graph reads a leaf that wants a gradient and is neither an input
@@ -145,7 +133,7 @@ std::vector<Var> replay_vjp(const Replay& r, std::span<const Var> args,
   std::vector<Var> out(xs.size() + r.params.size());
   if (roots.empty() || wrt.empty()) return out;
   check_reads(roots, wrt);
-  const SetAside aside(r.params);
+  const HooksAside aside(r.params);
   // retain_graph: the sweep may pass through a value of the outer graph the function reads
   // (Note [Nested replay]), which the outer backward still has to go through; the replay's
   // own graph is freed when this function returns.

@@ -725,6 +725,87 @@ TEST_CASE("a callback queued in a nested backward runs when that backward ends",
   CHECK(log == std::vector<std::string>{"caught boom", "outer callback"});
 }
 
+TEST_CASE("a backward inside a backward leaves the outer sweep's partial gradients alone",
+          "[engine]") {
+  // As PyTorch, whose graph tasks each keep their own input buffers (the same numbers with
+  // torch 1.13): a nested backward through a node to which the outer sweep has already sent
+  // part of its gradient neither takes that part nor loses its own, on this thread or on
+  // another one the hook waits for; a nested failure caught by the hook leaves the outer
+  // sweep intact; a nested backward that frees a node the outer sweep still has to go
+  // through makes the outer one throw.
+  using namespace tg;
+  for (int where : {0, 1}) {  // the hook on the first or the second consumer of a
+    for (bool thread : {false, true}) {
+      INFO("hook on y" << where + 1 << (thread ? ", nested backward on another thread" : ""));
+      Var w = param(tensor({1, 2}, {2}, f64));
+      const Var a = w * 2.0;
+      Var y1 = a * 3.0, y2 = a * 5.0;
+      std::vector<double> nested;
+      (where == 0 ? y1 : y2).register_hook([&](const Var&) {
+        auto run = [&] {
+          GradModeGuard on(true);
+          nested = grad({sum(a * a)}, {w}, {}, {.retain_graph = true})[0].value().to_vector();
+        };
+        if (thread) {
+          std::thread t(run);
+          t.join();
+        } else {
+          run();
+        }
+        return Var();
+      });
+      (sum(y1) + sum(y2)).backward();
+      CHECK(nested == std::vector<double>{8, 16});
+      CHECK(w.grad().value().to_vector() == std::vector<double>{16, 16});
+    }
+  }
+  {  // A leaf with part of its gradient already: tg::grad asks for it.
+    Var w = param(tensor({1, 2}, {2}, f64));
+    Var y1 = w * 3.0, y2 = w * 5.0;
+    std::vector<double> nested;
+    y1.register_hook([&](const Var&) {
+      GradModeGuard on(true);
+      nested = grad({sum(w * w)}, {w})[0].value().to_vector();
+      return Var();
+    });
+    (sum(y1) + sum(y2)).backward();
+    CHECK(nested == std::vector<double>{2, 4});
+    CHECK(w.grad().value().to_vector() == std::vector<double>{8, 8});
+  }
+  {  // A nested backward that throws, caught by the hook.
+    Var w = param(tensor({1, 2}, {2}, f64));
+    const Var a = w * 2.0;
+    Var y1 = a * 3.0, y2 = a * 5.0, u = a * 7.0;
+    u.register_hook([](const Var&) -> Var { throw Error("boom"); });
+    std::string caught;
+    y1.register_hook([&](const Var&) {
+      try {
+        GradModeGuard on(true);
+        grad({sum(u)}, {w}, {}, {.retain_graph = true});
+      } catch (const Error& e) {
+        caught = e.what();
+      }
+      return Var();
+    });
+    (sum(y1) + sum(y2)).backward();
+    CHECK(caught == "boom");
+    CHECK(w.grad().value().to_vector() == std::vector<double>{16, 16});
+  }
+  {  // A nested backward without retain_graph frees a it shares with the outer sweep.
+    Var w = param(tensor({1, 2}, {2}, f64));
+    const Var a = w * 2.0;
+    Var y1 = a * 3.0, y2 = a * 5.0;
+    y1.register_hook([&](const Var&) {
+      GradModeGuard on(true);
+      sum(a * a).backward();
+      return Var();
+    });
+    CHECK_THROWS_WITH(
+        (sum(y1) + sum(y2)).backward(),
+        Catch::Matchers::Contains("a second time") && Catch::Matchers::Contains("retain_graph"));
+  }
+}
+
 TEST_CASE("tg::grad runs no hook of a leaf it was not asked for", "[engine]") {
   // As torch.autograd.grad: a leaf outside `inputs` takes no gradient, so its hooks (a
   // DistributedDataParallel's, which would start a sync and write .grad) do not run; an
