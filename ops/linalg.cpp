@@ -484,26 +484,33 @@ Var lu_solve(const Var& A, const Var& B, std::shared_ptr<const LuFactors> f, boo
 // 1) and log|det|. A singular matrix gives det +-0, sign 0 and -inf; a NaN one NaN in all three.
 struct LuDet {
   Tensor det, sign, logabs;
+  Tensor
+      singular;  // bool, batch shape: a pivot at most n eps times the largest (Note [det backward])
 };
 
 LuDet lu_det(const Tensor& A, const char* op) {
   std::vector<int> infos;
   const auto f = lu_factor(A, op, &infos);
   const Shape bs = batch_of(A.shape());
-  LuDet r{Tensor::empty(bs, A.dtype()), Tensor::empty(bs, A.dtype()), Tensor::empty(bs, A.dtype())};
+  LuDet r{Tensor::empty(bs, A.dtype()), Tensor::empty(bs, A.dtype()), Tensor::empty(bs, A.dtype()),
+          Tensor::empty(bs, boolean)};
   const int64_t n = f->n, batches = r.sign.numel();
   dispatch(A.dtype(), [&]<class T>() {
     for (int64_t b = 0; b < batches; ++b) {
       const T* a = f->lu.data<T>() + b * n * n;
       const int* piv = f->piv.data() + b * n;
-      T s = 1, l = 0, d = 1;
+      T s = 1, l = 0, d = 1, lo = std::numeric_limits<T>::infinity(), hi = 0;
       for (int64_t i = 0; i < n; ++i) {
         const T u = a[i * n + i];
         if (piv[i] != i + 1) s = -s, d = -d;
         if (u < 0) s = -s;
         l += std::log(std::abs(u));
         d *= u;
+        lo = std::min(lo, std::abs(u));
+        hi = std::max(hi, std::abs(u));
       }
+      r.singular.data<bool>()[b] =
+          n > 0 && lo <= static_cast<T>(n) * std::numeric_limits<T>::epsilon() * hi;
       if (infos[static_cast<size_t>(b)] > 0) s = 0, l = -std::numeric_limits<T>::infinity();
       if (std::isnan(l)) s = l;
       r.det.data<T>()[b] = d;
@@ -575,7 +582,14 @@ Var inv(const Var& A) {
 // exactly 0), det's gradient is the transposed adjugate instead, from the SVD A = U S Vh:
 // adj(A)^T = det(U) det(Vh) U diag(prod_{j != i} S_j) Vh, as PyTorch does; the products of
 // the others are a prod over S with ones on the diagonal, so they hold with zeros too.
-// slogdet's gradient at a singular A is infinite: its backward throws inv's LinalgError.
+// In a batch of both, each matrix takes its own route, as PyTorch (the SVD route's second
+// derivative is infinite at repeated singular values, the identity's). Where PyTorch takes
+// the adjugate route only at det exactly 0, here a matrix is singular when a pivot of its LU
+// factorization is at most n eps times the largest: a matrix singular in exact arithmetic
+// often gets a pivot of 1e-17 rather than 0, and there A^{-T} is rounding noise times
+// 1e17 (the second derivative through it is off by orders of magnitude), while the
+// adjugate from the SVD stays accurate. slogdet's gradient at a singular A is infinite: its
+// backward throws inv's LinalgError.
 // det's value is the product of the LU factorization's pivots times the permutation's sign,
 // as torch.linalg.det, not sign * exp(logabsdet): the product's relative error is about
 // n eps, the exponential's |log det| eps (690 eps at 1e300), the same magnitude as n eps
@@ -598,14 +612,27 @@ Var det_grad_adjugate(const Var& A, const Var& g) {
 
 Var det(const Var& A) {
   check_square(A, "det");
-  Tensor d = std::move(lu_det(A.value(), "det").det);
-  return record_linalg("det", std::move(d), {A}, [](const auto& ctx, const Var& g) {
-    const Var& D = ctx.output();
-    const std::vector<double> dv = D.value().to_vector();
-    if (std::find(dv.begin(), dv.end(), 0.0) != dv.end())
-      return Grads{det_grad_adjugate(ctx.input(0), g)};
-    return Grads{per_matrix(g * D) * mT(inv(ctx.input(0)))};
-  });
+  LuDet r = lu_det(A.value(), "det");
+  const Tensor& mask = r.singular;
+  const auto count = std::count(mask.data<bool>(), mask.data<bool>() + mask.numel(), true);
+  return record_linalg(
+      "det", std::move(r.det), {A}, [mask = r.singular, count](const auto& ctx, const Var& g) {
+        const Var &D = ctx.output(), &A = ctx.input(0);
+        if (count == 0) return Grads{per_matrix(g * D) * mT(inv(A))};
+        if (count == mask.numel()) return Grads{det_grad_adjugate(A, g)};
+        // A batch of both: each route on its own matrices, the others replaced by constants
+        // (the identity for inv, distinct singular values for the SVD's backward), and the
+        // results picked matrix by matrix.
+        const Var m = per_matrix(constant(mask));
+        const int64_t n = A.shape()[A.dim() - 1];
+        Tensor distinct = zeros(Shape{n, n}, A.dtype());
+        dispatch(A.dtype(), [&]<class T>() {
+          for (int64_t i = 0; i < n; ++i) distinct.data<T>()[i * n + i] = T(i + 1);
+        });
+        const Var adjugate = det_grad_adjugate(where(m, A, constant(std::move(distinct))), g);
+        const Var invertible = per_matrix(g * D) * mT(inv(where(m, eye_like(n, A.dtype()), A)));
+        return Grads{where(m, adjugate, invertible)};
+      });
 }
 
 SignLogAbsDet slogdet(const Var& A) {

@@ -1217,11 +1217,17 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
        {b233}},
       {"det of singular matrices (the adjugate route), batched",
        [](auto& v) {
-         // The third row repeats the first: LU gives a pivot of exactly 0 (det 0) at every
-         // perturbation.
+         // The third row repeats the first: LU gives a pivot of 0, or of rounding size,
+         // at every perturbation (the adjugate route either way).
          return la::det(tg::concat({v[0], tg::slice(v[0], 1, 0, 1)}, 1));
        },
        {In{{2, 2, 3}}}},
+      {"det of a batch of a singular and an invertible matrix (each its own route)",
+       [dominant](auto& v) {
+         const Var singular = tg::concat({v[0], tg::slice(v[0], 1, 0, 1)}, 1);  // [1, 3, 3]
+         return la::det(tg::concat({singular, dominant(v[1])}, 0));
+       },
+       {In{{1, 2, 3}}, In{{1, 3, 3}}}},
       {"slogdet (its logabsdet)",
        [dominant](auto& v) { return la::slogdet(-dominant(v[0])).logabsdet; },
        {b233}},

@@ -397,31 +397,80 @@ case("scaled", ((m + 3 * torch.eye(4, dtype=D)) * signs * scale).detach().requir
 
 TEST_CASE("linalg: det's first and second derivatives at singular matrices match torch",
           "[linalg][oracle]") {
-  // PyTorch takes the transposed adjugate from the SVD where det is 0 (Note [det backward]);
-  // a batch mixing singular and invertible matrices, rank n - 1 and rank n - 2.
+  // PyTorch takes the transposed adjugate from the SVD where det is 0 and det(A) A^{-T}
+  // elsewhere, matrix by matrix (Note [det backward]): a batch of one singular matrix alone,
+  // and a batch mixing rank n - 1, rank n - 2 and invertible matrices, the identity among
+  // them (its repeated singular values would make the SVD route's second derivative
+  // infinite).
   TGTEST_REQUIRE_TORCH();
-  const std::vector<double> a = {1, 2, 3, 2, 4, 6, 1, 0, 1, 1, 2, 3, 2, 4,
-                                 6, 3, 6, 9, 4, 1, 0, 1, 3, 1, 0, 1, 2};
+  const std::vector<double> a = {1, 2, 3, 2, 4, 6, 1, 0, 1, 1, 2, 3, 2, 4, 6, 3, 6, 9,
+                                 4, 1, 0, 1, 3, 1, 0, 1, 2, 1, 0, 0, 0, 1, 0, 0, 0, 1};
   std::string values;
   for (double v : a) values += std::to_string(v) + ", ";
   const std::string script = std::string(tgtest::kPythonPrelude) + "a = [" + values + "]\n" +
                              R"PY(
-A = torch.tensor(a, dtype=torch.float64).reshape(3, 3, 3).requires_grad_()
-d = torch.linalg.det(A)
-emit("det", d)
-w = pattern((3,), 9.0)
-g, = torch.autograd.grad((d * w).sum(), A, create_graph=True)
-emit("g", g)
-gg, = torch.autograd.grad((g * pattern((3, 3, 3), 5.0)).sum(), A)
-emit("gg", gg)
+for name, A in [("one", torch.tensor(a[:9], dtype=torch.float64).reshape(1, 3, 3)),
+                ("mixed", torch.tensor(a, dtype=torch.float64).reshape(4, 3, 3))]:
+    A.requires_grad_()
+    d = torch.linalg.det(A)
+    emit(name + "_det", d)
+    g, = torch.autograd.grad((d * pattern(tuple(d.shape), 9.0)).sum(), A, create_graph=True)
+    emit(name + "_g", g)
+    gg, = torch.autograd.grad((g * pattern(tuple(A.shape), 5.0)).sum(), A)
+    emit(name + "_gg", gg)
 )PY";
   const auto torch = tgtest::run_python(script);
-  const Var A = tg::param(tg::tensor(a, Shape{3, 3, 3}, tg::f64));
-  const Var d = la::det(A);
-  tgtest::check_close(d.value().to_vector(), torch.at("det"), 1e-12);
-  const Var g = tg::grad({tg::sum(d * tg::constant(tgtest::pattern({3}, 9.0)))}, {A}, {},
-                         {.create_graph = true})[0];
-  tgtest::check_close(g.value().to_vector(), torch.at("g"), 1e-10);
-  const Var gg = tg::grad({tg::sum(g * tg::constant(tgtest::pattern({3, 3, 3}, 5.0)))}, {A})[0];
-  tgtest::check_close(gg.value().to_vector(), torch.at("gg"), 1e-10);
+  for (const int64_t b : {1, 4}) {
+    const std::string name = b == 1 ? "one" : "mixed";
+    INFO(name);
+    const Var A = tg::param(
+        tg::tensor(std::vector<double>(a.begin(), a.begin() + b * 9), Shape{b, 3, 3}, tg::f64));
+    const Var d = la::det(A);
+    tgtest::check_close(d.value().to_vector(), torch.at(name + "_det"), 1e-12);
+    const Var g = tg::grad({tg::sum(d * tg::constant(tgtest::pattern({b}, 9.0)))}, {A}, {},
+                           {.create_graph = true})[0];
+    tgtest::check_close(g.value().to_vector(), torch.at(name + "_g"), 1e-10);
+    const Var gg = tg::grad({tg::sum(g * tg::constant(tgtest::pattern({b, 3, 3}, 5.0)))}, {A})[0];
+    tgtest::check_close(gg.value().to_vector(), torch.at(name + "_gg"), 1e-10);
+  }
+}
+
+TEST_CASE("linalg: det's derivatives at a numerically singular matrix are the cofactors'",
+          "[linalg]") {
+  // Rows r1, r2, r1: singular, yet LU leaves a pivot of about 1e-16 rather than 0 for
+  // k = 8, and exactly 0 for k = 1 (and for 0.1 ... 0.9). Either way det's gradient is the
+  // cofactor matrix and its second derivative that of the cofactors, built here from 2 x 2
+  // minors (exact polynomials): the adjugate route (Note [det backward]), where A^{-T} times
+  // det would be rounding noise times 1e16.
+  auto entry = [](const Var& A, int64_t i, int64_t j) {
+    return tg::slice(tg::slice(A, 0, i, i + 1), 1, j, j + 1);
+  };
+  auto cofactors = [&](const Var& A) {
+    std::vector<Var> rows;
+    for (int64_t i = 0; i < 3; ++i) {
+      std::vector<Var> row;
+      for (int64_t j = 0; j < 3; ++j) {
+        const int64_t r0 = i == 0 ? 1 : 0, r1 = i == 2 ? 1 : 2, c0 = j == 0 ? 1 : 0,
+                      c1 = j == 2 ? 1 : 2;
+        const Var minor = entry(A, r0, c0) * entry(A, r1, c1) - entry(A, r0, c1) * entry(A, r1, c0);
+        row.push_back((i + j) % 2 == 0 ? minor : -minor);
+      }
+      rows.push_back(tg::concat(row, 1));
+    }
+    return tg::concat(rows, 0);
+  };
+  const Var W = tg::constant(tgtest::pattern({3, 3}, 5.0));
+  for (const double k : {8.0, 1.0}) {
+    INFO("k = " << k);
+    const std::vector<double> r1 = {0.1 * k, 0.3, -0.7}, r2 = {0.9, -0.2 * k, 0.4};
+    const Var A = tg::param(tg::tensor(
+        {r1[0], r1[1], r1[2], r2[0], r2[1], r2[2], r1[0], r1[1], r1[2]}, Shape{3, 3}, tg::f64));
+    const Var d = la::det(A);
+    CHECK(std::abs(d.item()) < 1e-14);
+    const Var g = tg::grad({d}, {A}, {}, {.create_graph = true})[0];
+    const Var want = cofactors(A);
+    tgtest::check_close(g.value().to_vector(), want.value().to_vector(), 1e-13);
+    tgtest::check_close(tg::grad({tg::sum(g * W)}, {A})[0].value().to_vector(),
+                        tg::grad({tg::sum(want * W)}, {A})[0].value().to_vector(), 1e-12);
+  }
 }
