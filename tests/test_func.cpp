@@ -558,4 +558,17 @@ TEST_CASE(
     return out;
   };
   CHECK(into_grad(true) == into_grad(false));
+  // Forward mode: each node's JVP rule re-runs the function for its own outputs.
+  auto tangents = [&](bool ckpt) {
+    tg::fwd::DualLevel level;
+    const Var d32 = tg::fwd::make_dual(x32, tg::constant(tgtest::pattern({3}, 3.0).to(tg::f32)));
+    const Var d64 = tg::fwd::make_dual(x64, tg::constant(tgtest::pattern({3}, 4.0)));
+    const std::vector<Var> o =
+        ckpt ? tg::checkpoint(fn, {d32, d64, ids}, {.params = {W32, W64}, .rngs = {}})
+             : fn({d32, d64, ids});
+    std::vector<std::vector<double>> out;
+    for (size_t i : {0, 1, 3}) out.push_back(vals(tg::fwd::unpack_dual(o[i]).tangent));
+    return out;
+  };
+  CHECK(tangents(true) == tangents(false));
 }
