@@ -35,8 +35,9 @@ using CheckpointFn = std::function<std::vector<Var>(const std::vector<Var>& inpu
 /// are bit for bit those of fn run plainly. Under create_graph the backward is itself a
 /// checkpoint, so derivatives of any order work. Inputs and outputs may mix f32, f64 and
 /// integer or bool tensors (an integer or bool output is returned as computed, without a
-/// gradient). Without grad mode, or when nothing wants a gradient, fn(inputs) itself. NOTE: buffers fn changes (BatchNorm's
-/// running statistics) are changed again by the recomputation, as in PyTorch.
+/// gradient). Without grad mode, or when nothing wants a gradient, fn(inputs) itself.
+/// NOTE: buffers fn changes (BatchNorm's running statistics) are changed again by the
+/// recomputation, as in PyTorch.
 std::vector<Var> checkpoint(const CheckpointFn& fn, const std::vector<Var>& inputs,
                             const CheckpointOptions& options = {});
 /// The same for a function of one input and one output.
