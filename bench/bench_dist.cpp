@@ -76,10 +76,14 @@ void report_overlap(const Wrapped& w, const tg::Module& net) {
   print("allreduce_hidden_fraction", std::clamp(1.0 - wait / blocking, 0.0, 1.0), "");
 }
 
+// Gradients as bucket views unless TG_BENCH_GRAD_COPY is set (to compare the two).
 Wrapped wrap(tg::Module& net, double bucket_mb) {
   Wrapped w;
   if (dist::get_world_size() > 1)
-    w.ddp = std::make_unique<dist::DistributedDataParallel>(net, dist::DDPOptions{bucket_mb});
+    w.ddp = std::make_unique<dist::DistributedDataParallel>(
+        net,
+        dist::DDPOptions{.bucket_cap_mb = bucket_mb,
+                         .gradient_as_bucket_view = std::getenv("TG_BENCH_GRAD_COPY") == nullptr});
   return w;
 }
 
