@@ -19,6 +19,11 @@
 //   contributes its `.grad`, or zeros), waits for all of them with the dist timeout and
 //   sets every parameter's `.grad` to its averaged slice (a power-of-two world divides
 //   exactly, so there the average is the rounded sum divided, as if divided after it).
+// - Gradients as bucket views (option). After a sync each .grad is a view of its slice of
+//   the bucket (no copy out). The hook drops .grad after copying .grad + g into the bucket,
+//   so the engine stores g as a fresh .grad instead of adding it into the view (which
+//   would count it twice, and could write into a bucket in flight); write_grads points
+//   .grad back at the bucket. Slices start on cache lines; the padding is zeros.
 // - Threads. Everything runs on the thread that runs backward: hooks, MPI calls and the
 //   final callback; the hooks also call MPI_Test on the buckets in flight so that Open MPI,
 //   which progresses non-blocking collectives only inside MPI calls, moves them along while
