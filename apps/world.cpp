@@ -52,7 +52,11 @@ struct DataParallel::Impl {
 };
 
 DataParallel::DataParallel(Module& module) : impl_(std::make_unique<Impl>()) {
-  if (size() > 1) impl_->ddp = std::make_unique<dist::DistributedDataParallel>(module);
+  // Gradients as bucket views: the train loops drop .grad each step (zero_grad), so the
+  // views change nothing they see, and the copy out of the buckets goes (docs/distributed.md).
+  if (size() > 1)
+    impl_->ddp = std::make_unique<dist::DistributedDataParallel>(
+        module, dist::DDPOptions{.gradient_as_bucket_view = true});
 }
 
 void DataParallel::sync_buffers() {

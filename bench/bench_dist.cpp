@@ -2,7 +2,8 @@
 // once as 1 process x 2 threads and once under `mpirun -np 2` as 2 ranks x 1 thread
 // (scripts/bench_dist.sh does both). Not a Google Benchmark program: it runs under mpirun.
 //   bench_dist c [steps] [bucket_mb]   (c) 784-512-512-10 ReLU, global batch 128,
-//                                      cross-entropy, Adam: ms per step (median)
+//                                      cross-entropy, Adam: ms per step (median) and
+//                                      per-phase medians (forward, backward, optimizer)
 //   bench_dist e [epochs] [bucket_mb]  (e) Fashion-MNIST 784-256-128-10 ReLU, global batch
 //                                      128, Adam 1e-3, DistributedSampler shares: s/epoch
 //                                      (median), test accuracy, and per-phase medians
@@ -76,12 +77,38 @@ void report_overlap(const Wrapped& w, const tg::Module& net) {
   print("allreduce_hidden_fraction", std::clamp(1.0 - wait / blocking, 0.0, 1.0), "");
 }
 
+// Gradients as bucket views unless TG_BENCH_GRAD_COPY is set (to compare the two).
 Wrapped wrap(tg::Module& net, double bucket_mb) {
   Wrapped w;
   if (dist::get_world_size() > 1)
-    w.ddp = std::make_unique<dist::DistributedDataParallel>(net, dist::DDPOptions{bucket_mb});
+    w.ddp = std::make_unique<dist::DistributedDataParallel>(
+        net,
+        dist::DDPOptions{.bucket_cap_mb = bucket_mb,
+                         .gradient_as_bucket_view = std::getenv("TG_BENCH_GRAD_COPY") == nullptr});
   return w;
 }
+
+// Per-phase times of each step, to see where a rank's step goes: the batch (gather),
+// forward, backward (which ends with the wait for the buckets still in flight), optimizer.
+struct Phases {
+  std::vector<double> data, fwd, bwd, opt;
+  Clock::time_point t = Clock::now();
+  // Seconds since the previous mark, appended to `v`.
+  void mark(std::vector<double>* v) {
+    const auto now = Clock::now();
+    if (v) v->push_back(std::chrono::duration<double>(now - t).count());
+    t = now;
+  }
+  void print(const std::string& w) const {
+    print_ms(w + "_batch_ms (median)", data);
+    print_ms(w + "_forward_ms (median)", fwd);
+    print_ms(w + "_backward_ms (median)", bwd);
+    print_ms(w + "_optimizer_ms (median)", opt);
+  }
+  static void print_ms(const std::string& name, const std::vector<double>& v) {
+    if (!v.empty()) ::print(name, max_over_ranks(median(v)) * 1e3, "ms");
+  }
+};
 
 void workload_c(int steps, double bucket_mb) {
   const int p = dist::get_world_size();
@@ -95,17 +122,25 @@ void workload_c(int steps, double bucket_mb) {
   std::vector<int64_t> labels(static_cast<size_t>(local));
   for (auto& l : labels) l = static_cast<int64_t>(data.below(10));
   std::vector<double> times;
+  Phases ph;
   for (int s = 0; s < steps + 5; ++s) {
+    const bool keep = s >= 5;  // after a warm-up
     const auto t0 = Clock::now();
+    ph.mark(nullptr);
     opt.zero_grad();
-    tg::cross_entropy(net(x), labels).backward();
+    const tg::Var loss = tg::cross_entropy(net(x), labels);
+    ph.mark(keep ? &ph.fwd : nullptr);
+    loss.backward();
+    ph.mark(keep ? &ph.bwd : nullptr);
     opt.step();
-    if (s >= 5) {  // after a warm-up
+    ph.mark(keep ? &ph.opt : nullptr);
+    if (keep) {
       times.push_back(seconds_since(t0));
       w.record();
     }
   }
   print("c_ms_per_step", max_over_ranks(median(times)) * 1e3, "ms");
+  ph.print("c");
   report_overlap(w, net);
 }
 
@@ -119,9 +154,8 @@ void workload_e(int epochs, double bucket_mb) {
   tg::Adam opt(net.parameters(), {.lr = 1e-3});
   // drop_last: every rank takes the same steps; 60000 is a multiple of 2 anyway.
   tg::data::DistributedSampler sampler(train.size(), p, me, true, 7, true);
-  // Per-phase medians, to see where a rank's step goes: the batch (gather), forward,
-  // backward (which ends with the wait for the buckets still in flight), optimizer.
-  std::vector<double> times, data_s, fwd_s, bwd_s, opt_s;
+  std::vector<double> times;
+  Phases ph;
   for (int epoch = 0; epoch < epochs; ++epoch) {
     const auto t0 = Clock::now();
     sampler.set_epoch(epoch);
@@ -129,20 +163,16 @@ void workload_e(int epochs, double bucket_mb) {
     loader.set_order(sampler.indices());
     tg::data::Batch b;
     for (;;) {
-      const auto t1 = Clock::now();
+      ph.mark(nullptr);
       if (!loader.next(b)) break;
-      const auto t2 = Clock::now();
+      ph.mark(&ph.data);
       opt.zero_grad();
       const tg::Var loss = tg::cross_entropy(net(tg::constant(b.features)), b.labels);
-      const auto t3 = Clock::now();
+      ph.mark(&ph.fwd);
       loss.backward();
-      const auto t4 = Clock::now();
+      ph.mark(&ph.bwd);
       opt.step();
-      const auto t5 = Clock::now();
-      data_s.push_back(std::chrono::duration<double>(t2 - t1).count());
-      fwd_s.push_back(std::chrono::duration<double>(t3 - t2).count());
-      bwd_s.push_back(std::chrono::duration<double>(t4 - t3).count());
-      opt_s.push_back(std::chrono::duration<double>(t5 - t4).count());
+      ph.mark(&ph.opt);
       w.record();
     }
     times.push_back(max_over_ranks(seconds_since(t0)));
@@ -151,10 +181,7 @@ void workload_e(int epochs, double bucket_mb) {
   const auto t_eval = Clock::now();
   print("e_accuracy_pct", bench::accuracy(net, test), "%");
   print("e_eval_s", max_over_ranks(seconds_since(t_eval)), "s");
-  print("e_batch_ms (median)", max_over_ranks(median(data_s)) * 1e3, "ms");
-  print("e_forward_ms (median)", max_over_ranks(median(fwd_s)) * 1e3, "ms");
-  print("e_backward_ms (median)", max_over_ranks(median(bwd_s)) * 1e3, "ms");
-  print("e_optimizer_ms (median)", max_over_ranks(median(opt_s)) * 1e3, "ms");
+  ph.print("e");
   report_overlap(w, net);
 }
 

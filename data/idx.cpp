@@ -2,8 +2,10 @@
 // big-endian uint32, then the elements, big-endian. Read through zlib, which takes both
 // gzip-compressed and plain files.
 
+#include <sys/mman.h>
 #include <zlib.h>
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -50,6 +52,25 @@ Raw load_be(const unsigned char* p) {
   Raw v;
   std::memcpy(&v, tmp, sizeof(Raw));
   return v;
+}
+
+// Asks the kernel to back the 2 MiB-aligned interior of a large tensor with huge pages,
+// before anything touches it: Linux's transparent huge pages in their default `madvise`
+// mode only take regions so marked (marked later, pages are merged only by khugepaged,
+// minutes on). A DataLoader gathers rows from anywhere in the training set, so on 4 KiB
+// pages nearly every row costs a TLB miss and a page walk (figures: bench/README.md, the
+// MPI section). Elsewhere, or when the kernel declines, nothing changes.
+void prefer_huge_pages(Tensor& t) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (t.nbytes() < 2 * kHuge) return;
+  const auto begin = reinterpret_cast<uintptr_t>(t.raw_data());
+  const uintptr_t lo = (begin + kHuge - 1) / kHuge * kHuge;
+  const uintptr_t hi = (begin + t.nbytes()) / kHuge * kHuge;
+  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // a hint
+#else
+  (void)t;
+#endif
 }
 
 }  // namespace
@@ -124,6 +145,7 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
   }
   // Read and convert in chunks: the raw bytes never exist in full beside the tensor.
   Tensor t = Tensor::empty(shape, dtype);
+  prefer_huge_pages(t);
   dispatch(dtype, [&]<class T>() {
     T* o = t.data<T>();
     std::vector<unsigned char> chunk(std::min<uint64_t>(count, 1 << 20) * esz);

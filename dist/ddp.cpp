@@ -19,6 +19,11 @@
 //   contributes its `.grad`, or zeros), waits for all of them with the dist timeout and
 //   sets every parameter's `.grad` to its averaged slice (a power-of-two world divides
 //   exactly, so there the average is the rounded sum divided, as if divided after it).
+// - Gradients as bucket views (option). After a sync each .grad is a view of its slice of
+//   the bucket (no copy out). The hook drops .grad after copying .grad + g into the bucket,
+//   so the engine stores g as a fresh .grad instead of adding it into the view (which
+//   would count it twice, and could write into a bucket in flight); write_grads points
+//   .grad back at the bucket. Slices start on cache lines; the padding is zeros.
 // - Threads. Everything runs on the thread that runs backward: hooks, MPI calls and the
 //   final callback; the hooks also call MPI_Test on the buckets in flight so that Open MPI,
 //   which progresses non-blocking collectives only inside MPI calls, moves them along while
@@ -61,7 +66,8 @@ std::vector<std::string> describe(Module& m, const DDPOptions& o) {
                     std::string(dtype_name(b.slot->dtype())));
   lines.push_back("option bucket_cap_mb=" + std::to_string(o.bucket_cap_mb) +
                   " first_bucket_cap_mb=" + std::to_string(o.first_bucket_cap_mb) +
-                  " broadcast_buffers=" + std::to_string(o.broadcast_buffers));
+                  " broadcast_buffers=" + std::to_string(o.broadcast_buffers) +
+                  " gradient_as_bucket_view=" + std::to_string(o.gradient_as_bucket_view));
   return lines;
 }
 
@@ -129,10 +135,18 @@ struct DistributedDataParallel::Impl {
       s.name = it->first;
       s.bucket = static_cast<int>(buckets.size()) - 1;
       s.offset = b.buffer.numel();
+      if (options.gradient_as_bucket_view) {
+        // Each view starts on a cache line, as a tensor of its own does (Tensor::data_start).
+        const auto line = static_cast<int64_t>(tg::detail::kDataAlignment / itemsize(p.dtype()));
+        s.offset = (s.offset + line - 1) / line * line;
+      }
       b.slots.push_back(static_cast<int>(slots.size()));
       b.buffer = Tensor::empty({s.offset + p.numel()}, p.dtype());  // sized; filled per step
       slots.push_back(std::move(s));
     }
+    // The padding between views is reduced with the rest: zeros, once.
+    if (options.gradient_as_bucket_view)
+      for (Bucket& b : buckets) b.buffer.zero_();
   }
 
   void begin_sync() {
@@ -226,6 +240,9 @@ struct DistributedDataParallel::Impl {
                         s.param.shape().str() +
                         ": a wrapped module's parameters must keep their dtype and shape");
       fill(s, &g.value());
+      // The bucket holds .grad + g now: with bucket views the engine must not add g into
+      // the .grad view as well, so it stores g as a fresh .grad until write_grads.
+      if (options.gradient_as_bucket_view) s.param.zero_grad();
       event(Event::Kind::grad_ready, s.bucket, s.name);
       if (!s.ready) {
         s.ready = true;
@@ -313,10 +330,21 @@ struct DistributedDataParallel::Impl {
     }
   }
 
-  // The average (the sum of the shares `fill` divided), into each parameter's .grad (into
-  // its buffer when the .grad is a plain tensor nothing else holds, as after the engine
-  // stored this backward's gradient there; else into a new one).
+  // The average (the sum of the shares `fill` divided), into each parameter's .grad: with
+  // bucket views, .grad becomes its slice of the bucket; else it is copied into the .grad's
+  // buffer when that is a plain tensor nothing else holds, as after the engine stored this
+  // backward's gradient there, or into a new one.
   void write_grads() {
+    if (options.gradient_as_bucket_view) {
+      for (Bucket& b : buckets) b.buffer.bump_version();
+      for (Slot& s : slots) {
+        const Var old = s.param.grad();
+        Tensor v = buckets[s.bucket].buffer.view_range(s.offset, s.param.shape());
+        if (!old.defined() || old.requires_grad() || old.value().raw_data() != v.raw_data())
+          s.param.set_grad(Var(std::move(v)));
+      }
+      return;
+    }
     for (Slot& s : slots) {
       const Bucket& b = buckets[s.bucket];
       const Var old = s.param.grad();

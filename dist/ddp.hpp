@@ -27,6 +27,14 @@ struct DDPOptions {
   /// Broadcast rank 0's buffers (BatchNorm's running statistics) at construction, as the
   /// parameters. PyTorch also does it before every forward; here call `sync_buffers()`.
   bool broadcast_buffers = true;
+  /// PyTorch's gradient_as_bucket_view: after each sync every parameter's `.grad` is a view
+  /// into its bucket, so the averaged gradients are not copied out of the buckets (one pass
+  /// over the gradients and their memory saved). As in PyTorch: `zero_grad()` drops the
+  /// view (set to none) and the next sync points `.grad` at the bucket again; a `.grad`
+  /// kept across steps sees the next sync's values (the bucket is reused); an in-place
+  /// change of `.grad` (clipping) changes the bucket, which is harmless: the next backward
+  /// refills it. Off by default, as in PyTorch.
+  bool gradient_as_bucket_view = false;
 };
 
 class DistributedDataParallel {

@@ -188,6 +188,20 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::reshape(const Shape& shape) const { return reshape(shape.to_vector()); }
 
+Tensor Tensor::view_range(int64_t offset, const Shape& shape) const {
+  if (!defined()) throw Error("view_range: the tensor is undefined");
+  const int64_t n = shape.numel();
+  if (offset < 0 || offset > numel_ || n > numel_ - offset)
+    throw ShapeError("view_range: elements [" + std::to_string(offset) + ", " +
+                     std::to_string(offset + n) + ") of a tensor of " + std::to_string(numel_) +
+                     " elements " + shape_.str());
+  Tensor t(*this);
+  t.data_ = static_cast<std::byte*>(data_) + static_cast<size_t>(offset) * itemsize(dtype_);
+  t.shape_ = shape;
+  t.numel_ = n;
+  return t;
+}
+
 Tensor Tensor::reshape(const std::vector<int64_t>& dims) const {
   Shape out;
   int infer = -1;

@@ -125,6 +125,11 @@ class Tensor {
   Tensor reshape(std::initializer_list<int64_t> shape) const {
     return reshape(std::vector<int64_t>(shape));
   }
+  /// The `shape.numel()` elements from element `offset` of this tensor's row-major data,
+  /// seen with `shape`: a view sharing the buffer and its version counter (one slice of a
+  /// flat buffer, as DistributedDataParallel's gradient buckets). Throws ShapeError when the
+  /// range leaves the tensor.
+  Tensor view_range(int64_t offset, const Shape& shape) const;
 
   /// In place: every element set to `value` (converted as `to` does).
   Tensor& fill_(double value);

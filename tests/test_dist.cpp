@@ -209,12 +209,14 @@ TEST_CASE("DDP: p ranks with the global batch split hold 1 process's parameters"
   const int p = dist::get_world_size(), me = dist::get_rank();
   const int64_t global = 12, local = global / p;  // 12: divisible by 1, 2 and 3
   const int steps = 6;
+  const bool view = GENERATE(false, true);  // gradient_as_bucket_view
   for (Dtype d : {f32, f64}) {
-    INFO(dtype_name(d));
+    INFO(dtype_name(d) << (view ? ", gradients as bucket views" : ""));
     // Each rank starts from other parameters: the wrapper copies rank 0's.
     auto ref = make_mlp(1, d);
     auto model = make_mlp(1 + static_cast<uint64_t>(me), d);
-    dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = 0.0005});  // a few buckets
+    dist::DistributedDataParallel ddp(
+        *model, {.bucket_cap_mb = 0.0005, .gradient_as_bucket_view = view});  // a few buckets
     REQUIRE(ddp.buckets().size() > 1);
     CHECK(max_relative_difference(*model, *ref) == 0.0);
     SGD opt_ref(ref->parameters(), {.lr = 0.1, .momentum = 0.9});
@@ -243,8 +245,11 @@ TEST_CASE("DDP: p ranks with the global batch split hold 1 process's parameters"
 
 TEST_CASE("DDP: buckets in reverse order, overlap recorded, no_sync accumulation", "[dist][ddp]") {
   const int p = dist::get_world_size(), me = dist::get_rank();
+  const bool view = GENERATE(false, true);  // gradient_as_bucket_view
+  INFO((view ? "gradients as bucket views" : "gradients copied out of the buckets"));
   auto model = make_mlp(5, f32, 32);
-  dist::DistributedDataParallel ddp(*model, {.bucket_cap_mb = 0.002});
+  dist::DistributedDataParallel ddp(*model,
+                                    {.bucket_cap_mb = 0.002, .gradient_as_bucket_view = view});
   const auto buckets = ddp.buckets();
   REQUIRE(buckets.size() >= 3);
   CHECK(buckets.front().params.front() == "4.bias");  // the last registered comes first
@@ -297,7 +302,30 @@ TEST_CASE("DDP: buckets in reverse order, overlap recorded, no_sync accumulation
   CHECK(ev.back().kind == K::sync_finished);
   const auto stats = ddp.last_sync_stats();
   CHECK(stats.buckets == static_cast<int>(buckets.size()));
-  CHECK(stats.bytes == model->num_parameters() * 4);
+  int64_t bucket_elements = 0;
+  for (const auto& b : buckets) bucket_elements += b.numel;
+  CHECK(stats.bytes == bucket_elements * 4);
+  // Views start on cache lines, so their buckets carry padding.
+  if (!view) CHECK(bucket_elements == model->num_parameters());
+  if (view) {  // every .grad is its slice of a bucket, not a copy
+    for (const Var& q : model->parameters()) CHECK(q.grad().value().storage_use_count() > 1);
+  }
+
+  // Two synced backwards with no zero_grad between: .grad accumulates the averages (with
+  // bucket views the second sync reads .grad out of the bucket it refills).
+  mse_loss((*model)(x2), y2).backward();
+  mse_loss((*plain)(x2), y2).backward();  // plain's .grad: g1 + g2, local
+  {
+    std::vector<Var> g2;
+    auto q = plain->parameters();
+    for (size_t k = 0; k < q.size(); ++k)
+      g2.push_back(Var(q[k].grad().value().clone().add_(g1[k].value(), -1.0)));
+    auto want = expected_average(g2);
+    auto first = expected_average(g1);
+    for (size_t k = 0; k < want.size(); ++k)
+      for (size_t i = 0; i < want[k].size(); ++i) want[k][i] += first[k][i];
+    check_grads(want);
+  }
 
   // no_sync: the first backward accumulates locally, the next one reduces the sum.
   model->zero_grad();
