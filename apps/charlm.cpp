@@ -384,11 +384,12 @@ std::vector<int64_t> symbol_codes(const data::CharVocab& v) {
   return {v.symbols().begin(), v.symbols().end()};
 }
 
+// One value per epoch done in each series (an IoError otherwise: nothing loads).
 LmHistory get_history(const NpzArchive& a) {
-  auto get = [&](const std::string& name) {
-    return a.contains(name) ? a.tensor(name).to_vector() : std::vector<double>{};
-  };
-  return {get("history.train_loss"), get("history.dev_loss"), get("history.seconds")};
+  const int64_t epochs = read_epoch(a);
+  return {read_epoch_series(a, "history.train_loss", epochs),
+          read_epoch_series(a, "history.dev_loss", epochs),
+          read_epoch_series(a, "history.seconds", epochs)};
 }
 
 void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::CharVocab& vocab,
@@ -533,7 +534,7 @@ void run_charlm(CharlmOptions o) {
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(dropout_rng, resumed, "dropout_rng.");
     if (Rng* own = model->own_rng()) read_rng(*own, resumed, "model_rng.");
-    start = resumed.integer("epoch");
+    start = read_epoch(resumed);
     h = get_history(resumed);
   }
   world::check_same("run configurations or data", run_description(c, split, vocab, start));
@@ -697,7 +698,7 @@ void inspect_charlm(const NpzArchive& a, const std::string& path) {
   const LmHistory h = get_history(a);
   std::printf("%s\n", path.c_str());
   std::printf("charlm model %s trained %lld of %lld epochs; AdamW lr %g, batch %lld, seed %llu\n",
-              c.model.c_str(), static_cast<long long>(a.integer("epoch")),
+              c.model.c_str(), static_cast<long long>(read_epoch(a)),
               static_cast<long long>(c.epochs), c.lr, static_cast<long long>(c.batch),
               static_cast<unsigned long long>(c.seed));
   std::printf("vocabulary: %lld tokens (the word boundary and %s)\n",

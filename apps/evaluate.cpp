@@ -135,13 +135,13 @@ void run_inspect(const InspectOptions& o) {
   if (c.model == "mlp") {
     std::printf(
         "trained %lld of %lld epochs; activation %s, optimizer %s lr %g, batch %lld, seed %llu\n",
-        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        static_cast<long long>(read_epoch(l.archive)), static_cast<long long>(c.epochs),
         c.activation.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
         static_cast<unsigned long long>(c.seed));
   } else {
     std::printf(
         "trained %lld of %lld epochs; model %s, optimizer %s lr %g, batch %lld, seed %llu\n",
-        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        static_cast<long long>(read_epoch(l.archive)), static_cast<long long>(c.epochs),
         c.model.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
         static_cast<unsigned long long>(c.seed));
   }

@@ -245,17 +245,30 @@ RunConfig read_config(const NpzArchive& a) {
   return c;
 }
 
+int64_t read_epoch(const NpzArchive& a) {
+  const int64_t epoch = a.integer("epoch");
+  if (epoch < 0)
+    throw IoError(a.source() + ": epoch = " + std::to_string(epoch) + " is not valid (negative)");
+  return epoch;
+}
+
+std::vector<double> read_epoch_series(const NpzArchive& a, const std::string& name,
+                                      int64_t epochs) {
+  std::vector<double> v = a.tensor(name).to_vector();
+  if (static_cast<int64_t>(v.size()) != epochs)
+    throw IoError(a.source() + ": " + name + " has " + std::to_string(v.size()) +
+                  " values, but the checkpoint has done " + std::to_string(epochs) + " epochs");
+  return v;
+}
+
 History read_history(const NpzArchive& a) {
+  const int64_t epochs = read_epoch(a);
   History h;
-  auto get = [&](const std::string& name) {
-    const Tensor t = a.tensor(name);
-    return t.to_vector();
-  };
-  h.train_loss = get("history.train_loss");
-  h.train_accuracy = get("history.train_accuracy");
-  h.test_accuracy = get("history.test_accuracy");
-  h.seconds = get("history.seconds");
-  h.lr = get("history.lr");
+  h.train_loss = read_epoch_series(a, "history.train_loss", epochs);
+  h.train_accuracy = read_epoch_series(a, "history.train_accuracy", epochs);
+  h.test_accuracy = read_epoch_series(a, "history.test_accuracy", epochs);
+  h.seconds = read_epoch_series(a, "history.seconds", epochs);
+  h.lr = read_epoch_series(a, "history.lr", epochs);
   return h;
 }
 

@@ -67,7 +67,14 @@ void save_checkpoint(const std::string& path, const RunConfig& config, Model& mo
                      const History& history);
 /// Reads the config of a checkpoint (or of a plain model .npz written by `train`).
 RunConfig read_config(const NpzArchive& archive);
+/// The checkpoint's history: one value per epoch done in each series (IoError otherwise).
 History read_history(const NpzArchive& archive);
+/// The epochs a checkpoint has done (its "epoch"): an IoError naming the file when negative.
+int64_t read_epoch(const NpzArchive& archive);
+/// A checkpoint's per-epoch series `name`: an IoError naming the file and the key unless it
+/// holds exactly `epochs` values (a corrupt or edited file loads nothing).
+std::vector<double> read_epoch_series(const NpzArchive& archive, const std::string& name,
+                                      int64_t epochs);
 
 /// Where examples come from: an MNIST-style folder or a CSV with a label column.
 struct DataSource {

@@ -194,7 +194,7 @@ void run_train(TrainOptions o) {
     opt->load_state_dict(resumed, "optim.");
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(model->dropout_rng, resumed, "dropout_rng.");
-    start = resumed.integer("epoch");
+    start = read_epoch(resumed);
     h = read_history(resumed);
   }
   world::check_same("run configurations or data", run_description(c, train, test, start));

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "data/dataset.hpp"
+#include "graph/tensor.hpp"
 #include "models/activations.hpp"
 #include "models/npz.hpp"
 
@@ -697,4 +698,58 @@ TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoi
                      (dir / "o"));
   CHECK(f.status == 2);
   CHECK_THAT(f.out, Catch::Contains("not a checkpoint of `tapegrad charlm`"));
+}
+
+TEST_CASE("a checkpoint whose epoch or history is corrupt loads nothing: inspect and resume exit 2",
+          "[cli][checkpoint][errors]") {
+  // Each history series holds one value per epoch done; a file that disagrees (a missing or
+  // short series, a negative epoch) is refused by name. inspect crashed on a charlm
+  // checkpoint without history.train_loss (back() of an empty vector), and --resume trained
+  // on from epoch -3.
+  TempDir dir;
+  const std::string words = write_word_list(dir);
+  const std::string lm =
+      " --words " + words + " --model bigram --batch 64 --samples 0 --no-progress";
+  REQUIRE(run("charlm --epochs 1 --out " + (dir / "lm") + lm).status == 0);
+  const auto charlm = tg::NpzArchive::load(dir / "lm/checkpoint.npz");
+  const auto legacy = tg::NpzArchive::load(kLegacyCheckpoint);
+  struct Case {
+    std::string file;
+    bool is_charlm;
+    std::function<void(tg::NpzArchive&)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"lm_no_train_loss.npz", true, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+       "history.train_loss"},
+      {"lm_short_dev.npz", true,
+       [](tg::NpzArchive& a) { a.put("history.dev_loss", tg::zeros({0}, tg::f64)); },
+       "history.dev_loss has 0 values, but the checkpoint has done 1 epochs"},
+      {"lm_negative.npz", true, [](tg::NpzArchive& a) { a.put_int("epoch", -3); },
+       "epoch = -3 is not valid"},
+      {"clf_no_train_loss.npz", false, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+       "history.train_loss"},
+      {"clf_long_accuracy.npz", false,
+       [](tg::NpzArchive& a) { a.put("history.test_accuracy", tg::zeros({5}, tg::f64)); },
+       "history.test_accuracy has 5 values, but the checkpoint has done 2 epochs"},
+      {"clf_negative.npz", false, [](tg::NpzArchive& a) { a.put_int("epoch", -1); },
+       "epoch = -1 is not valid"},
+  };
+  for (const auto& c : cases) {
+    auto a = c.is_charlm ? charlm : legacy;
+    c.edit(a);
+    const std::string path = dir / c.file;
+    a.save(path);
+    const std::string resume =
+        c.is_charlm ? "charlm --resume " + path + " --epochs 2 --out " + (dir / "r") + lm
+                    : "train --resume " + path + " --csv " + kLegacyCsv + " --epochs 3 --out " +
+                          (dir / "r") + " --no-progress";
+    for (const std::string& args : {"inspect " + path, resume}) {
+      const auto r = run(args);
+      INFO("tapegrad " << args << "\n" << r.out);
+      CHECK(r.status == 2);
+      CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + path) && Catch::Contains(c.message));
+      CHECK(!fs::exists(dir / "r/checkpoint.npz"));
+    }
+  }
 }
