@@ -423,6 +423,7 @@ struct CharlmOptions {
   int threads = 0;
   bool no_progress = false;
   bool epochs_given = false;
+  std::set<std::string> given;  // the options on the command line
 };
 
 // Note [Data-parallel charlm]
@@ -484,9 +485,23 @@ void run_charlm(CharlmOptions o) {
     resumed = NpzArchive::load(o.resume);
     if (!resumed.contains("charlm.model"))
       throw IoError(o.resume + ": not a checkpoint of `tapegrad charlm`");
-    const int64_t epochs = c.epochs;
+    const LmConfig asked = c;
     c = get_config(resumed);
-    if (o.epochs_given) c.epochs = epochs;
+    if (o.epochs_given) c.epochs = asked.epochs;
+    const auto n = [](int64_t v) { return std::to_string(v); };
+    check_resume_options(
+        o.resume, o.given,
+        {{"--model", asked.model, c.model},
+         {"--embed", n(asked.embed), n(c.embed)},
+         {"--hidden", n(asked.hidden), n(c.hidden)},
+         {"--layers", n(asked.layers), n(c.layers)},
+         {"--heads", n(asked.heads), n(c.heads)},
+         {"--context", n(asked.context), n(c.context)},
+         {"--dropout", exact_number(asked.dropout), exact_number(c.dropout)},
+         {"--lr", exact_number(asked.lr), exact_number(c.lr)},
+         {"--weight-decay", exact_number(asked.weight_decay), exact_number(c.weight_decay)},
+         {"--batch", n(asked.batch), n(c.batch)},
+         {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
   resolve_defaults(c);
   if (c.batch < ranks)
@@ -755,7 +770,10 @@ void add_charlm(CLI::App& app) {
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
-  cmd->callback([o] { run_charlm(*o); });
+  cmd->callback([o, cmd] {
+    o->given = given_options(*cmd);
+    run_charlm(*o);
+  });
 }
 
 }  // namespace tg::app

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 
 #include "apps/world.hpp"
@@ -270,6 +271,31 @@ History read_history(const NpzArchive& a) {
   h.seconds = read_epoch_series(a, "history.seconds", epochs);
   h.lr = read_epoch_series(a, "history.lr", epochs);
   return h;
+}
+
+std::set<std::string> given_options(const CLI::App& cmd) {
+  std::set<std::string> given;
+  for (const CLI::Option* opt : cmd.get_options())
+    if (opt->count() > 0) given.insert(opt->get_name());
+  return given;
+}
+
+std::string exact_number(double x) {
+  char buf[32];
+  for (int digits = 15; digits <= 17; ++digits) {  // the shortest that reads back as x
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
+void check_resume_options(const std::string& checkpoint, const std::set<std::string>& given,
+                          const std::vector<std::array<std::string, 3>>& values) {
+  for (const auto& [option, value, stored] : values)
+    if (given.count(option) && value != stored)
+      throw Error(checkpoint + ": " + option + " " + value + " differs from the checkpoint's " +
+                  stored + "; --resume continues the checkpoint's run (of its options only " +
+                  "--epochs may change)");
 }
 
 data::Dataset DataSource::train() const {

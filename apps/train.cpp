@@ -38,7 +38,15 @@ struct TrainOptions {
   bool no_progress = false;
   bool epochs_given = false;
   bool schedule_given = false;
+  std::set<std::string> given;  // the options on the command line
 };
+
+// --hidden as text: "256,128".
+std::string hidden_str(const std::vector<int64_t>& hidden) {
+  std::string s;
+  for (int64_t h : hidden) s += (s.empty() ? "" : ",") + std::to_string(h);
+  return s;
+}
 
 std::unique_ptr<LrScheduler> make_scheduler(const RunConfig& c, Optimizer& opt) {
   std::unique_ptr<LrScheduler> s;
@@ -149,9 +157,27 @@ void run_train(TrainOptions o) {
   NpzArchive resumed;
   if (!o.resume.empty()) {
     resumed = NpzArchive::load(o.resume);
-    const int64_t epochs = c.epochs;
+    const RunConfig asked = c;
     c = read_config(resumed);
-    if (o.epochs_given) c.epochs = epochs;
+    if (o.epochs_given) c.epochs = asked.epochs;
+    const auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+    check_resume_options(
+        o.resume, o.given,
+        {{"--model", asked.model, c.model},
+         {"--hidden", hidden_str(asked.hidden), hidden_str(c.hidden)},
+         {"--activation", std::string(find_activation(asked.activation).name), c.activation},
+         {"--dropout", exact_number(asked.dropout), exact_number(c.dropout)},
+         {"--optimizer", asked.optimizer, c.optimizer},
+         {"--lr", exact_number(asked.lr), exact_number(c.lr)},
+         {"--momentum", exact_number(asked.momentum), exact_number(c.momentum)},
+         {"--nesterov", flag(asked.nesterov), flag(c.nesterov)},
+         {"--weight-decay", exact_number(asked.weight_decay), exact_number(c.weight_decay)},
+         {"--schedule", asked.schedule, c.schedule},
+         {"--step-size", std::to_string(asked.step_size), std::to_string(c.step_size)},
+         {"--gamma", exact_number(asked.gamma), exact_number(c.gamma)},
+         {"--warmup", std::to_string(asked.warmup), std::to_string(c.warmup)},
+         {"--batch", std::to_string(asked.batch), std::to_string(c.batch)},
+         {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
   // The CNN's default schedule is cosine annealing (torch.optim.lr_scheduler.CosineAnnealingLR
   // over the run): with Adam at a constant 1e-3 its test accuracy swings by ~1% between the
@@ -404,7 +430,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
-  cmd->callback([o] { run_train(*o); });
+  cmd->callback([o, cmd] {
+    o->given = given_options(*cmd);
+    run_train(*o);
+  });
 }
 
 }  // namespace tg::app

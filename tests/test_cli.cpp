@@ -700,6 +700,51 @@ TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoi
   CHECK_THAT(f.out, Catch::Contains("not a checkpoint of `tapegrad charlm`"));
 }
 
+TEST_CASE("--resume refuses an option that names another value than the checkpoint's",
+          "[cli][checkpoint][errors]") {
+  // A resumed run is the checkpoint's run: its options were ignored without a word (a
+  // "--resume ck --lr 0.01" went on at the stored rate). The same value is accepted (the
+  // other tests resume with their full command lines); --epochs may change.
+  TempDir dir;
+  const std::string words = write_word_list(dir);
+  const std::string lm = " --words " + words + " --samples 0 --no-progress";
+  REQUIRE(run("charlm --epochs 1 --model bigram --batch 64 --out " + (dir / "lm") + lm).status ==
+          0);
+  const std::string ck = dir / "lm/checkpoint.npz";
+  for (const auto& [option, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--lr 0.5", "--lr 0.5 differs from the checkpoint's 0.05"},
+           {"--model lstm", "--model lstm differs from the checkpoint's bigram"},
+           {"--batch 32", "--batch 32 differs from the checkpoint's 64"},
+           {"--seed 4", "--seed 4 differs from the checkpoint's 0"}}) {
+    const auto r =
+        run("charlm --epochs 2 --resume " + ck + " --out " + (dir / "r") + lm + " " + option);
+    INFO(option << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + ck + ": " + message));
+    CHECK(!fs::exists(dir / "r/checkpoint.npz"));
+  }
+  const auto same = run("charlm --epochs 2 --resume " + ck + " --out " + (dir / "r") + lm +
+                        " --model bigram --lr 0.05");
+  INFO(same.out);
+  CHECK(same.status == 0);
+  const std::string train =
+      "train --resume " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --no-progress --out ";
+  for (const auto& [option, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--lr 0.5", "--lr 0.5 differs from the checkpoint's"},
+           {"--activation relu", "--activation relu differs from the checkpoint's tanh"},
+           {"--hidden 7", "--hidden 7 differs from the checkpoint's"},
+           {"--optimizer sgd", "--optimizer sgd differs from the checkpoint's"}}) {
+    const auto r = run(train + (dir / "t") + " --epochs 3 " + option);
+    INFO(option << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + kLegacyCheckpoint + ": " + message));
+    CHECK(!fs::exists(dir / "t/checkpoint.npz"));
+  }
+  const auto more = run(train + (dir / "t") + " --epochs 3 --activation tanh");
+  INFO(more.out);
+  CHECK(more.status == 0);
+}
+
 TEST_CASE("a checkpoint whose epoch or history is corrupt loads nothing: inspect and resume exit 2",
           "[cli][checkpoint][errors]") {
   // Each history series holds one value per epoch done; a file that disagrees (a missing or
