@@ -87,7 +87,8 @@ void resolve_defaults(LmConfig& c) {
   if (c.epochs < 1 || c.batch < 1) throw Error("charlm: --epochs and --batch must be at least 1");
   if (c.embed < 0 || c.hidden < 0 || c.layers < 0 || c.heads < 0 || c.context < 0)
     throw Error("charlm: sizes must be positive");
-  if (!(c.lr > 0)) throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
+  if (!(c.lr > 0 && std::isfinite(c.lr)))
+    throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
   if (!(c.dropout >= 0 && c.dropout < 1))
     throw Error("charlm: --dropout must be in [0, 1), got " + std::to_string(c.dropout));
 }
@@ -503,7 +504,7 @@ void run_charlm(CharlmOptions o) {
          {"--batch", n(asked.batch), n(c.batch)},
          {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
-  resolve_defaults(c);
+  from_checkpoint(o.resume, [&] { resolve_defaults(c); });
   if (c.batch < ranks)
     throw Error("charlm: --batch " + std::to_string(c.batch) +
                 " (the global batch) is smaller than the " + std::to_string(ranks) + " ranks");
@@ -536,7 +537,8 @@ void run_charlm(CharlmOptions o) {
   // Initialization draws from init_rng; the layers that own dropout (recurrent and
   // Transformer layers) also initialize from dropout_rng, which is saved in checkpoints.
   Rng init_rng(c.seed), shuffle_rng(c.seed + 1), dropout_rng(c.seed + 2);
-  auto model = build_lm(c, vocab.size(), init_rng, dropout_rng);
+  std::unique_ptr<CharLM> model;
+  from_checkpoint(o.resume, [&] { model = build_lm(c, vocab.size(), init_rng, dropout_rng); });
   AdamWOptions ao;
   ao.lr = c.lr;
   ao.weight_decay = c.weight_decay;
@@ -708,7 +710,8 @@ void inspect_charlm(const NpzArchive& a, const std::string& path) {
   for (int64_t s : codes) symbols.push_back(static_cast<char32_t>(s));
   const auto vocab = data::CharVocab::from_symbols(symbols);
   Rng rng(0), layer_rng(1);
-  auto model = build_lm(c, vocab.size(), rng, layer_rng);
+  std::unique_ptr<CharLM> model;
+  from_checkpoint(path, [&] { model = build_lm(c, vocab.size(), rng, layer_rng); });
   read_parameters(*model, a, "model.");
   const LmHistory h = get_history(a);
   std::printf("%s\n", path.c_str());
@@ -763,7 +766,8 @@ void add_charlm(CLI::App& app) {
   cmd->add_option("--seed", c.seed, "seed of the split, initialization, order and samples")
       ->capture_default_str();
   cmd->add_option("--samples", o->samples, "new words to sample at the end")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads of OpenBLAS and of tapegrad's pool");
+  cmd->add_option("--threads", o->threads, "threads of OpenBLAS and of tapegrad's pool")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out,
                   "folder for checkpoint and metrics (default: runs/<time>-charlm)");
   cmd->add_option("--json", o->json, "write the final figures as JSON to this file");

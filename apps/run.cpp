@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <numeric>
 
 #include "apps/world.hpp"
@@ -120,7 +121,7 @@ std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
                 " inputs and " + std::to_string(c.classes) + " classes");
   if (c.model == "cnn") return build_cnn(c, init_rng);
   if (c.model != "mlp") throw Error("unknown model '" + c.model + "' (choose from mlp, cnn)");
-  if (c.dropout < 0 || c.dropout >= 1)
+  if (!(c.dropout >= 0 && c.dropout < 1))
     throw Error("--dropout must be in [0, 1), got " + std::to_string(c.dropout));
   const ActivationInfo& act = find_activation(c.activation);
   auto m = std::make_unique<Model>();
@@ -296,6 +297,21 @@ void check_resume_options(const std::string& checkpoint, const std::set<std::str
       throw Error(checkpoint + ": " + option + " " + value + " differs from the checkpoint's " +
                   stored + "; --resume continues the checkpoint's run (of its options only " +
                   "--epochs may change)");
+}
+
+void from_checkpoint(const std::string& checkpoint, const std::function<void()>& build) {
+  if (checkpoint.empty()) return build();
+  try {
+    build();
+  } catch (const std::bad_alloc&) {
+    throw IoError(checkpoint +
+                  ": the model its configuration describes does not fit in memory (a corrupt "
+                  "size?)");
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error& e) {
+    throw IoError(checkpoint + ": its configuration: " + e.what());
+  }
 }
 
 data::Dataset DataSource::train() const {

@@ -4,6 +4,7 @@
 // training checkpoints, data sources and evaluation.
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -90,6 +91,12 @@ std::string exact_number(double x);
 /// checkpoint's value}, as text.
 void check_resume_options(const std::string& checkpoint, const std::set<std::string>& given,
                           const std::vector<std::array<std::string, 3>>& values);
+
+/// Runs `build`, which checks a configuration or makes the model it describes. With a
+/// checkpoint's configuration (`checkpoint` not empty) a failure is the file's: an Error or a
+/// model larger than memory (a corrupt size) becomes an IoError naming the file, never an
+/// internal error.
+void from_checkpoint(const std::string& checkpoint, const std::function<void()>& build);
 
 /// Where examples come from: an MNIST-style folder or a CSV with a label column.
 struct DataSource {

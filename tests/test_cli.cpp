@@ -297,6 +297,43 @@ TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]"
   }
 }
 
+TEST_CASE("options out of range exit 2 before any work, naming the option", "[cli][errors]") {
+  // Each was accepted before: --gamma -1 (the step schedule then trains at a negative rate),
+  // --gamma / --dropout NaN, --lr inf, --warmup -1, --threads / --limit below 0 (ignored),
+  // an empty test set (test accuracy 0 of 0 examples). Options that need no data are checked
+  // before the data is read (the missing CSV is never named).
+  TempDir dir;
+  const std::string nope = " --csv " + (dir / "nope.csv") + " --no-progress --out " + (dir / "o");
+  const std::string csv = " --csv " + kLegacyCsv + " --no-progress --out " + (dir / "o");
+  struct Case {
+    std::string args;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"train --schedule step --gamma -1" + nope, "--gamma must be positive, got -1"},
+      {"train --schedule exponential --gamma nan" + nope, "--gamma must be positive, got nan"},
+      {"train --dropout nan" + nope, "--dropout must be in [0, 1), got nan"},
+      {"train --lr inf" + nope, "--lr must be positive, got inf"},
+      {"train --warmup -1" + nope, "--warmup must be at least 0, got -1"},
+      {"train --schedule step --step-size 0" + nope, "--step-size must be at least 1, got 0"},
+      {"train --threads -3" + nope, "--threads"},
+      {"train --limit -7" + nope, "--limit"},
+      {"train --test-limit 0 --epochs 1" + csv, "train: no test examples"},
+      {"eval " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --limit 0",
+       "eval: no test examples"},
+      {"inspect " + kLegacyCheckpoint + " --batch 0", "--batch"},
+      {"charlm --threads -2 --words " + (dir / "nope.txt"), "--threads"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(c.args);
+    INFO("tapegrad " << c.args << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains(c.message));
+    CHECK_THAT(r.out, !Catch::Contains("nope.") && !Catch::Contains("internal error"));
+    CHECK(!fs::exists(dir / "o/checkpoint.npz"));
+  }
+}
+
 TEST_CASE("output paths: missing folders are made, unwritable ones fail before any work",
           "[cli][errors]") {
   TempDir dir;
@@ -764,21 +801,30 @@ TEST_CASE("a checkpoint whose epoch or history is corrupt loads nothing: inspect
     std::function<void(tg::NpzArchive&)> edit;
     std::string message;
   };
-  const std::vector<Case> cases{
-      {"lm_no_train_loss.npz", true, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
-       "history.train_loss"},
-      {"lm_short_dev.npz", true,
-       [](tg::NpzArchive& a) { a.put("history.dev_loss", tg::zeros({0}, tg::f64)); },
-       "history.dev_loss has 0 values, but the checkpoint has done 1 epochs"},
-      {"lm_negative.npz", true, [](tg::NpzArchive& a) { a.put_int("epoch", -3); },
-       "epoch = -3 is not valid"},
-      {"clf_no_train_loss.npz", false, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
-       "history.train_loss"},
-      {"clf_long_accuracy.npz", false,
-       [](tg::NpzArchive& a) { a.put("history.test_accuracy", tg::zeros({5}, tg::f64)); },
-       "history.test_accuracy has 5 values, but the checkpoint has done 2 epochs"},
-      {"clf_negative.npz", false, [](tg::NpzArchive& a) { a.put_int("epoch", -1); },
-       "epoch = -1 is not valid"},
+  const std::vector<Case> cases {
+    {"lm_no_train_loss.npz", true, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+     "history.train_loss"},
+        {"lm_short_dev.npz", true,
+         [](tg::NpzArchive& a) { a.put("history.dev_loss", tg::zeros({0}, tg::f64)); },
+         "history.dev_loss has 0 values, but the checkpoint has done 1 epochs"},
+        {"lm_negative.npz", true, [](tg::NpzArchive& a) { a.put_int("epoch", -3); },
+         "epoch = -3 is not valid"},
+        {"clf_no_train_loss.npz", false, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+         "history.train_loss"},
+        {"clf_long_accuracy.npz", false,
+         [](tg::NpzArchive& a) { a.put("history.test_accuracy", tg::zeros({5}, tg::f64)); },
+         "history.test_accuracy has 5 values, but the checkpoint has done 2 epochs"},
+        {"clf_negative.npz", false, [](tg::NpzArchive& a) { a.put_int("epoch", -1); },
+         "epoch = -1 is not valid"},
+        {"clf_negative_hidden.npz", false,
+         [](tg::NpzArchive& a) { a.put_i64("config.hidden", {-4}); },
+         "its configuration: hidden layer sizes must be positive, got -4"},
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's allocator aborts on a size it cannot serve
+        // A size no memory holds: std::bad_alloc, an internal error (exit 1) before.
+        {"clf_huge_hidden.npz", false,
+         [](tg::NpzArchive& a) { a.put_i64("config.hidden", {int64_t{1} << 50}); },
+         "the model its configuration describes does not fit in memory"},
+#endif
   };
   for (const auto& c : cases) {
     auto a = c.is_charlm ? charlm : legacy;
@@ -797,4 +843,14 @@ TEST_CASE("a checkpoint whose epoch or history is corrupt loads nothing: inspect
       CHECK(!fs::exists(dir / "r/checkpoint.npz"));
     }
   }
+  // A charlm checkpoint's sizes out of range (the bigram uses none, so inspect shows it).
+  auto a = charlm;
+  a.put_i64("charlm.sizes", {8, -3, 1, 0, 1, 20});
+  const std::string path = dir / "lm_negative_sizes.npz";
+  a.save(path);
+  const auto r = run("charlm --resume " + path + " --epochs 2 --out " + (dir / "r") + lm);
+  INFO(r.out);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + path +
+                                    ": its configuration: charlm: sizes must be positive"));
 }
