@@ -660,7 +660,7 @@ TEST_CASE("charlm trains, samples, writes its JSON, and resumes bit for bit", "[
   CHECK_THAT(e.out, Catch::Contains("tapegrad: error:") && Catch::Contains("charlm"));
 }
 
-TEST_CASE("charlm: every model trains; a recurrent model with dropout resumes bit for bit",
+TEST_CASE("charlm: every model trains, a recurrent model with dropout resumes bit for bit",
           "[cli][charlm]") {
   TempDir dir;
   const std::string words = write_word_list(dir);
@@ -737,7 +737,7 @@ TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoi
   CHECK_THAT(f.out, Catch::Contains("not a checkpoint of `tapegrad charlm`"));
 }
 
-TEST_CASE("--resume refuses an option that names another value than the checkpoint's",
+TEST_CASE("train and charlm: --resume refuses an option naming another value than the checkpoint's",
           "[cli][checkpoint][errors]") {
   // A resumed run is the checkpoint's run: its options were ignored without a word (a
   // "--resume ck --lr 0.01" went on at the stored rate). The same value is accepted (the
