@@ -87,7 +87,8 @@ void resolve_defaults(LmConfig& c) {
   if (c.epochs < 1 || c.batch < 1) throw Error("charlm: --epochs and --batch must be at least 1");
   if (c.embed < 0 || c.hidden < 0 || c.layers < 0 || c.heads < 0 || c.context < 0)
     throw Error("charlm: sizes must be positive");
-  if (!(c.lr > 0)) throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
+  if (!(c.lr > 0 && std::isfinite(c.lr)))
+    throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
   if (!(c.dropout >= 0 && c.dropout < 1))
     throw Error("charlm: --dropout must be in [0, 1), got " + std::to_string(c.dropout));
 }
@@ -384,11 +385,12 @@ std::vector<int64_t> symbol_codes(const data::CharVocab& v) {
   return {v.symbols().begin(), v.symbols().end()};
 }
 
+// One value per epoch done in each series (an IoError otherwise: nothing loads).
 LmHistory get_history(const NpzArchive& a) {
-  auto get = [&](const std::string& name) {
-    return a.contains(name) ? a.tensor(name).to_vector() : std::vector<double>{};
-  };
-  return {get("history.train_loss"), get("history.dev_loss"), get("history.seconds")};
+  const int64_t epochs = read_epoch(a);
+  return {read_epoch_series(a, "history.train_loss", epochs),
+          read_epoch_series(a, "history.dev_loss", epochs),
+          read_epoch_series(a, "history.seconds", epochs)};
 }
 
 void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::CharVocab& vocab,
@@ -422,6 +424,7 @@ struct CharlmOptions {
   int threads = 0;
   bool no_progress = false;
   bool epochs_given = false;
+  std::set<std::string> given;  // the options on the command line
 };
 
 // Note [Data-parallel charlm]
@@ -483,11 +486,25 @@ void run_charlm(CharlmOptions o) {
     resumed = NpzArchive::load(o.resume);
     if (!resumed.contains("charlm.model"))
       throw IoError(o.resume + ": not a checkpoint of `tapegrad charlm`");
-    const int64_t epochs = c.epochs;
+    const LmConfig asked = c;
     c = get_config(resumed);
-    if (o.epochs_given) c.epochs = epochs;
+    if (o.epochs_given) c.epochs = asked.epochs;
+    const auto n = [](int64_t v) { return std::to_string(v); };
+    check_resume_options(
+        o.resume, o.given,
+        {{"--model", asked.model, c.model},
+         {"--embed", n(asked.embed), n(c.embed)},
+         {"--hidden", n(asked.hidden), n(c.hidden)},
+         {"--layers", n(asked.layers), n(c.layers)},
+         {"--heads", n(asked.heads), n(c.heads)},
+         {"--context", n(asked.context), n(c.context)},
+         {"--dropout", exact_number(asked.dropout), exact_number(c.dropout)},
+         {"--lr", exact_number(asked.lr), exact_number(c.lr)},
+         {"--weight-decay", exact_number(asked.weight_decay), exact_number(c.weight_decay)},
+         {"--batch", n(asked.batch), n(c.batch)},
+         {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
-  resolve_defaults(c);
+  from_checkpoint(o.resume, [&] { resolve_defaults(c); });
   if (c.batch < ranks)
     throw Error("charlm: --batch " + std::to_string(c.batch) +
                 " (the global batch) is smaller than the " + std::to_string(ranks) + " ranks");
@@ -520,7 +537,8 @@ void run_charlm(CharlmOptions o) {
   // Initialization draws from init_rng; the layers that own dropout (recurrent and
   // Transformer layers) also initialize from dropout_rng, which is saved in checkpoints.
   Rng init_rng(c.seed), shuffle_rng(c.seed + 1), dropout_rng(c.seed + 2);
-  auto model = build_lm(c, vocab.size(), init_rng, dropout_rng);
+  std::unique_ptr<CharLM> model;
+  from_checkpoint(o.resume, [&] { model = build_lm(c, vocab.size(), init_rng, dropout_rng); });
   AdamWOptions ao;
   ao.lr = c.lr;
   ao.weight_decay = c.weight_decay;
@@ -533,7 +551,7 @@ void run_charlm(CharlmOptions o) {
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(dropout_rng, resumed, "dropout_rng.");
     if (Rng* own = model->own_rng()) read_rng(*own, resumed, "model_rng.");
-    start = resumed.integer("epoch");
+    start = read_epoch(resumed);
     h = get_history(resumed);
   }
   world::check_same("run configurations or data", run_description(c, split, vocab, start));
@@ -692,12 +710,13 @@ void inspect_charlm(const NpzArchive& a, const std::string& path) {
   for (int64_t s : codes) symbols.push_back(static_cast<char32_t>(s));
   const auto vocab = data::CharVocab::from_symbols(symbols);
   Rng rng(0), layer_rng(1);
-  auto model = build_lm(c, vocab.size(), rng, layer_rng);
+  std::unique_ptr<CharLM> model;
+  from_checkpoint(path, [&] { model = build_lm(c, vocab.size(), rng, layer_rng); });
   read_parameters(*model, a, "model.");
   const LmHistory h = get_history(a);
   std::printf("%s\n", path.c_str());
   std::printf("charlm model %s trained %lld of %lld epochs; AdamW lr %g, batch %lld, seed %llu\n",
-              c.model.c_str(), static_cast<long long>(a.integer("epoch")),
+              c.model.c_str(), static_cast<long long>(read_epoch(a)),
               static_cast<long long>(c.epochs), c.lr, static_cast<long long>(c.batch),
               static_cast<unsigned long long>(c.seed));
   std::printf("vocabulary: %lld tokens (the word boundary and %s)\n",
@@ -747,14 +766,18 @@ void add_charlm(CLI::App& app) {
   cmd->add_option("--seed", c.seed, "seed of the split, initialization, order and samples")
       ->capture_default_str();
   cmd->add_option("--samples", o->samples, "new words to sample at the end")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads of OpenBLAS and of tapegrad's pool");
+  cmd->add_option("--threads", o->threads, "threads of OpenBLAS and of tapegrad's pool")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out,
                   "folder for checkpoint and metrics (default: runs/<time>-charlm)");
   cmd->add_option("--json", o->json, "write the final figures as JSON to this file");
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
-  cmd->callback([o] { run_charlm(*o); });
+  cmd->callback([o, cmd] {
+    o->given = given_options(*cmd);
+    run_charlm(*o);
+  });
 }
 
 }  // namespace tg::app

@@ -31,7 +31,7 @@ Loaded load_model(const std::string& path) {
                 "inspect` reads it)");
   l.config = read_config(l.archive);
   Rng rng(0);
-  l.model = build_model(l.config, rng);
+  from_checkpoint(path, [&] { l.model = build_model(l.config, rng); });
   read_parameters(l.model->net, l.archive, "model.");
   return l;
 }
@@ -48,6 +48,7 @@ void run_eval(const EvalOptions& o) {
   if (!o.out.empty()) prepare_output_dir(o.out);
   Loaded l = load_model(o.checkpoint);
   const data::Dataset test = o.source.test();
+  if (test.size() == 0) throw Error("eval: no test examples");
   if (test.num_features() != l.config.inputs)
     throw Error("eval: the model takes " + std::to_string(l.config.inputs) +
                 " features, the test data has " + std::to_string(test.num_features()));
@@ -135,13 +136,13 @@ void run_inspect(const InspectOptions& o) {
   if (c.model == "mlp") {
     std::printf(
         "trained %lld of %lld epochs; activation %s, optimizer %s lr %g, batch %lld, seed %llu\n",
-        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        static_cast<long long>(read_epoch(l.archive)), static_cast<long long>(c.epochs),
         c.activation.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
         static_cast<unsigned long long>(c.seed));
   } else {
     std::printf(
         "trained %lld of %lld epochs; model %s, optimizer %s lr %g, batch %lld, seed %llu\n",
-        static_cast<long long>(l.archive.integer("epoch")), static_cast<long long>(c.epochs),
+        static_cast<long long>(read_epoch(l.archive)), static_cast<long long>(c.epochs),
         c.model.c_str(), c.optimizer.c_str(), c.lr, static_cast<long long>(c.batch),
         static_cast<unsigned long long>(c.seed));
   }
@@ -189,7 +190,8 @@ void add_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--csv", o->source.test_csv, "evaluate on this CSV instead");
   cmd->add_option("--label", o->source.label, "label column of the CSV")->capture_default_str();
-  cmd->add_option("--limit", o->source.test_limit, "use only the first N test examples");
+  cmd->add_option("--limit", o->source.test_limit, "use only the first N test examples")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--json", o->json, "write accuracy and confusion matrix as JSON to this file");
   cmd->add_option("--out", o->out, "write confusion_matrix.svg into this folder");
   cmd->callback([o] {
@@ -210,7 +212,8 @@ void add_inspect(CLI::App& app) {
   cmd->add_option("--csv", o->source.test_csv, "CSV of examples for the activation diagnostics");
   cmd->add_option("--label", o->source.label, "label column of the CSV")->capture_default_str();
   cmd->add_option("--batch", o->batch, "examples used for activation diagnostics")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([o] {
     if (!o->source.test_csv.empty()) o->source.csv = o->source.test_csv;
     run_inspect(*o);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <numeric>
 
 #include "apps/world.hpp"
@@ -119,7 +121,7 @@ std::unique_ptr<Model> build_model(const RunConfig& c, Rng& init_rng) {
                 " inputs and " + std::to_string(c.classes) + " classes");
   if (c.model == "cnn") return build_cnn(c, init_rng);
   if (c.model != "mlp") throw Error("unknown model '" + c.model + "' (choose from mlp, cnn)");
-  if (c.dropout < 0 || c.dropout >= 1)
+  if (!(c.dropout >= 0 && c.dropout < 1))
     throw Error("--dropout must be in [0, 1), got " + std::to_string(c.dropout));
   const ActivationInfo& act = find_activation(c.activation);
   auto m = std::make_unique<Model>();
@@ -245,18 +247,71 @@ RunConfig read_config(const NpzArchive& a) {
   return c;
 }
 
+int64_t read_epoch(const NpzArchive& a) {
+  const int64_t epoch = a.integer("epoch");
+  if (epoch < 0)
+    throw IoError(a.source() + ": epoch = " + std::to_string(epoch) + " is not valid (negative)");
+  return epoch;
+}
+
+std::vector<double> read_epoch_series(const NpzArchive& a, const std::string& name,
+                                      int64_t epochs) {
+  std::vector<double> v = a.tensor(name).to_vector();
+  if (static_cast<int64_t>(v.size()) != epochs)
+    throw IoError(a.source() + ": " + name + " has " + std::to_string(v.size()) +
+                  " values, but the checkpoint has done " + std::to_string(epochs) + " epochs");
+  return v;
+}
+
 History read_history(const NpzArchive& a) {
+  const int64_t epochs = read_epoch(a);
   History h;
-  auto get = [&](const std::string& name) {
-    const Tensor t = a.tensor(name);
-    return t.to_vector();
-  };
-  h.train_loss = get("history.train_loss");
-  h.train_accuracy = get("history.train_accuracy");
-  h.test_accuracy = get("history.test_accuracy");
-  h.seconds = get("history.seconds");
-  h.lr = get("history.lr");
+  h.train_loss = read_epoch_series(a, "history.train_loss", epochs);
+  h.train_accuracy = read_epoch_series(a, "history.train_accuracy", epochs);
+  h.test_accuracy = read_epoch_series(a, "history.test_accuracy", epochs);
+  h.seconds = read_epoch_series(a, "history.seconds", epochs);
+  h.lr = read_epoch_series(a, "history.lr", epochs);
   return h;
+}
+
+std::set<std::string> given_options(const CLI::App& cmd) {
+  std::set<std::string> given;
+  for (const CLI::Option* opt : cmd.get_options())
+    if (opt->count() > 0) given.insert(opt->get_name());
+  return given;
+}
+
+std::string exact_number(double x) {
+  char buf[32];
+  for (int digits = 15; digits <= 17; ++digits) {  // the shortest that reads back as x
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
+void check_resume_options(const std::string& checkpoint, const std::set<std::string>& given,
+                          const std::vector<std::array<std::string, 3>>& values) {
+  for (const auto& [option, value, stored] : values)
+    if (given.count(option) && value != stored)
+      throw Error(checkpoint + ": " + option + " " + value + " differs from the checkpoint's " +
+                  stored + "; --resume continues the checkpoint's run (of its options only " +
+                  "--epochs may change)");
+}
+
+void from_checkpoint(const std::string& checkpoint, const std::function<void()>& build) {
+  if (checkpoint.empty()) return build();
+  try {
+    build();
+  } catch (const std::bad_alloc&) {
+    throw IoError(checkpoint +
+                  ": the model its configuration describes does not fit in memory (a corrupt "
+                  "size?)");
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error& e) {
+    throw IoError(checkpoint + ": its configuration: " + e.what());
+  }
 }
 
 data::Dataset DataSource::train() const {

@@ -3,9 +3,14 @@
 // What `train`, `eval` and `inspect` share: the run configuration, the model it describes,
 // training checkpoints, data sources and evaluation.
 
+#include <array>
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "data/dataset.hpp"
 #include "models/npz.hpp"
@@ -67,7 +72,31 @@ void save_checkpoint(const std::string& path, const RunConfig& config, Model& mo
                      const History& history);
 /// Reads the config of a checkpoint (or of a plain model .npz written by `train`).
 RunConfig read_config(const NpzArchive& archive);
+/// The checkpoint's history: one value per epoch done in each series (IoError otherwise).
 History read_history(const NpzArchive& archive);
+/// The epochs a checkpoint has done (its "epoch"): an IoError naming the file when negative.
+int64_t read_epoch(const NpzArchive& archive);
+/// A checkpoint's per-epoch series `name`: an IoError naming the file and the key unless it
+/// holds exactly `epochs` values (a corrupt or edited file loads nothing).
+std::vector<double> read_epoch_series(const NpzArchive& archive, const std::string& name,
+                                      int64_t epochs);
+
+/// The long names ("--lr") of the options given on the command line of `cmd`.
+std::set<std::string> given_options(const CLI::App& cmd);
+/// `x` as text that reads back as the same double (the shortest of %.15g, %.16g, %.17g).
+std::string exact_number(double x);
+/// With --resume, a run continues with the checkpoint's configuration (bit for bit): throws
+/// Error naming the checkpoint and the option when an option in `given` names another value
+/// than the checkpoint's. Each entry of `values` is {option, its value as given, the
+/// checkpoint's value}, as text.
+void check_resume_options(const std::string& checkpoint, const std::set<std::string>& given,
+                          const std::vector<std::array<std::string, 3>>& values);
+
+/// Runs `build`, which checks a configuration or makes the model it describes. With a
+/// checkpoint's configuration (`checkpoint` not empty) a failure is the file's: an Error or a
+/// model larger than memory (a corrupt size) becomes an IoError naming the file, never an
+/// internal error.
+void from_checkpoint(const std::string& checkpoint, const std::function<void()>& build);
 
 /// Where examples come from: an MNIST-style folder or a CSV with a label column.
 struct DataSource {

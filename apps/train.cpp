@@ -38,12 +38,19 @@ struct TrainOptions {
   bool no_progress = false;
   bool epochs_given = false;
   bool schedule_given = false;
+  std::set<std::string> given;  // the options on the command line
 };
+
+// --hidden as text: "256,128".
+std::string hidden_str(const std::vector<int64_t>& hidden) {
+  std::string s;
+  for (int64_t h : hidden) s += (s.empty() ? "" : ",") + std::to_string(h);
+  return s;
+}
 
 std::unique_ptr<LrScheduler> make_scheduler(const RunConfig& c, Optimizer& opt) {
   std::unique_ptr<LrScheduler> s;
   if (c.schedule == "step") {
-    if (c.step_size < 1) throw Error("--step-size must be at least 1");
     s = std::make_unique<StepLR>(opt, c.step_size, c.gamma);
   } else if (c.schedule == "exponential") {
     s = std::make_unique<ExponentialLR>(opt, c.gamma);
@@ -55,6 +62,24 @@ std::unique_ptr<LrScheduler> make_scheduler(const RunConfig& c, Optimizer& opt) 
   }
   if (c.warmup > 0) s = std::make_unique<LinearWarmup>(opt, c.warmup, 1.0 / 3.0, std::move(s));
   return s;
+}
+
+// The options that need no data, checked before any work: the command line's, or with
+// --resume the checkpoint's (then named in the message). NaN fails every check.
+void check_config(const RunConfig& c, const std::string& resume) {
+  const std::string from = resume.empty() ? "" : resume + ": ";
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) throw Error(from + what);
+  };
+  need(c.epochs >= 1 && c.batch >= 1, "--epochs and --batch must be at least 1");
+  need(c.lr > 0 && std::isfinite(c.lr), "--lr must be positive, got " + exact_number(c.lr));
+  need(c.dropout >= 0 && c.dropout < 1,
+       "--dropout must be in [0, 1), got " + exact_number(c.dropout));
+  need(c.gamma > 0 && std::isfinite(c.gamma),
+       "--gamma must be positive, got " + exact_number(c.gamma));
+  need(c.warmup >= 0, "--warmup must be at least 0, got " + std::to_string(c.warmup));
+  need(c.schedule != "step" || c.step_size >= 1,
+       "--step-size must be at least 1, got " + std::to_string(c.step_size));
 }
 
 void write_pictures(const std::string& dir, const History& h, const Evaluation& e,
@@ -149,15 +174,33 @@ void run_train(TrainOptions o) {
   NpzArchive resumed;
   if (!o.resume.empty()) {
     resumed = NpzArchive::load(o.resume);
-    const int64_t epochs = c.epochs;
+    const RunConfig asked = c;
     c = read_config(resumed);
-    if (o.epochs_given) c.epochs = epochs;
+    if (o.epochs_given) c.epochs = asked.epochs;
+    const auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+    check_resume_options(
+        o.resume, o.given,
+        {{"--model", asked.model, c.model},
+         {"--hidden", hidden_str(asked.hidden), hidden_str(c.hidden)},
+         {"--activation", std::string(find_activation(asked.activation).name), c.activation},
+         {"--dropout", exact_number(asked.dropout), exact_number(c.dropout)},
+         {"--optimizer", asked.optimizer, c.optimizer},
+         {"--lr", exact_number(asked.lr), exact_number(c.lr)},
+         {"--momentum", exact_number(asked.momentum), exact_number(c.momentum)},
+         {"--nesterov", flag(asked.nesterov), flag(c.nesterov)},
+         {"--weight-decay", exact_number(asked.weight_decay), exact_number(c.weight_decay)},
+         {"--schedule", asked.schedule, c.schedule},
+         {"--step-size", std::to_string(asked.step_size), std::to_string(c.step_size)},
+         {"--gamma", exact_number(asked.gamma), exact_number(c.gamma)},
+         {"--warmup", std::to_string(asked.warmup), std::to_string(c.warmup)},
+         {"--batch", std::to_string(asked.batch), std::to_string(c.batch)},
+         {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
   // The CNN's default schedule is cosine annealing (torch.optim.lr_scheduler.CosineAnnealingLR
   // over the run): with Adam at a constant 1e-3 its test accuracy swings by ~1% between the
   // last epochs (0.9164 after epoch 4, 0.9083 after epoch 5 with seed 0).
   if (o.resume.empty() && c.model == "cnn" && !o.schedule_given) c.schedule = "cosine";
-  if (c.epochs < 1 || c.batch < 1) throw Error("--epochs and --batch must be at least 1");
+  check_config(c, o.resume);
   if (c.batch < ranks)
     throw Error("--batch " + std::to_string(c.batch) + " (the global batch) is smaller than the " +
                 std::to_string(ranks) + " ranks");
@@ -170,6 +213,7 @@ void run_train(TrainOptions o) {
   const data::Dataset train = o.source.train();
   const data::Dataset test = o.source.test();
   if (train.size() == 0) throw Error("train: no training examples");
+  if (test.size() == 0) throw Error("train: no test examples");
   if (test.num_features() != train.num_features())
     throw Error("train: the test set has " + std::to_string(test.num_features()) +
                 " features, the training set " + std::to_string(train.num_features()));
@@ -182,7 +226,8 @@ void run_train(TrainOptions o) {
   c.classes = std::max(c.classes, classes);
 
   Rng init_rng(c.seed);
-  auto model = build_model(c, init_rng);
+  std::unique_ptr<Model> model;
+  from_checkpoint(o.resume, [&] { model = build_model(c, init_rng); });
   Rng shuffle_rng(c.seed + 1);
   const auto params = model->net.parameters();
   auto opt = make_optimizer(c, params);
@@ -194,7 +239,7 @@ void run_train(TrainOptions o) {
     opt->load_state_dict(resumed, "optim.");
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(model->dropout_rng, resumed, "dropout_rng.");
-    start = resumed.integer("epoch");
+    start = read_epoch(resumed);
     h = read_history(resumed);
   }
   world::check_same("run configurations or data", run_description(c, train, test, start));
@@ -391,20 +436,26 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", o->threads,
                   "threads of OpenBLAS and of tapegrad's own pool (default: OpenBLAS's choice, "
-                  "and TG_NUM_THREADS or the machine's cores)");
+                  "and TG_NUM_THREADS or the machine's cores)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--data", o->source.dir, "folder with MNIST-style IDX files")
       ->capture_default_str();
   cmd->add_option("--csv", o->source.csv, "train on this CSV instead (header; a label column)");
   cmd->add_option("--test-csv", o->source.test_csv, "test CSV (default: the training CSV)");
   cmd->add_option("--label", o->source.label, "label column of the CSV")->capture_default_str();
-  cmd->add_option("--limit", o->source.limit, "use only the first N training examples");
-  cmd->add_option("--test-limit", o->source.test_limit, "use only the first N test examples");
+  cmd->add_option("--limit", o->source.limit, "use only the first N training examples")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--test-limit", o->source.test_limit, "use only the first N test examples")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out,
                   "folder for checkpoint, metrics and pictures (default: runs/<time>-train)");
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
-  cmd->callback([o] { run_train(*o); });
+  cmd->callback([o, cmd] {
+    o->given = given_options(*cmd);
+    run_train(*o);
+  });
 }
 
 }  // namespace tg::app

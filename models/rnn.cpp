@@ -309,6 +309,8 @@ std::tuple<Var, Var, Var> RNNBase::run(const std::vector<Weights>& weights, cons
     throw ShapeError(n + ": the sequence length must be positive, got input of shape " +
                      input.shape().str());
   check_state(h0, "h_0", batch, unbatched);
+  if (c0.defined() && mode_ != RnnMode::lstm)
+    throw Error(n + ": c_0 is given, but only an LSTM has a cell state");
   check_state(c0, "c_0", batch, unbatched);
   const Var h0b = h0.defined() && unbatched ? unsqueeze(h0, 1) : h0;
   const Var c0b = c0.defined() && unbatched ? unsqueeze(c0, 1) : c0;

@@ -161,7 +161,8 @@ class RNNBase : public Module {
   /// The recurrence with `weights` in place of the module's parameters (same order and
   /// shapes as `parameters()`), as torch.func.functional_call: for gradchecks with respect to
   /// the weights, weight sharing or a reparametrization. Returns (output, h_n, c_n), c_n only
-  /// for LSTM; h0 / c0 undefined: zeros. ShapeError for a wrong count or shape.
+  /// for LSTM; h0 / c0 undefined: zeros. ShapeError for a wrong count or shape; Error for a
+  /// c0 given to an RNN or GRU (no cell state).
   std::tuple<Var, Var, Var> forward_with(const std::vector<Var>& weights, const Var& input,
                                          const Var& h0 = {}, const Var& c0 = {});
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -207,22 +208,41 @@ Chunking chunking(const Geom& g) {
           std::max<int64_t>(1, 16384 / per_image)};
 }
 
-// OpenBLAS on one thread for the scope, when tapegrad's pool runs the chunks in parallel
-// (Note [Chunk lanes]); restores the previous count. OpenBLAS's thread count is one
-// process-wide setting: a gemm another user thread runs meanwhile runs on one thread too.
+// OpenBLAS on one thread while any call's chunk lanes run (Note [Chunk lanes]). OpenBLAS's
+// thread count is one process-wide setting, so the guards of concurrent calls (two user
+// threads in conv2d at once) share it: the first to enter saves the count and sets 1, the
+// last to leave restores it, on every exit path. (A save and restore per call let the call
+// that finished first restore the count while the other's lanes still ran, their gemms then
+// splitting over OpenBLAS's threads inside the pool's.) A gemm another user thread runs
+// meanwhile runs on one thread too.
 class BlasOnOneThread {
  public:
-  explicit BlasOnOneThread(bool on) : before_(on ? blas_threads() : 1) {
-    if (before_ > 1) set_blas_threads(1);
+  BlasOnOneThread() {
+    const std::lock_guard lock(state().mutex);
+    State& s = state();
+    if (s.users++ == 0) {
+      s.saved = blas_threads();
+      if (s.saved > 1) set_blas_threads(1);
+    }
   }
   ~BlasOnOneThread() {
-    if (before_ > 1) set_blas_threads(before_);
+    const std::lock_guard lock(state().mutex);
+    State& s = state();
+    if (--s.users == 0 && s.saved > 1) set_blas_threads(s.saved);
   }
   BlasOnOneThread(const BlasOnOneThread&) = delete;
   BlasOnOneThread& operator=(const BlasOnOneThread&) = delete;
 
  private:
-  int before_;
+  struct State {
+    std::mutex mutex;
+    int users = 0;  // guards alive
+    int saved = 1;  // the count before the first of them
+  };
+  static State& state() {
+    static State s;
+    return s;
+  }
 };
 
 // Runs body(lane, c, n0, m, per_image) for each chunk c, [n0, n0 + m) of the batch: with one
@@ -244,7 +264,7 @@ void for_each_chunk(const Geom& g, const Chunking& ch, F&& body) {
       });
     return;
   }
-  const BlasOnOneThread blas_one(true);
+  const BlasOnOneThread blas_one;
   detail::parallel_for(ch.lanes, 1, [&](int64_t b, int64_t e) {
     for (int64_t lane = b; lane < e; ++lane)
       for (int64_t c = lane; c < ch.chunks; c += ch.lanes)

@@ -544,7 +544,7 @@ TEST_CASE("attention: bad input throws typed errors naming the op or module and 
       tg::DtypeError(""), {"MultiheadAttention"});
 }
 
-TEST_CASE("attention: NaN in gives NaN out, a NaN gradient reaches every input; dropout",
+TEST_CASE("attention: NaN in gives NaN out, a NaN gradient reaches every input, dropout",
           "[attention]") {
   tg::Rng rng(4);
   const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "data/dataset.hpp"
+#include "graph/tensor.hpp"
 #include "models/activations.hpp"
 #include "models/npz.hpp"
 
@@ -293,6 +294,43 @@ TEST_CASE("bad input exits 2 with a message naming the problem", "[cli][errors]"
     CHECK(r.status == 2);
     CHECK_THAT(r.out, Catch::Contains(c.message));
     CHECK_THAT(r.out, !Catch::Contains("internal error"));
+  }
+}
+
+TEST_CASE("options out of range exit 2 before any work, naming the option", "[cli][errors]") {
+  // Each was accepted before: --gamma -1 (the step schedule then trains at a negative rate),
+  // --gamma / --dropout NaN, --lr inf, --warmup -1, --threads / --limit below 0 (ignored),
+  // an empty test set (test accuracy 0 of 0 examples). Options that need no data are checked
+  // before the data is read (the missing CSV is never named).
+  TempDir dir;
+  const std::string nope = " --csv " + (dir / "nope.csv") + " --no-progress --out " + (dir / "o");
+  const std::string csv = " --csv " + kLegacyCsv + " --no-progress --out " + (dir / "o");
+  struct Case {
+    std::string args;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"train --schedule step --gamma -1" + nope, "--gamma must be positive, got -1"},
+      {"train --schedule exponential --gamma nan" + nope, "--gamma must be positive, got nan"},
+      {"train --dropout nan" + nope, "--dropout must be in [0, 1), got nan"},
+      {"train --lr inf" + nope, "--lr must be positive, got inf"},
+      {"train --warmup -1" + nope, "--warmup must be at least 0, got -1"},
+      {"train --schedule step --step-size 0" + nope, "--step-size must be at least 1, got 0"},
+      {"train --threads -3" + nope, "--threads"},
+      {"train --limit -7" + nope, "--limit"},
+      {"train --test-limit 0 --epochs 1" + csv, "train: no test examples"},
+      {"eval " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --limit 0",
+       "eval: no test examples"},
+      {"inspect " + kLegacyCheckpoint + " --batch 0", "--batch"},
+      {"charlm --threads -2 --words " + (dir / "nope.txt"), "--threads"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(c.args);
+    INFO("tapegrad " << c.args << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains(c.message));
+    CHECK_THAT(r.out, !Catch::Contains("nope.") && !Catch::Contains("internal error"));
+    CHECK(!fs::exists(dir / "o/checkpoint.npz"));
   }
 }
 
@@ -622,7 +660,7 @@ TEST_CASE("charlm trains, samples, writes its JSON, and resumes bit for bit", "[
   CHECK_THAT(e.out, Catch::Contains("tapegrad: error:") && Catch::Contains("charlm"));
 }
 
-TEST_CASE("charlm: every model trains; a recurrent model with dropout resumes bit for bit",
+TEST_CASE("charlm: every model trains, a recurrent model with dropout resumes bit for bit",
           "[cli][charlm]") {
   TempDir dir;
   const std::string words = write_word_list(dir);
@@ -697,4 +735,122 @@ TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoi
                      (dir / "o"));
   CHECK(f.status == 2);
   CHECK_THAT(f.out, Catch::Contains("not a checkpoint of `tapegrad charlm`"));
+}
+
+TEST_CASE("train and charlm: --resume refuses an option naming another value than the checkpoint's",
+          "[cli][checkpoint][errors]") {
+  // A resumed run is the checkpoint's run: its options were ignored without a word (a
+  // "--resume ck --lr 0.01" went on at the stored rate). The same value is accepted (the
+  // other tests resume with their full command lines); --epochs may change.
+  TempDir dir;
+  const std::string words = write_word_list(dir);
+  const std::string lm = " --words " + words + " --samples 0 --no-progress";
+  REQUIRE(run("charlm --epochs 1 --model bigram --batch 64 --out " + (dir / "lm") + lm).status ==
+          0);
+  const std::string ck = dir / "lm/checkpoint.npz";
+  for (const auto& [option, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--lr 0.5", "--lr 0.5 differs from the checkpoint's 0.05"},
+           {"--model lstm", "--model lstm differs from the checkpoint's bigram"},
+           {"--batch 32", "--batch 32 differs from the checkpoint's 64"},
+           {"--seed 4", "--seed 4 differs from the checkpoint's 0"}}) {
+    const auto r =
+        run("charlm --epochs 2 --resume " + ck + " --out " + (dir / "r") + lm + " " + option);
+    INFO(option << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + ck + ": " + message));
+    CHECK(!fs::exists(dir / "r/checkpoint.npz"));
+  }
+  const auto same = run("charlm --epochs 2 --resume " + ck + " --out " + (dir / "r") + lm +
+                        " --model bigram --lr 0.05");
+  INFO(same.out);
+  CHECK(same.status == 0);
+  const std::string train =
+      "train --resume " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --no-progress --out ";
+  for (const auto& [option, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--lr 0.5", "--lr 0.5 differs from the checkpoint's"},
+           {"--activation relu", "--activation relu differs from the checkpoint's tanh"},
+           {"--hidden 7", "--hidden 7 differs from the checkpoint's"},
+           {"--optimizer sgd", "--optimizer sgd differs from the checkpoint's"}}) {
+    const auto r = run(train + (dir / "t") + " --epochs 3 " + option);
+    INFO(option << "\n" << r.out);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + kLegacyCheckpoint + ": " + message));
+    CHECK(!fs::exists(dir / "t/checkpoint.npz"));
+  }
+  const auto more = run(train + (dir / "t") + " --epochs 3 --activation tanh");
+  INFO(more.out);
+  CHECK(more.status == 0);
+}
+
+TEST_CASE("a checkpoint whose epoch or history is corrupt loads nothing: inspect and resume exit 2",
+          "[cli][checkpoint][errors]") {
+  // Each history series holds one value per epoch done; a file that disagrees (a missing or
+  // short series, a negative epoch) is refused by name. inspect crashed on a charlm
+  // checkpoint without history.train_loss (back() of an empty vector), and --resume trained
+  // on from epoch -3.
+  TempDir dir;
+  const std::string words = write_word_list(dir);
+  const std::string lm =
+      " --words " + words + " --model bigram --batch 64 --samples 0 --no-progress";
+  REQUIRE(run("charlm --epochs 1 --out " + (dir / "lm") + lm).status == 0);
+  const auto charlm = tg::NpzArchive::load(dir / "lm/checkpoint.npz");
+  const auto legacy = tg::NpzArchive::load(kLegacyCheckpoint);
+  struct Case {
+    std::string file;
+    bool is_charlm;
+    std::function<void(tg::NpzArchive&)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases {
+    {"lm_no_train_loss.npz", true, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+     "history.train_loss"},
+        {"lm_short_dev.npz", true,
+         [](tg::NpzArchive& a) { a.put("history.dev_loss", tg::zeros({0}, tg::f64)); },
+         "history.dev_loss has 0 values, but the checkpoint has done 1 epochs"},
+        {"lm_negative.npz", true, [](tg::NpzArchive& a) { a.put_int("epoch", -3); },
+         "epoch = -3 is not valid"},
+        {"clf_no_train_loss.npz", false, [](tg::NpzArchive& a) { a.erase("history.train_loss"); },
+         "history.train_loss"},
+        {"clf_long_accuracy.npz", false,
+         [](tg::NpzArchive& a) { a.put("history.test_accuracy", tg::zeros({5}, tg::f64)); },
+         "history.test_accuracy has 5 values, but the checkpoint has done 2 epochs"},
+        {"clf_negative.npz", false, [](tg::NpzArchive& a) { a.put_int("epoch", -1); },
+         "epoch = -1 is not valid"},
+        {"clf_negative_hidden.npz", false,
+         [](tg::NpzArchive& a) { a.put_i64("config.hidden", {-4}); },
+         "its configuration: hidden layer sizes must be positive, got -4"},
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's allocator aborts on a size it cannot serve
+        // A size no memory holds: std::bad_alloc, an internal error (exit 1) before.
+        {"clf_huge_hidden.npz", false,
+         [](tg::NpzArchive& a) { a.put_i64("config.hidden", {int64_t{1} << 50}); },
+         "the model its configuration describes does not fit in memory"},
+#endif
+  };
+  for (const auto& c : cases) {
+    auto a = c.is_charlm ? charlm : legacy;
+    c.edit(a);
+    const std::string path = dir / c.file;
+    a.save(path);
+    const std::string resume =
+        c.is_charlm ? "charlm --resume " + path + " --epochs 2 --out " + (dir / "r") + lm
+                    : "train --resume " + path + " --csv " + kLegacyCsv + " --epochs 3 --out " +
+                          (dir / "r") + " --no-progress";
+    for (const std::string& args : {"inspect " + path, resume}) {
+      const auto r = run(args);
+      INFO("tapegrad " << args << "\n" << r.out);
+      CHECK(r.status == 2);
+      CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + path) && Catch::Contains(c.message));
+      CHECK(!fs::exists(dir / "r/checkpoint.npz"));
+    }
+  }
+  // A charlm checkpoint's sizes out of range (the bigram uses none, so inspect shows it).
+  auto a = charlm;
+  a.put_i64("charlm.sizes", {8, -3, 1, 0, 1, 20});
+  const std::string path = dir / "lm_negative_sizes.npz";
+  a.save(path);
+  const auto r = run("charlm --resume " + path + " --epochs 2 --out " + (dir / "r") + lm);
+  INFO(r.out);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.out, Catch::Contains("tapegrad: error: " + path +
+                                    ": its configuration: charlm: sizes must be positive"));
 }

@@ -2,8 +2,10 @@
 // values and gradients (f64 and f32, skipped when torch is not installed), typed errors, and the
 // second derivative of the recorded gradient ops.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
@@ -127,6 +129,48 @@ TEST_CASE("conv2d's chunk lanes: results do not depend on the thread count", "[c
   CHECK(blas_after_one == blas);
   CHECK(blas_after_two == blas);
   CHECK(tg::blas_threads() == blas);
+}
+
+TEST_CASE("conv2d's chunk lanes from two user threads at once: same results, BLAS count restored",
+          "[conv][threads]") {
+  // Two user threads each run conv2d forward and backward over chunk lanes (batch 12 at
+  // 14x14: chunks of 6 images, two lanes) at the same time as the other. OpenBLAS's thread
+  // count is process-wide: the lanes' guards share it (the first in sets 1, the last out
+  // restores it), so each thread's results are those of a run alone and the count is as it
+  // was afterwards. Under TSan (tests/sanitizers/run.sh) this also checks the pool and the
+  // guard for races.
+  const int threads = tg::num_threads(), blas = tg::blas_threads();
+  tg::set_num_threads(std::max(threads, 2));
+  const auto run = [](double k) {
+    const Var x = tg::param(pattern({12, 4, 14, 14}, 0.3 * k).to(tg::f32));
+    const Var w = tg::param(pattern({6, 2, 3, 3}, 0.7 * k).to(tg::f32));
+    const Var b = tg::param(pattern({6}, 1.1 * k).to(tg::f32));
+    const Var y = tg::conv2d(x, w, b, 1, 1, 1, 2);
+    tg::sum(y * tg::constant(pattern(y.shape(), 2.0).to(tg::f32))).backward();
+    return std::vector<std::vector<double>>{vals(y), vals(x.grad()), vals(w.grad()),
+                                            vals(b.grad())};
+  };
+  const auto alone1 = run(1.0), alone2 = run(2.0);
+  std::vector<std::vector<std::vector<double>>> got1, got2;
+  {
+    std::thread t1([&] {
+      for (int i = 0; i < 4; ++i) got1.push_back(run(1.0));
+    });
+    std::thread t2([&] {
+      for (int i = 0; i < 4; ++i) got2.push_back(run(2.0));
+    });
+    t1.join();
+    t2.join();
+  }
+  const int blas_after = tg::blas_threads();
+  tg::set_num_threads(threads);
+  REQUIRE(got1.size() == 4);
+  REQUIRE(got2.size() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(got1[static_cast<size_t>(i)] == alone1);
+    CHECK(got2[static_cast<size_t>(i)] == alone2);
+  }
+  CHECK(blas_after == blas);
 }
 
 TEST_CASE("conv ops match PyTorch", "[conv][oracle]") {

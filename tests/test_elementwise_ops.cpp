@@ -239,7 +239,7 @@ TEST_CASE("gelu in both modes, silu, mish, softsign: values and gradients", "[op
   CHECK(std::abs(mb[1]) < 1e-300);
 }
 
-TEST_CASE("round halves to even; sign, floor, ceil, round have a zero gradient",
+TEST_CASE("round halves to even, sign, floor, ceil, round have a zero gradient",
           "[ops][elementwise]") {
   const std::vector<double> halves{0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999999999999994, 3.7};
   const std::vector<double> even{0, 2, 2, -0.0, -2, -2, 0, 4};

@@ -136,7 +136,7 @@ TEST_CASE("crops of one tensor add their gradients into its sum in place", "[eng
   CHECK(g.value().to_vector() == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2});
 }
 
-TEST_CASE("retain_graph allows a second backward; without it the second one throws", "[engine]") {
+TEST_CASE("retain_graph allows a second backward, without it the second one throws", "[engine]") {
   Var x = scalar_param(3.0);
   Var y = tg::exp(x) * x;
   y.backward({.retain_graph = true});

@@ -210,7 +210,7 @@ TEST_CASE("per_sample_grad vectorized: Embedding + Linear and LayerNorm models m
   check_against_loop(ln2, ce_loss(ln2), {P({3, 3, 5}, 0.9), labels(3, 2)});
 }
 
-TEST_CASE("per_sample_grad vectorized: a layer called twice adds its calls up; frozen parameters") {
+TEST_CASE("per_sample_grad vectorized: a layer called twice adds its calls up, frozen parameters") {
   tg::Rng rng(8);
   struct Twice : tg::Layer {
     tg::Linear fc;

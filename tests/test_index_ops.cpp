@@ -137,7 +137,7 @@ TEST_CASE("gather, scatter, scatter_add, index_select, index_add", "[ops][index]
   CHECK_THROWS_AS(tg::index_select(x, 0, i64({2}, {1})), tg::IndexError);
 }
 
-TEST_CASE("embedding looks rows up; padding rows get no gradient", "[ops][index]") {
+TEST_CASE("embedding looks rows up, padding rows get no gradient", "[ops][index]") {
   const Var w = tg::param(pattern({4, 3}, 0.5));
   const Var ids = i64({3, 1, 1, 0, 3, 3}, {2, 3});
   const Var e = tg::embedding(ids, w, 3);

@@ -509,7 +509,7 @@ TEST_CASE("parameter groups: own options, own rates, state_dict per group") {
   CHECK(sgd.lr(1) == 0.3);
 }
 
-TEST_CASE("schedulers scale each group from its own initial rate; state keeps every base") {
+TEST_CASE("schedulers scale each group from its own initial rate, state keeps every base") {
   tg::Var w = tg::param(tg::zeros({2}, tg::f64)), b = tg::param(tg::zeros({1}, tg::f64));
   tg::SGD sgd(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {{"lr", 0.01}}}}, {.lr = 0.1});
   tg::StepLR step(sgd, 2, 0.5);

@@ -177,7 +177,7 @@ TEST_CASE("deferred tasks run by their callers do not pile up in the queue",
   CHECK(tg::detail::queued_async_tasks() <= 1);
 }
 
-TEST_CASE("a dropped or cancelled task never runs later; resizing keeps queued tasks",
+TEST_CASE("a dropped or cancelled task never runs later, resizing keeps queued tasks",
           "[parallel][threads]") {
   using tg::detail::Launch;
   ThreadCount tc(2);

@@ -593,4 +593,13 @@ TEST_CASE("recurrent modules: bad input throws typed errors naming the module", 
   CHECK_THROWS_AS(tg::GRUCell(0, 4, rng), tg::ShapeError);
   const std::vector<tg::Var> too_few(3);
   CHECK_THROWS_AS(lstm.forward_with(too_few, x), tg::ShapeError);
+  // forward_with takes a c_0 for every mode: a GRU or RNN has no cell state, so one given is
+  // refused (it was ignored without a word).
+  tg::GRU one(4, 3, rng);
+  const tg::Var gx = tg::constant(tg::zeros({5, 2, 4}));
+  const tg::Var c0 = tg::constant(tg::zeros({1, 2, 3}));
+  CHECK_THROWS_AS(one.forward_with(one.parameters(), gx, {}, c0), tg::Error);
+  CHECK_THROWS_WITH(one.forward_with(one.parameters(), gx, {}, c0),
+                    "GRU: c_0 is given, but only an LSTM has a cell state");
+  CHECK_NOTHROW(one.forward_with(one.parameters(), gx));
 }

@@ -40,7 +40,7 @@ unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 # ---- TSan: the threading tests ----
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTAPEGRAD_SANITIZE=thread -DTAPEGRAD_BUILD_BENCH=OFF -DTAPEGRAD_BUILD_APPS=OFF >/dev/null
-thread_tests=(test_engine test_reliability test_parallel test_tensor)
+thread_tests=(test_engine test_reliability test_parallel test_tensor test_conv)
 cmake --build build-tsan -j "$jobs" --target "${thread_tests[@]}"
 t3=$(date +%s)
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/$here/tsan.supp"
