@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,17 @@ namespace tg {
 // level's mutex and clears its slot (an atomic word) without reusing it; reading a tangent
 // on another thread (unpack_dual there) takes the mutex too. The slots live in chunks that
 // never move, so the owner appends to them while another thread clears one; the mutex
-// orders that thread's chunk lookup with the owner adding a chunk, and with the close.
+// orders that thread's chunk lookup with the owner adding a chunk, and with the close. The
+// chunks outlive a level, emptied, for the next one (a level per call, as func::jvp opens,
+// would otherwise allocate and clear them each time).
 namespace {
 constexpr uint32_t kChunkSlots = 1024;
+// A slot's tensor lives while the slot lists a node (constructed in place when it is taken,
+// destroyed when it is freed), so a free slot costs no tensor of its own.
 struct Slot {
   std::atomic<Node*> node{nullptr};
-  Tensor tangent;
+  alignas(Tensor) std::byte storage[sizeof(Tensor)];
+  Tensor& tangent() { return *std::launder(reinterpret_cast<Tensor*>(storage)); }
 };
 
 struct Level {
@@ -67,7 +73,7 @@ void forget_tangent(Node& n) noexcept {
   if (t_owner) {
     Slot& slot = l.slot(s);
     slot.node.store(nullptr, std::memory_order_relaxed);
-    const Tensor dropped = std::move(slot.tangent);
+    std::destroy_at(&slot.tangent());
     try {
       l.free_slots.push_back(s);
     } catch (...) {  // out of memory: the slot is not reused
@@ -78,7 +84,7 @@ void forget_tangent(Node& n) noexcept {
   if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(s)) return;
   Node* expected = &n;
   if (l.slot(s).node.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed))
-    const Tensor dropped = std::move(l.slot(s).tangent);
+    std::destroy_at(&l.slot(s).tangent());
 }
 
 void throw_no_jvp(const char* op) {
@@ -87,7 +93,7 @@ void throw_no_jvp(const char* op) {
 }
 
 namespace {
-// A free slot for n (which has no tangent), listing n; its tensor is empty.
+// A free slot for n (which has no tangent), listing n; its tensor is to be constructed.
 Slot& take_slot(Node& n) {
   if (!t_owner) throw Error("forward mode: no DualLevel is open on this thread");
   Level& l = level();
@@ -111,8 +117,10 @@ Slot& take_slot(Node& n) {
 
 // Stores `t` as n's tangent.
 void attach(Node& n, Var t) {
-  Tensor& slot = n.tangent_slot != 0 ? level().slot(n.tangent_slot).tangent : take_slot(n).tangent;
-  slot = t.value();
+  if (n.tangent_slot != 0)
+    level().slot(n.tangent_slot).tangent() = t.value();
+  else
+    ::new (take_slot(n).storage) Tensor(t.value());
   n.tangent = std::move(t);
 }
 
@@ -120,10 +128,10 @@ void attach(Node& n, Var t) {
 // mutex (an empty tensor once the level is closed).
 Tensor tangent_tensor(const Node& n) {
   Level& l = level();
-  if (t_owner) return l.slot(n.tangent_slot).tangent;
+  if (t_owner) return l.slot(n.tangent_slot).tangent();
   std::lock_guard<std::mutex> lock(l.mu);
   if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(n.tangent_slot)) return Tensor();
-  return l.slot(n.tangent_slot).tangent;
+  return l.slot(n.tangent_slot).tangent();
 }
 }  // namespace
 
@@ -158,26 +166,24 @@ void set_op_tangent(const char* op, const Var& out, Var t) {
 // nothing there. The rule with ops stays for the recorded case, so reverse mode can still
 // differentiate a tangent (reverse-over-forward); tests/test_gradcheck_ops.cpp compares the
 // two on every row of the gradcheck table.
-bool fused_tangents(const Var* const* inputs, size_t n, const Tensor** tangents,
-                    const Shape& shape) {
-  if (anomaly_enabled) return false;
+Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** tangents,
+                           const Var& out) {
+  if (anomaly_enabled) return nullptr;
+  const Tensor& y = out.value();
   Level& l = level();
   for (size_t i = 0; i < n; ++i) {
     const Var& v = *inputs[i];
     tangents[i] = nullptr;
-    if (v.shape() != shape) return false;
+    // The inputs broadcast to y: of its rank and size, they have its shape (unless empty).
+    const Tensor& x = v.value();
+    if (x.numel() != y.numel() || x.dim() != y.dim() || (y.numel() == 0 && x.shape() != y.shape()))
+      return nullptr;
     if (!has_tangent(v)) continue;
     const Node& node = *v.node();
-    if (grad_enabled && node.tangent.requires_grad()) return false;
-    tangents[i] = &l.slot(node.tangent_slot).tangent;
+    if (grad_enabled && node.tangent.requires_grad()) return nullptr;
+    tangents[i] = &l.slot(node.tangent_slot).tangent();
   }
-  return true;
-}
-
-Tensor* fused_tangent_slot(const Var& out) {
-  Tensor* t = &take_slot(*out.node()).tangent;
-  t->~Tensor();  // empty (a new slot's, or moved from): the kernel constructs it again
-  return t;
+  return reinterpret_cast<Tensor*>(take_slot(*out.node()).storage);
 }
 
 void sum_tangent(const FusedCtx& c, Tensor* dst, double s) {
@@ -221,19 +227,21 @@ DualLevel::~DualLevel() {
   std::vector<Var> dropped;  // destroyed after the lock: a dying tangent may hold duals
   {
     std::lock_guard<std::mutex> lock(l.mu);
-    for (uint32_t s = 1; s < l.used; ++s)
-      if (Node* n = l.slot(s).node.exchange(nullptr, std::memory_order_relaxed)) {
+    for (uint32_t s = 1; s < l.used; ++s) {
+      Slot& slot = l.slot(s);
+      if (Node* n = slot.node.exchange(nullptr, std::memory_order_relaxed)) {
         dropped.push_back(std::move(n->tangent));
         n->tangent_slot = 0;
+        std::destroy_at(&slot.tangent());  // a buffer: frees nothing else
       }
+    }
     l.open.store(false, std::memory_order_release);
   }
   t_owner = false;
   detail::fw_enabled = false;
   dropped.clear();  // a node dying here finds the level closed
   std::lock_guard<std::mutex> lock(l.mu);
-  l.chunks.clear();  // the tangent tensors with them
-  l.used = 1;
+  l.used = 1;  // the chunks (now empty) stay for the next level
   l.free_slots.clear();
 }
 

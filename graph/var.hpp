@@ -400,14 +400,12 @@ inline const Var& tangent_var(Node& n) {
     make_tangent_var(n);
   return n.tangent;
 }
-/// Whether an op's output tangent may come from its fused kernel: no AnomalyGuard, every
-/// input of the output's `shape`, and no tangent that wants a gradient while grad mode is
-/// on; fills `tangents` (null: none).
-bool fused_tangents(const Var* const* inputs, size_t n, const Tensor** tangents,
-                    const Shape& shape);
-/// The place of `out`'s tangent (it has none yet), for a fused kernel to construct the tensor
-/// in: the tangent has no Var of its own.
-Tensor* fused_tangent_slot(const Var& out);
+/// When an elementwise op's output tangent may come from its fused kernel (no AnomalyGuard,
+/// every input of the output's shape, no tangent that wants a gradient while grad mode is
+/// on), the place of `out`'s tangent for the kernel to construct the tensor in (it then has
+/// no Var of its own), with `tangents` filled (null: none); else null.
+Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** tangents,
+                           const Var& out);
 /// Sets one of this thread's mode flags for its lifetime and restores it after (the base of
 /// GradModeGuard, AnomalyGuard and FwModeGuard).
 class FlagGuard {
@@ -432,10 +430,11 @@ class FwSuspend : public FwModeGuard {
   FwSuspend() : FwModeGuard(false) {}
 };
 
-// (Out of line and cold: the recording path stays as small as it was without forward mode.)
+// (Out of line, behind an unlikely branch: the recording path stays as small as it was
+// without forward mode. Not cold: inside a level it is the hot path, fused kernels included.)
 template <class J, class It>
-[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
-                                                  J& jvp, bool recorded);
+[[gnu::noinline]] void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp,
+                                       bool recorded);
 
 template <class F, class J, class It>
 Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward, J&& jvp) {
@@ -470,8 +469,8 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward,
 }
 
 template <class J, class It>
-[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
-                                                  J& jvp, bool recorded) {
+[[gnu::noinline]] void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp,
+                                       bool recorded) {
   // An int or bool output (an index, a comparison) has no tangent.
   if (!is_floating(out.dtype())) return;
   constexpr size_t kInline = 4;
@@ -497,8 +496,9 @@ template <class J, class It>
     ();
     if constexpr (is_fused_jvp<std::decay_t<J>>) {  // elementwise ops: at most 2 inputs
       const Tensor* tangents[kInline];
-      if (!recorded && n <= kInline && fused_tangents(ins, n, tangents, out.shape()))
-        return jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, fused_tangent_slot(out));
+      if (!recorded && n <= kInline)
+        if (Tensor* dst = fused_tangent_slot(ins, n, tangents, out))
+          return jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
     }
     Var t;
     {
