@@ -11,7 +11,8 @@
 
 namespace tg::detail {
 
-// Each kernel constructs the output's tangent in `dst` (detail::FusedJvp).
+// Each kernel constructs the output's tangent in `dst` (detail::FusedJvp) after the last
+// thing that may throw.
 
 /// The tangent of a unary elementwise op: ty[i] = g(tx[i], y[i], x[i]), in one pass.
 template <class G>

@@ -497,8 +497,15 @@ template <class J, class It>
     if constexpr (is_fused_jvp<std::decay_t<J>>) {  // elementwise ops: at most 2 inputs
       const Tensor* tangents[kInline];
       if (!recorded && n <= kInline)
-        if (Tensor* dst = fused_tangent_slot(ins, n, tangents, out))
-          return jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
+        if (Tensor* dst = fused_tangent_slot(ins, n, tangents, out)) {
+          try {
+            jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
+          } catch (...) {  // (out of memory) before constructing: leave the slot valid
+            ::new (dst) Tensor();
+            throw;
+          }
+          return;
+        }
     }
     Var t;
     {
