@@ -7,16 +7,14 @@ namespace tg {
 
 Var add(const Var& a, const Var& b) {
   // d(a + b) = (dy, dy); the engine sums each back to its input's shape.
-  auto value = [&] {
-    return kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; });
-  };
-  if (Var y = detail::sum_fused(a, b, value, 1.0); y.defined()) return y;
   return record(
-      "add", value(), {a, b},
+      "add", kern::zip(a.value(), b.value(), "add", [](auto x, auto y) { return x + y; }), {a, b},
       [](const BackwardCtx&, const Var& dy) {
         return Grads{dy, dy};
       },
-      [](const JvpCtx& c) { return detail::add_defined(c.tangent(0), c.tangent(1)); });
+      detail::fused_jvp(
+          [](const JvpCtx& c) { return detail::add_defined(c.tangent(0), c.tangent(1)); },
+          [](const detail::FusedCtx& c, Tensor* t) { detail::sum_tangent(c, t, 1.0); }));
 }
 
 Var sum_to(const Var& x, const Shape& shape) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -13,40 +14,53 @@
 namespace tg {
 
 // Note [Tangent storage]
-// A value's tangent is a field of its node (Node::tangent), as PyTorch keeps it in the
-// tensor's autograd metadata: an op reads its inputs' tangents with one load each, and an
-// op with no tangent on any input pays nothing more (and outside a level, not even that:
-// one thread-local flag, detail::fw_enabled, guards it all). The open level lists the nodes
-// that hold a tangent (their slot is Node::tangent_slot); a node that dies first takes
-// itself off the list, and closing the level drops every listed tangent, so none survives
-// it. A node holding a tangent is recycled like any plain node (Note [Node recycling]): it
-// leaves the list and drops its tangent first.
+// A value's tangent belongs to its node, as PyTorch keeps it in the tensor's autograd
+// metadata; the node holds the number of its slot in the open level's list
+// (Node::tangent_slot, 0: no tangent), and the slot holds the tangent as a bare tensor. An
+// op reads its inputs' tangents through their slots, and an op with no tangent on any input
+// pays nothing more (and outside a level, not even that: one thread-local flag,
+// detail::fw_enabled, guards it all). A tangent that comes from a fused kernel (Note [Fused
+// tangents]) is that tensor alone: the op makes one node and two buffers, not a second
+// value. A tangent that is a value of its own (make_dual's, a JVP rule's result, which
+// reverse mode may differentiate) is also kept as a Var in Node::tangent; for a bare
+// tangent that Var is made on first use (a JVP rule reading it, unpack_dual), holding the
+// same buffer. A node that dies first takes itself off the list, and closing the level
+// drops every listed tangent, so none survives it. A node holding a tangent is recycled like
+// any plain node (Note [Node recycling]): it leaves the list and drops its tangent first.
 //
 // The level belongs to the thread that opened it, and only that thread adds to the list
 // (tangents propagate on it alone), so attaching a tangent and a node dying on that thread
 // take no lock: a freed slot goes on the owner's free list for the next attach. A node may
 // still die on another thread (a value handed to a worker): that rare path takes the
-// level's mutex and clears its slot (an atomic word) without reusing it. The slots live in
-// chunks that never move, so the owner appends to them while another thread clears one; the
-// mutex orders that thread's chunk lookup with the owner adding a chunk, and with the close.
+// level's mutex and clears its slot (an atomic word) without reusing it; reading a tangent
+// on another thread (unpack_dual there) takes the mutex too. The slots live in chunks that
+// never move, so the owner appends to them while another thread clears one; the mutex
+// orders that thread's chunk lookup with the owner adding a chunk, and with the close. The
+// chunks outlive a level, emptied, for the next one (a level per call, as func::jvp opens,
+// would otherwise allocate and clear them each time).
 namespace {
 constexpr uint32_t kChunkSlots = 1024;
-using Slot = std::atomic<Node*>;
+// A slot's tensor lives while the slot lists a node (constructed in place when it is taken,
+// destroyed when it is freed), so a free slot costs no tensor of its own.
+struct Slot {
+  std::atomic<Node*> node{nullptr};
+  alignas(Tensor) std::byte storage[sizeof(Tensor)];
+  Tensor& tangent() { return *std::launder(reinterpret_cast<Tensor*>(storage)); }
+};
 
 struct Level {
   std::mutex mu;  // open/close, adding a chunk, and a node dying on another thread
   std::atomic<bool> open{false};
   std::vector<std::unique_ptr<Slot[]>> chunks;  // slot s: chunks[s / kChunkSlots][s % ...]
   // The owner thread's alone:
-  uint32_t used = 0;                 // slots handed out
+  uint32_t used = 1;                 // slots handed out (slot 0 means "no tangent")
   std::vector<uint32_t> free_slots;  // handed out and freed again on the owner thread
 
   Slot& slot(uint32_t s) { return chunks[s / kChunkSlots][s % kChunkSlots]; }
+  bool has_chunk(uint32_t s) const { return s / kChunkSlots < chunks.size(); }
 };
-Level& level() {
-  static Level l;
-  return l;
-}
+constinit Level g_level;
+Level& level() { return g_level; }
 thread_local bool t_owner = false;  // this thread opened the level that is open
 }  // namespace
 
@@ -55,8 +69,11 @@ namespace detail {
 void forget_tangent(Node& n) noexcept {
   Level& l = level();
   const uint32_t s = n.tangent_slot;
+  n.tangent_slot = 0;
   if (t_owner) {
-    l.slot(s).store(nullptr, std::memory_order_relaxed);
+    Slot& slot = l.slot(s);
+    slot.node.store(nullptr, std::memory_order_relaxed);
+    std::destroy_at(&slot.tangent());
     try {
       l.free_slots.push_back(s);
     } catch (...) {  // out of memory: the slot is not reused
@@ -64,9 +81,10 @@ void forget_tangent(Node& n) noexcept {
     return;
   }
   std::lock_guard<std::mutex> lock(l.mu);
-  if (!l.open.load(std::memory_order_relaxed) || s / kChunkSlots >= l.chunks.size()) return;
+  if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(s)) return;
   Node* expected = &n;
-  l.slot(s).compare_exchange_strong(expected, nullptr, std::memory_order_relaxed);
+  if (l.slot(s).node.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed))
+    std::destroy_at(&l.slot(s).tangent());
 }
 
 void throw_no_jvp(const char* op) {
@@ -75,11 +93,8 @@ void throw_no_jvp(const char* op) {
 }
 
 namespace {
-void attach(Node& n, Var t) {
-  if (n.tangent.defined()) {
-    n.tangent = std::move(t);
-    return;
-  }
+// A free slot for n (which has no tangent), listing n; its tensor is to be constructed.
+Slot& take_slot(Node& n) {
   if (!t_owner) throw Error("forward mode: no DualLevel is open on this thread");
   Level& l = level();
   uint32_t s;
@@ -87,18 +102,43 @@ void attach(Node& n, Var t) {
     s = l.free_slots.back();
     l.free_slots.pop_back();
   } else {
-    if (l.used == l.chunks.size() * kChunkSlots) {
+    if (!l.has_chunk(l.used)) {
       auto chunk = std::make_unique<Slot[]>(kChunkSlots);
       std::lock_guard<std::mutex> lock(l.mu);
       l.chunks.push_back(std::move(chunk));
     }
     s = l.used++;
   }
-  l.slot(s).store(&n, std::memory_order_relaxed);
+  Slot& slot = l.slot(s);
+  slot.node.store(&n, std::memory_order_relaxed);
   n.tangent_slot = s;
+  return slot;
+}
+
+// Stores `t` as n's tangent.
+void attach(Node& n, Var t) {
+  if (n.tangent_slot != 0)
+    level().slot(n.tangent_slot).tangent() = t.value();
+  else
+    ::new (take_slot(n).storage) Tensor(t.value());
   n.tangent = std::move(t);
 }
+
+// The tensor in n's slot (n has a tangent). On another thread than the level's, under its
+// mutex (an empty tensor once the level is closed).
+Tensor tangent_tensor(const Node& n) {
+  Level& l = level();
+  if (t_owner) return l.slot(n.tangent_slot).tangent();
+  std::lock_guard<std::mutex> lock(l.mu);
+  if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(n.tangent_slot)) return Tensor();
+  return l.slot(n.tangent_slot).tangent();
+}
 }  // namespace
+
+void make_tangent_var(Node& n) {
+  Tensor t = tangent_tensor(n);
+  if (t.defined()) n.tangent = Var(value_node(std::move(t)));
+}
 
 void set_op_tangent(const char* op, const Var& out, Var t) {
   if (!t.defined()) return;
@@ -117,45 +157,49 @@ void set_op_tangent(const char* op, const Var& out, Var t) {
 // A JVP rule written with ops costs, per op, a second op's dispatch, allocation and call,
 // plus the rule's own context; on a small tensor that is as much as the value's op. When
 // nothing records (the common forward-mode use: grad mode off, or inputs and tangents that
-// want no gradient), an elementwise op computes its output's tangent with a raw kernel right
-// after its value (fuse_tangent / fused_dual): mul's t_a b + a t_b in one pass beside a b, a
-// unary op's tangent from its input and output in one pass, add and sub passing a single
-// tangent through. The rule with ops stays for the recorded case, so reverse mode can still
+// want no gradient), an elementwise op's tangent comes instead from a raw kernel given to
+// `record` beside the rule (detail::fused_jvp, graph/fused_tangent.hpp), run in record's
+// forward-mode branch right after the value: mul's t_a b + a t_b in one pass, a unary op's
+// tangent from its input and output in one pass, add and sub passing a single tangent's
+// buffer through. The tangent is stored as a bare tensor (Note [Tangent storage]). Being in
+// record's forward-mode branch, which an op outside a level never takes, the kernels cost
+// nothing there. The rule with ops stays for the recorded case, so reverse mode can still
 // differentiate a tangent (reverse-over-forward); tests/test_gradcheck_ops.cpp compares the
 // two on every row of the gradcheck table.
-bool fuse_tangent_ok(const VarRef* inputs, size_t n) {
-  if (anomaly_enabled) return false;
-  bool any = false;
+Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** tangents,
+                           const Var& out) {
+  if (anomaly_enabled) return nullptr;
+  const Tensor& y = out.value();
+  Level& l = level();
   for (size_t i = 0; i < n; ++i) {
-    const Var& v = inputs[i];
-    if (!v.defined()) continue;
-    const Var& t = v.node()->tangent;
-    if (grad_enabled && (v.requires_grad() || t.requires_grad())) return false;
-    any = any || t.defined();
+    const Var& v = *inputs[i];
+    tangents[i] = nullptr;
+    // The inputs broadcast to y: of its rank and size, they have its shape (unless empty).
+    const Tensor& x = v.value();
+    if (x.numel() != y.numel() || x.dim() != y.dim() || (y.numel() == 0 && x.shape() != y.shape()))
+      return nullptr;
+    if (!has_tangent(v)) continue;
+    const Node& node = *v.node();
+    if (grad_enabled && node.tangent.requires_grad()) return nullptr;
+    tangents[i] = &l.slot(node.tangent_slot).tangent();
   }
-  return any;
+  return reinterpret_cast<Tensor*>(take_slot(*out.node()).storage);
 }
 
-Var fused_dual(Tensor&& value, Var tangent) {
-  Var out(value_node(std::move(value)));
-  if (tangent.defined()) attach(*out.node(), std::move(tangent));
-  return out;
+void sum_tangent(const FusedCtx& c, Tensor* dst, double s) {
+  const Tensor *ta = c.tangents[0], *tb = c.tangents[1];
+  if (!tb)
+    ::new (dst) Tensor(*ta);
+  else if (!ta && s == 1.0)
+    ::new (dst) Tensor(*tb);
+  else if (!ta)
+    ::new (dst) Tensor(kern::map(*tb, "neg", [](auto q) { return -q; }));
+  else
+    ::new (dst)
+        Tensor(kern::zip(*ta, *tb, "add", [s](auto p, auto q) { return p + decltype(p)(s) * q; }));
 }
 
-Var sum_dual(const Var& a, const Var& b, Tensor&& y, double s) {
-  const Var &ta = a.node()->tangent, &tb = b.node()->tangent;
-  if (!tb.defined()) return fused_dual(std::move(y), ta);
-  if (!ta.defined() && s == 1.0) return fused_dual(std::move(y), tb);
-  Tensor t = ta.defined() ? kern::zip(ta.value(), tb.value(), "add",
-                                      [s](auto p, auto q) { return p + decltype(p)(s) * q; })
-                          : kern::map(tb.value(), "neg", [](auto q) { return -q; });
-  return fused_dual(std::move(y), Var(std::move(t)));
-}
-
-Var pass_fused_slow(const Var& x, Tensor& y) {
-  if (!fuse_tangent({x})) return Var();
-  return fused_dual(std::move(y), x.node()->tangent);
-}
+void pass_tangent(const FusedCtx& c, Tensor* dst) { ::new (dst) Tensor(*c.tangents[0]); }
 
 }  // namespace detail
 
@@ -183,17 +227,21 @@ DualLevel::~DualLevel() {
   std::vector<Var> dropped;  // destroyed after the lock: a dying tangent may hold duals
   {
     std::lock_guard<std::mutex> lock(l.mu);
-    for (uint32_t s = 0; s < l.used; ++s)
-      if (Node* n = l.slot(s).exchange(nullptr, std::memory_order_relaxed))
+    for (uint32_t s = 1; s < l.used; ++s) {
+      Slot& slot = l.slot(s);
+      if (Node* n = slot.node.exchange(nullptr, std::memory_order_relaxed)) {
         dropped.push_back(std::move(n->tangent));
+        n->tangent_slot = 0;
+        std::destroy_at(&slot.tangent());  // a buffer: frees nothing else
+      }
+    }
     l.open.store(false, std::memory_order_release);
   }
   t_owner = false;
   detail::fw_enabled = false;
   dropped.clear();  // a node dying here finds the level closed
   std::lock_guard<std::mutex> lock(l.mu);
-  l.chunks.clear();
-  l.used = 0;
+  l.used = 1;  // the chunks (now empty) stay for the next level
   l.free_slots.clear();
 }
 
@@ -230,7 +278,7 @@ UnpackedDual unpack_dual(const Var& v) {
   detail::FwSuspend off;
   Var primal = record("unpack_dual", v.value(), {v},
                       [](const BackwardCtx&, const Var& dy) { return Grads{dy}; });
-  return {primal, v.node()->tangent};
+  return {primal, detail::tangent_var(*v.node())};
 }
 
 }  // namespace fwd

@@ -50,7 +50,7 @@ void Node::reset_for_reuse() noexcept {
 // destructor below this one returns at once.
 Node::~Node() {
   detail::g_live_nodes_counter.add(-1);
-  if (tangent.defined()) [[unlikely]]
+  if (tangent_slot != 0) [[unlikely]]
     detail::forget_tangent(*this);
   if (inputs.empty() && !grad.defined() && !pending.defined()) return;
   std::vector<NodePtr> stack;

@@ -203,8 +203,10 @@ class Node {
   bool has_fn = false;        // made by record: apply() is the op's backward formula
   bool retains_grad = false;  // a non-leaf that also keeps its gradient in `grad`
   bool released = false;      // a backward without retain_graph freed its inputs and hooks
-  // Forward mode (graph/forward_ad.hpp): the tangent of `value` while a DualLevel is open,
-  // and its slot in the level's list (Note [Tangent storage] in graph/forward_ad.cpp).
+  // Forward mode (graph/forward_ad.hpp): while a DualLevel is open, the slot in the level's
+  // list that holds the tangent of `value` (0: none), and the tangent as a Var when it has
+  // one (a JVP rule's result, or made on demand; Note [Tangent storage] in
+  // graph/forward_ad.cpp).
   uint32_t tangent_slot = 0;
   Var tangent;
   // The buffer versions of the inputs and, last, of the output when the op was recorded
@@ -314,11 +316,8 @@ class JvpCtx {
   const Shape& input_shape(size_t i) const { return inputs_[i]->shape(); }
   size_t num_inputs() const { return n_; }
   /// The tangent of input `i`; undefined means zero.
-  const Var& tangent(size_t i) const {
-    const Var& v = *inputs_[i];
-    return v.defined() ? v.node()->tangent : none_;
-  }
-  bool has_tangent(size_t i) const { return tangent(i).defined(); }
+  inline const Var& tangent(size_t i) const;
+  inline bool has_tangent(size_t i) const;
   /// The tangent of input `i`, zeros of its shape when it has none (for a rule that needs
   /// every operand, as concat's).
   Var tangent_or_zeros(size_t i) const;
@@ -330,6 +329,35 @@ class JvpCtx {
   const Var& output_;
   static inline const Var none_{};
 };
+
+namespace detail {
+/// What a fused tangent kernel sees (Note [Fused tangents] in graph/forward_ad.cpp): the
+/// op's inputs, their tangents as tensors (null: none) and the output's value, all of one
+/// shape.
+struct FusedCtx {
+  const Var* const* inputs;
+  const Tensor* const* tangents;
+  size_t n;
+  const Tensor& y;
+};
+/// A JVP rule with a fused kernel: `rule` as any JVP rule (it runs whenever the op is
+/// recorded, so its tangent can be differentiated, and for operands that broadcast);
+/// `kernel(const FusedCtx& c, Tensor* dst)`, run instead when nothing records, constructs
+/// the output's tangent, computed with raw kernels, in the uninitialized `dst`.
+template <class R, class K>
+struct FusedJvp {
+  R rule;
+  K kernel;
+};
+template <class R, class K>
+FusedJvp<R, K> fused_jvp(R rule, K kernel) {
+  return {std::move(rule), std::move(kernel)};
+}
+template <class J>
+inline constexpr bool is_fused_jvp = false;
+template <class R, class K>
+inline constexpr bool is_fused_jvp<FusedJvp<R, K>> = true;
+}  // namespace detail
 
 namespace detail {
 /// A node holding `value` and nothing else (a leaf, or an op result nothing records): a
@@ -364,7 +392,20 @@ struct NoJvp {};
 [[noreturn]] void throw_no_jvp(const char* op);
 void forget_tangent(Node& n) noexcept;  // a dying node leaves the level's list
 void set_op_tangent(const char* op, const Var& out, Var tangent);
-inline bool has_tangent(const Var& v) { return v.defined() && v.node()->tangent.defined(); }
+inline bool has_tangent(const Var& v) { return v.defined() && v.node()->tangent_slot != 0; }
+/// The tangent of a node that has one, as a Var (made on first use from the stored tensor).
+void make_tangent_var(Node& n);
+inline const Var& tangent_var(Node& n) {
+  if (!n.tangent.defined()) [[unlikely]]
+    make_tangent_var(n);
+  return n.tangent;
+}
+/// When an elementwise op's output tangent may come from its fused kernel (no AnomalyGuard,
+/// every input of the output's shape, no tangent that wants a gradient while grad mode is
+/// on), the place of `out`'s tangent for the kernel to construct the tensor in (it then has
+/// no Var of its own), with `tangents` filled (null: none); else null.
+Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** tangents,
+                           const Var& out);
 /// Sets one of this thread's mode flags for its lifetime and restores it after (the base of
 /// GradModeGuard, AnomalyGuard and FwModeGuard).
 class FlagGuard {
@@ -389,10 +430,11 @@ class FwSuspend : public FwModeGuard {
   FwSuspend() : FwModeGuard(false) {}
 };
 
-// (Out of line and cold: the recording path stays as small as it was without forward mode.)
+// (Out of line, behind an unlikely branch: the recording path stays as small as it was
+// without forward mode. Not cold: inside a level it is the hot path, fused kernels included.)
 template <class J, class It>
-[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
-                                                  J& jvp);
+[[gnu::noinline]] void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp,
+                                       bool recorded);
 
 template <class F, class J, class It>
 Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward, J&& jvp) {
@@ -405,7 +447,7 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward,
   if (!records(first, last) || !is_floating(value.dtype())) {
     Var out(value_node(std::move(value)));
     if (fw_enabled) [[unlikely]]
-      forward_tangent(op, out, first, last, jvp);
+      forward_tangent(op, out, first, last, jvp, false);
     return out;
   }
   NodePtr node = NodePtr::make<FnNode<std::decay_t<F>>>(std::forward<F>(backward));
@@ -422,29 +464,53 @@ Var record_impl(const char* op, Tensor&& value, It first, It last, F&& backward,
   finish_record(*node);
   Var out(std::move(node));
   if (fw_enabled) [[unlikely]]
-    forward_tangent(op, out, first, last, jvp);
+    forward_tangent(op, out, first, last, jvp, true);
   return out;
 }
 
 template <class J, class It>
-[[gnu::noinline, gnu::cold]] void forward_tangent(const char* op, const Var& out, It first, It last,
-                                                  J& jvp) {
-  SmallVector<const Var*, 3> ins;
-  bool any = false;
-  for (It it = first; it != last; ++it) {
-    const Var& v = static_cast<const Var&>(*it);
-    ins.push_back(&v);
-    any = any || has_tangent(v);
-  }
+[[gnu::noinline]] void forward_tangent(const char* op, const Var& out, It first, It last, J& jvp,
+                                       bool recorded) {
   // An int or bool output (an index, a comparison) has no tangent.
-  if (!any || !is_floating(out.dtype())) return;
+  if (!is_floating(out.dtype())) return;
+  constexpr size_t kInline = 4;
+  const size_t n = static_cast<size_t>(last - first);
+  const Var* inline_ins[kInline];
+  std::vector<const Var*> heap_ins(n > kInline ? n : 0);
+  const Var** ins = n > kInline ? heap_ins.data() : inline_ins;
+  bool any = false;
+  for (size_t i = 0; i < n; ++i) {
+    ins[i] = &static_cast<const Var&>(first[i]);
+    any = any || has_tangent(*ins[i]);
+  }
+  if (!any) return;
   if constexpr (std::is_same_v<std::decay_t<J>, NoJvp>) {
     throw_no_jvp(op);
   } else {
+    auto& rule = [&]() -> auto& {
+      if constexpr (is_fused_jvp<std::decay_t<J>>)
+        return jvp.rule;
+      else
+        return jvp;
+    }
+    ();
+    if constexpr (is_fused_jvp<std::decay_t<J>>) {  // elementwise ops: at most 2 inputs
+      const Tensor* tangents[kInline];
+      if (!recorded && n <= kInline)
+        if (Tensor* dst = fused_tangent_slot(ins, n, tangents, out)) {
+          try {
+            jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
+          } catch (...) {  // (out of memory) before constructing: leave the slot valid
+            ::new (dst) Tensor();
+            throw;
+          }
+          return;
+        }
+    }
     Var t;
     {
       FwSuspend off;
-      t = jvp(JvpCtx(ins.data(), ins.size(), out));
+      t = rule(JvpCtx(ins, n, out));
     }
     set_op_tangent(op, out, std::move(t));
   }
@@ -452,6 +518,12 @@ template <class J, class It>
 }  // namespace detail
 
 [[noreturn]] void throw_undefined(const char* what);
+
+const Var& JvpCtx::tangent(size_t i) const {
+  const Var& v = *inputs_[i];
+  return detail::has_tangent(v) ? detail::tangent_var(*v.node()) : none_;
+}
+bool JvpCtx::has_tangent(size_t i) const { return detail::has_tangent(*inputs_[i]); }
 
 inline bool Var::requires_grad() const { return node_ && node_->requires_grad; }
 
@@ -471,23 +543,6 @@ class VarRef {
  private:
   const Var* v_;
 };
-
-namespace detail {
-bool fuse_tangent_ok(const VarRef* inputs, size_t n);
-/// Whether an op on `inputs` may compute its value and its output's tangent together with
-/// raw kernels, instead of recording and running its JVP rule (Note [Fused tangents] in
-/// graph/forward_ad.cpp): one input has a tangent, and nothing would be recorded (grad mode
-/// is off, or no input and no tangent wants a gradient) or checked (AnomalyGuard). Outside a
-/// level it costs one thread-local flag test.
-inline bool fuse_tangent(std::initializer_list<VarRef> inputs) {
-  if (!fw_enabled) [[likely]]
-    return false;
-  return fuse_tangent_ok(inputs.begin(), inputs.size());
-}
-/// The result of a fused op: `value` (nothing recorded) with its tangent, of its shape and
-/// dtype.
-Var fused_dual(Tensor&& value, Var tangent);
-}  // namespace detail
 
 /// Records an op: its output value, its inputs and its backward formula (a callable
 /// `Grads(const BackwardCtx&, const Var& grad_output)` returning one gradient per
@@ -526,6 +581,14 @@ Var record_symmetric(const char* op, Tensor value, const Var& x, A apply) {
       op, std::move(value), {x},
       [apply](const BackwardCtx& c, const Var& dy) { return Grads{apply(c, dy)}; },
       [apply](const JvpCtx& c) { return apply(c, c.tangent(0)); });
+}
+/// The same with a fused tangent kernel (detail::FusedJvp) for when nothing records.
+template <class A, class K>
+Var record_symmetric(const char* op, Tensor value, const Var& x, A apply, K kernel) {
+  return record(
+      op, std::move(value), {x},
+      [apply](const BackwardCtx& c, const Var& dy) { return Grads{apply(c, dy)}; },
+      fused_jvp([apply](const JvpCtx& c) { return apply(c, c.tangent(0)); }, std::move(kernel)));
 }
 }  // namespace detail
 

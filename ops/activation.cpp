@@ -133,25 +133,21 @@ Var sigmoid(const Var& x) {
     using T = typename decltype(b)::value_type;
     return T(1) / (T(1) + xsimd::exp(-b));
   });
-  if (Var r = detail::unary_fused(
-          x, y, "sigmoid", [](auto t, auto v, auto) { return t * v * (decltype(v)(1) - v); });
-      r.defined())
-    return r;
-  return detail::record_symmetric("sigmoid", std::move(y), x, [](const auto& c, const Var& dy) {
-    return sigmoid_backward(dy, c.output());
-  });
+  return detail::record_symmetric(
+      "sigmoid", std::move(y), x,
+      [](const auto& c, const Var& dy) { return sigmoid_backward(dy, c.output()); },
+      detail::unary_tangent("sigmoid",
+                            [](auto t, auto v, auto) { return t * v * (decltype(v)(1) - v); }));
 }
 
 Var tanh(const Var& x) {
   // dx = dy * (1 - y^2)
   Tensor y = kern::simd_map(x.value(), "tanh", [](auto b) { return xsimd::tanh(b); });
-  if (Var r = detail::unary_fused(
-          x, y, "tanh", [](auto t, auto v, auto) { return t * (decltype(v)(1) - v * v); });
-      r.defined())
-    return r;
-  return detail::record_symmetric("tanh", std::move(y), x, [](const auto& c, const Var& dy) {
-    return tanh_backward(dy, c.output());
-  });
+  return detail::record_symmetric(
+      "tanh", std::move(y), x,
+      [](const auto& c, const Var& dy) { return tanh_backward(dy, c.output()); },
+      detail::unary_tangent("tanh",
+                            [](auto t, auto v, auto) { return t * (decltype(v)(1) - v * v); }));
 }
 
 Var relu(const Var& x) {
@@ -161,15 +157,12 @@ Var relu(const Var& x) {
     using T = decltype(v);
     return v > T(0) || v != v ? v : T(0);
   });
-  // (relu_backward's rule: the tangent passes where x > 0 or is NaN)
-  if (Var r = detail::unary_fused(
-          x, y, "relu",
-          [](auto t, auto, auto u) { return u <= decltype(u)(0) ? decltype(u)(0) : t; });
-      r.defined())
-    return r;
-  return detail::record_symmetric("relu", std::move(y), x, [](const auto& c, const Var& dy) {
-    return relu_backward(dy, c.input(0), 0.0);
-  });
+  return detail::record_symmetric(
+      "relu", std::move(y), x,
+      [](const auto& c, const Var& dy) { return relu_backward(dy, c.input(0), 0.0); },
+      // relu_backward's rule: the tangent passes where x > 0 or is NaN
+      detail::unary_tangent(
+          "relu", [](auto t, auto, auto u) { return u <= decltype(u)(0) ? decltype(u)(0) : t; }));
 }
 
 Var leaky_relu(const Var& x, double negative_slope) {

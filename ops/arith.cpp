@@ -10,70 +10,64 @@ namespace tg {
 
 Var sub(const Var& a, const Var& b) {
   // d(a - b) = (dy, -dy)
-  auto value = [&] {
-    return kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; });
-  };
-  if (Var y = detail::sum_fused(a, b, value, -1.0); y.defined()) return y;
   return record(
-      "sub", value(), {a, b},
+      "sub", kern::zip(a.value(), b.value(), "sub", [](auto x, auto y) { return x - y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
         return Grads{dy, c.needs_grad(1) ? neg(dy) : Var()};
       },
-      [](const JvpCtx& c) {
-        const Var& tb = c.tangent(1);
-        return detail::add_defined(c.tangent(0), tb.defined() ? neg(tb) : Var());
-      });
+      detail::fused_jvp(
+          [](const JvpCtx& c) {
+            const Var& tb = c.tangent(1);
+            return detail::add_defined(c.tangent(0), tb.defined() ? neg(tb) : Var());
+          },
+          [](const detail::FusedCtx& c, Tensor* t) { detail::sum_tangent(c, t, -1.0); }));
 }
 
 Var mul(const Var& a, const Var& b) {
   // d(a * b) = (dy * b, dy * a)
-  if (Var y = detail::binary_fused(
-          a, b, "mul", [](auto x, auto y) { return x * y; },
-          [](auto t, auto, auto y) { return t * y; }, [](auto t, auto x, auto) { return x * t; });
-      y.defined())
-    return y;
   return record(
       "mul", kern::zip(a.value(), b.value(), "mul", [](auto x, auto y) { return x * y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
         return Grads{c.needs_grad(0) ? mul(dy, c.input(1)) : Var(),
                      c.needs_grad(1) ? mul(dy, c.input(0)) : Var()};
       },
-      [](const JvpCtx& c) {  // ta * b + a * tb
-        const Var &ta = c.tangent(0), &tb = c.tangent(1);
-        return detail::add_defined(ta.defined() ? mul(ta, c.input(1)) : Var(),
-                                   tb.defined() ? mul(c.input(0), tb) : Var());
-      });
+      detail::fused_jvp(
+          [](const JvpCtx& c) {  // ta * b + a * tb
+            const Var &ta = c.tangent(0), &tb = c.tangent(1);
+            return detail::add_defined(ta.defined() ? mul(ta, c.input(1)) : Var(),
+                                       tb.defined() ? mul(c.input(0), tb) : Var());
+          },
+          detail::binary_tangent(
+              "mul", [](auto t, auto, auto y) { return t * y; },
+              [](auto t, auto x, auto) { return x * t; })));
 }
 
 Var div(const Var& a, const Var& b) {
   // y = a / b: (dy / b, -dy * y / b)
-  if (Var y = detail::binary_fused(
-          a, b, "div", [](auto x, auto y) { return x / y; },
-          [](auto t, auto, auto y) { return t / y; },
-          [](auto t, auto x, auto y) { return -(x / y) * t / y; });
-      y.defined())
-    return y;
   return record(
       "div", kern::zip(a.value(), b.value(), "div", [](auto x, auto y) { return x / y; }), {a, b},
       [](const BackwardCtx& c, const Var& dy) {
         return Grads{c.needs_grad(0) ? div(dy, c.input(1)) : Var(),
                      c.needs_grad(1) ? neg(div(mul(dy, c.output()), c.input(1))) : Var()};
       },
-      [](const JvpCtx& c) {  // (ta - y * tb) / b
-        const Var &ta = c.tangent(0), &tb = c.tangent(1);
-        const Var num = tb.defined() ? neg(mul(c.output(), tb)) : Var();
-        return div(detail::add_defined(ta, num), c.input(1));
-      });
+      detail::fused_jvp(
+          [](const JvpCtx& c) {  // (ta - y * tb) / b
+            const Var &ta = c.tangent(0), &tb = c.tangent(1);
+            const Var num = tb.defined() ? neg(mul(c.output(), tb)) : Var();
+            return div(detail::add_defined(ta, num), c.input(1));
+          },
+          detail::binary_tangent(
+              "div", [](auto t, auto, auto y) { return t / y; },
+              [](auto t, auto x, auto y) { return -(x / y) * t / y; })));
 }
 
 Var neg(const Var& x) {
   // d(-x) = -dy
   Tensor y = kern::map(x.value(), "neg", [](auto v) { return -v; });
-  if (Var r = detail::unary_fused(x, y, "neg", [](auto t, auto, auto) { return -t; }); r.defined())
-    return r;
   return record(
       "neg", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{neg(dy)}; },
-      [](const JvpCtx& c) { return neg(c.tangent(0)); });
+      detail::fused_jvp([](const JvpCtx& c) { return neg(c.tangent(0)); },
+                        detail::unary_tangent("neg", [](auto t, auto, auto) { return -t; })));
 }
 
 Var pow(const Var& x, double p) {
@@ -166,10 +160,9 @@ Var add_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "add_scalar", [ts](T v) { return v + ts; });
   });
-  if (Var r = detail::pass_fused(x, y); r.defined()) return r;
   return record(
       "add_scalar", std::move(y), {x}, [](const BackwardCtx&, const Var& dy) { return Grads{dy}; },
-      [](const JvpCtx& c) { return c.tangent(0); });
+      detail::fused_jvp([](const JvpCtx& c) { return c.tangent(0); }, detail::pass_tangent));
 }
 
 Var mul_scalar(const Var& x, double s) {
@@ -178,14 +171,12 @@ Var mul_scalar(const Var& x, double s) {
     const T ts = static_cast<T>(s);
     return kern::map(x.value(), "mul_scalar", [ts](T v) { return v * ts; });
   });
-  if (Var r = detail::unary_fused(x, y, "mul_scalar",
-                                  [s](auto t, auto, auto) { return t * decltype(t)(s); });
-      r.defined())
-    return r;
   return record(
       "mul_scalar", std::move(y), {x},
       [s](const BackwardCtx&, const Var& dy) { return Grads{mul_scalar(dy, s)}; },
-      [s](const JvpCtx& c) { return mul_scalar(c.tangent(0), s); });
+      detail::fused_jvp([s](const JvpCtx& c) { return mul_scalar(c.tangent(0), s); },
+                        detail::unary_tangent(
+                            "mul_scalar", [s](auto t, auto, auto) { return t * decltype(t)(s); })));
 }
 
 Var operator+(const Var& a, const Var& b) { return add(a, b); }

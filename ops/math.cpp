@@ -18,21 +18,17 @@ namespace tg {
 Var exp(const Var& x) {
   // d exp(x) = dy * y
   Tensor y = kern::simd_map(x.value(), "exp", [](auto b) { return xsimd::exp(b); });
-  if (Var r = detail::unary_fused(x, y, "exp", [](auto t, auto v, auto) { return t * v; });
-      r.defined())
-    return r;
-  return detail::record_symmetric("exp", std::move(y), x,
-                                  [](const auto& c, const Var& dy) { return mul(dy, c.output()); });
+  return detail::record_symmetric(
+      "exp", std::move(y), x, [](const auto& c, const Var& dy) { return mul(dy, c.output()); },
+      detail::unary_tangent("exp", [](auto t, auto v, auto) { return t * v; }));
 }
 
 Var log(const Var& x) {
   // d log(x) = dy / x
   Tensor y = kern::simd_map(x.value(), "log", [](auto b) { return xsimd::log(b); });
-  if (Var r = detail::unary_fused(x, y, "log", [](auto t, auto, auto u) { return t / u; });
-      r.defined())
-    return r;
-  return detail::record_symmetric("log", std::move(y), x,
-                                  [](const auto& c, const Var& dy) { return div(dy, c.input(0)); });
+  return detail::record_symmetric(
+      "log", std::move(y), x, [](const auto& c, const Var& dy) { return div(dy, c.input(0)); },
+      detail::unary_tangent("log", [](auto t, auto, auto u) { return t / u; }));
 }
 
 Var sqrt(const Var& x) {

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
@@ -196,6 +197,55 @@ TEST_CASE("forward mode: checkpoint's JVP re-runs its function with the tangents
   }
   REQUIRE(checkpointed.defined());
   tgtest::check_close(vals(checkpointed), vals(plain), 1e-15);
+}
+
+TEST_CASE("forward mode: a fused tangent is a bare tensor, no value of its own", "[forward_ad]") {
+  // Note [Tangent storage] / [Fused tangents]: when nothing records, an elementwise op's
+  // tangent lives in the level's slot, so each op makes one node; a JVP rule that reads it
+  // later (sin has no fused kernel) sees it as a Var.
+  const Var x = tg::constant(tg::tensor({0.3, -0.7}, {2}, tg::f64));
+  const Var t = tg::constant(tg::tensor({1.0, 2.0}, {2}, tg::f64));
+  const Var w = tg::constant(tg::tensor({0.9, 1.1}, {2}, tg::f64));
+  tg::NoGradGuard no_grad;
+  fwd::DualLevel level;
+  std::vector<Var> ys{fwd::make_dual(x, t)};
+  const int64_t before = tg::debug::live_nodes();
+  for (int i = 0; i < 8; ++i) ys.push_back(tg::sigmoid(ys.back() * w + w));
+  CHECK(tg::debug::live_nodes() - before == 8);  // one node per value kept, none per tangent
+  // d sin(y) = cos(y) ty, through sin's rule reading the bare tangent of y.
+  const Var y = ys.back();
+  const Var ty = fwd::unpack_dual(y).tangent;
+  REQUIRE(ty.defined());
+  const Var ts = fwd::unpack_dual(tg::sin(y)).tangent;
+  REQUIRE(ts.defined());
+  CHECK(tg::allclose(ts.value(), (tg::cos(y.detach()) * ty).value(), 1e-14, 1e-14));
+  // The chain rule by hand: ty_{k+1} = s (1 - s) w ty_k.
+  Tensor want = t.value().clone();
+  for (size_t k = 1; k < ys.size(); ++k) {
+    const Tensor s = ys[k].value();
+    want = (tg::constant(s) * (1.0 - tg::constant(s)) * w * tg::constant(want)).value();
+  }
+  CHECK(tg::allclose(ty.value(), want, 1e-14, 1e-14));
+}
+
+TEST_CASE("forward mode: levels reuse their slots; values may die on another thread",
+          "[forward_ad]") {
+  const Var x = tg::constant(tg::tensor({0.5}, {1}, tg::f64));
+  tg::NoGradGuard no_grad;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Var> keep;
+    Var handed;
+    {
+      fwd::DualLevel level;
+      Var d = fwd::make_dual(x, tg::constant(tg::full({1}, 1.0 + round, tg::f64)));
+      for (int i = 0; i < 2500; ++i) keep.push_back(d = d * 1.0 + 0.0);  // past one chunk
+      handed = tg::exp(d);
+      std::thread([v = std::move(handed)]() mutable { v = Var(); }).join();  // dies there
+      for (size_t i = 0; i < keep.size(); i += 500)
+        CHECK(vals(fwd::unpack_dual(keep[i]).tangent) == std::vector<double>{1.0 + round});
+    }
+    for (const Var& v : keep) REQUIRE_FALSE(fwd::unpack_dual(v).tangent.defined());
+  }
 }
 
 TEST_CASE("forward mode matches torch.autograd.forward_ad", "[forward_ad][oracle]") {
