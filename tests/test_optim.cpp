@@ -445,6 +445,29 @@ TEST_CASE("clip_grad_norm returns the total norm and scales all gradients togeth
   b.set_grad(tg::constant(tg::tensor({NAN}, {1}, tg::f64)));
   CHECK_THROWS_AS(tg::clip_grad_norm({a, b}, 1.0, 2.0, true), tg::Error);
 
+  // Without the error, a NaN total makes every gradient NaN (torch's clamp(NaN, max=1)).
+  a.set_grad(tg::constant(tg::tensor({3, 0}, {2}, tg::f64)));
+  CHECK(std::isnan(tg::clip_grad_norm({a, b}, 1.0)));
+  CHECK(std::isnan(values(a.grad())[0]));
+  CHECK(std::isnan(values(a.grad())[1]));
+  // Norms of other orders, as torch.nn.utils.clip_grad_norm_ gives them for grads
+  // [1, 0.5, -2] and [3, 4]: -inf is the smallest magnitude, p = -1 (sum |g|^-1)^-1.
+  auto grads = [&] {
+    a.set_grad(tg::constant(tg::tensor({1, 0.5}, {2}, tg::f64)));
+    b.set_grad(tg::constant(tg::tensor({-2, 3, 4}, {3}, tg::f64)));
+  };
+  b = tg::param(tg::zeros({3}, tg::f64));
+  grads();
+  CHECK(tg::clip_grad_norm({a, b}, 1.0, -INFINITY) == 0.5);
+  CHECK(values(b.grad())[2] == 4.0);
+  grads();
+  const double harmonic = 1.0 / (1.0 + 2.0 + 0.5 + 1.0 / 3.0 + 0.25);
+  CHECK(tg::clip_grad_norm({a, b}, 0.1, -1.0) == Approx(harmonic).epsilon(1e-14));
+  CHECK(values(a.grad())[1] == Approx(0.5 * 0.1 / (harmonic + 1e-6)).epsilon(1e-14));
+  for (double bad : {0.0, double(NAN)})
+    CHECK_THROWS_WITH(tg::clip_grad_norm({a, b}, 1.0, bad),
+                      Catch::Contains("clip_grad_norm: norm_type"));
+
   a.set_grad(tg::constant(tg::tensor({-3, 0.5}, {2}, tg::f64)));
   tg::clip_grad_value({a}, 1.0);
   CHECK((values(a.grad()) == std::vector<double>{-1.0, 0.5}));
