@@ -84,6 +84,27 @@ TEST_CASE("bad IDX files fail with the file name and the problem", "[data][error
   CHECK_THROWS_WITH(tg::data::read_idx(dir.file("missing.idx")), Catch::Contains("no such file"));
 }
 
+TEST_CASE("an IDX file cut at any byte throws DataError naming it", "[data][errors]") {
+  TempDir dir;
+  const auto good = idx_bytes({3, 5}, std::vector<unsigned char>(15, 7));
+  const std::string gz_good = [&] {
+    write_gz(dir.file("g.gz"), good);
+    std::ifstream g(dir.file("g.gz"), std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(g)), {});
+  }();
+  for (const std::string* bytes : {&good, &gz_good}) {
+    for (size_t cut = 0; cut < bytes->size(); ++cut) {
+      const std::string p = dir.file("cut_" + std::to_string(cut));
+      write_plain(p, bytes->substr(0, cut));
+      INFO((bytes == &good ? "plain" : "gzip") << " file cut to " << cut << " bytes");
+      CHECK_THROWS_AS(tg::data::read_idx(p), DataError);
+      CHECK_THROWS_WITH(
+          tg::data::read_idx(p),
+          Catch::Contains(p) && (Catch::Contains("truncated") || Catch::Contains("corrupt")));
+    }
+  }
+}
+
 TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist", "[data]") {
   if (!fs::exists(tg::data::kFashionMnistDir)) {
     WARN("SKIPPED: " << tg::data::kFashionMnistDir << " is absent (package dataset-fashion-mnist)");
