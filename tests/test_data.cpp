@@ -158,6 +158,15 @@ TEST_CASE("bad CSV files fail naming file, line and column", "[data][errors]") {
   expect("header_only.csv", "a,b\n", "no data rows");
   expect("partial.csv", "a,b\n1,2x\n", "'2x'");
   CHECK_THROWS_WITH(tg::data::read_csv(dir.file("none.csv")), Catch::Contains("cannot open"));
+  expect("twice.csv", "a,b,a\n1,2,3\n", ":1: column name 'a' appears twice");
+  // A finite double outside float32's range would become an infinity in the f32 dataset.
+  write_plain(dir.file("big.csv"), "a,l\n1,0\n-1e300,1\n");
+  const auto big = tg::data::read_csv(dir.file("big.csv"));
+  CHECK_THROWS_AS(tg::data::csv_classification(big, "l"), DataError);
+  CHECK_THROWS_WITH(tg::data::csv_classification(big, "l"),
+                    Catch::Contains(dir.file("big.csv")) && Catch::Contains("row 2: column 'a'") &&
+                        Catch::Contains("outside float32's range"));
+  CHECK_THROWS_WITH(tg::data::csv_regression(big, {"a"}), Catch::Contains("row 2: column 'a'"));
   write_plain(dir.file("label.csv"), "a,l\n1,0.5\n");
   CHECK_THROWS_WITH(tg::data::csv_classification(tg::data::read_csv(dir.file("label.csv")), "l"),
                     Catch::Contains("not a class index"));
