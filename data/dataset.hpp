@@ -85,6 +85,9 @@ struct Batch {
 class DataLoader {
  public:
   DataLoader(const Dataset& data, int64_t batch_size, bool shuffle = false, Rng* rng = nullptr);
+  /// The loader keeps a reference to the dataset: a temporary would be gone after the
+  /// constructor's statement.
+  DataLoader(Dataset&& data, int64_t batch_size, bool shuffle = false, Rng* rng = nullptr) = delete;
   /// Waits for a batch being gathered in the background.
   ~DataLoader();
   // A background gather refers to this object.

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <type_traits>
 
 #include "data/dataset.hpp"
 #include "data/sampler.hpp"
@@ -211,6 +212,9 @@ TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]")
   CHECK(a == a2);
   CHECK(a != c);
   CHECK(std::set<double>(a.begin(), a.end()).size() == 10);
+  // The loader refers to its dataset, so a temporary one does not compile.
+  static_assert(!std::is_constructible_v<tg::data::DataLoader, tg::data::Dataset&&, int64_t>);
+  static_assert(std::is_constructible_v<tg::data::DataLoader, tg::data::Dataset&, int64_t>);
   CHECK_THROWS(tg::data::DataLoader(d, 0));
   CHECK_THROWS(tg::data::DataLoader(d, 2, true, nullptr));
 }
