@@ -92,6 +92,15 @@ void Optimizer::step() {
       throw ShapeError(name() + "::step: gradient of parameter " + std::to_string(i) +
                        " has shape " + g.shape().str() + ", parameter " + params_[i].shape().str());
     grads[i] = g.dtype() == params_[i].dtype() ? g.value() : g.value().to(params_[i].dtype());
+    if (maximize_) {  // a new tensor: the gradient itself stays as it is
+      Tensor neg = Tensor::empty(grads[i].shape(), grads[i].dtype());
+      dispatch(neg.dtype(), [&]<class T>() {
+        const T* src = grads[i].data<T>();
+        T* dst = neg.data<T>();
+        for (int64_t k = 0; k < neg.numel(); ++k) dst[k] = -src[k];
+      });
+      grads[i] = std::move(neg);
+    }
   }
   ++steps_;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -11,6 +11,7 @@ SGD::SGD(std::vector<Var> params, SGDOptions o)
 
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("SGD", defaults, group_overrides(),
                                   [](SGDOptions& o, const std::string& name, double v) {
                                     if (name == "momentum")
