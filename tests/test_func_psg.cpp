@@ -272,6 +272,43 @@ TEST_CASE("per_sample_grad vectorized: a parameter used outside its layer's call
   check_against_loop(unused, sq_loss(unused), {P({4, 3}, 0.1), P({4, 2}, 0.2)});
 }
 
+TEST_CASE("per_sample_grad: an empty batch gives [0, *shape] gradients and [0] losses; f32") {
+  tg::Rng rng(12);
+  tg::MLP net({3, 4, 2}, "tanh", "identity", rng, true, tg::f64);
+  const std::vector<Var> empty = {P({0, 3}, 0.0), P({0, 2}, 0.0)};
+  for (Strategy s : {Strategy::automatic, Strategy::vectorized, Strategy::loop}) {
+    const auto r = func::per_sample_grad(net, sq_loss(net), empty, {.strategy = s});
+    CHECK(r.losses.shape() == tg::Shape{0});
+    CHECK(r.losses.dtype() == tg::f64);
+    const auto named = net.named_parameters();
+    REQUIRE(r.grads.size() == named.size());
+    for (size_t p = 0; p < named.size(); ++p) {
+      tg::Shape want = named[p].second.shape();
+      want.insert(0, 0);
+      CHECK(r.grads[p].shape() == want);
+    }
+  }
+  auto sample_loss = [&](const std::vector<Var>& b) {
+    const Var d = net(b[0]) - b[1];
+    return tg::sum(d * d);
+  };
+  CHECK(func::per_sample_grad(net, sample_loss, empty)[0].shape() == tg::Shape{0, 4, 3});
+  // f32: the vectorized rows agree with the loop's to f32 rounding.
+  tg::MLP net32({3, 4, 2}, "tanh", "identity", rng, true, tg::f32);
+  const std::vector<Var> batch = {tg::constant(tgtest::pattern({5, 3}, 0.1).to(tg::f32)),
+                                  tg::constant(tgtest::pattern({5, 2}, 0.2).to(tg::f32))};
+  const auto vec =
+      func::per_sample_grad(net32, sq_loss(net32), batch, {.strategy = Strategy::vectorized});
+  const auto loop =
+      func::per_sample_grad(net32, sq_loss(net32), batch, {.strategy = Strategy::loop});
+  REQUIRE(vec.vectorized);
+  for (size_t p = 0; p < vec.grads.size(); ++p) {
+    CHECK(vec.grads[p].dtype() == tg::f32);
+    tgtest::check_close(vals(vec.grads[p]), vals(loop.grads[p]), 2e-6);
+  }
+  CHECK(vec.losses.dtype() == tg::f32);
+}
+
 TEST_CASE("per_sample_grad vectorized: falls back to the loop, saying why") {
   tg::Rng rng(9);
   const std::vector<Var> batch = {P({4, 3}, 0.4), P({4, 2}, 0.6)};
