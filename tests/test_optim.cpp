@@ -152,6 +152,15 @@ TEST_CASE("SGD: exact first two steps (plain, momentum with dampening, Nesterov,
   }
   tg::Var p = fresh_param();
   CHECK_THROWS_AS(tg::SGD({p}, {.lr = 0.1, .nesterov = true}), tg::Error);
+  CHECK_THROWS_WITH(tg::SGD({p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+                    Catch::Contains("SGD: Nesterov") && Catch::Contains("dampening 0.1"));
+  {
+    // As torch.optim.SGD, Nesterov's condition binds the defaults only: a group without
+    // momentum takes plain steps.
+    tg::Var q = fresh_param();
+    tg::SGD opt({{{q}, {{"momentum", 0.0}}}}, {.lr = 0.1, .momentum = 0.9, .nesterov = true});
+    expect_two_steps(opt, q, [](size_t, double w, double g, int) { return w - 0.1 * g; });
+  }
   CHECK_THROWS_AS(tg::SGD({p}, {.lr = -1}), tg::Error);
   CHECK_THROWS_AS(tg::SGD({p, p}, {.lr = 0.1}), tg::Error);
 }
