@@ -380,6 +380,18 @@ TEST_CASE("loading the wrong optimizer state throws and changes nothing") {
   CHECK_THROWS_WITH(shaped.load_state_dict(state), Catch::Contains("has shape [3]"));
   CHECK(shaped.steps() == 0);
 
+  // Step counts that no run gives.
+  tg::NpzArchive bad_steps;
+  adam.state_dict(bad_steps);
+  bad_steps.put_int("steps", -1);
+  CHECK_THROWS_WITH(tg::Adam({p}).load_state_dict(bad_steps),
+                    Catch::Contains("negative step count -1"));
+  bad_steps.put_int("steps", 1);
+  bad_steps.put_i64("param_steps", {2});
+  CHECK_THROWS_AS(tg::Adam({p}).load_state_dict(bad_steps), tg::IoError);
+  CHECK_THROWS_WITH(tg::Adam({p}).load_state_dict(bad_steps),
+                    Catch::Contains("parameter 0 has 2 updates in 1 steps"));
+
   const auto dir = tgtest::temp_dir("optim_state");
   adam.save((dir / "adam.npz").string());
   tg::Adam again({p}, {.lr = 0.3});
