@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "data/dataset.hpp"
@@ -49,8 +50,13 @@ CsvTable read_csv(const std::string& path) {
       throw DataError(path + ":" + std::to_string(lineno) + ": binary data in a CSV file");
     auto cells = split(line);
     if (t.header.empty()) {
-      for (const auto& c : cells)
-        if (c.empty()) throw DataError(path + ":1: empty column name in the header");
+      for (size_t c = 0; c < cells.size(); ++c) {
+        if (cells[c].empty()) throw DataError(path + ":1: empty column name in the header");
+        // column() finds a name's first column: a second one could never be chosen.
+        if (std::find(cells.begin(), cells.begin() + static_cast<std::ptrdiff_t>(c), cells[c]) !=
+            cells.begin() + static_cast<std::ptrdiff_t>(c))
+          throw DataError(path + ":1: column name '" + cells[c] + "' appears twice in the header");
+      }
       t.header = std::move(cells);
       continue;
     }
@@ -80,6 +86,16 @@ CsvTable read_csv(const std::string& path) {
 }
 
 namespace {
+// Row i's value in column c as the dataset's f32; one outside f32's range (it would become
+// an infinity) throws DataError naming the file, row and column.
+float as_f32(const CsvTable& t, size_t i, size_t c) {
+  const double v = t.rows[i][c];
+  if (std::abs(v) > static_cast<double>(std::numeric_limits<float>::max()))
+    throw DataError(t.path + ": row " + std::to_string(i + 1) + ": column '" + t.header[c] +
+                    "' holds " + std::to_string(v) + ", outside float32's range");
+  return static_cast<float>(v);
+}
+
 Dataset split_columns(const CsvTable& t, const std::vector<size_t>& target_cols) {
   std::vector<size_t> feat;
   for (size_t c = 0; c < t.header.size(); ++c)
@@ -91,8 +107,7 @@ Dataset split_columns(const CsvTable& t, const std::vector<size_t>& target_cols)
   d.features = Tensor::empty({n, static_cast<int64_t>(feat.size())}, f32);
   float* x = d.features.data<float>();
   for (int64_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < feat.size(); ++j)
-      *x++ = static_cast<float>(t.rows[static_cast<size_t>(i)][feat[j]]);
+    for (size_t j = 0; j < feat.size(); ++j) *x++ = as_f32(t, static_cast<size_t>(i), feat[j]);
   return d;
 }
 }  // namespace
@@ -119,7 +134,7 @@ Dataset csv_regression(const CsvTable& t, const std::vector<std::string>& target
   d.targets = Tensor::empty({n, static_cast<int64_t>(tc.size())}, f32);
   float* y = d.targets.data<float>();
   for (int64_t i = 0; i < n; ++i)
-    for (size_t c : tc) *y++ = static_cast<float>(t.rows[static_cast<size_t>(i)][c]);
+    for (size_t c : tc) *y++ = as_f32(t, static_cast<size_t>(i), c);
   return d;
 }
 

@@ -55,13 +55,16 @@ struct CsvTable {
   size_t column(const std::string& name) const;
   std::string path;
 };
-/// Parses a CSV file (comma separated, header required, blank lines ignored, numbers only).
-/// Throws DataError naming the file, line and column of the first problem.
+/// Parses a CSV file (comma separated, header required, column names distinct and
+/// non-empty, blank lines ignored, finite numbers only). Throws DataError naming the file,
+/// line and column of the first problem.
 CsvTable read_csv(const std::string& path);
 /// A classification dataset from a CSV: `label_column` holds integer classes 0..C-1, every
 /// other column is a feature.
 Dataset csv_classification(const CsvTable& table, const std::string& label_column);
 /// A regression dataset: `target_columns` are targets, the rest features.
+/// Both store f32: a value outside float32's range throws DataError naming the file, row
+/// and column.
 Dataset csv_regression(const CsvTable& table, const std::vector<std::string>& target_columns);
 
 /// One mini-batch.
@@ -82,6 +85,9 @@ struct Batch {
 class DataLoader {
  public:
   DataLoader(const Dataset& data, int64_t batch_size, bool shuffle = false, Rng* rng = nullptr);
+  /// The loader keeps a reference to the dataset: a temporary would be gone after the
+  /// constructor's statement.
+  DataLoader(Dataset&& data, int64_t batch_size, bool shuffle = false, Rng* rng = nullptr) = delete;
   /// Waits for a batch being gathered in the background.
   ~DataLoader();
   // A background gather refers to this object.

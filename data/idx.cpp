@@ -179,7 +179,14 @@ Tensor read_idx(const std::string& path, Dtype dtype) {
     }
   });
   unsigned char extra;
-  if (gzread(f.get(), &extra, 1) != 0)
+  const int more = gzread(f.get(), &extra, 1);
+  // A gzip stream cut inside its end (the last deflate block or the length and CRC
+  // trailer) gives every element and then an error, not the end of the file.
+  int err = Z_OK;
+  const char* msg = gzerror(f.get(), &err);
+  if (more < 0 || err != Z_OK)
+    fail(path, std::string("truncated or corrupt gzip stream after the data (") + msg + ")");
+  if (more != 0)
     fail(path, "has bytes after the " + std::to_string(count) + " elements of shape " +
                    shape.str() + " (extents do not match the data)");
   return t;

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <typeinfo>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "graph/dtype.hpp"
@@ -654,6 +655,41 @@ std::vector<std::pair<Var, Var>> rule(const Call& c, const Var& g, int64_t n, st
   return out;
 }
 
+// The op nodes recorded by the calls: each call's graph from its output back to its input
+// (a layer computes from its input and its own parameters alone).
+std::unordered_set<const Node*> call_ops(const std::vector<Call>& calls) {
+  std::unordered_set<const Node*> ops;
+  for (const Call& c : calls) {
+    std::vector<const Node*> todo = {c.output.node()};
+    while (!todo.empty()) {
+      const Node* n = todo.back();
+      todo.pop_back();
+      if (n == nullptr || n == c.input.node() || !n->has_fn || !ops.insert(n).second) continue;
+      for (const Var& in : n->inputs) todo.push_back(in.node());
+    }
+  }
+  return ops;
+}
+
+// The name of a parameter in `owned` (by node) that an op outside `inside` consumes on
+// the way to `losses` ("" when none): its gradient has a part no rule sees (weight tying:
+// an Embedding's weight reused by a matmul in the parent's forward).
+std::string used_outside(const Var& losses, const std::unordered_set<const Node*>& inside,
+                         const std::unordered_map<const Node*, std::string>& owned) {
+  std::unordered_set<const Node*> seen;
+  std::vector<const Node*> todo = {losses.node()};
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    if (n == nullptr || !n->has_fn || !seen.insert(n).second) continue;
+    for (const Var& in : n->inputs) {
+      if (auto it = owned.find(in.node()); it != owned.end() && !inside.count(n)) return it->second;
+      todo.push_back(in.node());
+    }
+  }
+  return "";
+}
+
 // The vectorized path; fills `why` and returns false when it cannot be taken.
 bool vectorized_grads(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,
                       int64_t n, PerSampleGrads& r, std::string& why) {
@@ -677,6 +713,18 @@ bool vectorized_grads(Module& module, const BatchLoss& loss, const std::vector<V
                      "] (one loss per sample), got " +
                      (losses.defined() ? losses.shape().str() : std::string("undefined")));
   kern::check_floating(losses.value(), kPsg);
+  {
+    std::unordered_map<const Node*, std::string> owned;  // the called layers' parameters
+    for (const Call& c : rec.calls)
+      for (const auto& [pname, p] : c.layer->own_parameters())
+        if (p.requires_grad())
+          owned.emplace(p.node(), paths[c.layer].empty() ? pname : paths[c.layer] + "." + pname);
+    const std::string name = used_outside(losses, call_ops(rec.calls), owned);
+    if (!name.empty()) {
+      why = "parameter '" + name + "' is used outside the calls of its layer's operator()";
+      return false;
+    }
+  }
   // The outputs to differentiate, and the parameters of layers whose hook never ran (they
   // must not reach the loss: else they were used outside their layer's operator()).
   std::vector<Var> wrt;

@@ -150,10 +150,12 @@ struct PerSampleGrads {
 /// without a rule (ConvTranspose2d, BatchNorm's affine, attention, recurrent layers, a
 /// custom module's own parameter), when a BatchNorm is in training mode (its batch
 /// statistics mix the samples; Opacus refuses it too), when such a layer saw an input whose
-/// first dim is not B, or when a parameter reached the loss without its layer's hook.
-/// The last two show while the batched forward runs, so it has run once before the loop
-/// (a Dropout's generator has moved on). The loop calls `loss` on each sample (a batch of
-/// 1), which must give shape [1]; an empty batch takes the loop (gradients [0, *shape]).
+/// first dim is not B, when a parameter reached the loss without its layer's hook, or
+/// when an op outside its layer's calls reads it on the way to the loss (weight tying
+/// written as `matmul(h, transpose(emb.weight))`). The last three show while the batched
+/// forward runs, so it has run once before the loop (a Dropout's generator has moved on).
+/// The loop calls `loss` on each sample (a batch of 1), which must give shape [1]; an
+/// empty batch takes the loop (gradients [0, *shape]).
 /// Errors: a batch tensor of another first dim, or losses not of shape [B]: ShapeError
 /// starting "func::per_sample_grad: ".
 PerSampleGrads per_sample_grad(Module& module, const BatchLoss& loss, const std::vector<Var>& batch,

@@ -714,13 +714,25 @@ Var fold_op(const Var& cols, const Geom& g) {
       [g](const JvpCtx& c) { return fold_op(c.tangent(0), g); });
 }
 
+// PyTorch's im2col / col2im check: only the batch dim may be empty (the unbatched input
+// counts as a batch of one).
+void check_non_empty(const Var& input, const char* op, bool batched) {
+  const Shape& s = input.shape();
+  for (int d = batched ? 1 : 0; d < s.rank(); ++d)
+    if (s[d] == 0)
+      throw ShapeError(std::string(op) + ": expected a non-empty " +
+                       (std::string(op) == "unfold" ? "[C, H, W]" : "[C kh kw, L]") +
+                       " per sample (only the batch may be empty), got " + s.str());
+}
+
 }  // namespace
 
 Var unfold(const Var& input, Size2 kernel_size, Size2 dilation, Size2 padding, Size2 stride) {
+  if (input.dim() != 3 && input.dim() != 4)
+    throw ShapeError("unfold: expected an input of rank 3 or 4, got " + input.shape().str());
+  check_non_empty(input, "unfold", input.dim() == 4);
   if (input.dim() == 3)  // unbatched [C, H, W]
     return squeeze(unfold(unsqueeze(input, 0), kernel_size, dilation, padding, stride), 0);
-  if (input.dim() != 4)
-    throw ShapeError("unfold: expected an input of rank 3 or 4, got " + input.shape().str());
   kern::check_floating(input.value(), "unfold");
   const Shape& s = input.shape();
   const Geom g =
@@ -730,11 +742,12 @@ Var unfold(const Var& input, Size2 kernel_size, Size2 dilation, Size2 padding, S
 
 Var fold(const Var& input, Size2 output_size, Size2 kernel_size, Size2 dilation, Size2 padding,
          Size2 stride) {
+  if (input.dim() != 2 && input.dim() != 3)
+    throw ShapeError("fold: expected an input of rank 2 or 3, got " + input.shape().str());
+  check_non_empty(input, "fold", input.dim() == 3);
   if (input.dim() == 2)  // unbatched [C kh kw, L]
     return squeeze(fold(unsqueeze(input, 0), output_size, kernel_size, dilation, padding, stride),
                    0);
-  if (input.dim() != 3)
-    throw ShapeError("fold: expected an input of rank 2 or 3, got " + input.shape().str());
   kern::check_floating(input.value(), "fold");
   check_positive(kernel_size, "kernel_size", "fold");
   check_positive(output_size, "output_size", "fold");

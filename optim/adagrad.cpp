@@ -11,6 +11,7 @@ Adagrad::Adagrad(std::vector<Var> params, AdagradOptions o)
 
 Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("Adagrad", defaults, group_overrides(),
                                   [](AdagradOptions& o, const std::string& name, double v) {
                                     if (name == "lr_decay")

@@ -10,6 +10,9 @@ struct AdagradOptions {
   double weight_decay = 0.0;
   double initial_accumulator_value = 0.0;
   double eps = 1e-10;
+  /// Ascend instead of descend: each step updates with the negated gradient (PyTorch's
+  /// maximize, applied first, before weight decay; the same for every group).
+  bool maximize = false;
 };
 
 /// Adagrad as torch.optim.Adagrad, with t = this parameter's step:

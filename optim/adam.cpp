@@ -63,6 +63,7 @@ Adam::Adam(std::vector<Var> params, AdamOptions o)
 
 Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("Adam", defaults, group_overrides(),
                                   detail::set_adam_option<AdamOptions>);
   for (const AdamOptions& o : groups_) {

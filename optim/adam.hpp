@@ -14,6 +14,9 @@ struct AdamOptions {
   /// L2 penalty added to the gradient (for decoupled decay use AdamW).
   double weight_decay = 0.0;
   bool amsgrad = false;
+  /// Ascend instead of descend: each step updates with the negated gradient (PyTorch's
+  /// maximize, applied first, before weight decay; the same for every group).
+  bool maximize = false;
 };
 
 /// Adam (Kingma & Ba 2015) as torch.optim.Adam, with t = this parameter's step:

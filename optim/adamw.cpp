@@ -20,6 +20,7 @@ AdamW::AdamW(std::vector<Var> params, AdamWOptions o)
 
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("AdamW", defaults, group_overrides(),
                                   detail::set_adam_option<AdamWOptions>);
   for (const AdamWOptions& o : groups_) {

@@ -12,6 +12,9 @@ struct AdamWOptions {
   /// Decoupled weight decay (Loshchilov & Hutter 2019).
   double weight_decay = 1e-2;
   bool amsgrad = false;
+  /// Ascend instead of descend: each step updates with the negated gradient (PyTorch's
+  /// maximize, applied first, before weight decay; the same for every group).
+  bool maximize = false;
 };
 
 /// AdamW as torch.optim.AdamW: p = p * (1 - lr * weight_decay), then the Adam update of

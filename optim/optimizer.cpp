@@ -92,6 +92,15 @@ void Optimizer::step() {
       throw ShapeError(name() + "::step: gradient of parameter " + std::to_string(i) +
                        " has shape " + g.shape().str() + ", parameter " + params_[i].shape().str());
     grads[i] = g.dtype() == params_[i].dtype() ? g.value() : g.value().to(params_[i].dtype());
+    if (maximize_) {  // a new tensor: the gradient itself stays as it is
+      Tensor neg = Tensor::empty(grads[i].shape(), grads[i].dtype());
+      dispatch(neg.dtype(), [&]<class T>() {
+        const T* src = grads[i].data<T>();
+        T* dst = neg.data<T>();
+        for (int64_t k = 0; k < neg.numel(); ++k) dst[k] = -src[k];
+      });
+      grads[i] = std::move(neg);
+    }
   }
   ++steps_;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -133,6 +142,14 @@ void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) 
     throw IoError(src + ": state for " + std::to_string(param_steps.size()) + " parameters, the " +
                   name() + " optimizer has " + std::to_string(params_.size()));
   if (!(lr >= 0.0)) throw IoError(src + ": invalid lr");
+  // A parameter is updated at most once a step (Adam's bias correction divides by
+  // 1 - beta^t: t = 0 would divide by zero).
+  if (steps < 0) throw IoError(src + ": negative step count " + std::to_string(steps));
+  for (size_t i = 0; i < param_steps.size(); ++i)
+    if (param_steps[i] < 0 || param_steps[i] > steps)
+      throw IoError(src + ": parameter " + std::to_string(i) + " has " +
+                    std::to_string(param_steps[i]) + " updates in " + std::to_string(steps) +
+                    " steps");
   std::vector<double> group_lrs(group_lr_.size(), lr);
   if (a.contains(prefix + "group_lrs")) {
     const Tensor t = a.tensor(prefix + "group_lrs").to(f64);

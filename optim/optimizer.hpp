@@ -15,7 +15,8 @@ namespace tg {
 /// `options` overrides the optimizer's defaults by PyTorch's names ("lr", "weight_decay",
 /// "momentum", "dampening", "beta1", "beta2" (PyTorch's betas), "eps", "alpha", "lr_decay");
 /// a name the optimizer does not have throws Error. Boolean
-/// options (nesterov, amsgrad, centered) are the optimizer's, the same for every group.
+/// options (nesterov, amsgrad, centered, maximize) are the optimizer's, the same for every
+/// group.
 ///   SGD({{weights, {}}, {biases, {{"weight_decay", 0.0}}}}, {.lr = 0.1, .weight_decay = 1e-4})
 struct ParamGroup {
   std::vector<Var> params;
@@ -91,6 +92,9 @@ class Optimizer {
   /// The option overrides of each group ("lr" included), for derived constructors.
   const std::vector<std::map<std::string, double>>& group_overrides() const { return overrides_; }
 
+  /// Steps with the negated gradients from now on (the options' `maximize`).
+  void set_maximize(bool on) { maximize_ = on; }
+
   /// Registers a state vector (a member of the derived class) under `name`; it is resized
   /// to one (initially undefined) tensor per parameter.
   void register_state(std::string name, std::vector<Tensor>& slots);
@@ -106,6 +110,7 @@ class Optimizer {
   std::vector<size_t> group_of_;
   std::vector<std::map<std::string, double>> overrides_;
   int64_t steps_ = 0;
+  bool maximize_ = false;
   std::vector<int64_t> param_steps_;
   std::vector<std::pair<std::string, std::vector<Tensor>*>> states_;
 };

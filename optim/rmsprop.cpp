@@ -11,6 +11,7 @@ RMSprop::RMSprop(std::vector<Var> params, RMSpropOptions o)
 
 RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("RMSprop", defaults, group_overrides(),
                                   [](RMSpropOptions& o, const std::string& name, double v) {
                                     if (name == "alpha")

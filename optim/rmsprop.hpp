@@ -11,6 +11,9 @@ struct RMSpropOptions {
   double weight_decay = 0.0;
   double momentum = 0.0;
   bool centered = false;
+  /// Ascend instead of descend: each step updates with the negated gradient (PyTorch's
+  /// maximize, applied first, before weight decay; the same for every group).
+  bool maximize = false;
 };
 
 /// RMSprop as torch.optim.RMSprop:

@@ -11,6 +11,7 @@ SGD::SGD(std::vector<Var> params, SGDOptions o)
 
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions defaults)
     : Optimizer(std::move(groups), defaults.lr), options_(defaults) {
+  set_maximize(defaults.maximize);
   groups_ = detail::group_options("SGD", defaults, group_overrides(),
                                   [](SGDOptions& o, const std::string& name, double v) {
                                     if (name == "momentum")
@@ -27,9 +28,13 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions defaults)
     if (!(o.momentum >= 0.0)) throw Error("SGD: invalid momentum " + std::to_string(o.momentum));
     if (!(o.weight_decay >= 0.0))
       throw Error("SGD: invalid weight_decay " + std::to_string(o.weight_decay));
-    if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0))
-      throw Error("SGD: Nesterov momentum requires a momentum and zero dampening");
   }
+  // As torch.optim.SGD, the defaults only: a group may set its momentum to 0 (then it takes
+  // plain steps) or its own dampening.
+  if (defaults.nesterov && (defaults.momentum <= 0.0 || defaults.dampening != 0.0))
+    throw Error("SGD: Nesterov momentum requires a momentum and zero dampening, got momentum " +
+                std::to_string(defaults.momentum) + ", dampening " +
+                std::to_string(defaults.dampening));
   register_state("momentum_buffer", momentum_buffer_);
 }
 

@@ -10,6 +10,9 @@ struct SGDOptions {
   double dampening = 0.0;
   double weight_decay = 0.0;
   bool nesterov = false;
+  /// Ascend instead of descend: each step updates with the negated gradient (PyTorch's
+  /// maximize, applied first, before weight decay; the same for every group).
+  bool maximize = false;
 };
 
 /// Stochastic gradient descent as torch.optim.SGD:

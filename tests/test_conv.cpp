@@ -86,6 +86,17 @@ TEST_CASE("conv ops reject bad input with typed errors", "[conv]") {
                     Contains("fold: ") && Contains("4 blocks") && Contains("[1, 8, 5]"));
   CHECK_THROWS_AS(tg::fold(P({8, 4, 1, 1}, 0.0), {3, 3}, 2), tg::ShapeError);
   CHECK_THROWS_WITH(tg::fold(P({1, 8, 4}, 0.0), {0, 3}, 2), Contains("fold: output_size"));
+  // Only the batch may be empty, as PyTorch's im2col / col2im: an empty channel or spatial
+  // dim is an error (it gave an empty result), also where padding makes room for the kernel.
+  for (const tg::Shape& s : {tg::Shape{2, 0, 4, 4}, tg::Shape{1, 2, 0, 4}, tg::Shape{0, 4, 4}})
+    CHECK_THROWS_WITH(tg::unfold(P(s, 0.0), 2, 1, 1),
+                      Contains("unfold: ") && Contains("non-empty") && Contains(s.str()));
+  CHECK_THROWS_AS(tg::unfold(P({1, 2, 0, 4}, 0.0), 2, 1, 1), tg::ShapeError);
+  CHECK(tg::unfold(P({0, 2, 4, 4}, 0.0), 2).shape() == tg::Shape{0, 8, 9});
+  for (const tg::Shape& s : {tg::Shape{2, 0, 9}, tg::Shape{0, 9}})
+    CHECK_THROWS_WITH(tg::fold(P(s, 0.0), {4, 4}, 2),
+                      Contains("fold: ") && Contains("non-empty") && Contains(s.str()));
+  CHECK(tg::fold(P({0, 8, 9}, 0.0), {4, 4}, 2).shape() == tg::Shape{0, 2, 4, 4});
 }
 
 TEST_CASE("unfold is conv2d's column matrix and fold its adjoint", "[conv]") {

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <type_traits>
 
 #include "data/dataset.hpp"
 #include "data/sampler.hpp"
@@ -84,6 +85,27 @@ TEST_CASE("bad IDX files fail with the file name and the problem", "[data][error
   CHECK_THROWS_WITH(tg::data::read_idx(dir.file("missing.idx")), Catch::Contains("no such file"));
 }
 
+TEST_CASE("an IDX file cut at any byte throws DataError naming it", "[data][errors]") {
+  TempDir dir;
+  const auto good = idx_bytes({3, 5}, std::vector<unsigned char>(15, 7));
+  const std::string gz_good = [&] {
+    write_gz(dir.file("g.gz"), good);
+    std::ifstream g(dir.file("g.gz"), std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(g)), {});
+  }();
+  for (const std::string* bytes : {&good, &gz_good}) {
+    for (size_t cut = 0; cut < bytes->size(); ++cut) {
+      const std::string p = dir.file("cut_" + std::to_string(cut));
+      write_plain(p, bytes->substr(0, cut));
+      INFO((bytes == &good ? "plain" : "gzip") << " file cut to " << cut << " bytes");
+      CHECK_THROWS_AS(tg::data::read_idx(p), DataError);
+      CHECK_THROWS_WITH(
+          tg::data::read_idx(p),
+          Catch::Contains(p) && (Catch::Contains("truncated") || Catch::Contains("corrupt")));
+    }
+  }
+}
+
 TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist", "[data]") {
   if (!fs::exists(tg::data::kFashionMnistDir)) {
     WARN("SKIPPED: " << tg::data::kFashionMnistDir << " is absent (package dataset-fashion-mnist)");
@@ -137,6 +159,15 @@ TEST_CASE("bad CSV files fail naming file, line and column", "[data][errors]") {
   expect("header_only.csv", "a,b\n", "no data rows");
   expect("partial.csv", "a,b\n1,2x\n", "'2x'");
   CHECK_THROWS_WITH(tg::data::read_csv(dir.file("none.csv")), Catch::Contains("cannot open"));
+  expect("twice.csv", "a,b,a\n1,2,3\n", ":1: column name 'a' appears twice");
+  // A finite double outside float32's range would become an infinity in the f32 dataset.
+  write_plain(dir.file("big.csv"), "a,l\n1,0\n-1e300,1\n");
+  const auto big = tg::data::read_csv(dir.file("big.csv"));
+  CHECK_THROWS_AS(tg::data::csv_classification(big, "l"), DataError);
+  CHECK_THROWS_WITH(tg::data::csv_classification(big, "l"),
+                    Catch::Contains(dir.file("big.csv")) && Catch::Contains("row 2: column 'a'") &&
+                        Catch::Contains("outside float32's range"));
+  CHECK_THROWS_WITH(tg::data::csv_regression(big, {"a"}), Catch::Contains("row 2: column 'a'"));
   write_plain(dir.file("label.csv"), "a,l\n1,0.5\n");
   CHECK_THROWS_WITH(tg::data::csv_classification(tg::data::read_csv(dir.file("label.csv")), "l"),
                     Catch::Contains("not a class index"));
@@ -181,6 +212,9 @@ TEST_CASE("DataLoader: batches, last partial batch, seeded shuffling", "[data]")
   CHECK(a == a2);
   CHECK(a != c);
   CHECK(std::set<double>(a.begin(), a.end()).size() == 10);
+  // The loader refers to its dataset, so a temporary one does not compile.
+  static_assert(!std::is_constructible_v<tg::data::DataLoader, tg::data::Dataset&&, int64_t>);
+  static_assert(std::is_constructible_v<tg::data::DataLoader, tg::data::Dataset&, int64_t>);
   CHECK_THROWS(tg::data::DataLoader(d, 0));
   CHECK_THROWS(tg::data::DataLoader(d, 2, true, nullptr));
 }

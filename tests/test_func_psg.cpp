@@ -225,6 +225,90 @@ TEST_CASE("per_sample_grad vectorized: a layer called twice adds its calls up, f
   CHECK(vals(r.grads[1]) == std::vector<double>(12, 0.0));
 }
 
+TEST_CASE("per_sample_grad vectorized: a parameter used outside its layer's calls falls back") {
+  tg::Rng rng(11);
+  // Weight tying: the Embedding's weight is also the output projection (a matmul in the
+  // parent's forward, outside any layer call). The rule sees only the Embedding's calls, so
+  // the vectorized path must not be taken.
+  struct Tied : tg::Layer {
+    tg::Embedding emb;
+    explicit Tied(tg::Rng& r) : emb(5, 3, r, {}, tg::f64) { register_module("emb", emb); }
+    Var forward(const Var& ids) override {
+      return tg::matmul(tg::tanh(emb(ids)), tg::transpose(emb.weight));  // [B, T, 5]
+    }
+  } tied(rng);
+  std::vector<double> ids = {1, 2, 0, 4, 3, 3, 1, 0, 2};
+  const std::vector<Var> batch = {tg::constant(tg::tensor(ids, {3, 3}, tg::i64)),
+                                  P({3, 3, 5}, 0.3)};
+  auto loss = [&](const std::vector<Var>& b) { return tg::sum(tied(b[0]) * b[1], {1, 2}); };
+  const auto loop = func::per_sample_grad(tied, loss, batch, {.strategy = Strategy::loop});
+  const auto r = func::per_sample_grad(tied, loss, batch, {});
+  CHECK(!r.vectorized);
+  INFO(r.fallback_reason);
+  CHECK(r.fallback_reason.find("parameter 'emb.weight' is used outside the calls of") !=
+        std::string::npos);
+  tgtest::check_close(vals(r.grads[0]), vals(loop.grads[0]), 1e-12);
+  // A weight shared by two layers (b's forward reads a's weight: both uses go through a
+  // rule) is vectorized.
+  struct Shared : tg::Layer {
+    tg::Linear a, b;
+    explicit Shared(tg::Rng& r) : a(3, 3, r, true, tg::f64), b(3, 3, r, false, tg::f64) {
+      b.weight = a.weight;
+      register_module("a", a);
+      register_module("b", b);
+    }
+    Var forward(const Var& x) override { return b(tg::tanh(a(x))); }
+  } shared(rng);
+  check_against_loop(shared, sq_loss(shared), {P({4, 3}, 0.1), P({4, 3}, 0.2)});
+  // A direct use that never reaches the loss does not matter.
+  struct Unused : tg::Layer {
+    tg::Linear fc;
+    explicit Unused(tg::Rng& r) : fc(3, 2, r, true, tg::f64) { register_module("fc", fc); }
+    Var forward(const Var& x) override {
+      (void)tg::sum(fc.weight * 2.0);
+      return fc(x);
+    }
+  } unused(rng);
+  check_against_loop(unused, sq_loss(unused), {P({4, 3}, 0.1), P({4, 2}, 0.2)});
+}
+
+TEST_CASE("per_sample_grad: an empty batch gives [0, *shape] gradients and [0] losses; f32") {
+  tg::Rng rng(12);
+  tg::MLP net({3, 4, 2}, "tanh", "identity", rng, true, tg::f64);
+  const std::vector<Var> empty = {P({0, 3}, 0.0), P({0, 2}, 0.0)};
+  for (Strategy s : {Strategy::automatic, Strategy::vectorized, Strategy::loop}) {
+    const auto r = func::per_sample_grad(net, sq_loss(net), empty, {.strategy = s});
+    CHECK(r.losses.shape() == tg::Shape{0});
+    CHECK(r.losses.dtype() == tg::f64);
+    const auto named = net.named_parameters();
+    REQUIRE(r.grads.size() == named.size());
+    for (size_t p = 0; p < named.size(); ++p) {
+      tg::Shape want = named[p].second.shape();
+      want.insert(0, 0);
+      CHECK(r.grads[p].shape() == want);
+    }
+  }
+  auto sample_loss = [&](const std::vector<Var>& b) {
+    const Var d = net(b[0]) - b[1];
+    return tg::sum(d * d);
+  };
+  CHECK(func::per_sample_grad(net, sample_loss, empty)[0].shape() == tg::Shape{0, 4, 3});
+  // f32: the vectorized rows agree with the loop's to f32 rounding.
+  tg::MLP net32({3, 4, 2}, "tanh", "identity", rng, true, tg::f32);
+  const std::vector<Var> batch = {tg::constant(tgtest::pattern({5, 3}, 0.1).to(tg::f32)),
+                                  tg::constant(tgtest::pattern({5, 2}, 0.2).to(tg::f32))};
+  const auto vec =
+      func::per_sample_grad(net32, sq_loss(net32), batch, {.strategy = Strategy::vectorized});
+  const auto loop =
+      func::per_sample_grad(net32, sq_loss(net32), batch, {.strategy = Strategy::loop});
+  REQUIRE(vec.vectorized);
+  for (size_t p = 0; p < vec.grads.size(); ++p) {
+    CHECK(vec.grads[p].dtype() == tg::f32);
+    tgtest::check_close(vals(vec.grads[p]), vals(loop.grads[p]), 2e-6);
+  }
+  CHECK(vec.losses.dtype() == tg::f32);
+}
+
 TEST_CASE("per_sample_grad vectorized: falls back to the loop, saying why") {
   tg::Rng rng(9);
   const std::vector<Var> batch = {P({4, 3}, 0.4), P({4, 2}, 0.6)};

@@ -152,6 +152,15 @@ TEST_CASE("SGD: exact first two steps (plain, momentum with dampening, Nesterov,
   }
   tg::Var p = fresh_param();
   CHECK_THROWS_AS(tg::SGD({p}, {.lr = 0.1, .nesterov = true}), tg::Error);
+  CHECK_THROWS_WITH(tg::SGD({p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+                    Catch::Contains("SGD: Nesterov") && Catch::Contains("dampening 0.1"));
+  {
+    // As torch.optim.SGD, Nesterov's condition binds the defaults only: a group without
+    // momentum takes plain steps.
+    tg::Var q = fresh_param();
+    tg::SGD opt({{{q}, {{"momentum", 0.0}}}}, {.lr = 0.1, .momentum = 0.9, .nesterov = true});
+    expect_two_steps(opt, q, [](size_t, double w, double g, int) { return w - 0.1 * g; });
+  }
   CHECK_THROWS_AS(tg::SGD({p}, {.lr = -1}), tg::Error);
   CHECK_THROWS_AS(tg::SGD({p, p}, {.lr = 0.1}), tg::Error);
 }
@@ -371,6 +380,18 @@ TEST_CASE("loading the wrong optimizer state throws and changes nothing") {
   CHECK_THROWS_WITH(shaped.load_state_dict(state), Catch::Contains("has shape [3]"));
   CHECK(shaped.steps() == 0);
 
+  // Step counts that no run gives.
+  tg::NpzArchive bad_steps;
+  adam.state_dict(bad_steps);
+  bad_steps.put_int("steps", -1);
+  CHECK_THROWS_WITH(tg::Adam({p}).load_state_dict(bad_steps),
+                    Catch::Contains("negative step count -1"));
+  bad_steps.put_int("steps", 1);
+  bad_steps.put_i64("param_steps", {2});
+  CHECK_THROWS_AS(tg::Adam({p}).load_state_dict(bad_steps), tg::IoError);
+  CHECK_THROWS_WITH(tg::Adam({p}).load_state_dict(bad_steps),
+                    Catch::Contains("parameter 0 has 2 updates in 1 steps"));
+
   const auto dir = tgtest::temp_dir("optim_state");
   adam.save((dir / "adam.npz").string());
   tg::Adam again({p}, {.lr = 0.3});
@@ -444,6 +465,29 @@ TEST_CASE("clip_grad_norm returns the total norm and scales all gradients togeth
   CHECK(values(b.grad())[0] == Approx(-2.0).epsilon(1e-6));
   b.set_grad(tg::constant(tg::tensor({NAN}, {1}, tg::f64)));
   CHECK_THROWS_AS(tg::clip_grad_norm({a, b}, 1.0, 2.0, true), tg::Error);
+
+  // Without the error, a NaN total makes every gradient NaN (torch's clamp(NaN, max=1)).
+  a.set_grad(tg::constant(tg::tensor({3, 0}, {2}, tg::f64)));
+  CHECK(std::isnan(tg::clip_grad_norm({a, b}, 1.0)));
+  CHECK(std::isnan(values(a.grad())[0]));
+  CHECK(std::isnan(values(a.grad())[1]));
+  // Norms of other orders, as torch.nn.utils.clip_grad_norm_ gives them for grads
+  // [1, 0.5, -2] and [3, 4]: -inf is the smallest magnitude, p = -1 (sum |g|^-1)^-1.
+  auto grads = [&] {
+    a.set_grad(tg::constant(tg::tensor({1, 0.5}, {2}, tg::f64)));
+    b.set_grad(tg::constant(tg::tensor({-2, 3, 4}, {3}, tg::f64)));
+  };
+  b = tg::param(tg::zeros({3}, tg::f64));
+  grads();
+  CHECK(tg::clip_grad_norm({a, b}, 1.0, -INFINITY) == 0.5);
+  CHECK(values(b.grad())[2] == 4.0);
+  grads();
+  const double harmonic = 1.0 / (1.0 + 2.0 + 0.5 + 1.0 / 3.0 + 0.25);
+  CHECK(tg::clip_grad_norm({a, b}, 0.1, -1.0) == Approx(harmonic).epsilon(1e-14));
+  CHECK(values(a.grad())[1] == Approx(0.5 * 0.1 / (harmonic + 1e-6)).epsilon(1e-14));
+  for (double bad : {0.0, double(NAN)})
+    CHECK_THROWS_WITH(tg::clip_grad_norm({a, b}, 1.0, bad),
+                      Catch::Contains("clip_grad_norm: norm_type"));
 
   a.set_grad(tg::constant(tg::tensor({-3, 0.5}, {2}, tg::f64)));
   tg::clip_grad_value({a}, 1.0);

@@ -95,6 +95,49 @@ std::vector<OracleConfig> oracle_configs() {
        nullptr, 0, 0,
        "torch.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01, "
        "initial_accumulator_value=0.1), None"},
+      // maximize: every optimizer steps with -grad, before weight decay.
+      {"sgd_nesterov_maximize",
+       [](auto p) {
+         return std::make_unique<tg::SGD>(p, tg::SGDOptions{.lr = 0.01,
+                                                            .momentum = 0.5,
+                                                            .weight_decay = 0.01,
+                                                            .nesterov = true,
+                                                            .maximize = true});
+       },
+       nullptr, 0, 0,
+       "torch.optim.SGD(ps, lr=0.01, momentum=0.5, weight_decay=0.01, nesterov=True, "
+       "maximize=True), None"},
+      {"adam_amsgrad_maximize",
+       [](auto p) {
+         return std::make_unique<tg::Adam>(
+             p,
+             tg::AdamOptions{.lr = 0.01, .weight_decay = 0.01, .amsgrad = true, .maximize = true});
+       },
+       nullptr, 0, 0,
+       "torch.optim.Adam(ps, lr=0.01, weight_decay=0.01, amsgrad=True, maximize=True), None"},
+      {"adamw_maximize",
+       [](auto p) {
+         return std::make_unique<tg::AdamW>(
+             p, tg::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .maximize = true});
+       },
+       nullptr, 0, 0, "torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, maximize=True), None"},
+      {"rmsprop_centered_maximize",
+       [](auto p) {
+         return std::make_unique<tg::RMSprop>(p, tg::RMSpropOptions{.lr = 0.01,
+                                                                    .weight_decay = 0.01,
+                                                                    .momentum = 0.5,
+                                                                    .centered = true,
+                                                                    .maximize = true});
+       },
+       nullptr, 0, 0,
+       "torch.optim.RMSprop(ps, lr=0.01, weight_decay=0.01, momentum=0.5, centered=True, "
+       "maximize=True), None"},
+      {"adagrad_maximize",
+       [](auto p) {
+         return std::make_unique<tg::Adagrad>(
+             p, tg::AdagradOptions{.lr = 0.05, .weight_decay = 0.01, .maximize = true});
+       },
+       nullptr, 0, 0, "torch.optim.Adagrad(ps, lr=0.05, weight_decay=0.01, maximize=True), None"},
       {"sgd_steplr",
        [](auto p) {
          return std::make_unique<tg::SGD>(p, tg::SGDOptions{.lr = 0.1, .momentum = 0.9});
