@@ -272,7 +272,7 @@ TEST_CASE("per_sample_grad vectorized: a parameter used outside its layer's call
   check_against_loop(unused, sq_loss(unused), {P({4, 3}, 0.1), P({4, 2}, 0.2)});
 }
 
-TEST_CASE("per_sample_grad: an empty batch gives [0, *shape] gradients and [0] losses; f32") {
+TEST_CASE("per_sample_grad: an empty batch gives [0, *shape] gradients and [0] losses, f32") {
   tg::Rng rng(12);
   tg::MLP net({3, 4, 2}, "tanh", "identity", rng, true, tg::f64);
   const std::vector<Var> empty = {P({0, 3}, 0.0), P({0, 2}, 0.0)};
