@@ -39,6 +39,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,7 @@ struct DistributedDataParallel::Impl {
     bool finished = false;
     MPI_Request req = MPI_REQUEST_NULL;
     double t_start = 0, t_end = 0;
+    Tensor scratch;  // sharded: the reduce-scatter's result when it is added to the shard
   };
 
   Module& module;
@@ -101,6 +103,10 @@ struct DistributedDataParallel::Impl {
   bool syncing = false;
   bool no_sync = false;
   bool failed = false;
+  // Sharded gradients (shard_gradients): one Shard per bucket.
+  bool sharded = false;
+  bool shard_grads_zeroed = true;
+  std::vector<Shard> shards;
   Clock::time_point t0;
   std::vector<Event> events;
   SyncStats stats;
@@ -262,6 +268,20 @@ struct DistributedDataParallel::Impl {
     event(Event::Kind::bucket_started, k);
     stats.bytes += static_cast<int64_t>(b.buffer.nbytes());
     ++stats.buckets;
+    if (sharded) {
+      // A second sync before zero_shard_grads accumulates: reduce into scratch, add in finish.
+      Tensor& target = shard_grads_zeroed ? shards[k].grad : b.scratch;
+      if (get_world_size() == 1) {
+        target.copy_(b.buffer);
+      } else {
+        const int64_t n = shards[k].shard_numel;
+        detail::check(
+            MPI_Ireduce_scatter_block(b.buffer.raw_data(), target.raw_data(), static_cast<int>(n),
+                                      detail::mpi_type(b.dtype), MPI_SUM, detail::comm(), &b.req),
+            kOp);
+        return;
+      }
+    }
     if (get_world_size() == 1) {
       b.finished = true;
       b.t_end = b.t_start;
@@ -321,6 +341,11 @@ struct DistributedDataParallel::Impl {
         last = std::max(last, buckets[k].t_end);
       }
       stats.comm_seconds = last - first;
+      if (sharded) {
+        if (!shard_grads_zeroed)
+          for (size_t k = 0; k < buckets.size(); ++k) shards[k].grad.add_(buckets[k].scratch);
+        shard_grads_zeroed = false;
+      }
       write_grads();
       event(Event::Kind::sync_finished, -1);
       syncing = false;
@@ -335,6 +360,10 @@ struct DistributedDataParallel::Impl {
   // buffer when that is a plain tensor nothing else holds, as after the engine stored this
   // backward's gradient there, or into a new one.
   void write_grads() {
+    if (sharded) {  // the averages are in the shards; each .grad held this rank's own part
+      for (Slot& s : slots) s.param.zero_grad();
+      return;
+    }
     if (options.gradient_as_bucket_view) {
       for (Bucket& b : buckets) b.buffer.bump_version();
       for (Slot& s : slots) {
@@ -396,6 +425,34 @@ DistributedDataParallel::~DistributedDataParallel() {
       }
     }
 }
+
+const std::vector<DistributedDataParallel::Shard>& DistributedDataParallel::shard_gradients() {
+  Impl& m = *impl_;
+  if (m.sharded)
+    throw Error(std::string(kOp) +
+                ": the gradients are already sharded (one ZeroRedundancyOptimizer per wrapper)");
+  if (m.syncing) throw Error(std::string(kOp) + ": shard_gradients called during a backward");
+  const int64_t p = get_world_size();
+  for (Impl::Bucket& b : m.buckets) {
+    const int64_t padded = (b.buffer.numel() + p - 1) / p * p;
+    if (padded / p > std::numeric_limits<int>::max())
+      throw Error(std::string(kOp) + ": a bucket of " + std::to_string(padded) +
+                  " elements is too large to shard; lower bucket_cap_mb");
+    b.buffer = zeros({padded}, b.dtype);  // the padding stays zero
+    b.scratch = zeros({padded / p}, b.dtype);
+    Shard sh{b.dtype, padded, padded / p, zeros({padded / p}, b.dtype), {}, {}};
+    for (int i : b.slots) {
+      sh.params.push_back(m.slots[i].param);
+      sh.offsets.push_back(m.slots[i].offset);
+    }
+    m.shards.push_back(std::move(sh));
+  }
+  m.sharded = true;
+  return m.shards;
+}
+
+bool DistributedDataParallel::has_shard_grads() const { return !impl_->shard_grads_zeroed; }
+void DistributedDataParallel::zero_shard_grads() { impl_->shard_grads_zeroed = true; }
 
 Module& DistributedDataParallel::module() const { return impl_->module; }
 void DistributedDataParallel::finish_gradient_sync() { impl_->finish(); }
