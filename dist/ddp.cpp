@@ -72,6 +72,13 @@ std::vector<std::string> describe(Module& m, const DDPOptions& o) {
   return lines;
 }
 
+// Where a view into a flat buffer placed at or after element `offset` starts: on a cache
+// line, as a tensor of its own does (Tensor::data_start).
+int64_t aligned(int64_t offset, Dtype d) {
+  const auto line = static_cast<int64_t>(tg::detail::kDataAlignment / itemsize(d));
+  return (offset + line - 1) / line * line;
+}
+
 }  // namespace
 
 struct DistributedDataParallel::Impl {
@@ -141,11 +148,7 @@ struct DistributedDataParallel::Impl {
       s.name = it->first;
       s.bucket = static_cast<int>(buckets.size()) - 1;
       s.offset = b.buffer.numel();
-      if (options.gradient_as_bucket_view) {
-        // Each view starts on a cache line, as a tensor of its own does (Tensor::data_start).
-        const auto line = static_cast<int64_t>(tg::detail::kDataAlignment / itemsize(p.dtype()));
-        s.offset = (s.offset + line - 1) / line * line;
-      }
+      if (options.gradient_as_bucket_view) s.offset = aligned(s.offset, p.dtype());
       b.slots.push_back(static_cast<int>(slots.size()));
       b.buffer = Tensor::empty({s.offset + p.numel()}, p.dtype());  // sized; filled per step
       slots.push_back(std::move(s));
@@ -434,7 +437,14 @@ const std::vector<DistributedDataParallel::Shard>& DistributedDataParallel::shar
   if (m.syncing) throw Error(std::string(kOp) + ": shard_gradients called during a backward");
   const int64_t p = get_world_size();
   for (Impl::Bucket& b : m.buckets) {
-    const int64_t padded = (b.buffer.numel() + p - 1) / p * p;
+    // Every slot on a cache line: ZeroRedundancyOptimizer makes the parameters views into a
+    // buffer of this layout.
+    int64_t end = 0;
+    for (int i : b.slots) {
+      m.slots[i].offset = aligned(end, b.dtype);
+      end = m.slots[i].offset + m.slots[i].param.numel();
+    }
+    const int64_t padded = (end + p - 1) / p * p;
     if (padded / p > std::numeric_limits<int>::max())
       throw Error(std::string(kOp) + ": a bucket of " + std::to_string(padded) +
                   " elements is too large to shard; lower bucket_cap_mb");

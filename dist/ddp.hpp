@@ -112,7 +112,8 @@ class DistributedDataParallel {
 
   /// For ZeroRedundancyOptimizer (dist/zero.hpp, Note [Sharded optimizer] in zero.cpp), not
   /// for direct use. `shard_gradients()` switches every later sync to sharded gradients:
-  /// each bucket is padded with zeros to a multiple of the world size p and
+  /// each bucket is laid out with every parameter on a cache line, padded with zeros to a
+  /// multiple of the world size p and
   /// reduce-scattered (MPI_Ireduce_scatter_block) instead of all-reduced, so rank r receives
   /// only the average of elements [r S, (r + 1) S) of each bucket (S = padded size / p), in
   /// `Shard::grad`; the parameters' `.grad` are left empty after the sync. Throws Error when

@@ -9,12 +9,14 @@
 //   view of the averaged slice. The wrapped optimizer is built over the pieces, so it holds
 //   state for 1/p of the elements; every optimizer here updates each element from its own
 //   value, gradient and state, so updating pieces is updating the whole parameters.
-// - Step. This rank's pieces are copied from the parameters into the flat buffers (the
-//   parameters stay ordinary tensors, so a model loaded or changed in place after
-//   construction is seen), the optimizer steps them, each bucket's flat buffer is
-//   all-gathered in place (MPI_Iallgather: every rank's slice to every rank, started for
-//   all buckets before the first wait) and copied back into the parameters. Bytes moved
-//   per step: the reduce-scatter's and the all-gather's, together those of the all-reduce.
+// - Step. The parameters themselves become views into the flat buffers (laid out as the
+//   gradient buckets, each parameter on a cache line), so the optimizer updates this rank's
+//   slices in place and each bucket's flat buffer is all-gathered in place
+//   (MPI_Iallgather: every rank's slice to every rank, started for all buckets before the
+//   first wait): no copies. Bytes moved per step: the reduce-scatter's and the
+//   all-gather's, together those of the all-reduce. In-place changes of the parameters
+//   (loading a checkpoint) go into the buffers; replacing a parameter's tensor, or
+//   converting the model's dtype, while the optimizer lives is not supported.
 // - Differences from PyTorch's ZeroRedundancyOptimizer, which keeps DDP's all-reduce and
 //   assigns whole parameters to ranks (then broadcasts each rank's parameters): here the
 //   gradients are reduce-scattered (half the all-reduce's bytes) and the slices are equal
@@ -147,6 +149,11 @@ ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(DistributedDataParallel& ddp,
   for (size_t k = 0; k < m.shards.size(); ++k) {
     const auto& sh = m.shards[k];
     m.flat.push_back(zeros({sh.padded_numel}, sh.dtype));
+    for (size_t s = 0; s < sh.params.size(); ++s) {  // the parameters become views
+      Tensor& v = sh.params[s].value();
+      copy_elems(m.flat[k], sh.offsets[s], v, 0, v.numel());
+      v = m.flat[k].view_range(sh.offsets[s], v.shape());
+    }
     const int64_t lo = m.lo(static_cast<int>(k)), hi = lo + sh.shard_numel;
     m.index_of.emplace_back();
     for (size_t s = 0; s < sh.params.size(); ++s) {
@@ -175,13 +182,8 @@ void ZeroRedundancyOptimizer::step() {
   NoGradGuard no_grad;
   const bool has = m.ddp.has_shard_grads();
   m.set_piece_grads(has);
-  if (!has) {
-    m.opt->step();
-    return;
-  }
-  for (const auto& pc : m.pieces)
-    copy_elems(m.flat[pc.bucket], pc.bucket_off, m.params[pc.param].value(), pc.param_off, pc.n);
   m.opt->step();
+  if (!has) return;
   if (get_world_size() > 1) {
     std::vector<MPI_Request> reqs(m.flat.size(), MPI_REQUEST_NULL);
     for (size_t k = 0; k < m.flat.size(); ++k)
@@ -191,14 +193,8 @@ void ZeroRedundancyOptimizer::step() {
                     kOp);
     for (auto& r : reqs) detail::wait(r, kOp);
   }
-  for (size_t k = 0; k < m.shards.size(); ++k) {
-    const auto& sh = m.shards[k];
-    for (size_t s = 0; s < sh.params.size(); ++s) {
-      Tensor v = sh.params[s].value();
-      copy_elems(v, 0, m.flat[k], sh.offsets[s], v.numel());
-      v.bump_version();
-    }
-  }
+  // The parameters are views into the flat buffers: each changed in place.
+  for (Tensor& f : m.flat) f.bump_version();
 }
 
 void ZeroRedundancyOptimizer::zero_grad() {
