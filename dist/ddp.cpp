@@ -32,6 +32,15 @@
 //   stay there); one thread at a time is why MPI_THREAD_SERIALIZED
 //   is enough (not FUNNELED: backward may run on a thread other than the one that initialized
 //   MPI).
+// - Note [Reduce-scatter]. With sharded gradients (ZeroRedundancyOptimizer) a bucket is
+//   reduce-scattered by point-to-point messages rather than MPI_Ireduce_scatter_block:
+//   Open MPI's libnbc implements that as a reduce to rank 0 followed by a scatter (rank 0
+//   receives and adds the whole bucket, then sends the slices out; no setting chooses
+//   another algorithm), which measured slower than the all-reduce it replaces. Here each rank
+//   sends slice r to rank r and receives its own slice from every rank at once, then adds
+//   the p shares in rank order: every rank sends and adds (p - 1) / p of the bucket, as a
+//   ring does, in one round (p - 1 messages each way per rank: fine for the few ranks of a
+//   machine; many ranks would want the ring's p - 1 rounds of one message).
 // - Determinism. The sum's order is MPI's, fixed for a given world size and message size,
 //   and every rank receives the same bytes, so ranks stay bit-identical to each other.
 
@@ -97,9 +106,11 @@ struct DistributedDataParallel::Impl {
     int pending = 0;
     bool launched = false;
     bool finished = false;
-    MPI_Request req = MPI_REQUEST_NULL;
+    // The all-reduce's request, or the sharded exchange's sends and receives.
+    std::vector<MPI_Request> reqs;
     double t_start = 0, t_end = 0;
     Tensor scratch;  // sharded: the reduce-scatter's result when it is added to the shard
+    Tensor recv;     // sharded: the other ranks' shares of this rank's slice, in rank order
   };
 
   Module& module;
@@ -277,11 +288,7 @@ struct DistributedDataParallel::Impl {
       if (get_world_size() == 1) {
         target.copy_(b.buffer);
       } else {
-        const int64_t n = shards[k].shard_numel;
-        detail::check(
-            MPI_Ireduce_scatter_block(b.buffer.raw_data(), target.raw_data(), static_cast<int>(n),
-                                      detail::mpi_type(b.dtype), MPI_SUM, detail::comm(), &b.req),
-            kOp);
+        start_exchange(b, k);
         return;
       }
     }
@@ -291,7 +298,53 @@ struct DistributedDataParallel::Impl {
       event(Event::Kind::bucket_finished, k);
       return;
     }
-    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.req, kOp);
+    b.reqs.assign(1, MPI_REQUEST_NULL);
+    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.reqs[0],
+                             kOp);
+  }
+
+  // Sharded (Note [Reduce-scatter]): slice r of the bucket goes to rank r, and this rank's
+  // slice comes from every other rank, all at once.
+  void start_exchange(Bucket& b, int k) {
+    const int p = get_world_size(), me = get_rank();
+    const int n = static_cast<int>(shards[k].shard_numel);
+    const size_t bytes = static_cast<size_t>(n) * itemsize(b.dtype);
+    const MPI_Datatype type = detail::mpi_type(b.dtype);
+    b.reqs.assign(static_cast<size_t>(2 * (p - 1)), MPI_REQUEST_NULL);
+    size_t q = 0;
+    for (int r = 0; r < p; ++r) {
+      if (r == me) continue;
+      char* in = static_cast<char*>(b.recv.raw_data()) + static_cast<size_t>(r - (r > me)) * bytes;
+      char* out = static_cast<char*>(b.buffer.raw_data()) + static_cast<size_t>(r) * bytes;
+      detail::check(MPI_Irecv(in, n, type, r, k, detail::comm(), &b.reqs[q++]), kOp);
+      detail::check(MPI_Isend(out, n, type, r, k, detail::comm(), &b.reqs[q++]), kOp);
+    }
+  }
+
+  // Sharded, once the exchange is done: this rank's slice summed over the ranks in rank
+  // order (the same order on every rank), into the shard (or scratch, to be added).
+  void reduce_exchange(Bucket& b, int k) {
+    const int p = get_world_size(), me = get_rank();
+    const int64_t n = shards[k].shard_numel;
+    Tensor& target = shard_grads_zeroed ? shards[k].grad : b.scratch;
+    dispatch(b.dtype, kOp, [&]<class T>() {
+      auto part = [&](int r) {
+        return r == me ? b.buffer.data<T>() + me * n : b.recv.data<T>() + (r - (r > me)) * n;
+      };
+      T* dst = target.data<T>();
+      const T* first = part(0);
+      std::copy(first, first + n, dst);
+      for (int r = 1; r < p; ++r) {
+        const T* src = part(r);
+        for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+      }
+    });
+  }
+
+  bool test_all(Bucket& b) {
+    for (MPI_Request& r : b.reqs)
+      if (!detail::test(r, kOp)) return false;
+    return true;
   }
 
   void launch_ready() {
@@ -302,6 +355,7 @@ struct DistributedDataParallel::Impl {
   }
 
   void mark_finished(Bucket& b, int k) {
+    if (sharded && get_world_size() > 1) reduce_exchange(b, k);
     b.finished = true;
     b.t_end = now();
     event(Event::Kind::bucket_finished, k);
@@ -311,8 +365,7 @@ struct DistributedDataParallel::Impl {
   void progress() {
     for (size_t k = 0; k < buckets.size(); ++k) {
       Bucket& b = buckets[k];
-      if (b.launched && !b.finished && detail::test(b.req, kOp))
-        mark_finished(b, static_cast<int>(k));
+      if (b.launched && !b.finished && test_all(b)) mark_finished(b, static_cast<int>(k));
     }
   }
 
@@ -334,7 +387,7 @@ struct DistributedDataParallel::Impl {
       for (size_t k = 0; k < buckets.size(); ++k) {
         Bucket& b = buckets[k];
         if (b.finished) continue;
-        detail::wait(b.req, kOp);
+        for (MPI_Request& r : b.reqs) detail::wait(r, kOp);
         mark_finished(b, static_cast<int>(k));
       }
       stats.wait_seconds = now() - wait_start;
@@ -421,9 +474,9 @@ DistributedDataParallel::~DistributedDataParallel() {
   for (auto& s : impl_->slots) s.param.remove_hook(s.hook);
   // An all-reduce still in flight writes into its bucket: let it end before the buffer goes.
   for (auto& b : impl_->buckets)
-    if (b.launched && !b.finished && b.req != MPI_REQUEST_NULL) {
+    if (b.launched && !b.finished) {
       try {
-        detail::wait(b.req, kOp);
+        for (MPI_Request& r : b.reqs) detail::wait(r, kOp);
       } catch (...) {
       }
     }
@@ -450,6 +503,7 @@ const std::vector<DistributedDataParallel::Shard>& DistributedDataParallel::shar
                   " elements is too large to shard; lower bucket_cap_mb");
     b.buffer = zeros({padded}, b.dtype);  // the padding stays zero
     b.scratch = zeros({padded / p}, b.dtype);
+    b.recv = zeros({padded / p * (p - 1)}, b.dtype);
     Shard sh{b.dtype, padded, padded / p, zeros({padded / p}, b.dtype), {}, {}};
     for (int i : b.slots) {
       sh.params.push_back(m.slots[i].param);
