@@ -38,7 +38,11 @@ class ZeroRedundancyOptimizer {
   /// buckets (DistributedDataParallel::shard_gradients). The optimizer must update each
   /// element from that element's value, gradient and state alone (SGD, Adam, AdamW,
   /// RMSprop, Adagrad: every optimizer here), with one parameter group. Every rank must
-  /// construct it (a collective); `ddp` must outlive it.
+  /// construct it (a collective); `ddp` must outlive it and stays sharded for its own life
+  /// (one ZeroRedundancyOptimizer per wrapper, even when this one is destroyed or its
+  /// construction threw). The parameters become views into flat buffers: change them in
+  /// place (copy_, loading a checkpoint), do not replace their tensors or convert the
+  /// model's dtype while it lives.
   ZeroRedundancyOptimizer(DistributedDataParallel& ddp, OptimizerFactory make);
   ~ZeroRedundancyOptimizer();
   ZeroRedundancyOptimizer(const ZeroRedundancyOptimizer&) = delete;

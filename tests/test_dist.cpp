@@ -497,14 +497,16 @@ TEST_CASE("ZeroRedundancyOptimizer: the sharded steps equal DDP with the whole o
           "[dist][zero]") {
   const int p = dist::get_world_size(), me = dist::get_rank();
   const bool adam = GENERATE(true, false);
-  const int mode = GENERATE(0, 1, 2);  // ddp_backward's
+  const int mode = GENERATE(0, 1, 2);       // ddp_backward's
+  const bool view = GENERATE(false, true);  // gradient_as_bucket_view: no effect when sharded
   const dist::OptimizerFactory make =
       adam ? dist::optimizer_class<Adam>(AdamOptions{.lr = 0.01, .weight_decay = 0.01})
            : dist::optimizer_class<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9});
   for (Dtype d : {f32, f64}) {
-    INFO(dtype_name(d) << (adam ? " Adam" : " SGD") << ", backward mode " << mode);
+    INFO(dtype_name(d) << (adam ? " Adam" : " SGD") << ", backward mode " << mode
+                       << (view ? ", gradient_as_bucket_view" : ""));
     // Buckets of ~130 f32 elements: the shards' boundaries fall inside parameters.
-    const dist::DDPOptions o{.bucket_cap_mb = 0.0005};
+    const dist::DDPOptions o{.bucket_cap_mb = 0.0005, .gradient_as_bucket_view = view};
     auto ref = make_mlp(1, d), model = make_mlp(1 + static_cast<uint64_t>(me), d);
     dist::DistributedDataParallel ddp_ref(*ref, o), ddp(*model, o);
     REQUIRE(ddp.buckets().size() > 1);
