@@ -8,6 +8,9 @@
 //                                      128, Adam 1e-3, DistributedSampler shares: s/epoch
 //                                      (median), test accuracy, and per-phase medians
 //                                      of a step (batch, forward, backward, optimizer)
+// With more than one rank the optimizer is sharded (dist::ZeroRedundancyOptimizer over Adam:
+// reduce-scatter, each rank steps its slice, all-gather) unless TG_BENCH_NO_ZERO is set (then
+// every rank runs the whole Adam after an all-reduce, to compare the two).
 // With more than one rank it also prints the all-reduce time backward hid: 1 - (time the
 // end of backward waited for buckets) / (time of a blocking all-reduce of the same bytes).
 // Rank 0 prints one line per figure: "name value unit".
@@ -88,6 +91,23 @@ Wrapped wrap(tg::Module& net, double bucket_mb) {
   return w;
 }
 
+// Adam over `net`'s parameters: sharded over the ranks (ZeroRedundancyOptimizer) when `w`
+// wraps the model, unless TG_BENCH_NO_ZERO is set.
+struct Optim {
+  std::unique_ptr<tg::Adam> whole;
+  std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;
+  Optim(tg::Module& net, Wrapped& w) {
+    const tg::AdamOptions o{.lr = 1e-3};
+    if (w.ddp && std::getenv("TG_BENCH_NO_ZERO") == nullptr)
+      zero = std::make_unique<dist::ZeroRedundancyOptimizer>(*w.ddp,
+                                                             dist::optimizer_class<tg::Adam>(o));
+    else
+      whole = std::make_unique<tg::Adam>(net.parameters(), o);
+  }
+  void zero_grad() { zero ? zero->zero_grad() : whole->zero_grad(); }
+  void step() { zero ? zero->step() : whole->step(); }
+};
+
 // Per-phase times of each step, to see where a rank's step goes: the batch (gather),
 // forward, backward (which ends with the wait for the buckets still in flight), optimizer.
 struct Phases {
@@ -116,7 +136,7 @@ void workload_c(int steps, double bucket_mb) {
   tg::Rng rng(1);
   tg::MLP net({784, 512, 512, 10}, tg::Activation::relu, tg::Activation::identity, rng);
   Wrapped w = wrap(net, bucket_mb);
-  tg::Adam opt(net.parameters(), {.lr = 1e-3});
+  Optim opt(net, w);
   tg::Rng data(10 + static_cast<uint64_t>(dist::get_rank()));
   const tg::Var x = tg::constant(tg::randn({local, 784}, data));
   std::vector<int64_t> labels(static_cast<size_t>(local));
@@ -151,7 +171,7 @@ void workload_e(int epochs, double bucket_mb) {
   tg::Rng rng(1);
   tg::MLP net({784, 256, 128, 10}, tg::Activation::relu, tg::Activation::identity, rng);
   Wrapped w = wrap(net, bucket_mb);
-  tg::Adam opt(net.parameters(), {.lr = 1e-3});
+  Optim opt(net, w);
   // drop_last: every rank takes the same steps; 60000 is a multiple of 2 anyway.
   tg::data::DistributedSampler sampler(train.size(), p, me, true, 7, true);
   std::vector<double> times;
@@ -194,9 +214,12 @@ int main(int argc, char** argv) {
   double bucket_mb = argc > 3 ? std::atof(argv[3]) : 0;
   if (!(bucket_mb > 0)) bucket_mb = 25.0;
   if (dist::get_rank() == 0)
-    std::printf("bench_dist %s: %d rank(s) x %d thread(s) (BLAS %d), bucket %g MiB\n",
+    std::printf("bench_dist %s: %d rank(s) x %d thread(s) (BLAS %d), bucket %g MiB%s\n",
                 which.c_str(), dist::get_world_size(), tg::num_threads(), tg::blas_threads(),
-                bucket_mb);
+                bucket_mb,
+                dist::get_world_size() > 1 && !std::getenv("TG_BENCH_NO_ZERO")
+                    ? ", sharded Adam (ZeroRedundancyOptimizer)"
+                    : "");
   if (which == "c")
     workload_c(n, bucket_mb);
   else if (which == "e")

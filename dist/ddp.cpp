@@ -32,6 +32,15 @@
 //   stay there); one thread at a time is why MPI_THREAD_SERIALIZED
 //   is enough (not FUNNELED: backward may run on a thread other than the one that initialized
 //   MPI).
+// - Note [Reduce-scatter]. With sharded gradients (ZeroRedundancyOptimizer) a bucket is
+//   reduce-scattered by point-to-point messages rather than MPI_Ireduce_scatter_block:
+//   Open MPI's libnbc implements that as a reduce to rank 0 followed by a scatter (rank 0
+//   receives and adds the whole bucket, then sends the slices out; no setting chooses
+//   another algorithm), which measured slower than the all-reduce it replaces. Here each rank
+//   sends slice r to rank r and receives its own slice from every rank at once, then adds
+//   the p shares in rank order: every rank sends and adds (p - 1) / p of the bucket, as a
+//   ring does, in one round (p - 1 messages each way per rank: fine for the few ranks of a
+//   machine; many ranks would want the ring's p - 1 rounds of one message).
 // - Determinism. The sum's order is MPI's, fixed for a given world size and message size,
 //   and every rank receives the same bytes, so ranks stay bit-identical to each other.
 
@@ -39,6 +48,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +81,13 @@ std::vector<std::string> describe(Module& m, const DDPOptions& o) {
   return lines;
 }
 
+// Where a view into a flat buffer placed at or after element `offset` starts: on a cache
+// line, as a tensor of its own does (Tensor::data_start).
+int64_t aligned(int64_t offset, Dtype d) {
+  const auto line = static_cast<int64_t>(tg::detail::kDataAlignment / itemsize(d));
+  return (offset + line - 1) / line * line;
+}
+
 }  // namespace
 
 struct DistributedDataParallel::Impl {
@@ -89,8 +106,11 @@ struct DistributedDataParallel::Impl {
     int pending = 0;
     bool launched = false;
     bool finished = false;
-    MPI_Request req = MPI_REQUEST_NULL;
+    // The all-reduce's request, or the sharded exchange's sends and receives.
+    std::vector<MPI_Request> reqs;
     double t_start = 0, t_end = 0;
+    Tensor scratch;  // sharded: the reduce-scatter's result when it is added to the shard
+    Tensor recv;     // sharded: the other ranks' shares of this rank's slice, in rank order
   };
 
   Module& module;
@@ -101,6 +121,10 @@ struct DistributedDataParallel::Impl {
   bool syncing = false;
   bool no_sync = false;
   bool failed = false;
+  // Sharded gradients (shard_gradients): one Shard per bucket.
+  bool sharded = false;
+  bool shard_grads_zeroed = true;
+  std::vector<Shard> shards;
   Clock::time_point t0;
   std::vector<Event> events;
   SyncStats stats;
@@ -135,11 +159,7 @@ struct DistributedDataParallel::Impl {
       s.name = it->first;
       s.bucket = static_cast<int>(buckets.size()) - 1;
       s.offset = b.buffer.numel();
-      if (options.gradient_as_bucket_view) {
-        // Each view starts on a cache line, as a tensor of its own does (Tensor::data_start).
-        const auto line = static_cast<int64_t>(tg::detail::kDataAlignment / itemsize(p.dtype()));
-        s.offset = (s.offset + line - 1) / line * line;
-      }
+      if (options.gradient_as_bucket_view) s.offset = aligned(s.offset, p.dtype());
       b.slots.push_back(static_cast<int>(slots.size()));
       b.buffer = Tensor::empty({s.offset + p.numel()}, p.dtype());  // sized; filled per step
       slots.push_back(std::move(s));
@@ -262,13 +282,69 @@ struct DistributedDataParallel::Impl {
     event(Event::Kind::bucket_started, k);
     stats.bytes += static_cast<int64_t>(b.buffer.nbytes());
     ++stats.buckets;
+    if (sharded) {
+      // A second sync before zero_shard_grads accumulates: reduce into scratch, add in finish.
+      Tensor& target = shard_grads_zeroed ? shards[k].grad : b.scratch;
+      if (get_world_size() == 1) {
+        target.copy_(b.buffer);
+      } else {
+        start_exchange(b, k);
+        return;
+      }
+    }
     if (get_world_size() == 1) {
       b.finished = true;
       b.t_end = b.t_start;
       event(Event::Kind::bucket_finished, k);
       return;
     }
-    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.req, kOp);
+    b.reqs.assign(1, MPI_REQUEST_NULL);
+    detail::start_all_reduce(b.buffer.raw_data(), b.buffer.numel(), b.dtype, MPI_SUM, b.reqs[0],
+                             kOp);
+  }
+
+  // Sharded (Note [Reduce-scatter]): slice r of the bucket goes to rank r, and this rank's
+  // slice comes from every other rank, all at once.
+  void start_exchange(Bucket& b, int k) {
+    const int p = get_world_size(), me = get_rank();
+    const int n = static_cast<int>(shards[k].shard_numel);
+    const size_t bytes = static_cast<size_t>(n) * itemsize(b.dtype);
+    const MPI_Datatype type = detail::mpi_type(b.dtype);
+    b.reqs.assign(static_cast<size_t>(2 * (p - 1)), MPI_REQUEST_NULL);
+    size_t q = 0;
+    for (int r = 0; r < p; ++r) {
+      if (r == me) continue;
+      char* in = static_cast<char*>(b.recv.raw_data()) + static_cast<size_t>(r - (r > me)) * bytes;
+      char* out = static_cast<char*>(b.buffer.raw_data()) + static_cast<size_t>(r) * bytes;
+      detail::check(MPI_Irecv(in, n, type, r, k, detail::comm(), &b.reqs[q++]), kOp);
+      detail::check(MPI_Isend(out, n, type, r, k, detail::comm(), &b.reqs[q++]), kOp);
+    }
+  }
+
+  // Sharded, once the exchange is done: this rank's slice summed over the ranks in rank
+  // order (the same order on every rank), into the shard (or scratch, to be added).
+  void reduce_exchange(Bucket& b, int k) {
+    const int p = get_world_size(), me = get_rank();
+    const int64_t n = shards[k].shard_numel;
+    Tensor& target = shard_grads_zeroed ? shards[k].grad : b.scratch;
+    dispatch(b.dtype, kOp, [&]<class T>() {
+      auto part = [&](int r) {
+        return r == me ? b.buffer.data<T>() + me * n : b.recv.data<T>() + (r - (r > me)) * n;
+      };
+      T* dst = target.data<T>();
+      const T* first = part(0);
+      std::copy(first, first + n, dst);
+      for (int r = 1; r < p; ++r) {
+        const T* src = part(r);
+        for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+      }
+    });
+  }
+
+  bool test_all(Bucket& b) {
+    for (MPI_Request& r : b.reqs)
+      if (!detail::test(r, kOp)) return false;
+    return true;
   }
 
   void launch_ready() {
@@ -279,6 +355,7 @@ struct DistributedDataParallel::Impl {
   }
 
   void mark_finished(Bucket& b, int k) {
+    if (sharded && get_world_size() > 1) reduce_exchange(b, k);
     b.finished = true;
     b.t_end = now();
     event(Event::Kind::bucket_finished, k);
@@ -288,8 +365,7 @@ struct DistributedDataParallel::Impl {
   void progress() {
     for (size_t k = 0; k < buckets.size(); ++k) {
       Bucket& b = buckets[k];
-      if (b.launched && !b.finished && detail::test(b.req, kOp))
-        mark_finished(b, static_cast<int>(k));
+      if (b.launched && !b.finished && test_all(b)) mark_finished(b, static_cast<int>(k));
     }
   }
 
@@ -311,7 +387,7 @@ struct DistributedDataParallel::Impl {
       for (size_t k = 0; k < buckets.size(); ++k) {
         Bucket& b = buckets[k];
         if (b.finished) continue;
-        detail::wait(b.req, kOp);
+        for (MPI_Request& r : b.reqs) detail::wait(r, kOp);
         mark_finished(b, static_cast<int>(k));
       }
       stats.wait_seconds = now() - wait_start;
@@ -321,6 +397,11 @@ struct DistributedDataParallel::Impl {
         last = std::max(last, buckets[k].t_end);
       }
       stats.comm_seconds = last - first;
+      if (sharded) {
+        if (!shard_grads_zeroed)
+          for (size_t k = 0; k < buckets.size(); ++k) shards[k].grad.add_(buckets[k].scratch);
+        shard_grads_zeroed = false;
+      }
       write_grads();
       event(Event::Kind::sync_finished, -1);
       syncing = false;
@@ -335,6 +416,10 @@ struct DistributedDataParallel::Impl {
   // buffer when that is a plain tensor nothing else holds, as after the engine stored this
   // backward's gradient there, or into a new one.
   void write_grads() {
+    if (sharded) {  // the averages are in the shards; each .grad held this rank's own part
+      for (Slot& s : slots) s.param.zero_grad();
+      return;
+    }
     if (options.gradient_as_bucket_view) {
       for (Bucket& b : buckets) b.buffer.bump_version();
       for (Slot& s : slots) {
@@ -389,13 +474,49 @@ DistributedDataParallel::~DistributedDataParallel() {
   for (auto& s : impl_->slots) s.param.remove_hook(s.hook);
   // An all-reduce still in flight writes into its bucket: let it end before the buffer goes.
   for (auto& b : impl_->buckets)
-    if (b.launched && !b.finished && b.req != MPI_REQUEST_NULL) {
+    if (b.launched && !b.finished) {
       try {
-        detail::wait(b.req, kOp);
+        for (MPI_Request& r : b.reqs) detail::wait(r, kOp);
       } catch (...) {
       }
     }
 }
+
+const std::vector<DistributedDataParallel::Shard>& DistributedDataParallel::shard_gradients() {
+  Impl& m = *impl_;
+  if (m.sharded)
+    throw Error(std::string(kOp) +
+                ": the gradients are already sharded (one ZeroRedundancyOptimizer per wrapper)");
+  if (m.syncing) throw Error(std::string(kOp) + ": shard_gradients called during a backward");
+  const int64_t p = get_world_size();
+  for (Impl::Bucket& b : m.buckets) {
+    // Every slot on a cache line: ZeroRedundancyOptimizer makes the parameters views into a
+    // buffer of this layout.
+    int64_t end = 0;
+    for (int i : b.slots) {
+      m.slots[i].offset = aligned(end, b.dtype);
+      end = m.slots[i].offset + m.slots[i].param.numel();
+    }
+    const int64_t padded = (end + p - 1) / p * p;
+    if (padded / p > std::numeric_limits<int>::max())
+      throw Error(std::string(kOp) + ": a bucket of " + std::to_string(padded) +
+                  " elements is too large to shard; lower bucket_cap_mb");
+    b.buffer = zeros({padded}, b.dtype);  // the padding stays zero
+    b.scratch = zeros({padded / p}, b.dtype);
+    b.recv = zeros({padded / p * (p - 1)}, b.dtype);
+    Shard sh{b.dtype, padded, padded / p, zeros({padded / p}, b.dtype), {}, {}};
+    for (int i : b.slots) {
+      sh.params.push_back(m.slots[i].param);
+      sh.offsets.push_back(m.slots[i].offset);
+    }
+    m.shards.push_back(std::move(sh));
+  }
+  m.sharded = true;
+  return m.shards;
+}
+
+bool DistributedDataParallel::has_shard_grads() const { return !impl_->shard_grads_zeroed; }
+void DistributedDataParallel::zero_shard_grads() { impl_->shard_grads_zeroed = true; }
 
 Module& DistributedDataParallel::module() const { return impl_->module; }
 void DistributedDataParallel::finish_gradient_sync() { impl_->finish(); }

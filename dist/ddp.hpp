@@ -110,6 +110,28 @@ class DistributedDataParallel {
   };
   SyncStats last_sync_stats() const;
 
+  /// For ZeroRedundancyOptimizer (dist/zero.hpp, Note [Sharded optimizer] in zero.cpp), not
+  /// for direct use. `shard_gradients()` switches every later sync to sharded gradients:
+  /// each bucket is laid out with every parameter on a cache line, padded with zeros to a
+  /// multiple of the world size p and
+  /// reduce-scattered (MPI_Ireduce_scatter_block) instead of all-reduced, so rank r receives
+  /// only the average of elements [r S, (r + 1) S) of each bucket (S = padded size / p), in
+  /// `Shard::grad`; the parameters' `.grad` are left empty after the sync. Throws Error when
+  /// called twice or during a backward. A second synced backward without
+  /// `zero_shard_grads()` adds its average into `Shard::grad` (accumulation, as .grad).
+  struct Shard {
+    Dtype dtype;
+    int64_t padded_numel;          // a multiple of the world size
+    int64_t shard_numel;           // padded_numel / world size
+    Tensor grad;                   // this rank's averaged slice: shard_numel elements
+    std::vector<Var> params;       // the bucket's parameters, in bucket order
+    std::vector<int64_t> offsets;  // where each starts in the bucket
+  };
+  const std::vector<Shard>& shard_gradients();
+  /// Whether a sync wrote `Shard::grad` since the last `zero_shard_grads()`.
+  bool has_shard_grads() const;
+  void zero_shard_grads();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -448,3 +448,203 @@ TEST_CASE("DDP: a backward run on another thread averages the gradients", "[dist
     for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-12).margin(1e-15));
   }
 }
+
+namespace {
+
+// One step of data-parallel training on this rank's share of a global batch of 12 at step
+// `step`: `mode` 0 is one backward, 1 two half backwards, the first under no_sync, 2 two
+// half backwards both synced (the second adds its average to the first's).
+void ddp_backward(Sequential& model, dist::DistributedDataParallel& ddp, int step, int mode,
+                  Dtype d) {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  const int64_t local = 12 / p;  // 12: divisible by 1, 2 and 3, and 12 / p is even
+  Var x = constant(batch({12, 6}, step, d)), y = constant(batch({12, 3}, 100 + step, d));
+  Var xs = narrow(x, 0, me * local, local), ys = narrow(y, 0, me * local, local);
+  if (mode == 0) {
+    mse_loss(model(xs), ys).backward();
+    return;
+  }
+  const int64_t h = local / 2;
+  auto first_half = [&] { mse_loss(model(narrow(xs, 0, 0, h)), narrow(ys, 0, 0, h)).backward(); };
+  if (mode == 1) {
+    auto guard = ddp.no_sync();
+    first_half();
+  } else {
+    first_half();
+  }
+  mse_loss(model(narrow(xs, 0, h, h)), narrow(ys, 0, h, h)).backward();
+}
+
+// Largest relative difference between two state dicts' state tensors (every key of `a` must
+// be in `b`, with the same shape).
+double max_state_difference(const NpzArchive& a, const NpzArchive& b) {
+  double worst = 0;
+  for (const auto& key : a.names()) {
+    INFO(key);
+    REQUIRE(b.contains(key));
+    auto x = values(a.tensor(key)), y = values(b.tensor(key));
+    REQUIRE(x.size() == y.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      worst =
+          std::max(worst, std::abs(x[i] - y[i]) / std::max({std::abs(x[i]), std::abs(y[i]), 1e-3}));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("ZeroRedundancyOptimizer: the sharded steps equal DDP with the whole optimizer",
+          "[dist][zero]") {
+  const int p = dist::get_world_size(), me = dist::get_rank();
+  const bool adam = GENERATE(true, false);
+  const int mode = GENERATE(0, 1, 2);       // ddp_backward's
+  const bool view = GENERATE(false, true);  // gradient_as_bucket_view: no effect when sharded
+  const dist::OptimizerFactory make =
+      adam ? dist::optimizer_class<Adam>(AdamOptions{.lr = 0.01, .weight_decay = 0.01})
+           : dist::optimizer_class<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9});
+  for (Dtype d : {f32, f64}) {
+    INFO(dtype_name(d) << (adam ? " Adam" : " SGD") << ", backward mode " << mode
+                       << (view ? ", gradient_as_bucket_view" : ""));
+    // Buckets of ~130 f32 elements: the shards' boundaries fall inside parameters.
+    const dist::DDPOptions o{.bucket_cap_mb = 0.0005, .gradient_as_bucket_view = view};
+    auto ref = make_mlp(1, d), model = make_mlp(1 + static_cast<uint64_t>(me), d);
+    dist::DistributedDataParallel ddp_ref(*ref, o), ddp(*model, o);
+    REQUIRE(ddp.buckets().size() > 1);
+    auto opt_ref = make(ref->parameters());
+    dist::ZeroRedundancyOptimizer zero(ddp, make);
+    CHECK(zero.params().size() == model->parameters().size());
+    if (p > 1) {  // some parameter is split between two ranks
+      Tensor split = zeros({1}, i64);
+      auto pieces = zero.local_optimizer().params();
+      for (const Var& q : pieces)
+        for (const Var& w : model->parameters())
+          if (q.numel() < w.numel() && q.numel() > 0) split.data<int64_t>()[0] = 1;
+      dist::all_reduce(split, dist::ReduceOp::max);
+      CHECK(split.data<int64_t>()[0] == 1);
+    }
+    auto run = [&](int first, int n) {
+      for (int step = first; step < first + n; ++step) {
+        opt_ref->zero_grad();
+        ddp_backward(*ref, ddp_ref, step, mode, d);
+        opt_ref->step();
+        zero.zero_grad();
+        ddp_backward(*model, ddp, step, mode, d);
+        for (const Var& q : model->parameters()) CHECK(!q.grad().defined());
+        zero.step();
+      }
+    };
+    run(0, 5);
+    // Two synced backwards (mode 2) round differently: the whole-gradient DDP re-averages the
+    // first average with the second backward's gradients (sum over ranks of a / p + g / p),
+    // the sharded one adds the second average to the first (a + sum of g / p).
+    const double tol = d == f32 ? (mode == 2 ? 1e-5 : 1e-6) : 1e-12;
+    double diff = max_relative_difference(*model, *ref);
+    INFO("largest relative difference from DDP with the whole optimizer: " << diff);
+    CHECK(diff <= tol);
+    CHECK(same_on_every_rank(*model));
+    CHECK(zero.steps() == 5);
+
+    // The consolidated state is the whole optimizer's state_dict.
+    CHECK_THROWS_WITH(
+        [&] {
+          NpzArchive a;
+          zero.state_dict(a);
+        }(),
+        Catch::Contains("consolidate_state_dict"));
+    CHECK_THROWS_AS(zero.consolidate_state_dict(p), IndexError);
+    zero.consolidate_state_dict(0);
+    NpzArchive want;
+    opt_ref->state_dict(want);
+    if (me == 0) {
+      NpzArchive got;
+      zero.state_dict(got);
+      CHECK(got.names() == want.names());
+      CHECK(max_state_difference(want, got) <= tol);
+      CHECK(got.i64s("param_steps") == want.i64s("param_steps"));
+      // Resumed by the whole optimizer in a world of one (no DDP: the global batch at once).
+      auto solo = make_mlp(7, d);
+      {
+        NoGradGuard g;
+        auto a = solo->parameters(), b = model->parameters();
+        for (size_t k = 0; k < a.size(); ++k) a[k].value().copy_(b[k].value());
+      }
+      auto opt_solo = make(solo->parameters());
+      opt_solo->load_state_dict(NpzArchive::decode(got.encode()));
+      for (int step = 5; step < 8; ++step) {
+        opt_solo->zero_grad();
+        Var x = constant(batch({12, 6}, step, d)), y = constant(batch({12, 3}, 100 + step, d));
+        if (mode == 0) {
+          mse_loss((*solo)(x), y).backward();
+        } else {  // the ranks' first halves, then their second halves
+          const int64_t local = 12 / p, h = local / 2;
+          for (int64_t half : {0, 1}) {
+            std::vector<Var> xs, ys;
+            for (int r = 0; r < p; ++r) {
+              xs.push_back(narrow(x, 0, r * local + half * h, h));
+              ys.push_back(narrow(y, 0, r * local + half * h, h));
+            }
+            mse_loss((*solo)(concat(xs)), concat(ys)).backward();
+          }
+        }
+        opt_solo->step();
+      }
+      run(5, 3);
+      diff = max_relative_difference(*model, *solo);
+      INFO("resumed in a world of one: largest relative difference " << diff);
+      CHECK(diff <= (d == f32 ? 1e-5 : 1e-12));
+    } else {
+      CHECK_THROWS_AS(
+          [&] {
+            NpzArchive a;
+            zero.state_dict(a);
+          }(),
+          Error);
+      run(5, 3);
+    }
+
+    // The whole optimizer's state_dict loaded into a fresh sharded one on this world size.
+    auto model2 = make_mlp(9, d);
+    dist::DistributedDataParallel ddp2(*model2, o);
+    dist::ZeroRedundancyOptimizer zero2(ddp2, make);
+    {  // ref has taken the same 8 steps as model
+      NoGradGuard g;
+      auto a = model2->parameters(), b = ref->parameters();
+      for (size_t k = 0; k < a.size(); ++k) a[k].value().copy_(b[k].value());
+    }
+    NpzArchive ref_state;
+    opt_ref->state_dict(ref_state);
+    zero2.load_state_dict(NpzArchive::decode(ref_state.encode()));
+    CHECK(zero2.steps() == 8);
+    for (int step = 8; step < 11; ++step) {
+      opt_ref->zero_grad();
+      ddp_backward(*ref, ddp_ref, step, mode, d);
+      opt_ref->step();
+      zero2.zero_grad();
+      ddp_backward(*model2, ddp2, step, mode, d);
+      zero2.step();
+    }
+    diff = max_relative_difference(*model2, *ref);
+    INFO("resumed sharded from the whole optimizer's state: largest relative difference " << diff);
+    CHECK(diff <= tol);
+    CHECK(same_on_every_rank(*model2));
+  }
+}
+
+TEST_CASE("ZeroRedundancyOptimizer: errors", "[dist][zero]") {
+  auto model = make_mlp(3, f64);
+  dist::DistributedDataParallel ddp(*model);
+  dist::ZeroRedundancyOptimizer zero(ddp, dist::optimizer_class<Adam>(AdamOptions{}));
+  // One per wrapper.
+  CHECK_THROWS_WITH(dist::ZeroRedundancyOptimizer(ddp, dist::optimizer_class<Adam>(AdamOptions{})),
+                    Catch::Contains("already sharded"));
+  // A step with no gradient changes nothing.
+  auto before = values(model->parameters()[0].value());
+  zero.step();
+  CHECK(values(model->parameters()[0].value()) == before);
+  // A state_dict of another model.
+  NpzArchive a;
+  Adam other(make_mlp(3, f64, 4)->parameters());
+  other.state_dict(a);
+  a.put_i64("param_steps", {1, 2});
+  CHECK_THROWS_AS(zero.load_state_dict(a), IoError);
+}

@@ -5,3 +5,4 @@
 
 #include "dist/ddp.hpp"
 #include "dist/dist.hpp"
+#include "dist/zero.hpp"
