@@ -75,19 +75,22 @@ namespace detail {
 
 // Note [Spare tangent buffers]
 // A fused kernel's tangent is a new buffer per op, and on a small tensor its allocation and
-// free cost as much as the kernel (the per-thread block cache starts at kLocalBlockMin, and
-// the node pool keeps no block for a tangent). So a tangent buffer that dies on the owner
-// thread with no other holder (its node died or was recycled) is kept, up to kSpares of
-// them under kCachedBlockMin bytes each, and the next fused kernel whose tangent has exactly
-// that block size writes into it. They are the owner thread's alone (fused kernels run only
-// there), count in live_tensor_bytes while kept, and are freed when the level closes; none
-// is kept when the tensor cache is disabled (a limit of 0) or under AddressSanitizer (the
-// pool's sole_block_bytes is then 0), so a use after free is still caught.
+// free (by malloc: the per-thread block cache starts at kLocalBlockMin, and the node pool
+// keeps no block for a tangent) cost as much as the kernel. So a tangent buffer under
+// kLocalBlockMin bytes that dies on the owner thread with no other holder (its node died or
+// was recycled) is kept, up to kSpares of them, and the next fused kernel whose tangent has
+// exactly that block size writes into it. Larger blocks are left to the per-thread cache,
+// which hands back the most recently freed block of any value or tangent (warmer in cache
+// than a spare kept for tangents alone: on 64x64 spares made forward mode slower). They are the
+// owner thread's alone (fused kernels run only there), count in live_tensor_bytes while kept, and
+// are freed when the level closes; none is kept when the tensor cache is disabled (a limit of 0) or
+// under AddressSanitizer (the pool's sole_block_bytes is then 0), so a use after free is still
+// caught.
 namespace {
 // Destroys a slot's tangent on the owner thread, keeping its buffer as a spare if it can.
 void drop_tangent(Level& l, Tensor& t) noexcept {
   const size_t bytes = sole_block_bytes(t);
-  if (bytes != 0 && bytes < kCachedBlockMin && l.spares < Level::kSpares && block_reuse_enabled())
+  if (bytes != 0 && bytes < kLocalBlockMin && l.spares < Level::kSpares && block_reuse_enabled())
     ::new (l.spare_storage[l.spares++]) Tensor(std::move(t));
   std::destroy_at(&t);
 }
