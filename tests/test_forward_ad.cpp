@@ -228,7 +228,7 @@ TEST_CASE("forward mode: a fused tangent is a bare tensor, no value of its own",
   CHECK(tg::allclose(ty.value(), want, 1e-14, 1e-14));
 }
 
-TEST_CASE("forward mode: levels reuse their slots; values may die on another thread",
+TEST_CASE("forward mode: levels reuse their slots, and values may die on another thread",
           "[forward_ad]") {
   const Var x = tg::constant(tg::tensor({0.5}, {1}, tg::f64));
   tg::NoGradGuard no_grad;
