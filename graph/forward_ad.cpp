@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "graph/block_cache.hpp"
 #include "graph/engine_ops.hpp"
 #include "graph/error.hpp"
 #include "graph/fused_tangent.hpp"
+#include "graph/node_pool.hpp"
 
 namespace tg {
 
@@ -55,8 +57,13 @@ struct Level {
   // The owner thread's alone:
   uint32_t used = 1;                 // slots handed out (slot 0 means "no tangent")
   std::vector<uint32_t> free_slots;  // handed out and freed again on the owner thread
+  // Note [Spare tangent buffers]: the first `spares` are constructed.
+  static constexpr int kSpares = 8;
+  alignas(Tensor) std::byte spare_storage[kSpares][sizeof(Tensor)]{};
+  int spares = 0;
 
   Slot& slot(uint32_t s) { return chunks[s / kChunkSlots][s % kChunkSlots]; }
+  Tensor& spare(int i) { return *std::launder(reinterpret_cast<Tensor*>(spare_storage[i])); }
   bool has_chunk(uint32_t s) const { return s / kChunkSlots < chunks.size(); }
 };
 constinit Level g_level;
@@ -66,6 +73,49 @@ thread_local bool t_owner = false;  // this thread opened the level that is open
 
 namespace detail {
 
+// Note [Spare tangent buffers]
+// A fused kernel's tangent is a new buffer per op, and on a small tensor its allocation and
+// free (by malloc: the per-thread block cache starts at kLocalBlockMin, and the node pool
+// keeps no block for a tangent) cost as much as the kernel. So a tangent buffer under
+// kLocalBlockMin bytes that dies on the owner thread with no other holder (its node died or
+// was recycled) is kept, up to kSpares of them, and the next fused kernel whose tangent has
+// exactly that block size writes into it. Larger blocks are left to the per-thread cache,
+// which hands back the most recently freed block of any value or tangent (warmer in cache
+// than a spare kept for tangents alone: on 64x64 spares made forward mode slower). They are the
+// owner thread's alone (fused kernels run only there), count in live_tensor_bytes while kept, and
+// are freed when the level closes; none is kept when the tensor cache is disabled (a limit of 0) or
+// under AddressSanitizer (the pool's sole_block_bytes is then 0), so a use after free is still
+// caught.
+namespace {
+// Destroys a slot's tangent on the owner thread, keeping its buffer as a spare if it can.
+void drop_tangent(Level& l, Tensor& t) noexcept {
+  const size_t bytes = sole_block_bytes(t);
+  if (bytes != 0 && bytes < kLocalBlockMin && l.spares < Level::kSpares && block_reuse_enabled())
+    ::new (l.spare_storage[l.spares++]) Tensor(std::move(t));
+  std::destroy_at(&t);
+}
+}  // namespace
+
+Tensor tangent_buffer(const Shape& shape, Dtype dtype) {
+  Level& l = level();
+  if (l.spares != 0) {
+    const int64_t numel = shape.numel();
+    const size_t want = storage_block_bytes(static_cast<size_t>(numel) * itemsize(dtype));
+    for (int i = l.spares - 1; i >= 0; --i)
+      if (sole_block_bytes(l.spare(i)) == want) {
+        Tensor t(std::move(l.spare(i)));
+        std::destroy_at(&l.spare(i));
+        if (i != --l.spares) {  // the last spare takes its place
+          ::new (l.spare_storage[i]) Tensor(std::move(l.spare(l.spares)));
+          std::destroy_at(&l.spare(l.spares));
+        }
+        reuse_block_as(t, shape, numel, dtype);
+        return t;
+      }
+  }
+  return Tensor::empty(shape, dtype);
+}
+
 void forget_tangent(Node& n) noexcept {
   Level& l = level();
   const uint32_t s = n.tangent_slot;
@@ -73,7 +123,7 @@ void forget_tangent(Node& n) noexcept {
   if (t_owner) {
     Slot& slot = l.slot(s);
     slot.node.store(nullptr, std::memory_order_relaxed);
-    std::destroy_at(&slot.tangent());
+    drop_tangent(l, slot.tangent());
     try {
       l.free_slots.push_back(s);
     } catch (...) {  // out of memory: the slot is not reused
@@ -240,6 +290,7 @@ DualLevel::~DualLevel() {
   t_owner = false;
   detail::fw_enabled = false;
   dropped.clear();  // a node dying here finds the level closed
+  while (l.spares != 0) std::destroy_at(&l.spare(--l.spares));
   std::lock_guard<std::mutex> lock(l.mu);
   l.used = 1;  // the chunks (now empty) stay for the next level
   l.free_slots.clear();

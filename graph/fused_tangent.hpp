@@ -14,6 +14,11 @@ namespace tg::detail {
 // Each kernel constructs the output's tangent in `dst` (detail::FusedJvp) after the last
 // thing that may throw.
 
+/// A new tensor for a fused kernel's tangent (contents unspecified): a spare tangent buffer
+/// of exactly its block size when the level keeps one (Note [Spare tangent buffers] in
+/// graph/forward_ad.cpp), else Tensor::empty's. On the level's thread only.
+Tensor tangent_buffer(const Shape& shape, Dtype dtype);
+
 /// The tangent of a unary elementwise op: ty[i] = g(tx[i], y[i], x[i]), in one pass.
 template <class G>
 auto unary_tangent(const char* op, G g) {
@@ -21,7 +26,7 @@ auto unary_tangent(const char* op, G g) {
     const Tensor& tx = *c.tangents[0];
     const Tensor& x = c.inputs[0]->value();
     const Tensor& y = c.y;
-    Tensor& ty = *::new (dst) Tensor(Tensor::empty(y.shape(), y.dtype()));
+    Tensor& ty = *::new (dst) Tensor(tangent_buffer(y.shape(), y.dtype()));
     dispatch(y.dtype(), op, [&]<class T>() {
       const T* pt = tx.data<T>();
       const T* py = y.data<T>();
@@ -41,7 +46,7 @@ template <class FA, class FB>
 auto binary_tangent(const char* op, FA fa, FB fb) {
   return [op, fa, fb](const FusedCtx& c, Tensor* dst) {
     const Tensor *ta = c.tangents[0], *tb = c.tangents[1];
-    Tensor& ty = *::new (dst) Tensor(Tensor::empty(c.y.shape(), c.y.dtype()));
+    Tensor& ty = *::new (dst) Tensor(tangent_buffer(c.y.shape(), c.y.dtype()));
     dispatch(c.y.dtype(), op, [&]<class T>() {
       const T* pa = c.inputs[0]->value().data<T>();
       const T* pb = c.inputs[1]->value().data<T>();

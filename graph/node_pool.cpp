@@ -30,7 +30,16 @@ struct NodePool {
     n->plain_ = true;
     return n;
   }
+  static void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype) {
+    t.reuse_block_as(shape, numel, dtype);
+  }
 };
+
+// No block is reused either (forward mode's spare tangent buffers included).
+size_t sole_block_bytes(const Tensor&) noexcept { return 0; }
+void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype) {
+  NodePool::reuse_block_as(t, shape, numel, dtype);
+}
 
 NodePtr value_node(Tensor&& value) { return NodePool::make_plain(std::move(value)); }
 NodePtr output_node(const Shape& shape, Dtype dtype) {
@@ -167,6 +176,10 @@ struct NodePool {
   static void reuse_block_as(Node& n, const Shape& shape, int64_t numel, Dtype dtype) {
     n.value.reuse_block_as(shape, numel, dtype);
   }
+  static void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype) {
+    t.reuse_block_as(shape, numel, dtype);
+  }
+  static size_t sole_block_bytes(const Tensor& t) { return t.sole_block_bytes(); }
 
   static bool recyclable(const Node& n) { return n.recyclable(); }
 };
@@ -222,6 +235,11 @@ void drop_node(Node* n) noexcept {
 }
 
 void drop_recycled_blocks() noexcept { free_recycled(true); }
+
+size_t sole_block_bytes(const Tensor& t) noexcept { return NodePool::sole_block_bytes(t); }
+void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype) {
+  NodePool::reuse_block_as(t, shape, numel, dtype);
+}
 
 NodePtr value_node(Tensor&& value) {
   RecycledNodes& r = t_recycled;

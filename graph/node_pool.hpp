@@ -7,6 +7,8 @@
 
 #include <cstddef>
 
+#include "graph/tensor.hpp"
+
 namespace tg::detail {
 
 /// Nodes up to this many bytes (a Node and its backward closure) come from the free lists.
@@ -17,5 +19,12 @@ void node_free(void* p, size_t bytes) noexcept;
 /// Frees the tensor blocks this thread's recycled nodes keep (the nodes stay recycled):
 /// called when the tensor cache limit is set to 0.
 void drop_recycled_blocks() noexcept;
+
+/// The pool's access to a tensor's block, for forward mode's spare tangent buffers (Note
+/// [Spare tangent buffers] in graph/forward_ad.cpp): the bytes of `t`'s block when `t` is
+/// its only holder (0 otherwise), and that block made a new tensor of `shape` and `dtype`
+/// whose data fill it exactly.
+size_t sole_block_bytes(const Tensor& t) noexcept;
+void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype);
 
 }  // namespace tg::detail

@@ -228,7 +228,7 @@ TEST_CASE("forward mode: a fused tangent is a bare tensor, no value of its own",
   CHECK(tg::allclose(ty.value(), want, 1e-14, 1e-14));
 }
 
-TEST_CASE("forward mode: levels reuse their slots, values may die on another thread",
+TEST_CASE("forward mode: levels reuse their slots, and values may die on another thread",
           "[forward_ad]") {
   const Var x = tg::constant(tg::tensor({0.5}, {1}, tg::f64));
   tg::NoGradGuard no_grad;
@@ -246,6 +246,33 @@ TEST_CASE("forward mode: levels reuse their slots, values may die on another thr
     }
     for (const Var& v : keep) REQUIRE_FALSE(fwd::unpack_dual(v).tangent.defined());
   }
+}
+
+TEST_CASE("forward mode: spare tangent buffers are reused, never shared, freed at close",
+          "[forward_ad]") {
+  // Note [Spare tangent buffers]: a fused tangent's buffer that dies with no other holder is
+  // kept for the next one of its block size; a tangent still held (here by unpack_dual's
+  // result) is never reused, and the level frees the spares when it closes.
+  const Var x = tg::constant(tg::tensor({0.3}, {1}, tg::f64));
+  const Var w = tg::constant(tg::tensor({0.9}, {1}, tg::f64));
+  tg::NoGradGuard no_grad;
+  const int64_t bytes_before = tg::debug::live_tensor_bytes();
+  {
+    fwd::DualLevel level;
+    Var y = fwd::make_dual(x, tg::constant(tg::tensor({1.0}, {1}, tg::f64)));
+    double want = 1.0;
+    std::vector<std::pair<Var, double>> held;  // tangents kept while buffers are recycled
+    for (int i = 0; i < 40; ++i) {
+      const Var s = tg::sigmoid(y * w + w);
+      const double sv = s.item();
+      want *= sv * (1.0 - sv) * 0.9;
+      y = s;
+      if (i % 7 == 0) held.emplace_back(fwd::unpack_dual(y).tangent, want);
+    }
+    CHECK(fwd::unpack_dual(y).tangent.item() == Approx(want).epsilon(1e-12));
+    for (const auto& [t, v] : held) CHECK(t.item() == Approx(v).epsilon(1e-12));
+  }
+  CHECK(tg::debug::live_tensor_bytes() == bytes_before);
 }
 
 TEST_CASE("forward mode matches torch.autograd.forward_ad", "[forward_ad][oracle]") {
