@@ -171,13 +171,13 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const std::vector<
 }
 
 void save_checkpoint(const std::string& path, const RunConfig& c, Model& model,
-                     const Optimizer& optimizer, int64_t epoch, const Rng& shuffle_rng,
-                     const History& h) {
+                     const std::function<void(NpzArchive&, const std::string&)>& optimizer_state,
+                     int64_t epoch, const Rng& shuffle_rng, const History& h) {
   NpzArchive a;
   write_parameters(model.net, a, "model.");
   // The architecture by name; an MLP's checkpoint stays as before (no key means "mlp").
   if (c.model != "mlp") a.put_string("config.model", c.model);
-  optimizer.state_dict(a, "optim.");
+  optimizer_state(a, "optim.");
   a.put_int("epoch", epoch);
   write_rng(shuffle_rng, a, "rng.");
   write_rng(model.dropout_rng, a, "dropout_rng.");

@@ -67,9 +67,11 @@ struct History {
 };
 
 /// A training checkpoint: model + optimizer + epoch + generators + config + history.
+/// The optimizer's entries are written by `optimizer_state(archive, "optim.")`: its
+/// state_dict (a sharded optimizer's consolidated one, the same entries).
 void save_checkpoint(const std::string& path, const RunConfig& config, Model& model,
-                     const Optimizer& optimizer, int64_t epoch, const Rng& shuffle_rng,
-                     const History& history);
+                     const std::function<void(NpzArchive&, const std::string&)>& optimizer_state,
+                     int64_t epoch, const Rng& shuffle_rng, const History& history);
 /// Reads the config of a checkpoint (or of a plain model .npz written by `train`).
 RunConfig read_config(const NpzArchive& archive);
 /// The checkpoint's history: one value per epoch done in each series (IoError otherwise).

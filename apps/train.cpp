@@ -36,6 +36,7 @@ struct TrainOptions {
   std::string metrics;
   std::string resume;
   bool no_progress = false;
+  bool no_shard_optimizer = false;
   bool epochs_given = false;
   bool schedule_given = false;
   std::set<std::string> given;  // the options on the command line
@@ -106,7 +107,7 @@ void write_pictures(const std::string& dir, const History& h, const Evaluation& 
 // What every rank of a data-parallel run must agree on: the run's configuration, the data
 // and where it starts (world::check_same).
 std::vector<std::string> run_description(const RunConfig& c, const data::Dataset& train,
-                                         const data::Dataset& test, int64_t start) {
+                                         const data::Dataset& test, int64_t start, bool shard) {
   std::string hidden;
   for (int64_t h : c.hidden) hidden += std::to_string(h) + " ";
   auto num = [](double x) {
@@ -117,7 +118,8 @@ std::vector<std::string> run_description(const RunConfig& c, const data::Dataset
   return {"model " + c.model + " hidden " + hidden + "activation " + c.activation + " dropout " +
               num(c.dropout),
           "optimizer " + c.optimizer + " lr " + num(c.lr) + " momentum " + num(c.momentum) +
-              " weight_decay " + num(c.weight_decay) + " nesterov " + std::to_string(c.nesterov),
+              " weight_decay " + num(c.weight_decay) + " nesterov " + std::to_string(c.nesterov) +
+              " sharded " + std::to_string(shard),
           "schedule " + c.schedule + " step_size " + std::to_string(c.step_size) + " gamma " +
               num(c.gamma) + " warmup " + std::to_string(c.warmup),
           "epochs " + std::to_string(c.epochs) + " batch " + std::to_string(c.batch) + " seed " +
@@ -230,20 +232,27 @@ void run_train(TrainOptions o) {
   from_checkpoint(o.resume, [&] { model = build_model(c, init_rng); });
   Rng shuffle_rng(c.seed + 1);
   const auto params = model->net.parameters();
-  auto opt = make_optimizer(c, params);
-  auto sched = make_scheduler(c, *opt);
   int64_t start = 0;
   History h;
   if (!o.resume.empty()) {
     read_parameters(model->net, resumed, "model.");
-    opt->load_state_dict(resumed, "optim.");
+    // The file's optimizer state is checked now, before any collective; it is loaded into
+    // the optimizer that steps once that is built.
+    make_optimizer(c, params)->load_state_dict(resumed, "optim.");
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(model->dropout_rng, resumed, "dropout_rng.");
     start = read_epoch(resumed);
     h = read_history(resumed);
   }
-  world::check_same("run configurations or data", run_description(c, train, test, start));
-  world::DataParallel data_parallel(model->net);  // rank 0's weights on every rank
+  // The optimizer is sharded over the ranks unless --no-shard-optimizer (docs/distributed.md).
+  const bool shard = ranks > 1 && !o.no_shard_optimizer;
+  world::check_same("run configurations or data", run_description(c, train, test, start, shard));
+  // Rank 0's weights on every rank; the optimizer that steps.
+  world::DataParallel data_parallel(
+      model->net, [&c](std::vector<Var> p) { return make_optimizer(c, p); }, shard);
+  // The schedulers take their base rate from the new optimizer (--lr), before any state.
+  auto sched = make_scheduler(c, data_parallel.optimizer());
+  if (!o.resume.empty()) data_parallel.load_state_dict(resumed, "optim.");
   const std::string ckpt = out + "/checkpoint.npz";
   if (root) {
     prepare_output_dir(out);
@@ -266,8 +275,9 @@ void run_train(TrainOptions o) {
       c.schedule.c_str(), static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed),
       blas_threads(), num_threads());
   if (ranks > 1)
-    say("data parallel: %d ranks, %lld examples of each batch of %lld per rank\n", ranks,
-        static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch));
+    say("data parallel: %d ranks, %lld examples of each batch of %lld per rank, optimizer %s\n",
+        ranks, static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch),
+        shard ? "sharded" : "on every rank");
   if (!o.resume.empty())
     say("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
   say("output: %s\n", out.c_str());
@@ -275,7 +285,7 @@ void run_train(TrainOptions o) {
   Evaluation last;
   for (int64_t epoch = start; epoch < c.epochs; ++epoch) {
     const double lr = sched ? sched->lr_at(epoch) : c.lr;
-    opt->set_lr(lr);
+    data_parallel.set_lr(lr);
     model->net.train();
     // NOTE: one loader per epoch, shuffled once at construction from the run's generator, so
     // a resumed run draws exactly the orders the uninterrupted run would have drawn.
@@ -297,11 +307,11 @@ void run_train(TrainOptions o) {
     int64_t seen = 0, correct = 0, batch_i = 0;
     for (; batch_i < steps; ++batch_i) {
       const auto k = static_cast<size_t>(batch_i);
-      opt->zero_grad();
+      data_parallel.zero_grad();
       if (ranks > 1 && shard.mine[k] == 0) {
         // No rows for this rank in the last batch: a zero loss, so it still joins the sum.
         mul_scalar(sum(params[0]), 0.0).backward();
-        opt->step();
+        data_parallel.step();
         continue;
       }
       if (!loader.next(b)) throw Error("train: the data loader ended early");
@@ -312,7 +322,7 @@ void run_train(TrainOptions o) {
                                       : static_cast<double>(shard.mine[k] * ranks) /
                                             static_cast<double>(shard.global[k]);
       (share == 1.0 ? loss : mul_scalar(loss, share)).backward();
-      opt->step();
+      data_parallel.step();
       const double l = loss.item();
       if (!std::isfinite(l))
         throw Error("train: the loss became " + std::to_string(l) + " at epoch " +
@@ -357,10 +367,16 @@ void run_train(TrainOptions o) {
                       {"seconds", Json::number(seconds)},
                       {"lr", Json::number(lr)}})
             .str();
+    data_parallel.consolidate_state_dict();  // every rank, before rank 0 writes
     if (root) {
       append_line(out + "/metrics.jsonl", line);
       if (!o.metrics.empty()) append_line(o.metrics, line);
-      save_checkpoint(ckpt, c, *model, *opt, epoch + 1, shuffle_rng, h);
+      save_checkpoint(
+          ckpt, c, *model,
+          [&data_parallel](NpzArchive& a, const std::string& prefix) {
+            data_parallel.state_dict(a, prefix);
+          },
+          epoch + 1, shuffle_rng, h);
     }
   }
   if (start >= c.epochs) {
@@ -452,6 +468,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
+  cmd->add_flag("--no-shard-optimizer", o->no_shard_optimizer,
+                "under mpirun: every rank keeps the whole optimizer state and does the whole "
+                "update (default: each rank keeps and updates 1/N of it, ZeRO stage 1)");
   cmd->callback([o, cmd] {
     o->given = given_options(*cmd);
     run_train(*o);

@@ -7,6 +7,7 @@
 #ifdef TAPEGRAD_HAS_DIST
 #include "dist/ddp.hpp"
 #include "dist/dist.hpp"
+#include "dist/zero.hpp"
 #endif
 
 namespace tg::app::world {
@@ -49,6 +50,16 @@ void end_job(int code, const std::exception& error) {
 
 struct DataParallel::Impl {
   std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::unique_ptr<Optimizer> whole;                     // one process, or not sharded
+  std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;  // sharded
+  // f(the optimizer that steps): both kinds have the calls DataParallel forwards.
+  template <class F>
+  void with_optimizer(F f) {
+    if (zero)
+      f(*zero);
+    else
+      f(*whole);
+  }
 };
 
 DataParallel::DataParallel(Module& module) : impl_(std::make_unique<Impl>()) {
@@ -59,8 +70,26 @@ DataParallel::DataParallel(Module& module) : impl_(std::make_unique<Impl>()) {
         module, dist::DDPOptions{.gradient_as_bucket_view = true});
 }
 
+DataParallel::DataParallel(Module& module, const MakeOptimizer& make, bool shard_optimizer)
+    : DataParallel(module) {
+  if (impl_->ddp && shard_optimizer)
+    impl_->zero = std::make_unique<dist::ZeroRedundancyOptimizer>(*impl_->ddp, make);
+  else
+    impl_->whole = make(module.parameters());
+}
+
 void DataParallel::sync_buffers() {
   if (impl_->ddp) impl_->ddp->sync_buffers();
+}
+
+bool DataParallel::sharded() const { return impl_->zero != nullptr; }
+
+Optimizer& DataParallel::optimizer() {
+  return impl_->zero ? impl_->zero->local_optimizer() : *impl_->whole;
+}
+
+void DataParallel::consolidate_state_dict() {
+  if (impl_->zero) impl_->zero->consolidate_state_dict(0);
 }
 
 #else  // built without MPI: a world of one
@@ -72,13 +101,41 @@ void sum(std::vector<double>&) {}
 void check_same(const std::string&, const std::vector<std::string>&) {}
 void end_job(int, const std::exception&) {}
 
-struct DataParallel::Impl {};
+struct DataParallel::Impl {
+  std::unique_ptr<Optimizer> whole;
+  template <class F>
+  void with_optimizer(F f) {
+    f(*whole);
+  }
+};
 DataParallel::DataParallel(Module&) : impl_(std::make_unique<Impl>()) {}
+DataParallel::DataParallel(Module& module, const MakeOptimizer& make, bool) : DataParallel(module) {
+  impl_->whole = make(module.parameters());
+}
 void DataParallel::sync_buffers() {}
+bool DataParallel::sharded() const { return false; }
+Optimizer& DataParallel::optimizer() { return *impl_->whole; }
+void DataParallel::consolidate_state_dict() {}
 
 #endif
 
 DataParallel::~DataParallel() = default;
+
+void DataParallel::set_lr(double lr) {
+  impl_->with_optimizer([&](auto& o) { o.set_lr(lr); });
+}
+void DataParallel::zero_grad() {
+  impl_->with_optimizer([](auto& o) { o.zero_grad(); });
+}
+void DataParallel::step() {
+  impl_->with_optimizer([](auto& o) { o.step(); });
+}
+void DataParallel::load_state_dict(const NpzArchive& archive, const std::string& prefix) {
+  impl_->with_optimizer([&](auto& o) { o.load_state_dict(archive, prefix); });
+}
+void DataParallel::state_dict(NpzArchive& archive, const std::string& prefix) const {
+  impl_->with_optimizer([&](auto& o) { o.state_dict(archive, prefix); });
+}
 
 std::pair<int64_t, int64_t> rows_of(int64_t m) {
   const int64_t p = size(), r = rank();

@@ -5,12 +5,15 @@
 // one. Everything here is a no-op (or the identity) in a world of one.
 
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "models/module.hpp"
+#include "models/npz.hpp"
+#include "optim/optimizer.hpp"
 
 namespace tg::app::world {
 
@@ -42,16 +45,45 @@ void check_same(const std::string& what, const std::vector<std::string>& lines);
 /// reports it and exits normally.
 void end_job(int code, const std::exception& error);
 
-/// Gradient averaging for `module` over the ranks (dist::DistributedDataParallel), or
-/// nothing in a world of one.
+/// Builds the optimizer of a list of parameters (dist::OptimizerFactory).
+using MakeOptimizer = std::function<std::unique_ptr<Optimizer>(std::vector<Var>)>;
+
+/// Gradient averaging for `module` over the ranks (dist::DistributedDataParallel) and the
+/// optimizer that steps it: in a world of one (or without `shard_optimizer`) the optimizer
+/// `make` builds over the module's parameters; on several ranks with `shard_optimizer` that
+/// optimizer sharded over the ranks (dist::ZeroRedundancyOptimizer: each rank keeps and
+/// updates 1/p of its state). The parameters after each step are the same either way, to
+/// the rounding of the gradients' sum. Construction is a collective. Constructed without
+/// `make`, it averages the gradients only (the loop steps its own optimizer: the calls on
+/// the optimizer below are then not to be used).
 class DataParallel {
  public:
   explicit DataParallel(Module& module);
+  DataParallel(Module& module, const MakeOptimizer& make, bool shard_optimizer);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
   /// Copies rank 0's buffers (BatchNorm's running statistics) to every rank.
   void sync_buffers();
+
+  /// Whether the optimizer is sharded over the ranks.
+  bool sharded() const;
+  /// The optimizer whose rate the schedulers read and set: the whole one, or this rank's
+  /// shard's (set_lr sets the rate of every shard alike).
+  Optimizer& optimizer();
+  void set_lr(double lr);
+  void zero_grad();
+  /// A collective when sharded.
+  void step();
+  /// Loads the whole optimizer's state_dict (Optimizer::state_dict's format, from a run on
+  /// any world size, sharded or not) on every rank.
+  void load_state_dict(const NpzArchive& archive, const std::string& prefix);
+  /// Call on every rank before rank 0 writes state_dict (a collective when sharded: the
+  /// shards' state is gathered on rank 0).
+  void consolidate_state_dict();
+  /// On rank 0 after consolidate_state_dict: the whole optimizer's state_dict, the entries
+  /// one process writes.
+  void state_dict(NpzArchive& archive, const std::string& prefix) const;
 
  private:
   struct Impl;

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """`tapegrad train` data-parallel (apps/train.cpp, Note [Data-parallel train]): with the same
-seed and global batch, 2 ranks and 3 ranks (mpirun, tests/dist_launch.sh) end with the
-parameters and optimizer state of 1 process, up to rounding (largest difference at most
-1e-6 of the tensor's largest value, in f32); a run of 2 ranks resumed for a second epoch
-with 3 ranks ends there too; only rank 0 writes (one metrics line per epoch), and the
-figures it prints (loss, accuracy) are the whole batch's. Ranks started with different
-options (mpirun's "prog args : prog other-args") stop at the start, each with the error. A
-rank killed with SIGKILL mid-epoch ends the job (non-zero, within 60 s); the last checkpoint
-is intact and resumes.
+seed and global batch, 2 ranks and 3 ranks (mpirun, tests/dist_launch.sh; the optimizer
+sharded, the default) end with the parameters and optimizer state of 1 process, up to
+rounding (largest difference at most 1e-6 of the tensor's largest value, in f32), and so do
+2 ranks with --no-shard-optimizer; 2 sharded ranks end within 1e-6 (of the tensor's largest
+value) of 2 unsharded ranks. The sharded runs' checkpoints hold the optimizer entries of
+1 process's (the same names, dtypes and shapes; the same rate and step counts). Runs resumed
+for a second epoch with another world size end there too: 2 ranks then 3, 2 then 1, 1 then
+2 (sharded). Only rank 0 writes (one metrics line per epoch), and the figures it prints
+(loss, accuracy) are the whole batch's. Ranks started with different options (mpirun's
+"prog args : prog other-args"; another batch, or --no-shard-optimizer on one rank) stop at
+the start, each with the error. A rank killed with SIGKILL mid-epoch ends the job (non-zero,
+within 60 s); the last checkpoint is intact and resumes.
 The data: the first 250 Fashion-MNIST images (the last batch of 24 splits unevenly).
 
 Usage: check_dist_train.py TAPEGRAD LAUNCHER WORKDIR. Exit 77 (CTest: skipped) without
@@ -57,10 +61,44 @@ ref, ref_metrics = state("one"), metrics("one")
 text = run(2, "two", "--epochs", "2")
 if text.count("epoch 1/2") != 1:
     bad.append("2 ranks: the epoch line is not printed once (rank 0 alone prints)")
+if "optimizer sharded" not in text:
+    bad.append("2 ranks: the optimizer is not sharded by default")
+whole_text = run(2, "two_whole", "--epochs", "2", "--no-shard-optimizer")
+if "optimizer on every rank" not in whole_text:
+    bad.append("2 ranks --no-shard-optimizer: the optimizer is still sharded")
 run(3, "three", "--epochs", "2")
-run(2, "resumed", "--epochs", "1")
-run(3, "resumed", "--epochs", "2", "--resume", os.path.join(work, "resumed", "checkpoint.npz"))
-for out in ("two", "three", "resumed"):
+
+
+def resume(out, first, second):
+    """`first` ranks for 1 epoch, then `second` ranks resume for the second."""
+    run(first, out, "--epochs", "1")
+    run(second, out, "--epochs", "2", "--resume", os.path.join(work, out, "checkpoint.npz"))
+
+
+resume("resumed", 2, 3)
+resume("resumed_2_1", 2, 1)
+resume("resumed_1_2", 1, 2)
+# Sharded against unsharded on 2 ranks: the same sums in another order (reduce-scatter then
+# all-gather against all-reduce), so f32 rounding apart.
+dist_cli.check_state("two sharded against two_whole", state("two"), state("two_whole"), 1e-6,
+                     bad)
+
+
+def optim_entries(out):
+    """The checkpoint's optim.* entries other than the state tensors, and every optim.*
+    entry's dtype and shape."""
+    with np.load(os.path.join(work, out, "checkpoint.npz")) as z:
+        return ({k: z[k].tolist() for k in z.files
+                 if k.startswith("optim.") and not k.startswith("optim.state")},
+                {k: (z[k].dtype.str, z[k].shape) for k in z.files if k.startswith("optim.")})
+
+
+ref_optim = optim_entries("one")
+for out in ("two", "three", "resumed_1_2"):
+    if optim_entries(out) != ref_optim:
+        bad.append(f"{out}: the optim.* entries differ from 1 process's in name, dtype, shape "
+                   f"or value: {optim_entries(out)} against {ref_optim}")
+for out in ("two", "two_whole", "three", "resumed", "resumed_2_1", "resumed_1_2"):
     if not dist_cli.check_state(out, state(out), ref, 1e-6, bad):
         continue
     m = metrics(out)
@@ -75,6 +113,9 @@ for out in ("two", "three", "resumed"):
 other = ["12" if a == "24" else a for a in common]
 bad_out = ["--epochs", "1", "--out", os.path.join(work, "bad")]
 dist_cli.check_mismatch(tapegrad, launcher, common + bad_out, other + bad_out, bad)
+# Rank 1 without the sharded optimizer.
+dist_cli.check_mismatch(tapegrad, launcher, common + bad_out,
+                        common + bad_out + ["--no-shard-optimizer"], bad)
 
 
 def children(pid):
