@@ -82,8 +82,6 @@ void DataParallel::sync_buffers() {
   if (impl_->ddp) impl_->ddp->sync_buffers();
 }
 
-bool DataParallel::sharded() const { return impl_->zero != nullptr; }
-
 Optimizer& DataParallel::optimizer() {
   return impl_->zero ? impl_->zero->local_optimizer() : *impl_->whole;
 }
@@ -113,7 +111,6 @@ DataParallel::DataParallel(Module& module, const MakeOptimizer& make, bool) : Da
   impl_->whole = make(module.parameters());
 }
 void DataParallel::sync_buffers() {}
-bool DataParallel::sharded() const { return false; }
 Optimizer& DataParallel::optimizer() { return *impl_->whole; }
 void DataParallel::consolidate_state_dict() {}
 

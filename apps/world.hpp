@@ -66,8 +66,6 @@ class DataParallel {
   /// Copies rank 0's buffers (BatchNorm's running statistics) to every rank.
   void sync_buffers();
 
-  /// Whether the optimizer is sharded over the ranks.
-  bool sharded() const;
   /// The optimizer whose rate the schedulers read and set: the whole one, or this rank's
   /// shard's (set_lr sets the rate of every shard alike).
   Optimizer& optimizer();
