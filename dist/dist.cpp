@@ -422,6 +422,10 @@ std::string join(const std::vector<std::string>& lines) {
   return s;
 }
 
+}  // namespace
+
+namespace detail {
+
 std::vector<std::string> split_lines(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -433,8 +437,7 @@ std::vector<std::string> split_lines(const std::string& s) {
   return out;
 }
 
-// Every rank's text, indexed by rank.
-std::vector<std::string> gather_strings(const std::string& mine) {
+std::vector<std::string> gather_strings(const std::string& mine, const char* op) {
   Tensor len = Tensor::empty({1}, i64);
   len.data<int64_t>()[0] = static_cast<int64_t>(mine.size());
   std::vector<Tensor> lens = all_gather(len);
@@ -448,16 +451,16 @@ std::vector<std::string> gather_strings(const std::string& mine) {
   }
   std::vector<char> all(total + 1);
   MPI_Request req;
-  detail::check(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
-                                counts.data(), displs.data(), MPI_CHAR, detail::comm(), &req),
-                "check_same_across_ranks");
-  detail::wait(req, "check_same_across_ranks");
+  check(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
+                        counts.data(), displs.data(), MPI_CHAR, comm(), &req),
+        op);
+  detail::wait(req, op);
   std::vector<std::string> out;
   for (int r = 0; r < p; ++r) out.emplace_back(all.data() + displs[r], counts[r]);
   return out;
 }
 
-}  // namespace
+}  // namespace detail
 
 void check_same_across_ranks(const std::string& who, const std::string& what,
                              const std::vector<std::string>& lines) {
@@ -471,9 +474,9 @@ void check_same_across_ranks(const std::string& who, const std::string& what,
     if (hashes[r].data<int64_t>()[0] != hashes[0].data<int64_t>()[0]) other = r;
   if (other < 0) return;
   // Every rank saw the same hashes, so every rank takes this branch and the same gather.
-  std::vector<std::string> texts = gather_strings(text);
-  const auto a = split_lines(texts[0]);
-  const auto b = split_lines(texts[other]);
+  std::vector<std::string> texts = detail::gather_strings(text, "check_same_across_ranks");
+  const auto a = detail::split_lines(texts[0]);
+  const auto b = detail::split_lines(texts[other]);
   size_t i = 0;
   while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
   auto line = [](const std::vector<std::string>& v, size_t k) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dist/dist.hpp"
 
@@ -30,5 +31,9 @@ bool test(MPI_Request& req, const char* op);
 void wait(MPI_Request& req, const char* op);
 /// "rank 1 of 3", for messages.
 std::string where();
+/// Every rank's `mine`, indexed by rank (a collective on comm(); launched worlds only).
+std::vector<std::string> gather_strings(const std::string& mine, const char* op);
+/// The lines of `s`, each ended by '\n' (a last line without one is dropped).
+std::vector<std::string> split_lines(const std::string& s);
 
 }  // namespace tg::dist::detail

@@ -72,27 +72,12 @@ bool parse_state_key(const std::string& key, const std::string& prefix, size_t& 
 
 // The union of every rank's `names` (a collective).
 std::set<std::string> union_across_ranks(const std::set<std::string>& names) {
+  if (!is_launched() || get_world_size() == 1) return names;
   std::string joined;
   for (const auto& n : names) joined += n + '\n';
-  Tensor len = zeros({1}, i64);
-  len.data<int64_t>()[0] = static_cast<int64_t>(joined.size());
-  all_reduce(len, ReduceOp::max);
-  Tensor chars = zeros({len.data<int64_t>()[0]}, i64);
-  for (size_t k = 0; k < joined.size(); ++k)
-    chars.data<int64_t>()[k] = static_cast<unsigned char>(joined[k]);
   std::set<std::string> out;
-  for (const Tensor& t : all_gather(chars)) {
-    std::string s, cur;
-    for (int64_t k = 0; k < t.numel() && t.data<int64_t>()[k] != 0; ++k)
-      s += static_cast<char>(t.data<int64_t>()[k]);
-    for (char c : s)
-      if (c == '\n') {
-        out.insert(cur);
-        cur.clear();
-      } else {
-        cur += c;
-      }
-  }
+  for (const std::string& text : detail::gather_strings(joined, kOp))
+    for (std::string& line : detail::split_lines(text)) out.insert(std::move(line));
   return out;
 }
 
