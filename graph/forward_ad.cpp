@@ -1,12 +1,14 @@
 #include "graph/forward_ad.hpp"
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
+#include "graph/asan.hpp"
 #include "graph/block_cache.hpp"
 #include "graph/engine_ops.hpp"
 #include "graph/error.hpp"
@@ -42,12 +44,11 @@ namespace tg {
 // would otherwise allocate and clear them each time).
 namespace {
 constexpr uint32_t kChunkSlots = 1024;
-// A slot's tensor lives while the slot lists a node (constructed in place when it is taken,
-// destroyed when it is freed), so a free slot costs no tensor of its own.
+// A slot's tensor is n's tangent while the slot lists a node n; a free slot's tensor is empty
+// or a kept buffer (Note [Kept tangent buffers]).
 struct Slot {
   std::atomic<Node*> node{nullptr};
-  alignas(Tensor) std::byte storage[sizeof(Tensor)];
-  Tensor& tangent() { return *std::launder(reinterpret_cast<Tensor*>(storage)); }
+  Tensor tangent;
 };
 
 struct Level {
@@ -55,15 +56,12 @@ struct Level {
   std::atomic<bool> open{false};
   std::vector<std::unique_ptr<Slot[]>> chunks;  // slot s: chunks[s / kChunkSlots][s % ...]
   // The owner thread's alone:
-  uint32_t used = 1;                 // slots handed out (slot 0 means "no tangent")
-  std::vector<uint32_t> free_slots;  // handed out and freed again on the owner thread
-  // Note [Spare tangent buffers]: the first `spares` are constructed.
-  static constexpr int kSpares = 8;
-  alignas(Tensor) std::byte spare_storage[kSpares][sizeof(Tensor)]{};
-  int spares = 0;
+  uint32_t used = 1;                   // slots handed out (slot 0 means "no tangent")
+  std::vector<uint32_t> free_slots;    // handed out and freed again on the owner thread
+  static constexpr int kMaxKept = 64;  // Note [Kept tangent buffers]
+  int kept = 0;                        // free slots holding a buffer
 
   Slot& slot(uint32_t s) { return chunks[s / kChunkSlots][s % kChunkSlots]; }
-  Tensor& spare(int i) { return *std::launder(reinterpret_cast<Tensor*>(spare_storage[i])); }
   bool has_chunk(uint32_t s) const { return s / kChunkSlots < chunks.size(); }
 };
 constinit Level g_level;
@@ -73,47 +71,55 @@ thread_local bool t_owner = false;  // this thread opened the level that is open
 
 namespace detail {
 
-// Note [Spare tangent buffers]
+// Note [Kept tangent buffers]
 // A fused kernel's tangent is a new buffer per op, and on a small tensor its allocation and
 // free (by malloc: the per-thread block cache starts at kLocalBlockMin, and the node pool
-// keeps no block for a tangent) cost as much as the kernel. So a tangent buffer under
-// kLocalBlockMin bytes that dies on the owner thread with no other holder (its node died or
-// was recycled) is kept, up to kSpares of them, and the next fused kernel whose tangent has
-// exactly that block size writes into it. Larger blocks are left to the per-thread cache,
-// which hands back the most recently freed block of any value or tangent (warmer in cache
-// than a spare kept for tangents alone: on 64x64 spares made forward mode slower). They are the
-// owner thread's alone (fused kernels run only there), count in live_tensor_bytes while kept, and
-// are freed when the level closes; none is kept when the tensor cache is disabled (a limit of 0) or
-// under AddressSanitizer (the pool's sole_block_bytes is then 0), so a use after free is still
-// caught.
+// keeps no block for a tangent) cost as much as the kernel. So when a tangent under
+// kLocalBlockMin bytes dies on the owner thread with no other holder of its buffer (its node
+// died or was recycled), its slot keeps the tensor, up to kMaxKept slots at a time; the free
+// list hands out the most recently freed slot first, and a fused kernel given a slot with a
+// buffer of exactly its block size writes into it (tangent_buffer), with no allocation and
+// nothing moved. The same holds for a tangent passed through unchanged (add's, when one
+// operand has a tangent): a kept buffer of its size takes a copy, since copying a few
+// elements costs less than sharing the buffer (an atomic increment, and an atomic decrement
+// when the first holder dies) and freeing the kept one. Larger blocks are left to the
+// per-thread cache, which hands back the most recently freed block of any value or tangent
+// (warmer in cache than a block kept for tangents alone: on 64x64 kept blocks made forward
+// mode slower), and a larger passed-through tangent shares its buffer. Kept buffers are the
+// owner thread's alone (fused kernels run only there), count in live_tensor_bytes while kept,
+// and are freed when the level closes; none is kept when the tensor cache is disabled (a
+// limit of 0) or under AddressSanitizer (the pool's sole_block_bytes is then 0), so a use
+// after free is still caught.
 namespace {
-// Destroys a slot's tangent on the owner thread, keeping its buffer as a spare if it can.
+// Takes a slot's tangent on the owner thread, keeping its buffer if it can. (A kept
+// buffer's block is storage_block_bytes of its data: tangents are whole buffers, made by
+// Tensor::empty or reused whole.)
 void drop_tangent(Level& l, Tensor& t) noexcept {
-  const size_t bytes = sole_block_bytes(t);
-  if (bytes != 0 && bytes < kLocalBlockMin && l.spares < Level::kSpares && block_reuse_enabled())
-    ::new (l.spare_storage[l.spares++]) Tensor(std::move(t));
-  std::destroy_at(&t);
+#ifndef TG_UNDER_ASAN
+  if (t.storage_use_count() == 1 && storage_block_bytes(t.nbytes()) < kLocalBlockMin &&
+      l.kept < Level::kMaxKept && block_reuse_enabled()) {
+    ++l.kept;
+    return;
+  }
+#endif
+  t = Tensor();
+}
+
+// Whether dst holds a kept buffer of exactly the block a tensor of shape and dtype takes;
+// if so, dst becomes that tensor (contents unspecified).
+bool reuse_kept(Tensor& dst, const Shape& shape, Dtype dtype) {
+  if (!dst.defined()) return false;
+  if (dst.dtype() == dtype && dst.shape() == shape) return true;  // the common case
+  const int64_t numel = shape.numel();
+  if (sole_block_bytes(dst) != storage_block_bytes(static_cast<size_t>(numel) * itemsize(dtype)))
+    return false;
+  reuse_block_as(dst, shape, numel, dtype);
+  return true;
 }
 }  // namespace
 
-Tensor tangent_buffer(const Shape& shape, Dtype dtype) {
-  Level& l = level();
-  if (l.spares != 0) {
-    const int64_t numel = shape.numel();
-    const size_t want = storage_block_bytes(static_cast<size_t>(numel) * itemsize(dtype));
-    for (int i = l.spares - 1; i >= 0; --i)
-      if (sole_block_bytes(l.spare(i)) == want) {
-        Tensor t(std::move(l.spare(i)));
-        std::destroy_at(&l.spare(i));
-        if (i != --l.spares) {  // the last spare takes its place
-          ::new (l.spare_storage[i]) Tensor(std::move(l.spare(l.spares)));
-          std::destroy_at(&l.spare(l.spares));
-        }
-        reuse_block_as(t, shape, numel, dtype);
-        return t;
-      }
-  }
-  return Tensor::empty(shape, dtype);
+void tangent_buffer(Tensor& dst, const Shape& shape, Dtype dtype) {
+  if (!reuse_kept(dst, shape, dtype)) dst = Tensor::empty(shape, dtype);
 }
 
 void forget_tangent(Node& n) noexcept {
@@ -123,10 +129,14 @@ void forget_tangent(Node& n) noexcept {
   if (t_owner) {
     Slot& slot = l.slot(s);
     slot.node.store(nullptr, std::memory_order_relaxed);
-    drop_tangent(l, slot.tangent());
+    drop_tangent(l, slot.tangent);
     try {
       l.free_slots.push_back(s);
     } catch (...) {  // out of memory: the slot is not reused
+      if (slot.tangent.defined()) {
+        slot.tangent = Tensor();
+        --l.kept;
+      }
     }
     return;
   }
@@ -134,7 +144,7 @@ void forget_tangent(Node& n) noexcept {
   if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(s)) return;
   Node* expected = &n;
   if (l.slot(s).node.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed))
-    std::destroy_at(&l.slot(s).tangent());
+    l.slot(s).tangent = Tensor();
 }
 
 void throw_no_jvp(const char* op) {
@@ -143,7 +153,7 @@ void throw_no_jvp(const char* op) {
 }
 
 namespace {
-// A free slot for n (which has no tangent), listing n; its tensor is to be constructed.
+// A free slot for n (which has no tangent), listing n; its tensor is empty or a kept buffer.
 Slot& take_slot(Node& n) {
   if (!t_owner) throw Error("forward mode: no DualLevel is open on this thread");
   Level& l = level();
@@ -160,6 +170,7 @@ Slot& take_slot(Node& n) {
     s = l.used++;
   }
   Slot& slot = l.slot(s);
+  if (slot.tangent.defined()) --l.kept;
   slot.node.store(&n, std::memory_order_relaxed);
   n.tangent_slot = s;
   return slot;
@@ -167,10 +178,8 @@ Slot& take_slot(Node& n) {
 
 // Stores `t` as n's tangent.
 void attach(Node& n, Var t) {
-  if (n.tangent_slot != 0)
-    level().slot(n.tangent_slot).tangent() = t.value();
-  else
-    ::new (take_slot(n).storage) Tensor(t.value());
+  Slot& slot = n.tangent_slot != 0 ? level().slot(n.tangent_slot) : take_slot(n);
+  slot.tangent = t.value();
   n.tangent = std::move(t);
 }
 
@@ -178,10 +187,10 @@ void attach(Node& n, Var t) {
 // mutex (an empty tensor once the level is closed).
 Tensor tangent_tensor(const Node& n) {
   Level& l = level();
-  if (t_owner) return l.slot(n.tangent_slot).tangent();
+  if (t_owner) return l.slot(n.tangent_slot).tangent;
   std::lock_guard<std::mutex> lock(l.mu);
   if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(n.tangent_slot)) return Tensor();
-  return l.slot(n.tangent_slot).tangent();
+  return l.slot(n.tangent_slot).tangent;
 }
 }  // namespace
 
@@ -231,25 +240,54 @@ Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** ta
     if (!has_tangent(v)) continue;
     const Node& node = *v.node();
     if (grad_enabled && node.tangent.requires_grad()) return nullptr;
-    tangents[i] = &l.slot(node.tangent_slot).tangent();
+    tangents[i] = &l.slot(node.tangent_slot).tangent;
   }
-  return reinterpret_cast<Tensor*>(take_slot(*out.node()).storage);
+  return &take_slot(*out.node()).tangent;
 }
+
+namespace {
+// dst = a + s b (b may be null: dst = s a), elementwise over tensors of one shape.
+void axpy_tangent(Tensor& dst, const Tensor* a, const Tensor* b, double s) {
+  tangent_buffer(dst, a->shape(), a->dtype());
+  dispatch(a->dtype(), "add", [&]<class T>() {
+    const T* pa = a->data<T>();
+    T* o = dst.data<T>();
+    const int64_t n = dst.numel();
+    const T ts = static_cast<T>(s);
+    if (b) {
+      const T* pb = b->data<T>();
+#pragma GCC ivdep  // dst is a new or kept buffer: no aliasing
+      for (int64_t i = 0; i < n; ++i) o[i] = pa[i] + ts * pb[i];
+    } else {
+#pragma GCC ivdep
+      for (int64_t i = 0; i < n; ++i) o[i] = ts * pa[i];
+    }
+  });
+}
+
+// dst = t: a copy in dst's kept buffer when it has one of t's size, else t's buffer.
+void pass_on(const Tensor& t, Tensor* dst) {
+  if (reuse_kept(*dst, t.shape(), t.dtype())) {
+    if (t.nbytes() != 0) std::memcpy(dst->raw_data(), t.raw_data(), t.nbytes());
+  } else
+    *dst = t;
+}
+
+}  // namespace
 
 void sum_tangent(const FusedCtx& c, Tensor* dst, double s) {
   const Tensor *ta = c.tangents[0], *tb = c.tangents[1];
   if (!tb)
-    ::new (dst) Tensor(*ta);
+    pass_on(*ta, dst);
   else if (!ta && s == 1.0)
-    ::new (dst) Tensor(*tb);
+    pass_on(*tb, dst);
   else if (!ta)
-    ::new (dst) Tensor(kern::map(*tb, "neg", [](auto q) { return -q; }));
+    axpy_tangent(*dst, tb, nullptr, s);
   else
-    ::new (dst)
-        Tensor(kern::zip(*ta, *tb, "add", [s](auto p, auto q) { return p + decltype(p)(s) * q; }));
+    axpy_tangent(*dst, ta, tb, s);
 }
 
-void pass_tangent(const FusedCtx& c, Tensor* dst) { ::new (dst) Tensor(*c.tangents[0]); }
+void pass_tangent(const FusedCtx& c, Tensor* dst) { pass_on(*c.tangents[0], dst); }
 
 }  // namespace detail
 
@@ -282,18 +320,18 @@ DualLevel::~DualLevel() {
       if (Node* n = slot.node.exchange(nullptr, std::memory_order_relaxed)) {
         dropped.push_back(std::move(n->tangent));
         n->tangent_slot = 0;
-        std::destroy_at(&slot.tangent());  // a buffer: frees nothing else
       }
+      slot.tangent = Tensor();  // a buffer (or a kept one): frees nothing else
     }
     l.open.store(false, std::memory_order_release);
   }
   t_owner = false;
   detail::fw_enabled = false;
   dropped.clear();  // a node dying here finds the level closed
-  while (l.spares != 0) std::destroy_at(&l.spare(--l.spares));
   std::lock_guard<std::mutex> lock(l.mu);
   l.used = 1;  // the chunks (now empty) stay for the next level
   l.free_slots.clear();
+  l.kept = 0;
 }
 
 bool level_active() { return level().open.load(std::memory_order_acquire); }

@@ -11,13 +11,14 @@
 
 namespace tg::detail {
 
-// Each kernel constructs the output's tangent in `dst` (detail::FusedJvp) after the last
-// thing that may throw.
+// Each kernel writes the output's tangent into `dst` (detail::FusedJvp), a tensor that is
+// empty or holds a kept buffer.
 
-/// A new tensor for a fused kernel's tangent (contents unspecified): a spare tangent buffer
-/// of exactly its block size when the level keeps one (Note [Spare tangent buffers] in
-/// graph/forward_ad.cpp), else Tensor::empty's. On the level's thread only.
-Tensor tangent_buffer(const Shape& shape, Dtype dtype);
+/// Makes `dst` a tensor of shape and dtype for a fused kernel's tangent (contents
+/// unspecified): the buffer dst holds when it is kept and of exactly its block size (Note
+/// [Kept tangent buffers] in graph/forward_ad.cpp), else Tensor::empty's. On the level's
+/// thread only.
+void tangent_buffer(Tensor& dst, const Shape& shape, Dtype dtype);
 
 /// The tangent of a unary elementwise op: ty[i] = g(tx[i], y[i], x[i]), in one pass.
 template <class G>
@@ -26,7 +27,8 @@ auto unary_tangent(const char* op, G g) {
     const Tensor& tx = *c.tangents[0];
     const Tensor& x = c.inputs[0]->value();
     const Tensor& y = c.y;
-    Tensor& ty = *::new (dst) Tensor(tangent_buffer(y.shape(), y.dtype()));
+    Tensor& ty = *dst;
+    tangent_buffer(ty, y.shape(), y.dtype());
     dispatch(y.dtype(), op, [&]<class T>() {
       const T* pt = tx.data<T>();
       const T* py = y.data<T>();
@@ -46,7 +48,8 @@ template <class FA, class FB>
 auto binary_tangent(const char* op, FA fa, FB fb) {
   return [op, fa, fb](const FusedCtx& c, Tensor* dst) {
     const Tensor *ta = c.tangents[0], *tb = c.tangents[1];
-    Tensor& ty = *::new (dst) Tensor(tangent_buffer(c.y.shape(), c.y.dtype()));
+    Tensor& ty = *dst;
+    tangent_buffer(ty, c.y.shape(), c.y.dtype());
     dispatch(c.y.dtype(), op, [&]<class T>() {
       const T* pa = c.inputs[0]->value().data<T>();
       const T* pb = c.inputs[1]->value().data<T>();
@@ -68,11 +71,12 @@ auto binary_tangent(const char* op, FA fa, FB fb) {
   };
 }
 
-/// The tangent of y = a + s b (s = 1 or -1): ta + s tb. A single tangent passes through (the
-/// same buffer; negated in one pass for s = -1).
+/// The tangent of y = a + s b (s = 1 or -1): ta + s tb. A single tangent passes through
+/// (pass_tangent; negated in one pass for s = -1).
 void sum_tangent(const FusedCtx& c, Tensor* dst, double s);
 
-/// The tangent of an op whose tangent is its input's (add_scalar): the same buffer.
+/// The tangent of an op whose tangent is its input's (add_scalar): a copy in dst's kept
+/// buffer when it has one of its size (Note [Kept tangent buffers]), else the same buffer.
 void pass_tangent(const FusedCtx& c, Tensor* dst);
 
 }  // namespace tg::detail

@@ -35,7 +35,7 @@ struct NodePool {
   }
 };
 
-// No block is reused either (forward mode's spare tangent buffers included).
+// No block is reused either (forward mode's kept tangent buffers included).
 size_t sole_block_bytes(const Tensor&) noexcept { return 0; }
 void reuse_block_as(Tensor& t, const Shape& shape, int64_t numel, Dtype dtype) {
   NodePool::reuse_block_as(t, shape, numel, dtype);

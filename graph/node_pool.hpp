@@ -20,8 +20,8 @@ void node_free(void* p, size_t bytes) noexcept;
 /// called when the tensor cache limit is set to 0.
 void drop_recycled_blocks() noexcept;
 
-/// The pool's access to a tensor's block, for forward mode's spare tangent buffers (Note
-/// [Spare tangent buffers] in graph/forward_ad.cpp): the bytes of `t`'s block when `t` is
+/// The pool's access to a tensor's block, for forward mode's kept tangent buffers (Note
+/// [Kept tangent buffers] in graph/forward_ad.cpp): the bytes of `t`'s block when `t` is
 /// its only holder (0 otherwise), and that block made a new tensor of `shape` and `dtype`
 /// whose data fill it exactly.
 size_t sole_block_bytes(const Tensor& t) noexcept;

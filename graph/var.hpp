@@ -342,8 +342,9 @@ struct FusedCtx {
 };
 /// A JVP rule with a fused kernel: `rule` as any JVP rule (it runs whenever the op is
 /// recorded, so its tangent can be differentiated, and for operands that broadcast);
-/// `kernel(const FusedCtx& c, Tensor* dst)`, run instead when nothing records, constructs
-/// the output's tangent, computed with raw kernels, in the uninitialized `dst`.
+/// `kernel(const FusedCtx& c, Tensor* dst)`, run instead when nothing records, writes the
+/// output's tangent, computed with raw kernels, into `dst` (empty, or a kept buffer: Note
+/// [Kept tangent buffers] in graph/forward_ad.cpp).
 template <class R, class K>
 struct FusedJvp {
   R rule;
@@ -402,8 +403,8 @@ inline const Var& tangent_var(Node& n) {
 }
 /// When an elementwise op's output tangent may come from its fused kernel (no AnomalyGuard,
 /// every input of the output's shape, no tangent that wants a gradient while grad mode is
-/// on), the place of `out`'s tangent for the kernel to construct the tensor in (it then has
-/// no Var of its own), with `tangents` filled (null: none); else null.
+/// on), `out`'s tangent for the kernel to write (it then has no Var of its own), with
+/// `tangents` filled (null: none); else null.
 Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** tangents,
                            const Var& out);
 /// Sets one of this thread's mode flags for its lifetime and restores it after (the base of
@@ -498,12 +499,7 @@ template <class J, class It>
       const Tensor* tangents[kInline];
       if (!recorded && n <= kInline)
         if (Tensor* dst = fused_tangent_slot(ins, n, tangents, out)) {
-          try {
-            jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
-          } catch (...) {  // (out of memory) before constructing: leave the slot valid
-            ::new (dst) Tensor();
-            throw;
-          }
+          jvp.kernel(FusedCtx{ins, tangents, n, out.value()}, dst);
           return;
         }
     }
