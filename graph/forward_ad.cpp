@@ -19,45 +19,49 @@ namespace tg {
 
 // Note [Tangent storage]
 // A value's tangent belongs to its node, as PyTorch keeps it in the tensor's autograd
-// metadata; the node holds the number of its slot in the open level's list
-// (Node::tangent_slot, 0: no tangent), and the slot holds the tangent as a bare tensor. An
-// op reads its inputs' tangents through their slots, and an op with no tangent on any input
-// pays nothing more (and outside a level, not even that: one thread-local flag,
-// detail::fw_enabled, guards it all). A tangent that comes from a fused kernel (Note [Fused
-// tangents]) is that tensor alone: the op makes one node and two buffers, not a second
-// value. A tangent that is a value of its own (make_dual's, a JVP rule's result, which
-// reverse mode may differentiate) is also kept as a Var in Node::tangent; for a bare
-// tangent that Var is made on first use (a JVP rule reading it, unpack_dual), holding the
-// same buffer. A node that dies first takes itself off the list, and closing the level
-// drops every listed tangent, so none survives it. A node holding a tangent is recycled like
-// any plain node (Note [Node recycling]): it leaves the list and drops its tangent first.
+// metadata; the node points to its slot in the open level's list (Node::tangent_slot, null:
+// no tangent), and the slot holds the tangent as a bare tensor. An op reads its inputs'
+// tangents through their slots, and an op with no tangent on any input pays nothing more
+// (and outside a level, not even that: one thread-local flag, detail::fw_enabled, guards it
+// all). A tangent that comes from a fused kernel (Note [Fused tangents]) is that tensor
+// alone: the op makes one node and two buffers, not a second value. A tangent that is a value
+// of its own (make_dual's, a JVP rule's result, which reverse mode may differentiate) is also
+// kept as a Var in Node::tangent; for a bare tangent that Var is made on first use (a JVP
+// rule reading it, unpack_dual), holding the same buffer. A node that dies first takes itself
+// off the list, and closing the level drops every listed tangent, so none survives it. A node
+// holding a tangent is recycled like any plain node (Note [Node recycling]): it leaves the
+// list and drops its tangent first.
 //
 // The level belongs to the thread that opened it, and only that thread adds to the list
 // (tangents propagate on it alone), so attaching a tangent and a node dying on that thread
 // take no lock: a freed slot goes on the owner's free list for the next attach. A node may
-// still die on another thread (a value handed to a worker): that rare path takes the
-// level's mutex and clears its slot (an atomic word) without reusing it; reading a tangent
-// on another thread (unpack_dual there) takes the mutex too. The slots live in chunks that
-// never move, so the owner appends to them while another thread clears one; the mutex
-// orders that thread's chunk lookup with the owner adding a chunk, and with the close. The
-// chunks outlive a level, emptied, for the next one (a level per call, as func::jvp opens,
-// would otherwise allocate and clear them each time).
-namespace {
-constexpr uint32_t kChunkSlots = 1024;
+// still die on another thread (a value handed to a worker): that rare path takes the level's
+// mutex and clears its slot (an atomic word) without reusing it; reading a tangent on another
+// thread (unpack_dual there) takes the mutex too. The slots live in chunks that never move
+// and are never freed, so a node's pointer to its slot stays valid, and the owner appends to
+// them while another thread clears one; the mutex orders that with the owner adding a chunk,
+// and with the close. The chunks outlive a level, emptied, for the next one (a level per
+// call, as func::jvp opens, would otherwise allocate and clear them each time).
+namespace detail {
 // A slot's tensor is n's tangent while the slot lists a node n; a free slot's tensor is empty
 // or a kept buffer (Note [Kept tangent buffers]).
-struct Slot {
+struct TangentSlot {
   std::atomic<Node*> node{nullptr};
   Tensor tangent;
 };
+}  // namespace detail
+
+namespace {
+using Slot = detail::TangentSlot;
+constexpr uint32_t kChunkSlots = 1024;
 
 struct Level {
   std::mutex mu;  // open/close, adding a chunk, and a node dying on another thread
   std::atomic<bool> open{false};
   std::vector<std::unique_ptr<Slot[]>> chunks;  // slot s: chunks[s / kChunkSlots][s % ...]
   // The owner thread's alone:
-  uint32_t used = 1;                   // slots handed out (slot 0 means "no tangent")
-  std::vector<uint32_t> free_slots;    // handed out and freed again on the owner thread
+  uint32_t used = 0;                   // slots handed out
+  std::vector<Slot*> free_slots;       // handed out and freed again on the owner thread
   static constexpr int kMaxKept = 64;  // Note [Kept tangent buffers]
   int kept = 0;                        // free slots holding a buffer
 
@@ -124,10 +128,10 @@ void tangent_buffer(Tensor& dst, const Shape& shape, Dtype dtype) {
 
 void forget_tangent(Node& n) noexcept {
   Level& l = level();
-  const uint32_t s = n.tangent_slot;
-  n.tangent_slot = 0;
+  Slot* const s = n.tangent_slot;
+  n.tangent_slot = nullptr;
   if (t_owner) {
-    Slot& slot = l.slot(s);
+    Slot& slot = *s;
     slot.node.store(nullptr, std::memory_order_relaxed);
     drop_tangent(l, slot.tangent);
     try {
@@ -141,10 +145,10 @@ void forget_tangent(Node& n) noexcept {
     return;
   }
   std::lock_guard<std::mutex> lock(l.mu);
-  if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(s)) return;
-  Node* expected = &n;
-  if (l.slot(s).node.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed))
-    l.slot(s).tangent = Tensor();
+  if (!l.open.load(std::memory_order_relaxed)) return;
+  Node* expected = &n;  // (a slot's chunk lives as long as the program)
+  if (s->node.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed))
+    s->tangent = Tensor();
 }
 
 void throw_no_jvp(const char* op) {
@@ -157,7 +161,7 @@ namespace {
 Slot& take_slot(Node& n) {
   if (!t_owner) throw Error("forward mode: no DualLevel is open on this thread");
   Level& l = level();
-  uint32_t s;
+  Slot* s;
   if (!l.free_slots.empty()) {
     s = l.free_slots.back();
     l.free_slots.pop_back();
@@ -167,9 +171,9 @@ Slot& take_slot(Node& n) {
       std::lock_guard<std::mutex> lock(l.mu);
       l.chunks.push_back(std::move(chunk));
     }
-    s = l.used++;
+    s = &l.slot(l.used++);
   }
-  Slot& slot = l.slot(s);
+  Slot& slot = *s;
   if (slot.tangent.defined()) --l.kept;
   slot.node.store(&n, std::memory_order_relaxed);
   n.tangent_slot = s;
@@ -178,7 +182,7 @@ Slot& take_slot(Node& n) {
 
 // Stores `t` as n's tangent.
 void attach(Node& n, Var t) {
-  Slot& slot = n.tangent_slot != 0 ? level().slot(n.tangent_slot) : take_slot(n);
+  Slot& slot = n.tangent_slot ? *n.tangent_slot : take_slot(n);
   slot.tangent = t.value();
   n.tangent = std::move(t);
 }
@@ -187,10 +191,10 @@ void attach(Node& n, Var t) {
 // mutex (an empty tensor once the level is closed).
 Tensor tangent_tensor(const Node& n) {
   Level& l = level();
-  if (t_owner) return l.slot(n.tangent_slot).tangent;
+  if (t_owner) return n.tangent_slot->tangent;
   std::lock_guard<std::mutex> lock(l.mu);
-  if (!l.open.load(std::memory_order_relaxed) || !l.has_chunk(n.tangent_slot)) return Tensor();
-  return l.slot(n.tangent_slot).tangent;
+  if (!l.open.load(std::memory_order_relaxed) || !n.tangent_slot) return Tensor();
+  return n.tangent_slot->tangent;
 }
 }  // namespace
 
@@ -229,7 +233,6 @@ Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** ta
                            const Var& out) {
   if (anomaly_enabled) return nullptr;
   const Tensor& y = out.value();
-  Level& l = level();
   for (size_t i = 0; i < n; ++i) {
     const Var& v = *inputs[i];
     tangents[i] = nullptr;
@@ -240,7 +243,7 @@ Tensor* fused_tangent_slot(const Var* const* inputs, size_t n, const Tensor** ta
     if (!has_tangent(v)) continue;
     const Node& node = *v.node();
     if (grad_enabled && node.tangent.requires_grad()) return nullptr;
-    tangents[i] = &l.slot(node.tangent_slot).tangent;
+    tangents[i] = &node.tangent_slot->tangent;
   }
   return &take_slot(*out.node()).tangent;
 }
@@ -268,7 +271,13 @@ void axpy_tangent(Tensor& dst, const Tensor* a, const Tensor* b, double s) {
 // dst = t: a copy in dst's kept buffer when it has one of t's size, else t's buffer.
 void pass_on(const Tensor& t, Tensor* dst) {
   if (reuse_kept(*dst, t.shape(), t.dtype())) {
-    if (t.nbytes() != 0) std::memcpy(dst->raw_data(), t.raw_data(), t.nbytes());
+    const size_t bytes = t.nbytes();
+    if (bytes == sizeof(double))  // one element (f64 or i64, or two f32): inline, no call
+      std::memcpy(dst->raw_data(), t.raw_data(), sizeof(double));
+    else if (bytes == sizeof(float))
+      std::memcpy(dst->raw_data(), t.raw_data(), sizeof(float));
+    else if (bytes != 0)
+      std::memcpy(dst->raw_data(), t.raw_data(), bytes);
   } else
     *dst = t;
 }
@@ -315,11 +324,11 @@ DualLevel::~DualLevel() {
   std::vector<Var> dropped;  // destroyed after the lock: a dying tangent may hold duals
   {
     std::lock_guard<std::mutex> lock(l.mu);
-    for (uint32_t s = 1; s < l.used; ++s) {
+    for (uint32_t s = 0; s < l.used; ++s) {
       Slot& slot = l.slot(s);
       if (Node* n = slot.node.exchange(nullptr, std::memory_order_relaxed)) {
         dropped.push_back(std::move(n->tangent));
-        n->tangent_slot = 0;
+        n->tangent_slot = nullptr;
       }
       slot.tangent = Tensor();  // a buffer (or a kept one): frees nothing else
     }
@@ -329,7 +338,7 @@ DualLevel::~DualLevel() {
   detail::fw_enabled = false;
   dropped.clear();  // a node dying here finds the level closed
   std::lock_guard<std::mutex> lock(l.mu);
-  l.used = 1;  // the chunks (now empty) stay for the next level
+  l.used = 0;  // the chunks (now empty) stay for the next level
   l.free_slots.clear();
   l.kept = 0;
 }

@@ -136,7 +136,7 @@ struct NodePool {
   }
 
   static void recycle(RecycledNodes& r, Node* n) noexcept {
-    if (n->tangent_slot != 0) [[unlikely]]
+    if (n->tangent_slot != nullptr) [[unlikely]]
       return recycle_dual(r, n);
     size_t kept = n->value.sole_block_bytes();
     if (kept < kLocalBlockMin || kept >= kCachedBlockMin || r.total + kept > kRecycledBytes)

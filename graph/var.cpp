@@ -38,7 +38,7 @@ void Node::reset_for_reuse() noexcept {
   released = false;
   pending_owned = false;
   saved_versions.clear();
-  tangent_slot = 0;
+  tangent_slot = nullptr;
   mark.store(0, std::memory_order_relaxed);
 }
 
@@ -50,7 +50,7 @@ void Node::reset_for_reuse() noexcept {
 // destructor below this one returns at once.
 Node::~Node() {
   detail::g_live_nodes_counter.add(-1);
-  if (tangent_slot != 0) [[unlikely]]
+  if (tangent_slot != nullptr) [[unlikely]]
     detail::forget_tangent(*this);
   if (inputs.empty() && !grad.defined() && !pending.defined()) return;
   std::vector<NodePtr> stack;

@@ -23,6 +23,7 @@ class JvpCtx;
 
 namespace detail {
 struct NodePool;
+struct TangentSlot;  // graph/forward_ad.cpp
 void drop_node(Node* n) noexcept;
 }  // namespace detail
 
@@ -200,22 +201,22 @@ class Node {
   uint64_t seq = 0;           // recording order (for messages and DOT)
   std::vector<std::pair<size_t, Hook>> hooks;
   bool requires_grad = false;
-  bool has_fn = false;        // made by record: apply() is the op's backward formula
-  bool retains_grad = false;  // a non-leaf that also keeps its gradient in `grad`
-  bool released = false;      // a backward without retain_graph freed its inputs and hooks
+  bool has_fn = false;         // made by record: apply() is the op's backward formula
+  bool retains_grad = false;   // a non-leaf that also keeps its gradient in `grad`
+  bool released = false;       // a backward without retain_graph freed its inputs and hooks
+  bool pending_owned = false;  // engine scratch (Note [Engine scratch]), kept with the flags
   // Forward mode (graph/forward_ad.hpp): while a DualLevel is open, the slot in the level's
-  // list that holds the tangent of `value` (0: none), and the tangent as a Var when it has
+  // list that holds the tangent of `value` (null: none), and the tangent as a Var when it has
   // one (a JVP rule's result, or made on demand; Note [Tangent storage] in
   // graph/forward_ad.cpp).
-  uint32_t tangent_slot = 0;
+  detail::TangentSlot* tangent_slot = nullptr;
   Var tangent;
   // The buffer versions of the inputs and, last, of the output when the op was recorded
   // (Note [Saved versions] in graph/var.cpp).
   SmallVector<uint32_t, 4> saved_versions;
 
   // Engine scratch (Note [Engine scratch]).
-  Var pending;
-  bool pending_owned = false;
+  Var pending;  // (and pending_owned, above)
   std::atomic<uint64_t> mark{0};
 
  private:
@@ -393,7 +394,7 @@ struct NoJvp {};
 [[noreturn]] void throw_no_jvp(const char* op);
 void forget_tangent(Node& n) noexcept;  // a dying node leaves the level's list
 void set_op_tangent(const char* op, const Var& out, Var tangent);
-inline bool has_tangent(const Var& v) { return v.defined() && v.node()->tangent_slot != 0; }
+inline bool has_tangent(const Var& v) { return v.defined() && v.node()->tangent_slot != nullptr; }
 /// The tangent of a node that has one, as a Var (made on first use from the stored tensor).
 void make_tangent_var(Node& n);
 inline const Var& tangent_var(Node& n) {
