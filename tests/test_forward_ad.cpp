@@ -248,11 +248,11 @@ TEST_CASE("forward mode: levels reuse their slots, and values may die on another
   }
 }
 
-TEST_CASE("forward mode: spare tangent buffers are reused, never shared, freed at close",
+TEST_CASE("forward mode: kept tangent buffers are reused, never shared, freed at close",
           "[forward_ad]") {
-  // Note [Spare tangent buffers]: a fused tangent's buffer that dies with no other holder is
-  // kept for the next one of its block size; a tangent still held (here by unpack_dual's
-  // result) is never reused, and the level frees the spares when it closes.
+  // Note [Kept tangent buffers]: a fused tangent's buffer that dies with no other holder is
+  // kept in its slot for the next fused kernel; a tangent still held (here by unpack_dual's
+  // result) is never reused, and the level frees the kept buffers when it closes.
   const Var x = tg::constant(tg::tensor({0.3}, {1}, tg::f64));
   const Var w = tg::constant(tg::tensor({0.9}, {1}, tg::f64));
   tg::NoGradGuard no_grad;
@@ -271,6 +271,36 @@ TEST_CASE("forward mode: spare tangent buffers are reused, never shared, freed a
     }
     CHECK(fwd::unpack_dual(y).tangent.item() == Approx(want).epsilon(1e-12));
     for (const auto& [t, v] : held) CHECK(t.item() == Approx(v).epsilon(1e-12));
+  }
+  CHECK(tg::debug::live_tensor_bytes() == bytes_before);
+}
+
+TEST_CASE("forward mode: a kept tangent buffer serves tangents of other shapes and dtypes",
+          "[forward_ad]") {
+  // Buffers kept from one-element f64 tangents taken by f32 tangents of two elements (the
+  // same block) and of other sizes, and add's passed-on tangents copied into them: every
+  // tangent against its value computed by hand.
+  tg::NoGradGuard no_grad;
+  const int64_t bytes_before = tg::debug::live_tensor_bytes();
+  {
+    fwd::DualLevel level;
+    for (int round = 0; round < 3; ++round) {
+      const Var a = fwd::make_dual(tg::constant(tg::tensor({0.5}, {1}, tg::f64)),
+                                   tg::constant(tg::tensor({2.0}, {1}, tg::f64)));
+      const Var c = tg::constant(tg::tensor({1.5}, {1}, tg::f64));
+      const Var ya = (a * c + c) * c;  // tangent 2 * 1.5 * 1.5
+      CHECK(fwd::unpack_dual(ya).tangent.item() == Approx(4.5).epsilon(1e-15));
+      for (const int64_t n : {int64_t{2}, int64_t{3}, int64_t{40}}) {
+        const Var b = fwd::make_dual(tg::constant(tg::full({n}, 0.25, tg::f32)),
+                                     tg::constant(tg::full({n}, 1.0 + round, tg::f32)));
+        const Var w = tg::constant(tg::full({n}, 3.0, tg::f32));
+        const Var yb = (b * w + w) * w - w;  // tangent (1 + round) * 9
+        const Var tb = fwd::unpack_dual(yb).tangent;
+        REQUIRE(tb.shape() == tg::Shape{n});
+        REQUIRE(tb.dtype() == tg::f32);
+        for (const double v : tb.value().to_vector()) CHECK(v == 9.0 * (1 + round));
+      }
+    }
   }
   CHECK(tg::debug::live_tensor_bytes() == bytes_before);
 }
