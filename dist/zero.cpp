@@ -270,8 +270,7 @@ void ZeroRedundancyOptimizer::state_dict(NpzArchive& archive, const std::string&
 
 void ZeroRedundancyOptimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) {
   Impl& m = *impl_;
-  const std::string src =
-      a.source().empty() ? "optimizer state" : "optimizer state '" + a.source() + "'";
+  const std::string src = tg::detail::state_source(a, "optimizer state");
   const size_t n = m.params.size();
   const auto steps = a.i64s(prefix + "param_steps");
   if (steps.size() != n)
