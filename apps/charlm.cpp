@@ -46,6 +46,7 @@ struct LmConfig {
   double dropout = 0.0;
   double lr = 0.0;
   double weight_decay = 0.01;
+  double clip_grad_norm = 0.0;  // the gradients' largest 2-norm per step; 0: no clipping
   int64_t epochs = 0;
   int64_t batch = 128;
   uint64_t seed = 0;
@@ -91,6 +92,9 @@ void resolve_defaults(LmConfig& c) {
     throw Error("charlm: --lr must be positive, got " + std::to_string(c.lr));
   if (!(c.dropout >= 0 && c.dropout < 1))
     throw Error("charlm: --dropout must be in [0, 1), got " + std::to_string(c.dropout));
+  if (!(c.clip_grad_norm >= 0 && std::isfinite(c.clip_grad_norm)))
+    throw Error("charlm: --clip-grad-norm must be a finite number >= 0 (0: no clipping), got " +
+                std::to_string(c.clip_grad_norm));
 }
 
 // ---- the models: ids [B, T] (i64) -> logits [B, T, V] ----
@@ -355,6 +359,7 @@ void put_config(NpzArchive& a, const LmConfig& c) {
   a.put_scalar("charlm.dropout", c.dropout);
   a.put_scalar("charlm.lr", c.lr);
   a.put_scalar("charlm.weight_decay", c.weight_decay);
+  a.put_scalar("charlm.clip_grad_norm", c.clip_grad_norm);
   a.put_int("charlm.epochs", c.epochs);
   a.put_int("charlm.batch", c.batch);
   a.put_u64("charlm.seed", {c.seed});
@@ -372,6 +377,8 @@ LmConfig get_config(const NpzArchive& a) {
   c.dropout = a.scalar("charlm.dropout");
   c.lr = a.scalar("charlm.lr");
   c.weight_decay = a.scalar("charlm.weight_decay");
+  // Checkpoints written before --clip-grad-norm existed: no clipping.
+  if (a.contains("charlm.clip_grad_norm")) c.clip_grad_norm = a.scalar("charlm.clip_grad_norm");
   c.epochs = a.integer("charlm.epochs");
   c.batch = a.integer("charlm.batch");
   const auto seed = a.u64s("charlm.seed");
@@ -394,13 +401,13 @@ LmHistory get_history(const NpzArchive& a) {
 }
 
 void save_lm_checkpoint(const std::string& path, const LmConfig& c, const data::CharVocab& vocab,
-                        CharLM& model, const Optimizer& opt, int64_t epoch, const Rng& shuffle_rng,
-                        const Rng& dropout_rng, const LmHistory& h) {
+                        CharLM& model, const world::DataParallel& optimizer, int64_t epoch,
+                        const Rng& shuffle_rng, const Rng& dropout_rng, const LmHistory& h) {
   NpzArchive a;
   put_config(a, c);
   a.put_i64("charlm.symbols", symbol_codes(vocab));
   write_parameters(model, a, "model.");
-  opt.state_dict(a, "optim.");
+  optimizer.state_dict(a, "optim.");  // the whole optimizer's, sharded or not
   a.put_int("epoch", epoch);
   write_rng(shuffle_rng, a, "rng.");
   write_rng(dropout_rng, a, "dropout_rng.");
@@ -423,6 +430,7 @@ struct CharlmOptions {
   int64_t samples = 10;
   int threads = 0;
   bool no_progress = false;
+  bool no_shard_optimizer = false;
   bool epochs_given = false;
   std::set<std::string> given;  // the options on the command line
 };
@@ -439,11 +447,14 @@ struct CharlmOptions {
 // per rank (the generators are reseeded from the seed, the epoch and the rank each epoch), so
 // runs with dropout do not follow the one-process run. Dev and test losses are sums over
 // every rank's share of the batches; the order does not depend on p, so a run resumes with
-// another world size. Rank 0 alone prints, samples and writes.
+// another world size. Rank 0 alone prints, samples and writes. The optimizer is sharded over
+// the ranks unless --no-shard-optimizer (world::DataParallel, docs/distributed.md), with
+// --clip-grad-norm clipping the global norm over every rank's slices; either way a checkpoint
+// holds the whole optimizer's state, which resumes on any world size, sharded or not.
 
 // What every rank of a data-parallel run must agree on (world::check_same).
 std::vector<std::string> run_description(const LmConfig& c, const data::WordSplit& split,
-                                         const data::CharVocab& vocab, int64_t start) {
+                                         const data::CharVocab& vocab, int64_t start, bool shard) {
   auto num = [](double x) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.17g", x);
@@ -453,9 +464,10 @@ std::vector<std::string> run_description(const LmConfig& c, const data::WordSpli
               std::to_string(c.hidden) + " layers " + std::to_string(c.layers) + " heads " +
               std::to_string(c.heads) + " context " + std::to_string(c.context) + " dropout " +
               num(c.dropout),
-          "lr " + num(c.lr) + " weight_decay " + num(c.weight_decay) + " epochs " +
-              std::to_string(c.epochs) + " batch " + std::to_string(c.batch) + " seed " +
-              std::to_string(c.seed) + " start " + std::to_string(start),
+          "lr " + num(c.lr) + " weight_decay " + num(c.weight_decay) + " clip_grad_norm " +
+              num(c.clip_grad_norm) + " epochs " + std::to_string(c.epochs) + " batch " +
+              std::to_string(c.batch) + " seed " + std::to_string(c.seed) + " start " +
+              std::to_string(start) + " sharded " + std::to_string(shard),
           "words: " + std::to_string(split.train.size()) + " train, " +
               std::to_string(split.dev.size()) + " dev, " + std::to_string(split.test.size()) +
               " test, " + std::to_string(vocab.size()) + " tokens, " + std::to_string(c.positions) +
@@ -501,6 +513,7 @@ void run_charlm(CharlmOptions o) {
          {"--dropout", exact_number(asked.dropout), exact_number(c.dropout)},
          {"--lr", exact_number(asked.lr), exact_number(c.lr)},
          {"--weight-decay", exact_number(asked.weight_decay), exact_number(c.weight_decay)},
+         {"--clip-grad-norm", exact_number(asked.clip_grad_norm), exact_number(c.clip_grad_norm)},
          {"--batch", n(asked.batch), n(c.batch)},
          {"--seed", std::to_string(asked.seed), std::to_string(c.seed)}});
   }
@@ -542,20 +555,27 @@ void run_charlm(CharlmOptions o) {
   AdamWOptions ao;
   ao.lr = c.lr;
   ao.weight_decay = c.weight_decay;
-  AdamW opt(model->parameters(), ao);
+  auto make_optimizer = [ao](std::vector<Var> p) -> std::unique_ptr<Optimizer> {
+    return std::make_unique<AdamW>(std::move(p), ao);
+  };
   int64_t start = 0;
   LmHistory h;
   if (!o.resume.empty()) {
     read_parameters(*model, resumed, "model.");
-    opt.load_state_dict(resumed, "optim.");
+    // The file's optimizer state is checked now, before any collective; it is loaded into
+    // the optimizer that steps once that is built.
+    make_optimizer(model->parameters())->load_state_dict(resumed, "optim.");
     read_rng(shuffle_rng, resumed, "rng.");
     read_rng(dropout_rng, resumed, "dropout_rng.");
     if (Rng* own = model->own_rng()) read_rng(*own, resumed, "model_rng.");
     start = read_epoch(resumed);
     h = get_history(resumed);
   }
-  world::check_same("run configurations or data", run_description(c, split, vocab, start));
-  world::DataParallel data_parallel(*model);  // rank 0's weights on every rank
+  const bool shard = ranks > 1 && !o.no_shard_optimizer;
+  world::check_same("run configurations or data", run_description(c, split, vocab, start, shard));
+  // Rank 0's weights on every rank; the optimizer that steps.
+  world::DataParallel data_parallel(*model, make_optimizer, shard);
+  if (!o.resume.empty()) data_parallel.load_state_dict(resumed, "optim.");
   const std::string ckpt = out + "/checkpoint.npz";
   if (root) {
     prepare_output_dir(out);
@@ -577,9 +597,11 @@ void run_charlm(CharlmOptions o) {
       model->str().c_str(), static_cast<long long>(model->num_parameters()), c.lr, c.weight_decay,
       static_cast<long long>(c.batch), static_cast<unsigned long long>(c.seed), blas_threads(),
       num_threads());
+  if (c.clip_grad_norm > 0) say("gradients clipped to a global 2-norm of %g\n", c.clip_grad_norm);
   if (ranks > 1)
-    say("data parallel: %d ranks, %lld words of each batch of %lld per rank\n", ranks,
-        static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch));
+    say("data parallel: %d ranks, %lld words of each batch of %lld per rank, optimizer %s\n", ranks,
+        static_cast<long long>(c.batch / ranks), static_cast<long long>(c.batch),
+        shard ? "sharded" : "on every rank");
   if (!o.resume.empty())
     say("resuming %s after epoch %lld\n", o.resume.c_str(), static_cast<long long>(start));
   say("output: %s\n", out.c_str());
@@ -588,6 +610,12 @@ void run_charlm(CharlmOptions o) {
   const size_t n_train = split.train.size();
   const auto batches = static_cast<int64_t>((n_train + static_cast<size_t>(c.batch) - 1) /
                                             static_cast<size_t>(c.batch));
+  // Every rank, every batch: clipping a sharded optimizer's gradients and its step are
+  // collectives.
+  auto clip_and_step = [&] {
+    if (c.clip_grad_norm > 0) data_parallel.clip_grad_norm(c.clip_grad_norm);
+    data_parallel.step();
+  };
   for (int64_t epoch = start; epoch < c.epochs; ++epoch) {
     model->train();
     std::vector<size_t> order(n_train);
@@ -607,11 +635,11 @@ void run_charlm(CharlmOptions o) {
       const size_t begin = static_cast<size_t>(bi * c.batch);
       const size_t end = std::min(n_train, begin + static_cast<size_t>(c.batch));
       const auto [lo, hi] = world::rows_of(static_cast<int64_t>(end - begin));
-      opt.zero_grad();
+      data_parallel.zero_grad();
       if (lo == hi) {
         // No words for this rank in the last batch: a zero loss, so it still joins the sum.
         mul_scalar(sum(params[0]), 0.0).backward();
-        opt.step();
+        clip_and_step();
         continue;
       }
       const auto b =
@@ -625,7 +653,7 @@ void run_charlm(CharlmOptions o) {
                      : static_cast<double>(b.predictions * ranks) /
                            static_cast<double>(predictions_of(split.train, order, begin, end));
       (share == 1.0 ? loss : mul_scalar(loss, share)).backward();
-      opt.step();
+      clip_and_step();
       const double l = loss.item();
       if (!std::isfinite(l))
         throw Error("charlm: the loss became " + std::to_string(l) + " at epoch " +
@@ -656,10 +684,12 @@ void run_charlm(CharlmOptions o) {
                                            {"dev_loss", Json::number(dev)},
                                            {"seconds", Json::number(seconds)}})
                                  .str();
+    data_parallel.consolidate_state_dict();  // every rank, before rank 0 writes
     if (root) {
       append_line(out + "/metrics.jsonl", line);
       if (!o.metrics.empty()) append_line(o.metrics, line);
-      save_lm_checkpoint(ckpt, c, vocab, *model, opt, epoch + 1, shuffle_rng, dropout_rng, h);
+      save_lm_checkpoint(ckpt, c, vocab, *model, data_parallel, epoch + 1, shuffle_rng, dropout_rng,
+                         h);
     }
   }
   if (start >= c.epochs)
@@ -759,6 +789,11 @@ void add_charlm(CLI::App& app) {
   cmd->add_option("--lr", c.lr, "AdamW learning rate; default per model")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--clip-grad-norm", c.clip_grad_norm,
+                  "clip the gradients to this global 2-norm each step "
+                  "(torch.nn.utils.clip_grad_norm_; 0: no clipping)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--epochs", c.epochs, "epochs (with --resume: the new total); default per model")
       ->check(CLI::PositiveNumber)
       ->each([o](const std::string&) { o->epochs_given = true; });
@@ -774,6 +809,9 @@ void add_charlm(CLI::App& app) {
   cmd->add_option("--metrics", o->metrics, "also append one JSON object per epoch to this file");
   cmd->add_option("--resume", o->resume, "continue the run saved in this checkpoint");
   cmd->add_flag("--no-progress", o->no_progress, "no progress bar / progress lines");
+  cmd->add_flag("--no-shard-optimizer", o->no_shard_optimizer,
+                "under mpirun: every rank keeps the whole optimizer state and does the whole "
+                "update (default: each rank keeps and updates 1/N of it, ZeRO stage 1)");
   cmd->callback([o, cmd] {
     o->given = given_options(*cmd);
     run_charlm(*o);

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "optim/clip.hpp"
+
 #ifdef TAPEGRAD_HAS_DIST
 #include "dist/ddp.hpp"
 #include "dist/dist.hpp"
@@ -52,6 +54,7 @@ struct DataParallel::Impl {
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   std::unique_ptr<Optimizer> whole;                     // one process, or not sharded
   std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;  // sharded
+  std::vector<Var> params;                              // the module's
   // f(the optimizer that steps): both kinds have the calls DataParallel forwards.
   template <class F>
   void with_optimizer(F f) {
@@ -72,10 +75,11 @@ DataParallel::DataParallel(Module& module) : impl_(std::make_unique<Impl>()) {
 
 DataParallel::DataParallel(Module& module, const MakeOptimizer& make, bool shard_optimizer)
     : DataParallel(module) {
+  impl_->params = module.parameters();
   if (impl_->ddp && shard_optimizer)
     impl_->zero = std::make_unique<dist::ZeroRedundancyOptimizer>(*impl_->ddp, make);
   else
-    impl_->whole = make(module.parameters());
+    impl_->whole = make(impl_->params);
 }
 
 void DataParallel::sync_buffers() {
@@ -101,6 +105,7 @@ void end_job(int, const std::exception&) {}
 
 struct DataParallel::Impl {
   std::unique_ptr<Optimizer> whole;
+  std::vector<Var> params;
   template <class F>
   void with_optimizer(F f) {
     f(*whole);
@@ -108,7 +113,8 @@ struct DataParallel::Impl {
 };
 DataParallel::DataParallel(Module&) : impl_(std::make_unique<Impl>()) {}
 DataParallel::DataParallel(Module& module, const MakeOptimizer& make, bool) : DataParallel(module) {
-  impl_->whole = make(module.parameters());
+  impl_->params = module.parameters();
+  impl_->whole = make(impl_->params);
 }
 void DataParallel::sync_buffers() {}
 Optimizer& DataParallel::optimizer() { return *impl_->whole; }
@@ -123,6 +129,12 @@ void DataParallel::set_lr(double lr) {
 }
 void DataParallel::zero_grad() {
   impl_->with_optimizer([](auto& o) { o.zero_grad(); });
+}
+double DataParallel::clip_grad_norm(double max_norm, double norm_type, bool error_if_nonfinite) {
+#ifdef TAPEGRAD_HAS_DIST
+  if (impl_->zero) return impl_->zero->clip_grad_norm(max_norm, norm_type, error_if_nonfinite);
+#endif
+  return tg::clip_grad_norm(impl_->params, max_norm, norm_type, error_if_nonfinite);
 }
 void DataParallel::step() {
   impl_->with_optimizer([](auto& o) { o.step(); });

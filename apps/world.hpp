@@ -71,6 +71,12 @@ class DataParallel {
   Optimizer& optimizer();
   void set_lr(double lr);
   void zero_grad();
+  /// Clips the averaged gradients by their global norm, as torch.nn.utils.clip_grad_norm_
+  /// (tg::clip_grad_norm): the whole optimizer's through the parameters' `.grad`, the
+  /// sharded one's over every rank's slices (ZeroRedundancyOptimizer::clip_grad_norm, a
+  /// collective). Returns the total norm before clipping, the same on every rank (to the
+  /// rounding of the gradients' sum). Call after the backward, before step().
+  double clip_grad_norm(double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false);
   /// A collective when sharded.
   void step();
   /// Loads the whole optimizer's state_dict (Optimizer::state_dict's format, from a run on

@@ -82,6 +82,8 @@ std::vector<Word> read_words(const std::string& path) {
   int64_t lineno = 0;
   while (std::getline(f, line)) {
     ++lineno;
+    // A byte order mark opening the file is not text (Python's utf-8-sig drops it too).
+    if (lineno == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     if (!decode_utf8(line, w))
       throw DataError(path + ":" + std::to_string(lineno) + ": not UTF-8 text");
     auto b = std::find_if_not(w.begin(), w.end(), is_space);

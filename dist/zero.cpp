@@ -21,8 +21,9 @@
 //   assigns whole parameters to ranks (then broadcasts each rank's parameters): here the
 //   gradients are reduce-scattered (half the all-reduce's bytes) and the slices are equal
 //   whatever the parameter sizes (balanced to one element). The parameters' `.grad` are
-//   empty after a sync: each rank has only its slice's averages (so clipping by the global
-//   norm is not available through .grad).
+//   empty after a sync: each rank has only its slice's averages, so clipping by the global
+//   norm goes through clip_grad_norm here (FSDP's clip_grad_norm_: partial norms of the
+//   slices, combined over the ranks), not through `.grad`.
 // - State dict. consolidate_state_dict gathers each state tensor's slices bucket by bucket
 //   (MPI all-gather of the flat state, then cut into parameters) and builds the unsharded
 //   optimizer's state_dict on `to`; load_state_dict cuts an unsharded state_dict into this
@@ -39,6 +40,7 @@
 #include <vector>
 
 #include "dist/mpi_util.hpp"
+#include "optim/clip.hpp"
 
 namespace tg::dist {
 
@@ -107,12 +109,16 @@ struct ZeroRedundancyOptimizer::Impl {
 
   int64_t lo(int k) const { return get_rank() * shards[k].shard_numel; }
 
+  // Piece j's averaged gradient: a view of its bucket's slice.
+  Tensor piece_grad(size_t j) const {
+    const Piece& pc = pieces[j];
+    return shards[pc.bucket].grad.view_range(pc.bucket_off - lo(pc.bucket), {pc.n});
+  }
+
   void set_piece_grads(bool on) {
     for (size_t j = 0; j < pieces.size(); ++j) {
-      const Piece& pc = pieces[j];
       if (on)
-        piece_vars[j].set_grad(
-            Var(shards[pc.bucket].grad.view_range(pc.bucket_off - lo(pc.bucket), {pc.n})));
+        piece_vars[j].set_grad(Var(piece_grad(j)));
       else
         piece_vars[j].zero_grad();
     }
@@ -185,6 +191,26 @@ void ZeroRedundancyOptimizer::step() {
 void ZeroRedundancyOptimizer::zero_grad() {
   for (Var& p : impl_->params) p.zero_grad();
   impl_->ddp.zero_shard_grads();
+}
+
+double ZeroRedundancyOptimizer::clip_grad_norm(double max_norm, double norm_type,
+                                               bool error_if_nonfinite) {
+  Impl& m = *impl_;
+  const tg::detail::GradNorm norm(norm_type, std::string(kOp) + "::clip_grad_norm");
+  if (!m.ddp.has_shard_grads()) return 0.0;
+  std::vector<Tensor> grads;
+  for (size_t j = 0; j < m.pieces.size(); ++j) grads.push_back(m.piece_grad(j));
+  // NOTE: the ranks' partial norms are gathered and combined in rank order (PyTorch
+  // all-reduces them), so every rank computes the very same total: the coefficient, and
+  // whether error_if_nonfinite throws, agree on every rank.
+  double partial = norm.none();
+  for (const Tensor& t : all_gather(tensor({norm.partial(grads)}, {1}, f64)))
+    partial = norm.combine(partial, t.data<double>()[0]);
+  const double total = norm.total(partial);
+  const double coef = norm.coefficient(total, max_norm, error_if_nonfinite);
+  if (coef != 1.0)
+    for (Tensor& g : grads) tg::detail::scale_in_place(g, coef);
+  return total;
 }
 
 double ZeroRedundancyOptimizer::lr() const { return impl_->opt->lr(); }
@@ -270,8 +296,7 @@ void ZeroRedundancyOptimizer::state_dict(NpzArchive& archive, const std::string&
 
 void ZeroRedundancyOptimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) {
   Impl& m = *impl_;
-  const std::string src =
-      a.source().empty() ? "optimizer state" : "optimizer state '" + a.source() + "'";
+  const std::string src = tg::detail::state_source(a, "optimizer state");
   const size_t n = m.params.size();
   const auto steps = a.i64s(prefix + "param_steps");
   if (steps.size() != n)

@@ -54,6 +54,17 @@ class ZeroRedundancyOptimizer {
   void step();
   /// Drops the parameters' `.grad` and the sharded gradients.
   void zero_grad();
+  /// Clips the gradients the next `step()` uses (the averages of the last sync(s), held in
+  /// slices) by their global norm, as torch.nn.utils.clip_grad_norm_ over the unsharded
+  /// gradients (tg::clip_grad_norm: norm_type p != 0, inf or -inf; coefficient max_norm /
+  /// (total + 1e-6) capped at 1; a NaN total makes every gradient NaN): each rank reduces
+  /// its slices, one all-gather combines them, and every rank scales its slices by the
+  /// same coefficient (PyTorch's FullyShardedDataParallel.clip_grad_norm_). Returns the
+  /// total norm before clipping, the same on every rank; 0 with no sync since `zero_grad`
+  /// (nothing changes). With `error_if_nonfinite`, a NaN or infinite total throws Error on
+  /// every rank and nothing changes. Call between the backward and `step()`, on every rank
+  /// with the same arguments (a collective).
+  double clip_grad_norm(double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false);
 
   double lr() const;
   void set_lr(double lr);

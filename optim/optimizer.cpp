@@ -132,9 +132,12 @@ void Optimizer::state_dict(NpzArchive& a, const std::string& prefix) const {
         a.put(prefix + "state." + std::to_string(i) + "." + name, (*slots)[i]);
 }
 
+std::string detail::state_source(const NpzArchive& a, const std::string& what) {
+  return a.source().empty() ? what : what + " '" + a.source() + "'";
+}
+
 void Optimizer::load_state_dict(const NpzArchive& a, const std::string& prefix) {
-  const std::string src =
-      a.source().empty() ? "optimizer state" : "optimizer state '" + a.source() + "'";
+  const std::string src = detail::state_source(a, "optimizer state");
   const double lr = a.scalar(prefix + "lr");
   const int64_t steps = a.integer(prefix + "steps");
   const auto param_steps = a.i64s(prefix + "param_steps");

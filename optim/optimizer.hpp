@@ -135,6 +135,10 @@ void with_flags(F&& f, bool flag, Rest... rest) {
 }
 
 namespace detail {
+/// What a load_state_dict error names: "<what> '<file>'" for an archive read from a file,
+/// else `what`.
+std::string state_source(const NpzArchive& archive, const std::string& what);
+
 /// Builds each group's options from `defaults` and its overrides: `set(options, name, value)`
 /// applies one and returns false for a name the optimizer does not have (then Error naming
 /// `who`, the group and the name).

@@ -40,24 +40,32 @@ void LrScheduler::state_dict(NpzArchive& a, const std::string& prefix) const {
 }
 
 void LrScheduler::load_state_dict(const NpzArchive& a, const std::string& prefix) {
+  const std::string src = detail::state_source(a, "scheduler state");
   const int64_t epoch = a.integer(prefix + "epoch");
   const double base = a.scalar(prefix + "base_lr");
-  if (epoch < 0 || !(base >= 0.0)) throw IoError("scheduler state: invalid epoch or base_lr");
+  if (epoch < 0 || !(base >= 0.0))
+    throw IoError(src + ": invalid epoch " + std::to_string(epoch) + " or base_lr " +
+                  std::to_string(base));
   std::vector<double> bases(base_lrs_.size(), base);
   if (a.contains(prefix + "base_lrs")) {
     const Tensor t = a.tensor(prefix + "base_lrs").to(f64);
     if (t.dim() != 1 || static_cast<size_t>(t.numel()) != bases.size())
-      throw IoError("scheduler state: base rates for " + std::to_string(t.numel()) +
+      throw IoError(src + ": base rates for " + std::to_string(t.numel()) +
                     " parameter groups, the optimizer has " + std::to_string(bases.size()));
     for (size_t g = 0; g < bases.size(); ++g) {
       bases[g] = t.data<double>()[g];
-      if (!(bases[g] >= 0.0)) throw IoError("scheduler state: invalid base_lrs");
+      if (!(bases[g] >= 0.0))
+        throw IoError(src + ": invalid base_lrs entry " + std::to_string(g) + ": " +
+                      std::to_string(bases[g]));
     }
   }
   const auto old = base_lrs_;
   base_lrs_ = bases;
   try {
     apply(epoch);
+  } catch (const Error& e) {  // a rate the schedule cannot give at the stored epoch
+    base_lrs_ = old;
+    throw IoError(src + ": " + e.what());
   } catch (...) {
     base_lrs_ = old;
     throw;
@@ -236,7 +244,11 @@ void ReduceLROnPlateau::load_state_dict(const NpzArchive& a, const std::string& 
   const int64_t bad = a.integer(prefix + "num_bad_epochs");
   const int64_t cool = a.integer(prefix + "cooldown_counter");
   const int64_t epoch = a.integer(prefix + "epoch");
-  if (bad < 0 || cool < 0 || epoch < 0) throw IoError("ReduceLROnPlateau state: negative counter");
+  if (bad < 0 || cool < 0 || epoch < 0)
+    throw IoError(detail::state_source(a, "ReduceLROnPlateau state") +
+                  ": negative counter (num_bad_epochs " + std::to_string(bad) +
+                  ", cooldown_counter " + std::to_string(cool) + ", epoch " +
+                  std::to_string(epoch) + ")");
   best_ = best;
   num_bad_epochs_ = bad;
   cooldown_counter_ = cool;

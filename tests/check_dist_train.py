@@ -85,12 +85,7 @@ dist_cli.check_state("two sharded against two_whole", state("two"), state("two_w
 
 
 def optim_entries(out):
-    """The checkpoint's optim.* entries other than the state tensors, and every optim.*
-    entry's dtype and shape."""
-    with np.load(os.path.join(work, out, "checkpoint.npz")) as z:
-        return ({k: z[k].tolist() for k in z.files
-                 if k.startswith("optim.") and not k.startswith("optim.state")},
-                {k: (z[k].dtype.str, z[k].shape) for k in z.files if k.startswith("optim.")})
+    return dist_cli.optim_entries(os.path.join(work, out, "checkpoint.npz"))
 
 
 ref_optim = optim_entries("one")

@@ -42,6 +42,15 @@ def check_state(name, got, want, tol, bad):
     return True
 
 
+def optim_entries(checkpoint):
+    """The checkpoint's optim.* entries other than the state tensors, and every optim.*
+    entry's dtype and shape: what a sharded run's checkpoint shares with 1 process's."""
+    with np.load(checkpoint) as z:
+        return ({k: z[k].tolist() for k in z.files
+                 if k.startswith("optim.") and not k.startswith("optim.state")},
+                {k: (z[k].dtype.str, z[k].shape) for k in z.files if k.startswith("optim.")})
+
+
 def check_mismatch(tapegrad, launcher, args, other_args, bad):
     """Rank 0 started with `args`, rank 1 with `other_args`: both must stop with the error."""
     cmd = [launcher, "1", tapegrad] + args + [":", "-np", "1", tapegrad] + other_args

@@ -722,7 +722,8 @@ TEST_CASE("charlm: a missing or empty word list, bad options, a foreign checkpoi
   CHECK_THAT(few.out, Catch::Contains("too few"));
   const std::string words = write_word_list(dir);
   for (const char* bad : {"--model rnn", "--epochs 0", "--lr -1", "--lr 0", "--embed 0",
-                          "--dropout 1", "--samples -1", "--batch 0"}) {
+                          "--dropout 1", "--samples -1", "--batch 0", "--clip-grad-norm -1",
+                          "--clip-grad-norm nan", "--clip-grad-norm inf"}) {
     const auto r = run("charlm --words " + words + " --out " + (dir / "o") + " " + bad);
     INFO(bad << "\n" << r.out);
     CHECK(r.status == 2);
@@ -752,7 +753,8 @@ TEST_CASE("train and charlm: --resume refuses an option naming another value tha
            {"--lr 0.5", "--lr 0.5 differs from the checkpoint's 0.05"},
            {"--model lstm", "--model lstm differs from the checkpoint's bigram"},
            {"--batch 32", "--batch 32 differs from the checkpoint's 64"},
-           {"--seed 4", "--seed 4 differs from the checkpoint's 0"}}) {
+           {"--seed 4", "--seed 4 differs from the checkpoint's 0"},
+           {"--clip-grad-norm 0.5", "--clip-grad-norm 0.5 differs from the checkpoint's 0"}}) {
     const auto r =
         run("charlm --epochs 2 --resume " + ck + " --out " + (dir / "r") + lm + " " + option);
     INFO(option << "\n" << r.out);
@@ -764,6 +766,15 @@ TEST_CASE("train and charlm: --resume refuses an option naming another value tha
                         " --model bigram --lr 0.05");
   INFO(same.out);
   CHECK(same.status == 0);
+  // A checkpoint from before --clip-grad-norm: no clipping.
+  auto old = tg::NpzArchive::load(ck);
+  REQUIRE(old.scalar("charlm.clip_grad_norm") == 0.0);
+  old.erase("charlm.clip_grad_norm");
+  old.save(dir / "old.npz");
+  const auto from_old = run("charlm --epochs 2 --resume " + (dir / "old.npz") + " --out " +
+                            (dir / "o") + lm + " --clip-grad-norm 0");
+  INFO(from_old.out);
+  CHECK(from_old.status == 0);
   const std::string train =
       "train --resume " + kLegacyCheckpoint + " --csv " + kLegacyCsv + " --no-progress --out ";
   for (const auto& [option, message] : std::vector<std::pair<std::string, std::string>>{

@@ -293,6 +293,22 @@ TEST_CASE("word lists: bad files name the file and the problem", "[data][words][
   CHECK_THROWS_AS(tg::data::read_words(dir.file("cut.txt")), DataError);
 }
 
+TEST_CASE("word lists: a UTF-8 byte order mark at the start is dropped as by utf-8-sig",
+          "[data][words]") {
+  TempDir dir;
+  std::ofstream(dir.file("bom.txt")) << "\xef\xbb\xbfzebra\nApple\n";
+  const auto words = tg::data::read_words(dir.file("bom.txt"));
+  REQUIRE(words.size() == 2);
+  CHECK(tg::data::to_utf8(words[0]) == "apple");
+  CHECK(tg::data::to_utf8(words[1]) == "zebra");
+  CHECK(tg::data::CharVocab(words).size() == 1 + 7);  // a b e l p r z: no U+FEFF
+  // A mark alone on the first line leaves an empty line (skipped); one elsewhere is text.
+  std::ofstream(dir.file("bom_line.txt")) << "\xef\xbb\xbf\nab\xef\xbb\xbf\n";
+  const auto kept = tg::data::read_words(dir.file("bom_line.txt"));
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0] == tg::data::Word{U'a', U'b', 0xFEFF});
+}
+
 TEST_CASE("word lists: the seeded 80/10/10 split", "[data][words]") {
   std::vector<tg::data::Word> words;
   for (char32_t a = U'a'; a <= U'z'; ++a)

@@ -55,18 +55,33 @@ Tensor batch(const Shape& s, double k, Dtype d) {
   return tensor(v, s, f64).to(d);
 }
 
-// Largest |a - b| / max(|a|, |b|, 1e-3) over every parameter of two models.
+// Largest |a - b| / max(|a|, |b|, 1e-3) over every parameter of two models; NaN in both
+// counts as equal, NaN in one as infinitely different.
 double max_relative_difference(const Module& a, const Module& b) {
   auto pa = a.parameters(), pb = b.parameters();
   REQUIRE(pa.size() == pb.size());
   double worst = 0;
   for (size_t k = 0; k < pa.size(); ++k) {
     auto x = values(pa[k].value()), y = values(pb[k].value());
-    for (size_t i = 0; i < x.size(); ++i)
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (std::isnan(x[i]) || std::isnan(y[i])) {
+        if (std::isnan(x[i]) != std::isnan(y[i])) return std::numeric_limits<double>::infinity();
+        continue;
+      }
       worst =
           std::max(worst, std::abs(x[i] - y[i]) / std::max({std::abs(x[i]), std::abs(y[i]), 1e-3}));
+    }
   }
   return worst;
+}
+
+// Whether every rank has the same bits in `x`.
+bool same_on_every_rank(double x) {
+  for (const Tensor& t : dist::all_gather(tensor({x}, {1}, f64))) {
+    const double y = t.data<double>()[0];
+    if (!(y == x || (std::isnan(y) && std::isnan(x)))) return false;
+  }
+  return true;
 }
 
 // Whether every rank holds the same bytes in every parameter.
@@ -491,6 +506,16 @@ double max_state_difference(const NpzArchive& a, const NpzArchive& b) {
   return worst;
 }
 
+// Whether some parameter of `model` is split between two ranks' slices (a collective).
+bool some_parameter_split(dist::ZeroRedundancyOptimizer& zero, const Module& model) {
+  Tensor split = zeros({1}, i64);
+  for (const Var& q : zero.local_optimizer().params())
+    for (const Var& w : model.parameters())
+      if (q.numel() < w.numel() && q.numel() > 0) split.data<int64_t>()[0] = 1;
+  dist::all_reduce(split, dist::ReduceOp::max);
+  return split.data<int64_t>()[0] == 1;
+}
+
 }  // namespace
 
 TEST_CASE("ZeroRedundancyOptimizer: the sharded steps equal DDP with the whole optimizer",
@@ -513,15 +538,7 @@ TEST_CASE("ZeroRedundancyOptimizer: the sharded steps equal DDP with the whole o
     auto opt_ref = make(ref->parameters());
     dist::ZeroRedundancyOptimizer zero(ddp, make);
     CHECK(zero.params().size() == model->parameters().size());
-    if (p > 1) {  // some parameter is split between two ranks
-      Tensor split = zeros({1}, i64);
-      auto pieces = zero.local_optimizer().params();
-      for (const Var& q : pieces)
-        for (const Var& w : model->parameters())
-          if (q.numel() < w.numel() && q.numel() > 0) split.data<int64_t>()[0] = 1;
-      dist::all_reduce(split, dist::ReduceOp::max);
-      CHECK(split.data<int64_t>()[0] == 1);
-    }
+    if (p > 1) CHECK(some_parameter_split(zero, *model));
     auto run = [&](int first, int n) {
       for (int step = first; step < first + n; ++step) {
         opt_ref->zero_grad();
@@ -630,6 +647,88 @@ TEST_CASE("ZeroRedundancyOptimizer: the sharded steps equal DDP with the whole o
   }
 }
 
+TEST_CASE("ZeroRedundancyOptimizer::clip_grad_norm equals clip_grad_norm over DDP's gradients",
+          "[dist][zero][clip]") {
+  const int p = dist::get_world_size();
+  const double inf = std::numeric_limits<double>::infinity();
+  const double norm_type =
+      std::vector<double>{2.0, 1.0, inf, -inf, 3.0}[GENERATE(0u, 1u, 2u, 3u, 4u)];
+  // Below the first steps' totals (2-norm about 0.3 to 0.5), so that the steps clip.
+  const double max_norm = norm_type == 1.0 ? 1.0 : norm_type == -inf ? 1e-5 : 0.1;
+  const dist::OptimizerFactory make =
+      dist::optimizer_class<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9});
+  for (Dtype d : {f32, f64}) {
+    INFO(dtype_name(d) << ", norm_type " << norm_type);
+    const dist::DDPOptions o{.bucket_cap_mb = 0.0005};  // slices split parameters
+    auto ref = make_mlp(1, d), model = make_mlp(1, d);
+    dist::DistributedDataParallel ddp_ref(*ref, o), ddp(*model, o);
+    auto opt_ref = make(ref->parameters());
+    dist::ZeroRedundancyOptimizer zero(ddp, make);
+    if (p > 1) CHECK(some_parameter_split(zero, *model));
+    // No sync yet: nothing to clip.
+    CHECK(zero.clip_grad_norm(max_norm, norm_type) == 0.0);
+    const double tol = d == f32 ? 1e-5 : 1e-12;
+    int clipped = 0;
+    for (int step = 0; step < 6; ++step) {
+      opt_ref->zero_grad();
+      ddp_backward(*ref, ddp_ref, step, 0, d);
+      const double want = clip_grad_norm(ref->parameters(), max_norm, norm_type);
+      opt_ref->step();
+      zero.zero_grad();
+      ddp_backward(*model, ddp, step, 0, d);
+      const double got = zero.clip_grad_norm(max_norm, norm_type);
+      zero.step();
+      INFO("step " << step << ": total norm " << got << ", DDP's " << want);
+      CHECK(std::abs(got - want) <= tol * std::abs(want));
+      CHECK(same_on_every_rank(got));
+      clipped += want > max_norm;
+    }
+    CHECK(clipped >= 3);
+    const double diff = max_relative_difference(*model, *ref);
+    INFO("largest relative difference from DDP with the whole optimizer: " << diff);
+    CHECK(diff <= tol);
+    CHECK(same_on_every_rank(*model));
+
+    // A NaN gradient (one target NaN on the last rank: its output's row of the last layer
+    // and every earlier layer): the total is NaN on every rank, as torch's, and scales every
+    // gradient to NaN; with error_if_nonfinite it throws on every rank and nothing changes.
+    auto nan_backward = [&](Sequential& m) {
+      const int64_t local = 12 / p, me = dist::get_rank();
+      Tensor y = batch({12, 3}, 107, f64);
+      y.data<double>()[11 * 3 + 1] = std::nan("");  // the last row: the last rank's
+      Var x = constant(batch({12, 6}, 7, d)), ys = constant(y.to(d));
+      mse_loss(m(narrow(x, 0, me * local, local)), narrow(ys, 0, me * local, local)).backward();
+    };
+    for (bool strict : {true, false}) {
+      INFO((strict ? "error_if_nonfinite" : "NaN total"));
+      opt_ref->zero_grad();
+      nan_backward(*ref);
+      zero.zero_grad();
+      nan_backward(*model);
+      if (strict) {
+        CHECK_THROWS_AS(clip_grad_norm(ref->parameters(), max_norm, norm_type, true), Error);
+        CHECK_THROWS_WITH(zero.clip_grad_norm(max_norm, norm_type, true),
+                          Catch::StartsWith("ZeroRedundancyOptimizer::clip_grad_norm: ") &&
+                              Catch::Contains("nan"));
+      } else {
+        CHECK(std::isnan(clip_grad_norm(ref->parameters(), max_norm, norm_type)));
+        const double got = zero.clip_grad_norm(max_norm, norm_type);
+        CHECK(std::isnan(got));
+        CHECK(same_on_every_rank(got));
+      }
+      opt_ref->step();
+      zero.step();
+      // Unclipped: NaN where the NaN reached, the same finite values elsewhere; clipped by
+      // NaN: every parameter NaN.
+      CHECK(max_relative_difference(*model, *ref) <= tol);
+      int64_t nans = 0, total = 0;
+      for (const Var& q : model->parameters())
+        for (double v : values(q.value())) nans += std::isnan(v), ++total;
+      CHECK((strict ? (nans > 0 && nans < total) : nans == total));
+    }
+  }
+}
+
 TEST_CASE("ZeroRedundancyOptimizer: errors", "[dist][zero]") {
   auto model = make_mlp(3, f64);
   dist::DistributedDataParallel ddp(*model);
@@ -647,4 +746,8 @@ TEST_CASE("ZeroRedundancyOptimizer: errors", "[dist][zero]") {
   other.state_dict(a);
   a.put_i64("param_steps", {1, 2});
   CHECK_THROWS_AS(zero.load_state_dict(a), IoError);
+  // clip_grad_norm refuses the norm types clip_grad_norm refuses, before any collective.
+  CHECK_THROWS_WITH(zero.clip_grad_norm(1.0, 0.0),
+                    Catch::StartsWith("ZeroRedundancyOptimizer::clip_grad_norm: norm_type 0"));
+  CHECK_THROWS_AS(zero.clip_grad_norm(1.0, std::nan("")), Error);
 }

@@ -494,6 +494,52 @@ TEST_CASE("clip_grad_norm returns the total norm and scales all gradients togeth
   CHECK((values(a.grad()) == std::vector<double>{-1.0, 0.5}));
 }
 
+TEST_CASE("schedulers' load_state_dict errors name the file as the optimizers' do") {
+  tg::Var w = tg::param(tg::zeros({2}, tg::f64)), b = tg::param(tg::zeros({1}, tg::f64));
+  tg::SGD two(std::vector<tg::ParamGroup>{{{w}, {}}, {{b}, {}}}, {.lr = 0.1});
+  tg::StepLR step(two, 2, 0.5);
+  const auto dir = tgtest::temp_dir("sched_state");
+  const std::string path = (dir / "sched.npz").string();
+  auto save = [&](const tg::NpzArchive& a) { a.save(path); };
+  tg::NpzArchive state;
+  step.state_dict(state);
+  save(state);
+  tg::SGD one({w, b}, {.lr = 0.7});
+  tg::StepLR narrow(one, 2, 0.5);
+  CHECK_THROWS_AS(narrow.load_state_dict(tg::NpzArchive::load(path)), tg::IoError);
+  CHECK_THROWS_WITH(narrow.load_state_dict(tg::NpzArchive::load(path)),
+                    Catch::StartsWith("scheduler state '" + path + "'") &&
+                        Catch::Contains("base rates for 2 parameter groups"));
+  state.put_int("scheduler.epoch", -3);
+  save(state);
+  CHECK_THROWS_WITH(
+      step.load_state_dict(tg::NpzArchive::load(path)),
+      Catch::StartsWith("scheduler state '" + path + "'") && Catch::Contains("epoch -3"));
+  // A rate the schedule cannot give at the stored epoch (OneCycleLR past its steps).
+  tg::OneCycleLR cycle(one, 1.0, 4);
+  tg::NpzArchive late;
+  cycle.state_dict(late);
+  late.put_int("scheduler.epoch", 9);
+  save(late);
+  CHECK_THROWS_AS(cycle.load_state_dict(tg::NpzArchive::load(path)), tg::IoError);
+  CHECK_THROWS_WITH(
+      cycle.load_state_dict(tg::NpzArchive::load(path)),
+      Catch::StartsWith("scheduler state '" + path + "'") && Catch::Contains("OneCycleLR"));
+  CHECK(cycle.epoch() == 0);
+  // ReduceLROnPlateau.
+  tg::ReduceLROnPlateau plateau(one);
+  tg::NpzArchive ps;
+  plateau.state_dict(ps);
+  ps.put_int("scheduler.num_bad_epochs", -1);
+  save(ps);
+  CHECK_THROWS_AS(plateau.load_state_dict(tg::NpzArchive::load(path)), tg::IoError);
+  CHECK_THROWS_WITH(plateau.load_state_dict(tg::NpzArchive::load(path)),
+                    Catch::StartsWith("ReduceLROnPlateau state '" + path + "'") &&
+                        Catch::Contains("num_bad_epochs -1"));
+  // Not read from a file: no name.
+  CHECK_THROWS_WITH(plateau.load_state_dict(ps), Catch::StartsWith("ReduceLROnPlateau state: "));
+}
+
 TEST_CASE("parameter groups: own options, own rates, state_dict per group") {
   tg::Var w = tg::param(tg::tensor({1, 2, 3}, {3}, tg::f64));
   tg::Var b = tg::param(tg::tensor({0.5}, {1}, tg::f64));
