@@ -101,11 +101,27 @@ bool reached(const char* name, const std::vector<Var>& outs, size_t i, bool stri
   return false;
 }
 
+// Under `strict` with create_graph, a result that is not differentiable with respect to the
+// inputs (f linear in them) is a GraphError, as PyTorch's strict=True with create_graph=True
+// ("the jacobian of the user-provided function is independent of input j"); hessian, hvp and
+// vhp record the gradient with create_graph, so there it is a function linear in an input,
+// as PyTorch's "the jacobian ... is independent of the input" under strict.
+void check_differentiable(const char* name, const Var& g, const std::string& what, bool strict,
+                          bool create_graph) {
+  if (strict && create_graph && !g.requires_grad())
+    throw GraphError(std::string(name) + ": " + what +
+                     " is constant (f is linear in the inputs; strict)");
+}
+
 // Undefined gradients (inputs not reached) become zeros, or a GraphError under `strict`.
 std::vector<Var> fill_unused(const char* name, std::vector<Var> gs, const std::vector<Var>& refs,
-                             bool strict) {
+                             bool strict, bool create_graph) {
   for (size_t j = 0; j < gs.size(); ++j) {
-    if (gs[j].defined()) continue;
+    if (gs[j].defined()) {
+      check_differentiable(name, gs[j], "the derivative for " + at("input", j), strict,
+                           create_graph);
+      continue;
+    }
     if (strict)
       throw GraphError(std::string(name) + ": the outputs do not depend on " + at("input", j) +
                        " (strict)");
@@ -133,7 +149,7 @@ std::vector<Var> vjp_core(const char* name, const std::vector<Var>& outs,
               {.retain_graph = retain || create_graph,
                .create_graph = create_graph,
                .allow_unused = true});
-  return fill_unused(name, std::move(gs), xs, strict);
+  return fill_unused(name, std::move(gs), xs, strict, create_graph);
 }
 
 // The double-vjp trick: g(u) = J^T u is recorded once for dummy leaves u (one per reached
@@ -153,8 +169,10 @@ class DoubleVjp {
     gs_ = grad(roots, xs, us_, {.retain_graph = true, .create_graph = true, .allow_unused = true});
   }
 
-  // J t, one per output; an undefined tangent counts as zero.
-  std::vector<Var> apply(const std::vector<Var>& tangents, bool create_graph, bool retain) const {
+  // J t, one per output; an undefined tangent counts as zero. Under `strict` an output the
+  // tangents' inputs do not reach (`about` names them) is a GraphError, as in reverse mode.
+  std::vector<Var> apply(const std::vector<Var>& tangents, bool create_graph, bool retain,
+                         const char* name, bool strict, const std::string& about) const {
     std::vector<Var> gs, ts;
     for (size_t j = 0; j < gs_.size(); ++j)
       if (gs_[j].defined() && gs_[j].requires_grad() && tangents[j].defined())
@@ -166,7 +184,15 @@ class DoubleVjp {
                 .create_graph = create_graph,
                 .allow_unused = true});
     std::vector<Var> out(outs_.size());
-    for (size_t k = 0; k < root_of_.size(); ++k) out[root_of_[k]] = r[k];
+    for (size_t k = 0; k < root_of_.size(); ++k) {
+      out[root_of_[k]] = r[k];
+      if (r[k].defined())
+        check_differentiable(name, r[k], at("output", root_of_[k]) + "'s product", strict,
+                             create_graph);
+      else if (strict)
+        throw GraphError(std::string(name) + ": " + at("output", root_of_[k]) +
+                         " does not depend on " + about + " (strict)");
+    }
     for (size_t i = 0; i < out.size(); ++i)
       if (!out[i].defined()) out[i] = zeros_var(outs_[i].shape(), outs_[i].dtype());
     return out;
@@ -181,16 +207,17 @@ class DoubleVjp {
 
 // One forward-mode pass: f on duals of xs with tangents ts (undefined: none), inside its own
 // DualLevel; returns the outputs (without tangents) and their tangents (zeros where an output
-// has none, or a GraphError under `strict`). Recorded only when create_graph (else grad mode
-// is off: one pass, no graph).
+// has none, or a GraphError under `strict` naming `about`, the inputs given a tangent).
+// Recorded only when create_graph (else grad mode is off: one pass, no graph).
 Product forward_pass(const char* name, const Fn& f, const std::vector<Var>& xs,
-                     const std::vector<Var>& ts, bool create_graph, bool strict) {
+                     const std::vector<Var>& ts, bool create_graph, bool strict,
+                     const std::string& about = "the inputs", bool record = false) {
   if (fwd::level_active())
     throw Error(
         std::string(name) +
         ": a fwd::DualLevel is already open (nested forward-mode levels are not supported)");
   const fwd::DualLevel level;
-  const GradModeGuard mode(create_graph);
+  const GradModeGuard mode(create_graph || record);
   std::vector<Var> duals;
   for (size_t i = 0; i < xs.size(); ++i)
     duals.push_back(ts[i].defined() ? fwd::make_dual(xs[i], ts[i]) : xs[i]);
@@ -202,13 +229,33 @@ Product forward_pass(const char* name, const Fn& f, const std::vector<Var>& xs,
     kern::check_floating(outs[i].value(), name);
     fwd::UnpackedDual u = fwd::unpack_dual(outs[i]);
     if (strict && !u.tangent.defined())
-      throw GraphError(std::string(name) + ": " + at("output", i) +
-                       " does not depend on the inputs (strict)");
+      throw GraphError(std::string(name) + ": " + at("output", i) + " does not depend on " + about +
+                       " (strict)");
+    if (u.tangent.defined())
+      check_differentiable(name, u.tangent, at("output", i) + "'s product", strict, create_graph);
     r.outputs.push_back(std::move(u.primal));
     r.product.push_back(u.tangent.defined() ? std::move(u.tangent)
                                             : zeros_var(outs[i].shape(), outs[i].dtype()));
   }
   return r;
+}
+
+// Under `strict`: a GraphError when no output's recorded graph reaches an input (PyTorch's
+// strict=True: "the output of the user-provided function is independent of input j").
+void check_inputs_used(const char* name, const std::vector<Var>& outs, const std::vector<Var>& xs) {
+  std::unordered_set<const Node*> seen;
+  std::vector<const Node*> todo;
+  for (const Var& o : outs) todo.push_back(o.node());
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    if (n == nullptr || !seen.insert(n).second) continue;
+    for (const Var& in : n->inputs) todo.push_back(in.node());
+  }
+  for (size_t j = 0; j < xs.size(); ++j)
+    if (!seen.count(xs[j].node()))
+      throw GraphError(std::string(name) + ": the outputs do not depend on " + at("input", j) +
+                       " (strict)");
 }
 
 Shape joined(const char* name, const Shape& a, const Shape& b) {
@@ -255,7 +302,7 @@ std::vector<std::vector<Var>> jacobian_core(const char* name, const std::vector<
       std::vector<Var> ts(ni);
       for (int64_t k = 0; k < xs[j].numel(); ++k) {
         ts[j] = Var(one_hot(xs[j].shape(), xs[j].dtype(), k));
-        std::vector<Var> c = dv.apply(ts, create_graph, true);
+        std::vector<Var> c = dv.apply(ts, create_graph, true, name, strict, at("input", j));
         for (size_t i = 0; i < no; ++i) cols[i].push_back(std::move(c[i]));
       }
       for (size_t i = 0; i < no; ++i)
@@ -287,7 +334,8 @@ Product hessian_product(const char* name, const ScalarFn& f, const std::vector<V
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   check_match(name, "v", v, "input", xs);
   const Gradient g = gradient(name, f, xs, strict);
-  std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict).apply(v, create_graph, false)
+  std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict)
+                                   .apply(v, create_graph, false, name, strict, "the inputs")
                              : vjp_core(name, g.grads, xs, v, create_graph, strict, false);
   return {detached({g.output}, create_graph), std::move(p)};
 }
@@ -320,9 +368,17 @@ Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
   const char* name = "func::jvp";
   std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   check_match(name, "tangents", tangents, "input", xs);
-  if (!create_graph)
-    for (Var& x : xs) x = x.detach();  // nothing to record
-  return forward_pass(name, f, xs, tangents, create_graph, strict);
+  if (!strict) {
+    if (!create_graph)
+      for (Var& x : xs) x = x.detach();  // nothing to record
+    return forward_pass(name, f, xs, tangents, create_graph, false);
+  }
+  // strict: recorded, so that an input no output depends on shows in the graph.
+  Product r = forward_pass(name, f, xs, tangents, create_graph, true, "the inputs", true);
+  check_inputs_used(name, r.outputs, xs);
+  r.outputs = detached(std::move(r.outputs), create_graph);
+  r.product = detached(std::move(r.product), create_graph);
+  return r;
 }
 
 std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inputs,
@@ -344,7 +400,8 @@ std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inpu
       for (Var& a : args) a = a.detach();
     for (int64_t k = 0; k < xs[j].numel(); ++k) {
       ts[j] = Var(one_hot(xs[j].shape(), xs[j].dtype(), k));
-      std::vector<Var> c = forward_pass(name, f, args, ts, create_graph, false).product;
+      std::vector<Var> c =
+          forward_pass(name, f, args, ts, create_graph, strict, at("input", j)).product;
       for (size_t i = 0; i < no; ++i) cols[i].push_back(std::move(c[i]));
     }
     for (size_t i = 0; i < no; ++i)

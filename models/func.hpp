@@ -41,8 +41,10 @@ enum class Strategy { reverse, forward };
 // Every transform runs f with grad mode on, on copies of the inputs that want gradients
 // (the inputs themselves when create_graph and they already want one, so the results can
 // be differentiated with respect to them, as PyTorch's). Without create_graph the results
-// are plain values (nothing recorded). An output the inputs do not reach gives zeros, or a
-// GraphError naming the transform when `strict`. Inputs and outputs must be floating
+// are plain values (nothing recorded). An output the inputs do not reach, or an input no
+// output depends on, gives zeros, or a GraphError naming the transform when `strict` (as
+// PyTorch's strict=True: also a missing Jacobian block in either strategy, a loss linear in
+// an input for hessian / hvp / vhp, and with create_graph a result constant in the inputs). Inputs and outputs must be floating
 // (DtypeError); v / tangents must match the outputs / inputs in number and shape
 // (ShapeError); each message starts with the transform's name, e.g. "func::vjp: ".
 

@@ -166,6 +166,61 @@ TEST_CASE("func: bad input throws typed errors naming the transform") {
   for (const auto& [f, prefix] : dtype_errors) throws_starting<tg::DtypeError>(f, prefix);
 }
 
+TEST_CASE("func: strict raises wherever torch.autograd.functional's strict=True does") {
+  const Var x = P({2}, 0.0), y = P({2}, 1.0);
+  const auto both = {func::Strategy::reverse, func::Strategy::forward};
+  // y unused; each output depends on one input only; a separable loss; one linear in x.
+  const func::Fn only_x = [](const std::vector<Var>& in) { return std::vector<Var>{in[0] * 2.0}; };
+  const func::Fn crossed = [](const std::vector<Var>& in) {
+    return std::vector<Var>{tg::sin(in[0]), tg::exp(in[1])};
+  };
+  const func::ScalarFn separable = [](const std::vector<Var>& in) {
+    return tg::sum(in[0] * in[0] * in[0]) + tg::sum(in[1] * in[1] * in[1]);
+  };
+  const func::ScalarFn linear_in_x = [](const std::vector<Var>& in) {
+    return tg::sum(in[0] * 2.0) + tg::sum(in[1] * in[1] * in[1]);
+  };
+  auto graph_error = [](const std::function<void()>& f, const std::string& prefix) {
+    throws_starting<tg::GraphError>(f, prefix);
+  };
+  // An input no output depends on (jvp checked only the outputs).
+  graph_error([&] { func::jvp(only_x, {x, y}, {x, y}, false, true); }, "func::jvp: ");
+  graph_error([&] { func::jvp(only_x, {x, y}, {x, y}, true, true); }, "func::jvp: ");
+  for (auto s : both) {
+    INFO("strategy " << static_cast<int>(s));
+    // A block d out_i / d in_j that does not exist: the forward strategy gave zeros.
+    graph_error([&] { func::jacobian(only_x, {x, y}, false, true, s); }, "func::jacobian: ");
+    graph_error([&] { func::jacobian(crossed, {x, y}, false, true, s); }, "func::jacobian: ");
+    graph_error([&] { func::hessian(separable, {x, y}, false, true, s); }, "func::hessian: ");
+    // With create_graph, a Jacobian that is constant (f linear): PyTorch's "independent of
+    // input i ... when create_graph=True".
+    graph_error([&] { func::jacobian(only_x, {x}, true, true, s); }, "func::jacobian: ");
+    CHECK_NOTHROW(func::jacobian(crossed, {x, y}, true, false, s));
+    CHECK_NOTHROW(func::jacobian(two_by_two, {P({3}, 0.0), P({2, 2}, 1.0)}, true, true, s));
+    CHECK_NOTHROW(func::hessian(scalar_of_two, {P({3}, 0.0), P({2, 2}, 1.0)}, false, true, s));
+  }
+  graph_error([&] { func::vjp(only_x, {x}, {x}, true, true); }, "func::vjp: ");
+  graph_error([&] { func::jvp(only_x, {x}, {x}, true, true); }, "func::jvp: ");
+  CHECK_NOTHROW(func::vjp(only_x, {x}, {x}, false, true));
+  CHECK_NOTHROW(func::jvp(only_x, {x}, {x}, false, true));
+  // A loss linear in an input: its gradient is constant, so no Hessian depends on it.
+  for (const char* name : {"func::hvp: ", "func::vhp: "}) {
+    const bool h = name[6] == 'h';
+    auto run = [&](const func::ScalarFn& f, bool create_graph) {
+      return h ? func::hvp(f, {x, y}, {x, y}, create_graph, true)
+               : func::vhp(f, {x, y}, {x, y}, create_graph, true);
+    };
+    graph_error([&] { run(linear_in_x, false); }, name);
+    CHECK_NOTHROW(run(separable, false));
+    CHECK_NOTHROW(run(separable, true));
+  }
+  // The strict jvp's results are plain values without create_graph, as the others.
+  const auto r = func::jvp(crossed, {tg::param(x.value()), y}, {x, y}, false, true);
+  CHECK(!r.outputs[0].requires_grad());
+  CHECK(!r.product[1].requires_grad());
+  CHECK(vals(r.product[1]) == vals(tg::exp(y) * y));
+}
+
 TEST_CASE("func: every transform matches torch.autograd.functional") {
   if (!tgtest::torch_available()) {
     WARN("SKIPPED: PyTorch (python3-torch) is not installed");
