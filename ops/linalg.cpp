@@ -965,24 +965,65 @@ QR qr(const Var& A, const std::string& mode) {
 
 // ---- least squares, pseudo-inverse -------------------------------------------------------
 
+// Note [lstsq]
 // A full-rank A: for m >= n, A = QR and X = R^{-1} Q^T B; for m < n, A^T = QR and the
 // minimum-norm X = Q R^{-T} B. Composed of qr, matmul and solve_triangular, so its
-// gradients are theirs. PyTorch's default CPU driver (gelsy) also handles rank-deficient A.
-Lstsq lstsq(const Var& A, const Var& B) {
+// gradients are theirs. A rank-deficient A (a singular value at or below rcond times the
+// largest, rcond defaulting to max(m, n) eps: PyTorch's rank test) has no such solution (R
+// is singular: the QR route returns rounding noise times 1 / eps), so the drivers that
+// handle it (gelsy, PyTorch's CPU default, and gelsd, gelss) give the minimum-norm
+// least-squares solution pinv(A) B, with pinv's singular values dropped at the same rcond;
+// its gradient is pinv's, as PyTorch's lstsq backward (which differentiates pinv(A) B).
+// "gels" assumes a full rank, as LAPACK's and PyTorch's gels: QR always.
+namespace {
+double eps_of(Dtype d) {
+  return d == f32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+}
+
+// Whether a matrix of the batch has a singular value at or below rtol times its largest
+// (NaN: no).
+bool rank_deficient(const Tensor& a, double rtol) {
+  const int64_t k = std::min(a.shape()[a.dim() - 2], a.shape()[a.dim() - 1]);
+  if (k == 0 || a.numel() == 0) return false;
+  const Tensor S = svd_kernel(a, 'N').S;
+  return dispatch(a.dtype(), "lstsq", [&]<class T>() {
+    const T* s = S.data<T>();
+    for (int64_t b = 0; b < S.numel() / k; ++b)
+      if (s[b * k + k - 1] <= static_cast<T>(rtol) * s[b * k]) return true;
+    return false;
+  });
+}
+}  // namespace
+
+Lstsq lstsq(const Var& A, const Var& B, std::optional<double> rcond, const std::string& driver) {
   check_matrix(A, "lstsq");
-  check_matrix(B, "lstsq", "B");
+  if (!driver.empty() && driver != "gels" && driver != "gelsy" && driver != "gelsd" &&
+      driver != "gelss")
+    throw Error("lstsq: driver must be \"gels\", \"gelsy\", \"gelsd\" or \"gelss\", got \"" +
+                driver + "\"");
+  kern::check_floating(B.value(), "lstsq");
   kern::check_same_dtype(A.value(), B.value(), "lstsq");
+  // torch.linalg.lstsq's vector rule: B [..., m] for A [..., m, n].
+  const bool vector = B.dim() == A.dim() - 1;
+  const Var Bm = vector ? unsqueeze(B, -1) : B;
+  check_matrix(Bm, "lstsq", "B");
   const int64_t m = A.shape()[A.dim() - 2], n = A.shape()[A.dim() - 1];
-  if (B.shape()[B.dim() - 2] != m)
+  if (Bm.shape()[Bm.dim() - 2] != m)
     throw ShapeError("lstsq: A " + A.shape().str() + " and B " + B.shape().str() +
                      " do not match (A's rows and B's rows differ)");
-  const auto [a, b] = broadcast_batch(A, B, "lstsq");
-  if (m >= n) {
+  const auto [a, b] = broadcast_batch(A, Bm, "lstsq");
+  const double rtol = rcond ? *rcond : eps_of(A.dtype()) * static_cast<double>(std::max(m, n));
+  Var X;
+  if (driver != "gels" && rank_deficient(a.value(), rtol)) {
+    X = matmul(pinv(a, std::nullopt, rtol), b);
+  } else if (m >= n) {
     const QR f = qr(a);
-    return {tri_solve(f.R, matmul(f.Q, b, true, false), Tri{true, true, false, false})};
+    X = tri_solve(f.R, matmul(f.Q, b, true, false), Tri{true, true, false, false});
+  } else {
+    const QR f = qr(mT(a));
+    X = matmul(f.Q, tri_solve(f.R, b, Tri{true, true, false, true}));
   }
-  const QR f = qr(mT(a));
-  return {matmul(f.Q, tri_solve(f.R, b, Tri{true, true, false, true}))};
+  return {vector ? squeeze(X, -1) : X};
 }
 
 // Note [pinv backward]
@@ -1012,10 +1053,9 @@ Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol, b
       const Svd f = svd(constant(A.value()), false);
       U = f.U, S = f.S, Vh = f.Vh, Sabs = f.S;
     }
-    const double eps = A.dtype() == f32 ? std::numeric_limits<float>::epsilon()
-                                        : std::numeric_limits<double>::epsilon();
     const double rt =
-        rtol ? *rtol : (atol && *atol > 0 ? 0.0 : eps * static_cast<double>(std::max(m, n)));
+        rtol ? *rtol
+             : (atol && *atol > 0 ? 0.0 : eps_of(A.dtype()) * static_cast<double>(std::max(m, n)));
     Var tol = constant(full(Shape{}, atol ? *atol : 0.0, A.dtype()));
     if (std::min(m, n) > 0) tol = maximum(tol, max(Sabs, -1, true) * rt);
     const Var Sinv = where(le(Sabs, tol), 0.0, 1.0 / S);  // NaN stays NaN
