@@ -92,6 +92,15 @@ void check_match(const char* name, const char* vname, const std::vector<Var>& vs
   }
 }
 
+// v (or tangents) as given, or a one when omitted for a single reference (outputs or inputs)
+// of one element, as PyTorch's v=None.
+std::vector<Var> or_one(const std::vector<Var>& vs, const std::vector<Var>& refs) {
+  if (!vs.empty() || refs.size() != 1 || refs[0].numel() != 1) return vs;
+  return {Var(ones(refs[0].shape(), refs[0].dtype()))};
+}
+// A single-input overload's v: a list of it, or empty when undefined.
+std::vector<Var> listed(const Var& v) { return v.defined() ? std::vector{v} : std::vector<Var>{}; }
+
 // Whether output i takes part; a GraphError under `strict` when the inputs do not reach it.
 bool reached(const char* name, const std::vector<Var>& outs, size_t i, bool strict) {
   if (outs[i].requires_grad()) return true;
@@ -330,8 +339,10 @@ Gradient gradient(const char* name, const ScalarFn& f, const std::vector<Var>& x
 
 // H v (`right`, by the double-vjp trick through the gradient) or v^T H (one more sweep).
 Product hessian_product(const char* name, const ScalarFn& f, const std::vector<Var>& inputs,
-                        const std::vector<Var>& v, bool create_graph, bool strict, bool right) {
+                        const std::vector<Var>& v_given, bool create_graph, bool strict,
+                        bool right) {
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  const std::vector<Var> v = or_one(v_given, xs);
   check_match(name, "v", v, "input", xs);
   const Gradient g = gradient(name, f, xs, strict);
   std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict)
@@ -355,18 +366,17 @@ Product vjp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
   const char* name = "func::vjp";
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   std::vector<Var> outs = run(name, f, xs);
-  std::vector<Var> vs = v;
-  if (vs.empty() && outs.size() == 1 && outs[0].numel() == 1)
-    vs.push_back(Var(ones(outs[0].shape(), outs[0].dtype())));
+  const std::vector<Var> vs = or_one(v, outs);
   check_match(name, "v", vs, "output", outs);
   std::vector<Var> gs = vjp_core(name, outs, xs, vs, create_graph, strict, false);
   return {detached(std::move(outs), create_graph), std::move(gs)};
 }
 
-Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
+Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents_given,
             bool create_graph, bool strict) {
   const char* name = "func::jvp";
   std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  const std::vector<Var> tangents = or_one(tangents_given, xs);
   check_match(name, "tangents", tangents, "input", xs);
   if (!strict) {
     if (!create_graph)
@@ -431,16 +441,15 @@ Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector
 }
 
 Product1 vjp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(vjp(lift(f), {input}, v.defined() ? std::vector{v} : std::vector<Var>{},
-                    create_graph, strict));
+  return single(vjp(lift(f), {input}, listed(v), create_graph, strict));
 }
 Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v, bool create_graph,
             bool strict) {
   const Fn many = [f](const std::vector<Var>& xs) { return std::vector<Var>{f(xs)}; };
-  return vjp(many, inputs, v.defined() ? std::vector{v} : std::vector<Var>{}, create_graph, strict);
+  return vjp(many, inputs, listed(v), create_graph, strict);
 }
 Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph, bool strict) {
-  return single(jvp(lift(f), {input}, {tangent}, create_graph, strict));
+  return single(jvp(lift(f), {input}, listed(tangent), create_graph, strict));
 }
 Var jacobian(const Fn1& f, const Var& input, bool create_graph, bool strict, Strategy strategy) {
   return jacobian(lift(f), {input}, create_graph, strict, strategy)[0][0];
@@ -450,10 +459,10 @@ Var hessian(const Fn1& f, const Var& input, bool create_graph, bool strict,
   return hessian(lift_scalar(f), {input}, create_graph, strict, outer_jacobian_strategy)[0][0];
 }
 Product1 hvp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(hvp(lift_scalar(f), {input}, {v}, create_graph, strict));
+  return single(hvp(lift_scalar(f), {input}, listed(v), create_graph, strict));
 }
 Product1 vhp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(vhp(lift_scalar(f), {input}, {v}, create_graph, strict));
+  return single(vhp(lift_scalar(f), {input}, listed(v), create_graph, strict));
 }
 
 namespace {

@@ -221,6 +221,30 @@ TEST_CASE("func: strict raises wherever torch.autograd.functional's strict=True 
   CHECK(vals(r.product[1]) == vals(tg::exp(y) * y));
 }
 
+TEST_CASE("func: v may be omitted for one input or output of one element (PyTorch's v=None)") {
+  // f(z) = z^3 at 2 (a rank-0 and a [1] input): J = 12, H = 12, as torch.autograd.functional.
+  auto cube = [](const Var& z) { return tg::sum(z * z * z); };
+  for (const Var& z :
+       {tg::constant(tg::full({}, 2.0, tg::f64)), tg::constant(tg::full({1}, 2.0, tg::f64))}) {
+    INFO(z.shape().str());
+    CHECK(func::jvp(cube, z).product.item() == 12.0);
+    CHECK(func::jvp([](const Var& y) { return y * y * y; }, z).product.shape() == z.shape());
+    CHECK(func::hvp(cube, z).product.item() == 12.0);
+    CHECK(func::vhp(cube, z).product.item() == 12.0);
+    CHECK(func::hvp(cube, z).product.shape() == z.shape());
+    CHECK(func::vjp(cube, z).product.item() == 12.0);
+  }
+  // More than one element, or several inputs: v is needed (ShapeError naming the transform).
+  const Var x = P({2}, 0.0);
+  throws_starting<tg::ShapeError>([&] { func::jvp(cube, x); }, "func::jvp: ");
+  throws_starting<tg::ShapeError>([&] { func::hvp(cube, x); }, "func::hvp: ");
+  throws_starting<tg::ShapeError>(
+      [&] {
+        func::vhp(scalar_of_two, {P({3}, 0.0), P({2, 2}, 1.0)});
+      },
+      "func::vhp: ");
+}
+
 TEST_CASE("func: every transform matches torch.autograd.functional") {
   if (!tgtest::torch_available()) {
     WARN("SKIPPED: PyTorch (python3-torch) is not installed");
