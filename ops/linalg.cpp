@@ -943,9 +943,14 @@ QR qr(const Var& A, const std::string& mode) {
   auto outs = record_packed(
       "qr", {std::move(Q), std::move(R)}, A,
       [has_grad, mode, m, n](const auto&, const std::vector<Var>& o, const std::vector<Var>& g) {
+        if (mode == "r")
+          throw Error(
+              "qr: no gradient for mode \"r\" (its derivative needs Q, which it does not "
+              "compute; use mode \"reduced\")");
         if (!has_grad)
-          throw Error("qr: no gradient for mode \"" + mode +
-                      "\" with this shape (mode \"complete\" needs m <= n)");
+          throw Error("qr: no gradient for mode \"complete\" with m > n (A is " +
+                      std::to_string(m) + " x " + std::to_string(n) + "): Q's last " +
+                      std::to_string(m - n) + " columns are not unique");
         // The formula for m >= n (R square or tall Q).
         const auto tall = [](const Var& Q, const Var& R, const Var& gQ, const Var& gR) {
           const Var M = matmul(gR, R, false, true) - matmul(Q, gQ, true, false);
