@@ -394,6 +394,9 @@ Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
 std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inputs,
                                        bool create_graph, bool strict, Strategy strategy) {
   const char* name = "func::jacobian";
+  // Grad mode on throughout, as PyTorch's enable_grad: under a caller's NoGradGuard the
+  // blocks' stack must still be recorded for create_graph.
+  const GradModeGuard on(true);
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   const std::vector<Var> outs = run(name, f, xs);
   if (strategy == Strategy::reverse)
@@ -425,6 +428,7 @@ std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>&
                                       bool create_graph, bool strict,
                                       Strategy outer_jacobian_strategy) {
   const char* name = "func::hessian";
+  const GradModeGuard on(true);  // as jacobian's
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   const Gradient g = gradient(name, f, xs, strict);
   return jacobian_core(name, g.grads, xs, create_graph, strict, outer_jacobian_strategy);

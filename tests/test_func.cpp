@@ -245,6 +245,35 @@ TEST_CASE("func: v may be omitted for one input or output of one element (PyTorc
       "func::vhp: ");
 }
 
+TEST_CASE("func: create_graph results stay differentiable under a NoGradGuard, as PyTorch's") {
+  // f(z) = z^3 at (1, 2): J = diag(3 z^2), H of sum(z^3) = diag(6 z); d sum(J) / dz = 6 z,
+  // d sum(H) / dz = 6 (torch.no_grad() around torch.autograd.functional gives the same).
+  const Var p = tg::param(tg::tensor({1.0, 2.0}, tg::Shape{2}, tg::f64));
+  auto cube = [](const Var& z) { return z * z * z; };
+  auto sum_cube = [](const Var& z) { return tg::sum(z * z * z); };
+  const Var v = tg::constant(tg::ones({2}, tg::f64));
+  for (auto s : {func::Strategy::reverse, func::Strategy::forward}) {
+    INFO("strategy " << static_cast<int>(s));
+    std::vector<std::pair<std::string, Var>> results;
+    {
+      tg::NoGradGuard off;
+      results = {{"jacobian", func::jacobian(cube, p, true, false, s)},
+                 {"hessian", func::hessian(sum_cube, p, true, false, s)},
+                 {"hvp", func::hvp(sum_cube, p, v, true).product},
+                 {"vhp", func::vhp(sum_cube, p, v, true).product},
+                 {"vjp", func::vjp(sum_cube, p, {}, true).product},
+                 {"jvp", func::jvp(cube, p, v, true).product}};
+    }
+    const std::vector<std::vector<double>> want = {{6, 12}, {6, 6},  {6, 6},
+                                                   {6, 6},  {6, 12}, {6, 12}};
+    for (size_t i = 0; i < results.size(); ++i) {
+      INFO(results[i].first);
+      REQUIRE(results[i].second.requires_grad());
+      CHECK(vals(tg::grad({tg::sum(results[i].second)}, {p})[0]) == want[i]);
+    }
+  }
+}
+
 TEST_CASE("func: every transform matches torch.autograd.functional") {
   if (!tgtest::torch_available()) {
     WARN("SKIPPED: PyTorch (python3-torch) is not installed");
