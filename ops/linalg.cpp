@@ -169,6 +169,23 @@ bool any_nan(const T* p, int64_t n) {
   return false;
 }
 
+// A NaN in the triangle of the n x n row-major matrix p that an op reads (the lower one with
+// the diagonal, or the upper one): the other triangle is never read, as PyTorch's.
+template <class T>
+bool any_nan_in_triangle(const T* p, int64_t n, bool lower) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = lower ? 0 : i; j < (lower ? i + 1 : n); ++j)
+      if (std::isnan(p[i * n + j])) return true;
+  return false;
+}
+
+// The triangle eigh reads: "L" or "U", either case (as PyTorch); else tg::Error.
+bool reads_lower(const std::string& UPLO) {
+  if (UPLO.size() == 1 && (UPLO[0] == 'L' || UPLO[0] == 'l')) return true;
+  if (UPLO.size() == 1 && (UPLO[0] == 'U' || UPLO[0] == 'u')) return false;
+  throw Error("eigh: UPLO must be \"L\" or \"U\", got \"" + UPLO + "\"");
+}
+
 template <class T>
 void fill_nan(T* p, int64_t n) {
   std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
@@ -662,7 +679,7 @@ Var cholesky(const Var& A, bool upper) {
     dispatch(a.dtype(), "cholesky", [&]<class T>() {
       for (int64_t b = 0; b < batches; ++b) {
         T* m = out.data<T>() + b * n * n;
-        if (any_nan(m, n * n)) {
+        if (any_nan_in_triangle(m, n, !upper)) {
           fill_nan(m, n * n);
           continue;
         }
@@ -701,8 +718,7 @@ Var cholesky(const Var& A, bool upper) {
 // of the eigenvalues alone has a finite gradient (Q diag(gL) Q^T) for repeated ones too.
 Eigh eigh(const Var& A, const std::string& UPLO) {
   check_square(A, "eigh");
-  if (UPLO != "L" && UPLO != "U")
-    throw Error("eigh: UPLO must be \"L\" or \"U\", got \"" + UPLO + "\"");
+  const bool lower = reads_lower(UPLO);
   const Tensor& a = A.value();
   const int64_t n = a.shape()[a.dim() - 1], batches = batch_count(a.shape());
   const Shape bs = batch_of(a.shape());
@@ -713,20 +729,20 @@ Eigh eigh(const Var& A, const std::string& UPLO) {
       std::vector<T> m(static_cast<size_t>(n * n));
       T wq;
       int iwq, info = 0;
-      Lapack::syevd(UPLO == "L" ? 'U' : 'L', as_int(n), m.data(), &wq, &wq, -1, &iwq, -1, &info);
+      Lapack::syevd(lower ? 'U' : 'L', as_int(n), m.data(), &wq, &wq, -1, &iwq, -1, &info);
       std::vector<T> work(workspace_size(wq));
       std::vector<int> iwork(static_cast<size_t>(std::max(iwq, 1)));
       for (int64_t b = 0; b < batches; ++b) {
         const T* ab = a.data<T>() + b * n * n;
         T* wb = w.data<T>() + b * n;
         T* qb = Q.data<T>() + b * n * n;
-        if (any_nan(ab, n * n)) {
+        if (any_nan_in_triangle(ab, n, lower)) {
           fill_nan(wb, n);
           fill_nan(qb, n * n);
           continue;
         }
         std::copy(ab, ab + n * n, m.data());
-        Lapack::syevd(UPLO == "L" ? 'U' : 'L', as_int(n), m.data(), wb, work.data(),
+        Lapack::syevd(lower ? 'U' : 'L', as_int(n), m.data(), wb, work.data(),
                       as_int(static_cast<int64_t>(work.size())), iwork.data(),
                       as_int(static_cast<int64_t>(iwork.size())), &info);
         if (info != 0)

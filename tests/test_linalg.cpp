@@ -312,6 +312,39 @@ TEST_CASE("linalg errors name the op, the dtype, the shapes and LAPACK's info", 
   CHECK(std::isnan(la::det(nan).item()));
 }
 
+TEST_CASE("linalg: the triangle an op does not read is never read, as PyTorch's", "[linalg]") {
+  // A NaN (or garbage) in the unread triangle changed eigh's, cholesky's and
+  // pinv(hermitian)'s result to NaN; torch.linalg ignores it (eigh of [[4, nan], [2, 3]] is
+  // [1.4384, 5.5616]). UPLO is read in either case, as PyTorch.
+  const double nan = std::nan("");
+  const Var spd = tg::constant(tg::tensor({4.0, 2.0, 2.0, 3.0}, Shape{2, 2}, tg::f64));
+  const Var nan_up = tg::constant(tg::tensor({4.0, nan, 2.0, 3.0}, Shape{2, 2}, tg::f64));
+  const Var nan_lo = tg::constant(tg::tensor({4.0, 2.0, nan, 3.0}, Shape{2, 2}, tg::f64));
+  auto same = [](const Var& got, const Var& want) {
+    CHECK(got.value().to_vector() == want.value().to_vector());
+  };
+  for (const char* lower : {"L", "l"}) {
+    INFO(lower);
+    same(la::eigh(nan_up, lower).eigenvalues, la::eigh(spd).eigenvalues);
+    same(la::eigh(nan_up, lower).eigenvectors, la::eigh(spd).eigenvectors);
+    same(la::eigvalsh(nan_up, lower), la::eigvalsh(spd));
+  }
+  for (const char* upper : {"U", "u"}) {
+    INFO(upper);
+    same(la::eigh(nan_lo, upper).eigenvalues, la::eigh(spd, "U").eigenvalues);
+  }
+  same(la::cholesky(nan_up), la::cholesky(spd));
+  same(la::cholesky(nan_lo, true), la::cholesky(spd, true));
+  same(la::pinv(nan_up, {}, {}, true), la::pinv(spd, {}, {}, true));
+  tgtest::check_close(la::eigvalsh(nan_up).value().to_vector(),
+                      {1.4384471871911697, 5.5615528128088303}, 1e-14);
+  // A NaN in the triangle read still gives NaN.
+  CHECK(std::isnan(la::eigvalsh(nan_lo).value().to_vector()[0]));
+  CHECK(std::isnan(la::cholesky(nan_lo).value().to_vector()[0]));
+  CHECK_THROWS_AS(la::eigh(spd, "X"), tg::Error);
+  CHECK_THROWS_AS(la::eigh(spd, "LU"), tg::Error);
+}
+
 TEST_CASE("linalg: repeated eigenvalues give a finite eigenvalue gradient", "[linalg]") {
   // The identity's eigenvalues are all 1: the eigenvalues alone still have the gradient
   // Q diag(gL) Q^T (here the identity), as PyTorch.
