@@ -995,7 +995,8 @@ QR qr(const Var& A, const std::string& mode) {
 // handle it (gelsy, PyTorch's CPU default, and gelsd, gelss) give the minimum-norm
 // least-squares solution pinv(A) B, with pinv's singular values dropped at the same rcond;
 // its gradient is pinv's, as PyTorch's lstsq backward (which differentiates pinv(A) B).
-// "gels" assumes a full rank, as LAPACK's and PyTorch's gels: QR always.
+// "gels" assumes a full rank, as LAPACK's and PyTorch's gels: QR always. The rank test costs
+// one singular-value pass (gesdd without vectors) per call of the other drivers.
 namespace {
 double eps_of(Dtype d) {
   return d == f32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
