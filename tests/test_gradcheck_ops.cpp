@@ -634,6 +634,13 @@ TEST_CASE("gradcheck: more reductions", "[gradcheck]") {
       {"norm p=2 over dim 1 keepdim", [](auto& v) { return tg::norm(v[0], 2, {1}, true); }, {a}},
       {"norm p=1 over dim 0", [](auto& v) { return tg::norm(v[0], 1, {0}); }, {z}},
       {"norm p=inf over dim 1", [inf](auto& v) { return tg::norm(v[0], inf, {1}); }, {d}},
+      {"norm p=-inf over dim 0", [inf](auto& v) { return tg::norm(v[0], -inf, {0}); }, {d}},
+      {"norm p=3 over dim 1 keepdim", [](auto& v) { return tg::norm(v[0], 3, {1}, true); }, {z}},
+      {"norm p=0.5 of all", [](auto& v) { return tg::norm(v[0], 0.5); }, {z}},
+      {"norm p=-1.5 over dim 0", [](auto& v) { return tg::norm(v[0], -1.5, {0}); }, {z}},
+      {"norm p=0 over dim 1 (a zero gradient), times x",
+       [](auto& v) { return tg::norm(v[0], 0, {1}, true) * v[0]; },
+       {z}},
       {"norm p=inf of all, squared",
        [inf](auto& v) {
          const Var n = tg::norm(v[0], inf);
