@@ -275,12 +275,13 @@ TEST_CASE("func: create_graph results stay differentiable under a NoGradGuard, a
 }
 
 TEST_CASE("func: every transform matches torch.autograd.functional") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: PyTorch (python3-torch) is not installed");
-    return;
-  }
-  const std::string script = std::string(tgtest::kPythonPrelude) + R"PY(
+  TGTEST_REQUIRE_TORCH();
+  // f64 to 1e-10 and f32 (to 1e-4: the meta-Hessian is a third derivative through 5 steps).
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes(1e-4)) {
+    const std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 import torch.autograd.functional as AF
+_pattern = pattern
+def pattern(shape, k, scale=1.0): return _pattern(shape, k, scale, D)
 x = pattern((3,), 0.0); y = pattern((2, 2), 1.0)
 vx = pattern((3,), 2.0); vy = pattern((2, 2), 3.0)
 v0 = pattern((3,), 4.0); v1 = pattern((2,), 5.0)
@@ -312,48 +313,53 @@ def meta(w0):
 emit("meta_grad", AF.vjp(meta, x)[1])
 emit("meta_hessian", AF.hessian(meta, x))
 )PY";
-  const auto torch = tgtest::run_python(script);
-  auto cmp = [&](const std::string& name, const Var& got) {
-    INFO(name);
-    REQUIRE(torch.count(name) == 1);
-    tgtest::check_close(vals(got), torch.at(name), 1e-10);
-  };
-  const Var x = P({3}, 0.0), y = P({2, 2}, 1.0), vx = P({3}, 2.0), vy = P({2, 2}, 3.0);
-  for (auto strategy : {func::Strategy::reverse, func::Strategy::forward}) {
-    const auto J = func::jacobian(two_by_two, {x, y}, false, false, strategy);
-    const auto H = func::hessian(scalar_of_two, {x, y}, false, false, strategy);
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) {
-        const std::string ij{static_cast<char>('0' + i), static_cast<char>('0' + j)};
-        cmp(std::string("J").append(ij), J[i][j]);
-        cmp(std::string("H").append(ij), H[i][j]);
-      }
-  }
-  const auto vj = func::vjp(two_by_two, {x, y}, {P({3}, 4.0), P({2}, 5.0)});
-  cmp("vjp0", vj.product[0]);
-  cmp("vjp1", vj.product[1]);
-  const auto jv = func::jvp(two_by_two, {x, y}, {vx, vy});
-  cmp("jvp0", jv.product[0]);
-  cmp("jvp1", jv.product[1]);
-  const auto hv = func::hvp(scalar_of_two, {x, y}, {vx, vy});
-  cmp("hvp_out", hv.outputs[0]);
-  cmp("hvp0", hv.product[0]);
-  cmp("hvp1", hv.product[1]);
-  const auto vh = func::vhp(scalar_of_two, {x, y}, {vx, vy});
-  cmp("vhp0", vh.product[0]);
-  cmp("vhp1", vh.product[1]);
+    const auto torch = tgtest::run_python(script);
+    auto cmp = [&](const std::string& name, const Var& got) {
+      INFO(name);
+      REQUIRE(torch.count(name) == 1);
+      REQUIRE(got.dtype() == tdt);
+      tgtest::check_close(vals(got), torch.at(name), tol);
+    };
+    auto P = [tdt](const tg::Shape& s, double k) {
+      return tg::constant(tgtest::pattern(s, k).to(tdt));
+    };
+    const Var x = P({3}, 0.0), y = P({2, 2}, 1.0), vx = P({3}, 2.0), vy = P({2, 2}, 3.0);
+    for (auto strategy : {func::Strategy::reverse, func::Strategy::forward}) {
+      const auto J = func::jacobian(two_by_two, {x, y}, false, false, strategy);
+      const auto H = func::hessian(scalar_of_two, {x, y}, false, false, strategy);
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+          const std::string ij{static_cast<char>('0' + i), static_cast<char>('0' + j)};
+          cmp(std::string("J").append(ij), J[i][j]);
+          cmp(std::string("H").append(ij), H[i][j]);
+        }
+    }
+    const auto vj = func::vjp(two_by_two, {x, y}, {P({3}, 4.0), P({2}, 5.0)});
+    cmp("vjp0", vj.product[0]);
+    cmp("vjp1", vj.product[1]);
+    const auto jv = func::jvp(two_by_two, {x, y}, {vx, vy});
+    cmp("jvp0", jv.product[0]);
+    cmp("jvp1", jv.product[1]);
+    const auto hv = func::hvp(scalar_of_two, {x, y}, {vx, vy});
+    cmp("hvp_out", hv.outputs[0]);
+    cmp("hvp0", hv.product[0]);
+    cmp("hvp1", hv.product[1]);
+    const auto vh = func::vhp(scalar_of_two, {x, y}, {vx, vy});
+    cmp("vhp0", vh.product[0]);
+    cmp("vhp1", vh.product[1]);
 
-  // create_graph composes: the Hessian of a gradient penalty (third derivatives of tanh)...
-  const Var W = P({3, 3}, 6.0);
-  cmp("gp_hessian", func::hessian([&](const Var& z) { return gradient_penalty(W, z); }, x));
-  // ... and a meta-gradient through 5 inner SGD steps (second derivatives), and its Hessian
-  // (third), where the transform's own create_graph is what makes the outer one possible.
-  const Var X = P({4, 3}, 7.0), Y = P({4}, 8.0);
-  auto meta = [&](const Var& w0) { return lin_loss(inner_sgd(w0, X, Y, 0.1), X, Y); };
-  cmp("meta_grad", func::vjp(meta, x).product);
-  cmp("meta_hessian", func::hessian(meta, x));
-  cmp("meta_hessian",
-      func::jacobian([&](const Var& w0) { return func::vjp(meta, w0, {}, true).product; }, x));
+    // create_graph composes: the Hessian of a gradient penalty (third derivatives of tanh)...
+    const Var W = P({3, 3}, 6.0);
+    cmp("gp_hessian", func::hessian([&](const Var& z) { return gradient_penalty(W, z); }, x));
+    // ... and a meta-gradient through 5 inner SGD steps (second derivatives), and its Hessian
+    // (third), where the transform's own create_graph is what makes the outer one possible.
+    const Var X = P({4, 3}, 7.0), Y = P({4}, 8.0);
+    auto meta = [&](const Var& w0) { return lin_loss(inner_sgd(w0, X, Y, 0.1), X, Y); };
+    cmp("meta_grad", func::vjp(meta, x).product);
+    cmp("meta_hessian", func::hessian(meta, x));
+    cmp("meta_hessian",
+        func::jacobian([&](const Var& w0) { return func::vjp(meta, w0, {}, true).product; }, x));
+  }
 }
 
 TEST_CASE("func: create_graph keeps the results differentiable with respect to the inputs") {
