@@ -92,6 +92,15 @@ void check_match(const char* name, const char* vname, const std::vector<Var>& vs
   }
 }
 
+// v (or tangents) as given, or a one when omitted for a single reference (outputs or inputs)
+// of one element, as PyTorch's v=None.
+std::vector<Var> or_one(const std::vector<Var>& vs, const std::vector<Var>& refs) {
+  if (!vs.empty() || refs.size() != 1 || refs[0].numel() != 1) return vs;
+  return {Var(ones(refs[0].shape(), refs[0].dtype()))};
+}
+// A single-input overload's v: a list of it, or empty when undefined.
+std::vector<Var> listed(const Var& v) { return v.defined() ? std::vector{v} : std::vector<Var>{}; }
+
 // Whether output i takes part; a GraphError under `strict` when the inputs do not reach it.
 bool reached(const char* name, const std::vector<Var>& outs, size_t i, bool strict) {
   if (outs[i].requires_grad()) return true;
@@ -101,11 +110,27 @@ bool reached(const char* name, const std::vector<Var>& outs, size_t i, bool stri
   return false;
 }
 
+// Under `strict` with create_graph, a result that is not differentiable with respect to the
+// inputs (f linear in them) is a GraphError, as PyTorch's strict=True with create_graph=True
+// ("the jacobian of the user-provided function is independent of input j"); hessian, hvp and
+// vhp record the gradient with create_graph, so there it is a function linear in an input,
+// as PyTorch's "the jacobian ... is independent of the input" under strict.
+void check_differentiable(const char* name, const Var& g, const std::string& what, bool strict,
+                          bool create_graph) {
+  if (strict && create_graph && !g.requires_grad())
+    throw GraphError(std::string(name) + ": " + what +
+                     " is constant (f is linear in the inputs; strict)");
+}
+
 // Undefined gradients (inputs not reached) become zeros, or a GraphError under `strict`.
 std::vector<Var> fill_unused(const char* name, std::vector<Var> gs, const std::vector<Var>& refs,
-                             bool strict) {
+                             bool strict, bool create_graph) {
   for (size_t j = 0; j < gs.size(); ++j) {
-    if (gs[j].defined()) continue;
+    if (gs[j].defined()) {
+      check_differentiable(name, gs[j], "the derivative for " + at("input", j), strict,
+                           create_graph);
+      continue;
+    }
     if (strict)
       throw GraphError(std::string(name) + ": the outputs do not depend on " + at("input", j) +
                        " (strict)");
@@ -133,7 +158,7 @@ std::vector<Var> vjp_core(const char* name, const std::vector<Var>& outs,
               {.retain_graph = retain || create_graph,
                .create_graph = create_graph,
                .allow_unused = true});
-  return fill_unused(name, std::move(gs), xs, strict);
+  return fill_unused(name, std::move(gs), xs, strict, create_graph);
 }
 
 // The double-vjp trick: g(u) = J^T u is recorded once for dummy leaves u (one per reached
@@ -153,8 +178,10 @@ class DoubleVjp {
     gs_ = grad(roots, xs, us_, {.retain_graph = true, .create_graph = true, .allow_unused = true});
   }
 
-  // J t, one per output; an undefined tangent counts as zero.
-  std::vector<Var> apply(const std::vector<Var>& tangents, bool create_graph, bool retain) const {
+  // J t, one per output; an undefined tangent counts as zero. Under `strict` an output the
+  // tangents' inputs do not reach (`about` names them) is a GraphError, as in reverse mode.
+  std::vector<Var> apply(const std::vector<Var>& tangents, bool create_graph, bool retain,
+                         const char* name, bool strict, const std::string& about) const {
     std::vector<Var> gs, ts;
     for (size_t j = 0; j < gs_.size(); ++j)
       if (gs_[j].defined() && gs_[j].requires_grad() && tangents[j].defined())
@@ -166,7 +193,15 @@ class DoubleVjp {
                 .create_graph = create_graph,
                 .allow_unused = true});
     std::vector<Var> out(outs_.size());
-    for (size_t k = 0; k < root_of_.size(); ++k) out[root_of_[k]] = r[k];
+    for (size_t k = 0; k < root_of_.size(); ++k) {
+      out[root_of_[k]] = r[k];
+      if (r[k].defined())
+        check_differentiable(name, r[k], at("output", root_of_[k]) + "'s product", strict,
+                             create_graph);
+      else if (strict)
+        throw GraphError(std::string(name) + ": " + at("output", root_of_[k]) +
+                         " does not depend on " + about + " (strict)");
+    }
     for (size_t i = 0; i < out.size(); ++i)
       if (!out[i].defined()) out[i] = zeros_var(outs_[i].shape(), outs_[i].dtype());
     return out;
@@ -181,16 +216,17 @@ class DoubleVjp {
 
 // One forward-mode pass: f on duals of xs with tangents ts (undefined: none), inside its own
 // DualLevel; returns the outputs (without tangents) and their tangents (zeros where an output
-// has none, or a GraphError under `strict`). Recorded only when create_graph (else grad mode
-// is off: one pass, no graph).
+// has none, or a GraphError under `strict` naming `about`, the inputs given a tangent).
+// Recorded only when create_graph (else grad mode is off: one pass, no graph).
 Product forward_pass(const char* name, const Fn& f, const std::vector<Var>& xs,
-                     const std::vector<Var>& ts, bool create_graph, bool strict) {
+                     const std::vector<Var>& ts, bool create_graph, bool strict,
+                     const std::string& about = "the inputs", bool record = false) {
   if (fwd::level_active())
     throw Error(
         std::string(name) +
         ": a fwd::DualLevel is already open (nested forward-mode levels are not supported)");
   const fwd::DualLevel level;
-  const GradModeGuard mode(create_graph);
+  const GradModeGuard mode(create_graph || record);
   std::vector<Var> duals;
   for (size_t i = 0; i < xs.size(); ++i)
     duals.push_back(ts[i].defined() ? fwd::make_dual(xs[i], ts[i]) : xs[i]);
@@ -202,13 +238,33 @@ Product forward_pass(const char* name, const Fn& f, const std::vector<Var>& xs,
     kern::check_floating(outs[i].value(), name);
     fwd::UnpackedDual u = fwd::unpack_dual(outs[i]);
     if (strict && !u.tangent.defined())
-      throw GraphError(std::string(name) + ": " + at("output", i) +
-                       " does not depend on the inputs (strict)");
+      throw GraphError(std::string(name) + ": " + at("output", i) + " does not depend on " + about +
+                       " (strict)");
+    if (u.tangent.defined())
+      check_differentiable(name, u.tangent, at("output", i) + "'s product", strict, create_graph);
     r.outputs.push_back(std::move(u.primal));
     r.product.push_back(u.tangent.defined() ? std::move(u.tangent)
                                             : zeros_var(outs[i].shape(), outs[i].dtype()));
   }
   return r;
+}
+
+// Under `strict`: a GraphError when no output's recorded graph reaches an input (PyTorch's
+// strict=True: "the output of the user-provided function is independent of input j").
+void check_inputs_used(const char* name, const std::vector<Var>& outs, const std::vector<Var>& xs) {
+  std::unordered_set<const Node*> seen;
+  std::vector<const Node*> todo;
+  for (const Var& o : outs) todo.push_back(o.node());
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    if (n == nullptr || !seen.insert(n).second) continue;
+    for (const Var& in : n->inputs) todo.push_back(in.node());
+  }
+  for (size_t j = 0; j < xs.size(); ++j)
+    if (!seen.count(xs[j].node()))
+      throw GraphError(std::string(name) + ": the outputs do not depend on " + at("input", j) +
+                       " (strict)");
 }
 
 Shape joined(const char* name, const Shape& a, const Shape& b) {
@@ -255,7 +311,7 @@ std::vector<std::vector<Var>> jacobian_core(const char* name, const std::vector<
       std::vector<Var> ts(ni);
       for (int64_t k = 0; k < xs[j].numel(); ++k) {
         ts[j] = Var(one_hot(xs[j].shape(), xs[j].dtype(), k));
-        std::vector<Var> c = dv.apply(ts, create_graph, true);
+        std::vector<Var> c = dv.apply(ts, create_graph, true, name, strict, at("input", j));
         for (size_t i = 0; i < no; ++i) cols[i].push_back(std::move(c[i]));
       }
       for (size_t i = 0; i < no; ++i)
@@ -283,11 +339,14 @@ Gradient gradient(const char* name, const ScalarFn& f, const std::vector<Var>& x
 
 // H v (`right`, by the double-vjp trick through the gradient) or v^T H (one more sweep).
 Product hessian_product(const char* name, const ScalarFn& f, const std::vector<Var>& inputs,
-                        const std::vector<Var>& v, bool create_graph, bool strict, bool right) {
+                        const std::vector<Var>& v_given, bool create_graph, bool strict,
+                        bool right) {
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  const std::vector<Var> v = or_one(v_given, xs);
   check_match(name, "v", v, "input", xs);
   const Gradient g = gradient(name, f, xs, strict);
-  std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict).apply(v, create_graph, false)
+  std::vector<Var> p = right ? DoubleVjp(name, g.grads, xs, strict)
+                                   .apply(v, create_graph, false, name, strict, "the inputs")
                              : vjp_core(name, g.grads, xs, v, create_graph, strict, false);
   return {detached({g.output}, create_graph), std::move(p)};
 }
@@ -307,27 +366,37 @@ Product vjp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>&
   const char* name = "func::vjp";
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   std::vector<Var> outs = run(name, f, xs);
-  std::vector<Var> vs = v;
-  if (vs.empty() && outs.size() == 1 && outs[0].numel() == 1)
-    vs.push_back(Var(ones(outs[0].shape(), outs[0].dtype())));
+  const std::vector<Var> vs = or_one(v, outs);
   check_match(name, "v", vs, "output", outs);
   std::vector<Var> gs = vjp_core(name, outs, xs, vs, create_graph, strict, false);
   return {detached(std::move(outs), create_graph), std::move(gs)};
 }
 
-Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
+Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents_given,
             bool create_graph, bool strict) {
   const char* name = "func::jvp";
   std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
+  const std::vector<Var> tangents = or_one(tangents_given, xs);
   check_match(name, "tangents", tangents, "input", xs);
-  if (!create_graph)
-    for (Var& x : xs) x = x.detach();  // nothing to record
-  return forward_pass(name, f, xs, tangents, create_graph, strict);
+  if (!strict) {
+    if (!create_graph)
+      for (Var& x : xs) x = x.detach();  // nothing to record
+    return forward_pass(name, f, xs, tangents, create_graph, false);
+  }
+  // strict: recorded, so that an input no output depends on shows in the graph.
+  Product r = forward_pass(name, f, xs, tangents, create_graph, true, "the inputs", true);
+  check_inputs_used(name, r.outputs, xs);
+  r.outputs = detached(std::move(r.outputs), create_graph);
+  r.product = detached(std::move(r.product), create_graph);
+  return r;
 }
 
 std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inputs,
                                        bool create_graph, bool strict, Strategy strategy) {
   const char* name = "func::jacobian";
+  // Grad mode on throughout, as PyTorch's enable_grad: under a caller's NoGradGuard the
+  // blocks' stack must still be recorded for create_graph.
+  const GradModeGuard on(true);
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   const std::vector<Var> outs = run(name, f, xs);
   if (strategy == Strategy::reverse)
@@ -344,7 +413,8 @@ std::vector<std::vector<Var>> jacobian(const Fn& f, const std::vector<Var>& inpu
       for (Var& a : args) a = a.detach();
     for (int64_t k = 0; k < xs[j].numel(); ++k) {
       ts[j] = Var(one_hot(xs[j].shape(), xs[j].dtype(), k));
-      std::vector<Var> c = forward_pass(name, f, args, ts, create_graph, false).product;
+      std::vector<Var> c =
+          forward_pass(name, f, args, ts, create_graph, strict, at("input", j)).product;
       for (size_t i = 0; i < no; ++i) cols[i].push_back(std::move(c[i]));
     }
     for (size_t i = 0; i < no; ++i)
@@ -358,6 +428,7 @@ std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>&
                                       bool create_graph, bool strict,
                                       Strategy outer_jacobian_strategy) {
   const char* name = "func::hessian";
+  const GradModeGuard on(true);  // as jacobian's
   const std::vector<Var> xs = prepare_inputs(name, inputs, create_graph);
   const Gradient g = gradient(name, f, xs, strict);
   return jacobian_core(name, g.grads, xs, create_graph, strict, outer_jacobian_strategy);
@@ -374,16 +445,15 @@ Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector
 }
 
 Product1 vjp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(vjp(lift(f), {input}, v.defined() ? std::vector{v} : std::vector<Var>{},
-                    create_graph, strict));
+  return single(vjp(lift(f), {input}, listed(v), create_graph, strict));
 }
 Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v, bool create_graph,
             bool strict) {
   const Fn many = [f](const std::vector<Var>& xs) { return std::vector<Var>{f(xs)}; };
-  return vjp(many, inputs, v.defined() ? std::vector{v} : std::vector<Var>{}, create_graph, strict);
+  return vjp(many, inputs, listed(v), create_graph, strict);
 }
 Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph, bool strict) {
-  return single(jvp(lift(f), {input}, {tangent}, create_graph, strict));
+  return single(jvp(lift(f), {input}, listed(tangent), create_graph, strict));
 }
 Var jacobian(const Fn1& f, const Var& input, bool create_graph, bool strict, Strategy strategy) {
   return jacobian(lift(f), {input}, create_graph, strict, strategy)[0][0];
@@ -393,10 +463,10 @@ Var hessian(const Fn1& f, const Var& input, bool create_graph, bool strict,
   return hessian(lift_scalar(f), {input}, create_graph, strict, outer_jacobian_strategy)[0][0];
 }
 Product1 hvp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(hvp(lift_scalar(f), {input}, {v}, create_graph, strict));
+  return single(hvp(lift_scalar(f), {input}, listed(v), create_graph, strict));
 }
 Product1 vhp(const Fn1& f, const Var& input, const Var& v, bool create_graph, bool strict) {
-  return single(vhp(lift_scalar(f), {input}, {v}, create_graph, strict));
+  return single(vhp(lift_scalar(f), {input}, listed(v), create_graph, strict));
 }
 
 namespace {

@@ -41,10 +41,12 @@ enum class Strategy { reverse, forward };
 // Every transform runs f with grad mode on, on copies of the inputs that want gradients
 // (the inputs themselves when create_graph and they already want one, so the results can
 // be differentiated with respect to them, as PyTorch's). Without create_graph the results
-// are plain values (nothing recorded). An output the inputs do not reach gives zeros, or a
-// GraphError naming the transform when `strict`. Inputs and outputs must be floating
-// (DtypeError); v / tangents must match the outputs / inputs in number and shape
-// (ShapeError); each message starts with the transform's name, e.g. "func::vjp: ".
+// are plain values (nothing recorded). An output the inputs do not reach, or an input no
+// output depends on, gives zeros, or a GraphError naming the transform when `strict` (as
+// PyTorch's strict=True: also a missing Jacobian block in either strategy, a loss linear in
+// an input for hessian / hvp / vhp, and with create_graph a result constant in the inputs). Inputs
+// and outputs must be floating (DtypeError); v / tangents must match the outputs / inputs in number
+// and shape (ShapeError); each message starts with the transform's name, e.g. "func::vjp: ".
 
 /// v^T J: the vector-Jacobian product, one gradient per input. `v` may be empty when f has
 /// one output of one element (then v = 1).
@@ -56,14 +58,15 @@ Product1 vjp(const Fn1& f, const Var& input, const Var& v = {}, bool create_grap
 Product vjp(const ScalarFn& f, const std::vector<Var>& inputs, const Var& v = {},
             bool create_graph = false, bool strict = false);
 
-/// J t: the Jacobian-vector product, one per output, by forward mode (graph/forward_ad.hpp):
+/// J t: the Jacobian-vector product, one per output (`tangents` may be empty for one input
+/// of one element: t = 1), by forward mode (graph/forward_ad.hpp):
 /// f runs once on duals of the inputs inside its own fwd::DualLevel (so not inside one
 /// already: tg::Error). Without create_graph f runs with grad mode off (one pass, nothing
 /// recorded; a function that calls tg::grad itself needs create_graph); with it the outputs
 /// and products are differentiable with respect to the inputs and the tangents.
-Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents,
+Product jvp(const Fn& f, const std::vector<Var>& inputs, const std::vector<Var>& tangents = {},
             bool create_graph = false, bool strict = false);
-Product1 jvp(const Fn1& f, const Var& input, const Var& tangent, bool create_graph = false,
+Product1 jvp(const Fn1& f, const Var& input, const Var& tangent = {}, bool create_graph = false,
              bool strict = false);
 
 /// J[i][j] = d outputs[i] / d inputs[j], of shape outputs[i].shape + inputs[j].shape.
@@ -81,17 +84,18 @@ std::vector<std::vector<Var>> hessian(const ScalarFn& f, const std::vector<Var>&
 Var hessian(const Fn1& f, const Var& input, bool create_graph = false, bool strict = false,
             Strategy outer_jacobian_strategy = Strategy::reverse);
 
-/// H v (the Hessian times v, one per input) by the double-vjp trick, exact without assuming
+/// H v (the Hessian times v, one per input; v may be empty for one input of one element:
+/// v = 1) by the double-vjp trick, exact without assuming
 /// H symmetric; for a twice continuously differentiable f vhp gives the same, cheaper.
-Product hvp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
+Product hvp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v = {},
             bool create_graph = false, bool strict = false);
-Product1 hvp(const Fn1& f, const Var& input, const Var& v, bool create_graph = false,
+Product1 hvp(const Fn1& f, const Var& input, const Var& v = {}, bool create_graph = false,
              bool strict = false);
 
-/// v^T H, one per input: one reverse sweep through the gradient.
-Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v,
+/// v^T H, one per input: one reverse sweep through the gradient (v as hvp's).
+Product vhp(const ScalarFn& f, const std::vector<Var>& inputs, const std::vector<Var>& v = {},
             bool create_graph = false, bool strict = false);
-Product1 vhp(const Fn1& f, const Var& input, const Var& v, bool create_graph = false,
+Product1 vhp(const Fn1& f, const Var& input, const Var& v = {}, bool create_graph = false,
              bool strict = false);
 
 /// The loss of one sample: `sample` holds the batch tensors' rows for that sample, each

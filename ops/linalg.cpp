@@ -169,6 +169,23 @@ bool any_nan(const T* p, int64_t n) {
   return false;
 }
 
+// A NaN in the triangle of the n x n row-major matrix p that an op reads (the lower one with
+// the diagonal, or the upper one): the other triangle is never read, as PyTorch's.
+template <class T>
+bool any_nan_in_triangle(const T* p, int64_t n, bool lower) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = lower ? 0 : i; j < (lower ? i + 1 : n); ++j)
+      if (std::isnan(p[i * n + j])) return true;
+  return false;
+}
+
+// The triangle eigh reads: "L" or "U", either case (as PyTorch); else tg::Error.
+bool reads_lower(const std::string& UPLO) {
+  if (UPLO.size() == 1 && (UPLO[0] == 'L' || UPLO[0] == 'l')) return true;
+  if (UPLO.size() == 1 && (UPLO[0] == 'U' || UPLO[0] == 'u')) return false;
+  throw Error("eigh: UPLO must be \"L\" or \"U\", got \"" + UPLO + "\"");
+}
+
 template <class T>
 void fill_nan(T* p, int64_t n) {
   std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
@@ -662,7 +679,7 @@ Var cholesky(const Var& A, bool upper) {
     dispatch(a.dtype(), "cholesky", [&]<class T>() {
       for (int64_t b = 0; b < batches; ++b) {
         T* m = out.data<T>() + b * n * n;
-        if (any_nan(m, n * n)) {
+        if (any_nan_in_triangle(m, n, !upper)) {
           fill_nan(m, n * n);
           continue;
         }
@@ -701,8 +718,7 @@ Var cholesky(const Var& A, bool upper) {
 // of the eigenvalues alone has a finite gradient (Q diag(gL) Q^T) for repeated ones too.
 Eigh eigh(const Var& A, const std::string& UPLO) {
   check_square(A, "eigh");
-  if (UPLO != "L" && UPLO != "U")
-    throw Error("eigh: UPLO must be \"L\" or \"U\", got \"" + UPLO + "\"");
+  const bool lower = reads_lower(UPLO);
   const Tensor& a = A.value();
   const int64_t n = a.shape()[a.dim() - 1], batches = batch_count(a.shape());
   const Shape bs = batch_of(a.shape());
@@ -713,20 +729,20 @@ Eigh eigh(const Var& A, const std::string& UPLO) {
       std::vector<T> m(static_cast<size_t>(n * n));
       T wq;
       int iwq, info = 0;
-      Lapack::syevd(UPLO == "L" ? 'U' : 'L', as_int(n), m.data(), &wq, &wq, -1, &iwq, -1, &info);
+      Lapack::syevd(lower ? 'U' : 'L', as_int(n), m.data(), &wq, &wq, -1, &iwq, -1, &info);
       std::vector<T> work(workspace_size(wq));
       std::vector<int> iwork(static_cast<size_t>(std::max(iwq, 1)));
       for (int64_t b = 0; b < batches; ++b) {
         const T* ab = a.data<T>() + b * n * n;
         T* wb = w.data<T>() + b * n;
         T* qb = Q.data<T>() + b * n * n;
-        if (any_nan(ab, n * n)) {
+        if (any_nan_in_triangle(ab, n, lower)) {
           fill_nan(wb, n);
           fill_nan(qb, n * n);
           continue;
         }
         std::copy(ab, ab + n * n, m.data());
-        Lapack::syevd(UPLO == "L" ? 'U' : 'L', as_int(n), m.data(), wb, work.data(),
+        Lapack::syevd(lower ? 'U' : 'L', as_int(n), m.data(), wb, work.data(),
                       as_int(static_cast<int64_t>(work.size())), iwork.data(),
                       as_int(static_cast<int64_t>(iwork.size())), &info);
         if (info != 0)
@@ -943,9 +959,14 @@ QR qr(const Var& A, const std::string& mode) {
   auto outs = record_packed(
       "qr", {std::move(Q), std::move(R)}, A,
       [has_grad, mode, m, n](const auto&, const std::vector<Var>& o, const std::vector<Var>& g) {
+        if (mode == "r")
+          throw Error(
+              "qr: no gradient for mode \"r\" (its derivative needs Q, which it does not "
+              "compute; use mode \"reduced\")");
         if (!has_grad)
-          throw Error("qr: no gradient for mode \"" + mode +
-                      "\" with this shape (mode \"complete\" needs m <= n)");
+          throw Error("qr: no gradient for mode \"complete\" with m > n (A is " +
+                      std::to_string(m) + " x " + std::to_string(n) + "): Q's last " +
+                      std::to_string(m - n) + " columns are not unique");
         // The formula for m >= n (R square or tall Q).
         const auto tall = [](const Var& Q, const Var& R, const Var& gQ, const Var& gR) {
           const Var M = matmul(gR, R, false, true) - matmul(Q, gQ, true, false);
@@ -965,24 +986,66 @@ QR qr(const Var& A, const std::string& mode) {
 
 // ---- least squares, pseudo-inverse -------------------------------------------------------
 
+// Note [lstsq]
 // A full-rank A: for m >= n, A = QR and X = R^{-1} Q^T B; for m < n, A^T = QR and the
 // minimum-norm X = Q R^{-T} B. Composed of qr, matmul and solve_triangular, so its
-// gradients are theirs. PyTorch's default CPU driver (gelsy) also handles rank-deficient A.
-Lstsq lstsq(const Var& A, const Var& B) {
+// gradients are theirs. A rank-deficient A (a singular value at or below rcond times the
+// largest, rcond defaulting to max(m, n) eps: PyTorch's rank test) has no such solution (R
+// is singular: the QR route returns rounding noise times 1 / eps), so the drivers that
+// handle it (gelsy, PyTorch's CPU default, and gelsd, gelss) give the minimum-norm
+// least-squares solution pinv(A) B, with pinv's singular values dropped at the same rcond;
+// its gradient is pinv's, as PyTorch's lstsq backward (which differentiates pinv(A) B).
+// "gels" assumes a full rank, as LAPACK's and PyTorch's gels: QR always. The rank test costs
+// one singular-value pass (gesdd without vectors) per call of the other drivers.
+namespace {
+double eps_of(Dtype d) {
+  return d == f32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+}
+
+// Whether a matrix of the batch has a singular value at or below rtol times its largest
+// (NaN: no).
+bool rank_deficient(const Tensor& a, double rtol) {
+  const int64_t k = std::min(a.shape()[a.dim() - 2], a.shape()[a.dim() - 1]);
+  if (k == 0 || a.numel() == 0) return false;
+  const Tensor S = svd_kernel(a, 'N').S;
+  return dispatch(a.dtype(), "lstsq", [&]<class T>() {
+    const T* s = S.data<T>();
+    for (int64_t b = 0; b < S.numel() / k; ++b)
+      if (s[b * k + k - 1] <= static_cast<T>(rtol) * s[b * k]) return true;
+    return false;
+  });
+}
+}  // namespace
+
+Lstsq lstsq(const Var& A, const Var& B, std::optional<double> rcond, const std::string& driver) {
   check_matrix(A, "lstsq");
-  check_matrix(B, "lstsq", "B");
+  if (!driver.empty() && driver != "gels" && driver != "gelsy" && driver != "gelsd" &&
+      driver != "gelss")
+    throw Error("lstsq: driver must be \"gels\", \"gelsy\", \"gelsd\" or \"gelss\", got \"" +
+                driver + "\"");
+  kern::check_floating(B.value(), "lstsq");
   kern::check_same_dtype(A.value(), B.value(), "lstsq");
+  // torch.linalg.lstsq's vector rule: B [..., m] for A [..., m, n].
+  const bool vector = B.dim() == A.dim() - 1;
+  const Var Bm = vector ? unsqueeze(B, -1) : B;
+  check_matrix(Bm, "lstsq", "B");
   const int64_t m = A.shape()[A.dim() - 2], n = A.shape()[A.dim() - 1];
-  if (B.shape()[B.dim() - 2] != m)
+  if (Bm.shape()[Bm.dim() - 2] != m)
     throw ShapeError("lstsq: A " + A.shape().str() + " and B " + B.shape().str() +
                      " do not match (A's rows and B's rows differ)");
-  const auto [a, b] = broadcast_batch(A, B, "lstsq");
-  if (m >= n) {
+  const auto [a, b] = broadcast_batch(A, Bm, "lstsq");
+  const double rtol = rcond ? *rcond : eps_of(A.dtype()) * static_cast<double>(std::max(m, n));
+  Var X;
+  if (driver != "gels" && rank_deficient(a.value(), rtol)) {
+    X = matmul(pinv(a, std::nullopt, rtol), b);
+  } else if (m >= n) {
     const QR f = qr(a);
-    return {tri_solve(f.R, matmul(f.Q, b, true, false), Tri{true, true, false, false})};
+    X = tri_solve(f.R, matmul(f.Q, b, true, false), Tri{true, true, false, false});
+  } else {
+    const QR f = qr(mT(a));
+    X = matmul(f.Q, tri_solve(f.R, b, Tri{true, true, false, true}));
   }
-  const QR f = qr(mT(a));
-  return {matmul(f.Q, tri_solve(f.R, b, Tri{true, true, false, true}))};
+  return {vector ? squeeze(X, -1) : X};
 }
 
 // Note [pinv backward]
@@ -1012,10 +1075,9 @@ Var pinv(const Var& A, std::optional<double> atol, std::optional<double> rtol, b
       const Svd f = svd(constant(A.value()), false);
       U = f.U, S = f.S, Vh = f.Vh, Sabs = f.S;
     }
-    const double eps = A.dtype() == f32 ? std::numeric_limits<float>::epsilon()
-                                        : std::numeric_limits<double>::epsilon();
     const double rt =
-        rtol ? *rtol : (atol && *atol > 0 ? 0.0 : eps * static_cast<double>(std::max(m, n)));
+        rtol ? *rtol
+             : (atol && *atol > 0 ? 0.0 : eps_of(A.dtype()) * static_cast<double>(std::max(m, n)));
     Var tol = constant(full(Shape{}, atol ? *atol : 0.0, A.dtype()));
     if (std::min(m, n) > 0) tol = maximum(tol, max(Sabs, -1, true) * rt);
     const Var Sinv = where(le(Sabs, tol), 0.0, 1.0 / S);  // NaN stays NaN

@@ -46,7 +46,7 @@ struct Eigh {
   Var eigenvectors;  // [..., n, n], the columns
 };
 /// Eigenvalues (ascending) and eigenvectors of a symmetric matrix, reading its lower ("L")
-/// or upper ("U") triangle. The eigenvector gradient is finite only for distinct
+/// or upper ("U") triangle (either case, as PyTorch; the other is never read). The eigenvector gradient is finite only for distinct
 /// eigenvalues, and meaningful only for a loss that does not depend on each vector's sign.
 Eigh eigh(const Var& A, const std::string& UPLO = "L");
 /// The eigenvalues alone (gradient defined for repeated eigenvalues too).
@@ -74,11 +74,16 @@ struct QR {
 QR qr(const Var& A, const std::string& mode = "reduced");
 
 struct Lstsq {
-  Var solution;  // [..., n, k]
+  Var solution;  // [..., n, k] ([..., n] for a vector B)
 };
-/// The least-squares solution of A X = B for a full-rank A [..., m, n], B [..., m, k], via
-/// QR (the minimum-norm solution when m < n).
-Lstsq lstsq(const Var& A, const Var& B);
+/// The least-squares solution of A X = B, A [..., m, n], B [..., m, k] or a vector [..., m]
+/// (B.dim() == A.dim() - 1, torch.linalg.lstsq's rule), the minimum-norm one when it is not
+/// unique. A full-rank A goes through QR; a rank-deficient one (a singular value at or below
+/// rcond times the largest; rcond defaults to max(m, n) eps) gives pinv(A) B, as PyTorch's
+/// default driver gelsy (and gelsd, gelss). driver "" (PyTorch's None), "gelsy", "gelsd" or
+/// "gelss" alike; "gels" assumes a full rank (QR always, as LAPACK's); another: tg::Error.
+Lstsq lstsq(const Var& A, const Var& B, std::optional<double> rcond = {},
+            const std::string& driver = "");
 
 /// The Moore-Penrose pseudo-inverse [..., n, m], from the SVD (from eigh for a symmetric A
 /// with hermitian = true, which reads its lower triangle): singular values at or below

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "ops/arith.hpp"
@@ -271,10 +270,11 @@ Reduction plan_reduction(const Var& x, const std::vector<int64_t>& dims, bool ke
   return r;
 }
 
-// The max over the reduction's axes, kept (NaN wins); ShapeError naming op when empty.
-Tensor amax_kept(const Tensor& x, const Reduction& r, const char* op) {
+// The max (or min) over the reduction's axes, kept (NaN wins); ShapeError naming op when
+// empty.
+Tensor amax_kept(const Tensor& x, const Reduction& r, const char* op, bool largest = true) {
   Tensor m = x;
-  for (int a : r.axes) m = kern::extreme_axis(m, a, true, true, op, nullptr);
+  for (int a : r.axes) m = kern::extreme_axis(m, a, true, largest, op, nullptr);
   return r.axes.empty() ? x.clone() : m;
 }
 
@@ -382,8 +382,9 @@ Tensor sign_of(const Tensor& x) {
   });
 }
 
-// The derivative of the p = inf norm: shared evenly by the entries reaching the max |x| (or
-// NaN), times their sign, as PyTorch's amax-based norm (yk: the norm with the axes kept).
+// The derivative of the p = +-inf norm: shared evenly by the entries reaching the max (min)
+// |x| (or NaN), times their sign, as PyTorch's amax-based norm (yk: the norm with the axes
+// kept).
 Tensor inf_norm_share(const Tensor& x, const Tensor& yk, const Reduction& r) {
   NoGradGuard no_grad;
   const Var xc = constant(x);
@@ -391,27 +392,40 @@ Tensor inf_norm_share(const Tensor& x, const Tensor& yk, const Reduction& r) {
   const Var h = constant(hit.value().to(x.dtype()));
   return mul(div(h, sum(h, r.axes64, true)), constant(sign_of(x))).value();
 }
+
+// The derivative of a general p-norm without the division by norm^(p - 1):
+// sign(x) |x|^(p - 1), 0 where x = 0 (PyTorch's masked_fill for p < 1, where |x|^(p - 1) is
+// infinite; for p > 1 it is 0 there anyway). Written with ops, so it differentiates again.
+Var p_norm_share(const Var& x, double p) {
+  return where(eq(x, 0.0), 0.0, mul(constant(sign_of(x.value())), pow(abs(x), p - 1.0)));
+}
+// g / norm^(p - 1), 0 where the norm is 0 (as PyTorch).
+Var over_norm_power(const Var& g, const Var& yk, double p) {
+  const Var zero = eq(yk, 0.0);
+  return where(zero, 0.0, div(g, where(zero, 1.0, pow(yk, p - 1.0))));
+}
 }  // namespace
 
 Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim) {
   kern::check_floating(x.value(), "norm");
-  const double inf = std::numeric_limits<double>::infinity();
-  if (!(p == 1 || p == 2 || p == inf)) {
-    std::ostringstream os;
-    os << "norm: p = " << p << " is not supported (1, 2 or inf)";
-    throw Error(os.str());
-  }
+  if (std::isnan(p)) throw Error("norm: p = nan is not an order");
   const Reduction r = plan_reduction(x, dims, keepdim, "norm");
   Tensor y;
   {
     NoGradGuard no_grad;
     const Var xc = constant(x.value());
-    if (p == 1)
+    if (p == 1) {
       y = sum(abs(xc), r.axes64, keepdim).value();
-    else if (p == 2)
+    } else if (p == 2) {
       y = sqrt(sum(mul(xc, xc), r.axes64, keepdim)).value();
-    else
-      y = amax_kept(abs(xc).value(), r, "norm").reshape(r.out);
+    } else if (std::isinf(p)) {
+      y = amax_kept(abs(xc).value(), r, "norm", p > 0).reshape(r.out);
+    } else if (p == 0) {  // the count of non-zeros; NOTE: NaN stays NaN (PyTorch counts it)
+      y = sum(where(isnan(xc), xc, constant(ne(xc, 0.0).value().to(x.dtype()))), r.axes64, keepdim)
+              .value();
+    } else {
+      y = pow(sum(pow(abs(xc), p), r.axes64, keepdim), 1.0 / p).value();
+    }
   }
   return record(
       "norm", std::move(y), {x},
@@ -419,13 +433,17 @@ Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim)
         const Var dyk = reshape(dy, r.kept.to_vector());
         const Var& xin = c.input(0);
         if (p == 1) return Grads{mul(dyk, constant(sign_of(xin.value())))};  // d|x| = sign(x)
+        if (p == 0) return Grads{mul(dyk, constant(zeros(xin.shape(), xin.dtype())))};
         const Var yk = reshape(c.output(), r.kept.to_vector());
         if (p == 2) {
           // d ||x|| = x / ||x||; NOTE: 0 where the norm is 0 (a subgradient), as PyTorch.
           const Var zero = eq(yk, 0.0);
           return Grads{mul(xin, where(zero, 0.0, div(dyk, where(zero, 1.0, yk))))};
         }
-        return Grads{mul(dyk, constant(inf_norm_share(xin.value(), yk.value(), r)))};
+        if (std::isinf(p))
+          return Grads{mul(dyk, constant(inf_norm_share(xin.value(), yk.value(), r)))};
+        // d ||x||_p = sign(x) |x|^(p - 1) / ||x||^(p - 1)
+        return Grads{mul(p_norm_share(xin, p), over_norm_power(dyk, yk, p))};
       },
       [p, r](const JvpCtx& c) {
         const Var& xin = c.input(0);
@@ -434,11 +452,15 @@ Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim)
         Var g;
         if (p == 1) {
           g = sum(mul(t, constant(sign_of(xin.value()))), r.axes64, true);
+        } else if (p == 0) {
+          g = sum(mul(t, constant(zeros(xin.shape(), xin.dtype()))), r.axes64, true);
         } else if (p == 2) {  // <x, t> / ||x||, 0 where the norm is 0
           const Var zero = eq(yk, 0.0);
           g = where(zero, 0.0, div(sum(mul(xin, t), r.axes64, true), where(zero, 1.0, yk)));
-        } else {
+        } else if (std::isinf(p)) {
           g = sum(mul(t, constant(inf_norm_share(xin.value(), yk.value(), r))), r.axes64, true);
+        } else {
+          g = over_norm_power(sum(mul(t, p_norm_share(xin, p)), r.axes64, true), yk, p);
         }
         return reshape(g, r.out.to_vector());
       });

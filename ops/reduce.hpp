@@ -78,12 +78,13 @@ Var std(const Var& x, const std::vector<int64_t>& dims, int64_t correction = 1,
 Var std(const Var& x, std::initializer_list<int64_t> dims, int64_t correction = 1,
         bool keepdim = false);
 Var std(const Var& x, int64_t correction = 1);
-/// The vector p-norm over `dims` (torch.norm / torch.linalg.vector_norm) for p = 1, 2 and
-/// infinity (std::numeric_limits<double>::infinity()); another p is a tg::Error naming
-/// norm and p (PyTorch takes any p; these three are the ones a model uses). Gradients as
-/// PyTorch: sign(x) for p = 1; x / norm for p = 2, and 0 where the norm is 0; for
-/// p = inf, dy shared evenly by the entries whose |x| reaches the norm (or is NaN), times
-/// sign(x).
+/// The vector p-norm over `dims` (torch.norm / torch.linalg.vector_norm) for any p:
+/// sum(|x|^p)^(1/p); p = +-inf (std::numeric_limits<double>::infinity()) the max (min) |x|;
+/// p = 0 the count of non-zeros (NOTE: a NaN makes it NaN, where PyTorch counts it as a
+/// non-zero); p = NaN is a tg::Error. Gradients as PyTorch: sign(x) for p = 1; x / norm for
+/// p = 2, and 0 where the norm is 0; for p = +-inf, dy shared evenly by the entries whose
+/// |x| reaches the norm (or is NaN), times sign(x); 0 for p = 0; else sign(x) |x|^(p - 1) /
+/// norm^(p - 1), 0 where x = 0 or the norm is 0.
 Var norm(const Var& x, double p, const std::vector<int64_t>& dims, bool keepdim = false);
 Var norm(const Var& x, double p, std::initializer_list<int64_t> dims, bool keepdim = false);
 /// The p-norm of every element.

@@ -166,13 +166,122 @@ TEST_CASE("func: bad input throws typed errors naming the transform") {
   for (const auto& [f, prefix] : dtype_errors) throws_starting<tg::DtypeError>(f, prefix);
 }
 
-TEST_CASE("func: every transform matches torch.autograd.functional") {
-  if (!tgtest::torch_available()) {
-    WARN("SKIPPED: PyTorch (python3-torch) is not installed");
-    return;
+TEST_CASE("func: strict raises wherever torch.autograd.functional's strict=True does") {
+  const Var x = P({2}, 0.0), y = P({2}, 1.0);
+  const auto both = {func::Strategy::reverse, func::Strategy::forward};
+  // y unused; each output depends on one input only; a separable loss; one linear in x.
+  const func::Fn only_x = [](const std::vector<Var>& in) { return std::vector<Var>{in[0] * 2.0}; };
+  const func::Fn crossed = [](const std::vector<Var>& in) {
+    return std::vector<Var>{tg::sin(in[0]), tg::exp(in[1])};
+  };
+  const func::ScalarFn separable = [](const std::vector<Var>& in) {
+    return tg::sum(in[0] * in[0] * in[0]) + tg::sum(in[1] * in[1] * in[1]);
+  };
+  const func::ScalarFn linear_in_x = [](const std::vector<Var>& in) {
+    return tg::sum(in[0] * 2.0) + tg::sum(in[1] * in[1] * in[1]);
+  };
+  auto graph_error = [](const std::function<void()>& f, const std::string& prefix) {
+    throws_starting<tg::GraphError>(f, prefix);
+  };
+  // An input no output depends on (jvp checked only the outputs).
+  graph_error([&] { func::jvp(only_x, {x, y}, {x, y}, false, true); }, "func::jvp: ");
+  graph_error([&] { func::jvp(only_x, {x, y}, {x, y}, true, true); }, "func::jvp: ");
+  for (auto s : both) {
+    INFO("strategy " << static_cast<int>(s));
+    // A block d out_i / d in_j that does not exist: the forward strategy gave zeros.
+    graph_error([&] { func::jacobian(only_x, {x, y}, false, true, s); }, "func::jacobian: ");
+    graph_error([&] { func::jacobian(crossed, {x, y}, false, true, s); }, "func::jacobian: ");
+    graph_error([&] { func::hessian(separable, {x, y}, false, true, s); }, "func::hessian: ");
+    // With create_graph, a Jacobian that is constant (f linear): PyTorch's "independent of
+    // input i ... when create_graph=True".
+    graph_error([&] { func::jacobian(only_x, {x}, true, true, s); }, "func::jacobian: ");
+    CHECK_NOTHROW(func::jacobian(crossed, {x, y}, true, false, s));
+    CHECK_NOTHROW(func::jacobian(two_by_two, {P({3}, 0.0), P({2, 2}, 1.0)}, true, true, s));
+    CHECK_NOTHROW(func::hessian(scalar_of_two, {P({3}, 0.0), P({2, 2}, 1.0)}, false, true, s));
   }
-  const std::string script = std::string(tgtest::kPythonPrelude) + R"PY(
+  graph_error([&] { func::vjp(only_x, {x}, {x}, true, true); }, "func::vjp: ");
+  graph_error([&] { func::jvp(only_x, {x}, {x}, true, true); }, "func::jvp: ");
+  CHECK_NOTHROW(func::vjp(only_x, {x}, {x}, false, true));
+  CHECK_NOTHROW(func::jvp(only_x, {x}, {x}, false, true));
+  // A loss linear in an input: its gradient is constant, so no Hessian depends on it.
+  for (const char* name : {"func::hvp: ", "func::vhp: "}) {
+    const bool h = name[6] == 'h';
+    auto run = [&](const func::ScalarFn& f, bool create_graph) {
+      return h ? func::hvp(f, {x, y}, {x, y}, create_graph, true)
+               : func::vhp(f, {x, y}, {x, y}, create_graph, true);
+    };
+    graph_error([&] { run(linear_in_x, false); }, name);
+    CHECK_NOTHROW(run(separable, false));
+    CHECK_NOTHROW(run(separable, true));
+  }
+  // The strict jvp's results are plain values without create_graph, as the others.
+  const auto r = func::jvp(crossed, {tg::param(x.value()), y}, {x, y}, false, true);
+  CHECK(!r.outputs[0].requires_grad());
+  CHECK(!r.product[1].requires_grad());
+  CHECK(vals(r.product[1]) == vals(tg::exp(y) * y));
+}
+
+TEST_CASE("func: v may be omitted for one input or output of one element (PyTorch's v=None)") {
+  // f(z) = z^3 at 2 (a rank-0 and a [1] input): J = 12, H = 12, as torch.autograd.functional.
+  auto cube = [](const Var& z) { return tg::sum(z * z * z); };
+  for (const Var& z :
+       {tg::constant(tg::full({}, 2.0, tg::f64)), tg::constant(tg::full({1}, 2.0, tg::f64))}) {
+    INFO(z.shape().str());
+    CHECK(func::jvp(cube, z).product.item() == 12.0);
+    CHECK(func::jvp([](const Var& y) { return y * y * y; }, z).product.shape() == z.shape());
+    CHECK(func::hvp(cube, z).product.item() == 12.0);
+    CHECK(func::vhp(cube, z).product.item() == 12.0);
+    CHECK(func::hvp(cube, z).product.shape() == z.shape());
+    CHECK(func::vjp(cube, z).product.item() == 12.0);
+  }
+  // More than one element, or several inputs: v is needed (ShapeError naming the transform).
+  const Var x = P({2}, 0.0);
+  throws_starting<tg::ShapeError>([&] { func::jvp(cube, x); }, "func::jvp: ");
+  throws_starting<tg::ShapeError>([&] { func::hvp(cube, x); }, "func::hvp: ");
+  throws_starting<tg::ShapeError>(
+      [&] {
+        func::vhp(scalar_of_two, {P({3}, 0.0), P({2, 2}, 1.0)});
+      },
+      "func::vhp: ");
+}
+
+TEST_CASE("func: create_graph results stay differentiable under a NoGradGuard, as PyTorch's") {
+  // f(z) = z^3 at (1, 2): J = diag(3 z^2), H of sum(z^3) = diag(6 z); d sum(J) / dz = 6 z,
+  // d sum(H) / dz = 6 (torch.no_grad() around torch.autograd.functional gives the same).
+  const Var p = tg::param(tg::tensor({1.0, 2.0}, tg::Shape{2}, tg::f64));
+  auto cube = [](const Var& z) { return z * z * z; };
+  auto sum_cube = [](const Var& z) { return tg::sum(z * z * z); };
+  const Var v = tg::constant(tg::ones({2}, tg::f64));
+  for (auto s : {func::Strategy::reverse, func::Strategy::forward}) {
+    INFO("strategy " << static_cast<int>(s));
+    std::vector<std::pair<std::string, Var>> results;
+    {
+      tg::NoGradGuard off;
+      results = {{"jacobian", func::jacobian(cube, p, true, false, s)},
+                 {"hessian", func::hessian(sum_cube, p, true, false, s)},
+                 {"hvp", func::hvp(sum_cube, p, v, true).product},
+                 {"vhp", func::vhp(sum_cube, p, v, true).product},
+                 {"vjp", func::vjp(sum_cube, p, {}, true).product},
+                 {"jvp", func::jvp(cube, p, v, true).product}};
+    }
+    const std::vector<std::vector<double>> want = {{6, 12}, {6, 6},  {6, 6},
+                                                   {6, 6},  {6, 12}, {6, 12}};
+    for (size_t i = 0; i < results.size(); ++i) {
+      INFO(results[i].first);
+      REQUIRE(results[i].second.requires_grad());
+      CHECK(vals(tg::grad({tg::sum(results[i].second)}, {p})[0]) == want[i]);
+    }
+  }
+}
+
+TEST_CASE("func: every transform matches torch.autograd.functional") {
+  TGTEST_REQUIRE_TORCH();
+  // f64 to 1e-10 and f32 (to 1e-4: the meta-Hessian is a third derivative through 5 steps).
+  for (const auto& [single, dt, tdt, tol] : tgtest::oracle_dtypes(1e-4)) {
+    const std::string script = std::string(tgtest::kPythonPrelude) + "D = " + dt + R"PY(
 import torch.autograd.functional as AF
+_pattern = pattern
+def pattern(shape, k, scale=1.0): return _pattern(shape, k, scale, D)
 x = pattern((3,), 0.0); y = pattern((2, 2), 1.0)
 vx = pattern((3,), 2.0); vy = pattern((2, 2), 3.0)
 v0 = pattern((3,), 4.0); v1 = pattern((2,), 5.0)
@@ -204,48 +313,53 @@ def meta(w0):
 emit("meta_grad", AF.vjp(meta, x)[1])
 emit("meta_hessian", AF.hessian(meta, x))
 )PY";
-  const auto torch = tgtest::run_python(script);
-  auto cmp = [&](const std::string& name, const Var& got) {
-    INFO(name);
-    REQUIRE(torch.count(name) == 1);
-    tgtest::check_close(vals(got), torch.at(name), 1e-10);
-  };
-  const Var x = P({3}, 0.0), y = P({2, 2}, 1.0), vx = P({3}, 2.0), vy = P({2, 2}, 3.0);
-  for (auto strategy : {func::Strategy::reverse, func::Strategy::forward}) {
-    const auto J = func::jacobian(two_by_two, {x, y}, false, false, strategy);
-    const auto H = func::hessian(scalar_of_two, {x, y}, false, false, strategy);
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) {
-        const std::string ij{static_cast<char>('0' + i), static_cast<char>('0' + j)};
-        cmp(std::string("J").append(ij), J[i][j]);
-        cmp(std::string("H").append(ij), H[i][j]);
-      }
-  }
-  const auto vj = func::vjp(two_by_two, {x, y}, {P({3}, 4.0), P({2}, 5.0)});
-  cmp("vjp0", vj.product[0]);
-  cmp("vjp1", vj.product[1]);
-  const auto jv = func::jvp(two_by_two, {x, y}, {vx, vy});
-  cmp("jvp0", jv.product[0]);
-  cmp("jvp1", jv.product[1]);
-  const auto hv = func::hvp(scalar_of_two, {x, y}, {vx, vy});
-  cmp("hvp_out", hv.outputs[0]);
-  cmp("hvp0", hv.product[0]);
-  cmp("hvp1", hv.product[1]);
-  const auto vh = func::vhp(scalar_of_two, {x, y}, {vx, vy});
-  cmp("vhp0", vh.product[0]);
-  cmp("vhp1", vh.product[1]);
+    const auto torch = tgtest::run_python(script);
+    auto cmp = [&](const std::string& name, const Var& got) {
+      INFO(name);
+      REQUIRE(torch.count(name) == 1);
+      REQUIRE(got.dtype() == tdt);
+      tgtest::check_close(vals(got), torch.at(name), tol);
+    };
+    auto P = [tdt](const tg::Shape& s, double k) {
+      return tg::constant(tgtest::pattern(s, k).to(tdt));
+    };
+    const Var x = P({3}, 0.0), y = P({2, 2}, 1.0), vx = P({3}, 2.0), vy = P({2, 2}, 3.0);
+    for (auto strategy : {func::Strategy::reverse, func::Strategy::forward}) {
+      const auto J = func::jacobian(two_by_two, {x, y}, false, false, strategy);
+      const auto H = func::hessian(scalar_of_two, {x, y}, false, false, strategy);
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+          const std::string ij{static_cast<char>('0' + i), static_cast<char>('0' + j)};
+          cmp(std::string("J").append(ij), J[i][j]);
+          cmp(std::string("H").append(ij), H[i][j]);
+        }
+    }
+    const auto vj = func::vjp(two_by_two, {x, y}, {P({3}, 4.0), P({2}, 5.0)});
+    cmp("vjp0", vj.product[0]);
+    cmp("vjp1", vj.product[1]);
+    const auto jv = func::jvp(two_by_two, {x, y}, {vx, vy});
+    cmp("jvp0", jv.product[0]);
+    cmp("jvp1", jv.product[1]);
+    const auto hv = func::hvp(scalar_of_two, {x, y}, {vx, vy});
+    cmp("hvp_out", hv.outputs[0]);
+    cmp("hvp0", hv.product[0]);
+    cmp("hvp1", hv.product[1]);
+    const auto vh = func::vhp(scalar_of_two, {x, y}, {vx, vy});
+    cmp("vhp0", vh.product[0]);
+    cmp("vhp1", vh.product[1]);
 
-  // create_graph composes: the Hessian of a gradient penalty (third derivatives of tanh)...
-  const Var W = P({3, 3}, 6.0);
-  cmp("gp_hessian", func::hessian([&](const Var& z) { return gradient_penalty(W, z); }, x));
-  // ... and a meta-gradient through 5 inner SGD steps (second derivatives), and its Hessian
-  // (third), where the transform's own create_graph is what makes the outer one possible.
-  const Var X = P({4, 3}, 7.0), Y = P({4}, 8.0);
-  auto meta = [&](const Var& w0) { return lin_loss(inner_sgd(w0, X, Y, 0.1), X, Y); };
-  cmp("meta_grad", func::vjp(meta, x).product);
-  cmp("meta_hessian", func::hessian(meta, x));
-  cmp("meta_hessian",
-      func::jacobian([&](const Var& w0) { return func::vjp(meta, w0, {}, true).product; }, x));
+    // create_graph composes: the Hessian of a gradient penalty (third derivatives of tanh)...
+    const Var W = P({3, 3}, 6.0);
+    cmp("gp_hessian", func::hessian([&](const Var& z) { return gradient_penalty(W, z); }, x));
+    // ... and a meta-gradient through 5 inner SGD steps (second derivatives), and its Hessian
+    // (third), where the transform's own create_graph is what makes the outer one possible.
+    const Var X = P({4, 3}, 7.0), Y = P({4}, 8.0);
+    auto meta = [&](const Var& w0) { return lin_loss(inner_sgd(w0, X, Y, 0.1), X, Y); };
+    cmp("meta_grad", func::vjp(meta, x).product);
+    cmp("meta_hessian", func::hessian(meta, x));
+    cmp("meta_hessian",
+        func::jacobian([&](const Var& w0) { return func::vjp(meta, w0, {}, true).product; }, x));
+  }
 }
 
 TEST_CASE("func: create_graph keeps the results differentiable with respect to the inputs") {

@@ -634,6 +634,13 @@ TEST_CASE("gradcheck: more reductions", "[gradcheck]") {
       {"norm p=2 over dim 1 keepdim", [](auto& v) { return tg::norm(v[0], 2, {1}, true); }, {a}},
       {"norm p=1 over dim 0", [](auto& v) { return tg::norm(v[0], 1, {0}); }, {z}},
       {"norm p=inf over dim 1", [inf](auto& v) { return tg::norm(v[0], inf, {1}); }, {d}},
+      {"norm p=-inf over dim 0", [inf](auto& v) { return tg::norm(v[0], -inf, {0}); }, {d}},
+      {"norm p=3 over dim 1 keepdim", [](auto& v) { return tg::norm(v[0], 3, {1}, true); }, {z}},
+      {"norm p=0.5 of all", [](auto& v) { return tg::norm(v[0], 0.5); }, {z}},
+      {"norm p=-1.5 over dim 0", [](auto& v) { return tg::norm(v[0], -1.5, {0}); }, {z}},
+      {"norm p=0 over dim 1 (a zero gradient), times x",
+       [](auto& v) { return tg::norm(v[0], 0, {1}, true) * v[0]; },
+       {z}},
       {"norm p=inf of all, squared",
        [inf](auto& v) {
          const Var n = tg::norm(v[0], inf);
@@ -1290,6 +1297,9 @@ TEST_CASE("gradcheck: linear algebra", "[gradcheck][linalg]") {
       {"lstsq minimum-norm solution of a wide A",
        [](auto& v) { return la::lstsq(v[0], v[1]).solution; },
        {w34, r32}},
+      {"lstsq of a vector B (torch's rule: B.dim() == A.dim() - 1)",
+       [](auto& v) { return la::lstsq(v[0], v[1]).solution; },
+       {t43, In{{4}}}},
       {"pinv of a tall matrix", [](auto& v) { return la::pinv(v[0]); }, {t43}},
       {"pinv of a symmetric matrix (hermitian = true)",
        [sym](auto& v) { return la::pinv(sym(v[0]), {}, {}, true); },

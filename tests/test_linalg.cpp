@@ -110,6 +110,23 @@ run("pinv", L.pinv(fr(t)), t)
 run("pinv_wide", L.pinv(fr(w)), w)
 run("pinv_hermitian", L.pinv(sym(ab), hermitian=True), ab)
 run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
+# lstsq: pattern() matrices have rank 2, so QR's R is singular for t and w; gelsy (the
+# default) gives the minimum-norm solution; a vector B; B with a batch dim to broadcast.
+b5 = P((5, 2), 11.0); bw = P((2, 3, 2), 12.0); v5 = P((5,), 13.0); vw = P((2, 3), 14.0)
+b132 = P((1, 3, 2), 15.0); e4 = P((0, 4, 2), 16.0); eb4 = P((0, 4, 1), 17.0)
+run("lstsq_rank_deficient_tall", L.lstsq(t, b5).solution, t, b5)
+run("lstsq_rank_deficient_wide", L.lstsq(w, bw).solution, w, bw)
+run("lstsq_rank_deficient_gelsd", L.lstsq(t, b5, driver="gelsd").solution, t, b5)
+# (torch 1.13's lstsq backward fails for a vector B: its gradients through B[..., None])
+assert torch.allclose(L.lstsq(fr(t), v5).solution, L.lstsq(fr(t), v5[:, None]).solution[:, 0])
+run("lstsq_vector", L.lstsq(fr(t), v5[..., None]).solution[..., 0], t, v5)
+run("lstsq_vector_batched", L.lstsq(fr(w), vw[..., None]).solution[..., 0], w, vw)
+run("lstsq_broadcast_B", L.lstsq(fr(w), b132).solution, w, b132)
+run("lstsq_empty_batch", L.lstsq(fr(e4), eb4).solution, e4, eb4)
+run("lstsq_gels_full_rank", L.lstsq(fr(t), b5, driver="gels").solution, t, b5)
+# a third column 1e-4 as large: dropped at rcond 1e-3 (gelsd: the singular values' test)
+scale = torch.tensor([1.0, 1.0, 1e-4], dtype=D)
+emit("lstsq_rcond", L.lstsq(fr(t) * scale, b5, rcond=1e-3, driver="gelsd").solution)
 )PY";
     const auto torch = tgtest::run_python(script);
     auto P = [&](const Shape& s, double k) { return tg::param(tgtest::pattern(s, k).to(tdt)); };
@@ -171,6 +188,19 @@ run("pinv_rank_deficient", L.pinv(t, atol=1e-3), t)
     run("pinv_wide", la::pinv(fr(w)), {w});
     run("pinv_hermitian", la::pinv(sym(ab), {}, {}, true), {ab});
     run("pinv_rank_deficient", la::pinv(t, 1e-3), {t});  // pattern() matrices have rank 2
+    Var b5 = P({5, 2}, 11.0), bw = P({2, 3, 2}, 12.0), v5 = P({5}, 13.0), vw = P({2, 3}, 14.0);
+    Var b132 = P({1, 3, 2}, 15.0), e4 = P({0, 4, 2}, 16.0), eb4 = P({0, 4, 1}, 17.0);
+    run("lstsq_rank_deficient_tall", la::lstsq(t, b5).solution, {t, b5});
+    run("lstsq_rank_deficient_wide", la::lstsq(w, bw).solution, {w, bw});
+    run("lstsq_rank_deficient_gelsd", la::lstsq(t, b5, {}, "gelsd").solution, {t, b5});
+    run("lstsq_vector", la::lstsq(fr(t), v5).solution, {t, v5});
+    run("lstsq_vector_batched", la::lstsq(fr(w), vw).solution, {w, vw});
+    run("lstsq_broadcast_B", la::lstsq(fr(w), b132).solution, {w, b132});
+    run("lstsq_empty_batch", la::lstsq(fr(e4), eb4).solution, {e4, eb4});
+    run("lstsq_gels_full_rank", la::lstsq(fr(t), b5, {}, "gels").solution, {t, b5});
+    const Var scale = tg::constant(tg::tensor({1.0, 1.0, 1e-4}, Shape{3}, tg::f64).to(tdt));
+    tgtest::check_close(la::lstsq(fr(t) * scale, b5, 1e-3).solution.value().to_vector(),
+                        torch.at("lstsq_rcond"), tol);
   }
 }
 
@@ -248,14 +278,51 @@ TEST_CASE("linalg errors name the op, the dtype, the shapes and LAPACK's info", 
               Contains("solve"));
   CHECK_ERROR(la::eigh(i3, "X"), tg::Error, Contains("UPLO"));
   CHECK_ERROR(la::qr(i3, "full"), tg::Error, Contains("qr: "));
+  CHECK_ERROR(la::lstsq(i3, r23, {}, "gelsx"), tg::Error, Contains("lstsq: ") && Contains("gelsx"));
   // No gradient where PyTorch has none: qr mode "r".
   const Var x = tg::param(tgtest::pattern({3, 2}, 1.0));
-  CHECK_ERROR(tg::sum(la::qr(x, "r").R).backward(), tg::Error, Contains("qr: "));
+  CHECK_ERROR(tg::sum(la::qr(x, "r").R).backward(), tg::Error,
+              Contains("qr: ") && Contains("mode \"r\"") && Contains("reduced"));
+  CHECK_ERROR(tg::sum(la::qr(x, "complete").R).backward(), tg::Error,
+              Contains("qr: ") && Contains("m > n") && Contains("3 x 2"));
   // NaN in, NaN out, without an error.
   const Var nan = tg::constant(tg::full({3, 3}, std::nan(""), tg::f64));
   CHECK(std::isnan(la::cholesky(nan).value().to_vector()[0]));
   CHECK(std::isnan(la::eigh(nan).eigenvalues.value().to_vector()[0]));
   CHECK(std::isnan(la::det(nan).item()));
+}
+
+TEST_CASE("linalg: the triangle an op does not read is never read, as PyTorch's", "[linalg]") {
+  // A NaN (or garbage) in the unread triangle changed eigh's, cholesky's and
+  // pinv(hermitian)'s result to NaN; torch.linalg ignores it (eigh of [[4, nan], [2, 3]] is
+  // [1.4384, 5.5616]). UPLO is read in either case, as PyTorch.
+  const double nan = std::nan("");
+  const Var spd = tg::constant(tg::tensor({4.0, 2.0, 2.0, 3.0}, Shape{2, 2}, tg::f64));
+  const Var nan_up = tg::constant(tg::tensor({4.0, nan, 2.0, 3.0}, Shape{2, 2}, tg::f64));
+  const Var nan_lo = tg::constant(tg::tensor({4.0, 2.0, nan, 3.0}, Shape{2, 2}, tg::f64));
+  auto same = [](const Var& got, const Var& want) {
+    CHECK(got.value().to_vector() == want.value().to_vector());
+  };
+  for (const char* lower : {"L", "l"}) {
+    INFO(lower);
+    same(la::eigh(nan_up, lower).eigenvalues, la::eigh(spd).eigenvalues);
+    same(la::eigh(nan_up, lower).eigenvectors, la::eigh(spd).eigenvectors);
+    same(la::eigvalsh(nan_up, lower), la::eigvalsh(spd));
+  }
+  for (const char* upper : {"U", "u"}) {
+    INFO(upper);
+    same(la::eigh(nan_lo, upper).eigenvalues, la::eigh(spd, "U").eigenvalues);
+  }
+  same(la::cholesky(nan_up), la::cholesky(spd));
+  same(la::cholesky(nan_lo, true), la::cholesky(spd, true));
+  same(la::pinv(nan_up, {}, {}, true), la::pinv(spd, {}, {}, true));
+  tgtest::check_close(la::eigvalsh(nan_up).value().to_vector(),
+                      {1.4384471871911697, 5.5615528128088303}, 1e-14);
+  // A NaN in the triangle read still gives NaN.
+  CHECK(std::isnan(la::eigvalsh(nan_lo).value().to_vector()[0]));
+  CHECK(std::isnan(la::cholesky(nan_lo).value().to_vector()[0]));
+  CHECK_THROWS_AS(la::eigh(spd, "X"), tg::Error);
+  CHECK_THROWS_AS(la::eigh(spd, "LU"), tg::Error);
 }
 
 TEST_CASE("linalg: repeated eigenvalues give a finite eigenvalue gradient", "[linalg]") {

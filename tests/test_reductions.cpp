@@ -123,8 +123,13 @@ TEST_CASE("logsumexp, var, std, norm: stability, infinities, subgradients", "[op
   CHECK_THROWS_AS(tg::logsumexp(t, {1}), tg::IndexError);
   CHECK_THROWS_AS(tg::var(c, {0, -2}), tg::IndexError);  // repeated
   CHECK_THROWS_AS(tg::norm(c, 2, {2}), tg::IndexError);
-  CHECK_THROWS_WITH(tg::norm(t, 3), Catch::StartsWith("norm: ") && Catch::Contains("p = 3"));
-  CHECK_THROWS_AS(tg::norm(t, 0.5), tg::Error);
+  // Any p, as PyTorch (p = 3, 0.5, -inf, 0 threw); p = NaN is no order.
+  CHECK(tg::norm(f64({3, 4}, {2}), 3).item() == Approx(std::cbrt(91.0)).epsilon(1e-15));
+  CHECK(tg::norm(f64({1, 4}, {2}), 0.5).item() == Approx(9.0).epsilon(1e-15));
+  CHECK(tg::norm(t, -kInf).item() == 1);
+  CHECK(tg::norm(f64({0, 2, 0, -1}, {4}), 0).item() == 2);
+  CHECK(std::isnan(tg::norm(f64({0, std::nan("")}, {2}), 0).item()));  // NaN in, NaN out
+  CHECK_THROWS_WITH(tg::norm(t, std::nan("")), Catch::StartsWith("norm: "));
   CHECK_THROWS_AS(tg::norm(tg::constant(tg::zeros({0}, tg::f64)), kInf), tg::ShapeError);
 }
 
@@ -227,6 +232,14 @@ run("norminf_d1", V(a, inf, 1), a)
 run("norminf_ties", V(t, inf, 0), t)
 run("norminf_all", V(b, inf), b)
 run("norm2_empty", V(e, 2, 0), e)
+run("norm3_d1", V(a, 3, 1), a)
+run("norm0.5_all", V(b, 0.5), b)
+run("norm-1.5_d0_keep", V(a, -1.5, 0, keepdim=True), a)
+run("norm-inf_d1", V(a, -inf, 1), a)
+run("norm-inf_ties", V(t, -inf, 0), t)
+run("norm0_zeros", V(z, 0, 1), z)
+run("norm3_zero_rows", V(z2, 3, 1), z2)
+run("norm0.5_zeros", V(z, 0.5, 1), z)
 run("prod_d1", torch.prod(a, 1), a)
 run("prod_m1_keep", torch.prod(b, -1, keepdim=True), b)
 sm = P((2, 3), 7.0, 1.5)
@@ -328,6 +341,14 @@ emit("int_cumsum", torch.cumsum(xi, 1)); emit("int_prod", torch.prod(xi, 0)); em
     run("norminf_ties", tg::norm(t, kInf, {0}), {t});
     run("norminf_all", tg::norm(b, kInf), {b});
     run("norm2_empty", tg::norm(e, 2, {0}), {e});
+    run("norm3_d1", tg::norm(a, 3, {1}), {a});
+    run("norm0.5_all", tg::norm(b, 0.5), {b});
+    run("norm-1.5_d0_keep", tg::norm(a, -1.5, {0}, true), {a});
+    run("norm-inf_d1", tg::norm(a, -kInf, {1}), {a});
+    run("norm-inf_ties", tg::norm(t, -kInf, {0}), {t});
+    run("norm0_zeros", tg::norm(z, 0, {1}), {z});
+    run("norm3_zero_rows", tg::norm(z2, 3, {1}), {z2});
+    run("norm0.5_zeros", tg::norm(z, 0.5, {1}), {z});
     run("prod_d1", tg::prod(a, 1), {a});
     run("prod_m1_keep", tg::prod(b, -1, true), {b});
     Var sm = P({2, 3}, 7.0, 1.5);
