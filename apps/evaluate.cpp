@@ -203,15 +203,16 @@ void add_eval(CLI::App& app) {
 void add_inspect(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect",
-                                     "A checkpoint's parameters (shapes, norms) and diagnostics: "
-                                     "identical, dead and saturated units");
-  cmd->add_option("checkpoint", o->checkpoint, "checkpoint written by `tapegrad train`")
+                                     "A checkpoint's parameters (shapes, norms) and, for an MLP, "
+                                     "diagnostics: identical, dead and saturated units");
+  cmd->add_option("checkpoint", o->checkpoint,
+                  "checkpoint written by `tapegrad train` or `tapegrad charlm`")
       ->required();
   cmd->add_option("--data", o->source.dir, "folder with MNIST-style IDX files (activations)")
       ->capture_default_str();
   cmd->add_option("--csv", o->source.test_csv, "CSV of examples for the activation diagnostics");
   cmd->add_option("--label", o->source.label, "label column of the CSV")->capture_default_str();
-  cmd->add_option("--batch", o->batch, "examples used for activation diagnostics")
+  cmd->add_option("--batch", o->batch, "test examples used for the MLP's activation diagnostics")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->callback([o] {
