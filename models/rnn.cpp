@@ -97,8 +97,11 @@ std::pair<Var, Var> step(RnnMode mode, const Var& xw, const Var& h, const Var& c
 
 // The rows of step t of a [T * B, G] projection, taken in two levels: blocks of about sqrt(T)
 // steps, then a step of its block. NOTE: a narrow's gradient is its input's size (zeros
-// around the piece), so T narrows straight from the projection would cost T full-size
-// gradients in backward (15% of an LSTM step at T = 35); two levels cost about 2 sqrt(T).
+// around the piece) whenever the engine cannot let it add into the input's gradient summed
+// so far (BackwardCtx::accumulating_grad: the first piece to arrive, and every piece under
+// create_graph or anomaly mode), so T narrows straight from the projection could cost T
+// full-size gradients in backward (15% of an LSTM step at T = 35); two levels cost about
+// 2 sqrt(T) at worst.
 class StepRows {
  public:
   StepRows(const Var& xw, int64_t steps, int64_t batch)

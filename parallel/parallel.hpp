@@ -1,6 +1,7 @@
 #pragma once
-// tapegrad's own worker threads, for the memory-bound loops BLAS does not cover: optimizer
-// updates, the DataLoader's row gather, large elementwise kernels. Note [Worker pool]:
+// tapegrad's own worker threads, for the loops BLAS does not cover: optimizer updates, the
+// DataLoader's row gather, batch norm's channel loops, convolution and pooling lanes, many
+// small batched products (ops/). Note [Worker pool]:
 //  - Workers block (condition variable) when idle: they never spin against OpenBLAS's
 //    threads, which run the matrix products on the same cores.
 //  - The calling thread always takes part and work is handed out in chunks pulled from a
