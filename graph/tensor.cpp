@@ -243,10 +243,28 @@ Tensor& Tensor::fill_(double value) {
   return *this;
 }
 
+namespace {
+// Refuses an in-place op whose operand `src` partly shares memory with `dst` (views of one
+// buffer, as view_range gives), as PyTorch does: the op would read elements it has already
+// written. The very same elements (x.add_(x)) and disjoint ranges are fine.
+void check_no_partial_overlap(const Tensor& dst, const Tensor& src, const char* op) {
+  if (!dst.shares_storage_with(src) || dst.numel() == 0 || src.numel() == 0) return;
+  const auto* d = static_cast<const std::byte*>(dst.raw_data());
+  const auto* s = static_cast<const std::byte*>(src.raw_data());
+  if (d + dst.nbytes() <= s || s + src.nbytes() <= d) return;
+  if (d == s && dst.shape() == src.shape()) return;
+  throw Error(std::string(op) + ": the operand " + src.shape().str() + " and the tensor " +
+              dst.shape().str() +
+              " overlap in one buffer (some elements would be read after being written); "
+              "clone() the operand first");
+}
+}  // namespace
+
 Tensor& Tensor::copy_(const Tensor& src) {
   if (src.shape() != shape_)
     throw ShapeError("copy_: source shape " + src.shape().str() + " differs from " + shape_.str());
-  if (src.shares_storage_with(*this)) return *this;
+  if (src.raw_data() == data_ && src.dtype() == dtype_) return *this;  // the same elements
+  check_no_partial_overlap(*this, src, "copy_");
   bump_version();
   dispatch_all(dtype_, [&]<class T>() {
     T* d = data<T>();
@@ -268,6 +286,7 @@ void check_inplace_operand(const Tensor& t, const Tensor& other, const char* op)
   if (broadcast_shapes(t.shape(), other.shape(), op) != t.shape())
     throw ShapeError(std::string(op) + ": shape " + other.shape().str() +
                      " does not broadcast to the tensor's shape " + t.shape().str());
+  check_no_partial_overlap(t, other, op);
 }
 
 // t[i] = f(t[i], other[.]) with `other` broadcast to t's shape, for floating or i64 t.
@@ -286,25 +305,38 @@ void update_with(Tensor& t, const Tensor& other, const char* op, F f) {
 }  // namespace
 
 namespace {
-// An integer tensor takes only integral factors (as PyTorch: 0.5 would truncate to 0).
-void check_integral_factor(const Tensor& t, double f, const char* op, const char* what) {
-  if (t.dtype() == i64 && f != std::trunc(f))
+// An integer tensor takes only integral factors within int64's range (as PyTorch: 0.5
+// would truncate to 0); returns the factor as an int64 (0 for a floating tensor).
+int64_t check_integral_factor(const Tensor& t, double f, const char* op, const char* what) {
+  if (t.dtype() != i64) return 0;
+  if (f != std::trunc(f) || !(f >= -9.2233720368547758e18 && f < 9.2233720368547758e18))
     throw DtypeError(std::string(op) + ": " + what + " " + std::to_string(f) +
-                     " is not an integer, and the tensor is i64");
+                     " is not an integer within int64's range, and the tensor is i64");
+  return static_cast<int64_t>(f);
+}
+// a + k * b for i64 with two's-complement wrapping (PyTorch's result; signed overflow is
+// undefined in C++).
+int64_t wrapping_madd(int64_t a, int64_t k, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) +
+                              static_cast<uint64_t>(k) * static_cast<uint64_t>(b));
 }
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
-  check_integral_factor(*this, alpha, "add_", "alpha");
-  update_with(*this, other, "add_", [alpha](auto a, auto b) {
+  const int64_t ialpha = check_integral_factor(*this, alpha, "add_", "alpha");
+  update_with(*this, other, "add_", [alpha, ialpha](auto a, auto b) {
     using T = decltype(a);
+    if constexpr (std::is_same_v<T, int64_t>) return wrapping_madd(a, ialpha, b);
     return alpha == 1.0 ? T(a + b) : T(a + static_cast<T>(alpha) * b);
   });
   return *this;
 }
 
 Tensor& Tensor::mul_(const Tensor& other) {
-  update_with(*this, other, "mul_", [](auto a, auto b) { return decltype(a)(a * b); });
+  update_with(*this, other, "mul_", [](auto a, auto b) {
+    if constexpr (std::is_same_v<decltype(a), int64_t>) return wrapping_madd(0, a, b);
+    return decltype(a)(a * b);
+  });
   return *this;
 }
 
@@ -320,6 +352,7 @@ Tensor& Tensor::masked_fill_(const Tensor& mask, double value) {
   if (broadcast_shapes(shape_, mask.shape(), "masked_fill_") != shape_)
     throw ShapeError("masked_fill_: mask of shape " + mask.shape().str() +
                      " does not broadcast to the tensor's shape " + shape_.str());
+  check_no_partial_overlap(*this, mask, "masked_fill_");
   bump_version();
   dispatch_all(dtype_, [&]<class T>() {
     T* p = data<T>();

@@ -305,3 +305,40 @@ TEST_CASE("int64 and bool values never carry gradients", "[tensor][dtype]") {
   CHECK_THROWS_WITH(tg::cross_entropy(tg::constant(tg::zeros({2, 3}, tg::i64)), {0, 1}),
                     Catch::Contains("cross_entropy") && Catch::Contains("i64"));
 }
+
+TEST_CASE("in-place ops between views of one buffer: disjoint copy, overlap refused",
+          "[tensor][inplace]") {
+  // As PyTorch: copy_ between disjoint slices of one buffer copies, the same slice is a
+  // no-op, and a partial overlap (a read of an element already written) is refused.
+  Tensor t = tg::arange(6, tg::f64);
+  t.view_range(0, Shape{3}).copy_(t.view_range(3, Shape{3}));
+  CHECK(t.to_vector() == std::vector<double>{3, 4, 5, 3, 4, 5});
+  t = tg::arange(6, tg::f64);
+  const uint32_t v0 = t.version();
+  t.view_range(1, Shape{2}).copy_(t.view_range(1, Shape{2}));
+  CHECK(t.to_vector() == std::vector<double>{0, 1, 2, 3, 4, 5});
+  CHECK(t.version() == v0);  // nothing written
+  CHECK_THROWS_AS(t.view_range(0, Shape{4}).copy_(t.view_range(2, Shape{4})), tg::Error);
+  CHECK_THROWS_WITH(t.view_range(2, Shape{4}).add_(t.view_range(0, Shape{4})),
+                    Catch::Contains("add_") && Catch::Contains("overlap"));
+  CHECK_THROWS_WITH(t.view_range(0, Shape{2, 2}).mul_(t.view_range(0, Shape{2})),
+                    Catch::Contains("mul_") && Catch::Contains("overlap"));
+  CHECK(t.to_vector() == std::vector<double>{0, 1, 2, 3, 4, 5});  // refused before writing
+  t.view_range(0, Shape{2}).add_(t.view_range(2, Shape{2}));      // disjoint: fine
+  t.add_(t);                                                      // the same elements: fine
+  CHECK(t.to_vector() == std::vector<double>{4, 8, 4, 6, 8, 10});
+}
+
+TEST_CASE("in-place i64 arithmetic wraps on overflow, as PyTorch", "[tensor][dtype]") {
+  Tensor t(std::vector<int64_t>{INT64_MAX, INT64_MIN, 3}, Shape{3});
+  t.add_(Tensor(std::vector<int64_t>{1, -1, 4}, Shape{3}));
+  CHECK(t.data<int64_t>()[0] == INT64_MIN);
+  CHECK(t.data<int64_t>()[1] == INT64_MAX);
+  CHECK(t.data<int64_t>()[2] == 7);
+  Tensor m(std::vector<int64_t>{int64_t{1} << 62, -3}, Shape{2});
+  m.mul_(4.0);
+  CHECK(m.data<int64_t>()[0] == 0);  // 2^64 wraps to 0
+  CHECK(m.data<int64_t>()[1] == -12);
+  m.add_(Tensor(std::vector<int64_t>{INT64_MAX, 1}, Shape{2}), 2.0);
+  CHECK(m.data<int64_t>()[0] == -2);  // 2 * (2^63 - 1) wraps to -2
+}
