@@ -424,6 +424,25 @@ Tensor arange(double start, double stop, double step, Dtype dtype) {
   if (step == 0.0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
     throw Error("arange: step must be non-zero and all bounds finite");
   if (dtype == boolean) throw DtypeError("arange: not defined for dtype bool");
+  if (dtype == i64) {
+    // As PyTorch: an i64 range truncates start, stop and step to integers first (reading
+    // [-3.5, 2) as [-3, 2), not as -3.5, -2.5, ... truncated, which repeats 0).
+    const int64_t b = detail::convert<int64_t>(start), e = detail::convert<int64_t>(stop),
+                  s = detail::convert<int64_t>(step);
+    if (s == 0 || b == INT64_MIN || e == INT64_MIN || s == INT64_MIN)
+      throw Error(
+          "arange: an i64 range needs a step of magnitude at least 1 and bounds within "
+          "int64's range, got start " +
+          std::to_string(start) + ", stop " + std::to_string(stop) + ", step " +
+          std::to_string(step));
+    const long double span = static_cast<long double>(e) - static_cast<long double>(b);
+    const long double count = std::ceil(span / static_cast<long double>(s));
+    const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
+    Tensor t = Tensor::empty(Shape{n}, dtype);
+    int64_t* p = t.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i) p[i] = b + i * s;
+    return t;
+  }
   const double count = std::ceil((stop - start) / step);
   const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   Tensor t = Tensor::empty(Shape{n}, dtype);

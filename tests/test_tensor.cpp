@@ -342,3 +342,12 @@ TEST_CASE("in-place i64 arithmetic wraps on overflow, as PyTorch", "[tensor][dty
   m.add_(Tensor(std::vector<int64_t>{INT64_MAX, 1}, Shape{2}), 2.0);
   CHECK(m.data<int64_t>()[0] == -2);  // 2 * (2^63 - 1) wraps to -2
 }
+
+TEST_CASE("an i64 arange truncates its bounds and step first, as PyTorch", "[tensor][dtype]") {
+  CHECK(tg::arange(-3.5, 2, 1, tg::i64).to_vector() == std::vector<double>{-3, -2, -1, 0, 1});
+  CHECK(tg::arange(5, -5, -3, tg::i64).to_vector() == std::vector<double>{5, 2, -1, -4});
+  CHECK(tg::arange(0.5, 4.9, 1.9, tg::i64).to_vector() == std::vector<double>{0, 1, 2, 3});
+  CHECK(tg::arange(3, tg::i64).to_vector() == std::vector<double>{0, 1, 2});
+  CHECK(tg::arange(2, 2, 1, tg::i64).numel() == 0);
+  CHECK_THROWS_WITH(tg::arange(0, 3, 0.7, tg::i64), Catch::Contains("arange: an i64 range"));
+}
