@@ -94,6 +94,8 @@ Tensor any_all(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool wa
 }
 
 Var any_all(const Var& x, int64_t dim, bool keepdim, bool want, const char* op) {
+  if (x.dim() == 0 && (dim == 0 || dim == -1))  // as PyTorch: a rank-0 tensor's one "dim"
+    return constant(any_all(x.value(), 1, 1, 1, want, Shape{}));
   const int axis = normalize_axis(dim, x.dim(), op);
   int64_t outer, n, inner;
   kern::split_axis(x.shape(), axis, outer, n, inner);

@@ -1,5 +1,7 @@
 #include "ops/index.hpp"
 
+#include <cmath>
+#include <sstream>
 #include <string>
 #include <type_traits>
 
@@ -54,6 +56,23 @@ Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Var scalar_like(double v, const Var& x) { return constant(scalar_tensor(v, x.dtype())); }
+
+// A scalar operand of where in the other operand's dtype. PyTorch promotes the result past
+// an i64 or bool tensor for a scalar it cannot hold (7.5, or 2 beside a bool); tapegrad does
+// not promote, so such a scalar is a DtypeError rather than silently rounded.
+Var where_scalar(double v, const Var& x) {
+  const bool fits = x.dtype() == i64 ? v == std::trunc(v) && v >= -9.2233720368547758e18 &&
+                                           v < 9.2233720368547758e18
+                    : x.dtype() == boolean ? v == 0 || v == 1
+                                           : true;
+  if (!fits) {
+    std::ostringstream os;
+    os << "where: the scalar " << v << " is not a value of the other operand's dtype "
+       << dt(x.value()) << " (PyTorch would promote; convert the tensor with .to())";
+    throw DtypeError(os.str());
+  }
+  return scalar_like(v, x);
+}
 
 // ---- gather / scatter along a dim ----
 
@@ -149,6 +168,11 @@ Tensor scatter_kernel(Tensor out, int dim, const Tensor& index, const Tensor* sr
     } else if constexpr (std::is_same_v<T, bool>) {
       walk_index(x.shape(), index, dim, op,
                  [po, ps](int64_t p, int64_t off) { po[off] = po[off] || ps[p]; });
+    } else if constexpr (std::is_same_v<T, int64_t>) {  // wraps as PyTorch's (no signed UB)
+      walk_index(x.shape(), index, dim, op, [po, ps](int64_t p, int64_t off) {
+        po[off] =
+            static_cast<int64_t>(static_cast<uint64_t>(po[off]) + static_cast<uint64_t>(ps[p]));
+      });
     } else {
       walk_index(x.shape(), index, dim, op, [po, ps](int64_t p, int64_t off) { po[off] += ps[p]; });
     }
@@ -180,8 +204,8 @@ Var where(const Var& cond, const Var& a, const Var& b) {
       });
 }
 
-Var where(const Var& cond, const Var& a, double b) { return where(cond, a, scalar_like(b, a)); }
-Var where(const Var& cond, double a, const Var& b) { return where(cond, scalar_like(a, b), b); }
+Var where(const Var& cond, const Var& a, double b) { return where(cond, a, where_scalar(b, a)); }
+Var where(const Var& cond, double a, const Var& b) { return where(cond, where_scalar(a, b), b); }
 
 Var masked_fill(const Var& x, const Var& mask, double value) {
   check_mask_dtype(mask.value(), "masked_fill");
@@ -275,10 +299,37 @@ std::vector<int64_t> index_vector(const Var& index, const char* op) {
   const int64_t* p = index.value().data<int64_t>();
   return std::vector<int64_t>(p, p + index.numel());
 }
+// index_add of an i64 x (as PyTorch, which takes any numeric dtype): scatter_add with the
+// index spread over source's shape, wrapping on overflow; alpha must be integral (as add_).
+Tensor index_add_integer(const Tensor& x, int d, const std::vector<int64_t>& idx,
+                         const Tensor& source, double alpha) {
+  if (x.dtype() != i64)
+    throw DtypeError("index_add: expected a f32, f64 or i64 tensor, got " + dt(x));
+  if (alpha != std::trunc(alpha) ||
+      !(alpha >= -9.2233720368547758e18 && alpha < 9.2233720368547758e18))
+    throw DtypeError("index_add: alpha " + std::to_string(alpha) +
+                     " is not an integer within int64's range, and the tensor is i64");
+  int64_t outer, m, inner;
+  kern::split_axis(source.shape(), d, outer, m, inner);
+  Tensor spread = Tensor::empty(source.shape(), i64);
+  int64_t* ps = spread.data<int64_t>();
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < inner; ++i) ps[(o * m + j) * inner + i] = idx[static_cast<size_t>(j)];
+  const Tensor src = alpha == 1.0 ? source : source.clone().mul_(alpha);
+  return scatter_kernel(x.clone(), d, spread, &src, 0.0, true, "index_add");
+}
+
 }  // namespace
 
 Var index_select(const Var& x, int64_t dim, const Var& index) {
-  return index_select(x, dim, index_vector(index, "index_select"));
+  // An index tensor's negative entries are out of range, as PyTorch's (the std::vector
+  // overload counts them from the end).
+  const std::vector<int64_t> idx = index_vector(index, "index_select");
+  const int d = normalize_axis(dim, x.dim(), "index_select");
+  for (int64_t i : idx)
+    if (i < 0) throw_out_of_range("index_select", d, i, x.shape()[d]);
+  return index_select(x, d, idx);
 }
 
 Var index_add(const Var& x, int64_t dim, const Var& index, const Var& source, double alpha) {
@@ -295,6 +346,8 @@ Var index_add(const Var& x, int64_t dim, const Var& index, const Var& source, do
                      std::to_string(idx.size()) + " at dim " + std::to_string(d) + ")");
   for (int64_t i : idx)
     if (i < 0 || i >= x.shape()[d]) throw_out_of_range("index_add", d, i, x.shape()[d]);
+  if (!is_floating(x.dtype()))
+    return constant(index_add_integer(x.value(), d, idx, source.value(), alpha));
   Var placed = detail::index_select_backward(source, x.shape(), d, idx);
   return add(x, alpha == 1.0 ? placed : mul_scalar(placed, alpha));
 }

@@ -200,6 +200,41 @@ TEST_CASE("an index changed in place after the forward makes backward throw", "[
                     Catch::Contains("gather") && Catch::Contains("changed in place"));
 }
 
+TEST_CASE("integer and bool operands of where, scatter_add, index_add, index_select",
+          "[ops][index][dtype]") {
+  // where with a scalar PyTorch would promote past the operand's dtype (7.5 beside an i64
+  // tensor, 2 beside a bool one) is refused rather than rounded; a representable one is fine.
+  const Var c = mask({1, 0}, {2});
+  CHECK(vals(tg::where(c, i64({5, 6}, {2}), 7.0)) == std::vector<double>{5, 7});
+  CHECK(vals(tg::where(c, 1.0, mask({0, 0}, {2}))) == std::vector<double>{1, 0});
+  CHECK_THROWS_WITH(tg::where(c, i64({5, 6}, {2}), 7.5),
+                    Catch::Contains("where: the scalar 7.5") && Catch::Contains("i64"));
+  CHECK_THROWS_WITH(tg::where(c, 2.0, mask({1, 0}, {2})),
+                    Catch::Contains("where: the scalar 2") && Catch::Contains("bool"));
+  // i64 accumulation wraps as PyTorch's (signed overflow would be undefined).
+  const Var big = tg::constant(Tensor(std::vector<int64_t>{INT64_MAX, 1}, Shape{2}));
+  const Var sa = tg::scatter_add(i64({0, 1, 2}, {3}), 0, i64({0, 0}, {2}), big);
+  CHECK(sa.value().data<int64_t>()[0] == INT64_MIN);
+  // index_add on i64 (PyTorch takes any numeric dtype; alpha must be integral, as add_).
+  const Var ia = tg::index_add(i64({0, 0, 0}, {3}), 0, i64({0, 0}, {2}), i64({5, 6}, {2}), 2.0);
+  CHECK(ia.dtype() == tg::i64);
+  CHECK(vals(ia) == std::vector<double>{22, 0, 0});
+  const Var iw = tg::index_add(i64({1, 0}, {2}), 0, i64({0}, {1}),
+                               tg::constant(big.value().view_range(0, Shape{1})));
+  CHECK(iw.value().data<int64_t>()[0] == INT64_MIN);
+  CHECK_THROWS_WITH(tg::index_add(i64({0, 0}, {2}), 0, i64({0}, {1}), i64({1}, {1}), 0.5),
+                    Catch::Contains("index_add: alpha 0.5"));
+  CHECK_THROWS_WITH(tg::index_add(mask({0, 0}, {2}), 0, i64({0}, {1}), mask({1}, {1})),
+                    Catch::StartsWith("index_add: ") && Catch::Contains("bool"));
+  // index_select with an index tensor: a negative index is out of range, as in PyTorch.
+  CHECK_THROWS_WITH(tg::index_select(f64({1, 2, 3}, {3}), 0, i64({-1}, {1})),
+                    Catch::Contains("index_select: index -1 is out of range"));
+  // any / all along dim 0 or -1 of a rank-0 tensor, as PyTorch.
+  CHECK(tg::any(f64({2}, {}), 0).item() == 1);
+  CHECK(tg::all(f64({0}, {}), -1, true).item() == 0);
+  CHECK(tg::all(f64({0}, {}), -1, true).dim() == 0);
+}
+
 TEST_CASE("comparison, selection and indexing ops match PyTorch", "[ops][index][oracle]") {
   TGTEST_REQUIRE_TORCH();
   // Each op at f64 and f32; gradients through sum(y * w) with a fixed weight pattern w.
