@@ -53,7 +53,25 @@ void split_axis(const Shape& s, int axis, int64_t& outer, int64_t& n, int64_t& i
   for (int d = axis + 1; d < s.rank(); ++d) inner *= s[d];
 }
 
+namespace {
+// Integer sums (PyTorch's sum keeps i64 and wraps on overflow): accumulated unsigned, where
+// overflow is defined. Bool is refused as every floating-only op refuses it.
+Tensor sum_i64(const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Shape& shape) {
+  Tensor out = Tensor::empty(shape, i64);
+  const int64_t* p = x.data<int64_t>();
+  int64_t* o = out.data<int64_t>();
+  for (int64_t r = 0; r < outer; ++r)
+    for (int64_t i = 0; i < inner; ++i) {
+      uint64_t s = 0;
+      for (int64_t a = 0; a < n; ++a) s += static_cast<uint64_t>(p[(r * n + a) * inner + i]);
+      o[r * inner + i] = static_cast<int64_t>(s);
+    }
+  return out;
+}
+}  // namespace
+
 Tensor sum_all(const Tensor& x) {
+  if (x.dtype() == i64) return sum_i64(x, 1, x.numel(), 1, Shape{});
   Tensor out = Tensor::empty(Shape{}, x.dtype());
   dispatch(x.dtype(), "sum", [&]<class T>() {
     const T* p = x.data<T>();
@@ -87,6 +105,8 @@ Shape reduced_shape(const Shape& s, int axis, bool keepdims) {
 Tensor sum_axis(const Tensor& x, int axis, bool keepdims) {
   int64_t outer, n, inner;
   split_axis(x.shape(), axis, outer, n, inner);
+  if (x.dtype() == i64)
+    return sum_i64(x, outer, n, inner, reduced_shape(x.shape(), axis, keepdims));
   Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, keepdims), x.dtype());
   dispatch(x.dtype(), "sum", [&]<class T>() {
     const T* p = x.data<T>();

@@ -89,9 +89,10 @@ Tensor zip(const Tensor& a, const Tensor& b, const char* op, F f) {
 
 /// dst += src (same shape and dtype), in place.
 void add_(Tensor& dst, const Tensor& src);
-/// Sum of all elements as a rank-0 tensor (accumulated in double).
+/// Sum of all elements as a rank-0 tensor (floating: accumulated in double; i64: wraps on
+/// overflow, as PyTorch).
 Tensor sum_all(const Tensor& x);
-/// Sum over one axis.
+/// Sum over one axis (f32, f64 or i64, as sum_all).
 Tensor sum_axis(const Tensor& x, int axis, bool keepdims);
 /// Sum down to `shape` (inverse of broadcasting); throws ShapeError naming `op`.
 Tensor sum_to(const Tensor& x, const Shape& shape, const char* op);

@@ -63,9 +63,13 @@ Var sum(const Var& x, const std::vector<int64_t>& axes, bool keepdims) {
       [axes, keepdims](const JvpCtx& c) { return sum(c.tangent(0), axes, keepdims); });
 }
 
-Var mean(const Var& x) { return mul_scalar(sum(x), 1.0 / static_cast<double>(x.numel())); }
+Var mean(const Var& x) {
+  kern::check_floating(x.value(), "mean");  // as PyTorch: no mean of integers
+  return mul_scalar(sum(x), 1.0 / static_cast<double>(x.numel()));
+}
 
 Var mean(const Var& x, const std::vector<int64_t>& axes, bool keepdims) {
+  kern::check_floating(x.value(), "mean");
   int64_t count = 1;
   for (int a : normalize_axes(axes, x.dim(), "mean")) count *= x.shape()[a];
   return mul_scalar(sum(x, axes, keepdims), 1.0 / static_cast<double>(count));

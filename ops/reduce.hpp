@@ -9,10 +9,12 @@
 
 namespace tg {
 
-/// Sum of all elements (a rank-0 result).
+/// Sum of all elements (a rank-0 result). An i64 tensor sums to i64, wrapping on overflow
+/// (as PyTorch) and recording nothing; bool is a DtypeError (PyTorch gives i64).
 Var sum(const Var& x);
 /// Sum over `axes` (negative counts from the end).
 Var sum(const Var& x, const std::vector<int64_t>& axes, bool keepdims = false);
+/// Mean (f32 or f64 only, as PyTorch).
 Var mean(const Var& x);
 Var mean(const Var& x, const std::vector<int64_t>& axes, bool keepdims = false);
 /// Largest / smallest element (any dtype; NaN wins). The gradient is shared evenly by the

@@ -164,6 +164,31 @@ TEST_CASE("prod and cumsum: zeros, integers, double backward", "[ops][reduce]") 
   CHECK_THROWS_AS(tg::prod(y, -3), tg::IndexError);
 }
 
+TEST_CASE("sum of i64 keeps i64 and wraps on overflow, as PyTorch; mean refuses it",
+          "[ops][reduce][dtype]") {
+  const Var x = i64({3, -2, 5, 1, 7, 0}, {2, 3});
+  const Var s = tg::sum(x);
+  CHECK(s.dtype() == tg::i64);
+  CHECK_FALSE(s.requires_grad());
+  CHECK(s.item() == 14);
+  CHECK(vals(tg::sum(x, {1})) == std::vector<double>{6, 8});
+  CHECK(vals(tg::sum(x, {0}, true)) == std::vector<double>{4, 5, 5});
+  CHECK(tg::sum(x, {0, 1}).item() == 14);
+  // Exact beyond 2^53, and wrapping past INT64_MAX.
+  const Var big = tg::constant(Tensor(std::vector<int64_t>{INT64_MAX, 1, INT64_MAX, 2}, {2, 2}));
+  CHECK(tg::sum(big).value().data<int64_t>()[0] == 1);  // 2 * (2^63 - 1) + 3 wraps to 1
+  const Var cols = tg::sum(big, {0});
+  CHECK(cols.value().data<int64_t>()[0] == -2);
+  CHECK(cols.value().data<int64_t>()[1] == 3);
+  const Var rows = tg::sum(big, {1});
+  CHECK(rows.value().data<int64_t>()[0] == INT64_MIN);
+  CHECK(tg::sum(i64({}, {0})).item() == 0);
+  CHECK_THROWS_WITH(tg::mean(x), Catch::StartsWith("mean: ") && Catch::Contains("i64"));
+  CHECK_THROWS_WITH(tg::mean(x, {0}), Catch::StartsWith("mean: ") && Catch::Contains("i64"));
+  CHECK_THROWS_WITH(tg::sum(tg::constant(tg::zeros({2}, tg::boolean))),
+                    Catch::StartsWith("sum: ") && Catch::Contains("bool"));
+}
+
 TEST_CASE("sort, topk, logsumexp, var, std, norm, prod, cumsum match PyTorch",
           "[ops][reduce][oracle]") {
   TGTEST_REQUIRE_TORCH();
