@@ -261,15 +261,19 @@ void check_no_partial_overlap(const Tensor& dst, const Tensor& src, const char* 
 }  // namespace
 
 Tensor& Tensor::copy_(const Tensor& src) {
-  if (src.shape() != shape_)
-    throw ShapeError("copy_: source shape " + src.shape().str() + " differs from " + shape_.str());
-  if (src.raw_data() == data_ && src.dtype() == dtype_) return *this;  // the same elements
+  if (src.shape() != shape_ && broadcast_shapes(shape_, src.shape(), "copy_") != shape_)
+    throw ShapeError("copy_: source shape " + src.shape().str() +
+                     " does not broadcast to the tensor's shape " + shape_.str());
+  if (src.raw_data() == data_ && src.dtype() == dtype_ && src.shape() == shape_)
+    return *this;  // the same elements
   check_no_partial_overlap(*this, src, "copy_");
+  // As PyTorch, the source broadcasts to this shape (a copy when it must be spread).
+  const Tensor full = src.shape() == shape_ ? src : kern::expand(src, shape_, "copy_");
   bump_version();
   dispatch_all(dtype_, [&]<class T>() {
     T* d = data<T>();
-    dispatch_all(src.dtype(), [&]<class S>() {
-      const S* s = src.data<S>();
+    dispatch_all(full.dtype(), [&]<class S>() {
+      const S* s = full.data<S>();
       for (int64_t i = 0; i < numel_; ++i) d[i] = detail::convert<T>(s[i]);
     });
   });

@@ -133,7 +133,8 @@ class Tensor {
 
   /// In place: every element set to `value` (converted as `to` does).
   Tensor& fill_(double value);
-  /// In place: elements copied from `src` (same shape; dtype converted).
+  /// In place: elements copied from `src` (broadcast to this shape; dtype converted; a
+  /// source partly overlapping this tensor's memory is an Error, as PyTorch).
   Tensor& copy_(const Tensor& src);
   /// In place: every element set to 0.
   Tensor& zero_() { return fill_(0.0); }

@@ -351,3 +351,14 @@ TEST_CASE("an i64 arange truncates its bounds and step first, as PyTorch", "[ten
   CHECK(tg::arange(2, 2, 1, tg::i64).numel() == 0);
   CHECK_THROWS_WITH(tg::arange(0, 3, 0.7, tg::i64), Catch::Contains("arange: an i64 range"));
 }
+
+TEST_CASE("copy_ broadcasts its source to the tensor's shape, as PyTorch", "[tensor][inplace]") {
+  Tensor t = tg::zeros({2, 3}, tg::f64);
+  t.copy_(tg::tensor({1, 2, 3}, {3}, tg::i64));  // broadcast and converted
+  CHECK(t.to_vector() == std::vector<double>{1, 2, 3, 1, 2, 3});
+  t.copy_(tg::tensor({7, 8}, {2, 1}, tg::f32));
+  CHECK(t.to_vector() == std::vector<double>{7, 7, 7, 8, 8, 8});
+  CHECK_THROWS_WITH(tg::zeros({2}).copy_(tg::zeros({2, 2})),
+                    Catch::Contains("copy_") && Catch::Contains("[2, 2]"));
+  CHECK_THROWS_AS(tg::zeros({2}).copy_(tg::zeros({3})), tg::ShapeError);
+}
