@@ -320,3 +320,55 @@ run("where_size1", torch.where(torch.tensor([True, False]), one, b[:2]), one, b)
     run("where_size1", tg::where(mask({1, 0}, {2}), one, tg::slice(b, 0, 0, 2)), {one, b});
   }
 }
+
+TEST_CASE("i64 sums, index_add, scatter_add, where, arange and copy_ match PyTorch",
+          "[ops][index][dtype][oracle]") {
+  TGTEST_REQUIRE_TORCH();
+  // Integer values (pattern * 100 truncated, as both sides convert), shapes with broadcasting
+  // and size-0 / size-1 dims; every result is exact, so compared for equality.
+  const std::string script = std::string(tgtest::kPythonPrelude) + R"PY(
+L = lambda shape, k: pattern(shape, k, 100.0).long()
+a = L((3, 4), 0.0); s = L((3, 3), 3.0); e = L((0, 4), 5.0); one = L((1, 1), 6.0)
+emit("sum", a.sum().reshape(1)); emit("sum1", a.sum(1)); emit("sum0k", a.sum(0, keepdim=True))
+emit("sum_empty", e.sum().reshape(1)); emit("sum_empty0", e.sum(0)); emit("sum_one", one.sum((0, 1)))
+emit("cumsum", a.cumsum(1))
+idx = torch.tensor([[3, 0, 3], [1, 1, 2], [0, 0, 0]])
+emit("scatter_add", torch.scatter_add(a, 1, idx, s)); emit("gather", torch.gather(a, 1, idx))
+emit("index_add", a.index_add(1, torch.tensor([3, 0, 3]), s, alpha=-2))
+emit("index_add_empty", a.index_add(0, torch.tensor([], dtype=torch.long), e))
+m = a > 0
+emit("where", torch.where(m, a, 7)); emit("where_b", torch.where(m[:1], -3, one))
+emit("arange", torch.arange(-3.5, 6.9, 2.5, dtype=torch.long))
+emit("arange_neg", torch.arange(4.9, -3.2, -1.5, dtype=torch.long))
+t = torch.zeros(3, 4, dtype=torch.float64); t.copy_(a[:1]); emit("copy", t)
+)PY";
+  const auto torch = tgtest::run_python(script);
+  auto L = [](const Shape& s, double k) { return tg::constant(pattern(s, k, 100.0).to(tg::i64)); };
+  auto cmp = [&](const std::string& name, const Var& y) {
+    INFO(name);
+    REQUIRE(torch.count(name) == 1);
+    CHECK(y.dtype() == (name == "copy" ? tg::f64 : tg::i64));
+    CHECK(vals(y) == torch.at(name));
+  };
+  const Var a = L({3, 4}, 0.0), s = L({3, 3}, 3.0), e = L({0, 4}, 5.0), one = L({1, 1}, 6.0);
+  cmp("sum", tg::sum(a));
+  cmp("sum1", tg::sum(a, {1}));
+  cmp("sum0k", tg::sum(a, {0}, true));
+  cmp("sum_empty", tg::sum(e));
+  cmp("sum_empty0", tg::sum(e, {0}));
+  cmp("sum_one", tg::sum(one, {0, 1}));
+  cmp("cumsum", tg::cumsum(a, 1));
+  const Var idx = i64({3, 0, 3, 1, 1, 2, 0, 0, 0}, {3, 3});
+  cmp("scatter_add", tg::scatter_add(a, 1, idx, s));
+  cmp("gather", tg::gather(a, 1, idx));
+  cmp("index_add", tg::index_add(a, 1, i64({3, 0, 3}, {3}), s, -2.0));
+  cmp("index_add_empty", tg::index_add(a, 0, i64({}, {0}), e));
+  const Var m = tg::gt(a, 0.0);
+  cmp("where", tg::where(m, a, 7.0));
+  cmp("where_b", tg::where(tg::slice(m, 0, 0, 1), -3.0, one));
+  cmp("arange", tg::constant(tg::arange(-3.5, 6.9, 2.5, tg::i64)));
+  cmp("arange_neg", tg::constant(tg::arange(4.9, -3.2, -1.5, tg::i64)));
+  Tensor t = tg::zeros({3, 4}, tg::f64);
+  t.copy_(a.value().view_range(0, Shape{1, 4}));
+  cmp("copy", tg::constant(t));
+}
