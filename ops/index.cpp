@@ -215,6 +215,44 @@ Var masked_fill(const Var& x, const Var& mask, double value) {
   return where(mask, scalar_like(value, x), x);
 }
 
+namespace {
+// The row-major offsets of t's non-zero elements.
+std::vector<int64_t> nonzero_offsets(const Tensor& t) {
+  std::vector<int64_t> out;
+  dispatch_all(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (p[i] != T(0)) out.push_back(i);
+  });
+  return out;
+}
+}  // namespace
+
+Var masked_select(const Var& x, const Var& mask) {
+  // y = the flattened broadcast x at the mask's true offsets: its gradient is index_select's
+  check_mask_dtype(mask.value(), "masked_select");
+  const Shape shape = broadcast_shapes(x.shape(), mask.shape(), "masked_select");
+  const Tensor m = kern::expand(mask.value(), shape, "masked_select");
+  const Var xe = x.shape() == shape ? x : expand(x, shape);
+  return index_select(reshape(xe, {-1}), 0, nonzero_offsets(m));
+}
+
+Var nonzero(const Var& x) {
+  const std::vector<int64_t> offsets = nonzero_offsets(x.value());
+  const Shape& s = x.shape();
+  const int r = s.rank();
+  Tensor out = Tensor::empty(Shape{static_cast<int64_t>(offsets.size()), r}, i64);
+  int64_t* po = out.data<int64_t>();
+  for (int64_t off : offsets) {
+    for (int d = r - 1; d >= 0; --d) {  // the coordinates of `off`, last dim fastest
+      po[d] = off % s[d];
+      off /= s[d];
+    }
+    po += r;
+  }
+  return constant(std::move(out));
+}
+
 Var gather(const Var& x, int64_t dim, const Var& index) {
   // dx = scatter_add(zeros like x, dim, index, dy)
   check_index_dtype(index.value(), "gather");

@@ -22,6 +22,15 @@ Var where(const Var& cond, double a, const Var& b);
 /// x with `value` where mask is true; mask broadcasts to x's shape.
 Var masked_fill(const Var& x, const Var& mask, double value);
 
+/// x's elements where mask is true, as a rank-1 tensor in row-major order
+/// (torch.masked_select); x and mask broadcast together (NumPy rules). The gradient goes
+/// back to the selected places (an index_select of the flattened, broadcast x).
+Var masked_select(const Var& x, const Var& mask);
+/// The coordinates of x's non-zero elements (true for bool; a NaN is non-zero), an i64
+/// tensor [count, rank] in row-major order (torch.nonzero): [1, 0] or [0, 0] for a rank-0
+/// x. Any dtype; records nothing.
+Var nonzero(const Var& x);
+
 /// out[i][j] = x[index[i][j]][j] (dim 0; likewise for any dim): index has x's rank, and
 /// extents no larger than x's outside `dim`; the result has index's shape.
 Var gather(const Var& x, int64_t dim, const Var& index);

@@ -728,6 +728,9 @@ TEST_CASE("gradcheck: selection and indexing", "[gradcheck]") {
          return tg::index_select(v[0], 0, i64s({2, 0, 2}, {3})) * 2.0;
        },
        {a34}},
+      {"index_select as masked_select, the mask and x broadcast",
+       [](auto& v) { return tg::masked_select(v[0], m34) * tg::masked_select(v[1], m34); },
+       {c31, b4}},
       {"index_add (index_select_backward and add)",
        [](auto& v) {
          return tg::index_add(v[0], 1, i64s({3, 0, 3}, {3}), v[1], 0.5) * v[0];

@@ -265,6 +265,9 @@ e = P((0, 4), 5.0)
 run("gather_empty", torch.gather(e, 1, torch.zeros((0, 2), dtype=torch.long)), e)
 one = P((1, 1), 6.0)
 run("where_size1", torch.where(torch.tensor([True, False]), one, b[:2]), one, b)
+run("masked_select", torch.masked_select(c, a.detach() > 0.2), c)
+run("masked_select_empty", torch.masked_select(e, e.detach() > 0), e)
+emit("nonzero", torch.nonzero(a > 0.2)); emit("nonzero_0d", torch.nonzero(one[0, 0] > 2))
 )PY";
     const auto torch = tgtest::run_python(script);
     auto P = [&](const Shape& s, double k) { return tg::param(pattern(s, k).to(tdt)); };
@@ -318,6 +321,10 @@ run("where_size1", torch.where(torch.tensor([True, False]), one, b[:2]), one, b)
     run("gather_empty", tg::gather(e, 1, tg::constant(tg::zeros({0, 2}, tg::i64))), {e});
     Var one = P({1, 1}, 6.0);
     run("where_size1", tg::where(mask({1, 0}, {2}), one, tg::slice(b, 0, 0, 2)), {one, b});
+    run("masked_select", tg::masked_select(c, tg::gt(a, 0.2)), {c});
+    run("masked_select_empty", tg::masked_select(e, tg::gt(e, 0.0)), {e});
+    cmp("nonzero", tg::nonzero(tg::gt(a, 0.2)));
+    cmp("nonzero_0d", tg::nonzero(tg::gt(tg::reshape(one, {}), 2.0)));
   }
 }
 
@@ -371,4 +378,31 @@ t = torch.zeros(3, 4, dtype=torch.float64); t.copy_(a[:1]); emit("copy", t)
   Tensor t = tg::zeros({3, 4}, tg::f64);
   t.copy_(a.value().view_range(0, Shape{1, 4}));
   cmp("copy", tg::constant(t));
+}
+
+TEST_CASE("nonzero and masked_select, rank 0 and empty included", "[ops][index]") {
+  const Var x = f64({0, 2, kNaN, 0, -1, 0}, {2, 3});
+  CHECK(tg::nonzero(x).shape() == Shape{3, 2});
+  CHECK(vals(tg::nonzero(x)) == std::vector<double>{0, 1, 0, 2, 1, 1});  // NaN is non-zero
+  CHECK(tg::nonzero(x).dtype() == tg::i64);
+  CHECK(tg::nonzero(f64({5}, {})).shape() == Shape{1, 0});
+  CHECK(tg::nonzero(f64({0}, {})).shape() == Shape{0, 0});
+  CHECK(tg::nonzero(f64({}, {2, 0})).shape() == Shape{0, 2});
+  CHECK(vals(tg::nonzero(mask({0, 1, 1}, {3}))) == std::vector<double>{1, 2});
+  const Var a = tg::param(tg::tensor({1, 2, 3, 4, 5, 6}, {2, 3}, tg::f64));
+  const Var y = tg::masked_select(a, mask({1, 0, 1}, {3}));  // the mask broadcasts
+  CHECK(vals(y) == std::vector<double>{1, 3, 4, 6});
+  tg::sum(y * f64({1, 2, 3, 4}, {4})).backward();
+  CHECK(vals(a.grad()) == std::vector<double>{1, 0, 2, 3, 0, 4});
+  // x broadcasts too; its gradient sums back over the broadcast.
+  const Var b = tg::param(tg::tensor({10, 20}, {2, 1}, tg::f64));
+  const Var z = tg::masked_select(b, mask({1, 1, 0, 0, 1, 1}, {2, 3}));
+  CHECK(vals(z) == std::vector<double>{10, 10, 20, 20});
+  tg::sum(z).backward();
+  CHECK(vals(b.grad()) == std::vector<double>{2, 2});
+  CHECK(tg::masked_select(a, mask({0, 0, 0}, {3})).shape() == Shape{0});
+  CHECK(vals(tg::masked_select(f64({7}, {}), mask({1}, {}))) == std::vector<double>{7});
+  CHECK_THROWS_WITH(tg::masked_select(a, f64({1, 0, 1}, {3})),
+                    Catch::Contains("masked_select: mask must be a bool tensor, got f64"));
+  CHECK_THROWS_AS(tg::masked_select(a, mask({1, 0}, {2})), tg::ShapeError);
 }
