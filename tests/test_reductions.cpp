@@ -164,7 +164,7 @@ TEST_CASE("prod and cumsum: zeros, integers, double backward", "[ops][reduce]") 
   CHECK_THROWS_AS(tg::prod(y, -3), tg::IndexError);
 }
 
-TEST_CASE("sum of i64 keeps i64 and wraps on overflow, as PyTorch; mean refuses it",
+TEST_CASE("sum of i64 keeps i64 and wraps on overflow, as PyTorch, and mean refuses it",
           "[ops][reduce][dtype]") {
   const Var x = i64({3, -2, 5, 1, 7, 0}, {2, 3});
   const Var s = tg::sum(x);
