@@ -53,11 +53,11 @@ PoolGeom check_pool(const char* op, const Shape& s, Pair2 k, std::optional<Pair2
     throw Error(std::string(op) + ": stride must be positive, got " + pair_str(st.h, st.w));
   if (dil.h <= 0 || dil.w <= 0)
     throw Error(std::string(op) + ": dilation must be positive, got " + pair_str(dil.h, dil.w));
-  if (pad.h < 0 || pad.w < 0 || pad.h > ((k.h - 1) * dil.h + 1) / 2 ||
-      pad.w > ((k.w - 1) * dil.w + 1) / 2)
+  // NOTE: half of the kernel size, not of the dilated kernel: PyTorch's rule (a wider
+  // padding under dilation gives windows it refuses).
+  if (pad.h < 0 || pad.w < 0 || pad.h > k.h / 2 || pad.w > k.w / 2)
     throw Error(std::string(op) + ": padding " + pair_str(pad.h, pad.w) +
-                " must be non-negative and at most half of the effective kernel size " +
-                pair_str((k.h - 1) * dil.h + 1, (k.w - 1) * dil.w + 1));
+                " must be non-negative and at most half of the kernel size " + pair_str(k.h, k.w));
   const int64_t H = s[2], W = s[3];
   const int64_t oh = pooled_extent(H, k.h, pad.h, st.h, dil.h, ceil_mode);
   const int64_t ow = pooled_extent(W, k.w, pad.w, st.w, dil.w, ceil_mode);

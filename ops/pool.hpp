@@ -13,9 +13,9 @@ namespace tg {
 // otherwise). Output extents follow PyTorch: floor((in + 2 pad - dil (k - 1) - 1) / stride)
 // + 1, rounded up with ceil_mode (the last window must start inside the input or its left
 // padding). Bad arguments (kernel, stride or dilation <= 0, padding above half the
-// (effective) kernel, an output extent below 1, a wrong rank) throw ShapeError / Error
-// naming the op and the values. Every backward is itself a recorded op with its own
-// backward, so second derivatives work.
+// kernel (of kernel_size, whatever the dilation, as PyTorch), an output extent below 1, a wrong
+// rank) throw ShapeError / Error naming the op and the values. Every backward is itself a recorded
+// op with its own backward, so second derivatives work.
 
 /// A pair of extents (height, width); an integer means the same for both.
 struct Pair2 {
