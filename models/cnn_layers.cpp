@@ -194,15 +194,17 @@ std::string MaxPool2d::extra_repr() const {
 }
 
 AvgPool2d::AvgPool2d(Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding, bool ceil_mode,
-                     bool count_include_pad)
+                     bool count_include_pad, std::optional<int64_t> divisor_override)
     : kernel_(kernel_size),
       stride_(stride.value_or(kernel_size)),
       padding_(padding),
       ceil_mode_(ceil_mode),
-      count_include_pad_(count_include_pad) {}
+      count_include_pad_(count_include_pad),
+      divisor_override_(divisor_override) {}
 
 Var AvgPool2d::forward(const Var& x) {
-  return avg_pool2d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_);
+  return avg_pool2d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_,
+                    divisor_override_);
 }
 
 // NOTE: PyTorch's AvgPool2d repr shows only kernel_size, stride and padding.

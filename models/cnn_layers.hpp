@@ -101,11 +101,13 @@ class MaxPool2d : public Layer {
   bool ceil_mode_;
 };
 
-/// torch.nn.AvgPool2d: avg_pool2d (ops/pool.hpp); `stride` defaults to `kernel_size`.
+/// torch.nn.AvgPool2d: avg_pool2d (ops/pool.hpp); `stride` defaults to `kernel_size`;
+/// `divisor_override` (non-zero) divides every window's sum in place of its size.
 class AvgPool2d : public Layer {
  public:
   AvgPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
-            bool ceil_mode = false, bool count_include_pad = true);
+            bool ceil_mode = false, bool count_include_pad = true,
+            std::optional<int64_t> divisor_override = {});
   Var forward(const Var& x) override;
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;
@@ -113,6 +115,7 @@ class AvgPool2d : public Layer {
  private:
   Pair2 kernel_, stride_, padding_;
   bool ceil_mode_, count_include_pad_;
+  std::optional<int64_t> divisor_override_;
 };
 
 /// torch.nn.AdaptiveAvgPool2d: adaptive_avg_pool2d to `output_size` (H, W).

@@ -35,8 +35,11 @@ Var max_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride = {}
                Pair2 dilation = 1, bool ceil_mode = false);
 /// The mean of each window; with count_include_pad the divisor counts the zero padding
 /// inside the window (not the part a ceil_mode window spills past it), as PyTorch.
+/// divisor_override, when given, divides every window's sum instead (non-zero: an Error
+/// naming the op otherwise, as PyTorch).
 Var avg_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
-               bool ceil_mode = false, bool count_include_pad = true);
+               bool ceil_mode = false, bool count_include_pad = true,
+               std::optional<int64_t> divisor_override = {});
 /// Mean over windows [floor(i H / OH), ceil((i + 1) H / OH)) (likewise W), as PyTorch.
 Var adaptive_avg_pool2d(const Var& x, Pair2 output_size);
 /// The 1-d forms over [N, C, L] / [C, L] (the 2-d ops over a height of 1).

@@ -51,6 +51,13 @@ TEST_CASE("pooling modules: shapes, no parameters, str() as PyTorch's repr", "[l
   tg::AvgPool2d ap(3, 2, 1);
   CHECK(ap(x).shape() == tg::Shape{2, 3, 4, 3});
   CHECK(ap.str() == "AvgPool2d(kernel_size=3, stride=2, padding=1)");
+  // divisor_override divides every window's sum: 4 / 3 of the 2x2 means.
+  tg::AvgPool2d ap_div(2, {}, 0, false, true, 3);
+  const auto div = values_of(ap_div(x).value()), plain = values_of(tg::avg_pool2d(x, 2).value());
+  REQUIRE(div.size() == plain.size());
+  for (size_t i = 0; i < div.size(); ++i) CHECK(div[i] == Approx(plain[i] * 4.0 / 3.0));
+  CHECK_THROWS_WITH(tg::AvgPool2d(2, {}, 0, false, true, 0)(x),
+                    Catch::StartsWith("avg_pool2d: divisor_override"));
   tg::AdaptiveAvgPool2d aap({1, 2});
   CHECK(aap(x).shape() == tg::Shape{2, 3, 1, 2});
   CHECK(tg::AdaptiveAvgPool2d(1)(x).shape() == tg::Shape{2, 3, 1, 1});

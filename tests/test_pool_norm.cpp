@@ -66,6 +66,8 @@ run("ap_3_ceil_nopad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, c
 run("ap_3_ceil_pad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True), a)
 run("ap_rect", F.avg_pool2d(a, (2, 3), stride=(3, 1), padding=(1, 0)), a)
 run("ap_empty", F.avg_pool2d(e, 2), e)
+run("ap_div", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, divisor_override=5), a)
+run("ap_div_neg", F.avg_pool2d(u, (2, 3), stride=1, divisor_override=-2), u)
 run("aap_34", F.adaptive_avg_pool2d(a, (3, 4)), a)
 run("aap_11", F.adaptive_avg_pool2d(a, 1), a)
 run("aap_big", F.adaptive_avg_pool2d(u, (7, 8)), u)
@@ -174,6 +176,8 @@ emit("bn_rm", rm); emit("bn_rv", rv); emit("in_rm", rm2); emit("in_rv", rv2)
     run("ap_3_ceil_pad", tg::avg_pool2d(a, 3, Pair2(2), 1, true, true), {a});
     run("ap_rect", tg::avg_pool2d(a, Pair2(2, 3), Pair2(3, 1), Pair2(1, 0)), {a});
     run("ap_empty", tg::avg_pool2d(e, 2), {e});
+    run("ap_div", tg::avg_pool2d(a, 3, Pair2(2), 1, true, true, 5), {a});
+    run("ap_div_neg", tg::avg_pool2d(u, Pair2(2, 3), Pair2(1), 0, false, true, -2), {u});
     run("aap_34", tg::adaptive_avg_pool2d(a, Pair2(3, 4)), {a});
     run("aap_11", tg::adaptive_avg_pool2d(a, 1), {a});
     run("aap_big", tg::adaptive_avg_pool2d(u, Pair2(7, 8)), {u});
@@ -242,6 +246,8 @@ TEST_CASE("pooling and normalization reject bad arguments with typed errors", "[
   CHECK_THROWS_AS(tg::max_pool2d(x, 2, {}, 0, 0), tg::Error);
   CHECK_THROWS_AS(tg::avg_pool2d(x, 3, {}, 2), tg::Error);
   CHECK_THROWS_AS(tg::avg_pool2d(x, 0), tg::Error);
+  throws([&] { tg::avg_pool2d(x, 2, {}, 0, false, true, 0); },
+         "avg_pool2d: divisor_override must be non-zero, got 0");
   CHECK_THROWS_AS(tg::max_pool2d(tg::constant(pattern({2, 3, 4, 4}, 0.0).to(tg::i64)), 2),
                   tg::DtypeError);
   CHECK_THROWS_AS(tg::max_pool1d(x, 2), ShapeError);
