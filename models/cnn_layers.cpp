@@ -247,6 +247,10 @@ Var MaxPool2d::forward(const Var& x) {
   return max_pool2d(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
 }
 
+ValuesIndices MaxPool2d::forward_with_indices(const Var& x) {
+  return max_pool2d_with_indices(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
 std::string MaxPool2d::extra_repr() const {
   return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
          ", padding=" + pair_str(padding_) + ", dilation=" + pair_str(dilation_) +

@@ -102,11 +102,14 @@ class ConvTranspose2d : public ConvBase {
 
 /// torch.nn.MaxPool2d: max_pool2d (ops/pool.hpp) over [N, C, H, W] or [C, H, W]; `stride`
 /// defaults to `kernel_size`. str() prints a pair as one number when both extents agree.
+/// PyTorch's return_indices is forward_with_indices, as LibTorch's.
 class MaxPool2d : public Layer {
  public:
   MaxPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
             Pair2 dilation = 1, bool ceil_mode = false);
   Var forward(const Var& x) override;
+  /// The maxima and their positions (max_pool2d_with_indices).
+  ValuesIndices forward_with_indices(const Var& x);
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
 

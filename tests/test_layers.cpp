@@ -46,6 +46,12 @@ TEST_CASE("pooling modules: shapes, no parameters, str() as PyTorch's repr", "[l
   CHECK(mp.str() == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=false)");
   tg::MaxPool2d mp2({3, 2}, tg::Pair2(1, 2), {1, 0}, 1, true);
   CHECK(mp2(x).shape() == tg::Shape{2, 3, 7, 3});
+  // return_indices: the maxima and their flat positions, as max_pool2d_with_indices.
+  const auto [mv, mi] = mp2.forward_with_indices(x);
+  const auto want = tg::max_pool2d_with_indices(x, {3, 2}, tg::Pair2(1, 2), {1, 0}, 1, true);
+  CHECK(values_of(mv.value()) == values_of(want.values.value()));
+  CHECK(mi.dtype() == tg::i64);
+  CHECK(values_of(mi.value()) == values_of(want.indices.value()));
   CHECK(mp2.str() ==
         "MaxPool2d(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=1, "
         "ceil_mode=true)");
