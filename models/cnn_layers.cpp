@@ -277,6 +277,45 @@ std::string AvgPool2d::extra_repr() const {
          ", padding=" + pair_str(padding_);
 }
 
+MaxPool1d::MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride, int64_t padding,
+                     int64_t dilation, bool ceil_mode)
+    : kernel_(kernel_size),
+      stride_(stride.value_or(kernel_size)),
+      padding_(padding),
+      dilation_(dilation),
+      ceil_mode_(ceil_mode) {}
+
+Var MaxPool1d::forward(const Var& x) {
+  return max_pool1d(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
+ValuesIndices MaxPool1d::forward_with_indices(const Var& x) {
+  return max_pool1d_with_indices(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
+std::string MaxPool1d::extra_repr() const {
+  return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+         ", padding=" + std::to_string(padding_) + ", dilation=" + std::to_string(dilation_) +
+         ", ceil_mode=" + bool_str(ceil_mode_);
+}
+
+AvgPool1d::AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride, int64_t padding,
+                     bool ceil_mode, bool count_include_pad)
+    : kernel_(kernel_size),
+      stride_(stride.value_or(kernel_size)),
+      padding_(padding),
+      ceil_mode_(ceil_mode),
+      count_include_pad_(count_include_pad) {}
+
+Var AvgPool1d::forward(const Var& x) {
+  return avg_pool1d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_);
+}
+
+std::string AvgPool1d::extra_repr() const {
+  return "kernel_size=" + tuple_str({kernel_}) + ", stride=" + tuple_str({stride_}) +
+         ", padding=" + tuple_str({padding_});
+}
+
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(Pair2 output_size) : output_size_(output_size) {}
 
 Var AdaptiveAvgPool2d::forward(const Var& x) { return adaptive_avg_pool2d(x, output_size_); }

@@ -135,6 +135,37 @@ class AvgPool2d : public Layer {
   std::optional<int64_t> divisor_override_;
 };
 
+/// torch.nn.MaxPool1d: max_pool1d (ops/pool.hpp) over [N, C, L] or [C, L]; `stride`
+/// defaults to `kernel_size`; return_indices is forward_with_indices.
+class MaxPool1d : public Layer {
+ public:
+  explicit MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride = {}, int64_t padding = 0,
+                     int64_t dilation = 1, bool ceil_mode = false);
+  Var forward(const Var& x) override;
+  ValuesIndices forward_with_indices(const Var& x);
+  std::string type_name() const override { return "MaxPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t kernel_, stride_, padding_, dilation_;
+  bool ceil_mode_;
+};
+
+/// torch.nn.AvgPool1d: avg_pool1d (ops/pool.hpp); `stride` defaults to `kernel_size`. str()
+/// as PyTorch's repr, which shows the extents as 1-tuples: "AvgPool1d(kernel_size=(3,), ...".
+class AvgPool1d : public Layer {
+ public:
+  explicit AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride = {}, int64_t padding = 0,
+                     bool ceil_mode = false, bool count_include_pad = true);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "AvgPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t kernel_, stride_, padding_;
+  bool ceil_mode_, count_include_pad_;
+};
+
 /// torch.nn.AdaptiveAvgPool2d: adaptive_avg_pool2d to `output_size` (H, W).
 class AdaptiveAvgPool2d : public Layer {
  public:

@@ -71,6 +71,21 @@ TEST_CASE("pooling modules: shapes, no parameters, str() as PyTorch's repr", "[l
   CHECK(aap.str() == "AdaptiveAvgPool2d(output_size=(1, 2))");
   CHECK(tg::AdaptiveAvgPool2d(5).str() == "AdaptiveAvgPool2d(output_size=5)");
   CHECK_THROWS_AS(tg::MaxPool2d(0)(x), tg::Error);
+
+  // The 1-d modules over [N, C, L] and [C, L], as max_pool1d / avg_pool1d.
+  const tg::Var s = input(tg::Shape{2, 3, 9}, 0.4);
+  tg::MaxPool1d mp1(3, 2, 1, 2, true);
+  CHECK(values_of(mp1(s).value()) == values_of(tg::max_pool1d(s, 3, 2, 1, 2, true).value()));
+  CHECK(values_of(mp1.forward_with_indices(s).indices.value()) ==
+        values_of(tg::max_pool1d_with_indices(s, 3, 2, 1, 2, true).indices.value()));
+  CHECK(tg::MaxPool1d(2)(input(tg::Shape{3, 9}, 0.4)).shape() == tg::Shape{3, 4});
+  CHECK(tg::MaxPool1d(2).str() ==
+        "MaxPool1d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=false)");
+  tg::AvgPool1d ap1(4, 3, 2, true, false);
+  CHECK(values_of(ap1(s).value()) == values_of(tg::avg_pool1d(s, 4, 3, 2, true, false).value()));
+  CHECK(tg::AvgPool1d(3)(s).shape() == tg::Shape{2, 3, 3});
+  CHECK(ap1.str() == "AvgPool1d(kernel_size=(4,), stride=(3,), padding=(2,))");
+  CHECK(ap1.parameters().empty());
 }
 
 TEST_CASE("BatchNorm: parameters, buffers, str(), rank checks", "[layers]") {
