@@ -60,7 +60,7 @@ bool all_equal(const std::vector<int64_t>& v, int64_t x) {
 ConvBase::ConvBase(int64_t in, int64_t out, std::vector<int64_t> kernel,
                    std::vector<int64_t> stride, Padding2 padding, std::vector<int64_t> dilation,
                    std::vector<int64_t> output_padding, int64_t groups, bool bias, bool transposed,
-                   Dtype dtype, Rng& rng, const char* name)
+                   Dtype dtype, Rng& rng, const char* name, std::string padding_mode)
     : in_(in),
       out_(out),
       groups_(groups),
@@ -68,8 +68,16 @@ ConvBase::ConvBase(int64_t in, int64_t out, std::vector<int64_t> kernel,
       stride_(std::move(stride)),
       dilation_(std::move(dilation)),
       output_padding_(std::move(output_padding)),
-      padding_(padding) {
+      padding_(padding),
+      padding_mode_(std::move(padding_mode)),
+      name_(name) {
   const std::string n = name;
+  if (padding_mode_ != "zeros" && padding_mode_ != "reflect" && padding_mode_ != "replicate" &&
+      padding_mode_ != "circular")
+    throw Error(n +
+                ": padding_mode must be one of 'zeros', 'reflect', 'replicate' or 'circular', "
+                "got '" +
+                padding_mode_ + "'");
   if (in <= 0 || out <= 0)
     throw ShapeError(n + ": in_channels and out_channels must be positive, got " +
                      std::to_string(in) + " and " + std::to_string(out));
@@ -127,7 +135,58 @@ std::string ConvBase::extra_repr() const {
   if (!all_equal(output_padding_, 0)) os << ", output_padding=" << int_tuple_str(output_padding_);
   if (groups_ != 1) os << ", groups=" << groups_;
   if (!bias.defined()) os << ", bias=false";
+  if (padding_mode_ != "zeros") os << ", padding_mode=" << padding_mode_;
   return os.str();
+}
+
+namespace {
+
+// x padded circularly by (before, after) pairs for its last dims, from the last dim
+// backwards (F.pad's order): the last `before` entries wrap to the front, the first `after`
+// to the back. Made of narrow and concat, so differentiable to any order.
+Var circular_pad(const Var& x, const std::vector<int64_t>& pads, const char* name) {
+  Var y = x;
+  for (size_t i = 0; i < pads.size() / 2; ++i) {
+    const int64_t dim = y.dim() - 1 - static_cast<int64_t>(i);
+    const int64_t n = y.shape()[static_cast<int>(dim)], lo = pads[2 * i], hi = pads[2 * i + 1];
+    if (lo > n || hi > n)
+      throw ShapeError(std::string(name) + ": circular padding (" + std::to_string(lo) + ", " +
+                       std::to_string(hi) + ") wraps around more than once for extent " +
+                       std::to_string(n) + " of input " + x.shape().str());
+    std::vector<Var> parts;
+    if (lo > 0) parts.push_back(narrow(y, dim, n - lo, lo));
+    parts.push_back(y);
+    if (hi > 0) parts.push_back(narrow(y, dim, 0, hi));
+    if (parts.size() > 1) y = concat(parts, dim);
+  }
+  return y;
+}
+
+}  // namespace
+
+Var ConvBase::pad_input(const Var& x) const {
+  if (padding_mode_ == "zeros") return x;
+  const size_t dims = kernel_.size();
+  if (x.dim() < static_cast<int64_t>(dims) + 1)
+    throw ShapeError(std::string(name_) + ": expected an input of rank " +
+                     std::to_string(dims + 1) + " or " + std::to_string(dims + 2) + ", got " +
+                     x.shape().str());
+  // (before, after) per spatial dim, from the last backwards.
+  std::vector<int64_t> pads;
+  for (size_t i = dims; i-- > 0;) {
+    const int64_t explicit_pad = i == dims - 1 ? padding_.size.w : padding_.size.h;
+    if (padding_.mode == Padding2::Mode::same) {
+      const int64_t total = dilation_[i] * (kernel_[i] - 1);
+      pads.push_back(total / 2);
+      pads.push_back(total - total / 2);
+    } else {
+      const int64_t p = padding_.mode == Padding2::Mode::valid ? 0 : explicit_pad;
+      pads.push_back(p);
+      pads.push_back(p);
+    }
+  }
+  if (padding_mode_ == "circular") return circular_pad(x, pads, name_);
+  return pad(x, pads, padding_mode_);
 }
 
 namespace {
@@ -141,22 +200,23 @@ Padding2 conv1d_padding(Padding2 p) {
 
 Conv1d::Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
                int64_t stride, Padding2 padding, int64_t dilation, int64_t groups, bool bias,
-               Dtype dtype)
+               const std::string& padding_mode, Dtype dtype)
     : ConvBase(in_channels, out_channels, {kernel_size}, {stride}, conv1d_padding(padding),
-               {dilation}, {0}, groups, bias, false, dtype, rng, "Conv1d") {}
+               {dilation}, {0}, groups, bias, false, dtype, rng, "Conv1d", padding_mode) {}
 
 Var Conv1d::forward(const Var& x) {
-  return conv1d(x, weight, bias, stride_[0], padding_, dilation_[0], groups_);
+  return conv1d(pad_input(x), weight, bias, stride_[0], conv_padding(), dilation_[0], groups_);
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Rng& rng, Size2 stride,
-               Padding2 padding, Size2 dilation, int64_t groups, bool bias, Dtype dtype)
+               Padding2 padding, Size2 dilation, int64_t groups, bool bias,
+               const std::string& padding_mode, Dtype dtype)
     : ConvBase(in_channels, out_channels, {kernel_size.h, kernel_size.w}, {stride.h, stride.w},
-               padding, {dilation.h, dilation.w}, {0, 0}, groups, bias, false, dtype, rng,
-               "Conv2d") {}
+               padding, {dilation.h, dilation.w}, {0, 0}, groups, bias, false, dtype, rng, "Conv2d",
+               padding_mode) {}
 
 Var Conv2d::forward(const Var& x) {
-  return conv2d(x, weight, bias, Size2(stride_[0], stride_[1]), padding_,
+  return conv2d(pad_input(x), weight, bias, Size2(stride_[0], stride_[1]), conv_padding(),
                 Size2(dilation_[0], dilation_[1]), groups_);
 }
 
@@ -187,6 +247,10 @@ Var MaxPool2d::forward(const Var& x) {
   return max_pool2d(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
 }
 
+ValuesIndices MaxPool2d::forward_with_indices(const Var& x) {
+  return max_pool2d_with_indices(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
 std::string MaxPool2d::extra_repr() const {
   return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
          ", padding=" + pair_str(padding_) + ", dilation=" + pair_str(dilation_) +
@@ -194,21 +258,62 @@ std::string MaxPool2d::extra_repr() const {
 }
 
 AvgPool2d::AvgPool2d(Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding, bool ceil_mode,
-                     bool count_include_pad)
+                     bool count_include_pad, std::optional<int64_t> divisor_override)
     : kernel_(kernel_size),
       stride_(stride.value_or(kernel_size)),
       padding_(padding),
       ceil_mode_(ceil_mode),
-      count_include_pad_(count_include_pad) {}
+      count_include_pad_(count_include_pad),
+      divisor_override_(divisor_override) {}
 
 Var AvgPool2d::forward(const Var& x) {
-  return avg_pool2d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_);
+  return avg_pool2d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_,
+                    divisor_override_);
 }
 
 // NOTE: PyTorch's AvgPool2d repr shows only kernel_size, stride and padding.
 std::string AvgPool2d::extra_repr() const {
   return "kernel_size=" + pair_str(kernel_) + ", stride=" + pair_str(stride_) +
          ", padding=" + pair_str(padding_);
+}
+
+MaxPool1d::MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride, int64_t padding,
+                     int64_t dilation, bool ceil_mode)
+    : kernel_(kernel_size),
+      stride_(stride.value_or(kernel_size)),
+      padding_(padding),
+      dilation_(dilation),
+      ceil_mode_(ceil_mode) {}
+
+Var MaxPool1d::forward(const Var& x) {
+  return max_pool1d(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
+ValuesIndices MaxPool1d::forward_with_indices(const Var& x) {
+  return max_pool1d_with_indices(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+}
+
+std::string MaxPool1d::extra_repr() const {
+  return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+         ", padding=" + std::to_string(padding_) + ", dilation=" + std::to_string(dilation_) +
+         ", ceil_mode=" + bool_str(ceil_mode_);
+}
+
+AvgPool1d::AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride, int64_t padding,
+                     bool ceil_mode, bool count_include_pad)
+    : kernel_(kernel_size),
+      stride_(stride.value_or(kernel_size)),
+      padding_(padding),
+      ceil_mode_(ceil_mode),
+      count_include_pad_(count_include_pad) {}
+
+Var AvgPool1d::forward(const Var& x) {
+  return avg_pool1d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_);
+}
+
+std::string AvgPool1d::extra_repr() const {
+  return "kernel_size=" + tuple_str({kernel_}) + ", stride=" + tuple_str({stride_}) +
+         ", padding=" + tuple_str({padding_});
 }
 
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(Pair2 output_size) : output_size_(output_size) {}

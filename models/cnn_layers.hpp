@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "graph/rng.hpp"
@@ -24,8 +25,11 @@ namespace tg {
 /// with fan_in = weight.size(1) * prod(kernel) (for ConvTranspose2d that is
 /// out / groups * prod(kernel), as PyTorch), weight first, then bias, each in row-major
 /// order. in_channels and out_channels must be positive and divide by groups (an Error
-/// naming the layer otherwise). str() as PyTorch's repr: padding, dilation, output_padding,
-/// groups and bias shown only when not the default, bias as C++'s false.
+/// naming the layer otherwise). `padding_mode` (Conv1d, Conv2d) as PyTorch's: "zeros" (the
+/// default), or "reflect", "replicate", "circular": the input is padded so (pad, ops/
+/// shape_ops.hpp; circular wraps around, each pad at most the extent), then convolved
+/// without padding. str() as PyTorch's repr: padding, dilation, output_padding, groups, bias
+/// and padding_mode shown only when not the default, bias as C++'s false.
 class ConvBase : public Layer {
  public:
   /// Draws fresh values with the default initializer.
@@ -39,6 +43,11 @@ class ConvBase : public Layer {
   const std::vector<int64_t>& stride() const { return stride_; }
   const std::vector<int64_t>& dilation() const { return dilation_; }
   const Padding2& padding() const { return padding_; }
+  const std::string& padding_mode() const { return padding_mode_; }
+  /// x padded as padding_mode says when it is not "zeros" (each spatial dim gets the
+  /// padding's (before, after): "same" puts an odd total's extra after); x itself for
+  /// "zeros", whose padding the convolution applies.
+  Var pad_input(const Var& x) const;
 
   Var weight;
   Var bias;  // undefined without bias
@@ -46,11 +55,16 @@ class ConvBase : public Layer {
  protected:
   ConvBase(int64_t in, int64_t out, std::vector<int64_t> kernel, std::vector<int64_t> stride,
            Padding2 padding, std::vector<int64_t> dilation, std::vector<int64_t> output_padding,
-           int64_t groups, bool bias, bool transposed, Dtype dtype, Rng& rng, const char* name);
+           int64_t groups, bool bias, bool transposed, Dtype dtype, Rng& rng, const char* name,
+           std::string padding_mode = "zeros");
+  /// The padding the convolution itself applies: 0 when pad_input pads.
+  Padding2 conv_padding() const { return padding_mode_ == "zeros" ? padding_ : Padding2(0); }
 
   int64_t in_, out_, groups_;
   std::vector<int64_t> kernel_, stride_, dilation_, output_padding_;
   Padding2 padding_;
+  std::string padding_mode_;
+  const char* name_;
 };
 
 /// torch.nn.Conv1d: conv1d (ops/conv.hpp) over [N, C, L] or [C, L]. `padding` an int,
@@ -59,7 +73,7 @@ class Conv1d : public ConvBase {
  public:
   Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
          int64_t stride = 1, Padding2 padding = 0, int64_t dilation = 1, int64_t groups = 1,
-         bool bias = true, Dtype dtype = f32);
+         bool bias = true, const std::string& padding_mode = "zeros", Dtype dtype = f32);
   Var forward(const Var& x) override;
   std::string type_name() const override { return "Conv1d"; }
 };
@@ -70,7 +84,7 @@ class Conv2d : public ConvBase {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Rng& rng, Size2 stride = 1,
          Padding2 padding = 0, Size2 dilation = 1, int64_t groups = 1, bool bias = true,
-         Dtype dtype = f32);
+         const std::string& padding_mode = "zeros", Dtype dtype = f32);
   Var forward(const Var& x) override;
   std::string type_name() const override { return "Conv2d"; }
 };
@@ -88,11 +102,14 @@ class ConvTranspose2d : public ConvBase {
 
 /// torch.nn.MaxPool2d: max_pool2d (ops/pool.hpp) over [N, C, H, W] or [C, H, W]; `stride`
 /// defaults to `kernel_size`. str() prints a pair as one number when both extents agree.
+/// PyTorch's return_indices is forward_with_indices, as LibTorch's.
 class MaxPool2d : public Layer {
  public:
   MaxPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
             Pair2 dilation = 1, bool ceil_mode = false);
   Var forward(const Var& x) override;
+  /// The maxima and their positions (max_pool2d_with_indices).
+  ValuesIndices forward_with_indices(const Var& x);
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
 
@@ -101,17 +118,51 @@ class MaxPool2d : public Layer {
   bool ceil_mode_;
 };
 
-/// torch.nn.AvgPool2d: avg_pool2d (ops/pool.hpp); `stride` defaults to `kernel_size`.
+/// torch.nn.AvgPool2d: avg_pool2d (ops/pool.hpp); `stride` defaults to `kernel_size`;
+/// `divisor_override` (non-zero) divides every window's sum in place of its size.
 class AvgPool2d : public Layer {
  public:
   AvgPool2d(Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
-            bool ceil_mode = false, bool count_include_pad = true);
+            bool ceil_mode = false, bool count_include_pad = true,
+            std::optional<int64_t> divisor_override = {});
   Var forward(const Var& x) override;
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;
 
  private:
   Pair2 kernel_, stride_, padding_;
+  bool ceil_mode_, count_include_pad_;
+  std::optional<int64_t> divisor_override_;
+};
+
+/// torch.nn.MaxPool1d: max_pool1d (ops/pool.hpp) over [N, C, L] or [C, L]; `stride`
+/// defaults to `kernel_size`; return_indices is forward_with_indices.
+class MaxPool1d : public Layer {
+ public:
+  explicit MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride = {}, int64_t padding = 0,
+                     int64_t dilation = 1, bool ceil_mode = false);
+  Var forward(const Var& x) override;
+  ValuesIndices forward_with_indices(const Var& x);
+  std::string type_name() const override { return "MaxPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t kernel_, stride_, padding_, dilation_;
+  bool ceil_mode_;
+};
+
+/// torch.nn.AvgPool1d: avg_pool1d (ops/pool.hpp); `stride` defaults to `kernel_size`. str()
+/// as PyTorch's repr, which shows the extents as 1-tuples: "AvgPool1d(kernel_size=(3,), ...".
+class AvgPool1d : public Layer {
+ public:
+  explicit AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride = {}, int64_t padding = 0,
+                     bool ceil_mode = false, bool count_include_pad = true);
+  Var forward(const Var& x) override;
+  std::string type_name() const override { return "AvgPool1d"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t kernel_, stride_, padding_;
   bool ceil_mode_, count_include_pad_;
 };
 

@@ -635,10 +635,12 @@ Var conv_weight_rows(const ConvBase& c, const Var& x, const Var& g, int64_t n) {
   const auto &ks = c.kernel_size(), &st = c.stride(), &dl = c.dilation();
   const int64_t kh = one_d ? 1 : ks[0], kw = ks.back(), sh = one_d ? 1 : st[0], sw = st.back();
   const int64_t dh = one_d ? 1 : dl[0], dw = dl.back();
-  const auto [ph, pah] =
-      one_d ? std::pair<int64_t, int64_t>{0, 0} : pads(c.padding(), c.padding().size.h, kh, dh);
-  const auto [pw, paw] = pads(c.padding(), c.padding().size.w, kw, dw);
-  Var x4 = one_d ? unsqueeze(x, 2) : x;
+  // A padding_mode other than zeros pads the input itself (ConvBase::pad_input).
+  const bool padded = c.padding_mode() != "zeros";
+  const std::pair<int64_t, int64_t> none{0, 0};
+  const auto [ph, pah] = one_d || padded ? none : pads(c.padding(), c.padding().size.h, kh, dh);
+  const auto [pw, paw] = padded ? none : pads(c.padding(), c.padding().size.w, kw, dw);
+  Var x4 = one_d ? unsqueeze(c.pad_input(x), 2) : c.pad_input(x);
   Size2 padding(ph, pw);
   if (pah != ph || paw != pw) {  // unfold pads both sides alike
     x4 = pad(x4, {pw, paw, ph, pah});

@@ -219,6 +219,14 @@ RNNBase::RNNBase(RnnMode mode, const char* name, int64_t input_size, int64_t hid
     throw Error(n + ": num_layers must be positive, got " + std::to_string(opt_.num_layers));
   if (!(opt_.dropout >= 0.0 && opt_.dropout <= 1.0))
     throw Error(n + ": dropout must be in [0, 1], got " + std::to_string(opt_.dropout));
+  if (opt_.proj_size != 0 && mode != RnnMode::lstm)
+    throw Error(n + ": proj_size is only supported for LSTM, not RNN or GRU");
+  if (opt_.proj_size < 0)
+    throw Error(n + ": proj_size must be zero (no projection) or positive, got " +
+                std::to_string(opt_.proj_size));
+  if (opt_.proj_size >= hidden_size)
+    throw Error(n + ": proj_size must be smaller than hidden_size, got " +
+                std::to_string(opt_.proj_size) + " and " + std::to_string(hidden_size));
   if (opt_.dropout > 0.0 && opt_.num_layers == 1) {
     std::ostringstream os;
     os << n << ": dropout adds dropout after all but the last recurrent layer, so dropout="
@@ -227,17 +235,21 @@ RNNBase::RNNBase(RnnMode mode, const char* name, int64_t input_size, int64_t hid
   }
   const int64_t g = gate_count(mode) * hidden_size;
   const int64_t dirs = opt_.bidirectional ? 2 : 1;
+  const int64_t h_out = opt_.proj_size > 0 ? opt_.proj_size : hidden_size;
   for (int64_t k = 0; k < opt_.num_layers; ++k) {
-    const int64_t in = k == 0 ? input_size : dirs * hidden_size;
+    const int64_t in = k == 0 ? input_size : dirs * h_out;
     for (int64_t d = 0; d < dirs; ++d) {
       const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
       Weights w;
       w.w_ih = register_parameter("weight_ih" + sfx, Tensor::empty({g, in}, dtype));
-      w.w_hh = register_parameter("weight_hh" + sfx, Tensor::empty({g, hidden_size}, dtype));
+      w.w_hh = register_parameter("weight_hh" + sfx, Tensor::empty({g, h_out}, dtype));
       if (opt_.bias) {
         w.b_ih = register_parameter("bias_ih" + sfx, Tensor::empty({g}, dtype));
         w.b_hh = register_parameter("bias_hh" + sfx, Tensor::empty({g}, dtype));
       }
+      if (opt_.proj_size > 0)
+        w.w_hr = register_parameter("weight_hr" + sfx,
+                                    Tensor::empty({opt_.proj_size, hidden_size}, dtype));
       weights_.push_back(w);
     }
   }
@@ -251,6 +263,7 @@ void RNNBase::reset_parameters(Rng& rng) { reset_uniform(*this, hidden_size_, rn
 std::string RNNBase::extra_repr() const {
   std::ostringstream os;
   os << input_size_ << ", " << hidden_size_;
+  if (opt_.proj_size != 0) os << ", proj_size=" << opt_.proj_size;
   if (mode_ == RnnMode::rnn_relu) os << ", nonlinearity=relu";
   if (opt_.num_layers != 1) os << ", num_layers=" << opt_.num_layers;
   if (!opt_.bias) os << ", bias=false";
@@ -260,15 +273,18 @@ std::string RNNBase::extra_repr() const {
   return os.str();
 }
 
-void RNNBase::check_state(const Var& s, const char* what, int64_t batch, bool unbatched) const {
+void RNNBase::check_state(const Var& s, const char* what, int64_t batch, bool unbatched,
+                          int64_t features) const {
   if (!s.defined()) return;
   const int64_t layers = opt_.num_layers * (opt_.bidirectional ? 2 : 1);
-  const Shape want = unbatched ? Shape{layers, hidden_size_} : Shape{layers, batch, hidden_size_};
+  const Shape want = unbatched ? Shape{layers, features} : Shape{layers, batch, features};
+  const char* f = features == hidden_size_ ? "hidden_size" : "proj_size";
   if (s.shape() != want)
-    throw ShapeError(std::string(name_) + ": " + what + " must have shape " + want.str() +
-                     (unbatched ? " (num_layers * num_directions, hidden_size) for unbatched input"
-                                : " (num_layers * num_directions, batch, hidden_size)") +
-                     ", got " + s.shape().str());
+    throw ShapeError(
+        std::string(name_) + ": " + what + " must have shape " + want.str() +
+        (unbatched ? " (num_layers * num_directions, " + std::string(f) + ") for unbatched input"
+                   : " (num_layers * num_directions, batch, " + std::string(f) + ")") +
+        ", got " + s.shape().str());
   check_dtype(s, weights_[0].w_ih.dtype(), name_, what);
 }
 
@@ -286,10 +302,11 @@ std::tuple<Var, Var, Var> RNNBase::forward_with(const std::vector<Var>& weights,
     check_dtype(weights[i], own[i].second.dtype(), name_, own[i].first.c_str());
   }
   std::vector<Weights> ws;
-  const size_t per = opt_.bias ? 4 : 2;
+  const bool proj = opt_.proj_size > 0;
+  const size_t per = (opt_.bias ? 4 : 2) + (proj ? 1 : 0);
   for (size_t i = 0; i < weights.size(); i += per)
     ws.push_back({weights[i], weights[i + 1], opt_.bias ? weights[i + 2] : Var{},
-                  opt_.bias ? weights[i + 3] : Var{}});
+                  opt_.bias ? weights[i + 3] : Var{}, proj ? weights[i + per - 1] : Var{}});
   return run(ws, input, h0, c0);
 }
 
@@ -308,13 +325,14 @@ std::tuple<Var, Var, Var> RNNBase::run(const std::vector<Weights>& weights, cons
   // x: [T, B, features] throughout.
   Var x = unbatched ? unsqueeze(input, 1) : opt_.batch_first ? transpose(input, 0, 1) : input;
   const int64_t steps = x.shape()[0], batch = x.shape()[1], hidden = hidden_size_;
+  const int64_t h_out = opt_.proj_size > 0 ? opt_.proj_size : hidden;
   if (steps == 0)
     throw ShapeError(n + ": the sequence length must be positive, got input of shape " +
                      input.shape().str());
-  check_state(h0, "h_0", batch, unbatched);
+  check_state(h0, "h_0", batch, unbatched, h_out);
   if (c0.defined() && mode_ != RnnMode::lstm)
     throw Error(n + ": c_0 is given, but only an LSTM has a cell state");
-  check_state(c0, "c_0", batch, unbatched);
+  check_state(c0, "c_0", batch, unbatched, hidden);
   const Var h0b = h0.defined() && unbatched ? unsqueeze(h0, 1) : h0;
   const Var c0b = c0.defined() && unbatched ? unsqueeze(c0, 1) : c0;
   const int64_t dirs = opt_.bidirectional ? 2 : 1;
@@ -322,9 +340,9 @@ std::tuple<Var, Var, Var> RNNBase::run(const std::vector<Weights>& weights, cons
   // NOTE: a missing initial state stays undefined (zeros), which skips the first step's
   // h W_hh^T; with a single step h_0 is made zeros instead, so weight_hh still gets its (zero)
   // gradient, as in PyTorch.
-  auto initial = [&](const Var& s, int64_t index) -> Var {
-    if (s.defined()) return reshape(narrow(s, 0, index, 1), {batch, hidden});
-    return steps == 1 ? constant(zeros(Shape{batch, hidden}, dtype)) : Var{};
+  auto initial = [&](const Var& s, int64_t index, int64_t features) -> Var {
+    if (s.defined()) return reshape(narrow(s, 0, index, 1), {batch, features});
+    return steps == 1 ? constant(zeros(Shape{batch, features}, dtype)) : Var{};
   };
   std::vector<Var> h_n, c_n;
   for (int64_t k = 0; k < opt_.num_layers; ++k) {
@@ -334,13 +352,14 @@ std::tuple<Var, Var, Var> RNNBase::run(const std::vector<Weights>& weights, cons
       const Weights& w = weights[static_cast<size_t>(k * dirs + d)];
       // The input projection of every step at once: one gemm, [T * B, G * H].
       const Var xw = linear(reshape(x, {steps * batch, features}), w.w_ih, w.b_ih);
-      Var h = initial(h0b, k * dirs + d);
-      Var c = lstm ? initial(c0b, k * dirs + d) : Var{};
+      Var h = initial(h0b, k * dirs + d, h_out);
+      Var c = lstm ? initial(c0b, k * dirs + d, hidden) : Var{};
       StepRows rows(xw, steps, batch);
       std::vector<Var> ys(static_cast<size_t>(steps));
       for (int64_t s = 0; s < steps; ++s) {
         const int64_t t = d ? steps - 1 - s : s;
         std::tie(h, c) = step(mode_, rows.step(t), h, c, w.w_hh, w.b_hh);
+        if (w.w_hr.defined()) h = linear(h, w.w_hr);  // the projection h W_hr^T
         ys[static_cast<size_t>(t)] = h;
       }
       outs.push_back(stack(ys, 0));

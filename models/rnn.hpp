@@ -11,7 +11,7 @@
 // the same way (docs/sequence.md). str() as PyTorch's repr, with C++'s true/false as the
 // other modules print.
 //
-// Differences from PyTorch: no proj_size and no packed sequences; RNN's str() shows
+// Differences from PyTorch: no packed sequences; RNN's str() shows
 // nonlinearity=relu when it is not tanh (torch's repr of nn.RNN omits it); dropout between
 // layers draws from a generator the module owns (seeded from the constructor's Rng, see
 // `dropout_rng()`), not from a global one.
@@ -118,6 +118,10 @@ struct RecurrentOptions {
   /// Dropout on the outputs of every layer but the last, while training.
   double dropout = 0.0;
   bool bidirectional = false;
+  /// LSTM only (an Error for a GRU, as PyTorch): when positive (below hidden_size), every
+  /// h_t is projected to proj_size features by `weight_hr_l{k}` [proj_size, hidden], so the
+  /// output, h_0 / h_n and weight_hh's columns have proj_size features; c stays hidden.
+  int64_t proj_size = 0;
 };
 using LSTMOptions = RecurrentOptions;
 using GRUOptions = RecurrentOptions;
@@ -136,9 +140,12 @@ struct RNNOptions {
 /// parameters `weight_ih_l{k}` [G * hidden, k == 0 ? input : directions * hidden],
 /// `weight_hh_l{k}` [G * hidden, hidden], `bias_ih_l{k}`, `bias_hh_l{k}` [G * hidden], with
 /// the suffix `_reverse` for the backward direction, registered in PyTorch's order (layer,
-/// direction, then ih / hh weights, ih / hh biases). Input [T, B, input] ([B, T, input] with
-/// batch_first) or unbatched [T, input]; output [T, B, directions * hidden] (same layout as
-/// the input); final states [layers * directions, B, hidden] (unbatched: without B).
+/// direction, then ih / hh weights, ih / hh biases, then an LSTM's `weight_hr_l{k}` with
+/// proj_size). Input [T, B, input] ([B, T, input] with batch_first) or unbatched
+/// [T, input]; output [T, B, directions * H_out] (same layout as the input); final states
+/// [layers * directions, B, H_out] (unbatched: without B), c_n with hidden; H_out is
+/// proj_size when positive, else hidden (and it replaces hidden in weight_hh and in the
+/// input of layers past the first).
 class RNNBase : public Module {
  public:
   /// Draws fresh values: every parameter ~ U(-1/sqrt(hidden), 1/sqrt(hidden)) in
@@ -153,6 +160,7 @@ class RNNBase : public Module {
   bool batch_first() const { return opt_.batch_first; }
   double dropout() const { return opt_.dropout; }
   bool bidirectional() const { return opt_.bidirectional; }
+  int64_t proj_size() const { return opt_.proj_size; }
   RnnMode mode() const { return mode_; }
   /// The generator of the dropout between layers (seeded from the constructor's Rng when
   /// dropout > 0): save and restore its state to resume a run bit for bit.
@@ -177,11 +185,12 @@ class RNNBase : public Module {
 
  private:
   struct Weights {
-    Var w_ih, w_hh, b_ih, b_hh;
+    Var w_ih, w_hh, b_ih, b_hh, w_hr;  // w_hr: with proj_size only
   };
   std::tuple<Var, Var, Var> run(const std::vector<Weights>& weights, const Var& input,
                                 const Var& h0, const Var& c0);
-  void check_state(const Var& s, const char* what, int64_t batch, bool unbatched) const;
+  void check_state(const Var& s, const char* what, int64_t batch, bool unbatched,
+                   int64_t features) const;
 
   RnnMode mode_;
   const char* name_;

@@ -384,17 +384,23 @@ Var batch_norm(const Var& x, const Var& running_mean, const Var& running_var, co
   const char* op = "batch_norm";
   const auto [C, rm, rv, w, b] = channel_args(op, 2, x, running_mean, running_var, weight, bias);
   if (training) {
-    const int64_t n = C > 0 ? x.numel() / C : 0;
-    if (n <= 1)
+    int64_t per_sample = 1;  // the elements of one channel of one sample
+    for (int d = 2; d < x.dim(); ++d) per_sample *= x.shape()[d];
+    const int64_t n = x.shape()[0] * per_sample;
+    // NOTE: as PyTorch, only exactly one value per channel is refused; an empty batch (or
+    // empty spatial dims) gives an empty result and leaves the running statistics alone.
+    if (n == 1)
       throw Error(std::string(op) + ": expected more than 1 value per channel when training, " +
                   "got input of shape " + x.shape().str());
     Stats st;
     const bool fused = weight.defined() && bias.defined();
-    Var y = normalize(x, x.shape()[0], C, n / x.shape()[0], eps, &st, fused ? weight : Var(),
+    Var y = normalize(x, x.shape()[0], C, per_sample, eps, &st, fused ? weight : Var(),
                       fused ? bias : Var());
-    for (double& v : st.var) v *= static_cast<double>(n) / static_cast<double>(n - 1);
-    update_running(running_mean, stats_var(st.mean, x.dtype()), momentum);
-    update_running(running_var, stats_var(st.var, x.dtype()), momentum);
+    if (n > 1) {
+      for (double& v : st.var) v *= static_cast<double>(n) / static_cast<double>(n - 1);
+      update_running(running_mean, stats_var(st.mean, x.dtype()), momentum);
+      update_running(running_var, stats_var(st.var, x.dtype()), momentum);
+    }
     return fused ? y : affine(y, w, b);
   }
   if (!rm.defined() || !rv.defined())

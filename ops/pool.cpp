@@ -53,11 +53,11 @@ PoolGeom check_pool(const char* op, const Shape& s, Pair2 k, std::optional<Pair2
     throw Error(std::string(op) + ": stride must be positive, got " + pair_str(st.h, st.w));
   if (dil.h <= 0 || dil.w <= 0)
     throw Error(std::string(op) + ": dilation must be positive, got " + pair_str(dil.h, dil.w));
-  if (pad.h < 0 || pad.w < 0 || pad.h > ((k.h - 1) * dil.h + 1) / 2 ||
-      pad.w > ((k.w - 1) * dil.w + 1) / 2)
+  // NOTE: half of the kernel size, not of the dilated kernel: PyTorch's rule (a wider
+  // padding under dilation gives windows it refuses).
+  if (pad.h < 0 || pad.w < 0 || pad.h > k.h / 2 || pad.w > k.w / 2)
     throw Error(std::string(op) + ": padding " + pair_str(pad.h, pad.w) +
-                " must be non-negative and at most half of the effective kernel size " +
-                pair_str((k.h - 1) * dil.h + 1, (k.w - 1) * dil.w + 1));
+                " must be non-negative and at most half of the kernel size " + pair_str(k.h, k.w));
   const int64_t H = s[2], W = s[3];
   const int64_t oh = pooled_extent(H, k.h, pad.h, st.h, dil.h, ceil_mode);
   const int64_t ow = pooled_extent(W, k.w, pad.w, st.w, dil.w, ceil_mode);
@@ -278,7 +278,7 @@ Tensor window_mean_kernel(const Tensor& x, const Windows& wn) {
           for (int64_t h = wn.h.start[i]; h < wn.h.end[i]; ++h)
             for (int64_t w = wn.w.start[j]; w < wn.w.end[j]; ++w) acc += xp[h * W + w];
           const double d = wn.h.div[i] * wn.w.div[j];
-          py[(p * OH + i) * OW + j] = d > 0 ? static_cast<T>(acc / static_cast<T>(d)) : T(0);
+          py[(p * OH + i) * OW + j] = d != 0 ? static_cast<T>(acc / static_cast<T>(d)) : T(0);
         }
     }
   });
@@ -298,7 +298,7 @@ Tensor window_mean_adjoint_kernel(const Tensor& dy, const Windows& wn) {
       for (int64_t i = 0; i < OH; ++i)
         for (int64_t j = 0; j < OW; ++j) {
           const double d = wn.h.div[i] * wn.w.div[j];
-          if (!(d > 0)) continue;
+          if (d == 0) continue;
           const T v = static_cast<T>(pg[(p * OH + i) * OW + j] / static_cast<T>(d));
           for (int64_t h = wn.h.start[i]; h < wn.h.end[i]; ++h)
             for (int64_t w = wn.w.start[j]; w < wn.w.end[j]; ++w) xp[h * W + w] += v;
@@ -346,14 +346,21 @@ Var max_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride, Pai
 }
 
 Var avg_pool2d(const Var& x0, Pair2 kernel_size, std::optional<Pair2> stride, Pair2 padding,
-               bool ceil_mode, bool count_include_pad) {
+               bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
   bool unbatched = false;
   const Var x = as_batched(x0, "avg_pool2d", unbatched);
   const PoolGeom g =
       check_pool("avg_pool2d", x.shape(), kernel_size, stride, padding, 1, ceil_mode);
+  if (divisor_override && *divisor_override == 0)
+    throw Error("avg_pool2d: divisor_override must be non-zero, got 0");
   auto wn = std::make_shared<Windows>();
   wn->h = avg_windows(x.shape()[2], g.oh, g.kh, g.sh, g.ph, count_include_pad);
   wn->w = avg_windows(x.shape()[3], g.ow, g.kw, g.sw, g.pw, count_include_pad);
+  if (divisor_override) {
+    // A window's divisor is h.div[i] * w.div[j]: the override on one axis, 1 on the other.
+    std::fill(wn->h.div.begin(), wn->h.div.end(), static_cast<double>(*divisor_override));
+    std::fill(wn->w.div.begin(), wn->w.div.end(), 1.0);
+  }
   Var y = window_mean("avg_pool2d", x, wn);
   return unbatched ? squeeze(y, 0) : y;
 }

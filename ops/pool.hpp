@@ -13,9 +13,9 @@ namespace tg {
 // otherwise). Output extents follow PyTorch: floor((in + 2 pad - dil (k - 1) - 1) / stride)
 // + 1, rounded up with ceil_mode (the last window must start inside the input or its left
 // padding). Bad arguments (kernel, stride or dilation <= 0, padding above half the
-// (effective) kernel, an output extent below 1, a wrong rank) throw ShapeError / Error
-// naming the op and the values. Every backward is itself a recorded op with its own
-// backward, so second derivatives work.
+// kernel (of kernel_size, whatever the dilation, as PyTorch), an output extent below 1, a wrong
+// rank) throw ShapeError / Error naming the op and the values. Every backward is itself a recorded
+// op with its own backward, so second derivatives work.
 
 /// A pair of extents (height, width); an integer means the same for both.
 struct Pair2 {
@@ -35,8 +35,11 @@ Var max_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride = {}
                Pair2 dilation = 1, bool ceil_mode = false);
 /// The mean of each window; with count_include_pad the divisor counts the zero padding
 /// inside the window (not the part a ceil_mode window spills past it), as PyTorch.
+/// divisor_override, when given, divides every window's sum instead (non-zero: an Error
+/// naming the op otherwise, as PyTorch).
 Var avg_pool2d(const Var& x, Pair2 kernel_size, std::optional<Pair2> stride = {}, Pair2 padding = 0,
-               bool ceil_mode = false, bool count_include_pad = true);
+               bool ceil_mode = false, bool count_include_pad = true,
+               std::optional<int64_t> divisor_override = {});
 /// Mean over windows [floor(i H / OH), ceil((i + 1) H / OH)) (likewise W), as PyTorch.
 Var adaptive_avg_pool2d(const Var& x, Pair2 output_size);
 /// The 1-d forms over [N, C, L] / [C, L] (the 2-d ops over a height of 1).

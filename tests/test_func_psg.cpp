@@ -89,9 +89,10 @@ void throws_with(const std::function<void()>& f, const std::string& prefix,
 // conv2d ("same" padding, dilation 2, groups 2, a 2x3 kernel), max pooling, flatten, linear.
 std::unique_ptr<tg::Sequential> small_cnn(tg::Rng& rng) {
   auto net = std::make_unique<tg::Sequential>();
-  net->emplace_back<tg::Conv2d>(2, 4, 3, rng, 2, 1, 1, 2, true, tg::f64);
+  net->emplace_back<tg::Conv2d>(2, 4, 3, rng, 2, 1, 1, 2, true, "zeros", tg::f64);
   net->emplace_back<tg::ReLU>();
-  net->emplace_back<tg::Conv2d>(4, 6, tg::Size2(2, 3), rng, 1, "same", 2, 2, true, tg::f64);
+  net->emplace_back<tg::Conv2d>(4, 6, tg::Size2(2, 3), rng, 1, "same", 2, 2, true, "zeros",
+                                tg::f64);
   net->emplace_back<tg::MaxPool2d>(2);
   net->emplace_back<tg::Flatten>();
   net->emplace_back<tg::Linear>(24, 3, rng, true, tg::f64);
@@ -152,12 +153,12 @@ TEST_CASE("per_sample_grad vectorized: CNNs match the loop") {
   // conv1d (stride 2, padding 1, dilation 2), GroupNorm, a grouped conv1d without bias with
   // "valid" padding, and one with "same".
   tg::Sequential c1;
-  c1.emplace_back<tg::Conv1d>(3, 4, 3, rng, 2, 1, 2, 1, true, tg::f64);
+  c1.emplace_back<tg::Conv1d>(3, 4, 3, rng, 2, 1, 2, 1, true, "zeros", tg::f64);
   c1.emplace_back<tg::GroupNorm>(2, 4, 1e-5, true, tg::f64);
   c1.emplace_back<tg::Tanh>();
-  c1.emplace_back<tg::Conv1d>(4, 4, 2, rng, 1, "valid", 1, 4, false, tg::f64);
+  c1.emplace_back<tg::Conv1d>(4, 4, 2, rng, 1, "valid", 1, 4, false, "zeros", tg::f64);
   // "same" with an odd total padding (the extra column at the end).
-  c1.emplace_back<tg::Conv1d>(4, 2, 2, rng, 1, "same", 1, 2, true, tg::f64);
+  c1.emplace_back<tg::Conv1d>(4, 2, 2, rng, 1, "same", 1, 2, true, "zeros", tg::f64);
   c1.emplace_back<tg::Flatten>();
   c1.emplace_back<tg::Linear>(6, 2, rng, true, tg::f64);
   set_params(c1);
@@ -166,15 +167,27 @@ TEST_CASE("per_sample_grad vectorized: CNNs match the loop") {
   // depthwise conv2d, average pooling.
   tg::Sequential c2;
   c2.emplace_back<tg::Conv2d>(1, 4, tg::Size2(3, 2), rng, tg::Size2(1, 2), tg::Size2(1, 0), 1, 1,
-                              true, tg::f64);
+                              true, "zeros", tg::f64);
   c2.emplace_back<tg::GroupNorm>(2, 4, 1e-5, true, tg::f64);
   // Stride 2 with dilation 2, padding 2, depthwise (groups = channels).
-  c2.emplace_back<tg::Conv2d>(4, 4, 3, rng, 2, 2, 2, 4, true, tg::f64);
+  c2.emplace_back<tg::Conv2d>(4, 4, 3, rng, 2, 2, 2, 4, true, "zeros", tg::f64);
   c2.emplace_back<tg::AvgPool2d>(tg::Pair2(1, 2));
   c2.emplace_back<tg::Flatten>();
   c2.emplace_back<tg::Linear>(12, 3, rng, true, tg::f64);
   set_params(c2);
   check_against_loop(c2, ce_loss(c2), {P({3, 1, 6, 8}, 2.5), labels(3, 3)});
+  // padding_mode other than zeros: the rule sees the padded input (reflect, circular "same"
+  // with an odd total, replicate over [B, C, H, W]).
+  tg::Sequential c3;
+  c3.emplace_back<tg::Conv1d>(2, 3, 3, rng, 1, 1, 1, 1, true, "reflect", tg::f64);
+  c3.emplace_back<tg::Conv1d>(3, 2, 2, rng, 1, "same", 2, 1, true, "circular", tg::f64);
+  c3.emplace_back<tg::Unflatten>(1, std::vector<int64_t>{1, 2});
+  c3.emplace_back<tg::Conv2d>(1, 2, tg::Size2(2, 3), rng, 1, tg::Size2(1, 2), 1, 1, true,
+                              "replicate", tg::f64);
+  c3.emplace_back<tg::Flatten>();
+  c3.emplace_back<tg::Linear>(2 * 3 * 7, 2, rng, true, tg::f64);
+  set_params(c3);
+  check_against_loop(c3, ce_loss(c3), {P({3, 2, 5}, 3.5), labels(3, 2)});
 }
 
 TEST_CASE("per_sample_grad vectorized: Embedding + Linear and LayerNorm models match the loop") {
@@ -335,7 +348,7 @@ TEST_CASE("per_sample_grad vectorized: falls back to the loop, saying why") {
   // BatchNorm in training mode mixes the samples: the loop runs, each sample normalized by
   // its own statistics (a batch of 1; here over the length of [1, C, L]).
   tg::Sequential bnt;
-  bnt.emplace_back<tg::Conv1d>(1, 2, 2, rng, 1, 0, 1, 1, true, tg::f64);
+  bnt.emplace_back<tg::Conv1d>(1, 2, 2, rng, 1, 0, 1, 1, true, "zeros", tg::f64);
   bnt.emplace_back<tg::BatchNorm1d>(2, 1e-5, 0.1, true, true, tg::f64);
   bnt.emplace_back<tg::Flatten>();
   falls_back(bnt, "BatchNorm1d '1' is in training mode", {P({4, 1, 5}, 0.4), P({4, 8}, 0.6)});

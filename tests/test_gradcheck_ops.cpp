@@ -778,6 +778,9 @@ TEST_CASE("gradcheck: pooling and normalization", "[gradcheck]") {
       {"avg_pool2d kernel 3 stride 2 padding 1 ceil_mode without the padding",
        [](auto& v) { return tg::avg_pool2d(v[0] * v[0], 3, Pair2(2), 1, true, false); },
        {a5}},
+      {"avg_pool2d kernel 3 stride 2 padding 1 ceil_mode divisor_override 4",
+       [](auto& v) { return tg::avg_pool2d(v[0] * v[0], 3, Pair2(2), 1, true, true, 4); },
+       {a4}},
       {"avg_pool2d_backward (avg_pool2d's gradient)",
        [](auto& v) {
          return grad_of(tg::sum(tg::avg_pool2d(v[0], 3, Pair2(2), 1, true) * v[1]), v[0]) * v[0];

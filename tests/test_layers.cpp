@@ -3,6 +3,7 @@
 // checkpoint round trip, and a tapegrad Sequential loaded into torch.
 
 #include <catch2/catch.hpp>
+#include <memory>
 
 #include "models/activations.hpp"
 #include "models/checkpoint.hpp"
@@ -45,18 +46,46 @@ TEST_CASE("pooling modules: shapes, no parameters, str() as PyTorch's repr", "[l
   CHECK(mp.str() == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=false)");
   tg::MaxPool2d mp2({3, 2}, tg::Pair2(1, 2), {1, 0}, 1, true);
   CHECK(mp2(x).shape() == tg::Shape{2, 3, 7, 3});
+  // return_indices: the maxima and their flat positions, as max_pool2d_with_indices.
+  const auto [mv, mi] = mp2.forward_with_indices(x);
+  const auto want = tg::max_pool2d_with_indices(x, {3, 2}, tg::Pair2(1, 2), {1, 0}, 1, true);
+  CHECK(values_of(mv.value()) == values_of(want.values.value()));
+  CHECK(mi.dtype() == tg::i64);
+  CHECK(values_of(mi.value()) == values_of(want.indices.value()));
   CHECK(mp2.str() ==
         "MaxPool2d(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=1, "
         "ceil_mode=true)");
   tg::AvgPool2d ap(3, 2, 1);
   CHECK(ap(x).shape() == tg::Shape{2, 3, 4, 3});
   CHECK(ap.str() == "AvgPool2d(kernel_size=3, stride=2, padding=1)");
+  // divisor_override divides every window's sum: 4 / 3 of the 2x2 means.
+  tg::AvgPool2d ap_div(2, {}, 0, false, true, 3);
+  const auto div = values_of(ap_div(x).value()), plain = values_of(tg::avg_pool2d(x, 2).value());
+  REQUIRE(div.size() == plain.size());
+  for (size_t i = 0; i < div.size(); ++i) CHECK(div[i] == Approx(plain[i] * 4.0 / 3.0));
+  CHECK_THROWS_WITH(tg::AvgPool2d(2, {}, 0, false, true, 0)(x),
+                    Catch::StartsWith("avg_pool2d: divisor_override"));
   tg::AdaptiveAvgPool2d aap({1, 2});
   CHECK(aap(x).shape() == tg::Shape{2, 3, 1, 2});
   CHECK(tg::AdaptiveAvgPool2d(1)(x).shape() == tg::Shape{2, 3, 1, 1});
   CHECK(aap.str() == "AdaptiveAvgPool2d(output_size=(1, 2))");
   CHECK(tg::AdaptiveAvgPool2d(5).str() == "AdaptiveAvgPool2d(output_size=5)");
   CHECK_THROWS_AS(tg::MaxPool2d(0)(x), tg::Error);
+
+  // The 1-d modules over [N, C, L] and [C, L], as max_pool1d / avg_pool1d.
+  const tg::Var s = input(tg::Shape{2, 3, 9}, 0.4);
+  tg::MaxPool1d mp1(3, 2, 1, 2, true);
+  CHECK(values_of(mp1(s).value()) == values_of(tg::max_pool1d(s, 3, 2, 1, 2, true).value()));
+  CHECK(values_of(mp1.forward_with_indices(s).indices.value()) ==
+        values_of(tg::max_pool1d_with_indices(s, 3, 2, 1, 2, true).indices.value()));
+  CHECK(tg::MaxPool1d(2)(input(tg::Shape{3, 9}, 0.4)).shape() == tg::Shape{3, 4});
+  CHECK(tg::MaxPool1d(2).str() ==
+        "MaxPool1d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=false)");
+  tg::AvgPool1d ap1(4, 3, 2, true, false);
+  CHECK(values_of(ap1(s).value()) == values_of(tg::avg_pool1d(s, 4, 3, 2, true, false).value()));
+  CHECK(tg::AvgPool1d(3)(s).shape() == tg::Shape{2, 3, 3});
+  CHECK(ap1.str() == "AvgPool1d(kernel_size=(4,), stride=(3,), padding=(2,))");
+  CHECK(ap1.parameters().empty());
 }
 
 TEST_CASE("BatchNorm: parameters, buffers, str(), rank checks", "[layers]") {
@@ -436,7 +465,7 @@ TEST_CASE("Conv1d, Conv2d, ConvTranspose2d: shapes, parameters, str() as PyTorch
   CHECK(g.str() == "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), groups=2)");
   CHECK(g.weight.shape() == tg::Shape{8, 2, 3, 3});
   CHECK(g(input(tg::Shape{2, 4, 5, 5}, 0.2)).shape() == tg::Shape{2, 8, 3, 3});
-  tg::Conv2d v(4, 8, {3, 5}, rng, 2, "valid", 2, 1, false, tg::f64);
+  tg::Conv2d v(4, 8, {3, 5}, rng, 2, "valid", 2, 1, false, "zeros", tg::f64);
   CHECK(v.str() ==
         "Conv2d(4, 8, kernel_size=(3, 5), stride=(2, 2), padding=valid, dilation=(2, 2), "
         "bias=false)");
@@ -579,4 +608,94 @@ TEST_CASE("Conv1d and ConvTranspose2d modules compute what torch.nn's do with th
   CHECK(y1.shape() == tg::Shape{2, 6, 5});
   tgtest::check_close(values_of(y1.value()), torch["y1"], 1e-5);
   tgtest::check_close(values_of(y2.value()), torch["y2"], 1e-5);
+}
+
+TEST_CASE("Conv1d and Conv2d with padding_mode reflect, replicate, circular equal torch.nn's",
+          "[layers][oracle]") {
+  if (!tgtest::torch_available()) {
+    WARN("SKIPPED: PyTorch is not available");
+    return;
+  }
+  const auto dir = tgtest::temp_dir("layers_padding_mode_torch");
+  tg::Rng rng(11);
+  // Each case: the module, its torch constructor, the input shape. Values and the gradients
+  // of sum(y * w) for the input and the weight, in f64.
+  struct Case {
+    std::unique_ptr<tg::ConvBase> m;
+    std::string torch;
+    tg::Shape in;
+  };
+  std::vector<Case> cases;
+  auto add = [&](tg::ConvBase* m, std::string torch, tg::Shape in) {
+    cases.push_back({std::unique_ptr<tg::ConvBase>(m), std::move(torch), std::move(in)});
+  };
+  add(new tg::Conv1d(2, 3, 3, rng, 1, 2, 1, 1, true, "reflect", tg::f64),
+      "nn.Conv1d(2, 3, 3, padding=2, padding_mode='reflect')", {2, 2, 7});
+  add(new tg::Conv1d(2, 4, 4, rng, 1, "same", 1, 2, true, "circular", tg::f64),
+      "nn.Conv1d(2, 4, 4, padding='same', groups=2, padding_mode='circular')", {2, 2, 6});
+  add(new tg::Conv1d(2, 2, 3, rng, 2, 1, 2, 1, false, "replicate", tg::f64),
+      "nn.Conv1d(2, 2, 3, stride=2, padding=1, dilation=2, bias=False, "
+      "padding_mode='replicate')",
+      {1, 2, 8});
+  add(new tg::Conv2d(2, 3, {3, 2}, rng, {2, 1}, {1, 1}, 1, 1, true, "replicate", tg::f64),
+      "nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 1), padding_mode='replicate')",
+      {2, 2, 5, 4});
+  add(new tg::Conv2d(2, 2, 3, rng, 1, "same", 2, 1, true, "circular", tg::f64),
+      "nn.Conv2d(2, 2, 3, padding='same', dilation=2, padding_mode='circular')", {2, 2, 5, 6});
+  add(new tg::Conv2d(2, 2, 3, rng, 1, "same", 2, 2, true, "reflect", tg::f64),
+      "nn.Conv2d(2, 2, 3, padding='same', dilation=2, groups=2, padding_mode='reflect')",
+      {2, 5, 6});
+  add(new tg::Conv2d(1, 2, 3, rng, 1, 3, 1, 1, true, "circular", tg::f64),
+      "nn.Conv2d(1, 2, 3, padding=3, padding_mode='circular')", {1, 1, 3, 4});
+  std::string script = std::string(tgtest::kPythonPrelude) +
+                       "import numpy as np\n"
+                       "import torch.nn as nn\n"
+                       "def check(name, m, path, shape):\n"
+                       "    d = np.load(path)\n"
+                       "    m = m.double()\n"
+                       "    m.load_state_dict({k: torch.from_numpy(d[k]) for k in d.files})\n"
+                       "    x = pattern(shape, 0.3, 1.0, torch.float64).requires_grad_()\n"
+                       "    y = m(x)\n"
+                       "    w = pattern(tuple(y.shape), 9.0, 1.0, torch.float64)\n"
+                       "    emit(name, y)\n"
+                       "    gx, gw = torch.autograd.grad((y * w).sum(), (x, m.weight))\n"
+                       "    emit(name + '_gx', gx)\n"
+                       "    emit(name + '_gw', gw)\n";
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path = (dir / ("c" + std::to_string(i) + ".npz")).string();
+    cases[i].m->save(path);
+    std::string shape = "[";
+    for (int d = 0; d < cases[i].in.rank(); ++d) shape += std::to_string(cases[i].in[d]) + ", ";
+    script += "check('c" + std::to_string(i) + "', " + cases[i].torch + ", '" + path + "', " +
+              shape + "])\n";
+  }
+  auto torch = tgtest::run_python(script);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string name = "c" + std::to_string(i);
+    INFO(name << ": " << cases[i].torch);
+    tg::ConvBase& m = *cases[i].m;
+    CHECK(m.str().find("padding_mode=" + m.padding_mode()) != std::string::npos);
+    const tg::Var x = tg::param(tgtest::pattern(cases[i].in, 0.3, 1.0));
+    const tg::Var y = m(x);
+    const tg::Var w = tg::constant(tgtest::pattern(y.shape(), 9.0, 1.0));
+    tg::sum(y * w).backward();
+    tgtest::check_close(values_of(y.value()), torch[name], 1e-10);
+    tgtest::check_close(values_of(x.grad().value()), torch[name + "_gx"], 1e-10);
+    tgtest::check_close(values_of(m.weight.grad().value()), torch[name + "_gw"], 1e-10);
+  }
+  CHECK(tg::Conv2d(2, 2, 3, rng, 1, 1, 1, 1, true, "reflect").str() ==
+        "Conv2d(2, 2, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), padding_mode=reflect)");
+  CHECK_THROWS_WITH(tg::Conv2d(2, 2, 3, rng, 1, 0, 1, 1, true, "foo"),
+                    "Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate' or "
+                    "'circular', got 'foo'");
+  // Circular padding wraps around at most once; reflect pads stay below the extent.
+  CHECK_THROWS_WITH(
+      tg::Conv1d(2, 2, 3, rng, 1, 4, 1, 1, true, "circular")(input(tg::Shape{1, 2, 3}, 0.1)),
+      Catch::StartsWith("Conv1d: circular padding (4, 4) wraps around more than once"));
+  CHECK_THROWS_AS(
+      tg::Conv1d(2, 2, 3, rng, 1, 3, 1, 1, true, "reflect")(input(tg::Shape{1, 2, 3}, 0.1)),
+      tg::ShapeError);
+  CHECK_THROWS_AS(
+      tg::Conv2d(2, 2, 3, rng, 1, 1, 1, 1, true, "reflect")(input(tg::Shape{4, 4}, 0.1)),
+      tg::ShapeError);
 }

@@ -66,6 +66,8 @@ run("ap_3_ceil_nopad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, c
 run("ap_3_ceil_pad", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True), a)
 run("ap_rect", F.avg_pool2d(a, (2, 3), stride=(3, 1), padding=(1, 0)), a)
 run("ap_empty", F.avg_pool2d(e, 2), e)
+run("ap_div", F.avg_pool2d(a, 3, stride=2, padding=1, ceil_mode=True, divisor_override=5), a)
+run("ap_div_neg", F.avg_pool2d(u, (2, 3), stride=1, divisor_override=-2), u)
 run("aap_34", F.adaptive_avg_pool2d(a, (3, 4)), a)
 run("aap_11", F.adaptive_avg_pool2d(a, 1), a)
 run("aap_big", F.adaptive_avg_pool2d(u, (7, 8)), u)
@@ -174,6 +176,8 @@ emit("bn_rm", rm); emit("bn_rv", rv); emit("in_rm", rm2); emit("in_rv", rv2)
     run("ap_3_ceil_pad", tg::avg_pool2d(a, 3, Pair2(2), 1, true, true), {a});
     run("ap_rect", tg::avg_pool2d(a, Pair2(2, 3), Pair2(3, 1), Pair2(1, 0)), {a});
     run("ap_empty", tg::avg_pool2d(e, 2), {e});
+    run("ap_div", tg::avg_pool2d(a, 3, Pair2(2), 1, true, true, 5), {a});
+    run("ap_div_neg", tg::avg_pool2d(u, Pair2(2, 3), Pair2(1), 0, false, true, -2), {u});
     run("aap_34", tg::adaptive_avg_pool2d(a, Pair2(3, 4)), {a});
     run("aap_11", tg::adaptive_avg_pool2d(a, 1), {a});
     run("aap_big", tg::adaptive_avg_pool2d(u, Pair2(7, 8)), {u});
@@ -242,6 +246,8 @@ TEST_CASE("pooling and normalization reject bad arguments with typed errors", "[
   CHECK_THROWS_AS(tg::max_pool2d(x, 2, {}, 0, 0), tg::Error);
   CHECK_THROWS_AS(tg::avg_pool2d(x, 3, {}, 2), tg::Error);
   CHECK_THROWS_AS(tg::avg_pool2d(x, 0), tg::Error);
+  throws([&] { tg::avg_pool2d(x, 2, {}, 0, false, true, 0); },
+         "avg_pool2d: divisor_override must be non-zero, got 0");
   CHECK_THROWS_AS(tg::max_pool2d(tg::constant(pattern({2, 3, 4, 4}, 0.0).to(tg::i64)), 2),
                   tg::DtypeError);
   CHECK_THROWS_AS(tg::max_pool1d(x, 2), ShapeError);
@@ -250,6 +256,17 @@ TEST_CASE("pooling and normalization reject bad arguments with typed errors", "[
   throws([&] { tg::max_pool2d(x, 5); }, "max_pool2d: ");
   throws([&] { tg::avg_pool2d(x, 3, {}, 2); }, "avg_pool2d: ");
   throws([&] { tg::max_pool1d(tg::param(pattern({2, 3, 4}, 0.0)), 2, 0); }, "max_pool1d: ");
+  // The padding bound is half of kernel_size whatever the dilation, as PyTorch ("pad should
+  // be at most half of kernel size"): kernel 2 with dilation 3 takes padding 1, not 2.
+  CHECK(tg::max_pool2d(x, 2, Pair2(1), 1, 3).shape() == Shape{2, 3, 3, 3});
+  throws([&] { tg::max_pool2d(x, 2, Pair2(1), 2, 3); },
+         "max_pool2d: padding (2, 2) must be non-negative and at most half of the kernel size "
+         "(2, 2)");
+  throws(
+      [&] {
+        tg::max_pool1d(tg::param(pattern({2, 3, 8}, 0.0)), 3, 1, 2, 2);
+      },
+      "max_pool1d: padding (0, 2) must be non-negative and at most half of the kernel size");
 
   const Var c3 = tg::param(pattern({3}, 1.0)), c4 = tg::param(pattern({4}, 1.0));
   CHECK_THROWS_AS(tg::batch_norm(tg::param(pattern({3}, 0.0)), {}, {}, {}, {}, true), ShapeError);
@@ -286,6 +303,31 @@ TEST_CASE("batch_norm updates its running statistics without recording", "[ops][
   // Eval uses the running statistics: the same x now gives a different result.
   const Var ye = tg::batch_norm(x, rm, rv, {}, {}, false);
   CHECK(vals(ye) != vals(y));
+}
+
+TEST_CASE("batch_norm in training over an empty batch: an empty result, statistics kept",
+          "[ops][norm]") {
+  // As PyTorch: only exactly one value per channel is refused; a batch of 0 (or empty spatial
+  // dims) normalizes to an empty result and leaves the running statistics as they were.
+  for (const tg::Shape& s : {tg::Shape{0, 3}, tg::Shape{0, 3, 2, 2}, tg::Shape{2, 3, 0}}) {
+    INFO(s.str());
+    const Var x = tg::param(pattern(s, 0.0));
+    Var rm = tg::constant(tg::zeros({3}, tg::f64)), rv = tg::constant(tg::ones({3}, tg::f64));
+    const Var w = tg::param(pattern({3}, 1.0)), b = tg::param(pattern({3}, 2.0));
+    const Var y = tg::batch_norm(x, rm, rv, w, b, true);
+    CHECK(y.shape() == s);
+    CHECK(vals(rm) == std::vector<double>{0, 0, 0});
+    CHECK(vals(rv) == std::vector<double>{1, 1, 1});
+    tg::sum(y).backward();
+    CHECK(x.grad().shape() == s);
+    CHECK(vals(w.grad()) == std::vector<double>{0, 0, 0});
+  }
+  // The module counts the batch, as torch.nn.BatchNorm2d does.
+  tg::BatchNorm2d bn(3);
+  CHECK(bn(tg::constant(tg::zeros({0, 3, 4, 4}))).shape() == tg::Shape{0, 3, 4, 4});
+  CHECK(bn.buffer("num_batches_tracked").to(tg::f64).to_vector() == std::vector<double>{1});
+  CHECK(bn.buffer("running_mean").to(tg::f64).to_vector() == std::vector<double>{0, 0, 0});
+  CHECK(bn.buffer("running_var").to(tg::f64).to_vector() == std::vector<double>{1, 1, 1});
 }
 
 TEST_CASE("normalization statistics are stable under a large offset", "[ops][norm]") {

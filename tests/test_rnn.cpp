@@ -71,6 +71,33 @@ TEST_CASE("recurrent modules: PyTorch's parameter names, shapes, str() and init 
   CHECK(lc.weight_ih.shape() == tg::Shape{16, 3});
   CHECK(gc.weight_hh.shape() == tg::Shape{12, 4});
 
+  // proj_size (LSTM only): weight_hr after each layer and direction's biases, weight_hh and
+  // the next layer's input with proj_size features, every parameter U(-1/sqrt(hidden), ..).
+  tg::LSTM proj(3, 6, rng, {.num_layers = 2, .bidirectional = true, .proj_size = 2});
+  CHECK(proj.str() == "LSTM(3, 6, proj_size=2, num_layers=2, bidirectional=true)");
+  CHECK(proj.parameters().size() == 20);
+  CHECK(names_of(proj)[4] == "weight_hr_l0");
+  CHECK(names_of(proj)[9] == "weight_hr_l0_reverse");
+  CHECK(proj.parameter("weight_hr_l1").shape() == tg::Shape{2, 6});
+  CHECK(proj.parameter("weight_hh_l0").shape() == tg::Shape{24, 2});
+  CHECK(proj.parameter("weight_ih_l1").shape() == tg::Shape{24, 4});
+  for (const auto& p : proj.parameters())
+    for (double v : p.value().to_vector()) REQUIRE(std::abs(v) <= 1.0 / std::sqrt(6.0));
+  auto [py, phc] = proj(tg::constant(tg::zeros({5, 3, 3})));
+  CHECK(py.shape() == tg::Shape{5, 3, 4});
+  CHECK(std::get<0>(phc).shape() == tg::Shape{4, 3, 2});
+  CHECK(std::get<1>(phc).shape() == tg::Shape{4, 3, 6});
+  CHECK_THROWS_WITH(tg::GRU(3, 6, rng, {.proj_size = 2}),
+                    "GRU: proj_size is only supported for LSTM, not RNN or GRU");
+  CHECK_THROWS_WITH(tg::LSTM(3, 6, rng, {.proj_size = 6}),
+                    "LSTM: proj_size must be smaller than hidden_size, got 6 and 6");
+  CHECK_THROWS_AS(tg::LSTM(3, 6, rng, {.proj_size = -1}), tg::Error);
+  CHECK_THROWS_WITH(
+      proj(tg::constant(tg::zeros({5, 3, 3})),
+           std::tuple{tg::constant(tg::zeros({4, 3, 6})), tg::constant(tg::zeros({4, 3, 6}))}),
+      "LSTM: h_0 must have shape [4, 3, 2] (num_layers * num_directions, batch, "
+      "proj_size), got [4, 3, 6]");
+
   // to(dtype) converts the parameters in place: the layer runs in the new dtype.
   tg::LSTM small(2, 3, rng, {.num_layers = 2});
   small.to(tg::f64);
@@ -94,8 +121,9 @@ namespace {
 void check_module_gradients(tg::RNNBase& m, const std::vector<int64_t>& x_shape, bool lstm) {
   const int64_t layers = m.num_layers() * (m.bidirectional() ? 2 : 1);
   const int64_t batch = m.batch_first() ? x_shape[0] : x_shape[1];
+  const int64_t h_out = m.proj_size() > 0 ? m.proj_size() : m.hidden_size();
   std::vector<tg::Tensor> inputs{pat(x_shape, 0.2, 1.0, tg::f64),
-                                 pat({layers, batch, m.hidden_size()}, 1.3, 0.5, tg::f64)};
+                                 pat({layers, batch, h_out}, 1.3, 0.5, tg::f64)};
   if (lstm) inputs.push_back(pat({layers, batch, m.hidden_size()}, 2.1, 0.5, tg::f64));
   const size_t first_weight = inputs.size();
   for (const auto& p : m.parameters()) inputs.push_back(p.value().clone());
@@ -123,6 +151,10 @@ TEST_CASE("gradcheck, gradgradcheck: 2-layer bidirectional LSTM, GRU, RNN with i
     tg::LSTM m(2, 3, rng, {.num_layers = 2, .bidirectional = true}, tg::f64);
     check_module_gradients(m, {3, 2, 2}, true);
   }
+  SECTION("LSTM with proj_size") {
+    tg::LSTM m(2, 3, rng, {.num_layers = 2, .bidirectional = true, .proj_size = 2}, tg::f64);
+    check_module_gradients(m, {3, 2, 2}, true);
+  }
   SECTION("GRU, batch_first") {
     tg::GRU m(2, 3, rng, {.num_layers = 2, .batch_first = true, .bidirectional = true}, tg::f64);
     check_module_gradients(m, {2, 3, 2}, false);
@@ -147,7 +179,7 @@ struct OracleCase {
   std::string torch;  // the Python constructor, e.g. "nn.LSTM(3, 4, num_layers=2)"
   std::function<std::unique_ptr<tg::Module>(tg::Rng&, tg::Dtype)> make;
   std::vector<int64_t> x_shape;
-  std::vector<int64_t> h_shape;  // empty: no initial state
+  std::vector<int64_t> h_shape;  // empty: no initial state; c's ends in hidden_size instead
   bool pair_state;               // LSTM / LSTMCell: (h, c)
   // Runs the module; returns its outputs flattened in PyTorch's order.
   std::function<std::vector<tg::Var>(tg::Module&, const tg::Var& x, const tg::Var& h,
@@ -224,6 +256,27 @@ std::vector<OracleCase> oracle_cases() {
        lstm(3, 4, {.num_layers = 2, .batch_first = true}),
        {5, 3},
        {2, 4},
+       true,
+       runner<tg::LSTM>()},
+      {"lstm_proj_l2_bi_h0",
+       "nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2)",
+       lstm(3, 5, {.num_layers = 2, .bidirectional = true, .proj_size = 2}),
+       {4, 2, 3},
+       {4, 2, 2},
+       true,
+       runner<tg::LSTM>()},
+      {"lstm_proj_unbatched_nobias",
+       "nn.LSTM(3, 4, bias=False, batch_first=True, proj_size=3)",
+       lstm(3, 4, {.bias = false, .batch_first = true, .proj_size = 3}),
+       {5, 3},
+       {},
+       true,
+       runner<tg::LSTM>()},
+      {"lstm_proj_one_step",
+       "nn.LSTM(3, 4, proj_size=1)",
+       lstm(3, 4, {.proj_size = 1}),
+       {1, 2, 3},
+       {},
        true,
        runner<tg::LSTM>()},
       {"lstm_batch1_nobias",
@@ -331,7 +384,8 @@ std::string oracle_script(const std::vector<OracleCase>& cases, const std::strin
                   "        leaves = [x]\n"
                   "        if hs:\n"
                   "            h = pattern(hs, 1.1, 0.5, D).requires_grad_()\n"
-                  "            c = pattern(hs, 2.3, 0.5, D).requires_grad_()\n"
+                  "            c = pattern(list(hs[:-1]) + [m.hidden_size], 2.3, 0.5, "
+                  "D).requires_grad_()\n"
                   "            leaves += [h, c] if pair else [h]\n"
                   "            ys = flat(m(x, (h, c) if pair else h))\n"
                   "        else:\n"
@@ -380,7 +434,10 @@ TEST_CASE("recurrent modules with torch's exported weights compute what torch.nn
       tg::Var h, cs;
       if (!c.h_shape.empty()) {
         h = tg::param(pat(c.h_shape, 1.1, 0.5, dt));
-        cs = tg::param(pat(c.h_shape, 2.3, 0.5, dt));
+        std::vector<int64_t> c_shape = c.h_shape;  // hidden_size features (not proj_size)
+        if (const auto* r = dynamic_cast<const tg::RNNBase*>(m.get()))
+          c_shape.back() = r->hidden_size();
+        cs = tg::param(pat(c_shape, 2.3, 0.5, dt));
         leaves.push_back(h);
         if (c.pair_state) leaves.push_back(cs);
       }
