@@ -46,8 +46,9 @@ struct Eigh {
   Var eigenvectors;  // [..., n, n], the columns
 };
 /// Eigenvalues (ascending) and eigenvectors of a symmetric matrix, reading its lower ("L")
-/// or upper ("U") triangle (either case, as PyTorch; the other is never read). The eigenvector gradient is finite only for distinct
-/// eigenvalues, and meaningful only for a loss that does not depend on each vector's sign.
+/// or upper ("U") triangle (either case, as PyTorch; the other is never read). The eigenvector
+/// gradient is finite only for distinct eigenvalues, and meaningful only for a loss that does not
+/// depend on each vector's sign.
 Eigh eigh(const Var& A, const std::string& UPLO = "L");
 /// The eigenvalues alone (gradient defined for repeated eigenvalues too).
 Var eigvalsh(const Var& A, const std::string& UPLO = "L");
